@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make demo` and `make test` (each builds .venv first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/base.txt requirements/lava.txt requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt
+	$(PIP) install -q --no-deps --ignore-requires-python -r requirements/lava.txt
+	$(PIP) install -q --no-deps -e .
+	$(PY) -c "import snncompile.backends.lava_backend as lb; lb.require_lava()"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not lava and not slow"
+
+bench: $(STAMP)
+	$(PY) bench/bench_simulator.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,195 @@
+"""`snncompile` command line: compile | run | verify.
+
+Every error a user can cause is one line on stderr and a non-zero exit; set
+SNNCOMPILE_DEBUG=1 to see the traceback of an internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputFileError, SnnCompileError
+
+EPILOG = textwrap.dedent("""\
+    Input files are .npz archives with 'inputs', an integer array shaped
+    (samples, steps, *input_shape) -- spikes 0/1, or graded values below 2**bits for a
+    network with graded input -- and optional 'labels' (samples,) of class indices.
+
+    examples:
+      snncompile compile model.pt --target loihi2 --calib train.npz -o model.build
+      snncompile run model.build --inputs test.npz --backend sim
+      snncompile verify model.build --inputs test.npz --json verify.json
+    """)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .target import available_targets
+
+    p = argparse.ArgumentParser(
+        prog="snncompile", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile trained spiking neural networks to Loihi fixed point, run them "
+                    "on a bit-accurate simulator or on Lava, and verify spike-level "
+                    "equivalence.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    c = sub.add_parser("compile", help="compile a checkpoint into a build directory",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Import a trained model, fold pooling into weights, quantise to the target's fixed
+        point (8-bit weights with exponent, 12-bit decays, 24-bit state) and write a build
+        directory: graph.json + arrays.npz (the fixed-point graph), float/ (the float
+        graph), report.md and report.json (per-layer shapes, neuron and synapse counts,
+        chosen exponents and bit widths, quantisation error, saturation counts).
+        Scales are chosen from the weights and thresholds, and from calibration data if
+        --calib is given (recommended: it checks the 24-bit state headroom)."""))
+    c.add_argument("model", help="model file (.pt snncompile checkpoint)")
+    c.add_argument("--target", default="loihi2",
+                   help=f"target name ({', '.join(available_targets())}) or a .toml file "
+                        "(default: loihi2)")
+    c.add_argument("-o", "--output", required=True, help="build directory to write")
+    c.add_argument("--calib", help="calibration inputs (.npz, see below) for scale selection")
+    c.add_argument("--calib-samples", type=int, default=256,
+                   help="use at most this many calibration samples (default: 256)")
+    c.add_argument("--quiet", action="store_true", help="print only the build path")
+
+    r = sub.add_parser("run", help="run a build on the simulator or on Lava",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Run a compiled network on its inputs and write the output layer's spikes and the
+        predictions (argmax of output spike counts) to an .npz file. Prints accuracy when
+        the inputs file has labels."""), epilog=EPILOG)
+    r.add_argument("build", help="build directory written by `snncompile compile`")
+    r.add_argument("--inputs", required=True, help="inputs .npz file")
+    r.add_argument("--backend", choices=["sim", "lava", "reference"], default="sim",
+                   help="sim: fast bit-accurate simulator (default); lava: Lava "
+                        "Loihi2SimCfg(select_tag='fixed_pt'); reference: integer reference")
+    r.add_argument("-o", "--output", help="output .npz (default: BUILD/run_<backend>.npz)")
+    r.add_argument("--limit", type=int, help="use only the first N samples")
+    r.add_argument("--strict", action="store_true",
+                   help="sim only: stop at the first wrap or saturation, naming it")
+
+    v = sub.add_parser("verify", help="check reference, simulator and Lava agree spike for "
+                       "spike", formatter_class=fmt, description=textwrap.dedent("""\
+        Run the integer reference (PyTorch, layer by layer), the simulator (numpy, step by
+        step) and Lava (Loihi2SimCfg fixed_pt) on the same integer inputs; compare the
+        spikes of every layer at every step; print a table. Exit status 0 only when all
+        agree; otherwise 1, naming the first divergence (layer, neuron, step, and u/v on
+        each side). With labels, also reports float-model vs compiled accuracy."""),
+        epilog=EPILOG)
+    v.add_argument("build", help="build directory")
+    v.add_argument("--inputs", required=True, help="inputs .npz file")
+    v.add_argument("--json", help="write the machine-readable report here")
+    v.add_argument("--backends", default="reference,sim,lava",
+                   help="comma-separated subset, first is the baseline "
+                        "(default: reference,sim,lava)")
+    v.add_argument("--limit", type=int, help="use only the first N samples")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify}[args.command](args)
+    except SnnCompileError as exc:
+        print(f"snncompile: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("snncompile: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal bug: still one line unless debugging
+        if os.environ.get("SNNCOMPILE_DEBUG"):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"snncompile: internal error: {type(exc).__name__}: {msg} "
+              "(set SNNCOMPILE_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 3
+
+
+def cmd_compile(args) -> int:
+    from .pipeline import compile_model
+
+    build = compile_model(args.model, args.target, calib=args.calib,
+                          calib_samples=args.calib_samples)
+    path = build.save(args.output)
+    if args.quiet:
+        print(path)
+    else:
+        print(build.report_md)
+        print(f"wrote {path}/ (graph.json, arrays.npz, report.md, report.json)")
+    return 0
+
+
+def _load(build_dir, inputs, limit):
+    from .build import Build
+    from .data import load_inputs
+
+    build = Build.load(build_dir)
+    out = build.graph.inputs(build.graph.output_node().name)[0]
+    n_classes = int(np.prod(build.graph.shape(out)))
+    x, labels = load_inputs(inputs, build.graph.input_node(), n_classes, limit)
+    return build, out, x, labels
+
+
+def cmd_run(args) -> int:
+    build, out, x, labels = _load(args.build, args.inputs, args.limit)
+    if args.backend == "sim":
+        from .sim import Simulator
+        res = Simulator(build.graph, build.target.numerics, strict=args.strict).run(
+            x, progress=sys.stderr.isatty())
+        spikes, wall = res.spikes, res.wall_s
+    elif args.backend == "lava":
+        from .backends.lava_backend import run_lava
+        res = run_lava(build.graph, x, progress=True)
+        spikes, wall = res.spikes, res.wall_s
+    else:
+        import time
+
+        from .reference import reference_run
+        t0 = time.perf_counter()
+        spikes = reference_run(build.graph, x, build.target.numerics)
+        wall = time.perf_counter() - t0
+    out_spikes = spikes[out]
+    pred = out_spikes.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
+    dest = Path(args.output) if args.output else Path(args.build) / f"run_{args.backend}.npz"
+    if dest.suffix != ".npz":
+        raise InputFileError(f"{dest}: output must be an .npz file")
+    arrays = {"output_spikes": out_spikes.astype(np.uint8), "predictions": pred}
+    tmp = dest.with_name(dest.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, dest)
+    print(f"{args.backend}: {len(x)} samples x {x.shape[1]} steps in {wall:.2f} s; "
+          f"output layer {out}: {int(out_spikes.sum()):,} spikes")
+    if labels is not None:
+        print(f"accuracy: {(pred == labels).mean():.2%} ({int((pred == labels).sum())}"
+              f"/{len(labels)})")
+    print(f"wrote {dest} (output_spikes, predictions)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import BACKENDS, verify
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad or len(backends) < 2:
+        raise InputFileError(f"--backends: need at least two of {', '.join(BACKENDS)}, "
+                             f"got '{args.backends}'")
+    build, out, x, labels = _load(args.build, args.inputs, args.limit)
+    report = verify(build, x, labels, backends, progress=True)
+    print(report.text())
+    if args.json:
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}")
+    return 0 if report.equivalent else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Import a checkpoint of the package's own PyTorch layers into a float `Graph`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from ..nn.checkpoint import load_checkpoint
+from ..nn.layers import SNN, LIFLayer
+
+
+def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
+    """Translate an `SNN` module into a float graph (one node per layer, then `Output`)."""
+    cfg = model.config
+    inp = cfg["input"]
+    nodes = [Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
+                   bits=int(inp.get("bits", 1)))]
+    for name, spec, layer in zip(model.names, cfg["layers"], model.layers):
+        kind = spec["type"]
+        if kind == "dense":
+            w = layer.module.weight.detach().numpy().astype(np.float32)
+            nodes.append(Dense(name, weight=w))
+        elif kind == "conv2d":
+            conv = layer.module
+            nodes.append(Conv2d(name, weight=conv.weight.detach().numpy().astype(np.float32),
+                                stride=conv.stride, padding=conv.padding, groups=conv.groups))
+        elif kind == "sumpool2d":
+            nodes.append(SumPool2d(name, kernel=(int(spec["kernel"]),) * 2))
+        elif kind == "avgpool2d":
+            nodes.append(AvgPool2d(name, kernel=(int(spec["kernel"]),) * 2))
+        elif kind == "flatten":
+            nodes.append(Flatten(name))
+        else:
+            assert isinstance(layer, LIFLayer)
+            bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
+                    else np.zeros(layer.shape, np.float32))
+            nodes.append(LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv,
+                             vth=layer.vth, bias=bias))
+    nodes.append(Output("output"))
+    graph = Graph.sequential(nodes, meta=meta)
+    graph.validate()
+    return graph
+
+
+def import_checkpoint(path: str | Path) -> Graph:
+    """Load a checkpoint (weights only, never code) and return its float graph."""
+    model, ckpt = load_checkpoint(path)
+    meta = {"source": Path(path).name, "frontend": "snncompile-checkpoint"}
+    if isinstance(ckpt.get("extra"), dict):
+        meta["extra"] = {k: v for k, v in ckpt["extra"].items()
+                         if isinstance(v, (str, int, float, bool))}
+    return graph_from_model(model, meta)

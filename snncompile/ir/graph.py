@@ -1,0 +1,258 @@
+"""The intermediate graph: typed nodes on a networkx DiGraph, edges carrying shape and
+signal kind, written to disk as `graph.json` + `arrays.npz`.
+
+On-disk format (version 1), documented for people and programs:
+
+    graph.json = {
+      "format": "snncompile-graph", "version": 1, "stage": "float" | "fixed",
+      "nodes": [{"name": str, "op": NodeClass, "attrs": {field: value},
+                 "arrays": {field: key-in-arrays.npz}}],          # in topological order
+      "edges": [{"src": str, "dst": str, "shape": [int], "kind": "spikes|graded|real"}],
+      "meta":  {...}                                            # free-form, JSON only
+    }
+
+Arrays are stored under `<node>/<field>` in `arrays.npz` (no pickles). `Graph.load` rebuilds
+an equal graph; `graphs_equal` compares two graphs field by field.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from ..errors import GraphError, InputFileError
+from .nodes import FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, Input, Node, Output, node_fields
+
+FORMAT = "snncompile-graph"
+VERSION = 1
+
+
+class Graph:
+    """A DAG of `Node`s. Build with `add` (which infers shapes) or `Graph.sequential`."""
+
+    def __init__(self, meta: dict | None = None):
+        self.g = nx.DiGraph()
+        self.meta: dict = dict(meta or {})
+
+    # ------------------------------------------------------------ construction
+    def add(self, node: Node, inputs: list[str] | tuple[str, ...] = ()) -> Node:
+        if node.name in self.g:
+            raise GraphError(f"duplicate node name '{node.name}'")
+        for src in inputs:
+            if src not in self.g:
+                raise GraphError(f"{node.name}: input '{src}' is not in the graph")
+        in_shapes = [self.shape(s) for s in inputs]
+        in_kinds = [self.kind(s) for s in inputs]
+        shape = tuple(int(x) for x in node.out_shape(in_shapes))
+        kind = node.out_kind(in_kinds)
+        self.g.add_node(node.name, op=node, shape=shape, kind=kind)
+        for src in inputs:
+            self.g.add_edge(src, node.name, shape=self.shape(src), kind=self.kind(src))
+        return node
+
+    @classmethod
+    def sequential(cls, nodes: list[Node], meta: dict | None = None) -> "Graph":
+        graph = cls(meta)
+        prev: list[str] = []
+        for node in nodes:
+            graph.add(node, prev)
+            prev = [node.name]
+        return graph
+
+    # ------------------------------------------------------------ queries
+    def __contains__(self, name: str) -> bool:
+        return name in self.g
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    def node(self, name: str) -> Node:
+        return self.g.nodes[name]["op"]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.g.nodes[name]["shape"]
+
+    def kind(self, name: str) -> str:
+        return self.g.nodes[name]["kind"]
+
+    def inputs(self, name: str) -> list[str]:
+        return list(self.g.predecessors(name))
+
+    def outputs(self, name: str) -> list[str]:
+        return list(self.g.successors(name))
+
+    def order(self) -> list[str]:
+        """Node names in a deterministic topological order (ties broken by insertion)."""
+        index = {n: i for i, n in enumerate(self.g.nodes)}
+        return list(nx.lexicographical_topological_sort(self.g, key=lambda n: index[n]))
+
+    def nodes(self, cls: type | tuple = Node) -> list[Node]:
+        return [self.node(n) for n in self.order() if isinstance(self.node(n), cls)]
+
+    def input_node(self) -> Input:
+        ins = self.nodes(Input)
+        if len(ins) != 1:
+            raise GraphError(f"graph needs exactly one Input node, has {len(ins)}")
+        return ins[0]
+
+    def output_node(self) -> Output:
+        outs = self.nodes(Output)
+        if len(outs) != 1:
+            raise GraphError(f"graph needs exactly one Output node, has {len(outs)}")
+        return outs[0]
+
+    @property
+    def stage(self) -> str:
+        if any(isinstance(n, FLOAT_TYPES) for n in self.nodes()):
+            return "float"
+        return "fixed"
+
+    def depth(self, name: str) -> int:
+        """Number of synapse nodes on the path from the input to `name` (its output delay).
+
+        All paths must agree; the compiler does not insert delay-matching yet."""
+        depths = {}
+        for n in self.order():
+            ins = self.inputs(n)
+            ds = {depths[i] + int(self.node(i).is_synapse) for i in ins} if ins else {0}
+            if len(ds) != 1:
+                raise GraphError(f"{n}: inputs arrive with different delays {sorted(ds)}; "
+                                 "unequal path lengths are not supported yet")
+            depths[n] = ds.pop()
+            if n == name:
+                break
+        if name not in depths:
+            raise GraphError(f"no node '{name}'")
+        return depths[name] + int(self.node(name).is_synapse)
+
+    def validate(self) -> None:
+        if not nx.is_directed_acyclic_graph(self.g):
+            raise GraphError("graph has a cycle; recurrent graphs are not supported yet")
+        self.input_node()
+        self.output_node()
+        for n in self.order():
+            self.depth(n)
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> tuple[dict, dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {}
+        nodes = []
+        for name in self.order():
+            op = self.node(name)
+            attrs, arr = {}, {}
+            for key, value in node_fields(op).items():
+                if key == "name":
+                    continue
+                if isinstance(value, np.ndarray):
+                    arrays[f"{name}/{key}"] = value
+                    arr[key] = f"{name}/{key}"
+                else:
+                    attrs[key] = _jsonable(value)
+            nodes.append({"name": name, "op": type(op).__name__, "attrs": attrs,
+                          "arrays": arr, "inputs": self.inputs(name)})
+        edges = [{"src": s, "dst": d, "shape": list(a["shape"]), "kind": a["kind"]}
+                 for s, d, a in self.g.edges(data=True)]
+        doc = {"format": FORMAT, "version": VERSION, "stage": self.stage, "nodes": nodes,
+               "edges": edges, "meta": self.meta}
+        return doc, arrays
+
+    def save(self, directory: str | Path) -> None:
+        """Write `graph.json` and `arrays.npz` into `directory` (deterministic bytes)."""
+        directory = Path(directory)
+        doc, arrays = self.to_dict()
+        (directory / "graph.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+        save_npz_deterministic(directory / "arrays.npz", arrays)
+
+    @classmethod
+    def from_dict(cls, doc: dict, arrays: dict[str, np.ndarray], where: str = "graph") -> "Graph":
+        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+            raise InputFileError(f"{where}: not a {FORMAT} version {VERSION} document")
+        graph = cls(doc.get("meta", {}))
+        try:
+            for entry in doc["nodes"]:
+                op_cls = NODE_TYPES.get(entry["op"])
+                if op_cls is None:
+                    raise InputFileError(f"{where}: unknown node type '{entry['op']}'")
+                kwargs = dict(entry["attrs"])
+                for key, ak in entry["arrays"].items():
+                    if ak not in arrays:
+                        raise InputFileError(f"{where}: array '{ak}' is missing")
+                    kwargs[key] = arrays[ak]
+                for key, value in list(kwargs.items()):
+                    if isinstance(value, list):
+                        kwargs[key] = tuple(value)
+                graph.add(op_cls(name=entry["name"], **kwargs), entry["inputs"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputFileError(f"{where}: malformed graph document ({exc!r})") from None
+        return graph
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Graph":
+        directory = Path(directory)
+        gpath = directory / "graph.json"
+        try:
+            doc = json.loads(gpath.read_text())
+        except FileNotFoundError:
+            raise InputFileError(f"{gpath}: not found (is {directory} a build directory?)") \
+                from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{gpath}: corrupt JSON ({exc})") from None
+        arrays = load_npz(directory / "arrays.npz")
+        return cls.from_dict(doc, arrays, where=str(gpath))
+
+
+def _jsonable(value):
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez writes zip timestamps; write members ourselves with a fixed date."""
+    import io
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[key]),
+                                      allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Load every array of an .npz without pickles; corrupt files raise InputFileError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: not found") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise InputFileError(f"{path}: corrupt or not an .npz file ({exc})") from None
+
+
+def graphs_equal(a: Graph, b: Graph) -> bool:
+    if a.order() != b.order() or a.meta != b.meta:
+        return False
+    for name in a.order():
+        na, nb = a.node(name), b.node(name)
+        if type(na) is not type(nb) or a.inputs(name) != b.inputs(name):
+            return False
+        fa, fb = node_fields(na), node_fields(nb)
+        for key in fa:
+            va, vb = fa[key], fb[key]
+            if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+                if not (isinstance(va, np.ndarray) and isinstance(vb, np.ndarray)
+                        and va.dtype == vb.dtype and np.array_equal(va, vb)):
+                    return False
+            elif va != vb:
+                return False
+        if a.shape(name) != b.shape(name) or a.kind(name) != b.kind(name):
+            return False
+    return True

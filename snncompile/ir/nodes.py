@@ -1,0 +1,327 @@
+"""Typed nodes of the intermediate graph.
+
+Two families share one graph type:
+
+* float nodes (`Dense`, `Conv2d`, `LIF`, pools) hold the trained model in real numbers;
+* fixed-point nodes (`FxDense`, `FxConv2d`, `FxLIF`) hold what the chip computes, as the
+  `quantize` pass produces it.
+
+`Input`, `Flatten` and `Output` appear in both. Every node is a small dataclass; arrays are
+numpy arrays. Shapes exclude batch and time: a node maps per-step tensors of shape
+`in_shape` to `out_shape`. Serialisation is generic (class name -> fields), see `graph.py`.
+
+Time semantics (shared by every implementation). Each synapse node (`FxDense`, `FxConv2d`)
+delivers its result one time step later, as Loihi and Lava do. A LIF node whose input passed
+through `d` synapse nodes therefore sees input frame `t` at global step `t + d`; we call `d`
+its *depth* and `t` its *local* step. In local time the network computes exactly the
+delay-free recurrence the float model was trained with.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import GraphError
+
+SIGNAL_KINDS = ("spikes", "graded", "real")
+"""Edge signal kinds: binary spikes, graded (integer) values, real values."""
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@dataclass
+class Node:
+    """Base node. `name` is unique in its graph."""
+
+    name: str
+    #: Output signal kind of this node (one of SIGNAL_KINDS).
+    kind: ClassVar[str] = "real"
+    #: True for nodes that delay their output by one time step (synapses).
+    is_synapse: ClassVar[bool] = False
+
+    def out_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def out_kind(self, in_kinds: list[str]) -> str:
+        return self.kind
+
+    def _one(self, in_shapes):
+        if len(in_shapes) != 1:
+            raise GraphError(f"{self.name}: {type(self).__name__} takes one input, "
+                             f"got {len(in_shapes)}")
+        return tuple(in_shapes[0])
+
+    def summary(self) -> str:
+        """One-line description of the node's parameters for reports."""
+        return ""
+
+
+@dataclass
+class Input(Node):
+    """Network input: one frame of shape `shape` per time step.
+
+    encoding: "spikes" (values 0/1) or "graded" (unsigned integers below 2**bits).
+    """
+
+    shape: tuple[int, ...] = ()
+    encoding: str = "spikes"
+    bits: int = 1  # width of graded values (unsigned); 1 for spikes
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.encoding not in ("spikes", "graded"):
+            raise GraphError(f"{self.name}: input encoding '{self.encoding}' is not one of "
+                             "spikes, graded")
+        if self.encoding == "spikes":
+            self.bits = 1
+
+    def out_shape(self, in_shapes):
+        if in_shapes:
+            raise GraphError(f"{self.name}: Input takes no inputs")
+        return self.shape
+
+    def out_kind(self, in_kinds):
+        return "spikes" if self.encoding == "spikes" else "graded"
+
+    def summary(self):
+        return f"{self.encoding}" + (f", {self.bits} bits" if self.encoding == "graded" else "")
+
+
+@dataclass
+class Dense(Node):
+    """Float fully connected synapses: y = W x. weight: (out, in)."""
+
+    weight: np.ndarray = None
+    is_synapse: ClassVar[bool] = True
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if shape != (self.weight.shape[1],):
+            raise GraphError(f"{self.name}: Dense expects input ({self.weight.shape[1]},), "
+                             f"got {in_shapes[0]}")
+        return (int(self.weight.shape[0]),)
+
+    def summary(self):
+        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}"
+
+
+@dataclass
+class Conv2d(Node):
+    """Float 2-D convolution (cross-correlation, as PyTorch). weight: (O, I/groups, kH, kW)."""
+
+    weight: np.ndarray = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self):
+        self.stride = tuple(int(s) for s in self.stride)
+        self.padding = tuple(int(p) for p in self.padding)
+        self.groups = int(self.groups)
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 3:
+            raise GraphError(f"{self.name}: Conv2d expects a (C, H, W) input, got {shape}")
+        c, h, w = shape
+        o, ig, kh, kw = self.weight.shape
+        if c != ig * self.groups:
+            raise GraphError(f"{self.name}: Conv2d expects {ig * self.groups} input channels, "
+                             f"got {c}")
+        oh = _conv_out(h, kh, self.stride[0], self.padding[0])
+        ow = _conv_out(w, kw, self.stride[1], self.padding[1])
+        if oh < 1 or ow < 1:
+            raise GraphError(f"{self.name}: Conv2d output would be empty for input {shape}")
+        return (int(o), oh, ow)
+
+    def summary(self):
+        o, ig, kh, kw = self.weight.shape
+        return (f"{ig * self.groups}->{o}, k{kh}x{kw}, s{self.stride[0]}, p{self.padding[0]}"
+                + (f", g{self.groups}" if self.groups > 1 else ""))
+
+
+@dataclass
+class SumPool2d(Node):
+    """Sum over non-overlapping (kernel) windows; stride == kernel."""
+
+    kernel: tuple[int, int] = (2, 2)
+
+    def __post_init__(self):
+        self.kernel = tuple(int(k) for k in self.kernel)
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 3:
+            raise GraphError(f"{self.name}: pooling expects a (C, H, W) input, got {shape}")
+        c, h, w = shape
+        kh, kw = self.kernel
+        if h % kh or w % kw:
+            raise GraphError(f"{self.name}: input {h}x{w} is not divisible by the pooling "
+                             f"kernel {kh}x{kw}")
+        return (c, h // kh, w // kw)
+
+    def out_kind(self, in_kinds):
+        return "graded"
+
+    def summary(self):
+        return f"k{self.kernel[0]}x{self.kernel[1]}"
+
+
+@dataclass
+class AvgPool2d(SumPool2d):
+    """Average over non-overlapping windows (sum / kernel area)."""
+
+    def out_kind(self, in_kinds):
+        return "real"
+
+
+@dataclass
+class Flatten(Node):
+    """Reshape (C, H, W) -> (C*H*W,) in C order. No arithmetic, no delay."""
+
+    def out_shape(self, in_shapes):
+        return (int(np.prod(self._one(in_shapes))),)
+
+    def out_kind(self, in_kinds):
+        return in_kinds[0] if in_kinds else "real"
+
+
+@dataclass
+class LIF(Node):
+    """Float current-based LIF in Loihi's update order (per time step):
+
+        u = (1 - du) * u + x          # current decays, then adds input
+        v = (1 - dv) * v + u + bias   # voltage decays, then adds current and bias
+        s = v > vth                   # spike strictly above threshold
+        v = 0 where s                 # reset voltage; u is not reset
+
+    du, dv: decay fractions in [0, 1]; vth > 0; bias: scalar or per-neuron array.
+    """
+
+    shape: tuple[int, ...] = ()
+    du: float = 0.0
+    dv: float = 0.0
+    vth: float = 1.0
+    bias: np.ndarray = None
+    kind: ClassVar[str] = "spikes"
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.bias is None:
+            self.bias = np.zeros(self.shape, dtype=np.float32)
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if shape != self.shape:
+            raise GraphError(f"{self.name}: LIF of shape {self.shape} fed with {shape}")
+        return self.shape
+
+    def summary(self):
+        return f"du={self.du:.4g} dv={self.dv:.4g} vth={self.vth:.4g}"
+
+
+@dataclass
+class Output(Node):
+    """Marks a spiking node whose spikes are the network's output (prediction = argmax of
+    spike counts over the run)."""
+
+    def out_shape(self, in_shapes):
+        return self._one(in_shapes)
+
+    def out_kind(self, in_kinds):
+        return in_kinds[0]
+
+
+# ---------------------------------------------------------------- fixed-point nodes
+@dataclass
+class FxDense(Node):
+    """Loihi dense synapses (Lava `Dense`, PyDenseModelBitAcc).
+
+    weight: int32 (out, in) mantissas, already representable (see `sign_mode`).
+    Each step: acc = W @ s (binary: sum of columns of active inputs; graded: product);
+    a = acc << weight_exp (or >> -weight_exp, floor); a is delivered one step later.
+    """
+
+    weight: np.ndarray = None
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: str = "mixed"  # mixed | excitatory | inhibitory (Lava SignMode)
+    num_message_bits: int = 0  # 0: binary spikes in; >0: graded values in
+    is_synapse: ClassVar[bool] = True
+    kind: ClassVar[str] = "graded"
+
+    out_shape = Dense.out_shape
+
+    def summary(self):
+        return (f"{self.weight.shape[1]} -> {self.weight.shape[0]}, w_exp={self.weight_exp}, "
+                f"{self.num_weight_bits}b {self.sign_mode}")
+
+
+@dataclass
+class FxConv2d(Node):
+    """Loihi convolution synapses (Lava `Conv`, PyConvModelFixed): integer cross-correlation
+    in PyTorch OIHW layout, result wrapped to 24 bits, delivered one step later. Lava's Conv
+    ignores weight exponents, so mantissas are the effective weights."""
+
+    weight: np.ndarray = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    num_message_bits: int = 0
+    is_synapse: ClassVar[bool] = True
+    kind: ClassVar[str] = "graded"
+
+    __post_init__ = Conv2d.__post_init__
+    out_shape = Conv2d.out_shape
+    summary = Conv2d.summary
+
+
+@dataclass
+class FxLIF(Node):
+    """Loihi CUBA LIF in fixed point (Lava `LIF`, PyLifModelBitAcc). Per step:
+
+        u = trunc(u * (4096 - du - 1) / 4096) + (a_in << 6), wrapped once to 24 bits
+        v = clip(trunc(v * (4096 - dv) / 4096) + u + bias, -(2**23 - 1), 2**23 - 1)
+        s = v > (vth << 6);  v = 0 where s
+
+    with bias = bias_mant << bias_exp. trunc rounds toward zero.
+    """
+
+    shape: tuple[int, ...] = ()
+    du: int = 0
+    dv: int = 0
+    vth: int = 1
+    bias_mant: np.ndarray = None
+    bias_exp: int = 0
+    kind: ClassVar[str] = "spikes"
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.bias_mant is None:
+            self.bias_mant = np.zeros(self.shape, dtype=np.int32)
+        for f in ("du", "dv", "vth", "bias_exp"):
+            setattr(self, f, int(getattr(self, f)))
+
+    out_shape = LIF.out_shape
+
+    def summary(self):
+        return f"du={self.du} dv={self.dv} vth={self.vth} bias_exp={self.bias_exp}"
+
+
+NODE_TYPES: dict[str, type[Node]] = {
+    cls.__name__: cls
+    for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Output,
+                FxDense, FxConv2d, FxLIF)
+}
+FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF)
+FIXED_TYPES = (FxDense, FxConv2d, FxLIF)
+
+
+def node_fields(node: Node) -> dict:
+    return {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}

@@ -1,0 +1,76 @@
+"""The checkpoint format: data only, never code.
+
+    torch.save({"format": "snncompile-checkpoint", "version": 1,
+                "config": <plain dict, see SNN>, "state_dict": <name -> tensor>}, path)
+
+Loading uses `torch.load(..., weights_only=True)`, which refuses any pickle that would
+construct arbitrary objects or run code; every failure becomes one `InputFileError` line.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import InputFileError, UnsupportedError
+from .layers import SNN
+
+FORMAT = "snncompile-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(model: SNN, path: str | Path, extra: dict | None = None) -> None:
+    """Write `model` (config + weights) to `path`. `extra`: plain JSON-like metadata."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "version": VERSION, "config": model.config,
+                "state_dict": state, "extra": dict(extra or {})}, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
+    """Return (model in eval mode, checkpoint dict). Raises InputFileError on anything odd."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        raise InputFileError(f"{path}: refused to load: the file contains objects other than "
+                             f"tensors and plain data ({first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            AttributeError, TypeError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(f"{path}: corrupt or truncated checkpoint ({msg})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise InputFileError(f"{path}: not an snncompile checkpoint (expected a dict with "
+                             f"format='{FORMAT}'; write one with snncompile.nn.save_checkpoint)")
+    if ckpt.get("version") != VERSION:
+        raise InputFileError(f"{path}: checkpoint version {ckpt.get('version')} is not "
+                             f"supported (this snncompile reads version {VERSION})")
+    config, state = ckpt.get("config"), ckpt.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise InputFileError(f"{path}: checkpoint lacks 'config' or 'state_dict'")
+    try:
+        model = SNN(config)
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputFileError(f"{path}: malformed model config ({exc!r})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise InputFileError(f"{path}: state_dict does not match the config "
+                             f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    for key, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(expected[key].shape):
+            raise InputFileError(f"{path}: parameter '{key}' has shape "
+                                 f"{tuple(getattr(tensor, 'shape', ()))}, config expects "
+                                 f"{tuple(expected[key].shape)}")
+        if not torch.isfinite(tensor).all():
+            raise InputFileError(f"{path}: parameter '{key}' contains NaN or inf")
+    model.load_state_dict(state)
+    model.eval()
+    return model, ckpt

@@ -1,0 +1,178 @@
+"""Training layers. `SNN` is built from a plain config (see `SNN.__init__`) so that a
+checkpoint is data only: the config plus a state dict, loaded with `weights_only=True`.
+
+The LIF layer follows Loihi's CUBA update order exactly (see `snncompile.ir.nodes.LIF`):
+current decays then adds input; voltage decays then adds current and bias; spike strictly
+above threshold; reset v to 0, u untouched. Synapse layers (Linear/Conv2d) carry no bias:
+Loihi has no per-synapse bias; a learnable per-neuron bias lives in the LIF layer and is
+added to v. The network is delay-free in time; the chip's one-step synapse delay only shifts
+each layer in time (see the time semantics in `snncompile.ir.nodes`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedError
+
+LAYER_TYPES = ("dense", "conv2d", "sumpool2d", "avgpool2d", "flatten", "lif")
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside forward, fast-sigmoid surrogate derivative backward."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x)
+        ctx.scale = scale
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (ctx.scale * x.abs() + 1.0) ** 2, None
+
+
+def spike_fn(x: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
+    return _Spike.apply(x, scale)
+
+
+class LIFLayer(nn.Module):
+    """Current-based LIF over time. Input (B, T, *shape) current; output (B, T, *shape) spikes.
+
+    du, dv: decay fractions in [0, 1]; vth > 0. `bias=True` learns a per-neuron bias on v.
+    """
+
+    def __init__(self, shape, du: float, dv: float, vth: float = 1.0, bias: bool = False):
+        super().__init__()
+        for key, val, lo, hi in (("du", du, 0.0, 1.0), ("dv", dv, 0.0, 1.0)):
+            if not (lo <= val <= hi) or math.isnan(val):
+                raise UnsupportedError(f"LIF {key}={val} is outside [0, 1]")
+        if not vth > 0:
+            raise UnsupportedError(f"LIF vth={vth} must be > 0")
+        self.shape = tuple(shape)
+        self.du, self.dv, self.vth = float(du), float(dv), float(vth)
+        self.bias = nn.Parameter(torch.zeros(self.shape)) if bias else None
+
+    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        b, t = x.shape[:2]
+        u = torch.zeros((b,) + self.shape, dtype=x.dtype, device=x.device)
+        v = torch.zeros_like(u)
+        out = []
+        peak_u = peak_v = torch.zeros((), dtype=x.dtype)
+        for step in range(t):
+            u = (1.0 - self.du) * u + x[:, step]
+            v = (1.0 - self.dv) * v + u
+            if self.bias is not None:
+                v = v + self.bias
+            if record is not None:
+                peak_u = torch.maximum(peak_u, u.detach().abs().max())
+                peak_v = torch.maximum(peak_v, v.detach().abs().max())
+            s = spike_fn((v - self.vth) / self.vth)
+            v = v * (1.0 - s.detach())
+            out.append(s)
+        if record is not None:
+            record["peak_u"] = float(peak_u)
+            record["peak_v"] = float(peak_v)
+        return torch.stack(out, dim=1)
+
+
+class _TimeDistributed(nn.Module):
+    """Apply a per-frame module to (B, T, ...) by folding time into the batch."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        b, t = x.shape[:2]
+        y = self.module(x.reshape((b * t,) + tuple(x.shape[2:])))
+        return y.reshape((b, t) + tuple(y.shape[1:]))
+
+
+class SNN(nn.Module):
+    """A feed-forward SNN built from a plain config:
+
+        {"input": {"shape": [64], "encoding": "graded", "bits": 5},
+         "layers": [{"type": "dense", "out": 128},
+                    {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
+
+    Layer types: dense(out), conv2d(out, kernel, stride=1, padding=0, groups=1),
+    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias). Each layer may carry
+    a "name". The last layer must be a lif; its spike counts are the class scores.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        shape = tuple(int(s) for s in config["input"]["shape"])
+        self.input_shape = shape
+        self.names: list[str] = []
+        self.layers = nn.ModuleList()
+        counters: dict[str, int] = {}
+        for i, spec in enumerate(config["layers"]):
+            kind = spec.get("type")
+            if kind not in LAYER_TYPES:
+                raise UnsupportedError(
+                    f"layer {i}: type '{kind}' is not supported; supported: "
+                    + ", ".join(LAYER_TYPES))
+            counters[kind] = counters.get(kind, 0) + 1
+            self.names.append(spec.get("name") or f"{kind}{counters[kind]}")
+            layer, shape = self._build(kind, spec, shape, self.names[-1])
+            self.layers.append(layer)
+        if config["layers"][-1].get("type") != "lif":
+            raise UnsupportedError("the last layer must be 'lif' (its spikes are the output)")
+        self.output_shape = shape
+
+    @staticmethod
+    def _build(kind, spec, shape, name):
+        def need(n):
+            if len(shape) != n:
+                raise UnsupportedError(f"{name}: {kind} expects a {n}-d input, got {shape}")
+        if kind == "dense":
+            need(1)
+            return _TimeDistributed(nn.Linear(shape[0], int(spec["out"]), bias=False)), \
+                (int(spec["out"]),)
+        if kind == "conv2d":
+            need(3)
+            k = int(spec["kernel"]); s = int(spec.get("stride", 1))
+            p = int(spec.get("padding", 0)); g = int(spec.get("groups", 1))
+            conv = nn.Conv2d(shape[0], int(spec["out"]), k, s, p, groups=g, bias=False)
+            h = (shape[1] + 2 * p - k) // s + 1
+            w = (shape[2] + 2 * p - k) // s + 1
+            return _TimeDistributed(conv), (int(spec["out"]), h, w)
+        if kind in ("sumpool2d", "avgpool2d"):
+            need(3)
+            k = int(spec["kernel"])
+            if shape[1] % k or shape[2] % k:
+                raise UnsupportedError(f"{name}: input {shape[1]}x{shape[2]} not divisible "
+                                       f"by pooling kernel {k}")
+            pool = nn.AvgPool2d(k) if kind == "avgpool2d" else _SumPool(k)
+            return _TimeDistributed(pool), (shape[0], shape[1] // k, shape[2] // k)
+        if kind == "flatten":
+            return _TimeDistributed(nn.Flatten()), (int(math.prod(shape)),)
+        return LIFLayer(shape, float(spec["du"]), float(spec["dv"]),
+                        float(spec.get("vth", 1.0)), bool(spec.get("bias", False))), shape
+
+    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        """x: (B, T, *input_shape) -> output spikes (B, T, *output_shape)."""
+        for name, layer in zip(self.names, self.layers):
+            if isinstance(layer, LIFLayer):
+                rec = {} if record is not None else None
+                x = layer(x, rec)
+                if record is not None:
+                    record[name] = rec
+            else:
+                x = layer(x)
+        return x
+
+
+class _SumPool(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return nn.functional.avg_pool2d(x, self.k) * (self.k * self.k)

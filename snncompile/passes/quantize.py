@@ -1,0 +1,221 @@
+"""Quantise a float graph to Loihi fixed point (as Lava's bit-accurate models define it).
+
+For every LIF node and the synapse layer feeding it one scale `sigma` (integer units per
+float unit of current) is chosen. With weight exponent `e` and mantissas `w`:
+
+    w * 2**e ~= W * sigma        (effective integer weight; a = acc << e)
+    vth      = round(theta * sigma)          (compared as v > vth << 6)
+    u_int    = 64 * sigma * u,  v_int = 64 * sigma * v        (24-bit state)
+    bias     = round(b * sigma * 64) = bias_mant << bias_exp
+    du_q     = round(4096 * du) - 1,  dv_q = round(4096 * dv)  (Loihi decays u by (du_q+1))
+
+`sigma` is as large as the limits allow, because a larger sigma means finer thresholds,
+biases and weights:  vth <= 2**17 - 1;  the calibrated peak |u|, |v| times sigma stays below
+the 24-bit state range with a 1.5x margin;  weight mantissas stay within 8 bits at the largest
+weight exponent. `e` is then the smallest exponent that fits the largest weight in 8 bits.
+Lava's Conv ignores weight exponents, so conv layers use e = 0.
+
+Mantissa ranges follow Lava's weight preparation (clip to 8 bits, then truncate
+`8 - num_weight_bits + mixed` LSBs): mixed-sign layers use even values in [-256, 254],
+excitatory [0, 255], inhibitory [-255, 0]. A value the target cannot represent is a
+`QuantizationError` naming the layer and the limit, never a silent clip.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..errors import GraphError, QuantizationError, UnsupportedError
+from ..ir import (LIF, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output)
+from ..target import TargetSpec
+
+HEADROOM = 1.5  # calibrated peak state may grow by this factor before it wraps
+
+
+@dataclasses.dataclass
+class LayerQuant:
+    """What the quantiser chose for one (synapse, LIF) pair, and what it cost."""
+
+    layer: str
+    synapse: str
+    scale: float
+    weight_exp: int
+    sign_mode: str
+    weight_max_mant: int
+    weight_rel_error: float
+    weights_clipped: int
+    vth: int
+    vth_rel_error: float
+    du: int
+    dv: int
+    du_eff: float
+    dv_eff: float
+    bias_exp: int
+    bias_max_abs_error: float
+    peak_state_fraction: float | None  # calibrated peak |u|,|v| as a fraction of 2**23
+    limited_by: str
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _sign_mode(w: np.ndarray) -> tuple[str, int, int]:
+    """(mode, min mantissa, max mantissa) for 8-bit weights as Lava prepares them."""
+    if np.all(w >= 0):
+        return "excitatory", 0, 255
+    if np.all(w <= 0):
+        return "inhibitory", -255, 0
+    return "mixed", -256, 254
+
+
+def _decay(name: str, key: str, value: float, unity: int, offset: int) -> tuple[int, float]:
+    if not (0.0 <= value <= 1.0) or math.isnan(value):
+        raise QuantizationError(f"{name}: {key} ({value}) is outside [0, 1]")
+    q = int(np.clip(round(value * unity) - offset, 0, unity - 1))
+    return q, (q + offset) / unity
+
+
+def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
+             ) -> tuple[Graph, list[LayerQuant]]:
+    """Map a float graph (pools already folded) to a fixed-point graph.
+
+    calib: {lif_name: {"peak_u": float, "peak_v": float}} from `run_float(..., record=...)`.
+    """
+    num = spec.numerics
+    state_units = (num.state_max - 1) >> num.act_shift  # largest |u|, |v| in input units
+    inp = graph.input_node()
+    if inp.encoding == "graded":
+        if num.graded_bits == 0:
+            raise UnsupportedError(f"{inp.name}: graded inputs are not supported on target "
+                                   f"'{spec.name}'; encode the input as spikes")
+        if inp.bits > num.graded_bits:
+            raise QuantizationError(f"{inp.name}: graded input width ({inp.bits} bits) exceeds "
+                                    f"the target's graded spike width ({num.graded_bits})")
+    new = Graph(dict(graph.meta, target=spec.name))
+    reports: list[LayerQuant] = []
+    fixed: dict[str, object] = {}
+    for name in graph.order():
+        node = graph.node(name)
+        if not isinstance(node, LIF):
+            continue
+        preds = graph.inputs(name)
+        if len(preds) != 1 or not isinstance(graph.node(preds[0]), (Dense, Conv2d)):
+            raise UnsupportedError(f"{name}: a LIF must be fed by exactly one Dense or Conv2d "
+                                   "layer")
+        syn = graph.node(preds[0])
+        stats = (calib or {}).get(name)
+        in_kind = graph.kind(graph.inputs(syn.name)[0])
+        msg_bits = _msg_bits(syn.name, in_kind, inp.bits)
+        fs, fl, rep = _quantize_pair(syn, node, msg_bits, stats, spec, state_units)
+        fixed[syn.name], fixed[name] = fs, fl
+        reports.append(rep)
+    for name in graph.order():
+        node = graph.node(name)
+        if isinstance(node, (Input, Flatten, Output)):
+            new.add(node, graph.inputs(name))
+        elif name in fixed:
+            new.add(fixed[name], graph.inputs(name))
+        else:
+            raise UnsupportedError(f"{name}: {type(node).__name__} cannot be quantised here; "
+                                   "run fold_pools first")
+    new.validate()
+    return new, reports
+
+
+def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_units: int):
+    num = spec.numerics
+    name = lif.name
+    w = np.asarray(syn.weight, dtype=np.float64)
+    bias = np.broadcast_to(np.asarray(lif.bias, dtype=np.float64), lif.shape)
+    for label, arr in (("weight", w), ("bias", bias)):
+        if not np.all(np.isfinite(arr)):
+            raise QuantizationError(f"{syn.name if label == 'weight' else name}: {label} "
+                                    "contains NaN or inf")
+    theta = float(lif.vth)
+    if not (theta > 0) or not math.isfinite(theta):
+        raise QuantizationError(f"{name}: threshold ({theta}) must be a finite value > 0")
+    mode, lo, hi = _sign_mode(w)
+    mant = hi if mode != "inhibitory" else -lo
+    m = float(np.abs(w).max())
+    # --- the largest scale every limit allows
+    caps = {"threshold mantissa": num.vth_max / theta}
+    if stats:
+        peak = max(stats["peak_u"], stats["peak_v"], theta)
+        caps["state headroom"] = state_units / (HEADROOM * peak)
+    else:
+        caps["state headroom (uncalibrated: 4x threshold)"] = state_units / (4 * theta)
+    is_conv = isinstance(syn, Conv2d)
+    e_max = 0 if is_conv else num.weight_exp_max
+    e_min = 0 if is_conv else num.weight_exp_min
+    if m > 0:
+        caps["weight mantissa" + (" (conv: no exponent)" if is_conv else "")] = \
+            mant * 2.0 ** e_max / m
+    limited_by = min(caps, key=caps.get)
+    sigma = caps[limited_by]
+    if m > 0:
+        e = int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max))
+    else:
+        e = 0
+    # --- weights
+    step = 2 if mode == "mixed" else 1
+    wq = np.round(w * sigma / 2.0 ** e / step) * step
+    clipped = int(np.count_nonzero((wq < lo) | (wq > hi)))
+    if clipped:
+        raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
+                                f"range [{lo}, {hi}] at weight exponent {e}")
+    wq = wq.astype(np.int32)
+    weight_err = float(np.linalg.norm(wq * 2.0 ** e / sigma - w) / max(np.linalg.norm(w), 1e-30))
+    # --- threshold
+    vth = int(round(theta * sigma))
+    if vth < 1:
+        raise QuantizationError(f"{name}: threshold {theta} rounds to 0 at scale {sigma:.4g}; "
+                                "the weights are too large relative to the threshold")
+    if vth > num.vth_max:
+        raise QuantizationError(f"{name}: threshold mantissa ({vth}) exceeds {num.vth_max}")
+    # --- decays (Loihi adds 1 to du: ds_offset; none to dv)
+    du, du_eff = _decay(name, "du", lif.du, num.decay_unity, 1)
+    dv, dv_eff = _decay(name, "dv", lif.dv, num.decay_unity, 0)
+    # --- bias = bias_mant << bias_exp, in 24-bit state units (not shifted by 6)
+    b_int = bias * sigma * (1 << num.act_shift)
+    bmax = float(np.abs(b_int).max()) if b_int.size else 0.0
+    bias_exp = 0
+    while bmax / 2 ** bias_exp > num.bias_mant_max and bias_exp < num.bias_exp_max:
+        bias_exp += 1
+    bias_mant = np.round(b_int / 2 ** bias_exp)
+    if np.abs(bias_mant).max(initial=0) > num.bias_mant_max:
+        raise QuantizationError(
+            f"{name}: bias ({bmax:.4g} state units) exceeds the largest representable bias "
+            f"({num.bias_mant_max} << {num.bias_exp_max}); reduce the bias or the threshold")
+    bias_err = float(np.abs(bias_mant * 2 ** bias_exp - b_int).max(initial=0)
+                     / (sigma * (1 << num.act_shift)))
+    peak_frac = None
+    if stats:
+        peak_frac = max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
+    if is_conv:
+        fs = FxConv2d(syn.name, weight=wq, stride=syn.stride, padding=syn.padding,
+                      groups=syn.groups, num_message_bits=msg_bits)
+    else:
+        fs = FxDense(syn.name, weight=wq, weight_exp=e, num_weight_bits=num.weight_bits,
+                     sign_mode=mode, num_message_bits=msg_bits)
+    fl = FxLIF(name, shape=lif.shape, du=du, dv=dv, vth=vth,
+               bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp)
+    rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,
+                     sign_mode=mode, weight_max_mant=int(np.abs(wq).max(initial=0)),
+                     weight_rel_error=weight_err, weights_clipped=clipped, vth=vth,
+                     vth_rel_error=abs(vth - theta * sigma) / (theta * sigma),
+                     du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
+                     bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
+                     limited_by=limited_by)
+    return fs, fl, rep
+
+
+def _msg_bits(name: str, in_kind: str, input_bits: int) -> int:
+    """0 for binary spikes; the graded payload width for graded (integer) inputs."""
+    if in_kind == "spikes":
+        return 0
+    if in_kind == "graded":
+        return input_bits
+    raise GraphError(f"{name}: receives real values ('{in_kind}'); fold pools first")

@@ -1,0 +1,82 @@
+"""The compiler as one readable function: one line per stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .build import Build
+from .data import load_inputs
+from .errors import InputFileError
+from .frontends import import_checkpoint
+from .ir import FxLIF, Graph
+from .passes.fold import fold_pools
+from .passes.quantize import quantize
+from .report import compile_markdown, layer_rows
+from .sim.float_model import run_float
+from .sim.simulator import Simulator
+from .target import TargetSpec, load_target
+
+
+def import_model(source: str | Path) -> Graph:
+    """Pick the frontend by file type."""
+    path = Path(source)
+    if path.suffix in (".pt", ".pth", ".ckpt"):
+        return import_checkpoint(path)
+    raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
+                         ".pt (snncompile checkpoint)")
+
+
+def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",
+                  calib: str | Path | np.ndarray | None = None,
+                  calib_samples: int = 256) -> Build:
+    """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
+
+        >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
+        ...                       calib="out/digits_train.npz")
+        >>> build.save("out/digits.build")
+    """
+    spec = target if isinstance(target, TargetSpec) else load_target(target)
+    graph = source if isinstance(source, Graph) else import_model(source)  # frontend
+    graph.validate()                                                         # shapes, DAG
+    graph, _ = fold_pools(graph)                                             # pools -> weights
+    x_cal, cal_file = _calibration(calib, graph, calib_samples)
+    stats: dict | None = {} if x_cal is not None else None
+    if x_cal is not None:
+        run_float(graph, x_cal, record=stats)                                # peak |u|, |v|
+    fixed, quant = quantize(graph, spec, stats)                              # fixed point
+    saturation = (Simulator(fixed, spec.numerics).run(x_cal).overflow        # wrap check
+                  if x_cal is not None else {})
+    report = _report(graph, fixed, spec, quant, saturation, x_cal, cal_file)
+    return Build(graph=fixed, float_graph=graph, target=spec, report=report,
+                 report_md=compile_markdown(report))
+
+
+def _calibration(calib, graph: Graph, limit: int):
+    if calib is None:
+        return None, None
+    if isinstance(calib, np.ndarray):
+        return calib[:limit], "<array>"
+    x, _ = load_inputs(calib, graph.input_node(), limit=limit)
+    return x, str(calib)
+
+
+def _report(graph, fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
+    layers = layer_rows(fixed)
+    for row in layers:
+        row["summary"] = fixed.node(row["name"]).summary()
+        row["depth"] = fixed.depth(row["name"])
+    return {
+        "source": fixed.meta.get("source", ""),
+        "target": spec.name,
+        "totals": {"neurons": sum(r["neurons"] for r in layers),
+                   "synapses": sum(r["synapses"] for r in layers),
+                   "nonzero_synapses": sum(r["nonzero_synapses"] for r in layers),
+                   "layers": len(fixed.nodes(FxLIF))},
+        "layers": layers,
+        "quantization": [q.to_json() for q in quant],
+        "saturation": {k: v for k, v in saturation.items() if any(v.values())},
+        "calibration": (None if x_cal is None else
+                        {"file": Path(cal_file).name, "samples": int(len(x_cal))}),
+        "output": fixed.inputs(fixed.output_node().name)[0],
+    }

@@ -1,0 +1,131 @@
+"""Integer reference of a compiled graph, written independently of the simulator.
+
+Where the simulator steps every layer together in global time with explicit one-step
+synapse buffers (numpy), this reference evaluates the graph layer by layer over the whole
+time window in local time (delay-free), in PyTorch int64, straight from the arithmetic in
+the FxLIF / FxDense / FxConv2d docstrings. It does NOT reproduce Lava's weight preparation:
+it requires the compiled weights to be representable, so a quantiser bug that relied on
+Lava silently truncating weights shows up as a mismatch. Both are compared in `verify`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import UnsupportedError
+from .ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from .target import Numerics, load_target
+
+
+def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    half = 1 << (bits - 1)
+    return torch.remainder(x + half, 2 * half) - half
+
+
+def _decay(x: torch.Tensor, keep: int, bits: int) -> torch.Tensor:
+    # multiply, then divide by 2**bits rounding toward zero
+    return torch.div(x * keep, 1 << bits, rounding_mode="trunc")
+
+
+def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = None,
+                  record_state: bool = False):
+    """Return {lif: bool (N, T, *shape)} and, if record_state, {lif: (u, v) int arrays}."""
+    num = numerics or load_target("loihi2").numerics
+    x0 = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
+    n, t = x0.shape[:2]
+    values: dict[str, torch.Tensor] = {}
+    spikes, states = {}, {}
+    for name in graph.order():
+        node = graph.node(name)
+        ins = [values[i] for i in graph.inputs(name)]
+        if isinstance(node, Input):
+            values[name] = x0
+        elif isinstance(node, FxDense):
+            values[name] = _dense(node, ins[0])
+        elif isinstance(node, FxConv2d):
+            values[name] = _conv(node, ins[0])
+        elif isinstance(node, Flatten):
+            values[name] = ins[0].reshape(n, t, -1)
+        elif isinstance(node, Output):
+            values[name] = ins[0]
+        elif isinstance(node, FxLIF):
+            a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
+            s, u, v = _lif(node, a, num, record_state)
+            values[name] = s
+            spikes[name] = s.numpy().astype(bool)
+            if record_state:
+                states[name] = (u.numpy(), v.numpy())
+        else:
+            raise UnsupportedError(f"{name}: {type(node).__name__} has no integer reference")
+    return (spikes, states) if record_state else spikes
+
+
+def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):
+    bad = (w < lo) | (w > hi) | (torch.remainder(w, step) != 0)
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise UnsupportedError(f"{node.name}: weight{list(idx)} = {int(w[idx])} is not a "
+                               f"representable 8-bit mantissa (range [{lo}, {hi}], step {step})")
+
+
+def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
+    w = torch.as_tensor(np.asarray(node.weight, dtype=np.int64))
+    mixed = node.sign_mode == "mixed"
+    lo, hi = {"mixed": (-256, 254), "excitatory": (0, 255),
+              "inhibitory": (-255, 0)}[node.sign_mode]
+    _check_weights(node, w, lo, hi, 2 ** (8 - node.num_weight_bits + int(mixed)))
+    x = x.to(torch.int64)
+    if node.num_message_bits == 0:
+        x = (x != 0).to(torch.int64)
+    acc = torch.matmul(x, w.T)                      # exact int64
+    e = int(node.weight_exp)
+    return acc * (1 << e) if e > 0 else torch.div(acc, 1 << -e, rounding_mode="floor")
+
+
+def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
+    n, t = x.shape[:2]
+    if node.num_message_bits == 0:
+        x = (x != 0).to(torch.int64)
+    w = torch.as_tensor(np.asarray(node.weight, dtype=np.int64))
+    # float64 holds every partial sum exactly (|sum| < 2**53 checked below)
+    bound = int(w.abs().max()) * int(x.abs().max()) * w[0].numel()
+    if bound >= 2 ** 53:
+        raise UnsupportedError(f"{node.name}: conv sums up to {bound} exceed the reference's "
+                               "exact range")
+    y = torch.nn.functional.conv2d(x.reshape((n * t,) + tuple(x.shape[2:])).double(),
+                                   w.double(), stride=node.stride, padding=node.padding,
+                                   groups=node.groups)
+    y = torch.round(y).to(torch.int64)
+    return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
+
+
+def _lif(node: FxLIF, a: torch.Tensor, num: Numerics, record: bool):
+    n, t = a.shape[:2]
+    shape = (n,) + tuple(node.shape)
+    half = num.state_max
+    bias_mant = torch.as_tensor(np.broadcast_to(np.asarray(node.bias_mant, np.int64),
+                                                node.shape).copy())
+    bias = bias_mant * (1 << node.bias_exp)
+    vth = node.vth << num.vth_shift
+    keep_u = num.decay_unity - node.du - 1
+    keep_v = num.decay_unity - node.dv
+    u = torch.zeros(shape, dtype=torch.int64)
+    v = torch.zeros(shape, dtype=torch.int64)
+    out = torch.zeros((n, t) + tuple(node.shape), dtype=torch.int64)
+    us, vs = [], []
+    for k in range(t):
+        a_in = _wrap(a[:, k].to(torch.int64), 32)                 # int32 input port
+        u = _wrap(_decay(u, keep_u, num.decay_bits)
+                  + _wrap(a_in * (1 << num.act_shift), 32), 32)   # int32 register
+        u = torch.where(u > half, u - 2 * half, u)                  # 24-bit wrap (once)
+        u = torch.where(u <= -half, u + 2 * half, u)
+        v = torch.clamp(_decay(v, keep_v, num.decay_bits) + u + bias, -half + 1, half - 1)
+        s = v > vth
+        v = torch.where(s, torch.zeros_like(v), v)
+        out[:, k] = s.to(torch.int64)
+        if record:
+            us.append(u.clone())
+            vs.append(v.clone())
+    if record:
+        return out, torch.stack(us, 1), torch.stack(vs, 1)
+    return out, None, None

@@ -1,0 +1,73 @@
+"""Evaluate a float-stage graph in PyTorch (float32, delay-free local time), for float
+accuracy and for calibration statistics (peak |u|, |v| per LIF node)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import UnsupportedError
+from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from ..nn.layers import LIFLayer
+
+
+def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
+              record: dict | None = None) -> dict[str, np.ndarray]:
+    """Return spikes (bool, (N, T, *shape)) of every LIF node. `record`, if a dict, receives
+    {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples."""
+    lif_layers = {n.name: _lif_module(n) for n in graph.nodes(LIF)}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in lif_layers}
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            x = torch.as_tensor(np.asarray(inputs[start:start + batch_size]), dtype=torch.float32)
+            values: dict[str, torch.Tensor] = {}
+            for name in graph.order():
+                node = graph.node(name)
+                ins = [values[i] for i in graph.inputs(name)]
+                if isinstance(node, Input):
+                    values[name] = x
+                    continue
+                a = ins[0] if len(ins) == 1 else sum(ins)
+                values[name] = y = _apply(node, a, lif_layers, record)
+                if isinstance(node, LIF):
+                    out[name].append(y.numpy() > 0)
+    return {k: np.concatenate(v) if v else np.zeros((0,), bool) for k, v in out.items()}
+
+
+def _lif_module(node: LIF) -> LIFLayer:
+    layer = LIFLayer(node.shape, node.du, node.dv, node.vth, bias=True)
+    layer.bias.data = torch.as_tensor(np.broadcast_to(node.bias, node.shape).copy(),
+                                      dtype=torch.float32)
+    return layer
+
+
+def _frames(fn, a):
+    b, t = a.shape[:2]
+    y = fn(a.reshape((b * t,) + tuple(a.shape[2:])))
+    return y.reshape((b, t) + tuple(y.shape[1:]))
+
+
+def _apply(node, a, lif_layers, record):
+    if isinstance(node, Dense):
+        w = torch.as_tensor(node.weight, dtype=torch.float32)
+        return a @ w.T
+    if isinstance(node, Conv2d):
+        w = torch.as_tensor(node.weight, dtype=torch.float32)
+        return _frames(lambda f: torch.nn.functional.conv2d(
+            f, w, stride=node.stride, padding=node.padding, groups=node.groups), a)
+    if isinstance(node, AvgPool2d):
+        return _frames(lambda f: torch.nn.functional.avg_pool2d(f, node.kernel), a)
+    if isinstance(node, SumPool2d):
+        k = node.kernel
+        return _frames(lambda f: torch.nn.functional.avg_pool2d(f, k) * (k[0] * k[1]), a)
+    if isinstance(node, Flatten):
+        return a.reshape(a.shape[0], a.shape[1], -1)
+    if isinstance(node, LIF):
+        rec = {} if record is not None else None
+        y = lif_layers[node.name](a, rec)
+        if record is not None:
+            old = record.get(node.name, {"peak_u": 0.0, "peak_v": 0.0})
+            record[node.name] = {k: max(old[k], rec[k]) for k in old}
+        return y
+    if isinstance(node, Output):
+        return a
+    raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be evaluated in float")

@@ -1,0 +1,275 @@
+"""Target descriptions: data files under `targets/` loaded into one frozen spec.
+
+Every stage reads limits and bit widths from a `TargetSpec`; no stage repeats a limit as a
+literal. A user may pass the path of their own TOML file instead of a built-in name.
+
+    >>> spec = load_target("loihi2")
+    >>> spec.numerics.vth_max
+    131071
+    >>> spec.limits.neurons, spec.chip.cores_per_chip
+    (8192, 128)
+
+A target file may name a `base` target and override whole keys of it (`loihi1-sanafe.toml`
+replaces only `[energy]`), and `load_target(name, energy=...)` swaps in another energy table
+(any TOML file with an `[energy]` section). Sections `[limits]`, `[chip]` and `[energy]` are
+optional for stages that do not need them; a parallel table such as `[energy.estimate]`
+flags numbers that are estimates rather than published figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import InputFileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+
+
+@dataclasses.dataclass(frozen=True)
+class Numerics:
+    """Fixed-point widths of a Loihi-style neurocore (see targets/*.toml for sources)."""
+
+    weight_bits: int
+    weight_exp_min: int
+    weight_exp_max: int
+    decay_bits: int
+    state_bits: int
+    act_shift: int
+    vth_shift: int
+    vth_mant_bits: int
+    bias_mant_bits: int
+    bias_exp_max: int
+    graded_bits: int
+
+    @property
+    def decay_unity(self) -> int:
+        return 1 << self.decay_bits
+
+    @property
+    def state_max(self) -> int:
+        """2**(state_bits-1): u wraps above it, v clips one below it."""
+        return 1 << (self.state_bits - 1)
+
+    @property
+    def vth_max(self) -> int:
+        return (1 << self.vth_mant_bits) - 1
+
+    @property
+    def bias_mant_max(self) -> int:
+        return (1 << (self.bias_mant_bits - 1)) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+    """Chip organisation: cores on a 2-D mesh of tiles; several chips on a grid of chips."""
+
+    cores_per_chip: int
+    cores_per_tile: int
+    mesh_x: int  # tiles east-west
+    mesh_y: int  # tiles north-south
+    x86_cores: int  # embedded management cores (not used for neurons)
+    chip_grid_x: int  # chips per row when several chips are used
+    max_chips: int
+    estimates: frozenset = frozenset()  # keys flagged as estimates in the target file
+
+    @property
+    def tiles_per_chip(self) -> int:
+        return self.mesh_x * self.mesh_y
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Per-core resource limits and the synapse memory encoding."""
+
+    neurons: int  # compartments per core
+    input_axons: int  # distinct presynaptic sources reaching one core
+    output_axons: int  # (neuron, destination core) pairs leaving one core
+    synapse_bits: int  # synapse memory per core
+    synapse_group_size: int  # synapses per group of one input axon
+    synapse_group_header_bits: int  # header bits per group
+    synapse_word_bits: int  # a group is rounded up to whole words
+    synapse_index_bits_sparse: int  # extra bits per synapse in the sparse format
+    neuron_state_bits: int  # per neuron, charged to synapse memory where memory is shared
+    conv_weight_sharing: bool  # a conv block stores its kernel once
+    estimates: frozenset = frozenset()
+
+    #: Resources checked per core, in report order.
+    RESOURCES = ("neurons", "input_axons", "output_axons", "synapse_bits")
+
+    def limit(self, resource: str) -> int:
+        return int(getattr(self, resource))
+
+
+@dataclasses.dataclass(frozen=True)
+class Energy:
+    """Energy (J) and time (s) per event, static power (W). See targets/*.toml for sources."""
+
+    synop_j: float
+    synop_conv_j: float
+    synop_s: float
+    neuron_update_active_j: float
+    neuron_update_inactive_j: float
+    neuron_update_active_s: float
+    neuron_update_inactive_s: float
+    spike_out_j: float
+    spike_out_s: float
+    message_j: float
+    message_s: float
+    hop_ew_j: float
+    hop_ns_j: float
+    hop_ew_s: float
+    hop_ns_s: float
+    chip_hop_j: float
+    chip_hop_s: float
+    barrier_min_s: float
+    barrier_max_s: float
+    barrier_max_tiles: int
+    static_power_w: float
+    synop_sparse_j: float | None = None  # None: same as synop_j
+    estimates: frozenset = frozenset()
+    source: str = ""  # file the table was read from
+
+    def barrier_s(self, tiles: int) -> float:
+        """Barrier sync time, linear in the number of tiles in use (Davies 2018 gives the
+        1-tile and 32-tile ends); beyond `barrier_max_tiles` it stays at the maximum."""
+        if self.barrier_max_tiles <= 1:
+            return self.barrier_max_s
+        frac = min(max(tiles - 1, 0) / (self.barrier_max_tiles - 1), 1.0)
+        return self.barrier_min_s + frac * (self.barrier_max_s - self.barrier_min_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    description: str
+    numerics: Numerics
+    raw: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    path: str = ""
+    chip: Chip | None = None
+    limits: Limits | None = None
+    energy: Energy | None = None
+
+
+def available_targets() -> list[str]:
+    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: target file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: not a valid TOML target file ({exc})") from None
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith(".toml") or path.exists()):
+        path = TARGETS_DIR / f"{text}.toml"
+        if not path.exists():
+            raise InputFileError(
+                f"unknown target '{text}'; built-in targets: {', '.join(available_targets())}"
+                " (or pass the path of a .toml target file)"
+            )
+    return path
+
+
+def _merged(path: Path, seen: tuple = ()) -> dict[str, Any]:
+    """The file's table, on top of its `base` target's (keys of a section override)."""
+    raw = _read_toml(path)
+    base = raw.get("base")
+    if base is None:
+        return raw
+    base_path = _resolve(base if str(base).endswith(".toml") else str(base))
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise InputFileError(f"{path}: base target '{base}' refers back to itself")
+    merged = _merged(base_path, seen + (path.resolve(),))
+    for key, value in raw.items():
+        if key == "base":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            section = dict(merged[key])
+            # an overriding section replaces its estimate flags wholesale
+            section.pop("estimate", None)
+            section.update(value)
+            merged[key] = section
+        else:
+            merged[key] = value
+    return merged
+
+
+def _section(path, raw: dict, name: str, cls, optional=()):
+    """Build dataclass `cls` from table `[name]`; numbers checked, estimates collected."""
+    table = raw.get(name)
+    if table is None:
+        return None
+    skip = {"estimates", "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    missing = sorted(k for k in fields if k not in table and k not in optional)
+    if missing:
+        raise InputFileError(f"{path}: [{name}] lacks {', '.join(missing)}")
+    values = {}
+    for key, f in fields.items():
+        if key not in table:
+            continue
+        value = table[key]
+        want_bool = f.type in ("bool", bool)
+        ok = (isinstance(value, bool) if want_bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok or (not want_bool and value < 0):
+            kind = "true/false" if want_bool else "a non-negative number"
+            raise InputFileError(f"{path}: [{name}] {key} = {value!r} must be {kind}")
+        values[key] = value
+    est = table.get("estimate", {})
+    if not isinstance(est, dict):
+        raise InputFileError(f"{path}: [{name}.estimate] must be a table of key = true")
+    values["estimates"] = frozenset(k for k, v in est.items() if v)
+    return cls(**values)
+
+
+def load_target(name_or_path: str | Path, energy: str | Path | None = None) -> TargetSpec:
+    """Load a built-in target by name (`loihi1`, `loihi2`) or a TOML file by path.
+
+    `energy`: name or path of another file whose `[energy]` table replaces the target's,
+    e.g. `load_target("loihi1", energy="loihi1-sanafe")`.
+    """
+    path = _resolve(name_or_path)
+    raw = _merged(path)
+    fields = {f.name for f in dataclasses.fields(Numerics)}
+    num = raw.get("numerics", {})
+    missing = sorted(fields - set(num))
+    if missing:
+        raise InputFileError(f"{path}: [numerics] lacks {', '.join(missing)}")
+    bad = [k for k in fields if not isinstance(num[k], int) or isinstance(num[k], bool)]
+    if bad:
+        raise InputFileError(f"{path}: [numerics] {', '.join(sorted(bad))} must be integers")
+    numerics = Numerics(**{k: num[k] for k in fields})
+    energy_path = path
+    if energy is not None:
+        energy_path = _resolve(energy)
+        raw = dict(raw, energy=_merged(energy_path).get("energy"))
+        if raw["energy"] is None:
+            raise InputFileError(f"{energy_path}: energy table file has no [energy] section")
+    energy_spec = _section(energy_path, raw, "energy", Energy, optional=("synop_sparse_j",))
+    if energy_spec is not None:
+        energy_spec = dataclasses.replace(energy_spec, source=str(energy_path))
+    return TargetSpec(
+        name=str(raw.get("name", path.stem)),
+        description=str(raw.get("description", "")),
+        numerics=numerics,
+        raw=raw,
+        path=str(path),
+        chip=_section(path, raw, "chip", Chip),
+        limits=_section(path, raw, "limits", Limits),
+        energy=energy_spec,
+    )
