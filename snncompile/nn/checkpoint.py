@@ -9,6 +9,7 @@ construct arbitrary objects or run code; every failure becomes one `InputFileErr
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
     if not path.is_file():
         raise InputFileError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols: not for users
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
         raise InputFileError(f"{path}: refused to load: the file contains objects other than "

@@ -10,7 +10,7 @@ float unit of current) is chosen. With weight exponent `e` and mantissas `w`:
     du_q     = round(4096 * du) - 1,  dv_q = round(4096 * dv)  (Loihi decays u by (du_q+1))
 
 `sigma` is as large as the limits allow, because a larger sigma means finer thresholds,
-biases and weights:  vth <= 2**17 - 1;  the calibrated peak |u|, |v| times sigma stays below
+biases and weights:  vth <= 2**17 - 1;  |bias| * sigma * 64 <= 4095 << 7;  the calibrated peak |u|, |v| times sigma stays below
 the 24-bit state range with a 1.5x margin;  weight mantissas stay within 8 bits at the largest
 weight exponent. `e` is then the smallest exponent that fits the largest weight in 8 bits.
 Lava's Conv ignores weight exponents, so conv layers use e = 0.
@@ -147,6 +147,10 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
         caps["state headroom"] = state_units / (HEADROOM * peak)
     else:
         caps["state headroom (uncalibrated: 4x threshold)"] = state_units / (4 * theta)
+    bias_abs = float(np.abs(bias).max(initial=0))
+    if bias_abs > 0:  # bias_mant << bias_exp must hold bias * sigma * 64
+        caps["bias range"] = (num.bias_mant_max << num.bias_exp_max) / (
+            bias_abs * (1 << num.act_shift))
     is_conv = isinstance(syn, Conv2d)
     e_max = 0 if is_conv else num.weight_exp_max
     e_min = 0 if is_conv else num.weight_exp_min
@@ -171,8 +175,9 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     # --- threshold
     vth = int(round(theta * sigma))
     if vth < 1:
-        raise QuantizationError(f"{name}: threshold {theta} rounds to 0 at scale {sigma:.4g}; "
-                                "the weights are too large relative to the threshold")
+        raise QuantizationError(f"{name}: threshold {theta} rounds to 0 at scale {sigma:.4g} "
+                                f"(scale limited by {limited_by}); the threshold is too small "
+                                "relative to the weights or the bias")
     if vth > num.vth_max:
         raise QuantizationError(f"{name}: threshold mantissa ({vth}) exceeds {num.vth_max}")
     # --- decays (Loihi adds 1 to du: ds_offset; none to dv)

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import torch
+
+from snncompile.data import save_inputs
+from snncompile.nn import SNN, save_checkpoint
+
+TINY_CONFIG = {
+    "input": {"shape": [1, 6, 6], "encoding": "spikes"},
+    "layers": [
+        {"type": "conv2d", "out": 3, "kernel": 3, "padding": 1, "name": "conv1"},
+        {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 0.5, "bias": True, "name": "lif1"},
+        {"type": "sumpool2d", "kernel": 2},
+        {"type": "flatten"},
+        {"type": "dense", "out": 4, "name": "fc2"},
+        {"type": "lif", "du": 0.3, "dv": 0.05, "vth": 0.5, "name": "lif2"},
+    ],
+}
+
+
+def make_tiny(path, seed=0):
+    torch.manual_seed(seed)
+    model = SNN(TINY_CONFIG)
+    with torch.no_grad():
+        model.layers[0].module.weight.mul_(2.0)
+        model.layers[1].bias.uniform_(-0.05, 0.1)
+    save_checkpoint(model, path)
+    return model
+
+
+@pytest.fixture
+def tiny_files(tmp_path):
+    """A tiny conv+dense checkpoint and spike inputs with labels."""
+    ckpt = tmp_path / "tiny.pt"
+    make_tiny(ckpt)
+    rng = np.random.default_rng(1)
+    x = (rng.random((12, 10, 1, 6, 6)) < 0.3).astype(np.uint8)
+    y = rng.integers(0, 4, 12)
+    inputs = tmp_path / "inputs.npz"
+    save_inputs(inputs, x, y)
+    return ckpt, inputs, x, y

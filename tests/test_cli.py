@@ -1,0 +1,135 @@
+"""End to end through the command line on a tiny conv+dense model, and the errors a user
+can cause: one line on stderr, non-zero exit, no traceback, nothing half-written."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from snncompile.cli import main
+from snncompile.data import save_inputs
+
+
+def run_cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "snncompile.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def one_line_error(capsys, argv, match):
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert match in err, err
+    return err
+
+
+def test_compile_run_verify_reference_and_sim(tiny_files, tmp_path, capsys):
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "tiny.build"
+    assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(build)]) == 0
+    out = capsys.readouterr().out
+    assert "Compile report" in out and "conv1" in out and "w_exp" in out
+    for f in ("manifest.json", "graph.json", "arrays.npz", "float/graph.json", "report.md",
+              "report.json", "target.toml"):
+        assert (build / f).is_file(), f
+    rep = json.loads((build / "report.json").read_text())
+    assert rep["totals"]["neurons"] == 3 * 6 * 6 + 4 and rep["target"] == "loihi2"
+    assert [q["layer"] for q in rep["quantization"]] == ["lif1", "lif2"]
+
+    assert main(["run", str(build), "--inputs", str(inputs), "-o", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as d:
+        assert d["output_spikes"].shape == (12, 10, 4) and d["predictions"].shape == (12,)
+
+    js = tmp_path / "v.json"
+    assert main(["verify", str(build), "--inputs", str(inputs), "--backends",
+                 "reference,sim", "--json", str(js)]) == 0
+    report = json.loads(js.read_text())
+    for key in ("equivalent", "mismatches", "samples", "steps", "neurons_compared",
+                "backends", "first_divergence", "accuracy"):
+        assert key in report
+    assert report["equivalent"] and report["mismatches"] == 0 and report["samples"] == 12
+    assert report["neurons_compared"] == (108 + 4) * 12 * 10
+    assert set(report["accuracy"]) >= {"float", "compiled"}
+
+
+def test_compile_is_deterministic(tiny_files, tmp_path):
+    ckpt, inputs, _, _ = tiny_files
+    for d in ("a", "b"):
+        assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(tmp_path / d),
+                     "--quiet"]) == 0
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
+                   if p.is_file())
+    assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+                         for f in files)
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickled_checkpoint_with_code_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "snncompile-checkpoint", "version": 1, "payload": Evil()}, bad)
+    one_line_error(capsys, ["compile", bad, "-o", tmp_path / "b"], "refused to load")
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "b").exists()
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(Evil()))
+    one_line_error(capsys, ["compile", raw, "-o", tmp_path / "b"], "raw.pt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_bad_inputs_are_one_line_errors(tiny_files, tmp_path, capsys):
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "b"
+    assert main(["compile", str(ckpt), "-o", str(build), "--quiet"]) == 0
+    capsys.readouterr()
+    one_line_error(capsys, ["compile", tmp_path / "missing.pt", "-o", tmp_path / "c"],
+                   "missing.pt: checkpoint not found")
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(ckpt.read_bytes()[:200])
+    one_line_error(capsys, ["compile", trunc, "-o", tmp_path / "c"], "trunc.pt: corrupt")
+    assert not (tmp_path / "c").exists()
+    wrong = tmp_path / "wrong.npz"
+    save_inputs(wrong, x[:, :, :, :5])
+    one_line_error(capsys, ["run", build, "--inputs", wrong], "network expects (samples, "
+                   "steps, 1, 6, 6)")
+    graded = tmp_path / "graded.npz"
+    save_inputs(graded, x * 3)
+    one_line_error(capsys, ["run", build, "--inputs", graded], "takes spikes in [0, 1]")
+    floats = tmp_path / "floats.npz"
+    np.savez(floats, inputs=x.astype(np.float32))
+    one_line_error(capsys, ["run", build, "--inputs", floats], "must hold integers")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04garbage")
+    one_line_error(capsys, ["verify", build, "--inputs", corrupt], "corrupt.npz: corrupt")
+    one_line_error(capsys, ["run", tmp_path / "nobuild", "--inputs", inputs],
+                   "build directory not found")
+    (build / "arrays.npz").write_bytes(b"tampered")
+    one_line_error(capsys, ["run", build, "--inputs", inputs], "checksum mismatch")
+    one_line_error(capsys, ["compile", ckpt, "--target", "loihi9", "-o", tmp_path / "d"],
+                   "unknown target 'loihi9'; built-in targets: loihi1")
+
+
+def test_unsupported_layer_lists_supported(tmp_path, capsys):
+    torch.save({"format": "snncompile-checkpoint", "version": 1,
+                "config": {"input": {"shape": [4]},
+                           "layers": [{"type": "lstm"}, {"type": "lif", "du": 0, "dv": 0}]},
+                "state_dict": {}}, tmp_path / "m.pt")
+    err = one_line_error(capsys, ["compile", tmp_path / "m.pt", "-o", tmp_path / "b"],
+                         "type 'lstm' is not supported; supported: dense, conv2d")
+    assert "lif" in err
+
+
+def test_help_explains_every_command():
+    for cmd in ("compile", "run", "verify"):
+        rc, out, _ = run_cli(cmd, "--help")
+        assert rc == 0 and "usage: snncompile " + cmd in out and "npz" in out.lower() or \
+            "build directory" in out
