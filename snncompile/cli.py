@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         chosen exponents and bit widths, quantisation error, saturation counts).
         Scales are chosen from the weights and thresholds, and from calibration data if
         --calib is given (recommended: it checks the 24-bit state headroom)."""))
-    c.add_argument("model", help="model file (.pt snncompile checkpoint)")
+    c.add_argument("model", help="model file: .pt (snncompile checkpoint) or .nir (NIR graph)")
     c.add_argument("--target", default="loihi2",
                    help=f"target name ({', '.join(available_targets())}) or a .toml file "
                         "(default: loihi2)")

@@ -23,8 +23,11 @@ def import_model(source: str | Path) -> Graph:
     path = Path(source)
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return import_checkpoint(path)
+    if path.suffix == ".nir":
+        from .frontends.nir_import import import_nir
+        return import_nir(path)
     raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
-                         ".pt (snncompile checkpoint)")
+                         ".pt (snncompile checkpoint), .nir (NIR graph)")
 
 
 def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",

@@ -1,0 +1,81 @@
+"""Import a norse model (`SequentialState` of Linear/Conv2d/Flatten and LIFCell,
+LIFBoxCell or IAFCell) into a float `Graph`, through NIR.
+
+norse 1.1.0 provides `norse.torch.to_nir` (norse/torch/utils/export_nir.py). We call the
+same tracer (`nirtorch.extract_nir_graph`) with norse's own per-module translation, adding
+`torch.nn.Flatten`, which norse 1.1.0 leaves out (its node comes back as None), and
+Linear/Conv2d without bias (norse writes an Affine with zero bias for Linear and crashes
+on a Conv2d without bias: `module.bias.detach()` on None). Then
+`import_nir(..., norse_quirks=True)` undoes what norse writes differently from the NIR
+equations: tau stored as tau * dt (norse#411) and input current added with gain 1.
+
+norse's LIFCell updates exactly in Loihi's order (i += x; v += dt/tau_mem (v_leak - v + i);
+i decays), so an imported LIFCell network spikes like the norse model (see the tests).
+
+    >>> graph = import_norse(model, torch.zeros(1, 784))
+"""
+from __future__ import annotations
+
+import warnings
+from functools import partial
+
+from ..errors import BackendError, UnsupportedError
+from ..ir import Graph
+from .nir_import import import_nir
+
+SUPPORTED_MODULES = ("Linear", "Conv2d", "Flatten", "LIFCell", "LIFBoxCell", "IAFCell")
+_READOUTS = ("LICell", "LIBoxCell", "LI", "LIBox")
+
+
+def import_norse(model, sample_input, dt: float = 1e-3) -> Graph:
+    """Trace a norse model with one time step of `sample_input` (shape (batch, *in)) and
+    return its float graph. Synapse biases are allowed only where `import_nir` maps them."""
+    try:
+        import nirtorch
+        import norse.torch.utils.export_nir as norse_nir
+    except ImportError as exc:
+        raise BackendError(f"import_norse: norse is not installed ({exc})") from None
+    _check_modules(model)
+    mapper = partial(_module_to_nir, norse_fn=norse_nir._extract_norse_module, dt=dt)
+    with warnings.catch_warnings():  # nirtorch 2.6 deprecates the tracer norse 1.1.0 uses
+        warnings.simplefilter("ignore", DeprecationWarning)
+        nirgraph = nirtorch.extract_nir_graph(model, mapper, sample_input, model_name="norse")
+    graph = import_nir(nirgraph, dt=dt, norse_quirks=True)
+    graph.meta.update(source=type(model).__name__, frontend="norse")
+    return graph
+
+
+def _module_to_nir(module, norse_fn, dt: float):
+    import nir
+    import numpy as np
+    import torch
+
+    if isinstance(module, torch.nn.Flatten):
+        return nir.Flatten(input_type={"input": None}, start_dim=module.start_dim,
+                           end_dim=module.end_dim)
+    weight = module.weight.detach().cpu().numpy() if hasattr(module, "weight") else None
+    if isinstance(module, torch.nn.Linear) and module.bias is None:
+        return nir.Linear(weight=weight.astype(np.float32))
+    if isinstance(module, torch.nn.Conv2d) and module.bias is None:  # norse 1.1.0 crashes
+        if not isinstance(module.padding, tuple):
+            raise UnsupportedError(f"norse Conv2d: padding '{module.padding}' is not "
+                                   "supported; give it as integers")
+        return nir.Conv2d(input_shape=None, weight=weight.astype(np.float32),
+                          stride=module.stride, padding=module.padding,
+                          dilation=module.dilation, groups=module.groups,
+                          bias=np.zeros(weight.shape[0], np.float32))
+    return norse_fn(module, dt=dt)
+
+
+def _check_modules(model) -> None:
+    children = list(model.children()) or [model]
+    for i, child in enumerate(children):
+        kind = type(child).__name__
+        if kind in _READOUTS:
+            raise UnsupportedError(
+                f"norse layer {i} ({kind}): a leaky-integrator readout is non-spiking; "
+                "Loihi outputs here are spike counts, so it cannot be mapped; end the model "
+                "with a LIFCell instead")
+        if kind not in SUPPORTED_MODULES:
+            raise UnsupportedError(f"norse layer {i}: {kind} is not supported; supported: "
+                                   + ", ".join(SUPPORTED_MODULES))
