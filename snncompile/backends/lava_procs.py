@@ -1,0 +1,73 @@
+"""Custom Lava processes used by the Lava backend.
+
+`SpikeRecorder` replaces `Var.get()` for reading spike trains back: Lava's `get` moves one
+element per message (512k values took ~10 s), so the recorder keeps every recorded step in
+its own worker, bit-packed, and writes the whole record once, with `np.save`, at its last
+recorded step. The parent process reads that file after the run.
+
+Import this module only after `snncompile._lava_compat.install()` (importing `snncompile`
+does that) and only when Lava is installed: it imports Lava at module level.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+
+class SpikeRecorder(AbstractProcess):
+    """Records `count` steps of its input, starting at global time step `start` (Lava's
+    `time_step`, counted from 1), into `path` (an .npy file of shape (count, ceil(n / 8))
+    uint8: `np.packbits` of each step's C-order flattened input != 0).
+
+    The file appears (atomically, via rename) when step `start + count - 1` has run.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
+                 name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), path=str(path), start=int(start),
+                         count=int(count), name=name)
+        self.a_in = InPort(shape=tuple(shape))
+
+
+def read_record(path: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Unpack a `SpikeRecorder` file into a bool array (count, *shape)."""
+    packed = np.load(path, allow_pickle=False)
+    n = int(np.prod(shape))
+    bits = np.unpackbits(packed, axis=1, count=n).astype(bool)
+    return bits.reshape((packed.shape[0],) + tuple(shape))
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeRecorderModel(PyLoihiProcessModel):
+    """Stores each step's input in a preallocated bit-packed buffer; saves it once."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._path = proc_params["path"]
+        self._start = proc_params["start"]
+        self._count = proc_params["count"]
+        n = int(np.prod(proc_params["shape"]))
+        self._buf = np.zeros((self._count, (n + 7) // 8), dtype=np.uint8)
+
+    def run_spk(self) -> None:
+        s = self.a_in.recv()  # always drain the channel, recorded or not
+        k = self.time_step - self._start
+        if 0 <= k < self._count:
+            self._buf[k] = np.packbits(np.asarray(s).reshape(-1) != 0)
+            if k == self._count - 1:
+                tmp = self._path + ".part.npy"
+                np.save(tmp, self._buf, allow_pickle=False)
+                os.replace(tmp, self._path)
