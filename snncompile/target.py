@@ -224,15 +224,22 @@ def _section(path, raw: dict, name: str, cls, optional=()):
             continue
         value = table[key]
         want_bool = f.type in ("bool", bool)
+        want_int = f.type in ("int", int)
+        number = (int,) if want_int else (int, float)
         ok = (isinstance(value, bool) if want_bool else
-              isinstance(value, (int, float)) and not isinstance(value, bool))
+              isinstance(value, number) and not isinstance(value, bool))
         if not ok or (not want_bool and value < 0):
-            kind = "true/false" if want_bool else "a non-negative number"
+            kind = ("true/false" if want_bool else "a non-negative integer" if want_int
+                    else "a non-negative number")
             raise InputFileError(f"{path}: [{name}] {key} = {value!r} must be {kind}")
         values[key] = value
     est = table.get("estimate", {})
     if not isinstance(est, dict):
         raise InputFileError(f"{path}: [{name}.estimate] must be a table of key = true")
+    unknown = sorted(set(est) - set(fields))
+    if unknown:
+        raise InputFileError(f"{path}: [{name}.estimate] names unknown keys "
+                             f"{', '.join(unknown)}")
     values["estimates"] = frozenset(k for k, v in est.items() if v)
     return cls(**values)
 

@@ -1,0 +1,86 @@
+"""Benchmark: time to map (split + place) fixed-stage networks of growing size.
+
+Networks: input (2, H, H) -> conv 3x3 16 ch -> conv 3x3/2 32 ch -> conv k x k/k 16 ch
+(k = H/16, giving 16 x 16 x 16 = 4096 neurons) -> dense 4096 -> dense 4096 -> dense 10,
+with a LIF after each synapse layer. Conv kernels are real random int arrays; the dense
+layers are described by shape only (zero-stride `np.broadcast_to` weights, "all
+connected"), so the largest network (H = 256: 1.6M neurons, 136M synapses) needs no weight
+memory. `--real` makes the dense weights real int8 arrays (33M bytes at H = 256).
+
+    .venv/bin/python bench/bench_mapping.py [--target loihi1] [--sizes 32 64 128 256] [--real]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from snncompile.ir.graph import Graph
+from snncompile.ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from snncompile.passes.place import place
+from snncompile.passes.split import split_graph
+from snncompile.target import load_target
+
+
+def build(h: int, real: bool = False, seed: int = 0) -> Graph:
+    rng = np.random.default_rng(seed)
+
+    def kernel(shape):
+        return (rng.integers(1, 64, shape) * rng.choice([-1, 1], shape)).astype(np.int32)
+
+    def dense(n_out, n_in):
+        if real:
+            w = rng.integers(1, 127, (n_out, n_in), dtype=np.int8)
+            return w
+        return np.broadcast_to(np.int8(1), (n_out, n_in))
+
+    k = max(1, h // 32)
+    h2 = (h + 2 - 3) // 2 + 1
+    h3 = h2 // k
+    n3 = 16 * h3 * h3
+    return Graph.sequential([
+        Input("in", shape=(2, h, h)),
+        FxConv2d("conv1", weight=kernel((16, 2, 3, 3)), padding=(1, 1)),
+        FxLIF("lif1", shape=(16, h, h)),
+        FxConv2d("conv2", weight=kernel((32, 16, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        FxLIF("lif2", shape=(32, h2, h2)),
+        FxConv2d("conv3", weight=kernel((16, 32, k, k)), stride=(k, k)),
+        FxLIF("lif3", shape=(16, h3, h3)),
+        Flatten("flat"),
+        FxDense("fc1", weight=dense(4096, n3)),
+        FxLIF("lif4", shape=(4096,)),
+        FxDense("fc2", weight=dense(4096, 4096)),
+        FxLIF("lif5", shape=(4096,)),
+        FxDense("fc3", weight=dense(10, 4096)),
+        FxLIF("lif6", shape=(10,)),
+        Output("out"),
+    ])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="loihi1")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
+    ap.add_argument("--real", action="store_true", help="real int8 dense weights")
+    args = ap.parse_args(argv)
+    spec = load_target(args.target)
+    print(f"target {spec.name}; dense weights {'real int8' if args.real else 'shape-only'}")
+    print(f"{'H':>5}{'neurons':>12}{'synapses':>14}{'cores':>8}{'bound':>7}{'chips':>7}"
+          f"{'split s':>9}{'place s':>9}{'total s':>9}{'us/neuron':>11}")
+    for h in args.sizes:
+        g = build(h, real=args.real)
+        t0 = time.perf_counter()
+        part = split_graph(g, spec)
+        t1 = time.perf_counter()
+        m = place(part, spec)
+        t2 = time.perf_counter()
+        neurons = sum(v["neurons"] for k, v in m.layers.items() if k != "in")
+        synapses = sum(v["synapses"] for v in m.layers.values())
+        print(f"{h:>5}{neurons:>12,}{synapses:>14,}{m.n_cores:>8}{m.lower_bound['cores']:>7}"
+              f"{m.chips:>7}{t1 - t0:>9.2f}{t2 - t1:>9.2f}{t2 - t0:>9.2f}"
+              f"{1e6 * (t2 - t0) / neurons:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

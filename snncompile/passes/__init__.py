@@ -1,0 +1,1 @@
+"""Compiler passes: fold, quantize, split, place (see each module)."""

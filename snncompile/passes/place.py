@@ -1,0 +1,355 @@
+"""Place cores on the chip mesh (and across chips) to keep spike traffic short.
+
+Model. A chip is a `mesh_x` x `mesh_y` grid of tiles with `cores_per_tile` cores each;
+several chips sit row-major on a grid `chip_grid_x` chips wide, their meshes stitched edge to
+edge. A message from core A to core B costs `dx * hop_ew_j + dy * hop_ns_j` (tile distance on
+the stitched grid) plus `chip_hop_j` per chip boundary crossed; cores in one tile are 0 hops
+apart. The graph input enters at tile (0, 0) of chip 0 (where the host / embedded x86 cores
+inject spikes).
+
+Traffic. `split_graph` gives, per pair of blocks, how many neurons of the source block have
+synapses into the destination block; each spike of such a neuron sends one message there.
+Weighting by the source layer's firing rate (`rates`, spikes per neuron per step, default 1
+for every layer) gives the expected messages per step between cores.
+
+Algorithm (deterministic).
+1. Greedy: cores are taken in network order (layer by layer) and laid along a serpentine
+   (boustrophedon) path through the tiles of chip 0, then chip 1, ...; consecutive layers
+   land next to each other.
+2. Local improvement: for every core, try swapping it with each core or free slot of the
+   tiles within one hop; keep a swap when it lowers the total traffic-weighted hop energy.
+   At most `passes` sweeps, stopping early when a sweep changes nothing.
+
+    >>> mapping = map_graph(graph, load_target("loihi1"), chips=1)   # doctest: +SKIP
+    >>> print(mapping.table())                                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ResourceLimitError, UnsupportedError
+from ..ir.graph import Graph
+from ..target import TargetSpec
+from .split import RESOURCES, Block, Partition, split_graph
+
+
+@dataclass
+class Core:
+    """One neurocore in use: the blocks it holds, where it sits, how full it is."""
+
+    index: int
+    blocks: list[int]
+    chip: int
+    tile: tuple[int, int]  # (x, y) inside its chip
+    slot: int  # core number inside the tile
+    usage: dict[str, int]
+    utilisation: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "blocks": list(self.blocks), "chip": self.chip,
+                "tile": list(self.tile), "slot": self.slot,
+                "usage": dict(self.usage),
+                "utilisation": {k: round(v, 4) for k, v in self.utilisation.items()}}
+
+
+@dataclass
+class Mapping:
+    """Blocks placed on cores of one or more chips.
+
+    `layer_traffic[layer]` holds, for a spike of *every* neuron of the layer once (divide by
+    the layer's neuron count for one spike): `messages`, `hops_ew`, `hops_ns`, `chip_hops`.
+    `core_of_block[b]` is the core holding block `b`.
+    """
+
+    target: str
+    blocks: list[Block]
+    cores: list[Core]
+    chips: int
+    limits: dict[str, int]
+    lower_bound: dict
+    layers: dict[str, dict]
+    layer_traffic: dict[str, dict]
+    core_of_block: list[int]
+    tiles_used: int
+    placement_cost: dict[str, float]
+    rates: dict[str, float] = field(default_factory=dict)
+    max_route: dict = field(default_factory=dict)  # longest used route (hops, seconds)
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.cores)
+
+    def to_json(self) -> dict:
+        """A JSON-safe summary (every number a Python int / float)."""
+        util = {r: [c.utilisation[r] for c in self.cores] for r in RESOURCES}
+        return {
+            "target": self.target,
+            "cores": self.n_cores,
+            "chips": self.chips,
+            "tiles": self.tiles_used,
+            "lower_bound_cores": int(self.lower_bound["cores"]),
+            "lower_bound": _plain(self.lower_bound),
+            "packing_efficiency": round(self.lower_bound["cores"] / max(self.n_cores, 1), 4),
+            "limits": dict(self.limits),
+            "mean_utilisation": {r: round(float(np.mean(v)) if v else 0.0, 4)
+                                 for r, v in util.items()},
+            "placement_cost": {k: float(v) for k, v in self.placement_cost.items()},
+            "rates": {k: float(v) for k, v in self.rates.items()},
+            "max_route": _plain(self.max_route),
+            "layers": _plain(self.layers),
+            "layer_traffic": _plain(self.layer_traffic),
+            "core_list": [c.to_json() for c in self.cores],
+            "blocks": [b.to_json() for b in self.blocks],
+        }
+
+    def table(self) -> str:
+        """Readable summary: per layer, then per-resource utilisation and the lower bound."""
+        lines = [f"target {self.target}: {self.n_cores} cores on {self.chips} chip(s), "
+                 f"{self.tiles_used} tiles; lower bound {self.lower_bound['cores']} cores "
+                 f"(packing {self.lower_bound['cores'] / max(self.n_cores, 1):.0%})"]
+        lines.append(f"{'layer':<16}{'neurons':>10}{'synapses':>14}{'blocks':>8}"
+                     f"{'msgs/spike':>12}{'hops/msg':>10}")
+        for name, info in self.layers.items():
+            tr = self.layer_traffic.get(name, {})
+            msgs = tr.get("messages", 0)
+            hops = (tr.get("hops_ew", 0) + tr.get("hops_ns", 0)) / msgs if msgs else 0.0
+            per = msgs / info["neurons"] if info["neurons"] else 0.0
+            lines.append(f"{name:<16}{info['neurons']:>10,}{info['synapses']:>14,}"
+                         f"{info['blocks']:>8}{per:>12.2f}{hops:>10.2f}")
+        lines.append(f"{'resource':<16}{'limit':>12}{'mean':>8}{'max':>8}{'bound':>8}")
+        for r in RESOURCES:
+            u = [c.utilisation[r] for c in self.cores] or [0.0]
+            lines.append(f"{r:<16}{self.limits[r]:>12,}{np.mean(u):>8.0%}{max(u):>8.0%}"
+                         f"{self.lower_bound['cores_by_resource'][r]:>8}")
+        return "\n".join(lines)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# ------------------------------------------------------------------ geometry
+class _Grid:
+    """Slots (chip, tile x, tile y, core) in serpentine order and the hop cost between tiles."""
+
+    def __init__(self, spec: TargetSpec, chips: int):
+        ch = spec.chip
+        self.cpt = ch.cores_per_tile
+        slots = []
+        for k in range(chips):
+            kx, ky = k % ch.chip_grid_x, k // ch.chip_grid_x
+            for ty in range(ch.mesh_y):
+                xs = range(ch.mesh_x) if ty % 2 == 0 else range(ch.mesh_x - 1, -1, -1)
+                for tx in xs:
+                    for c in range(ch.cores_per_tile):
+                        slots.append((k, tx, ty, c, kx * ch.mesh_x + tx, ky * ch.mesh_y + ty,
+                                      kx, ky))
+        self.slots = np.array(slots, np.int64).reshape(-1, 8)
+        self.gx, self.gy = self.slots[:, 4], self.slots[:, 5]
+        self.kx, self.ky = self.slots[:, 6], self.slots[:, 7]
+        e = spec.energy
+        self.w_ew, self.w_ns, self.w_chip = ((e.hop_ew_j, e.hop_ns_j, e.chip_hop_j) if e
+                                             else (1.0, 1.0, 1.0))
+        self.by_tile: dict[tuple[int, int], list[int]] = {}
+        for s, (gx, gy) in enumerate(zip(self.gx.tolist(), self.gy.tolist())):
+            self.by_tile.setdefault((gx, gy), []).append(s)
+        self._prepare()
+
+    def hops(self, a, b):
+        """(east-west, north-south, chip) hops between slots a and b (vectorised); b = -1
+        stands for the input port at tile (0, 0) of chip 0."""
+        a, b = np.asarray(a), np.asarray(b)
+        ax, ay = np.where(a < 0, 0, self.gx[a]), np.where(a < 0, 0, self.gy[a])
+        bx, by = np.where(b < 0, 0, self.gx[b]), np.where(b < 0, 0, self.gy[b])
+        akx, aky = np.where(a < 0, 0, self.kx[a]), np.where(a < 0, 0, self.ky[a])
+        bkx, bky = np.where(b < 0, 0, self.kx[b]), np.where(b < 0, 0, self.ky[b])
+        return np.abs(ax - bx), np.abs(ay - by), np.abs(akx - bkx) + np.abs(aky - bky)
+
+    def _prepare(self):
+        # weighted coordinates: the L1 distance between rows is the hop energy
+        self.wpos = np.stack([self.gx * self.w_ew, self.gy * self.w_ns, self.kx * self.w_chip,
+                              self.ky * self.w_chip], axis=1).astype(float)
+        port = np.zeros(4)  # input port: tile (0, 0) of chip 0
+        self.port_cost = np.abs(self.wpos - port).sum(1).tolist()
+
+    def cost(self, a: int, b: np.ndarray) -> np.ndarray:
+        """Hop energy from slot `a` to slots `b` (array)."""
+        return np.abs(self.wpos[b] - self.wpos[a]).sum(1)
+
+    def cost1(self, a: int, b: int) -> float:
+        """Hop energy between two slots; -1 is the input port."""
+        if a < 0 or b < 0:
+            return self.port_cost[max(a, b)] if max(a, b) >= 0 else 0.0
+        return float(np.abs(self.wpos[a] - self.wpos[b]).sum())
+
+
+# ------------------------------------------------------------------ placement
+def place(part: Partition, spec: TargetSpec, chips: int | None = None,
+          rates: dict[str, float] | None = None, passes: int = 4) -> Mapping:
+    """Place the cores of `part` on `chips` chips (default: as few as hold them)."""
+    if spec.chip is None:
+        raise UnsupportedError(f"target '{spec.name}' has no [chip] section; placement needs "
+                               "the mesh size and cores per chip")
+    ch = spec.chip
+    n = part.n_cores
+    need = max(1, math.ceil(n / ch.cores_per_chip))
+    if chips is None:
+        chips = need
+        if chips > ch.max_chips:
+            raise ResourceLimitError(
+                f"network: cores ({n:,}) exceeds what {ch.max_chips} chips hold "
+                f"({ch.max_chips * ch.cores_per_chip:,}); the largest {spec.name} system has "
+                f"{ch.max_chips} chips")
+    elif chips < 1:
+        raise ResourceLimitError(f"chips={chips}: need at least one chip")
+    elif n > chips * ch.cores_per_chip:
+        raise ResourceLimitError(
+            f"network: cores ({n:,}) exceeds what {chips} chip(s) hold "
+            f"({chips * ch.cores_per_chip:,}, {ch.cores_per_chip} cores each); "
+            f"use chips={need} or more")
+    rates = dict(rates or {})
+    for name in rates:
+        if name not in part.layers:
+            raise UnsupportedError(f"rates: '{name}' is not a layer; layers are "
+                                   f"{', '.join(part.layers)}")
+    layer_of_block = {b.index: b.layer for b in part.blocks}
+    core_of_block = np.zeros(len(part.blocks), np.int64)
+    for c, blocks in enumerate(part.cores):
+        core_of_block[blocks] = c
+    grid = _Grid(spec, chips)
+
+    # traffic between cores (messages per step at the given rates); -1 = input port
+    src_b, dst_b, cnt = part.edges.T if len(part.edges) else (np.zeros(0, np.int64),) * 3
+    src_layer = [part.input_name if s < 0 else layer_of_block[s] for s in src_b.tolist()]
+    rate = np.array([rates.get(l, 1.0) for l in src_layer], float)
+    src_c = np.where(src_b < 0, -1, core_of_block[np.maximum(src_b, 0)])
+    dst_c = core_of_block[dst_b] if len(dst_b) else np.zeros(0, np.int64)
+    w = cnt * rate
+    nbr: list[dict[int, float]] = [dict() for _ in range(n)]
+    fixed: list[float] = [0.0] * n  # traffic with the input port
+    for s, d, x in zip(src_c.tolist(), dst_c.tolist(), w.tolist()):
+        if s == d:
+            continue
+        if s < 0:
+            fixed[d] += x
+            continue
+        nbr[s][d] = nbr[s].get(d, 0.0) + x
+        nbr[d][s] = nbr[d].get(s, 0.0) + x
+
+    nbr_i = [np.fromiter(d.keys(), np.int64, len(d)) for d in nbr]
+    nbr_w = [np.fromiter(d.values(), float, len(d)) for d in nbr]
+    slot_of = np.arange(n)  # greedy: network order along the serpentine
+    occupant = np.full(len(grid.slots), -1)
+    occupant[:n] = np.arange(n)
+
+    def core_cost(c: int, slot: int) -> float:
+        cost = fixed[c] * grid.cost1(-1, slot) if fixed[c] else 0.0
+        if len(nbr_i[c]):
+            cost += float(nbr_w[c] @ grid.cost(slot, slot_of[nbr_i[c]]))
+        return cost
+
+    def total() -> float:
+        t = sum(fixed[c] * grid.cost1(-1, int(slot_of[c])) for c in range(n) if fixed[c])
+        for c in range(n):
+            if len(nbr_i[c]):
+                t += 0.5 * float(nbr_w[c] @ grid.cost(slot_of[c], slot_of[nbr_i[c]]))
+        return t
+
+    initial = total()
+    for _ in range(passes):
+        changed = False
+        for c in range(n):
+            if not nbr[c] and not fixed[c]:
+                continue
+            here = int(slot_of[c])
+            gx, gy = int(grid.gx[here]), int(grid.gy[here])
+            c_here = core_cost(c, here)
+            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                for s in grid.by_tile.get((gx + dx, gy + dy), ()):
+                    o = int(occupant[s])
+                    if o == c:
+                        continue
+                    before = c_here + (core_cost(o, s) if o >= 0 else 0.0)
+                    # both moved; the c-o edge is counted twice before and after alike
+                    slot_of[c] = s
+                    if o >= 0:
+                        slot_of[o] = here
+                    after = core_cost(c, s) + (core_cost(o, here) if o >= 0 else 0.0)
+                    slot_of[c] = here
+                    if o >= 0:
+                        slot_of[o] = s
+                    if after < before * (1 - 1e-12):
+                        occupant[s], occupant[here] = c, o
+                        slot_of[c] = s
+                        if o >= 0:
+                            slot_of[o] = here
+                        here = s
+                        c_here = core_cost(c, here)
+                        changed = True
+        if not changed:
+            break
+    final = total()
+
+    cores = []
+    lims = part.limits
+    for c, blocks in enumerate(part.cores):
+        k, tx, ty, sl = (int(v) for v in grid.slots[slot_of[c], :4])
+        usage = {r: int(part.core_usage[c, i]) for i, r in enumerate(RESOURCES)}
+        cores.append(Core(c, list(blocks), k, (tx, ty), sl, usage,
+                          {r: usage[r] / lims[r] for r in RESOURCES}))
+
+    # per-layer message and hop totals (one spike of every neuron)
+    traffic: dict[str, dict] = {}
+    max_route = {"hops_ew": 0, "hops_ns": 0, "chip_hops": 0, "seconds": 0.0}
+    if len(src_b):
+        s_slot = np.where(src_c < 0, -1, slot_of[np.maximum(src_c, 0)])
+        d_slot = slot_of[dst_c]
+        ew, ns, chp = grid.hops(s_slot, d_slot)
+        if spec.energy is not None:
+            e = spec.energy
+            route = ew * e.hop_ew_s + ns * e.hop_ns_s + chp * e.chip_hop_s
+            worst = int(np.argmax(route))
+            max_route = {"hops_ew": int(ew[worst]), "hops_ns": int(ns[worst]),
+                         "chip_hops": int(chp[worst]), "seconds": float(route[worst])}
+        for name in part.layers:
+            m = np.array([l == name for l in src_layer])
+            if m.any():
+                traffic[name] = {"messages": int(cnt[m].sum()),
+                                 "hops_ew": int((cnt[m] * ew[m]).sum()),
+                                 "hops_ns": int((cnt[m] * ns[m]).sum()),
+                                 "chip_hops": int((cnt[m] * chp[m]).sum())}
+    layers = {}
+    for name, lp in part.layers.items():
+        layers[name] = {"neurons": lp.neurons, "synapse": lp.synapse, "synapses": lp.synapses,
+                        "blocks": 0 if lp.blocks == [-1] else len(lp.blocks),
+                        "cores": sorted({int(core_of_block[b]) for b in lp.blocks if b >= 0})}
+    tiles = len({(int(grid.gx[s]), int(grid.gy[s])) for s in slot_of.tolist()})
+    return Mapping(
+        target=part.target, blocks=part.blocks, cores=cores, chips=chips, limits=lims,
+        lower_bound=part.lower_bound, layers=layers, layer_traffic=traffic,
+        core_of_block=core_of_block.tolist(), tiles_used=tiles,
+        placement_cost={"initial_j_per_step": initial, "final_j_per_step": final},
+        max_route=max_route,
+        rates={name: rates.get(name, 1.0) for name in part.layers})
+
+
+def map_graph(graph: Graph, spec: TargetSpec, chips: int | None = None,
+              rates: dict[str, float] | None = None) -> Mapping:
+    """Split a fixed-stage graph into core-sized blocks and place them on `chips` chips.
+
+    rates: spikes per neuron per step of each layer (and of the input), to weight traffic;
+    default 1 for all.
+
+        >>> m = map_graph(graph, load_target("loihi1"))        # doctest: +SKIP
+        >>> m.n_cores, m.chips, m.lower_bound["cores"]          # doctest: +SKIP
+    """
+    return place(split_graph(graph, spec), spec, chips=chips, rates=rates)

@@ -1,0 +1,622 @@
+"""Split every neuron layer of a fixed-stage graph into core-sized blocks.
+
+A *layer* is one `FxLIF` node together with the synapse node (`FxDense` / `FxConv2d`) that
+feeds it: a core holds neurons and the synapses that end on them. Every block honours each
+per-core limit of the target (`spec.limits`):
+
+* ``neurons``       compartments in the block;
+* ``input_axons``   distinct presynaptic neurons with at least one synapse into the block;
+* ``output_axons``  sum over the block's neurons of the number of destination blocks they
+                    reach (one axon per (neuron, destination core), as nengo-loihi counts);
+* ``synapse_bits``  synapse memory as Loihi encodes it: each input axon stores its synapses
+                    in groups of ``synapse_group_size``, a group costs
+                    ``n * bits_per_synapse + synapse_group_header_bits`` rounded up to whole
+                    ``synapse_word_bits`` words (nengo-loihi ``bits_per_axon``);
+                    ``bits_per_synapse`` is the layer's ``num_weight_bits`` (dense layers
+                    without zeros) or that plus ``synapse_index_bits_sparse`` (layers with
+                    zeros). A conv block with ``conv_weight_sharing`` stores its kernel once:
+                    one group list per (input channel, kernel tap) holding the block's output
+                    channels. ``neuron_state_bits`` per neuron are added where state shares
+                    the synapse memory (Loihi 2).
+
+Algorithm. Layers are split consumers first (reverse topological order), because a neuron's
+output axons depend on how many blocks of the next layer it reaches.
+
+* Dense-fed layers are cut into contiguous neuron ranges. From each start the longest
+  feasible range is found by binary search (every resource grows monotonically with the
+  range), which gives the fewest blocks any contiguous split can have; the ranges are then
+  evened out to equal sizes when that stays feasible (equal blocks balance the per-step
+  work).
+* Conv-fed layers are cut into regular tiles (channels x rows x columns) whose input region
+  is a rectangle of the input. All tile sizes are ranked by block count (ties: more
+  channels per tile, which sends fewer messages) and the first that fits in every tile wins.
+
+Everything is vectorised over neurons (cumulative sums, summed-area tables); Python loops
+run over blocks only, so a 1M-neuron / 100M-synapse network splits in about a second.
+Weights given as zero-stride arrays (``np.broadcast_to(np.int8(1), (out, in))``) are read as
+"all connected" without ever being materialised: benchmarks can describe huge layers by
+shape.
+
+Small blocks (every resource at most half its limit) are then packed together onto shared
+cores, first-fit decreasing, adding their resources (conservative: two blocks that share a
+source are charged two input axons).
+
+    >>> part = split_graph(graph, load_target("loihi1"))   # doctest: +SKIP
+    >>> part.n_cores, part.lower_bound["cores"]             # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ResourceLimitError, UnsupportedError
+from ..ir.graph import Graph
+from ..ir.nodes import FxConv2d, FxDense, FxLIF, Flatten, Input, Output
+from ..target import Limits, TargetSpec
+
+RESOURCES = Limits.RESOURCES
+_WHAT = {"neurons": "neurons", "input_axons": "input axons", "output_axons": "output axons",
+         "synapse_bits": "synapse memory"}
+
+
+@dataclass
+class Block:
+    """A set of neurons of one layer, with the synapses that end on them.
+
+    `start`/`stop` index the layer's neurons in C order (dense-fed layers); conv-fed layers
+    use `tile` = (c0, c1, y0, y1, x0, x1) of the (C, H, W) output instead.
+    """
+
+    index: int
+    layer: str
+    synapse: str | None
+    n_neurons: int
+    synapses: int  # connections ending on the block (for per-core work)
+    usage: dict[str, int]
+    start: int = 0
+    stop: int = 0
+    tile: tuple[int, ...] | None = None
+
+    def to_json(self) -> dict:
+        d = {"index": self.index, "layer": self.layer, "synapse": self.synapse,
+             "neurons": self.n_neurons, "synapses": self.synapses,
+             "usage": {k: int(v) for k, v in self.usage.items()}}
+        if self.tile is not None:
+            d["tile"] = [int(t) for t in self.tile]
+        else:
+            d["range"] = [int(self.start), int(self.stop)]
+        return d
+
+
+@dataclass
+class LayerPart:
+    """How one layer (or the graph input) was split."""
+
+    name: str
+    neurons: int
+    synapse: str | None
+    synapses: int
+    blocks: list[int]  # global block indices
+    owner: np.ndarray = field(repr=False)  # local block index of every neuron (layer shape)
+
+
+@dataclass
+class Partition:
+    """Result of `split_graph`: blocks, their grouping into cores, and traffic edges.
+
+    `edges[i] = (src_block, dst_block, n)`: `n` neurons of `src_block` (-1: the graph input)
+    have synapses into `dst_block`; every spike of one of them sends one message there.
+    """
+
+    target: str
+    blocks: list[Block]
+    cores: list[list[int]]  # block indices per core
+    core_usage: np.ndarray  # (n_cores, len(RESOURCES)) int64
+    limits: dict[str, int]
+    lower_bound: dict
+    layers: dict[str, LayerPart]
+    edges: np.ndarray  # (n_edges, 3) int64
+    input_name: str
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.cores)
+
+
+# ------------------------------------------------------------------ graph structure
+@dataclass
+class _Layer:
+    name: str
+    shape: tuple
+    syn: object  # FxDense | FxConv2d | None
+    src: str | None
+    consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name)]
+
+
+def _source_of(graph: Graph, name: str) -> str:
+    """Walk back through Flatten nodes to the spiking source (Input or FxLIF)."""
+    while True:
+        node = graph.node(name)
+        if isinstance(node, (Input, FxLIF)):
+            return name
+        ins = graph.inputs(name)
+        if not isinstance(node, Flatten) or len(ins) != 1:
+            raise UnsupportedError(
+                f"{name}: {type(node).__name__} cannot feed a synapse layer on a core; "
+                "supported sources are Input, FxLIF and Flatten of them")
+        name = ins[0]
+
+
+def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
+    allowed = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output)
+    for name in graph.order():
+        node = graph.node(name)
+        if not isinstance(node, allowed):
+            raise UnsupportedError(
+                f"{name}: {type(node).__name__} cannot be mapped to cores; mapping needs a "
+                "fixed-stage graph of Input, FxDense, FxConv2d, FxLIF, Flatten, Output "
+                "(run quantize first)")
+    inp = graph.input_node().name
+    layers = {inp: _Layer(inp, graph.shape(inp), None, None)}
+    for name in graph.order():
+        node = graph.node(name)
+        if isinstance(node, FxLIF):
+            ins = graph.inputs(name)
+            syn = graph.node(ins[0]) if ins else None
+            if syn is not None and not isinstance(syn, (FxDense, FxConv2d)):
+                raise UnsupportedError(f"{name}: an FxLIF must be fed by FxDense or FxConv2d, "
+                                       f"not {type(syn).__name__}")
+            src = _source_of(graph, graph.inputs(syn.name)[0]) if syn is not None else None
+            layers[name] = _Layer(name, graph.shape(name), syn, src)
+    for layer in layers.values():
+        if layer.syn is not None:
+            layers[layer.src].consumers.append((layer.syn, layer.name))
+    return layers, inp
+
+
+# ------------------------------------------------------------------ synapse encoding
+def axon_bits(n, bits_per_synapse: int, lim: Limits):
+    """Synapse memory of one input axon with `n` synapses in the block (vectorised)."""
+    n = np.asarray(n, dtype=np.int64)
+    size, head, word = (lim.synapse_group_size, lim.synapse_group_header_bits,
+                        lim.synapse_word_bits)
+
+    def words(k):
+        return -(-(k * bits_per_synapse + head) // word) * word
+
+    full, rem = np.divmod(n, size)
+    return full * words(size) + np.where(rem > 0, words(rem), 0)
+
+
+class _DenseSyn:
+    """Connectivity of a dense-fed layer; `nz` is None when every weight is non-zero."""
+
+    def __init__(self, node, n_out: int, lim: Limits):
+        self.lim = lim
+        self.n_out = n_out
+        self.nz = None
+        if node is None:  # a LIF without incoming synapses
+            self.n_in, self.bpw = 0, 0
+        elif all(s == 0 for s in node.weight.strides):  # shape only: one repeated value
+            w = node.weight
+            self.n_in = int(w.shape[1]) if w.size and w.flat[0] != 0 else 0
+        else:
+            w = node.weight
+            self.n_in = int(w.shape[1])
+            nz = w != 0
+            if int(np.count_nonzero(nz)) < w.size:
+                self.nz = nz
+        if self.nz is not None:
+            self.row_nnz = self.nz.sum(1, dtype=np.int64)
+        else:
+            self.row_nnz = np.full(n_out, self.n_in, np.int64)
+        if node is not None:
+            self.bpw = int(node.num_weight_bits) + (0 if self.nz is None
+                                                     else lim.synapse_index_bits_sparse)
+        self.syn_cum = np.concatenate([[0], np.cumsum(self.row_nnz)])
+
+    def fanin(self, a: int, b: int) -> int:
+        if self.nz is None:
+            return self.n_in
+        return int(np.count_nonzero(self.nz[a:b].any(0)))
+
+    def bits(self, a: int, b: int) -> int:
+        if self.nz is None:
+            return int(self.n_in * axon_bits(b - a, self.bpw, self.lim))
+        cnt = self.nz[a:b].sum(0)
+        return int(axon_bits(cnt[cnt > 0], self.bpw, self.lim).sum())
+
+    def one_neuron(self) -> tuple[int, int]:
+        """(fan-in, synapse bits) of the most connected single neuron."""
+        worst = int(self.row_nnz.max()) if self.n_out else 0
+        return worst, int(worst * axon_bits(1, self.bpw, self.lim))
+
+
+class _ConvSyn:
+    """Geometry of a conv-fed layer: tiles of the output map to rectangles of the input."""
+
+    def __init__(self, node: FxConv2d, in_shape, out_shape, spec: TargetSpec):
+        self.lim = spec.limits
+        self.cin, self.hin, self.win = in_shape
+        self.c, self.h, self.w = out_shape
+        o, self.ipg, self.kh, self.kw = node.weight.shape
+        self.groups = int(node.groups)
+        self.opg = o // self.groups
+        self.sy, self.sx = node.stride
+        self.py, self.px = node.padding
+        self.bpw = spec.numerics.weight_bits  # Lava's Conv keeps full 8-bit mantissas
+        # kernel taps that land inside the input, per output row / column (exact synapse count)
+        vh = np.array([sum(0 <= y * self.sy - self.py + i < self.hin for i in range(self.kh))
+                       for y in range(self.h)], np.int64)
+        vw = np.array([sum(0 <= x * self.sx - self.px + j < self.win for j in range(self.kw))
+                       for x in range(self.w)], np.int64)
+        self.cvh = np.concatenate([[0], np.cumsum(vh)])
+        self.cvw = np.concatenate([[0], np.cumsum(vw)])
+
+    @property
+    def total_synapses(self) -> int:
+        return int(self.c * self.ipg * self.cvh[-1] * self.cvw[-1])
+
+    def region(self, c0, c1, y0, y1, x0, x1):
+        """Input rectangle (ci0, ci1, r0, r1, q0, q1) read by an output tile (vectorised)."""
+        ci0 = (c0 // self.opg) * self.ipg
+        ci1 = ((c1 - 1) // self.opg + 1) * self.ipg
+        r0 = np.maximum(0, y0 * self.sy - self.py)
+        r1 = np.minimum(self.hin, (y1 - 1) * self.sy - self.py + self.kh)
+        q0 = np.maximum(0, x0 * self.sx - self.px)
+        q1 = np.minimum(self.win, (x1 - 1) * self.sx - self.px + self.kw)
+        return ci0, ci1, r0, r1, q0, q1
+
+    def synapses(self, c0, c1, y0, y1, x0, x1):
+        return (c1 - c0) * self.ipg * (self.cvh[y1] - self.cvh[y0]) * (self.cvw[x1] - self.cvw[x0])
+
+    def costs(self, c0, c1, y0, y1, x0, x1, out_sat):
+        """Resource use of tiles (vectorised): neurons, input axons, output axons, bits."""
+        lim = self.lim
+        ci0, ci1, r0, r1, q0, q1 = self.region(c0, c1, y0, y1, x0, x1)
+        neurons = (c1 - c0) * (y1 - y0) * (x1 - x0)
+        fanin = (ci1 - ci0) * np.maximum(r1 - r0, 0) * np.maximum(q1 - q0, 0)
+        if lim.conv_weight_sharing:
+            g0, g1 = c0 // self.opg, (c1 - 1) // self.opg
+            n_first = np.minimum(c1, (g0 + 1) * self.opg) - c0
+            n_last = c1 - g1 * self.opg
+            per_tap = (axon_bits(n_first, self.bpw, lim)
+                       + np.where(g1 > g0, axon_bits(n_last, self.bpw, lim), 0)
+                       + np.maximum(g1 - g0 - 1, 0) * axon_bits(self.opg, self.bpw, lim))
+            bits = self.ipg * self.kh * self.kw * per_tap
+        else:  # every input axon holds its own copy: about synapses/fan-in per axon
+            syn = self.synapses(c0, c1, y0, y1, x0, x1)
+            per_axon = -(-syn // np.maximum(fanin, 1))
+            bits = fanin * axon_bits(per_axon, self.bpw + lim.synapse_index_bits_sparse, lim)
+        bits = bits + lim.neuron_state_bits * neurons
+        out = _sat_sum(out_sat, c0, c1, y0, y1, x0, x1)
+        return np.broadcast_arrays(neurons, fanin, out, bits)
+
+
+def _sat(a: np.ndarray) -> np.ndarray:
+    """Summed-area table of a 3-D array, padded with a leading zero plane per axis."""
+    s = np.zeros(tuple(d + 1 for d in a.shape), np.int64)
+    s[1:, 1:, 1:] = a.cumsum(0).cumsum(1).cumsum(2)
+    return s
+
+
+def _sat_sum(s, c0, c1, y0, y1, x0, x1):
+    return (s[c1, y1, x1] - s[c0, y1, x1] - s[c1, y0, x1] - s[c1, y1, x0]
+            + s[c0, y0, x1] + s[c0, y1, x0] + s[c1, y0, x0] - s[c0, y0, x0])
+
+
+# ------------------------------------------------------------------ errors
+def _too_big(layer: str, resource: str, value: int, limit: int, what: str, fix: str):
+    unit = " bits" if resource == "synapse_bits" else ""
+    return ResourceLimitError(
+        f"{layer}: {_WHAT[resource]} ({int(value):,}{unit}) for {what} exceeds the per-core "
+        f"limit ({int(limit):,}{unit}); {fix}")
+
+
+_FIX = {"neurons": "the target allows no neurons per core",
+        "input_axons": "reduce fan-in",
+        "output_axons": "reduce fan-out (fewer or larger blocks in the next layers)",
+        "synapse_bits": "reduce fan-in or the weight bits"}
+
+
+# ------------------------------------------------------------------ dense-fed layers
+def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits):
+    n = syn.n_out
+    lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
+    out_cum = np.concatenate([[0], np.cumsum(out_ax, dtype=np.int64)])
+    state = lim.neuron_state_bits
+    fan1, bits1 = syn.one_neuron()
+    worst = {"neurons": 1, "input_axons": fan1,
+             "output_axons": int(out_ax.max()) if n else 0, "synapse_bits": bits1 + state}
+    for r, v in worst.items():
+        if v > lim.limit(r):
+            raise _too_big(name, r, v, lim.limit(r), "one neuron", _FIX[r])
+
+    def cost(a, b):
+        return np.array([b - a, syn.fanin(a, b), out_cum[b] - out_cum[a],
+                         syn.bits(a, b) + state * (b - a)], np.int64)
+
+    def fits(a, b):
+        return bool(np.all(cost(a, b) <= lims))
+
+    cuts = [0]
+    a = 0
+    while a < n:
+        hi = min(n, a + lim.neurons,
+                 int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
+        hi = max(hi, a + 1)
+        if fits(a, hi):
+            b = hi
+        else:  # largest feasible end in (a, hi)
+            lo = a + 1
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if fits(a, mid):
+                    lo = mid
+                else:
+                    hi = mid
+            b = lo
+        cuts.append(b)
+        a = b
+    k = len(cuts) - 1
+    if k > 1:  # even out the block sizes when that still fits
+        even = [int(round(i * n / k)) for i in range(k + 1)]
+        if all(fits(even[i], even[i + 1]) for i in range(k)):
+            cuts = even
+    ranges = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+    usages = [cost(a, b) for a, b in ranges]
+    synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
+    owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
+    return ranges, usages, synapses, owner
+
+
+# ------------------------------------------------------------------ conv-fed layers
+def _edges(n: int, step: int) -> np.ndarray:
+    return np.append(np.arange(0, n, step), n)
+
+
+def _tile_grid(cs: _ConvSyn, cc: int, rh: int, cw: int):
+    ce, ye, xe = _edges(cs.c, cc), _edges(cs.h, rh), _edges(cs.w, cw)
+    c0, y0, x0 = np.meshgrid(ce[:-1], ye[:-1], xe[:-1], indexing="ij")
+    c1, y1, x1 = np.meshgrid(ce[1:], ye[1:], xe[1:], indexing="ij")
+    return [a.ravel() for a in (c0, c1, y0, y1, x0, x1)]
+
+
+def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits):
+    lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
+    sat = _sat(out_ax.reshape(cs.c, cs.h, cs.w))
+    # a single neuron at the worst position must fit, else no tiling can: fan-in and bits
+    # over the positions of channel 0 (every channel reads as many inputs), output axons
+    # over all neurons
+    y, x = np.meshgrid(np.arange(cs.h), np.arange(cs.w), indexing="ij")
+    y, x, z = y.ravel(), x.ravel(), np.zeros(y.size, np.int64)
+    single = np.stack(cs.costs(z, z + 1, y, y + 1, x, x + 1, sat)).max(1)
+    single[2] = out_ax.max() if out_ax.size else 0
+    for i, r in enumerate(RESOURCES):
+        if single[i] > lims[i]:
+            raise _too_big(name, r, single[i], lims[i], "one neuron", _FIX[r])
+    # candidate tile sizes: channels x rows at full width; channels x few rows x columns
+    cc, rh = np.meshgrid(np.arange(1, cs.c + 1), np.arange(1, cs.h + 1), indexing="ij")
+    cand = [(cc.ravel(), rh.ravel(), np.full(cc.size, cs.w))]
+    if cs.w > 1:
+        cc, rh, cw = np.meshgrid(np.arange(1, cs.c + 1), np.arange(1, min(cs.h, 8) + 1),
+                                 np.arange(1, cs.w), indexing="ij")
+        cand.append((cc.ravel(), rh.ravel(), cw.ravel()))
+    cc, rh, cw = (np.concatenate(x) for x in zip(*cand))
+    neurons = np.minimum(cc, cs.c) * np.minimum(rh, cs.h) * np.minimum(cw, cs.w)
+    keep = neurons <= lim.neurons
+    cc, rh, cw = cc[keep], rh[keep], cw[keep]
+    blocks = -(-cs.c // cc) * -(-cs.h // rh) * -(-cs.w // cw)
+    # necessary condition, vectorised: the tile at the origin and the second tile along
+    # rows and columns (an interior tile, free of padding effects, where one exists) fit
+    ok = np.ones(cc.size, bool)
+    fanin = np.zeros(cc.size, np.int64)
+    for ky in (0, 1):
+        for kx in (0, 1):
+            y0 = np.minimum(ky * rh, np.maximum(cs.h - rh, 0))
+            x0 = np.minimum(kx * cw, np.maximum(cs.w - cw, 0))
+            z = np.zeros_like(cc)
+            use = np.stack(cs.costs(z, np.minimum(cc, cs.c), y0, np.minimum(y0 + rh, cs.h),
+                                    x0, np.minimum(x0 + cw, cs.w), sat))
+            ok &= np.all(use <= lims[:, None], axis=0)
+            fanin = np.maximum(fanin, use[1])
+    # fewest blocks; then the smallest fan-in per tile (= fewest input axons and messages in
+    # total); then most channels per tile
+    order = np.lexsort((-cw, -rh, -cc, fanin, blocks))
+    for i in order[ok[order]]:
+        tiles = _tile_grid(cs, int(cc[i]), int(rh[i]), int(cw[i]))
+        use = np.stack(cs.costs(*tiles, sat))
+        if np.all(use <= lims[:, None]):
+            break
+    else:  # pragma: no cover - single-neuron tiles always fit after the check above
+        raise ResourceLimitError(f"{name}: no tiling fits the per-core limits")
+    c0, c1, y0, y1, x0, x1 = tiles
+    syn = cs.synapses(c0, c1, y0, y1, x0, x1)
+    ny, nx = -(-cs.h // int(rh[i])), -(-cs.w // int(cw[i]))
+    ic = np.arange(cs.c) // int(cc[i])
+    iy = np.arange(cs.h) // int(rh[i])
+    ix = np.arange(cs.w) // int(cw[i])
+    owner = (ic[:, None, None] * (ny * nx) + iy[None, :, None] * nx
+             + ix[None, None, :]).astype(np.int32)
+    tile_list = list(zip(*(t.tolist() for t in tiles)))
+    return tile_list, list(use.T), [int(s) for s in syn], owner
+
+
+# ------------------------------------------------------------------ fan-out bookkeeping
+def _dest_counts(src_shape, consumers, parts: dict, infos: dict) -> np.ndarray:
+    """Per source neuron: number of destination blocks it reaches (its output axons)."""
+    n = int(np.prod(src_shape))
+    total = np.zeros(n, np.int64)
+    for syn_node, dst in consumers:
+        info = infos[dst]
+        blocks = parts[dst]
+        if isinstance(info, _DenseSyn):
+            if info.nz is None:
+                total += len(blocks) if info.n_in else 0
+            else:
+                starts = np.array([b.start for b in blocks])
+                total += np.logical_or.reduceat(info.nz, starts, axis=0).sum(0)
+        else:
+            diff = np.zeros((info.cin + 1, info.hin + 1, info.win + 1), np.int64)
+            t = np.array([b.tile for b in blocks]).T
+            ci0, ci1, r0, r1, q0, q1 = info.region(*t)
+            for sign, (c, r, q) in (
+                    (1, (ci0, r0, q0)), (-1, (ci1, r0, q0)), (-1, (ci0, r1, q0)),
+                    (-1, (ci0, r0, q1)), (1, (ci1, r1, q0)), (1, (ci1, r0, q1)),
+                    (1, (ci0, r1, q1)), (-1, (ci1, r1, q1))):
+                np.add.at(diff, (c, r, q), sign)
+            total += diff.cumsum(0).cumsum(1).cumsum(2)[:-1, :-1, :-1].ravel()
+    return total
+
+
+def _traffic(src: LayerPart, dst: LayerPart, info, blocks: list[Block]) -> list:
+    """Edges (src_block, dst_block, n_source_neurons) of one projection."""
+    owner = src.owner.ravel()
+    n_src = len(src.blocks)
+    src_ids = np.array(src.blocks)
+    out = []
+    full = np.bincount(owner, minlength=n_src)
+    for gid in dst.blocks:
+        blk = blocks[gid]
+        if isinstance(info, _DenseSyn):
+            if info.n_in == 0:
+                continue
+            cnt = full if info.nz is None else np.bincount(
+                owner[info.nz[blk.start:blk.stop].any(0)], minlength=n_src)
+        else:
+            ci0, ci1, r0, r1, q0, q1 = info.region(*blk.tile)
+            cnt = np.bincount(src.owner.reshape(info.cin, info.hin, info.win)
+                              [ci0:ci1, r0:r1, q0:q1].ravel(), minlength=n_src)
+        nzi = np.nonzero(cnt)[0]
+        out.extend(zip(src_ids[nzi].tolist(), [gid] * len(nzi), cnt[nzi].tolist()))
+    return out
+
+
+# ------------------------------------------------------------------ packing onto cores
+def _pack(blocks: list[Block], lims: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    use = np.array([[b.usage[r] for r in RESOURCES] for b in blocks], np.int64).reshape(
+        len(blocks), len(RESOURCES))
+    frac = (use / lims).max(1) if len(blocks) else np.zeros(0)
+    cores: list[list[int]] = []
+    core_use: list[np.ndarray] = []
+    small = [int(i) for i in np.argsort(-frac, kind="stable") if frac[i] <= 0.5]
+    for i in range(len(blocks)):
+        if frac[i] > 0.5:
+            cores.append([i])
+            core_use.append(use[i].copy())
+    shared_use = np.zeros((len(small), len(RESOURCES)), np.int64)  # first-fit bins
+    shared_blocks: list[list[int]] = []
+    for i in small:
+        n = len(shared_blocks)
+        fit = np.nonzero(np.all(shared_use[:n] + use[i] <= lims, axis=1))[0]
+        if len(fit):
+            shared_blocks[fit[0]].append(i)
+            shared_use[fit[0]] += use[i]
+        else:
+            shared_blocks.append([i])
+            shared_use[n] = use[i]
+    cores.extend(shared_blocks)
+    core_use.extend(shared_use[:len(shared_blocks)])
+    # keep cores in network order (first block's index) so placement sees layers in order
+    order = sorted(range(len(cores)), key=lambda c: min(cores[c]))
+    cores = [sorted(cores[c]) for c in order]
+    return cores, np.array([core_use[c] for c in order], np.int64).reshape(-1, len(RESOURCES))
+
+
+# ------------------------------------------------------------------ entry point
+def split_graph(graph: Graph, spec: TargetSpec) -> Partition:
+    """Split every FxLIF layer of a fixed-stage `graph` into blocks that fit one core of
+    `spec` and pack the blocks onto cores. Raises `ResourceLimitError` naming layer,
+    resource, need and limit when a single neuron cannot fit.
+
+        >>> part = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
+    """
+    if spec.limits is None:
+        raise UnsupportedError(f"target '{spec.name}' has no [limits] section; mapping needs "
+                               "per-core limits")
+    lim = spec.limits
+    lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
+    layers, inp = _layers(graph)
+    names = [n for n in graph.order() if n in layers]
+    infos: dict = {}
+    parts: dict[str, list[Block]] = {}
+    local: dict[str, tuple] = {}
+    for name in reversed(names):
+        layer = layers[name]
+        out_ax = _dest_counts(layer.shape, layer.consumers, parts, infos)
+        if name == inp:
+            local[name] = (out_ax,)
+            continue
+        if isinstance(layer.syn, FxConv2d):
+            info = _ConvSyn(layer.syn, graph.shape(graph.inputs(layer.syn.name)[0]),
+                            layer.shape, spec)
+            pieces, usages, syns, owner = _split_conv(name, info, out_ax, lim)
+            blocks = [Block(-1, name, layer.syn.name, int(u[0]), s,
+                            dict(zip(RESOURCES, map(int, u))), tile=tuple(p))
+                      for p, u, s in zip(pieces, usages, syns)]
+        else:
+            info = _DenseSyn(layer.syn, int(np.prod(layer.shape)), lim)
+            pieces, usages, syns, owner = _split_dense(name, info, out_ax, lim)
+            blocks = [Block(-1, name, layer.syn.name if layer.syn is not None else None,
+                            int(u[0]), s, dict(zip(RESOURCES, map(int, u))), start=a, stop=b)
+                      for (a, b), u, s in zip(pieces, usages, syns)]
+        infos[name] = info
+        parts[name] = blocks
+        local[name] = (out_ax, owner.reshape(layer.shape) if owner.ndim > 1 else owner)
+    # global block numbering in network order
+    all_blocks: list[Block] = []
+    layer_parts: dict[str, LayerPart] = {}
+    for name in names:
+        if name == inp:
+            shape = layers[name].shape
+            layer_parts[name] = LayerPart(name, int(np.prod(shape)), None, 0, [-1],
+                                          np.zeros(shape, np.int32))
+            continue
+        ids = []
+        for b in parts[name]:
+            b.index = len(all_blocks)
+            ids.append(b.index)
+            all_blocks.append(b)
+        info = infos[name]
+        syn_total = (info.total_synapses if isinstance(info, _ConvSyn)
+                     else int(info.syn_cum[-1]) if info.n_in else 0)
+        layer_parts[name] = LayerPart(name, int(np.prod(layers[name].shape)),
+                                      layers[name].syn.name if layers[name].syn else None,
+                                      syn_total, ids, local[name][1])
+    edges = []
+    for name in names:
+        for _, dst in layers[name].consumers:
+            edges.extend(_traffic(layer_parts[name], layer_parts[dst], infos[dst], all_blocks))
+    cores, core_use = _pack(all_blocks, lims)
+    return Partition(
+        target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
+        limits={r: lim.limit(r) for r in RESOURCES},
+        lower_bound=_lower_bound(layers, infos, layer_parts, local, inp, lim),
+        layers=layer_parts, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp)
+
+
+def _lower_bound(layers, infos, parts, local, inp, lim: Limits) -> dict:
+    """Cores needed by the totals alone: max over resources of ceil(total / limit).
+
+    Totals that no split can go below: all neurons; per layer the fan-in of its most
+    connected neuron (some core must hold it); one output axon per neuron that has
+    consumers; weight bits without group headers (conv kernels counted once per channel).
+    """
+    tot = dict.fromkeys(RESOURCES, 0)
+    for name, info in infos.items():
+        n = parts[name].neurons
+        tot["neurons"] += n
+        tot["output_axons"] += int(np.count_nonzero(local[name][0]))
+        tot["synapse_bits"] += lim.neuron_state_bits * n
+        if isinstance(info, _ConvSyn):
+            tot["input_axons"] += info.ipg * info.kh * info.kw
+            per = info.c * info.ipg * info.kh * info.kw if lim.conv_weight_sharing \
+                else info.total_synapses
+            tot["synapse_bits"] += per * info.bpw
+        else:
+            tot["input_axons"] += info.one_neuron()[0]
+            tot["synapse_bits"] += parts[name].synapses * info.bpw
+    cores = {r: math.ceil(tot[r] / lim.limit(r)) for r in RESOURCES}
+    return {"totals": tot, "cores_by_resource": cores, "cores": max(1, max(cores.values()))}
