@@ -133,3 +133,24 @@ def test_help_explains_every_command():
         rc, out, _ = run_cli(cmd, "--help")
         assert rc == 0 and "usage: snncompile " + cmd in out and "npz" in out.lower() or \
             "build directory" in out
+
+
+@pytest.mark.lava
+def test_verify_all_three_backends_through_the_cli(tiny_files, tmp_path):
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "b"
+    rc, out, err = run_cli("compile", ckpt, "--calib", inputs, "-o", build, "--quiet")
+    assert rc == 0, err
+    rc, out, err = run_cli("verify", build, "--inputs", inputs, "--json", tmp_path / "v.json")
+    assert rc == 0, out + err
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["equivalent"] and set(report["backends"]) == {"reference", "sim", "lava"}
+    assert report["backends"]["lava"]["spikes"] == report["backends"]["sim"]["spikes"] > 0
+    rc, out, err = run_cli("run", build, "--inputs", inputs, "--backend", "lava",
+                           "-o", tmp_path / "lava.npz")
+    assert rc == 0, err
+    rc, out, err = run_cli("run", build, "--inputs", inputs, "-o", tmp_path / "sim.npz")
+    assert rc == 0, err
+    with np.load(tmp_path / "lava.npz") as a, np.load(tmp_path / "sim.npz") as b:
+        assert np.array_equal(a["output_spikes"], b["output_spikes"])
+        assert np.array_equal(a["predictions"], b["predictions"])

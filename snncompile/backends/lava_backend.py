@@ -303,7 +303,7 @@ def _run_steps(net: _Net, n_steps: int, progress: bool, desc: str = "lava") -> N
     from tqdm import tqdm
 
     chunk = max(1, math.ceil(n_steps / 20))  # ~5% per update
-    with tqdm(total=n_steps, desc=desc, unit="step", file=sys.stderr) as bar:
+    with tqdm(total=n_steps, desc=desc, unit="step", file=sys.stderr, disable=None) as bar:
         done = 0
         while done < n_steps:
             k = min(chunk, n_steps - done)

@@ -26,7 +26,7 @@ def fit(model: SNN, x: np.ndarray, y: np.ndarray, epochs: int = 20, lr: float = 
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = it = tqdm(it, desc="train", unit="epoch", leave=False)
+        bar = it = tqdm(it, desc="train", unit="epoch", leave=False, disable=None)
     model.train()
     for _ in it:
         perm = rng.permutation(len(x))

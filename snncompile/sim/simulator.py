@@ -288,7 +288,7 @@ class Simulator:
         bar = None
         if progress:
             from tqdm import tqdm
-            bar = tqdm(total=n_samples, desc="simulate", unit="sample", leave=False)
+            bar = tqdm(total=n_samples, desc="simulate", unit="sample", leave=False, disable=None)
         for start in range(0, n_samples, batch_size):
             chunk = inputs[start:start + batch_size]
             self._run_batch(chunk, spikes, state, start)

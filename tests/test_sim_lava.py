@@ -1,0 +1,32 @@
+"""The simulator against Lava's bit-accurate models (Loihi2SimCfg, fixed_pt) on random
+networks: every layer's spikes identical at every step, several samples chained per run."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from snncompile.backends.lava_backend import run_lava
+from snncompile.sim import Simulator
+
+from strategies import fixed_networks
+
+pytestmark = pytest.mark.lava
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fixed_networks(conv=False))
+def test_simulator_equals_lava_dense(case):
+    graph, x = case
+    sim = Simulator(graph).run(x)
+    lava = run_lava(graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fixed_networks(conv=True, max_layers=2))
+def test_simulator_equals_lava_conv(case):
+    graph, x = case
+    sim = Simulator(graph).run(x)
+    lava = run_lava(graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
