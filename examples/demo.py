@@ -1,9 +1,12 @@
-"""The main job end to end: train (or load the committed) LIF SNN on scikit-learn's 8x8
-digits, compile it for loihi2, run it, and verify reference == simulator == Lava.
+"""The main job end to end on scikit-learn's 8x8 digits (ships offline): train (or load the
+committed checkpoints), compile for loihi2 (and loihi1 where the model fits it), verify
+integer reference == simulator == Lava, map onto cores and estimate energy.
 
     make demo                     # or: .venv/bin/python examples/demo.py [--retrain]
 
-Everything it writes goes to out/ (inputs, the build directory, the verify report).
+Models: `digits_mlp` (graded pixel input, 64-128-10 LIF; graded spikes exist on Loihi 2
+only) and `digits_conv` (rate-coded spike input, conv 8x3x3 - sum pool - dense 10).
+Everything it writes goes to out/ (inputs, build directories, verify/energy reports).
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,30 +23,49 @@ sys.path.insert(0, str(ROOT))
 
 from snncompile.data import save_inputs  # noqa: E402
 from snncompile.datasets import digits  # noqa: E402
+from snncompile.energy_run import energy_report  # noqa: E402
 from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import compile_model  # noqa: E402
+from snncompile.report import table  # noqa: E402
 from snncompile.verify import verify  # noqa: E402
 
 STEPS = 16
-CHECKPOINT = ROOT / "examples" / "checkpoints" / "digits_mlp.pt"
-CONFIG = {
-    "input": {"shape": [64], "encoding": "graded", "bits": 5},   # pixel values 0..16
-    "layers": [
-        {"type": "dense", "out": 128, "name": "fc1"},
-        {"type": "lif", "du": 0.25, "dv": 0.1, "vth": 1.0, "bias": True, "name": "lif1"},
-        {"type": "dense", "out": 10, "name": "fc2"},
-        {"type": "lif", "du": 0.25, "dv": 0.1, "vth": 1.0, "name": "lif2"},
-    ],
+MODELS = {
+    "digits_mlp": {
+        "data": {"image": False, "spikes": False},
+        "targets": ["loihi2"],
+        "train": {"epochs": 60, "lr": 2e-3, "first_layer_scale": 1 / 16},
+        "config": {
+            "input": {"shape": [64], "encoding": "graded", "bits": 5},   # pixels 0..16
+            "layers": [
+                {"type": "dense", "out": 128, "name": "fc1"},
+                {"type": "lif", "du": 0.25, "dv": 0.1, "vth": 1.0, "bias": True,
+                 "name": "lif1"},
+                {"type": "dense", "out": 10, "name": "fc2"},
+                {"type": "lif", "du": 0.25, "dv": 0.1, "vth": 1.0, "name": "lif2"}]}},
+    "digits_conv": {
+        "data": {"image": True, "spikes": True},
+        "targets": ["loihi2", "loihi1"],
+        "train": {"epochs": 30, "lr": 5e-3, "first_layer_scale": 1.0},
+        "config": {
+            "input": {"shape": [1, 8, 8], "encoding": "spikes"},        # rate-coded pixels
+            "layers": [
+                {"type": "conv2d", "out": 8, "kernel": 3, "padding": 1, "name": "conv1"},
+                {"type": "lif", "du": 0.5, "dv": 0.2, "vth": 1.0, "name": "lif1"},
+                {"type": "sumpool2d", "kernel": 2, "name": "pool1"},
+                {"type": "flatten", "name": "flat"},
+                {"type": "dense", "out": 10, "name": "fc2"},
+                {"type": "lif", "du": 0.5, "dv": 0.2, "vth": 1.0, "name": "lif2"}]}},
 }
 
 
-def train(xtr, ytr, epochs: int = 60) -> SNN:
+def train(spec: dict, xtr, ytr) -> SNN:
     torch.manual_seed(0)
-    model = SNN(CONFIG)
-    with torch.no_grad():  # inputs are 0..16: start with small first-layer weights
-        model.layers[0].module.weight.mul_(1 / 16)
-    fit(model, xtr, ytr, epochs=epochs, lr=2e-3, progress=True)
+    model = SNN(spec["config"])
+    with torch.no_grad():  # graded inputs are 0..16: start with small first-layer weights
+        model.layers[0].module.weight.mul_(spec["train"]["first_layer_scale"])
+    fit(model, xtr, ytr, epochs=spec["train"]["epochs"], lr=spec["train"]["lr"])
     return model
 
 
@@ -52,10 +73,59 @@ def step(msg: str):
     print(f"\n== {msg}", flush=True)
 
 
+def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
+    kind = "rate-coded spikes" if spec["data"]["spikes"] else "graded pixel values"
+    step(f"{name}: digits as {kind} over {STEPS} steps, stratified 80/20 split")
+    xtr, ytr, xte, yte = digits(steps=STEPS, **spec["data"])
+    xte, yte = xte[:args.samples], yte[:args.samples]
+    save_inputs(out / f"{name}_train.npz", xtr, ytr)
+    save_inputs(out / f"{name}_test.npz", xte, yte)
+    ckpt = ROOT / "examples" / "checkpoints" / f"{name}.pt"
+    if args.retrain or not ckpt.exists():
+        print(f"training {name} ({spec['train']['epochs']} epochs, surrogate gradients)")
+        model = train(spec, xtr, ytr)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(model, ckpt, {"dataset": "sklearn digits", "steps": STEPS})
+    else:
+        model, _ = load_checkpoint(ckpt)
+        print(f"loaded {ckpt.relative_to(ROOT)} (--retrain to train it again)")
+    print(f"float model (PyTorch) test accuracy: {accuracy(model, xte, yte):.2%}")
+    rows = []
+    for target in spec["targets"]:
+        step(f"{name} -> {target}: compile (calibrated on 256 training samples)")
+        build = compile_model(ckpt, target, calib=out / f"{name}_train.npz")
+        bdir = build.save(out / f"{name}.{target}.build")
+        for q in build.report["quantization"]:
+            print(f"  {q['layer']}: scale {q['scale']:.4g}, weight exp {q['weight_exp']}, vth "
+                  f"{q['vth']}, du/dv {q['du']}/{q['dv']}, weight error "
+                  f"{q['weight_rel_error']:.2%}, limited by {q['limited_by']}")
+        print(f"  wrote {bdir.relative_to(ROOT)}/ (report.md, report.json, mapping.json)")
+
+        step(f"{name} -> {target}: verify on {len(xte)} held-out samples: integer "
+             "reference vs simulator vs Lava (Loihi2SimCfg fixed_pt)")
+        rep = verify(build, xte, yte, progress=True)
+        (out / f"{name}.{target}.verify.json").write_text(json.dumps(rep.to_json(), indent=1))
+        print(rep.text())
+
+        step(f"{name} -> {target}: core mapping and energy per inference")
+        energy, mapping = energy_report(build, xte)
+        print(mapping.table())
+        print(energy.table())
+        ej = energy.to_json()
+        (out / f"{name}.{target}.energy.json").write_text(json.dumps(ej, indent=1))
+        energy.plot(out / f"{name}.{target}.energy.png")
+        rows.append({"model": name, "target": target, "float": rep.accuracy["float"],
+                     "compiled": rep.accuracy["compiled"], "mismatches": rep.mismatches,
+                     "samples": rep.samples, "cores": mapping.n_cores,
+                     "energy_j": ej["energy_per_inference_j"],
+                     "latency_s": ej["latency_per_inference_s"]})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="snncompile demo on the digits data set")
-    ap.add_argument("--retrain", action="store_true", help="train instead of loading the "
-                    "committed checkpoint")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train instead of loading the committed checkpoints")
     ap.add_argument("--samples", type=int, default=360,
                     help="held-out samples to verify (default: all 360)")
     ap.add_argument("--out", default=str(ROOT / "out"))
@@ -63,51 +133,22 @@ def main() -> int:
     torch.set_num_threads(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+    t0 = time.perf_counter()
+    rows = []
+    for name, spec in MODELS.items():
+        rows += run_model(name, spec, args, out)
 
-    step("data: scikit-learn 8x8 digits, graded input repeated over "
-         f"{STEPS} steps, stratified 80/20 split")
-    xtr, ytr, xte, yte = digits(steps=STEPS)
-    xte, yte = xte[:args.samples], yte[:args.samples]
-    save_inputs(out / "digits_train.npz", xtr, ytr)
-    save_inputs(out / "digits_test.npz", xte, yte)
-    print(f"train {len(xtr)} samples, test {len(xte)} samples -> {out}/digits_*.npz")
-
-    if args.retrain or not CHECKPOINT.exists():
-        step("train: 64-128-10 LIF SNN with surrogate gradients")
-        model = train(xtr, ytr)
-        CHECKPOINT.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(model, CHECKPOINT, {"dataset": "sklearn digits", "steps": STEPS})
-    else:
-        step(f"load committed checkpoint {CHECKPOINT.relative_to(ROOT)} (--retrain to train)")
-        model, _ = load_checkpoint(CHECKPOINT)
-    print(f"float model (PyTorch) test accuracy: {accuracy(model, xte, yte):.2%}")
-
-    step("compile for loihi2 (calibrated on 256 training samples)")
-    build = compile_model(CHECKPOINT, "loihi2", calib=out / "digits_train.npz")
-    build.save(out / "digits_mlp.build")
-    for q in build.report["quantization"]:
-        print(f"  {q['layer']}: scale {q['scale']:.4g}, weight exp {q['weight_exp']}, "
-              f"vth {q['vth']}, du/dv {q['du']}/{q['dv']}, weight error "
-              f"{q['weight_rel_error']:.2%}, limited by {q['limited_by']}")
-    print(f"build written to {out / 'digits_mlp.build'} (see report.md there)")
-
-    step(f"verify on {len(xte)} held-out samples: integer reference vs simulator vs Lava "
-         "(Loihi2SimCfg fixed_pt)")
-    report = verify(build, xte, yte, progress=True)
-    (out / "verify.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
-    print(report.text())
-
-    step("summary")
-    acc = report.accuracy
-    print(f"float accuracy     {acc['float']:.2%}")
-    print(f"compiled accuracy  {acc['compiled']:.2%}  (float/compiled predictions agree on "
-          f"{acc['agreement']:.1%})")
-    print(f"equivalence        {'all three agree' if report.equivalent else 'MISMATCH'}: "
-          f"{report.mismatches} mismatching spikes over {report.samples} samples "
-          f"x {report.steps} steps")
-    print(f"total time         {time.perf_counter() - t_start:.0f} s")
-    return 0 if report.equivalent else 1
+    step("summary (reference, simulator and Lava compared on every spike of every layer)")
+    print(table(["model", "target", "float acc", "compiled acc", "mismatches", "samples",
+                 "cores", "energy/inference", "latency/inference"],
+                [[r["model"], r["target"], f"{r['float']:.2%}", f"{r['compiled']:.2%}",
+                  r["mismatches"], r["samples"], r["cores"], f"{r['energy_j'] * 1e6:.3g} uJ",
+                  f"{r['latency_s'] * 1e6:.3g} us"] for r in rows], "llrrrrrrr"))
+    ok = all(r["mismatches"] == 0 for r in rows)
+    print(f"\n{'all builds equivalent' if ok else 'MISMATCH'}; total time "
+          f"{time.perf_counter() - t0:.0f} s; reports in {out}/")
+    (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ deterministically (same inputs give byte-identical files).
       float/arrays.npz
       report.json          compile report for programs
       report.md            compile report for people
+      mapping.json         core mapping: every block and core, utilisation, placement
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Build:
     report: dict
     report_md: str = ""
     path: Path | None = None
+    extra_files: dict = dataclasses.field(default_factory=dict)  # name -> JSON document
 
     def save(self, path: str | Path) -> Path:
         """Write into `path` atomically: a failure leaves any previous build untouched."""
@@ -56,6 +58,8 @@ class Build:
             self.float_graph.save(tmp / "float")
             (tmp / "report.json").write_text(json.dumps(self.report, indent=1) + "\n")
             (tmp / "report.md").write_text(self.report_md)
+            for name, doc in sorted(self.extra_files.items()):
+                (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
             files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
             manifest = {"format": FORMAT, "version": VERSION, "target": self.target.name,
                         "source": self.graph.meta.get("source", ""),

@@ -11,6 +11,7 @@ from .errors import InputFileError
 from .frontends import import_checkpoint
 from .ir import FxLIF, Graph
 from .passes.fold import fold_pools
+from .passes.place import map_graph
 from .passes.quantize import quantize
 from .report import compile_markdown, layer_rows
 from .sim.float_model import run_float
@@ -32,7 +33,7 @@ def import_model(source: str | Path) -> Graph:
 
 def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",
                   calib: str | Path | np.ndarray | None = None,
-                  calib_samples: int = 256) -> Build:
+                  calib_samples: int = 256, chips: int | None = None) -> Build:
     """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
 
         >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
@@ -48,11 +49,28 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     if x_cal is not None:
         run_float(graph, x_cal, record=stats)                                # peak |u|, |v|
     fixed, quant = quantize(graph, spec, stats)                              # fixed point
-    saturation = (Simulator(fixed, spec.numerics).run(x_cal).overflow        # wrap check
-                  if x_cal is not None else {})
-    report = _report(graph, fixed, spec, quant, saturation, x_cal, cal_file)
-    return Build(graph=fixed, float_graph=graph, target=spec, report=report,
-                 report_md=compile_markdown(report))
+    sim = Simulator(fixed, spec.numerics).run(x_cal) if x_cal is not None else None
+    rates = firing_rates(fixed, sim, x_cal) if sim is not None else None  # traffic weights
+    mapping = map_graph(fixed, spec, chips=chips, rates=rates)               # split + place
+    report = _report(graph, fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
+    report["mapping"] = mapping_summary(mapping)
+    md = compile_markdown(report) + "\n## Mapping\n\n```\n" + mapping.table() + "\n```\n"
+    return Build(graph=fixed, float_graph=graph, target=spec, report=report, report_md=md,
+                 extra_files={"mapping.json": mapping.to_json()})
+
+
+def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:
+    """Spikes per neuron per step of every LIF (and of the input) in a simulation."""
+    rates = {graph.input_node().name: float(np.count_nonzero(x)) / max(x.size, 1)}
+    for name, spikes in sim.spikes.items():
+        rates[name] = float(spikes.mean()) if spikes.size else 0.0
+    return rates
+
+
+def mapping_summary(mapping) -> dict:
+    """The mapping without its per-core and per-block lists (those go to mapping.json)."""
+    full = mapping.to_json()
+    return {k: v for k, v in full.items() if k not in ("core_list", "blocks")}
 
 
 def _calibration(calib, graph: Graph, limit: int):

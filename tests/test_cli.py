@@ -154,3 +154,32 @@ def test_verify_all_three_backends_through_the_cli(tiny_files, tmp_path):
     with np.load(tmp_path / "lava.npz") as a, np.load(tmp_path / "sim.npz") as b:
         assert np.array_equal(a["output_spikes"], b["output_spikes"])
         assert np.array_equal(a["predictions"], b["predictions"])
+
+
+def test_energy_command_json_plot_and_breakdown(tiny_files, tmp_path, capsys):
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "b"
+    assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(build), "--quiet"]) == 0
+    rep = json.loads((build / "report.json").read_text())
+    assert rep["mapping"]["cores"] >= 1 and (build / "mapping.json").is_file()
+    assert main(["energy", str(build), "--inputs", str(inputs), "--json",
+                 str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png")]) == 0
+    out = capsys.readouterr().out
+    assert "energy per inference" in out and "ANN comparison" in out
+    e = json.loads((tmp_path / "e.json").read_text())
+    for key in ("energy_per_inference_j", "dynamic_j", "static_j", "latency_per_step_s",
+                "cores", "chips", "per_layer"):
+        assert key in e
+    layers_total = sum(sum(v.values()) for v in e["per_layer"].values())
+    assert layers_total == pytest.approx(e["energy_per_inference_j"], rel=1e-9)
+    assert e["dynamic_j"] + e["static_j"] == pytest.approx(e["energy_per_inference_j"])
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_network_too_large_names_layer_resource_and_limit(tiny_files, tmp_path, capsys):
+    small = tmp_path / "small.toml"
+    small.write_text('name = "small"\nbase = "loihi2"\n[limits]\nneurons = 8\n'
+                     'input_axons = 8\n')
+    one_line_error(capsys, ["compile", tiny_files[0], "--target", small, "-o", tmp_path / "b"],
+                   "input axons")
+    assert not (tmp_path / "b").exists()

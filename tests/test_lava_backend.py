@@ -267,10 +267,13 @@ def test_lava_state_matches_replica(make, node, step):
     assert not _lava_children()
 
 
-def test_progress_bar_only_when_asked(capsys):
+def test_progress_bar_only_when_asked_and_on_a_terminal(capsys, monkeypatch):
     from snncompile.backends.lava_backend import run_lava
 
     x = _spikes((2, 3, 12), np.random.default_rng(12))
+    run_lava(dense_binary_graph(), x, progress=True)   # captured stderr is not a terminal
+    assert "step" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     run_lava(dense_binary_graph(), x)
     assert "step" not in capsys.readouterr().err
     run = run_lava(dense_binary_graph(), x, progress=True)
