@@ -10,23 +10,24 @@ from snncompile.sim import Simulator
 from strategies import fixed_networks
 
 pytestmark = pytest.mark.lava
+SLOW_OK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def assert_lava_equals_simulator(case):
+    graph, x = case
+    sim = Simulator(graph).run(x)
+    lava = run_lava(graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
+
+
+@settings(max_examples=30, **SLOW_OK)
 @given(fixed_networks(conv=False))
 def test_simulator_equals_lava_dense(case):
-    graph, x = case
-    sim = Simulator(graph).run(x)
-    lava = run_lava(graph, x)
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
+    assert_lava_equals_simulator(case)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, **SLOW_OK)
 @given(fixed_networks(conv=True, max_layers=2))
 def test_simulator_equals_lava_conv(case):
-    graph, x = case
-    sim = Simulator(graph).run(x)
-    lava = run_lava(graph, x)
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
+    assert_lava_equals_simulator(case)
