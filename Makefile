@@ -28,6 +28,8 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulator.py
+	$(PY) bench/bench_mapping.py
+	$(PY) bench/validate_published.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -103,9 +103,12 @@ class _Dense(_Synapse):
         self.fanout = np.count_nonzero(w, axis=0).astype(np.int64)  # per input
 
     def compute(self, x):
-        if not self.graded and x.shape[0] == 1:
+        if not self.graded and x.shape[0] == 1:  # event-driven: add the active rows
             idx = np.flatnonzero(x[0])
-            acc = self.wt_int[idx].sum(0, dtype=np.int64)[None]
+            if self.dtype is np.int64:
+                acc = self.wt_int[idx].sum(0, dtype=np.int64)[None]
+            else:
+                acc = self.wt[idx].sum(0)[None].astype(np.int64)
         elif self.dtype is np.int64:
             acc = x.astype(np.int64) @ self.wt_int
         else:
