@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import UnsupportedError
-from .ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from .ir import Flatten, FxConv2d, FxDense, FxGate, FxLIF, Graph, Input, Output
 from .target import Numerics, load_target
 
 
@@ -48,6 +48,8 @@ def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = 
             values[name] = ins[0].reshape(n, t, -1)
         elif isinstance(node, Output):
             values[name] = ins[0]
+        elif isinstance(node, FxGate):
+            values[name] = _gate(node, ins[0], ins[1])
         elif isinstance(node, FxLIF):
             a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
             s, u, v = _lif(node, a, num, record_state)
@@ -97,6 +99,13 @@ def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
                                    groups=node.groups)
     y = torch.round(y).to(torch.int64)
     return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
+
+
+def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """(a * g) >> shift with floor; the gain broadcasts (same number of axes)."""
+    g = g.to(torch.int64)
+    out = torch.div(a.to(torch.int64) * g, 1 << node.shift, rounding_mode="floor")
+    return torch.clamp(out, min=0) if node.relu else out
 
 
 def _lif(node: FxLIF, a: torch.Tensor, num: Numerics, record: bool):

@@ -314,13 +314,49 @@ class FxLIF(Node):
         return f"du={self.du} dv={self.dv} vth={self.vth} bias_exp={self.bias_exp}"
 
 
+@dataclass
+class FxGate(Node):
+    """Multiplicative gain on a LIF's input current, computed by the neurocore's
+    programmable neuron (neuro side of attention). Inputs, in order: the current `a`
+    (graded, from a synapse node) and the gain `g` (unsigned `gain_bits`, from the
+    co-processor; its shape broadcasts to the current's, e.g. (C, 1, 1) per channel or
+    (1, H, W) per pixel). Per step, with no delay:
+
+        out = (a * g) >> shift          (floor; g = 2**shift means gain 1)
+        out = max(out, 0) if relu       (MA-SNN applies ReLU after the attention product)
+    """
+
+    shift: int = 8
+    gain_bits: int = 8
+    relu: bool = False
+    kind: ClassVar[str] = "graded"
+
+    def out_shape(self, in_shapes):
+        if len(in_shapes) != 2:
+            raise GraphError(f"{self.name}: FxGate takes (current, gain), got "
+                             f"{len(in_shapes)} inputs")
+        a, g = tuple(in_shapes[0]), tuple(in_shapes[1])
+        try:
+            b = np.broadcast_shapes(a, g)
+        except ValueError:
+            b = None
+        if b != a or len(g) != len(a):
+            raise GraphError(f"{self.name}: gain shape {g} does not broadcast to the current "
+                             f"shape {a} (give the gain the same number of axes, e.g. "
+                             "(C, 1, 1))")
+        return a
+
+    def summary(self):
+        return f"(a * g) >> {self.shift}, g {self.gain_bits}b" + (", relu" if self.relu else "")
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Output,
-                FxDense, FxConv2d, FxLIF)
+                FxDense, FxConv2d, FxLIF, FxGate)
 }
 FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF)
-FIXED_TYPES = (FxDense, FxConv2d, FxLIF)
+FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate)
 
 
 def node_fields(node: Node) -> dict:

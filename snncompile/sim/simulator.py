@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from ..errors import GraphError, OverflowDetected, UnsupportedError
-from ..ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from ..ir import Flatten, FxConv2d, FxDense, FxGate, FxLIF, Graph, Input, Output
 from ..target import Numerics, load_target
 from .fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
@@ -177,6 +177,30 @@ class _Conv(_Synapse):
         return wrapped
 
 
+class _Gate:
+    """Programmable-neuron gain: (a * g) >> shift, optional ReLU, same step (FxGate)."""
+
+    def __init__(self, node: FxGate, strict: bool):
+        self.node, self.name, self.strict = node, node.name, strict
+        self.shift, self.relu = int(node.shift), bool(node.relu)
+        self.gmax = (1 << node.gain_bits) - 1
+        self.clear_counters()
+
+    def clear_counters(self):
+        self.products = 0
+
+    def step(self, a, g):
+        if a is None:
+            return None
+        b = a.shape[0]
+        g = np.zeros((b, 1), np.int64) if g is None else np.asarray(g, np.int64)
+        if self.strict and (g.min(initial=0) < 0 or g.max(initial=0) > self.gmax):
+            raise OverflowDetected(f"{self.name}: gain outside [0, {self.gmax}]")
+        out = (a * g) >> self.shift
+        self.products += int(a.size)
+        return np.maximum(out, 0) if self.relu else out
+
+
 class _LIF:
     def __init__(self, node: FxLIF, depth: int, num: Numerics, strict: bool):
         self.node, self.name, self.depth, self.strict = node, node.name, depth, strict
@@ -267,10 +291,12 @@ class Simulator:
                                        strict)
             elif isinstance(node, FxLIF):
                 self.ops[name] = _LIF(node, self.depth[name], self.num, strict)
+            elif isinstance(node, FxGate):
+                self.ops[name] = _Gate(node, strict)
             elif not isinstance(node, (Input, Flatten, Output)):
                 raise UnsupportedError(
                     f"{name}: {type(node).__name__} is not supported by the simulator; "
-                    "supported: Input, FxDense, FxConv2d, FxLIF, Flatten, Output")
+                    "supported: Input, FxDense, FxConv2d, FxLIF, FxGate, Flatten, Output")
         self.lifs = [n for n in self.order if isinstance(self.ops.get(n), _LIF)]
         self.max_depth = max(self.depth.values())
 
@@ -307,6 +333,9 @@ class Simulator:
                                 "active_updates": op.active}
                 overflow[name] = dict(op.overflow)
             else:
+                if isinstance(op, _Gate):
+                    counts[name] = {"gate_products": op.products}
+                    continue
                 counts[name] = {"synops": op.synops, "input_events": op.events}
                 if isinstance(op, _Conv):
                     overflow[name] = {"conv_wrap": op.wraps}
@@ -318,7 +347,7 @@ class Simulator:
         for name, op in self.ops.items():
             if isinstance(op, _LIF):
                 op.reset(b)
-            else:
+            elif isinstance(op, _Synapse):
                 op.reset(b, self.graph.shape(name))
         for n in range(steps + self.max_depth):
             values: dict[str, np.ndarray | None] = {}
@@ -345,6 +374,8 @@ class Simulator:
                     if state is not None:
                         state[name][0][offset:offset + b, n - d] = op.u
                         state[name][1][offset:offset + b, n - d] = op.v
+                elif isinstance(op, _Gate):
+                    values[name] = op.step(srcs[0], srcs[1])
                 elif isinstance(node, Flatten):
                     values[name] = None if srcs[0] is None else srcs[0].reshape(b, -1)
                 else:  # Output
