@@ -6,7 +6,8 @@ deterministically (same inputs give byte-identical files).
       target.toml          the target description the build was compiled for
       graph.json           fixed-point graph (format: snncompile.ir.graph)
       arrays.npz           its integer arrays
-      float/graph.json     float graph after pool folding (for float accuracy)
+      float/graph.json     float graph after pool folding (for float accuracy; absent for
+                           models that arrive in fixed point, e.g. netx)
       float/arrays.npz
       report.json          compile report for programs
       report.md            compile report for people
@@ -32,7 +33,7 @@ VERSION = 1
 @dataclasses.dataclass
 class Build:
     graph: Graph
-    float_graph: Graph
+    float_graph: Graph | None  # None for models imported already in fixed point (netx)
     target: TargetSpec
     report: dict
     report_md: str = ""
@@ -52,10 +53,11 @@ class Build:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
-            (tmp / "float").mkdir()
             shutil.copyfile(self.target.path, tmp / "target.toml")
             self.graph.save(tmp)
-            self.float_graph.save(tmp / "float")
+            if self.float_graph is not None:
+                (tmp / "float").mkdir()
+                self.float_graph.save(tmp / "float")
             (tmp / "report.json").write_text(json.dumps(self.report, indent=1) + "\n")
             (tmp / "report.md").write_text(self.report_md)
             for name, doc in sorted(self.extra_files.items()):
@@ -95,10 +97,16 @@ class Build:
             if not fpath.is_file() or _sha256(fpath) != digest:
                 raise InputFileError(f"{fpath}: missing or modified since compile (checksum "
                                      "mismatch); recompile")
-        report = json.loads((path / "report.json").read_text())
-        return cls(graph=Graph.load(path), float_graph=Graph.load(path / "float"),
+        try:
+            report = json.loads((path / "report.json").read_text())
+            report_md = (path / "report.md").read_text()
+        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise InputFileError(f"{path}: unreadable report ({type(exc).__name__}); "
+                                 "recompile") from None
+        float_graph = Graph.load(path / "float") if (path / "float").is_dir() else None
+        return cls(graph=Graph.load(path), float_graph=float_graph,
                    target=load_target(path / "target.toml"), report=report,
-                   report_md=(path / "report.md").read_text(), path=path)
+                   report_md=report_md, path=path)
 
 
 def _sha256(path: Path) -> str:

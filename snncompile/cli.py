@@ -1,4 +1,4 @@
-"""`snncompile` command line: compile | run | verify | energy.
+"""`snncompile` command line: compile | run | verify | energy | export.
 
 Every error a user can cause is one line on stderr and a non-zero exit; set
 SNNCOMPILE_DEBUG=1 to see the traceback of an internal error.
@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         limited resource, how each layer is split), mapping.json (every block and core).
         Scales are chosen from the weights and thresholds, and from calibration data if
         --calib is given (recommended: it checks the 24-bit state headroom)."""))
-    c.add_argument("model", help="model file: .pt (snncompile checkpoint) or .nir (NIR graph)")
+    c.add_argument("model", help="model file: .pt (snncompile checkpoint), .nir (NIR graph) "
+                   "or .net/.h5 (lava-dl netx, already fixed point: not re-quantised)")
     c.add_argument("--target", default="loihi2",
                    help=f"target name ({', '.join(available_targets())}) or a .toml file "
                         "(default: loihi2)")
@@ -113,6 +114,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the machine-readable report here")
     e.add_argument("--plot", help="write a per-layer breakdown chart (.png) here")
     e.add_argument("--limit", type=int, help="use only the first N samples")
+
+    x = sub.add_parser("export", help="write a build in another format (NIR, lava-dl netx)",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        nir:  the float spiking graph (after pool folding) as a NIR file (CubaLIF neurons,
+              dt = --dt seconds), readable by NIR-aware tools.
+        netx: the fixed-point graph as a lava-dl netx HDF5 network, for graphs netx can
+              express exactly (dense/conv + CUBA chains); anything else is refused with
+              the node that netx cannot express."""))
+    x.add_argument("build", help="build directory")
+    x.add_argument("--format", required=True, choices=["nir", "netx"])
+    x.add_argument("-o", "--output", required=True, help="file to write (.nir or .net)")
+    x.add_argument("--dt", type=float, default=1e-3, help="NIR time step in seconds "
+                   "(default: 1e-3)")
     return p
 
 
@@ -120,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify,
-                "energy": cmd_energy}[args.command](args)
+                "energy": cmd_energy, "export": cmd_export}[args.command](args)
     except SnnCompileError as exc:
         print(f"snncompile: error: {exc}", file=sys.stderr)
         return 2
@@ -229,6 +243,23 @@ def cmd_energy(args) -> int:
     if args.plot:
         report.plot(args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .build import Build
+
+    build = Build.load(args.build)
+    if args.format == "nir":
+        from .export.nir_export import write_nir
+        if build.float_graph is None:
+            raise InputFileError(f"{args.build}: has no float graph (it was imported in "
+                                 "fixed point); NIR export needs one")
+        write_nir(build.float_graph, args.output, dt=args.dt)
+    else:
+        from .export.netx_export import export_netx
+        export_netx(build.graph, args.output)
+    print(f"wrote {args.output} ({args.format})")
     return 0
 
 

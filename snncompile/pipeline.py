@@ -27,8 +27,12 @@ def import_model(source: str | Path) -> Graph:
     if path.suffix == ".nir":
         from .frontends.nir_import import import_nir
         return import_nir(path)
+    if path.suffix in (".net", ".h5", ".hdf5"):
+        from .frontends.netx_import import import_netx
+        return import_netx(path)
     raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
-                         ".pt (snncompile checkpoint), .nir (NIR graph)")
+                         ".pt (snncompile checkpoint), .nir (NIR graph), .net/.h5 (lava-dl "
+                         "netx)")
 
 
 def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",
@@ -43,20 +47,25 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     graph = source if isinstance(source, Graph) else import_model(source)  # frontend
     graph.validate()                                                         # shapes, DAG
-    graph, _ = fold_pools(graph)                                             # pools -> weights
-    x_cal, cal_file = _calibration(calib, graph, calib_samples)
-    stats: dict | None = {} if x_cal is not None else None
-    if x_cal is not None:
-        run_float(graph, x_cal, record=stats)                                # peak |u|, |v|
-    fixed, quant = quantize(graph, spec, stats)                              # fixed point
+    if graph.stage == "fixed":                          # netx: already Loihi integers
+        fixed, quant, float_graph = graph, [], None
+        x_cal, cal_file = _calibration(calib, graph, calib_samples)
+    else:
+        graph, _ = fold_pools(graph)                                         # pools -> weights
+        x_cal, cal_file = _calibration(calib, graph, calib_samples)
+        stats: dict | None = {} if x_cal is not None else None
+        if x_cal is not None:
+            run_float(graph, x_cal, record=stats)                            # peak |u|, |v|
+        fixed, quant = quantize(graph, spec, stats)                          # fixed point
+        float_graph = graph
     sim = Simulator(fixed, spec.numerics).run(x_cal) if x_cal is not None else None
     rates = firing_rates(fixed, sim, x_cal) if sim is not None else None  # traffic weights
     mapping = map_graph(fixed, spec, chips=chips, rates=rates)               # split + place
-    report = _report(graph, fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
+    report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
     report["mapping"] = mapping_summary(mapping)
     md = compile_markdown(report) + "\n## Mapping\n\n```\n" + mapping.table() + "\n```\n"
-    return Build(graph=fixed, float_graph=graph, target=spec, report=report, report_md=md,
-                 extra_files={"mapping.json": mapping.to_json()})
+    return Build(graph=fixed, float_graph=float_graph, target=spec, report=report,
+                 report_md=md, extra_files={"mapping.json": mapping.to_json()})
 
 
 def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:
@@ -82,7 +91,7 @@ def _calibration(calib, graph: Graph, limit: int):
     return x, str(calib)
 
 
-def _report(graph, fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
+def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
     layers = layer_rows(fixed)
     for row in layers:
         row["summary"] = fixed.node(row["name"]).summary()

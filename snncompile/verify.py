@@ -52,8 +52,9 @@ class VerifyReport:
                                                for b, v in self.backends.items()))
         if self.accuracy:
             acc = self.accuracy
-            lines.append(f"accuracy on {acc['samples']} labelled samples: float "
-                         f"{acc['float']:.2%}, compiled {acc['compiled']:.2%}")
+            fl = "n/a (no float model)" if acc["float"] is None else f"{acc['float']:.2%}"
+            lines.append(f"accuracy on {acc['samples']} labelled samples: float {fl}, "
+                         f"compiled {acc['compiled']:.2%}")
         verdict = ("EQUIVALENT" if self.equivalent else "NOT EQUIVALENT")
         lines.append(f"{verdict}: {self.mismatches} mismatching spikes over "
                      f"{self.samples} samples x {self.steps} steps x "
@@ -112,10 +113,12 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     if labels is not None:
         out = graph.inputs(graph.output_node().name)[0]
         compiled = results[base][out].reshape(n, t, -1).sum(1).argmax(1)
-        fl = run_float(build.float_graph, inputs)[out].reshape(n, t, -1).sum(1).argmax(1)
-        accuracy = {"samples": int(n), "float": float((fl == labels).mean()),
-                    "compiled": float((compiled == labels).mean()),
-                    "agreement": float((fl == compiled).mean())}
+        accuracy = {"samples": int(n), "float": None,
+                    "compiled": float((compiled == labels).mean()), "agreement": None}
+        if build.float_graph is not None:  # models imported in fixed point have none
+            fl = run_float(build.float_graph, inputs)[out].reshape(n, t, -1).sum(1).argmax(1)
+            accuracy.update({"float": float((fl == labels).mean()),
+                             "agreement": float((fl == compiled).mean())})
     compared = sum(row["neurons"] for row in layers) * n * t
     return VerifyReport(equivalent=total == 0, mismatches=total, samples=int(n), steps=int(t),
                         neurons_compared=int(compared),

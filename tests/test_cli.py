@@ -183,3 +183,22 @@ def test_network_too_large_names_layer_resource_and_limit(tiny_files, tmp_path, 
     one_line_error(capsys, ["compile", tiny_files[0], "--target", small, "-o", tmp_path / "b"],
                    "input axons")
     assert not (tmp_path / "b").exists()
+
+
+def test_export_nir_round_trips_and_netx_refusal_is_one_line(tiny_files, tmp_path, capsys):
+    from snncompile.frontends.nir_import import import_nir
+    from snncompile.sim.float_model import run_float
+
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "b"
+    assert main(["compile", str(ckpt), "-o", str(build), "--quiet"]) == 0
+    assert main(["export", str(build), "--format", "nir", "-o", str(tmp_path / "m.nir")]) == 0
+    from snncompile.build import Build
+    original = Build.load(build).float_graph
+    back = import_nir(tmp_path / "m.nir")
+    a, b = run_float(original, x), run_float(back, x)
+    assert [np.array_equal(a[k], b[k2]) for k, k2 in zip(a, b)] == [True, True]
+    # the quantiser's weight exponents and graded conv are outside netx: refused, no file
+    err = one_line_error(capsys, ["export", build, "--format", "netx", "-o",
+                                  tmp_path / "m.net"], "netx")
+    assert not (tmp_path / "m.net").exists(), err

@@ -185,6 +185,8 @@ def _pair(v, what: str, where: str) -> tuple[int, int]:
         a = np.repeat(a, 2)
     if a.size != 2:
         raise UnsupportedError(f"{where}: {what} ({v}) must be one or two integers")
+    if not np.all(np.isfinite(a.astype(float))) or np.any(np.abs(a.astype(float)) > 65535):
+        raise UnsupportedError(f"{where}: {what} ({v}) is out of range (|value| <= 65535)")
     return int(a[0]), int(a[1])
 
 

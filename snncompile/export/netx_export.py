@@ -1,0 +1,187 @@
+"""Export a FIXED-stage `Graph` as a lava-dl netx HDF5 network (inverse of
+`snncompile.frontends.netx_import`, same conventions).
+
+netx can express chains `Input -> [Flatten] -> (FxDense | FxConv2d) -> FxLIF -> ...` with
+binary spikes. The file gets an `input` layer without a neuron (so netx learns the input
+shape and `Network(path).inp` is the first synapse's input), then one netx layer per
+synapse + LIF pair, and a `flatten` layer where the graph flattens.
+
+What netx computes must equal what the graph computes, so the exporter refuses (with
+`UnsupportedError` naming the node) whatever has no exact netx form:
+
+* dense: netx chooses the weight exponent itself and always produces exact integer sums
+  (lava-dl netx/utils.py:80-158), so the graph's effective weights
+  `prepared_mantissa * 2**weight_exp` must be integers that netx's optimisation keeps
+  exact. A negative `weight_exp` with mantissas that are not multiples of `2**-weight_exp`
+  floors partial sums, which netx cannot state.
+* LIF: netx fixes `bias_exp = 6` (netx/hdf5.py:158), so `bias_mant << bias_exp` must be a
+  multiple of 64; `du + 1` and `dv` must lie in [0, 4096] (netx: `du = iDecay - 1`).
+* conv: weights are written OIHW as they are (Lava's Conv ignores exponents).
+
+The file is written to a temporary name and renamed, so a refusal leaves no file behind.
+
+    >>> export_netx(build.graph, "model.net")
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..frontends.netx_import import DECAY_UNITY, NETX_BIAS_EXP, netx_dense_weights
+from ..ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from ..sim.fixed import prepare_weights, shift_exp
+
+SUPPORTED = "Input (spikes), FxDense, FxConv2d, FxLIF, Flatten, Output in a single chain"
+
+
+def export_netx(graph: Graph, path: str | Path) -> Path:
+    """Write `graph` (fixed stage) as netx HDF5 at `path`; returns the path.
+
+        >>> export_netx(import_netx("a.net"), "b.net")
+    """
+    import h5py
+
+    path = Path(path)
+    layers = _layers(graph)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            group = f.create_group("layer")
+            for i, layer in enumerate(layers):
+                g = group.create_group(str(i))
+                for key, value in layer.items():
+                    if key == "type":
+                        g.create_dataset("type", (1,), "S10", [value.encode("ascii")])
+                    else:
+                        g.create_dataset(key, data=value)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _layers(graph: Graph) -> list[dict]:
+    """The netx layer descriptions (flat dicts; 'neuron/x' keys make the neuron group)."""
+    graph.validate()
+    if graph.stage != "fixed":
+        raise UnsupportedError("netx export needs a fixed-point graph; quantise first "
+                               "(snncompile compile)")
+    chain = _chain(graph)
+    inp = graph.node(chain[0])
+    if not isinstance(inp, Input) or inp.encoding != "spikes":
+        raise UnsupportedError(f"{inp.name}: netx export supports binary spike input only "
+                               f"(got {getattr(inp, 'encoding', type(inp).__name__)})")
+    layers = [{"type": "input", "shape": np.array(inp.shape, np.int64)}]
+    i = 1
+    while i < len(chain):
+        node = graph.node(chain[i])
+        if isinstance(node, Output):
+            break
+        if isinstance(node, Flatten):
+            if i > 1:                        # netx flattens only between layers
+                layers.append({"type": "flatten",
+                               "shape": np.array(graph.shape(node.name), np.int64)})
+            else:
+                _flatten_first(graph, node, chain)
+            i += 1
+            continue
+        if not isinstance(node, (FxDense, FxConv2d)):
+            raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be expressed "
+                                   f"in netx; supported: {SUPPORTED}")
+        lif = graph.node(chain[i + 1]) if i + 1 < len(chain) else None
+        if not isinstance(lif, FxLIF):
+            raise UnsupportedError(f"{node.name}: netx needs every synapse followed by a LIF "
+                                   f"layer; supported: {SUPPORTED}")
+        if node.num_message_bits:
+            raise UnsupportedError(f"{node.name}: graded input ({node.num_message_bits} "
+                                   "message bits) cannot be expressed in netx")
+        layer = _dense(node) if isinstance(node, FxDense) else _conv(node, graph)
+        layer.update(_neuron(lif, isinstance(node, FxConv2d)))
+        layers.append(layer)
+        i += 2
+    return layers
+
+
+def _chain(graph: Graph) -> list[str]:
+    order = graph.order()
+    for name in order:
+        if len(graph.outputs(name)) > 1 or len(graph.inputs(name)) > 1:
+            raise UnsupportedError(f"{name}: branching graphs cannot be expressed in netx; "
+                                   f"supported: {SUPPORTED}")
+        node = graph.node(name)
+        if not isinstance(node, (Input, Flatten, FxDense, FxConv2d, FxLIF, Output)):
+            raise UnsupportedError(f"{name}: {type(node).__name__} cannot be expressed in "
+                                   f"netx; supported: {SUPPORTED}")
+    return order
+
+
+def _flatten_first(graph: Graph, node: Flatten, chain: list[str]) -> None:
+    """Flatten right after the input: netx's first dense layer reads the user's flat
+    vector; the importer re-inserts the Flatten for a multi-dimensional input layer."""
+    nxt = graph.node(chain[2]) if len(chain) > 2 else None
+    if not isinstance(nxt, FxDense):
+        raise UnsupportedError(f"{node.name}: Flatten after the input must feed a dense "
+                               "layer for netx")
+
+
+def _dense(node: FxDense) -> dict:
+    prepared = prepare_weights(node.weight, node.sign_mode, node.num_weight_bits)
+    exp = int(node.weight_exp)
+    if exp < 0 and np.any(prepared % (1 << -exp)):
+        raise UnsupportedError(
+            f"{node.name}: weight_exp {exp} with mantissas that are not multiples of "
+            f"2**{-exp} floors partial sums; netx dense layers compute exact integer sums")
+    weight = shift_exp(prepared, exp)
+    # re-import as netx would and check the sums are the same integers
+    back, _, back_exp, _ = netx_dense_weights(weight, node.name)
+    back = back.astype(np.int64)
+    if np.any(back % (1 << max(-back_exp, 0))) or \
+            not np.array_equal(shift_exp(back, back_exp), weight):
+        raise UnsupportedError(
+            f"{node.name}: effective weights span [{int(weight.min())}, {int(weight.max())}],"
+            " which netx's weight optimisation does not keep exact (8-bit synapses)")
+    return {"type": "dense", "shape": np.array([node.weight.shape[0]], np.int64),
+            "weight": weight.astype(np.int32)}
+
+
+def _conv(node: FxConv2d, graph: Graph) -> dict:
+    out = graph.shape(node.name)
+    w = np.asarray(node.weight)
+    return {"type": "conv", "shape": np.array(out, np.int64), "weight": w.astype(np.int32),
+            "stride": np.array(node.stride, np.int64),
+            "padding": np.array(node.padding, np.int64),
+            "dilation": np.array([1, 1], np.int64), "groups": np.int64(node.groups),
+            "inChannels": np.int64(w.shape[1] * node.groups), "outChannels": np.int64(w.shape[0]),
+            "kernelSize": np.array(w.shape[2:], np.int64)}
+
+
+def _neuron(lif: FxLIF, conv: bool) -> dict:
+    i_decay, v_decay = lif.du + 1, lif.dv
+    for what, value in (("du + 1", i_decay), ("dv", v_decay)):
+        if not 0 <= value <= DECAY_UNITY:
+            raise UnsupportedError(f"{lif.name}: {what} ({value}) is outside netx's "
+                                   f"[0, {DECAY_UNITY}]")
+    if lif.vth < 0:
+        raise UnsupportedError(f"{lif.name}: negative threshold ({lif.vth})")
+    eff = shift_exp(np.broadcast_to(np.asarray(lif.bias_mant, np.int64), lif.shape),
+                    int(lif.bias_exp))
+    bias = eff >> NETX_BIAS_EXP
+    if not np.array_equal(bias << NETX_BIAS_EXP, eff):
+        raise UnsupportedError(
+            f"{lif.name}: bias (mantissa << {lif.bias_exp}) is not a multiple of "
+            f"2**{NETX_BIAS_EXP}; netx fixes bias_exp = {NETX_BIAS_EXP}")
+    layer = {"neuron/type": np.bytes_(b"CUBA"), "neuron/iDecay": np.int64(i_decay),
+             "neuron/vDecay": np.int64(v_decay), "neuron/vThMant": np.int64(lif.vth),
+             "neuron/refDelay": np.int64(1), "neuron/gradedSpike": np.bool_(False)}
+    if np.any(bias):
+        if conv:
+            per_channel = np.all(bias == bias[:, :1, :1], axis=(1, 2)).all()
+            layer["bias"] = (bias[:, 0, 0] if per_channel else bias.transpose(2, 1, 0)
+                             ).astype(np.int32)
+        else:
+            layer["bias"] = bias.astype(np.int32)
+    return layer

@@ -1,0 +1,508 @@
+"""Import a lava-dl netx HDF5 network (`.net` / `.h5`) as a FIXED-stage `Graph`.
+
+netx files already hold Loihi integers, so the importer reproduces exactly what
+`lava.lib.dl.netx.hdf5.Network` hands to Lava's bit-accurate models (lava-dl 0.6.0):
+
+* CUBA neuron -> `FxLIF(vth=vThMant, du=iDecay - 1, dv=vDecay, bias_exp=6)`, bias from the
+  layer's `bias` (hdf5.py:144-163). `iDecay = 0` gives `du = -1`: Lava multiplies u by
+  4096 - (du + 1) = 4096, i.e. no current decay, as slayer's current_decay = 0.
+  A dense layer without a `neuron` group gets netx's default non-leaky integrator
+  (hdf5.py:349-357).
+* dense weights go through netx's `optimize_weight_bits` (utils.py:80-158), which shifts
+  them left and picks `num_weight_bits` and `weight_exp`; Lava's Dense then infers the sign
+  mode from the shifted weights (netx does not pass it on, blocks/process.py:157-162;
+  lava/proc/dense/models.py:84-90), clips and truncates. `FxDense` holds the prepared
+  weights, that exponent, bit count and inferred sign mode, so our simulator computes the
+  same sums. Weights are read with `astype(int)` as netx does (utils.py:68).
+* conv weights stay in PyTorch OIHW order (netx flips and transposes them for Lava's true
+  convolution in XYZ order, hdf5.py:505-506, which equals our OIHW cross-correlation);
+  `stride`/`padding`/`dilation` are stored (y, x) (hdf5.py:496-499); shapes are stored CHW
+  (netx reverses them to WHC, hdf5.py:500); a per-channel bias is broadcast, a full bias is
+  stored in WHC order (blocks/process.py:57-69).
+* `flatten` makes the next dense layer read its predecessor in CHW order
+  (`out.transpose([2, 1, 0]).flatten()`, hdf5.py:655-660), which is our `Flatten`.
+
+The input layer. netx builds the `input` layer's neuron but never wires its `inp` port to
+it (blocks/process.py:103-106): in Lava it is driven only by its bias, not by data. So our
+`Input` node means: binary spikes fed to the first synapse layer, i.e. netx's
+`Network.inp` when the input layer is skipped. `graph.meta["netx"]` records how
+(`skip_layers`, `input_shape_xyz`) and `lava_network_kwargs` gives the arguments of the
+matching `Network`. An input layer's neuron (and its weight/bias transform, which netx also
+ignores) is therefore not imported; `meta["netx"]["input_neuron"]` says whether one was
+dropped.
+
+Time: each synapse delays by one step as in Lava, so the graph's local-time semantics
+(see `snncompile.ir.nodes`) equal netx's network run with `reset_interval` longer than the
+run and `reset_offset=1`, which zeroes the layer at depth d at Lava step d + 1, the step its
+first input arrives (hdf5.py:578-579 gives layer k the offset reset_offset + 1 + k).
+Without that reset, a layer with a bias integrates it during the d steps before its first
+input and the runs can differ (the conv test in tests/test_netx.py: 20 spikes); with all
+biases zero they agree either way. Output spikes of a layer at depth d for local step k
+appear at Lava step k + d + 1 (sink column k + d).
+
+Unsupported (UnsupportedError naming layer and value): non-zero delays, refDelay > 1
+(Lava's LIF has no refractory period; netx ignores it), graded spikes, SDNN/RF neurons,
+dilation, recurrent/complex dense, pooling and the other layer types netx does not
+implement, and weights for which netx's weight optimisation shifts by a negative amount.
+
+    >>> graph = import_netx("trained.net")
+    >>> graph.meta["netx"]["skip_layers"]
+    0
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, SnnCompileError, UnsupportedError
+from ..ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from ..sim.fixed import prepare_weights
+
+SUPPORTED_LAYERS = ("input", "dense", "conv", "flatten")
+SUPPORTED_NEURONS = "CUBA/LOIHI with refDelay <= 1, binary spikes (gradedSpike false)"
+NETX_BIAS_EXP = 6          # hdf5.py:158
+NETX_MAX_DELAY = 62        # hdf5.py:427-430
+DECAY_UNITY = 4096         # 12-bit decays: 4096 means 'all' (hdf5.py:155-156)
+MAX_BYTES = 1 << 28        # refuse datasets above 256 MiB instead of exhausting memory
+MAX_NEURONS = 1 << 24      # per layer; a Loihi 2 chip holds about 2**20
+_INT32_SAFE = 1 << 25      # values << 6 must stay inside Lava's int32 registers
+
+# netx's default neuron for a dense layer without one (hdf5.py:349-357)
+_DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 18 - 1,
+                   "refDelay": 1, "gradedSpike": False}
+
+
+def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Graph:
+    """Read a netx HDF5 file into a fixed-point `Graph`.
+
+    input_shape: (C, H, W) or (N,) of the network input, needed only when the file has no
+    `input` layer and starts with a conv layer (netx's own `input_shape`, in CHW order).
+
+        >>> g = import_netx("net.net"); Simulator(g).run(x).spikes  # x (N, T, *shape)
+    """
+    path = Path(path)
+    layers = _read_file(path)
+    return _build(path, layers, input_shape)
+
+
+def lava_network_kwargs(graph: Graph, steps: int) -> dict:
+    """Keyword arguments of `lava.lib.dl.netx.hdf5.Network(net_config=path, **kwargs)` that
+    make netx compute this imported graph's local-time semantics for a run of `steps`
+    input frames (run it for `steps + max depth` Lava steps; see the module docstring).
+
+        >>> net = Network(net_config=path, **lava_network_kwargs(graph, 20))
+    """
+    meta = graph.meta.get("netx")
+    if not isinstance(meta, dict):
+        raise UnsupportedError("graph was not imported from netx (no meta['netx'])")
+    depth = max(graph.depth(n.name) for n in graph.nodes(FxLIF))
+    xyz = meta.get("input_shape_xyz")
+    return {"skip_layers": int(meta.get("skip_layers", 0)),
+            "input_shape": tuple(xyz) if xyz else None,
+            "reset_interval": int(steps) + 2 * depth + 2, "reset_offset": 1}
+
+
+# ------------------------------------------------------------------ raw HDF5 reading
+def _read_file(path: Path) -> list[dict]:
+    """All of `layer/0..n-1` as plain dicts of numpy values; every I/O or format problem
+    becomes one InputFileError line naming the file."""
+    try:
+        import h5py
+    except ImportError as exc:  # pragma: no cover - h5py is a dependency
+        raise InputFileError(f"{path}: reading netx files needs h5py ({exc})") from None
+    if not path.is_file():
+        raise InputFileError(f"{path}: not found")
+    try:
+        if not h5py.is_hdf5(str(path)):
+            raise InputFileError(f"{path}: not an HDF5 file (expected a lava-dl netx .net)")
+        with h5py.File(str(path), "r") as f:
+            if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+                raise InputFileError(f"{path}: no 'layer' group; not a netx network file")
+            group = f["layer"]
+            keys = list(group.keys())
+            if sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))]:
+                raise InputFileError(f"{path}: 'layer' must hold groups '0'..'{len(keys) - 1}'"
+                                     f", found {sorted(keys)[:8]}")
+            if not keys:
+                raise InputFileError(f"{path}: 'layer' group is empty")
+            return [_read_group(path, group[str(i)], f"layer/{i}", h5py)
+                    for i in range(len(keys))]
+    except SnnCompileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any h5py failure on a bad file
+        raise InputFileError(f"{path}: corrupt or truncated HDF5 file "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _read_group(path: Path, group, where: str, h5py) -> dict:
+    if not isinstance(group, h5py.Group):
+        raise InputFileError(f"{path}: {where} is not a group")
+    out: dict = {}
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            out[key] = _read_group(path, item, f"{where}/{key}", h5py)
+            continue
+        if not isinstance(item, h5py.Dataset):
+            raise InputFileError(f"{path}: {where}/{key} is not a dataset")
+        nbytes = int(np.prod(item.shape or (1,), dtype=np.float64)) * item.dtype.itemsize
+        if nbytes > MAX_BYTES:
+            raise InputFileError(f"{path}: {where}/{key} holds {nbytes} bytes, more than "
+                                 f"{MAX_BYTES}")
+        out[key] = item[()]
+    return out
+
+
+# ------------------------------------------------------------------ field access
+class _Layer:
+    """One netx layer with error messages that name file, layer index and type."""
+
+    def __init__(self, path: Path, index: int, raw: dict):
+        self.path, self.index, self.raw = path, index, raw
+        self.type = None
+        self.type = _string(self, raw, "type")
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}: layer {self.index} ({self.type})"
+
+    def bad(self, what: str) -> InputFileError:
+        return InputFileError(f"{self.where}: {what}")
+
+    def get(self, key: str, src: dict | None = None):
+        src = self.raw if src is None else src
+        if key not in src:
+            raise self.bad(f"missing '{key}'")
+        return src[key]
+
+    def ints(self, key: str, src: dict | None = None) -> np.ndarray:
+        """Integer array the way netx reads weights and biases: astype(int) (utils.py:68)."""
+        value = np.asarray(self.get(key, src))
+        if value.dtype.kind not in "biuf" or value.size == 0:
+            raise self.bad(f"'{key}' is not a non-empty numeric array (dtype {value.dtype})")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise self.bad(f"'{key}' holds NaN or infinite values")
+        if np.abs(value.astype(np.float64)).max() >= 2.0 ** 31:
+            raise self.bad(f"'{key}' holds values beyond 32 bits "
+                           f"({np.abs(value.astype(np.float64)).max():.4g})")
+        return value.astype(np.int64)
+
+    def scalar(self, key: str, src: dict | None = None, name: str | None = None) -> int:
+        value = np.asarray(self.get(key, src))
+        label = name or key
+        if value.size != 1 or value.dtype.kind not in "biuf":
+            raise self.bad(f"'{label}' must be one number, got {value.dtype} {value.shape}")
+        x = float(value.reshape(-1)[0])
+        if not math.isfinite(x) or x != int(x):
+            raise self.bad(f"'{label}' ({x}) is not an integer")
+        return int(x)
+
+    def shape(self) -> tuple[int, ...]:
+        shape = self.ints("shape")
+        if shape.ndim != 1 or np.any(shape < 1) or len(shape) > 3:
+            raise self.bad(f"'shape' {shape.tolist()} is not a list of 1 to 3 positive sizes")
+        if np.prod(shape.astype(np.float64)) > MAX_NEURONS:
+            raise self.bad(f"'shape' {shape.tolist()} is too large")
+        return tuple(int(s) for s in shape)
+
+    def pair(self, key: str) -> tuple[int, int]:
+        """netx `expand` (hdf5.py:496-499): a scalar is used for both axes, otherwise the
+        file stores (y, x) and netx reverses it to (x, y); we keep (y, x) = (H, W)."""
+        value = self.ints(key)
+        if value.size == 1:
+            return int(value.reshape(-1)[0]), int(value.reshape(-1)[0])
+        if value.shape != (2,):
+            raise self.bad(f"'{key}' {value.tolist()} is not a number or a pair")
+        return int(value[0]), int(value[1])
+
+
+def _string(where: _Layer, src: dict, key: str) -> str:
+    """netx NetDict string reading (utils.py:60-66): first element if an array."""
+    if key not in src:
+        raise InputFileError(f"{_where(where)}: missing '{key}'")
+    value = src[key]
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            raise InputFileError(f"{_where(where)}: '{key}' is empty")
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            return bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            raise InputFileError(f"{_where(where)}: '{key}' is not ASCII") from None
+    if isinstance(value, str):
+        return value
+    raise InputFileError(f"{_where(where)}: '{key}' is not a string ({type(value).__name__})")
+
+
+def _where(layer: _Layer) -> str:
+    if getattr(layer, "type", None) is None:      # while reading the type itself
+        return f"{layer.path}: layer {layer.index}"
+    return layer.where
+
+
+# ------------------------------------------------------------------ netx semantics
+def netx_dense_weights(weight: np.ndarray, where: str = "dense") -> tuple[np.ndarray, int,
+                                                                          int, str]:
+    """What a netx dense layer hands Lava, after Lava's own preparation.
+
+    Returns (prepared int32 weights, num_weight_bits, weight_exp, sign_mode): netx's
+    `optimize_weight_bits` (utils.py:80-158) then Lava's `determine_sign_mode`,
+    `clip_weights` and `truncate_weights` (lava/proc/dense/models.py:84-90).
+    """
+    w = np.asarray(weight).astype(np.int64)
+    if not np.any(w):
+        # netx divides by a zero maximum and fails (int(inf)); an all-zero layer is exact.
+        return np.zeros(w.shape, np.int32), 8, 0, "excitatory"
+    max_w, min_w = w.max(), w.min()
+    if max_w > 254 and min_w < 0:          # netx clips and warns (utils.py:103-107)
+        w = np.clip(w, -256, 254)
+        max_w = w.max()
+    if min_w < -256 and max_w > 0:         # utils.py:108-112
+        w = np.clip(w, -256, 254)
+        min_w = w.min()
+    if max_w < 0:
+        mode, signed = "inhibitory", 0
+    elif min_w >= 0:
+        mode, signed = "excitatory", 0
+    else:
+        mode, signed = "mixed", 1
+    with np.errstate(divide="ignore"):
+        if mode == "mixed":
+            scale = min(127 / np.float64(max_w), -128 / np.float64(min_w))
+        elif mode == "inhibitory":
+            scale = -256 / np.float64(min_w)
+        else:
+            scale = 255 / np.float64(max_w)
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    n = 8
+    while n > 0 and np.sum(np.abs(w / 2 ** n - np.round(w / 2 ** n))) != 0:
+        n -= 1
+    n -= signed
+    num_bits = 8 - scale_bits - n
+    if scale_bits < 0:
+        raise UnsupportedError(
+            f"{where}: weights span [{int(min_w)}, {int(max_w)}], beyond netx's 8-bit "
+            f"{mode} range; netx would shift them by {scale_bits} (undefined, zeroes them). "
+            "Supported: dense weights within [-256, 255]")
+    shifted = w << scale_bits
+    lava_mode = ("excitatory" if shifted.min() >= 0 else
+                 "inhibitory" if shifted.max() <= 0 else "mixed")
+    truncate = 8 - num_bits + int(lava_mode == "mixed")
+    if truncate < 0:
+        raise UnsupportedError(
+            f"{where}: netx sign mode '{mode}' and Lava's inferred '{lava_mode}' disagree so "
+            f"that Lava would truncate by {truncate} bits (undefined). Weights span "
+            f"[{int(min_w)}, {int(max_w)}]")
+    prepared = prepare_weights(shifted, lava_mode, num_bits)
+    return prepared.astype(np.int32), int(num_bits), int(-scale_bits), lava_mode
+
+
+def _neuron(layer: _Layer, raw: dict | None, shape: tuple[int, ...]) -> FxLIF:
+    """CUBA -> FxLIF as hdf5.py:144-163 (vth = vThMant, du = iDecay - 1, dv = vDecay)."""
+    if raw is None:
+        raw = _DEFAULT_NEURON
+    if not isinstance(raw, dict):
+        raise layer.bad("'neuron' is not a group")
+    ntype = _string(layer, raw, "type")
+    if ntype not in ("CUBA", "LOIHI"):
+        what = ("sigma-delta (SDNN)" if ntype == "SDNN" else
+                "resonate-and-fire" if "RF" in ntype else "unknown")
+        raise UnsupportedError(f"{layer.where}: neuron type '{ntype}' ({what}) is not "
+                               f"supported; supported: {SUPPORTED_NEURONS}")
+    i_decay = layer.scalar("iDecay", raw, "neuron/iDecay")
+    v_decay = layer.scalar("vDecay", raw, "neuron/vDecay")
+    vth = layer.scalar("vThMant", raw, "neuron/vThMant")
+    for name, value in (("iDecay", i_decay), ("vDecay", v_decay)):
+        if not 0 <= value <= DECAY_UNITY:
+            raise UnsupportedError(f"{layer.where}: neuron {name} ({value}) is outside "
+                                   f"[0, {DECAY_UNITY}]")
+    if not 0 <= vth < _INT32_SAFE:
+        raise UnsupportedError(f"{layer.where}: neuron vThMant ({vth}) is outside "
+                               f"[0, {_INT32_SAFE - 1}]")
+    if "refDelay" in raw:
+        ref = layer.scalar("refDelay", raw, "neuron/refDelay")
+        if ref > 1:
+            raise UnsupportedError(
+                f"{layer.where}: refractory delay refDelay ({ref}) is not supported (Lava's "
+                f"LIF has none; netx ignores it); supported: {SUPPORTED_NEURONS}")
+    graded = "gradedSpike" in raw and layer.scalar("gradedSpike", raw, "neuron/gradedSpike")
+    bits = layer.scalar("messageBits", raw, "neuron/messageBits") if "messageBits" in raw \
+        else 0
+    if graded or bits:
+        raise UnsupportedError(f"{layer.where}: graded spikes (gradedSpike={bool(graded)}, "
+                               f"messageBits={bits}) are not supported; supported: "
+                               f"{SUPPORTED_NEURONS}")
+    return FxLIF(name="", shape=shape, du=i_decay - 1, dv=v_decay, vth=vth,
+                 bias_exp=NETX_BIAS_EXP)
+
+
+def _bias(layer: _Layer, shape: tuple[int, ...]) -> np.ndarray:
+    """Bias mantissas in our (C, H, W) / (N,) order (blocks/process.py:53-72)."""
+    if "bias" not in layer.raw:
+        return np.zeros(shape, np.int32)
+    b = layer.ints("bias")
+    if np.abs(b).max() >= _INT32_SAFE:
+        raise UnsupportedError(f"{layer.where}: bias {int(np.abs(b).max())} overflows Lava's "
+                               f"int32 bias << {NETX_BIAS_EXP}; supported: |bias| < "
+                               f"{_INT32_SAFE}")
+    if len(shape) == 1:
+        if b.size not in (1, shape[0]):
+            raise layer.bad(f"bias of shape {b.shape} does not fit {shape[0]} neurons")
+        return np.broadcast_to(b.reshape(-1), shape).astype(np.int32)
+    whc = shape[::-1]
+    if list(b.shape) == list(whc):
+        return np.ascontiguousarray(b.transpose(2, 1, 0)).astype(np.int32)
+    if b.ndim == 1 and b.shape[0] == shape[0]:
+        return np.broadcast_to(b[:, None, None], shape).astype(np.int32)
+    raise layer.bad(f"bias of shape {b.shape} could not be broadcast to neurons {shape} "
+                    "(CHW); expected per-channel or full WHC")
+
+
+def _no_delay(layer: _Layer) -> None:
+    if "delay" not in layer.raw:
+        return
+    d = layer.ints("delay")
+    if np.any(d != 0):
+        clamped = int(min(int(d.max()), NETX_MAX_DELAY))
+        raise UnsupportedError(f"{layer.where}: synaptic delays (max {int(d.max())}, netx "
+                               f"clamps to {clamped}; min {int(d.min())}) are not supported; "
+                               "supported: delay 0 (one step per layer)")
+
+
+# ------------------------------------------------------------------ graph building
+def _build(path: Path, raw_layers: list[dict], input_shape) -> Graph:
+    layers = [_Layer(path, i, raw) for i, raw in enumerate(raw_layers)]
+    for layer in layers:
+        if layer.type not in SUPPORTED_LAYERS:
+            raise UnsupportedError(f"{layer.where}: layer type '{layer.type}' is not "
+                                   f"supported; supported: {', '.join(SUPPORTED_LAYERS)}")
+    meta = {"source": path.name, "frontend": "netx",
+            "netx": {"skip_layers": 0, "input_neuron": False, "input_shape_xyz": None}}
+    shape: tuple[int, ...] | None = None
+    if input_shape is not None:
+        shape = tuple(int(s) for s in input_shape)
+    start = 0
+    if layers[0].type == "input":
+        first = layers[0]
+        if "shape" in first.raw or "neuron" in first.raw:   # netx ignores it otherwise
+            shape = first.shape()
+        if "neuron" in first.raw:
+            meta["netx"]["skip_layers"] = 1
+            meta["netx"]["input_neuron"] = True
+            # the neuron is dropped (see module docstring) but must be one netx accepts
+            # binary: graded input would change the first synapse's input
+            _neuron(first, first.raw["neuron"], shape)
+        start = 1
+    for layer in layers[start:]:
+        if layer.type == "input":
+            raise UnsupportedError(f"{layer.where}: an input layer is supported only as "
+                                   "layer 0")
+    synapses = [lay for lay in layers if lay.type in ("dense", "conv")]
+    if not synapses:
+        raise InputFileError(f"{path}: no dense or conv layer")
+    if shape is None:
+        if synapses[0].type == "conv":
+            raise InputFileError(f"{path}: the first layer is conv and the file has no "
+                                 "input layer; pass input_shape=(C, H, W)")
+        shape = (_dense_weight(synapses[0]).shape[1],)
+    if len(shape) == 3:
+        meta["netx"]["input_shape_xyz"] = list(shape[::-1])
+    graph = Graph(meta)
+    try:
+        prev = graph.add(Input(name="input", shape=shape, encoding="spikes")).name
+    except SnnCompileError as exc:
+        raise InputFileError(f"{path}: input shape {shape}: {exc}") from None
+    flatten_next = False
+    for layer in layers[start:]:
+        if layer.type == "flatten":
+            flatten_next = True
+            continue
+        prev_shape = graph.shape(prev)
+        if layer.type == "dense":
+            if len(prev_shape) > 1:
+                if not flatten_next and prev != "input":
+                    raise layer.bad(f"dense layer follows a {prev_shape} (CHW) layer without "
+                                    "a flatten layer")
+                prev = _add(graph, Flatten(name=f"L{layer.index}_flatten"), prev, layer)
+            flatten_next = False
+            prev = _dense(graph, layer, prev)
+        else:
+            if len(prev_shape) != 3:
+                raise layer.bad(f"conv layer needs a (C, H, W) input, previous layer gives "
+                                f"{prev_shape}")
+            prev = _conv(graph, layer, prev)
+    _add(graph, Output(name="output"), prev, layers[-1])
+    return graph
+
+
+def _add(graph: Graph, node, prev: str, layer: _Layer) -> str:
+    try:
+        return graph.add(node, [prev]).name
+    except SnnCompileError as exc:
+        raise layer.bad(str(exc)) from None
+
+
+def _dense_weight(layer: _Layer) -> np.ndarray:
+    if "weight" not in layer.raw and any(str(k).startswith("weight") for k in layer.raw):
+        raise UnsupportedError(f"{layer.where}: complex (real/imag) weights are not supported")
+    w = layer.get("weight")
+    if isinstance(w, dict):
+        raise UnsupportedError(f"{layer.where}: complex (real/imag) weights are not supported")
+    w = layer.ints("weight")
+    n_out = int(np.prod(layer.shape()))
+    if w.ndim == 1:                                  # hdf5.py:396-397
+        if w.size % n_out:
+            raise layer.bad(f"weight of {w.size} values does not split into {n_out} rows")
+        w = w.reshape(n_out, -1)
+    if w.ndim != 2 or w.shape[0] != n_out:
+        raise layer.bad(f"weight of shape {w.shape} does not match {n_out} neurons")
+    return w
+
+
+def _dense(graph: Graph, layer: _Layer, prev: str) -> str:
+    w = _dense_weight(layer)
+    _no_delay(layer)
+    n_out = w.shape[0]
+    shape = (n_out,)
+    neuron = _neuron(layer, layer.raw.get("neuron"), shape)   # default if absent
+    prepared, bits, exp, mode = netx_dense_weights(w, layer.where)
+    syn = FxDense(name=f"L{layer.index}_dense", weight=prepared, weight_exp=exp,
+                  num_weight_bits=bits, sign_mode=mode, num_message_bits=0)
+    prev = _add(graph, syn, prev, layer)
+    neuron.name = f"L{layer.index}_lif"
+    neuron.bias_mant = _bias(layer, shape)
+    return _add(graph, neuron, prev, layer)
+
+
+def _conv(graph: Graph, layer: _Layer, prev: str) -> str:
+    shape = layer.shape()
+    if len(shape) != 3:
+        raise layer.bad(f"conv 'shape' {list(shape)} is not (C, H, W)")
+    w = layer.ints("weight")
+    if w.ndim < 4 or int(np.prod(w.shape[4:])) != 1:    # slayer adds a time axis of 1
+        raise layer.bad(f"conv weight of shape {w.shape} is not OIHW")
+    w = w.reshape(w.shape[:4])
+    if np.abs(w).max() >= 1 << 23:
+        raise UnsupportedError(f"{layer.where}: conv weight {int(np.abs(w).max())} exceeds "
+                               "24-bit signed range")
+    _no_delay(layer)
+    stride, padding, dilation = layer.pair("stride"), layer.pair("padding"), \
+        layer.pair("dilation")
+    groups = layer.scalar("groups")
+    if dilation != (1, 1):
+        raise UnsupportedError(f"{layer.where}: dilation {dilation} is not supported; "
+                               "supported: dilation 1")
+    if min(stride) < 1 or min(padding) < 0 or groups < 1 or w.shape[0] % groups:
+        raise layer.bad(f"invalid stride {stride}, padding {padding} or groups {groups}")
+    neuron = _neuron(layer, layer.get("neuron"), shape)
+    syn = FxConv2d(name=f"L{layer.index}_conv", weight=w.astype(np.int32), stride=stride,
+                   padding=padding, groups=groups, num_message_bits=0)
+    prev = _add(graph, syn, prev, layer)
+    if graph.shape(prev) != shape:
+        raise layer.bad(f"conv output {graph.shape(prev)} does not match the layer shape "
+                        f"{shape}")
+    neuron.name = f"L{layer.index}_lif"
+    neuron.bias_mant = _bias(layer, shape)
+    return _add(graph, neuron, prev, layer)
