@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..errors import InputFileError, UnsupportedError
 from .layers import SNN
@@ -28,8 +29,8 @@ def save_checkpoint(model: SNN, path: str | Path, extra: dict | None = None) -> 
                 "state_dict": state, "extra": dict(extra or {})}, path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
-    """Return (model in eval mode, checkpoint dict). Raises InputFileError on anything odd."""
+def read_checkpoint(path: str | Path) -> dict:
+    """torch.load(weights_only=True) with every failure turned into one InputFileError."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: checkpoint not found")
@@ -51,15 +52,13 @@ def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
     if ckpt.get("version") != VERSION:
         raise InputFileError(f"{path}: checkpoint version {ckpt.get('version')} is not "
                              f"supported (this snncompile reads version {VERSION})")
-    config, state = ckpt.get("config"), ckpt.get("state_dict")
-    if not isinstance(config, dict) or not isinstance(state, dict):
+    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise InputFileError(f"{path}: checkpoint lacks 'config' or 'state_dict'")
-    try:
-        model = SNN(config)
-    except UnsupportedError as exc:
-        raise UnsupportedError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputFileError(f"{path}: malformed model config ({exc!r})") from None
+    return ckpt
+
+
+def load_state(path, model: nn.Module, state: dict) -> None:
+    """Check names, shapes and finiteness, then load `state` into `model` (eval mode)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -75,4 +74,30 @@ def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
             raise InputFileError(f"{path}: parameter '{key}' contains NaN or inf")
     model.load_state_dict(state)
     model.eval()
+
+
+def model_class(config: dict) -> type:
+    """SNN, AttentionSNN (a layer of type "attention") or HTDA (config["model"] == "htda")."""
+    if config.get("model") == "htda":
+        from .htda import HTDA
+        return HTDA
+    if any(isinstance(s, dict) and s.get("type") == "attention"
+           for s in config.get("layers", ()) or ()):
+        from .attention import AttentionSNN
+        return AttentionSNN
+    return SNN
+
+
+def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
+    """Return (model in eval mode, checkpoint dict) for any of the package's models.
+    Raises InputFileError / UnsupportedError on anything odd."""
+    ckpt = read_checkpoint(path)
+    config = ckpt["config"]
+    try:
+        model = model_class(config)(config)
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise InputFileError(f"{path}: malformed model config ({exc!r})") from None
+    load_state(path, model, ckpt["state_dict"])
     return model, ckpt

@@ -104,6 +104,9 @@ class SNN(nn.Module):
     a "name". The last layer must be a lif; its spike counts are the class scores.
     """
 
+    #: layer types this model accepts (subclasses add their own, see `_layer`)
+    LAYER_TYPES = LAYER_TYPES
+
     def __init__(self, config: dict):
         super().__init__()
         self.config = config
@@ -114,17 +117,21 @@ class SNN(nn.Module):
         counters: dict[str, int] = {}
         for i, spec in enumerate(config["layers"]):
             kind = spec.get("type")
-            if kind not in LAYER_TYPES:
+            if kind not in self.LAYER_TYPES:
                 raise UnsupportedError(
                     f"layer {i}: type '{kind}' is not supported; supported: "
-                    + ", ".join(LAYER_TYPES))
+                    + ", ".join(self.LAYER_TYPES))
             counters[kind] = counters.get(kind, 0) + 1
             self.names.append(spec.get("name") or f"{kind}{counters[kind]}")
-            layer, shape = self._build(kind, spec, shape, self.names[-1])
+            layer, shape = self._layer(i, kind, spec, shape, self.names[-1])
             self.layers.append(layer)
         if config["layers"][-1].get("type") != "lif":
             raise UnsupportedError("the last layer must be 'lif' (its spikes are the output)")
         self.output_shape = shape
+
+    def _layer(self, index: int, kind: str, spec: dict, shape: tuple, name: str):
+        """(module, output shape) for layer `index`; subclasses handle extra types."""
+        return self._build(kind, spec, shape, name)
 
     @staticmethod
     def _build(kind, spec, shape, name):
