@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from ..ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
+                  SumPool2d)
 from ..nn.checkpoint import load_checkpoint
 from ..nn.layers import SNN, LIFLayer
 
@@ -31,6 +32,8 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
             nodes.append(AvgPool2d(name, kernel=(int(spec["kernel"]),) * 2))
         elif kind == "flatten":
             nodes.append(Flatten(name))
+        elif kind == "attention":
+            nodes.append(_attention(name, spec, layer, cfg))
         else:
             assert isinstance(layer, LIFLayer)
             bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
@@ -41,6 +44,30 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
     graph = Graph.sequential(nodes, meta=meta)
     graph.validate()
     return graph
+
+
+def _attention(name: str, spec: dict, layer, cfg: dict) -> Attention:
+    """The float attention node: its variant, mode and the trained weights it needs."""
+    block = layer.block
+
+    def w(module):
+        return module.weight.detach().numpy().astype(np.float32)
+    parts = {"ta": None, "ca": None, "sa": None}
+    if layer.kind == "tcsa":
+        parts = {"ta": block.ta, "ca": block.ca, "sa": block.sa}
+    else:
+        parts[layer.kind] = block
+    arrays = {}
+    for key in ("ta", "ca"):
+        if parts[key] is not None:
+            arrays[f"{key}_w1"] = w(parts[key].mlp[0])
+            arrays[f"{key}_w2"] = w(parts[key].mlp[2])
+    if parts["sa"] is not None:
+        arrays["sa_w"] = w(parts["sa"].conv)
+    steps = spec.get("steps", cfg["input"].get("steps")) or 0
+    return Attention(name, variant=layer.kind, mode=layer.mode,
+                     window=int(spec.get("window") or 0), steps=int(steps),
+                     gain_bits=int(spec.get("gain_bits") or 0), **arrays)
 
 
 def import_checkpoint(path: str | Path) -> Graph:

@@ -227,6 +227,35 @@ class LIF(Node):
 
 
 @dataclass
+class Attention(Node):
+    """Float MA-SNN attention on a LIF's input current X (see snncompile.nn.attention):
+    out = ReLU(g * X) with g from TA, CA or SA, or TCSA (TA, then CA, then SA, each on the
+    already modulated current, then ReLU). `mode` "causal" computes each step's gain from
+    steps <= t (CA, SA per step; TA over the last `window` steps); "window" pools the whole
+    time window as released (not streamable). Weights (float, None when unused):
+    ta_w1 (hidden, n), ta_w2 (n_out, hidden); ca_w1 (hidden, C), ca_w2 (C, hidden);
+    sa_w (1, 2, k, k). gain_bits: the gains' trained precision (8 = the chip's).
+    """
+
+    variant: str = "ca"     # ta | ca | sa | tcsa
+    mode: str = "causal"
+    window: int = 0
+    steps: int = 0
+    gain_bits: int = 8
+    ta_w1: np.ndarray = None
+    ta_w2: np.ndarray = None
+    ca_w1: np.ndarray = None
+    ca_w2: np.ndarray = None
+    sa_w: np.ndarray = None
+
+    def out_shape(self, in_shapes):
+        return self._one(in_shapes)
+
+    def summary(self):
+        return f"{self.variant} {self.mode}" + (f", window {self.window}" if self.window else "")
+
+
+@dataclass
 class Output(Node):
     """Marks a spiking node whose spikes are the network's output (prediction = argmax of
     spike counts over the run)."""
@@ -352,10 +381,10 @@ class FxGate(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
-    for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Output,
+    for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
                 FxDense, FxConv2d, FxLIF, FxGate)
 }
-FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF)
+FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF, Attention)
 FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from ..errors import UnsupportedError
-from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from ..ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
+                  SumPool2d)
 from ..nn.layers import LIFLayer
 
 
@@ -15,6 +16,8 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
     """Return spikes (bool, (N, T, *shape)) of every LIF node. `record`, if a dict, receives
     {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples."""
     lif_layers = {n.name: _lif_module(n) for n in graph.nodes(LIF)}
+    lif_layers.update({n.name: attention_module(n, graph.shape(n.name))
+                       for n in graph.nodes(Attention)})
     out: dict[str, list[np.ndarray]] = {name: [] for name in lif_layers}
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
@@ -38,6 +41,37 @@ def _lif_module(node: LIF) -> LIFLayer:
     layer.bias.data = torch.as_tensor(np.broadcast_to(node.bias, node.shape).copy(),
                                       dtype=torch.float32)
     return layer
+
+
+def attention_module(node: Attention, shape: tuple[int, ...]):
+    """The training layer (snncompile.nn.attention.AttentionLayer) with the node's weights."""
+    from ..nn.attention import AttentionLayer
+
+    spec = {"kind": node.variant, "mode": node.mode, "window": node.window or None,
+            "steps": node.steps or None, "gain_bits": node.gain_bits or None}
+    if node.ta_w1 is not None:
+        spec["t_ratio"] = max(1, node.ta_w1.shape[1] // node.ta_w1.shape[0])
+    if node.ca_w1 is not None:
+        spec["c_ratio"] = max(1, node.ca_w1.shape[1] // node.ca_w1.shape[0])
+    if node.sa_w is not None:
+        spec["kernel"] = node.sa_w.shape[-1]
+    layer = AttentionLayer(spec, shape, node.steps or None, node.name)
+    block = layer.block
+    parts = ({"ta": block.ta, "ca": block.ca, "sa": block.sa} if node.variant == "tcsa"
+             else {node.variant: block})
+    with torch.no_grad():
+        for key, mod in parts.items():
+            if key in ("ta", "ca"):
+                w1, w2 = getattr(node, f"{key}_w1"), getattr(node, f"{key}_w2")
+                if tuple(mod.mlp[0].weight.shape) != w1.shape or \
+                        tuple(mod.mlp[2].weight.shape) != w2.shape:
+                    raise UnsupportedError(f"{node.name}: {key} MLP weights {w1.shape}, "
+                                           f"{w2.shape} do not match the ratio")
+                mod.mlp[0].weight.copy_(torch.as_tensor(w1))
+                mod.mlp[2].weight.copy_(torch.as_tensor(w2))
+            else:
+                mod.conv.weight.copy_(torch.as_tensor(node.sa_w))
+    return layer.eval()
 
 
 def _frames(fn, a):
@@ -68,6 +102,8 @@ def _apply(node, a, lif_layers, record):
             old = record.get(node.name, {"peak_u": 0.0, "peak_v": 0.0})
             record[node.name] = {k: max(old[k], rec[k]) for k in old}
         return y
+    if isinstance(node, Attention):
+        return lif_layers[node.name](a)
     if isinstance(node, Output):
         return a
     raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be evaluated in float")
