@@ -1,0 +1,201 @@
+"""`CoprocProcess`: a `CoprocGraph` as a Lava process (the embedded x86 core's job).
+
+One InPort per graph input (`in0`, `in1`, ... in the graph's input order) and one OutPort
+per graph output (`out0`, ...); `in_port(name)` / `out_port(name)` find them by value name.
+The bit-accurate model (`PyCoprocModel`, LoihiProtocol, CPU, tag fixed_pt) runs, in
+`run_spk` of every time step:
+
+    receive every input (int32 messages) -> CoprocGraph.run_step for one sample -> send
+    every output (int32)
+
+so its outputs leave in the SAME time step as its inputs arrived, as a LIF's spikes do:
+Lava runs `run_spk` of all processes concurrently and a recv blocks until its sender has
+sent this step's message, so a feed-forward chain resolves within one step. A Dense ->
+CoprocProcess -> sink chain therefore shows Dense's one-step delay and nothing more
+(tests/test_coproc.py::test_lava_same_step checks both chains). A loop through the
+process would need a delay element somewhere (Lava would deadlock otherwise).
+
+State (Window/History) lives in the model and is carried across steps; it is reset (to
+`CoprocGraph.init_state(1)`) before the step whenever `reset_interval > 0` and
+`time_step % reset_interval == reset_offset % reset_interval` (Lava counts time steps from
+1, so reset_interval=T, reset_offset=1 resets at each sample's first step when samples run
+back to back from step 1; the same rule as lava's LIFReset).
+
+Inputs outside their declared width (or any other failure of `run_step`) are an error,
+but raising inside `run_spk` would
+deadlock Lava (the downstream processes wait forever for this step's message; observed
+with lava-nc 0.10). So the model instead records the first failing time step in its Var
+`error_step` (0: none), sends zeros for that step and keeps its state; call
+`check_errors(procs)` after the run (before `stop()`) to turn it into a BackendError.
+Port shapes may differ from the graph's value shapes when the element count matches:
+values are reshaped in C order (e.g. a flat Dense output feeding a (C, H, W) input).
+
+Model selection: Lava's compiler looks the process INSTANCE up in
+`exception_proc_model_map` first (lava/magma/compiler/compiler_graphs.py:1031) and, on a
+miss, scans this package's directory exec'ing every .py file as a top-level module, which
+fails on our relative imports. `model_map(procs)` returns {instance: model class} for
+every CoprocProcess given; merge it into the run config's map, as
+`snncompile.backends.lava_backend` does for its processes.
+
+Import this module only when Lava is installed (it imports Lava at module level) and
+after `import snncompile` (which installs the Python 3.11 fix).
+
+Example::
+
+    proc = CoprocProcess(cgraph)
+    src.s_out.connect(proc.in_port("x")); proc.out_port("gain").connect(sink.a_in)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map([proc]))
+"""
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from ..errors import BackendError, GraphError
+from .graph import CoprocGraph
+
+PORT_BITS = 32  # Lava message dtype int32
+
+
+def _port_shapes(kind: str, specs: dict, given) -> dict[str, tuple[int, ...]]:
+    given = dict(given or {})
+    extra = set(given) - set(specs)
+    if extra:
+        raise GraphError(f"CoprocProcess: {kind} shapes name unknown value(s) "
+                         f"{sorted(extra)}; {kind}s are {list(specs)}")
+    out = {}
+    for name, spec in specs.items():
+        shape = tuple(int(s) for s in given.get(name, spec.shape)) or (1,)
+        if int(np.prod(shape)) != spec.size:
+            raise GraphError(f"CoprocProcess: {kind} '{name}' port shape {shape} does not "
+                             f"hold {spec.size} elements of {spec.shape}")
+        if spec.bits > PORT_BITS or (not spec.signed and spec.bits >= PORT_BITS):
+            raise GraphError(f"CoprocProcess: {kind} '{name}' ({spec.bits} bits) does not "
+                             f"fit an int32 message")
+        out[name] = shape
+    return out
+
+
+class CoprocProcess(AbstractProcess):
+    """Runs `cgraph` (a `CoprocGraph`) once per time step for one sample; see the module
+    docstring. in_shapes / out_shapes: optional value name -> port shape (default: the
+    value's shape; () becomes (1,))."""
+
+    def __init__(self, cgraph: CoprocGraph, in_shapes: dict | None = None,
+                 out_shapes: dict | None = None, *, reset_interval: int = 0,
+                 reset_offset: int = 1, name: str | None = None) -> None:
+        in_sh = _port_shapes("input", cgraph.inputs, in_shapes)
+        out_sh = _port_shapes("output", {o: cgraph.specs[o] for o in cgraph.outputs},
+                              out_shapes)
+        if int(reset_interval) < 0:
+            raise GraphError(f"CoprocProcess: reset_interval ({reset_interval}) < 0")
+        doc, arrays = cgraph.to_dict()  # plain data in proc_params, rebuilt in the model
+        super().__init__(graph_doc=doc, graph_arrays=arrays,
+                         in_names=list(in_sh), out_names=list(out_sh),
+                         in_shapes=[in_sh[k] for k in in_sh],
+                         out_shapes=[out_sh[k] for k in out_sh],
+                         reset_interval=int(reset_interval), reset_offset=int(reset_offset),
+                         name=name)
+        self.input_names, self.output_names = list(in_sh), list(out_sh)
+        self.error_step = Var(shape=(1,), init=0)
+        for i, nm in enumerate(in_sh):
+            setattr(self, f"in{i}", InPort(shape=in_sh[nm]))
+        for j, nm in enumerate(out_sh):
+            setattr(self, f"out{j}", OutPort(shape=out_sh[nm]))
+
+    def in_port(self, name: str) -> InPort:
+        if name not in self.input_names:
+            raise GraphError(f"CoprocProcess: no input '{name}' (inputs: {self.input_names})")
+        return getattr(self, f"in{self.input_names.index(name)}")
+
+    def out_port(self, name: str) -> OutPort:
+        if name not in self.output_names:
+            raise GraphError(f"CoprocProcess: no output '{name}' (outputs: "
+                             f"{self.output_names})")
+        return getattr(self, f"out{self.output_names.index(name)}")
+
+
+class PyCoprocModel(PyLoihiProcessModel):
+    """Behaviour shared by the per-arity models (`model_class`), which add the ports:
+    Lava requires one LavaPyType class attribute per process port."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._graph = CoprocGraph.from_dict(proc_params["graph_doc"],
+                                            proc_params["graph_arrays"])
+        self._in_names = proc_params["in_names"]
+        self._out_names = proc_params["out_names"]
+        self._out_shapes = proc_params["out_shapes"]
+        self._interval = proc_params["reset_interval"]
+        self._offset = proc_params["reset_offset"]
+        self._state = self._graph.init_state(1)
+
+    def run_spk(self) -> None:
+        if self._interval and \
+                self.time_step % self._interval == self._offset % self._interval:
+            self._state = self._graph.init_state(1)
+        xs = {}
+        for i, nm in enumerate(self._in_names):
+            msg = np.asarray(getattr(self, f"in{i}").recv(), dtype=np.int64)
+            xs[nm] = msg.reshape((1,) + self._graph.inputs[nm].shape)
+        try:
+            outs, self._state = self._graph.run_step(xs, self._state)
+        except Exception:  # see the module docstring: raising here would deadlock
+            if self.error_step[0] == 0:
+                self.error_step[0] = self.time_step
+            outs = None
+        for j, nm in enumerate(self._out_names):
+            if outs is None:
+                y = np.zeros(self._out_shapes[j], dtype=np.int32)
+            else:
+                y = outs[nm].astype(np.int32).reshape(self._out_shapes[j])
+            getattr(self, f"out{j}").send(y)
+
+
+_MODELS: dict[tuple[int, int], type] = {}
+
+
+def model_class(n_in: int, n_out: int) -> type:
+    """The bit-accurate model class for a CoprocProcess with n_in inputs, n_out outputs
+    (created once per arity and cached)."""
+    key = (int(n_in), int(n_out))
+    if key not in _MODELS:
+        attrs = {f"in{i}": LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=PORT_BITS)
+                 for i in range(key[0])}
+        attrs.update({f"out{j}": LavaPyType(PyOutPort.VEC_DENSE, np.int32,
+                                            precision=PORT_BITS) for j in range(key[1])})
+        attrs["error_step"] = LavaPyType(np.ndarray, np.int32)
+        attrs["__module__"] = __name__
+        attrs["__doc__"] = f"PyCoprocModel with {key[0]} InPort(s), {key[1]} OutPort(s)."
+        cls = type(f"PyCoprocModel_{key[0]}in_{key[1]}out", (PyCoprocModel,), attrs)
+        cls = implements(proc=CoprocProcess, protocol=LoihiProtocol)(
+            requires(CPU)(tag("fixed_pt")(cls)))
+        _MODELS[key] = cls
+    return _MODELS[key]
+
+
+def model_map(procs) -> dict:
+    """{process instance: model class} for every CoprocProcess in `procs` (others are
+    skipped): merge into `exception_proc_model_map`."""
+    return {p: model_class(len(p.input_names), len(p.output_names))
+            for p in procs if isinstance(p, CoprocProcess)}
+
+
+def check_errors(procs) -> None:
+    """Raise BackendError if any CoprocProcess in `procs` saw an invalid input (reads its
+    `error_step` Var: call after the run, before `stop()`)."""
+    for p in procs:
+        if isinstance(p, CoprocProcess):
+            step = int(np.asarray(p.error_step.get()).reshape(-1)[0])
+            if step:
+                raise BackendError(f"{p.name}: CoprocProcess failed at time step {step} "
+                                   "(an input outside its declared width?); it sent "
+                                   "zeros at each failing step")
