@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .errors import UnsupportedError
-from .ir import Flatten, FxConv2d, FxDense, FxGate, FxLIF, Graph, Input, Output
+from .ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF, Graph,
+                 Input, Output)
 from .target import Numerics, load_target
 
 
@@ -29,7 +30,9 @@ def _decay(x: torch.Tensor, keep: int, bits: int) -> torch.Tensor:
 
 def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = None,
                   record_state: bool = False):
-    """Return {lif: bool (N, T, *shape)} and, if record_state, {lif: (u, v) int arrays}."""
+    """Return {lif: bool (N, T, *shape)} and, if record_state, {lif: (u, v) int arrays}.
+    Co-processor outputs (FxCoprocOut values, (N, T, *shape)) are in `spikes["@" + name]`
+    when the graph has any, so that verify can compare what crosses the partition."""
     num = numerics or load_target("loihi2").numerics
     x0 = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
     n, t = x0.shape[:2]
@@ -50,6 +53,11 @@ def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = 
             values[name] = ins[0]
         elif isinstance(node, FxGate):
             values[name] = _gate(node, ins[0], ins[1])
+        elif isinstance(node, FxCoproc):
+            values[name] = _coproc(node, ins)
+        elif isinstance(node, FxCoprocOut):
+            values[name] = ins[0][node.port]
+            spikes["@" + name] = values[name].numpy()
         elif isinstance(node, FxLIF):
             a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
             s, u, v = _lif(node, a, num, record_state)
@@ -99,6 +107,27 @@ def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
                                    groups=node.groups)
     y = torch.round(y).to(torch.int64)
     return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
+
+
+def _coproc(node: FxCoproc, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The co-processor partition through its exported ONNX model, run by onnx's reference
+    evaluator step by step (an implementation independent of the simulator's numpy one)."""
+    from onnx.reference import ReferenceEvaluator
+
+    from .coproc.onnx_export import build_onnx, run_onnx
+
+    cg = node.cgraph
+    evaluator = ReferenceEvaluator(build_onnx(cg))
+    xs = [x.numpy() for x in ins]
+    n, t = xs[0].shape[:2]
+    state = cg.init_state(n)
+    steps = []
+    for k in range(t):
+        out, state = run_onnx(evaluator, cg, dict(zip(cg.inputs, (x[:, k] for x in xs))),
+                              state)
+        steps.append(out)
+    return {o: torch.as_tensor(np.stack([s[o] for s in steps], 1).astype(np.int64))
+            for o in cg.outputs}
 
 
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

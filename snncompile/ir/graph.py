@@ -24,7 +24,8 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphError, InputFileError
-from .nodes import FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, Input, Node, Output, node_fields
+from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, Input, Node, Output,
+                    fx_coproc_equal, node_fields)
 
 FORMAT = "snncompile-graph"
 VERSION = 1
@@ -149,6 +150,10 @@ class Graph:
                 if isinstance(value, np.ndarray):
                     arrays[f"{name}/{key}"] = value
                     arr[key] = f"{name}/{key}"
+                elif isinstance(value, dict) and value and all(
+                        isinstance(v, np.ndarray) for v in value.values()):
+                    arr[key] = {k: f"{name}/{key}/{k}" for k in sorted(value)}
+                    arrays.update({f"{name}/{key}/{k}": v for k, v in value.items()})
                 else:
                     attrs[key] = _jsonable(value)
             nodes.append({"name": name, "op": type(op).__name__, "attrs": attrs,
@@ -178,15 +183,20 @@ class Graph:
                     raise InputFileError(f"{where}: unknown node type '{entry['op']}'")
                 kwargs = dict(entry["attrs"])
                 for key, ak in entry["arrays"].items():
-                    if ak not in arrays:
-                        raise InputFileError(f"{where}: array '{ak}' is missing")
-                    kwargs[key] = arrays[ak]
+                    refs = ak if isinstance(ak, dict) else {None: ak}
+                    for ref in refs.values():
+                        if ref not in arrays:
+                            raise InputFileError(f"{where}: array '{ref}' is missing")
+                    kwargs[key] = ({k: arrays[r] for k, r in refs.items()}
+                                   if isinstance(ak, dict) else arrays[ak])
                 for key, value in list(kwargs.items()):
-                    if isinstance(value, list):
+                    if isinstance(value, list) and key != "doc":
                         kwargs[key] = tuple(value)
                 graph.add(op_cls(name=entry["name"], **kwargs), entry["inputs"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise InputFileError(f"{where}: malformed graph document ({exc!r})") from None
+        except GraphError as exc:
+            raise InputFileError(f"{where}: invalid graph ({exc})") from None
         return graph
 
     @classmethod
@@ -245,6 +255,10 @@ def graphs_equal(a: Graph, b: Graph) -> bool:
         na, nb = a.node(name), b.node(name)
         if type(na) is not type(nb) or a.inputs(name) != b.inputs(name):
             return False
+        if isinstance(na, FxCoproc):
+            if not fx_coproc_equal(na, nb):
+                return False
+            continue
         fa, fb = node_fields(na), node_fields(nb)
         for key in fa:
             va, vb = fa[key], fb[key]

@@ -379,14 +379,71 @@ class FxGate(Node):
         return f"(a * g) >> {self.shift}, g {self.gain_bits}b" + (", relu" if self.relu else "")
 
 
+@dataclass
+class FxCoproc(Node):
+    """A co-processor partition (Loihi 2 embedded x86 core): an integer `CoprocGraph`
+    (snncompile.coproc) run once per time step, with no delay, on the values of its graph
+    inputs (in order: the graph's input names `cgraph.inputs`). Its outputs are taken by
+    `FxCoprocOut` nodes. Stored as the graph's JSON document (`doc`) and its arrays."""
+
+    doc: dict = None
+    arrays: dict = None
+    kind: ClassVar[str] = "graded"
+
+    def __post_init__(self):
+        self.arrays = {k: np.asarray(v) for k, v in dict(self.arrays or {}).items()}
+        self._cg = None
+
+    @property
+    def cgraph(self):
+        if self._cg is None:
+            from ..coproc import CoprocGraph
+            self._cg = CoprocGraph.from_dict(self.doc, self.arrays)
+        return self._cg
+
+    def out_shape(self, in_shapes):
+        specs = list(self.cgraph.inputs.values())
+        if [tuple(s.shape) for s in specs] != [tuple(x) for x in in_shapes]:
+            raise GraphError(f"{self.name}: co-processor inputs {[s.shape for s in specs]} "
+                             f"fed with {in_shapes}")
+        return (0,)  # a bundle of outputs: see FxCoprocOut
+
+    def summary(self):
+        c = self.cgraph.op_counts()
+        return (f"{len(self.cgraph.ops)} integer ops: {c.macs} MACs, {c.adds} adds, "
+                f"{c.compares} compares, {c.lut} lookups per step")
+
+
+@dataclass
+class FxCoprocOut(Node):
+    """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits)."""
+
+    port: str = ""
+    shape: tuple[int, ...] = ()
+    kind: ClassVar[str] = "graded"
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+
+    def out_shape(self, in_shapes):
+        if len(in_shapes) != 1:
+            raise GraphError(f"{self.name}: FxCoprocOut takes one FxCoproc input")
+        return self.shape
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
-                FxDense, FxConv2d, FxLIF, FxGate)
+                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut)
 }
 FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF, Attention)
-FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate)
+FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut)
 
 
 def node_fields(node: Node) -> dict:
     return {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+
+
+def fx_coproc_equal(a: "FxCoproc", b: "FxCoproc") -> bool:
+    return (a.doc == b.doc and set(a.arrays) == set(b.arrays)
+            and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays))

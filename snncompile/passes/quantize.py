@@ -28,7 +28,8 @@ import math
 import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
-from ..ir import (LIF, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output)
+from ..ir import (LIF, Attention, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLIF, Graph,
+                  Input, Output)
 from ..target import TargetSpec
 
 HEADROOM = 1.5  # calibrated peak state may grow by this factor before it wraps
@@ -82,7 +83,8 @@ def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
              ) -> tuple[Graph, list[LayerQuant]]:
     """Map a float graph (pools already folded) to a fixed-point graph.
 
-    calib: {lif_name: {"peak_u": float, "peak_v": float}} from `run_float(..., record=...)`.
+    calib: {lif_name: {"peak_u": float, "peak_v": float}} from `run_float(..., record=...)`,
+    and {"captured": {attention_name: float currents (N, T, *shape)}} for attention layers.
     """
     num = spec.numerics
     state_units = (num.state_max - 1) >> num.act_shift  # largest |u|, |v| in input units
@@ -97,14 +99,20 @@ def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
     new = Graph(dict(graph.meta, target=spec.name))
     reports: list[LayerQuant] = []
     fixed: dict[str, object] = {}
+    lowered: dict[str, tuple] = {}   # attention name -> (FxCoproc, [(variant, out, gate)])
+    captured = (calib or {}).get("captured", {})
     for name in graph.order():
         node = graph.node(name)
         if not isinstance(node, LIF):
             continue
         preds = graph.inputs(name)
+        att = None
+        if len(preds) == 1 and isinstance(graph.node(preds[0]), Attention):
+            att = graph.node(preds[0])
+            preds = graph.inputs(att.name)
         if len(preds) != 1 or not isinstance(graph.node(preds[0]), (Dense, Conv2d)):
             raise UnsupportedError(f"{name}: a LIF must be fed by exactly one Dense or Conv2d "
-                                   "layer")
+                                   "layer (optionally through an attention layer)")
         syn = graph.node(preds[0])
         stats = (calib or {}).get(name)
         in_kind = graph.kind(graph.inputs(syn.name)[0])
@@ -112,12 +120,28 @@ def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
         fs, fl, rep = _quantize_pair(syn, node, msg_bits, stats, spec, state_units)
         fixed[syn.name], fixed[name] = fs, fl
         reports.append(rep)
+        if att is not None:
+            from .attention import lower_attention
+            in_bits = 24 if isinstance(syn, Conv2d) else 32  # Conv wraps at 24 bits
+            lowered[att.name] = lower_attention(att, graph.shape(att.name), rep.scale,
+                                                in_bits, captured.get(att.name), spec)
+    rename: dict[str, str] = {}
     for name in graph.order():
         node = graph.node(name)
+        ins = [rename.get(i, i) for i in graph.inputs(name)]
         if isinstance(node, (Input, Flatten, Output)):
-            new.add(node, graph.inputs(name))
+            new.add(node, ins)
         elif name in fixed:
-            new.add(fixed[name], graph.inputs(name))
+            new.add(fixed[name], ins)
+        elif name in lowered:
+            coproc, chain = lowered[name]
+            new.add(coproc, ins)
+            current = ins[0]
+            for _, out, gate in chain:
+                new.add(out, [coproc.name])
+                new.add(gate, [current, out.name])
+                current = gate.name
+            rename[name] = current
         else:
             raise UnsupportedError(f"{name}: {type(node).__name__} cannot be quantised here; "
                                    "run fold_pools first")

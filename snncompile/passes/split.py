@@ -53,7 +53,8 @@ import numpy as np
 
 from ..errors import ResourceLimitError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import FxConv2d, FxDense, FxLIF, Flatten, Input, Output
+from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF,
+                        Input, Output)
 from ..target import Limits, TargetSpec
 
 RESOURCES = Limits.RESOURCES
@@ -149,8 +150,18 @@ def _source_of(graph: Graph, name: str) -> str:
         name = ins[0]
 
 
+def _through_gates(graph: Graph, name: str) -> str:
+    """An FxLIF's synapse, walking back through FxGate nodes (attention gains applied by
+    the LIF's own programmable neuron: same core, no extra synapses)."""
+    while isinstance(graph.node(name), FxGate):
+        name = graph.inputs(name)[0]
+    return name
+
+
 def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
-    allowed = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output)
+    # FxCoproc / FxCoprocOut run on the embedded x86 cores (see passes/partition.py)
+    allowed = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc,
+               FxCoprocOut)
     for name in graph.order():
         node = graph.node(name)
         if not isinstance(node, allowed):
@@ -164,7 +175,7 @@ def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
         node = graph.node(name)
         if isinstance(node, FxLIF):
             ins = graph.inputs(name)
-            syn = graph.node(ins[0]) if ins else None
+            syn = graph.node(_through_gates(graph, ins[0])) if ins else None
             if syn is not None and not isinstance(syn, (FxDense, FxConv2d)):
                 raise UnsupportedError(f"{name}: an FxLIF must be fed by FxDense or FxConv2d, "
                                        f"not {type(syn).__name__}")

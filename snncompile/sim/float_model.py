@@ -14,7 +14,8 @@ from ..nn.layers import LIFLayer
 def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
               record: dict | None = None) -> dict[str, np.ndarray]:
     """Return spikes (bool, (N, T, *shape)) of every LIF node. `record`, if a dict, receives
-    {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples."""
+    {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples, and
+    record["captured"][attention_name]: the float current entering each attention node."""
     lif_layers = {n.name: _lif_module(n) for n in graph.nodes(LIF)}
     lif_layers.update({n.name: attention_module(n, graph.shape(n.name))
                        for n in graph.nodes(Attention)})
@@ -30,9 +31,14 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
                     values[name] = x
                     continue
                 a = ins[0] if len(ins) == 1 else sum(ins)
+                if record is not None and isinstance(node, Attention):
+                    record.setdefault("captured", {}).setdefault(name, []).append(a.numpy())
                 values[name] = y = _apply(node, a, lif_layers, record)
                 if isinstance(node, LIF):
                     out[name].append(y.numpy() > 0)
+    if record is not None and "captured" in record:
+        record["captured"] = {k: np.concatenate(v) if isinstance(v, list) else v
+                              for k, v in record["captured"].items()}
     return {k: np.concatenate(v) if v else np.zeros((0,), bool) for k, v in out.items()}
 
 

@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from ..errors import GraphError, OverflowDetected, UnsupportedError
-from ..ir import Flatten, FxConv2d, FxDense, FxGate, FxLIF, Graph, Input, Output
+from ..ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF, Graph,
+                  Input, Output)
 from ..target import Numerics, load_target
 from .fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
@@ -38,6 +39,8 @@ class SimResult:
     steps: int
     wall_s: float
     state: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # u, v (N, T, *shape)
+    boundary: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """FxCoprocOut name -> the values the co-processor sent, (N, T, *shape), local time."""
 
     def predictions(self, output: str) -> np.ndarray:
         """Class = argmax of spike counts (ties: lowest index)."""
@@ -193,12 +196,38 @@ class _Gate:
         if a is None:
             return None
         b = a.shape[0]
-        g = np.zeros((b, 1), np.int64) if g is None else np.asarray(g, np.int64)
+        if g is None:  # no gain outside the co-processor's window: nothing passes
+            g = np.zeros((b,) + (1,) * (a.ndim - 1), np.int64)
+        g = np.asarray(g, np.int64)
         if self.strict and (g.min(initial=0) < 0 or g.max(initial=0) > self.gmax):
             raise OverflowDetected(f"{self.name}: gain outside [0, {self.gmax}]")
         out = (a * g) >> self.shift
         self.products += int(a.size)
         return np.maximum(out, 0) if self.relu else out
+
+
+class _Coproc:
+    """A co-processor partition: its integer graph once per step, same step, with state
+    reset when its first input arrives (as the chip's x86 program would be)."""
+
+    def __init__(self, node: FxCoproc, depth: int, in_names: list[str]):
+        self.node, self.name, self.depth = node, node.name, depth
+        self.cg = node.cgraph
+        self.in_names = list(self.cg.inputs)
+        self.clear_counters()
+
+    def clear_counters(self):
+        self.steps = 0
+
+    def reset(self, batch):
+        self.state = self.cg.init_state(batch)
+
+    def step(self, xs):
+        if any(x is None for x in xs):
+            return None
+        out, self.state = self.cg.run_step(dict(zip(self.in_names, xs)), self.state)
+        self.steps += xs[0].shape[0]
+        return {k: v.astype(np.int64) for k, v in out.items()}
 
 
 class _LIF:
@@ -293,10 +322,13 @@ class Simulator:
                 self.ops[name] = _LIF(node, self.depth[name], self.num, strict)
             elif isinstance(node, FxGate):
                 self.ops[name] = _Gate(node, strict)
-            elif not isinstance(node, (Input, Flatten, Output)):
+            elif isinstance(node, FxCoproc):
+                self.ops[name] = _Coproc(node, self.depth[name], src)
+            elif not isinstance(node, (Input, Flatten, Output, FxCoprocOut)):
                 raise UnsupportedError(
                     f"{name}: {type(node).__name__} is not supported by the simulator; "
-                    "supported: Input, FxDense, FxConv2d, FxLIF, FxGate, Flatten, Output")
+                    "supported: Input, FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, "
+                    "FxCoprocOut, Flatten, Output")
         self.lifs = [n for n in self.order if isinstance(self.ops.get(n), _LIF)]
         self.max_depth = max(self.depth.values())
 
@@ -311,6 +343,8 @@ class Simulator:
         for op in self.ops.values():
             op.clear_counters()
         spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n), bool) for n in self.lifs}
+        boundary = {n.name: np.zeros((n_samples, steps) + n.shape, np.int64)
+                    for n in self.graph.nodes(FxCoprocOut)}
         state = ({n: (np.zeros((n_samples, steps) + self.graph.shape(n), np.int32),
                       np.zeros((n_samples, steps) + self.graph.shape(n), np.int32))
                   for n in self.lifs} if record_state else None)
@@ -320,13 +354,23 @@ class Simulator:
             bar = tqdm(total=n_samples, desc="simulate", unit="sample", leave=False, disable=None)
         for start in range(0, n_samples, batch_size):
             chunk = inputs[start:start + batch_size]
-            self._run_batch(chunk, spikes, state, start)
+            self._run_batch(chunk, spikes, state, start, boundary)
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
             bar.close()
         counts, overflow = {}, {}
         for name, op in self.ops.items():
+            if isinstance(op, _Coproc):
+                c = op.cg.op_counts()
+                io = op.cg.io_bytes()
+                counts[name] = {"coproc_steps": op.steps, "coproc_macs": c.macs * op.steps,
+                                "coproc_adds": c.adds * op.steps,
+                                "coproc_compares": c.compares * op.steps,
+                                "coproc_lookups": c.lut * op.steps,
+                                "bytes_to_coproc": io.inp * op.steps,
+                                "bytes_from_coproc": io.out * op.steps}
+                continue
             if isinstance(op, _LIF):
                 counts[name] = {"spikes": op.spike_count,
                                 "neuron_updates": op.n * steps * n_samples,
@@ -340,12 +384,12 @@ class Simulator:
                 if isinstance(op, _Conv):
                     overflow[name] = {"conv_wrap": op.wraps}
         return SimResult(spikes, counts, overflow, n_samples, steps,
-                         time.perf_counter() - t0, state)
+                         time.perf_counter() - t0, state, boundary)
 
-    def _run_batch(self, x, spikes, state, offset):
+    def _run_batch(self, x, spikes, state, offset, boundary):
         b, steps = x.shape[:2]
         for name, op in self.ops.items():
-            if isinstance(op, _LIF):
+            if isinstance(op, (_LIF, _Coproc)):
                 op.reset(b)
             elif isinstance(op, _Synapse):
                 op.reset(b, self.graph.shape(name))
@@ -376,6 +420,17 @@ class Simulator:
                         state[name][1][offset:offset + b, n - d] = op.v
                 elif isinstance(op, _Gate):
                     values[name] = op.step(srcs[0], srcs[1])
+                elif isinstance(op, _Coproc):
+                    d = op.depth  # active (and reset on entry) in its window, like the LIFs
+                    if n == d:
+                        op.reset(b)
+                    values[name] = op.step(srcs) if d <= n < d + steps else None
+                elif isinstance(node, FxCoprocOut):
+                    g = None if srcs[0] is None else srcs[0][node.port]
+                    values[name] = g
+                    if g is not None:
+                        d = self.depth[name]
+                        boundary[name][offset:offset + b, n - d] = g
                 elif isinstance(node, Flatten):
                     values[name] = None if srcs[0] is None else srcs[0].reshape(b, -1)
                 else:  # Output
