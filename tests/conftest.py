@@ -39,3 +39,14 @@ def tiny_files(tmp_path):
     inputs = tmp_path / "inputs.npz"
     save_inputs(inputs, x, y)
     return ckpt, inputs, x, y
+
+
+def pytest_configure(config):
+    """Import Lava first, through the backend's guard: Lava fixes the multiprocessing start
+    method when it is imported and fails if anything fixed it before (some tests import
+    lava-dl's netx directly)."""
+    try:
+        from snncompile.backends.lava_backend import require_lava
+        require_lava()
+    except Exception:  # noqa: BLE001 - tests that need Lava report its absence themselves
+        pass
