@@ -12,6 +12,8 @@ deterministically (same inputs give byte-identical files).
       report.json          compile report for programs
       report.md            compile report for people
       mapping.json         core mapping: every block and core, utilisation, placement
+      coproc/NAME.onnx     each co-processor partition as a standalone integer ONNX model
+                           (attention models only; checked with onnx.checker)
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class Build:
     report_md: str = ""
     path: Path | None = None
     extra_files: dict = dataclasses.field(default_factory=dict)  # name -> JSON document
+    extra_bytes: dict = dataclasses.field(default_factory=dict)  # relative path -> bytes
 
     def save(self, path: str | Path) -> Path:
         """Write into `path` atomically: a failure leaves any previous build untouched."""
@@ -62,6 +65,9 @@ class Build:
             (tmp / "report.md").write_text(self.report_md)
             for name, doc in sorted(self.extra_files.items()):
                 (tmp / name).write_text(json.dumps(doc, indent=1) + "\n")
+            for name, data in sorted(self.extra_bytes.items()):
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(data)
             files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
             manifest = {"format": FORMAT, "version": VERSION, "target": self.target.name,
                         "source": self.graph.meta.get("source", ""),

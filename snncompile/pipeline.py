@@ -9,8 +9,9 @@ from .build import Build
 from .data import load_inputs
 from .errors import InputFileError
 from .frontends import import_checkpoint
-from .ir import FxLIF, Graph
+from .ir import FxCoproc, FxLIF, Graph
 from .passes.fold import fold_pools
+from .passes.partition import partition, partition_markdown
 from .passes.place import map_graph
 from .passes.quantize import quantize
 from .report import compile_markdown, layer_rows
@@ -64,8 +65,28 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
     report["mapping"] = mapping_summary(mapping)
     md = compile_markdown(report) + "\n## Mapping\n\n```\n" + mapping.table() + "\n```\n"
+    onnx_files = {}
+    if fixed.nodes(FxCoproc):                                                # ANN branch
+        report["partition"] = partition(fixed, spec)
+        md += "\n## Partition (neurocores / co-processor)\n\n" + \
+            partition_markdown(report["partition"]) + "\n"
+        onnx_files = coproc_onnx(fixed)
     return Build(graph=fixed, float_graph=float_graph, target=spec, report=report,
-                 report_md=md, extra_files={"mapping.json": mapping.to_json()})
+                 report_md=md, extra_files={"mapping.json": mapping.to_json()},
+                 extra_bytes=onnx_files)
+
+
+def coproc_onnx(graph: Graph) -> dict[str, bytes]:
+    """Each co-processor partition as a standalone ONNX model, checked by onnx.checker."""
+    import onnx
+
+    from .coproc.onnx_export import build_onnx
+    files = {}
+    for node in graph.nodes(FxCoproc):
+        model = build_onnx(node.cgraph)
+        onnx.checker.check_model(model, full_check=True)
+        files[f"coproc/{node.name}.onnx"] = model.SerializeToString()
+    return files
 
 
 def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:

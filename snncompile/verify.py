@@ -33,6 +33,9 @@ class VerifyReport:
     layers: list                   # per layer: neurons, spikes per backend, mismatches
     first_divergence: dict | None
     accuracy: dict | None = None
+    boundary: list = dataclasses.field(default_factory=list)
+    """Per co-processor output channel: values compared and mismatches per backend (every
+    integer the co-processor sent at every step)."""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -47,6 +50,14 @@ class VerifyReport:
         head = (["layer", "neurons"] + [f"spikes {b}" for b in names]
                 + [f"mismatch {b}" for b in names if b != "reference"])
         lines = [table(head, rows)]
+        if self.boundary:
+            others = [b for b in names if b != "reference"]
+            lines.append("")
+            lines.append(table(["co-processor output", "values per run"]
+                               + [f"mismatch {b}" for b in others],
+                               [[r["channel"], r["values"]]
+                                + [r["mismatches"].get(b, "") for b in others]
+                                for r in self.boundary]))
         lines.append("")
         lines.append("wall time: " + ", ".join(f"{b} {v['wall_s']:.2f} s"
                                                for b, v in self.backends.items()))
@@ -56,7 +67,8 @@ class VerifyReport:
             lines.append(f"accuracy on {acc['samples']} labelled samples: float {fl}, "
                          f"compiled {acc['compiled']:.2%}")
         verdict = ("EQUIVALENT" if self.equivalent else "NOT EQUIVALENT")
-        lines.append(f"{verdict}: {self.mismatches} mismatching spikes over "
+        what = "spikes and co-processor values" if self.boundary else "spikes"
+        lines.append(f"{verdict}: {self.mismatches} mismatching {what} over "
                      f"{self.samples} samples x {self.steps} steps x "
                      f"{self.neurons_compared // max(self.samples * self.steps, 1):,} neurons "
                      f"({', '.join(names)})")
@@ -75,16 +87,20 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     """Run `backends` on `inputs` (N, T, *shape) and compare every LIF's spikes."""
     graph, num = build.graph, build.target.numerics
     lifs = [n.name for n in graph.nodes(FxLIF)]
-    results, walls = {}, {}
+    results, walls, sent = {}, {}, {}
     for b in backends:
         t0 = time.perf_counter()
         if b == "reference":
-            results[b] = reference_run(graph, inputs, num)
+            out = reference_run(graph, inputs, num)
+            results[b] = {k: v for k, v in out.items() if not k.startswith("@")}
+            sent[b] = {k[1:]: v for k, v in out.items() if k.startswith("@")}
         elif b == "sim":
-            results[b] = Simulator(graph, num).run(inputs, progress=progress).spikes
+            res = Simulator(graph, num).run(inputs, progress=progress)
+            results[b], sent[b] = res.spikes, res.boundary
         elif b == "lava":
             from .backends.lava_backend import run_lava
-            results[b] = run_lava(graph, inputs, progress=progress).spikes
+            res = run_lava(graph, inputs, progress=progress)
+            results[b], sent[b] = res.spikes, res.boundary or {}
         else:
             raise ValueError(f"unknown backend '{b}'; choose from {BACKENDS}")
         walls[b] = time.perf_counter() - t0
@@ -108,6 +124,13 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
                 if first is None or cand[:4] < first[:4]:
                     first = cand
         layers.append(row)
+    boundary = []
+    for name in sorted(sent[base]):
+        row = {"channel": name, "values": int(sent[base][name].size),
+               "mismatches": {b: int((np.asarray(sent[b][name]) != sent[base][name]).sum())
+                              for b in backends[1:]}}
+        total += sum(row["mismatches"].values())
+        boundary.append(row)
     divergence = _explain(build, inputs, first, results, backends) if first else None
     accuracy = None
     if labels is not None:
@@ -121,7 +144,7 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
                              "agreement": float((fl == compiled).mean())})
     compared = sum(row["neurons"] for row in layers) * n * t
     return VerifyReport(equivalent=total == 0, mismatches=total, samples=int(n), steps=int(t),
-                        neurons_compared=int(compared),
+                        neurons_compared=int(compared), boundary=boundary,
                         backends={b: {"wall_s": round(walls[b], 4),
                                       "spikes": int(sum(r["spikes"][b] for r in layers))}
                                   for b in backends},

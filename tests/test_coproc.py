@@ -396,7 +396,7 @@ def _lava_run(procs, source, n_steps):
     ex = {p: models[type(p)] for p in procs if type(p) in models}
     ex.update(model_map(procs))
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=ex)
-    return _session(), _Net(source, {}, {}, ex, procs), RunSteps(num_steps=n_steps), cfg
+    return _session(), _Net(source, {}, {}, {}, ex, procs), RunSteps(num_steps=n_steps), cfg
 
 
 @pytest.mark.lava

@@ -39,9 +39,10 @@ import numpy as np
 from .. import _lava_compat
 from ..errors import BackendError, InputFileError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF,
+                        Input, Output)
 
-SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output)
+SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc, FxCoprocOut)
 _SUPPORTED_NAMES = ", ".join(cls.__name__ for cls in SUPPORTED)
 
 
@@ -103,6 +104,7 @@ class LavaRun:
 
     spikes: dict[str, np.ndarray]
     wall_s: float
+    boundary: dict[str, np.ndarray] = None  # FxCoprocOut -> values sent, (N, T, *shape)
 
 
 # ------------------------------------------------------------------ layout helpers
@@ -162,6 +164,7 @@ class _Net:
     source: object  # the RingBuffer; any process of the network can run it
     lifs: dict  # FxLIF name -> (LIFReset process, perm, lava shape)
     recorders: dict  # FxLIF name -> record path
+    values: dict  # FxCoprocOut name -> (record path, perm, lava shape)
     exceptions: dict  # process class and instance -> process model class
     procs: list  # every Lava process of the network
 
@@ -177,13 +180,14 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     from lava.proc.lif.process import LIFReset
     from lava.utils.weightutils import SignMode
 
-    from .lava_procs import PySpikeRecorderModel, SpikeRecorder
+    from .lava_procs import (GateProcess, PyGateModel, PySpikeRecorderModel,
+                             PyValueRecorderModel, SpikeRecorder, ValueRecorder)
 
     sign_modes = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
                   "inhibitory": SignMode.INHIBITORY}
     n, t_len = x.shape[:2]
     outs: dict[str, tuple] = {}  # node -> (OutPort or port view, perm, lava shape)
-    lifs, recorders, procs = {}, {}, []
+    lifs, recorders, procs, values = {}, {}, [], {}
     source = None
     for name in graph.order():
         node = graph.node(name)
@@ -257,19 +261,77 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
                 proc.s_out.connect(rec.a_in)
                 procs.append(rec)
                 recorders[name] = path
+        elif isinstance(node, FxCoproc):
+            from ..coproc.lava_proc import CoprocProcess
+            cg = node.cgraph
+            names = list(cg.inputs)
+            outs_g = {o: cg.specs[o].shape for o in cg.outputs}
+            proc = CoprocProcess(
+                cg, in_shapes={k: src[2] for k, src in zip(names, srcs)},
+                out_shapes={o: _lava_shape(sh) or (1,) for o, sh in outs_g.items()},
+                reset_interval=int(t_len), reset_offset=(graph.depth(name) + 1) % int(t_len),
+                in_perms={k: src[1] for k, src in zip(names, srcs)},
+                out_perms={o: _natural_perm(sh) for o, sh in outs_g.items()}, name=name)
+            procs.append(proc)
+            for k, (port, _, _) in zip(names, srcs):
+                port.connect(proc.in_port(k))
+            outs[name] = (proc, None, None)
+        elif isinstance(node, FxCoprocOut):
+            proc = srcs[0][0]
+            gshape = tuple(node.shape)
+            perm, lshape = _natural_perm(gshape), _lava_shape(gshape) or (1,)
+            port = proc.out_port(node.port)
+            outs[name] = (port, perm, lshape)
+            if record_dir is not None:
+                depth = graph.depth(name)
+                path = str(record_dir / f"val{len(values)}.npy")
+                rec = ValueRecorder(shape=lshape, path=path, start=depth + 1,
+                                    count=n * t_len)
+                port.connect(rec.a_in)
+                procs.append(rec)
+                values[name] = (path, perm, lshape)
+        elif isinstance(node, FxGate):
+            (a_port, a_perm, a_lshape), (g_port, g_perm, g_lshape) = srcs
+            gshape = graph.shape(graph.inputs(name)[1])
+            proc = GateProcess(shape=a_lshape, gain_shape=g_lshape,
+                               gidx=_gain_index(shape, a_perm, gshape, g_perm),
+                               shift=int(node.shift), relu=bool(node.relu), name=name)
+            procs.append(proc)
+            a_port.connect(proc.a_in)
+            g_port.connect(proc.g_in)
+            outs[name] = (proc.a_out, a_perm, a_lshape)
         else:  # pragma: no cover - _check_graph rejects these
             raise UnsupportedError(f"{name}: {type(node).__name__} is not supported")
     models = {RingBuffer: PySendModelFixed, Dense: PyDenseModelBitAcc,
               Conv: PyConvModelFixed, LIFReset: PyLifResetModelBitAcc,
-              SpikeRecorder: PySpikeRecorderModel}
+              SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,
+              GateProcess: PyGateModel}
     # Pin the bit-accurate models. Keyed by class (what RunConfig.select reads) AND by
     # instance: the compiler's own lookup (lava/magma/compiler/compiler_graphs.py:1031,
     # `proc in run_cfg.exception_proc_model_map`) tests the instance, and when it misses it
     # scans the process's directory, exec'ing every .py there as a top-level module.
     exceptions = dict(models)
     for proc in procs:
-        exceptions[proc] = models[type(proc)]
-    return _Net(source, lifs, recorders, exceptions, procs)
+        if type(proc) in models:
+            exceptions[proc] = models[type(proc)]
+    if any(isinstance(graph.node(n), FxCoproc) for n in graph.order()):
+        from ..coproc.lava_proc import model_map
+        exceptions.update(model_map(procs))
+    return _Net(source, lifs, recorders, values, exceptions, procs)
+
+
+def _gain_index(shape, a_perm, gshape, g_perm) -> np.ndarray:
+    """For each element of the current in Lava order, the Lava-order index of its gain."""
+    n = int(np.prod(shape))
+    ours = np.arange(n) if a_perm is None else np.asarray(a_perm)   # Lava j -> our flat
+    idx = np.unravel_index(ours, shape)
+    gidx = np.ravel_multi_index(tuple(np.where(np.asarray(gshape)[k] == 1, 0, idx[k])
+                                      for k in range(len(shape))), gshape)
+    if g_perm is None:
+        return gidx
+    inv = np.empty(len(g_perm), np.int64)
+    inv[np.asarray(g_perm)] = np.arange(len(g_perm))                 # our flat -> Lava j
+    return inv[gidx]
 
 
 def _same_perm(name: str, srcs: list[tuple]):
@@ -400,6 +462,9 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
         with _session() as box:
             box.append(_build(graph, x, n_steps, Path(tmp)))
             _run_steps(box[0], n_steps, progress)
+            if any(isinstance(graph.node(k), FxCoproc) for k in graph.order()):
+                from ..coproc.lava_proc import check_errors
+                check_errors(box[0].procs)
         net, spikes = box[0], {}
         for name, path in net.recorders.items():
             _, perm, lshape = net.lifs[name]
@@ -408,7 +473,15 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
             rec = read_record(path, lshape).reshape(n * t_len, -1)
             ours = rec if perm is None else _unpermute(rec, perm)
             spikes[name] = ours.reshape((n, t_len) + graph.shape(name))
-    return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start)
+        from .lava_procs import read_values
+        boundary = {}
+        for name, (path, perm, lshape) in net.values.items():
+            if not Path(path).exists():
+                raise BackendError(f"{name}: Lava value record missing after the run")
+            rec = read_values(path, lshape).reshape(n * t_len, -1).astype(np.int64)
+            ours = rec if perm is None else _unpermute(rec, perm)
+            boundary[name] = ours.reshape((n, t_len) + tuple(graph.node(name).shape))
+    return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
 
 
 def _unpermute(flat: np.ndarray, perm: np.ndarray) -> np.ndarray:

@@ -15,9 +15,9 @@ import os
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.process.ports.ports import InPort
+from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
@@ -71,3 +71,87 @@ class PySpikeRecorderModel(PyLoihiProcessModel):
                 tmp = self._path + ".part.npy"
                 np.save(tmp, self._buf, allow_pickle=False)
                 os.replace(tmp, self._path)
+
+
+class ValueRecorder(AbstractProcess):
+    """As `SpikeRecorder`, for integer values (a co-processor's outputs): the file holds
+    (count, n) int32, each step's C-order flattened input."""
+
+    def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
+                 name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), path=str(path), start=int(start),
+                         count=int(count), name=name)
+        self.a_in = InPort(shape=tuple(shape))
+
+
+def read_values(path: str, shape: tuple[int, ...]) -> np.ndarray:
+    data = np.load(path, allow_pickle=False)
+    return data.reshape((data.shape[0],) + tuple(shape))
+
+
+@implements(proc=ValueRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PyValueRecorderModel(PyLoihiProcessModel):
+    """Stores each step's input values in a preallocated int32 buffer; saves it once."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._path = proc_params["path"]
+        self._start = proc_params["start"]
+        self._count = proc_params["count"]
+        self._buf = np.zeros((self._count, int(np.prod(proc_params["shape"]))), np.int32)
+
+    def run_spk(self) -> None:
+        s = self.a_in.recv()  # always drain the channel, recorded or not
+        k = self.time_step - self._start
+        if 0 <= k < self._count:
+            self._buf[k] = np.asarray(s).reshape(-1)
+            if k == self._count - 1:
+                tmp = self._path + ".part.npy"
+                np.save(tmp, self._buf, allow_pickle=False)
+                os.replace(tmp, self._path)
+
+
+class GateProcess(AbstractProcess):
+    """Attention gain applied by the LIF's programmable neuron (FxGate): each step,
+    out = (a * g[gidx]) >> shift (floor), max(out, 0) if relu, in the same time step.
+    a_in: the synapse current (any shape); g_in: the co-processor's gains; gidx: for each
+    C-order element of a_in, the C-order index of its gain (the broadcast, in Lava layout).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], gain_shape: tuple[int, ...],
+                 gidx: np.ndarray, shift: int, relu: bool, name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), gidx=np.asarray(gidx, np.int64),
+                         shift=int(shift), relu=bool(relu), name=name)
+        self.a_in = InPort(shape=tuple(shape))
+        self.g_in = InPort(shape=tuple(gain_shape))
+        self.a_out = OutPort(shape=tuple(shape))
+
+
+@implements(proc=GateProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGateModel(PyLoihiProcessModel):
+    """Bit-accurate model of `GateProcess` (the arithmetic of snncompile.ir.FxGate)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+    g_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._shape = tuple(proc_params["shape"])
+        self._gidx = proc_params["gidx"]
+        self._shift = proc_params["shift"]
+        self._relu = proc_params["relu"]
+
+    def run_spk(self) -> None:
+        a = np.asarray(self.a_in.recv(), np.int64).reshape(-1)
+        g = np.asarray(self.g_in.recv(), np.int64).reshape(-1)
+        out = (a * g[self._gidx]) >> self._shift
+        if self._relu:
+            out = np.maximum(out, 0)
+        self.a_out.send(out.reshape(self._shape).astype(np.int32))

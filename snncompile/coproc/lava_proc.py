@@ -28,7 +28,9 @@ with lava-nc 0.10). So the model instead records the first failing time step in 
 `error_step` (0: none), sends zeros for that step and keeps its state; call
 `check_errors(procs)` after the run (before `stop()`) to turn it into a BackendError.
 Port shapes may differ from the graph's value shapes when the element count matches:
-values are reshaped in C order (e.g. a flat Dense output feeding a (C, H, W) input).
+values are reshaped in C order (e.g. a flat Dense output feeding a (C, H, W) input), after
+an optional permutation per port (`in_perms` / `out_perms`: value name -> flat index array,
+Lava element j = graph element perm[j]), e.g. for Lava's (W, H, C) layout of conv outputs.
 
 Model selection: Lava's compiler looks the process INSTANCE up in
 `exception_proc_model_map` first (lava/magma/compiler/compiler_graphs.py:1031) and, on a
@@ -91,7 +93,8 @@ class CoprocProcess(AbstractProcess):
 
     def __init__(self, cgraph: CoprocGraph, in_shapes: dict | None = None,
                  out_shapes: dict | None = None, *, reset_interval: int = 0,
-                 reset_offset: int = 1, name: str | None = None) -> None:
+                 reset_offset: int = 1, in_perms: dict | None = None,
+                 out_perms: dict | None = None, name: str | None = None) -> None:
         in_sh = _port_shapes("input", cgraph.inputs, in_shapes)
         out_sh = _port_shapes("output", {o: cgraph.specs[o] for o in cgraph.outputs},
                               out_shapes)
@@ -103,6 +106,8 @@ class CoprocProcess(AbstractProcess):
                          in_shapes=[in_sh[k] for k in in_sh],
                          out_shapes=[out_sh[k] for k in out_sh],
                          reset_interval=int(reset_interval), reset_offset=int(reset_offset),
+                         in_perms=[(in_perms or {}).get(k) for k in in_sh],
+                         out_perms=[(out_perms or {}).get(k) for k in out_sh],
                          name=name)
         self.input_names, self.output_names = list(in_sh), list(out_sh)
         self.error_step = Var(shape=(1,), init=0)
@@ -137,6 +142,8 @@ class PyCoprocModel(PyLoihiProcessModel):
         self._interval = proc_params["reset_interval"]
         self._offset = proc_params["reset_offset"]
         self._state = self._graph.init_state(1)
+        self._in_perms = proc_params.get("in_perms") or [None] * len(self._in_names)
+        self._out_perms = proc_params.get("out_perms") or [None] * len(self._out_names)
 
     def run_spk(self) -> None:
         if self._interval and \
@@ -144,7 +151,12 @@ class PyCoprocModel(PyLoihiProcessModel):
             self._state = self._graph.init_state(1)
         xs = {}
         for i, nm in enumerate(self._in_names):
-            msg = np.asarray(getattr(self, f"in{i}").recv(), dtype=np.int64)
+            msg = np.asarray(getattr(self, f"in{i}").recv(), dtype=np.int64).reshape(-1)
+            perm = self._in_perms[i]
+            if perm is not None:  # Lava layout -> the graph's C-order layout
+                ours = np.empty_like(msg)
+                ours[perm] = msg
+                msg = ours
             xs[nm] = msg.reshape((1,) + self._graph.inputs[nm].shape)
         try:
             outs, self._state = self._graph.run_step(xs, self._state)
@@ -156,7 +168,10 @@ class PyCoprocModel(PyLoihiProcessModel):
             if outs is None:
                 y = np.zeros(self._out_shapes[j], dtype=np.int32)
             else:
-                y = outs[nm].astype(np.int32).reshape(self._out_shapes[j])
+                y = outs[nm].astype(np.int32).reshape(-1)
+                if self._out_perms[j] is not None:  # graph layout -> Lava layout
+                    y = y[self._out_perms[j]]
+                y = y.reshape(self._out_shapes[j])
             getattr(self, f"out{j}").send(y)
 
 

@@ -1,0 +1,105 @@
+"""Partition a fixed-point graph between the neurocores and the co-processor.
+
+Every node is assigned to `neuro` (synapses, LIFs, gates: the programmable neurons) or
+`coproc` (FxCoproc partitions and their outputs: the embedded x86 cores). Each edge that
+crosses is a boundary channel carrying one integer value per element per time step:
+
+* neuro -> coproc: the synapse's current, at the co-processor graph's declared input width;
+* coproc -> neuro: an 8-bit unsigned gain per element of the gain tensor.
+
+Bytes per step are bit-packed (ceil(values * bits / 8)) per sample. The latency a
+partition adds to every time step is estimated from the target's [coproc] section (all
+estimates for Loihi 2):
+
+    compute  = (MACs * cycles_per_mac + (adds + compares + lookups) * cycles_per_op) / clock
+    transfer = (bytes in + bytes out) / bytes_per_s
+    latency  = message_latency_s + transfer + compute
+
+Partitions are given to the x86 cores round-robin; they run in parallel within a step, so
+the step gets longer by the busiest core's total.
+"""
+from __future__ import annotations
+
+import math
+
+from ..ir import FxCoproc, FxCoprocOut, Graph
+from ..target import TargetSpec
+
+
+def assign(graph: Graph) -> dict[str, str]:
+    return {n: "coproc" if isinstance(graph.node(n), (FxCoproc, FxCoprocOut)) else "neuro"
+            for n in graph.order()}
+
+
+def partition(graph: Graph, spec: TargetSpec) -> dict:
+    """The partition report (JSON-safe): assignment, boundary channels, per-partition ops
+    and latency, and the latency added per time step."""
+    where = assign(graph)
+    channels = []
+    for src, dst in graph.g.edges:
+        if where[src] == where[dst]:
+            continue
+        if where[dst] == "coproc":       # neuro -> coproc: the current
+            cg = graph.node(dst).cgraph
+            spec_in = cg.inputs[list(cg.inputs)[graph.inputs(dst).index(src)]]
+            shape, bits, signed = spec_in.shape, spec_in.bits, spec_in.signed
+        else:                            # coproc -> neuro: a gain
+            out = graph.node(src)
+            cg = graph.node(graph.inputs(src)[0]).cgraph
+            s = cg.specs[out.port]
+            shape, bits, signed = s.shape, s.bits, s.signed
+        values = int(math.prod(shape))
+        channels.append({"src": src, "dst": dst,
+                         "direction": f"{where[src]}->{where[dst]}",
+                         "values_per_step": values, "bits": int(bits), "signed": bool(signed),
+                         "bytes_per_step": (values * int(bits) + 7) // 8})
+    cp = spec.raw.get("coproc", {})
+    cores = max(1, int(getattr(getattr(spec, "chip", None), "x86_cores", 1) or 1))
+    parts, busy = [], [0.0] * cores
+    for i, node in enumerate(graph.nodes(FxCoproc)):
+        cg = node.cgraph
+        c, io = cg.op_counts(), cg.io_bytes()
+        compute = ((c.macs * cp.get("cycles_per_mac", 1)
+                    + (c.adds + c.compares + c.lut) * cp.get("cycles_per_op", 1))
+                   / cp.get("clock_hz", 1e9))
+        transfer = io.total / cp.get("bytes_per_s", 1e9)
+        latency = cp.get("message_latency_s", 0.0) + transfer + compute
+        core = i % cores
+        busy[core] += latency
+        parts.append({"node": node.name, "x86_core": core,
+                      "ops": [f"{op.name}: {type(op).__name__}" for op in cg.ops],
+                      "macs": c.macs, "adds": c.adds, "compares": c.compares,
+                      "lookups": c.lut, "state_bytes": cg.state_bytes(),
+                      "bytes_in": io.inp, "bytes_out": io.out,
+                      "compute_s": compute, "transfer_s": transfer, "latency_s": latency})
+    estimates = sorted(k for k, v in dict(cp.get("estimate", {})).items() if v)
+    return {"assignment": where, "channels": channels, "partitions": parts,
+            "x86_cores": cores, "added_latency_per_step_s": max(busy) if parts else 0.0,
+            "bytes_per_step": sum(ch["bytes_per_step"] for ch in channels),
+            "estimates": estimates}
+
+
+def partition_markdown(p: dict) -> str:
+    from ..report import table
+
+    lines = ["Nodes on the co-processor: "
+             + (", ".join(n for n, w in p["assignment"].items() if w == "coproc") or "none")
+             + "; everything else runs on neurocores.", ""]
+    lines.append(table(["channel", "direction", "values/step", "bits", "bytes/step"],
+                       [[f"{c['src']} -> {c['dst']}", c["direction"], c["values_per_step"],
+                         f"{c['bits']} {'signed' if c['signed'] else 'unsigned'}",
+                         c["bytes_per_step"]] for c in p["channels"]], "llrlr"))
+    lines.append("")
+    lines.append(table(["partition", "x86 core", "ops", "MACs", "adds", "compares", "lookups",
+                        "latency/step"],
+                       [[q["node"], q["x86_core"], len(q["ops"]), q["macs"], q["adds"],
+                         q["compares"], q["lookups"], f"{q['latency_s'] * 1e6:.3g} us"]
+                        for q in p["partitions"]], "lrrrrrrr"))
+    lines.append("")
+    lines.append(f"{p['bytes_per_step']:,} bytes cross the boundary per step per sample; the "
+                 f"co-processor adds about {p['added_latency_per_step_s'] * 1e6:.3g} us per "
+                 f"time step ({p['x86_cores']} x86 cores; estimates: "
+                 f"{', '.join(p['estimates']) or 'none'}).")
+    for q in p["partitions"]:
+        lines.append(f"- {q['node']}: " + "; ".join(q["ops"]))
+    return "\n".join(lines)
