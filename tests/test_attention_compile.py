@@ -1,0 +1,178 @@
+"""Attention SNNs through the compiler: lowering to a co-processor partition plus gates,
+equivalence of the integer reference (co-processor via its ONNX model), the simulator and
+Lava on random attention networks (spikes and every value crossing the boundary), the
+partition report against a hand count, and the refusals."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snncompile.errors import QuantizationError, UnsupportedError
+from snncompile.frontends import graph_from_model
+from snncompile.ir import FxCoproc, FxGate
+from snncompile.nn.attention import AttentionSNN
+from snncompile.pipeline import compile_model
+from snncompile.reference import reference_run
+from snncompile.sim import Simulator
+
+SLOW_OK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LIF = {"type": "lif", "du": 0.3, "dv": 0.1, "vth": 0.5}
+
+
+def attention_net(variant: str, conv: bool, seed: int, mode: str = "causal",
+                  window: int = 3):
+    torch.manual_seed(seed)
+    att = {"type": "attention", "kind": variant, "mode": mode, "window": window,
+           "t_ratio": 1, "c_ratio": 2, "kernel": 3, "gain_bits": 8, "name": "att"}
+    if conv:
+        layers = [{"type": "conv2d", "out": 4, "kernel": 3, "padding": 1, "name": "conv1"},
+                  att, dict(LIF, name="lif1"), {"type": "flatten"},
+                  {"type": "dense", "out": 5, "name": "fc2"}, dict(LIF, name="lif2")]
+        shape = [2, 5, 5]
+    else:
+        layers = [{"type": "dense", "out": 12, "name": "fc1"}, att, dict(LIF, name="lif1"),
+                  {"type": "dense", "out": 5, "name": "fc2"}, dict(LIF, name="lif2")]
+        shape = [10]
+    model = AttentionSNN({"input": {"shape": shape, "encoding": "spikes", "steps": 8},
+                          "layers": layers})
+    with torch.no_grad():
+        model.layers[0].module.weight.mul_(3.0)
+    return model
+
+
+def compiled(variant, conv, seed, n=6, steps=8):
+    model = attention_net(variant, conv, seed)
+    graph = graph_from_model(model)
+    rng = np.random.default_rng(seed)
+    shape = graph.input_node().shape
+    calib = (rng.random((16, steps) + shape) < 0.4).astype(np.int64)
+    x = (rng.random((n, steps) + shape) < 0.4).astype(np.int64)
+    return compile_model(graph, "loihi2", calib=calib), x
+
+
+cases = st.tuples(st.sampled_from(["ta", "ca", "sa", "tcsa"]), st.booleans(),
+                  st.integers(0, 10_000)).filter(lambda c: c[1] or c[0] in ("ta", "ca"))
+
+
+@settings(max_examples=12, **SLOW_OK)
+@given(cases)
+def test_simulator_equals_reference_with_onnx_coprocessor(case):
+    build, x = compiled(*case)
+    sim = Simulator(build.graph).run(x)
+    ref = reference_run(build.graph, x)
+    assert any(isinstance(n, FxCoproc) for n in build.graph.nodes())
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(ref[name], spikes), name
+    assert sim.boundary
+    for name, values in sim.boundary.items():
+        assert np.array_equal(ref["@" + name], values), name
+
+
+@pytest.mark.lava
+@settings(max_examples=6, **SLOW_OK)
+@given(cases)
+def test_simulator_equals_lava_on_random_attention_networks(case):
+    from snncompile.backends.lava_backend import run_lava
+    build, x = compiled(*case, n=3)
+    sim = Simulator(build.graph).run(x)
+    lava = run_lava(build.graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
+    for name, values in sim.boundary.items():
+        assert np.array_equal(lava.boundary[name], values), name
+
+
+def test_lowering_shape_gates_and_gains_in_range():
+    build, x = compiled("tcsa", True, 1)
+    g = build.graph
+    gates = [n for n in g.nodes(FxGate)]
+    assert [n.name for n in gates] == ["att.gate_ta", "att.gate_ca", "att.gate_sa"]
+    assert [n.relu for n in gates] == [False, False, True]
+    assert g.inputs("lif1") == ["att.gate_sa"] and g.inputs("att.coproc") == ["conv1"]
+    sim = Simulator(g).run(x)
+    shapes = {k: v.shape[2:] for k, v in sim.boundary.items()}
+    assert shapes == {"att.g_ta": (1, 1, 1), "att.g_ca": (4, 1, 1), "att.g_sa": (1, 5, 5)}
+    for v in sim.boundary.values():
+        assert v.min() >= 0 and v.max() <= 255
+
+
+def test_partition_report_against_a_hand_count():
+    build, _ = compiled("ca", True, 2)
+    p = build.report["partition"]
+    assert p["assignment"]["att.coproc"] == "coproc" and p["assignment"]["lif1"] == "neuro"
+    chans = {(c["src"], c["dst"]): c for c in p["channels"]}
+    # the conv current: 4 x 5 x 5 values of 24 bits (Lava's conv wraps at 24) = 300 bytes
+    cur = chans[("conv1", "att.coproc")]
+    assert (cur["values_per_step"], cur["bits"], cur["bytes_per_step"]) == (100, 24, 300)
+    # back: one 8-bit gain per channel = 4 bytes
+    gain = chans[("att.g_ca", "att.gate_ca")]
+    assert (gain["values_per_step"], gain["bits"], gain["bytes_per_step"]) == (4, 8, 4)
+    assert p["bytes_per_step"] == 304 and p["added_latency_per_step_s"] > 0
+    assert "## Partition" in build.report_md
+
+
+def test_build_holds_a_checked_integer_onnx_model_equal_to_the_simulator(tmp_path):
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    from snncompile.coproc.onnx_export import run_onnx
+    build, x = compiled("tcsa", True, 3)
+    build.save(tmp_path / "b")
+    model = onnx.load(str(tmp_path / "b" / "coproc" / "att.coproc.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    elem = {i.type.tensor_type.elem_type for i in list(model.graph.input)
+            + list(model.graph.output)}
+    assert not elem & {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+    cg = build.graph.node("att.coproc").cgraph
+    rng = np.random.default_rng(0)
+    a = rng.integers(-2 ** 20, 2 ** 20, (4,) + cg.inputs["a"].shape)
+    state_np, state_ox = cg.init_state(4), cg.init_state(4)
+    ev = ReferenceEvaluator(model)
+    for _ in range(3):  # several steps: the History state is carried the same way
+        out_np, state_np = cg.run_step({"a": a}, state_np)
+        out_ox, state_ox = run_onnx(ev, cg, {"a": a}, state_ox)
+        for k in cg.outputs:
+            assert np.array_equal(out_np[k], out_ox[k]), k
+
+
+def test_refusals_name_the_layer_and_the_alternative():
+    model = attention_net("ca", True, 0, mode="window")
+    graph = graph_from_model(model)
+    calib = np.zeros((2, 8, 2, 5, 5), np.int64)
+    with pytest.raises(UnsupportedError, match="att: attention mode 'window' .* causal"):
+        compile_model(graph, "loihi2", calib=calib)
+    causal = graph_from_model(attention_net("ca", True, 0))
+    with pytest.raises(UnsupportedError, match="att: target 'loihi1' describes no "
+                                               "co-processor"):
+        compile_model(causal, "loihi1", calib=calib)
+    with pytest.raises(QuantizationError, match="att: attention layers need calibration"):
+        compile_model(causal, "loihi2")
+
+
+@pytest.mark.lava
+def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from snncompile.data import save_inputs
+    from snncompile.datasets_events import digits_images
+    xtr, ytr, xte, yte = digits_images(steps=16, encoding="bernoulli")
+    save_inputs(tmp_path / "cal.npz", xtr[:64], ytr[:64])
+    save_inputs(tmp_path / "test.npz", xte[:20], yte[:20])
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "snncompile.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+    cli("compile", "examples/checkpoints/attention_digits_tcsa_causal.pt", "--calib",
+        tmp_path / "cal.npz", "-o", tmp_path / "b", "--quiet")
+    out = cli("verify", tmp_path / "b", "--inputs", tmp_path / "test.npz", "--json",
+              tmp_path / "v.json")
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["equivalent"] and len(report["boundary"]) == 6, out
+    assert all(v == 0 for r in report["boundary"] for v in r["mismatches"].values())
+    assert set(report["backends"]) == {"reference", "sim", "lava"}
