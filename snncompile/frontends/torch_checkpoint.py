@@ -7,12 +7,20 @@ import numpy as np
 
 from ..ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
                   SumPool2d)
+from ..errors import UnsupportedError
 from ..nn.checkpoint import load_checkpoint
 from ..nn.layers import SNN, LIFLayer
 
 
 def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
     """Translate an `SNN` module into a float graph (one node per layer, then `Output`)."""
+    if not isinstance(model, SNN):
+        raise UnsupportedError(
+            f"{type(model).__name__}: not supported by the compiler yet: its top-down loop "
+            "feeds a later layer's activity back into the encoding layer, which needs "
+            "recurrent graphs with an explicit loop delay; the float model trains and runs "
+            "(snncompile.nn.htda). Supported: feed-forward SNNs with dense, conv2d, pooling, "
+            "flatten, lif and MA-SNN attention layers")
     cfg = model.config
     inp = cfg["input"]
     nodes = [Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
