@@ -176,3 +176,16 @@ def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
     assert report["equivalent"] and len(report["boundary"]) == 6, out
     assert all(v == 0 for r in report["boundary"] for v in r["mismatches"].values())
     assert set(report["backends"]) == {"reference", "sim", "lava"}
+
+
+def test_energy_charges_coprocessor_ops_and_its_latency():
+    from snncompile.energy_run import energy_report
+    build, x = compiled("ca", True, 4)
+    report, _ = energy_report(build, x)
+    e = report.to_json()
+    assert e["per_layer"]["lif1"]["coproc"] > 0 and e["per_layer"]["lif2"]["coproc"] == 0
+    assert e["latency_parts_s"]["coproc_s"] == pytest.approx(
+        build.report["partition"]["added_latency_per_step_s"])
+    assert any(k.startswith("coproc.") for k in e["estimates"])
+    total = sum(sum(v.values()) for v in e["per_layer"].values())
+    assert total == pytest.approx(e["energy_per_inference_j"])

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import InputFileError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import FxConv2d, FxDense, FxLIF
+from ..ir.nodes import FxConv2d, FxCoproc, FxDense, FxLIF
 from ..passes.place import Mapping
 from ..target import TargetSpec
 from .report import EVENTS, EnergyReport
@@ -178,6 +178,26 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
         snn_ops_j += (steps * dense_ops * E_MAC_J if encoding and mac_first
                       else synops * E_AC_J)
 
+    # ---- co-processor partitions (attention): ops and boundary bytes, charged to the LIF
+    # whose current they gate; their per-step latency from the partition report
+    coproc_s = 0.0
+    coprocs = [n for n in graph.order() if isinstance(graph.node(n), FxCoproc)]
+    if coprocs:
+        from ..passes.partition import partition
+        cp = spec.raw.get("coproc", {})
+        for name in coprocs:
+            ops = sum(_count(counts, name, k) for k in
+                      ("coproc_macs", "coproc_adds", "coproc_compares", "coproc_lookups"))
+            nbytes = sum(_count(counts, name, k) for k in
+                         ("bytes_to_coproc", "bytes_from_coproc"))
+            j = (ops * cp.get("energy_per_op_j", 0.0)
+                 + nbytes * cp.get("energy_per_byte_j", 0.0)) / samples
+            lif = _gated_lif(graph, name)
+            per_layer[lif]["coproc"] += j
+            events[lif].update({"coproc_ops": ops / samples, "coproc_bytes": nbytes / samples})
+        coproc_s = partition(graph, spec)["added_latency_per_step_s"]
+        notes.append("co-processor energy and latency from the target's [coproc] estimates")
+
     # ---- latency: busiest core, longest route, barrier
     core_t = np.zeros(mapping.n_cores)
     for c in mapping.cores:
@@ -202,7 +222,7 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
         notes.append("barrier sync across chips modelled as the single-chip maximum")
         barrier = e.barrier_max_s
     parts = {"busiest_core_s": float(core_t[busiest]) if len(core_t) else 0.0,
-             "route_s": route_s, "barrier_s": barrier}
+             "route_s": route_s, "barrier_s": barrier, "coproc_s": coproc_s}
     step_s = sum(parts.values())
     inference_s = step_s * steps
 
@@ -224,6 +244,9 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
     total = sum(sum(d.values()) for d in per_layer.values())
     static_j = per_event["static"]
     estimates = sorted(e.estimates)
+    if coprocs:
+        estimates = sorted(set(estimates) | {f"coproc.{k}" for k, v in dict(
+            spec.raw.get("coproc", {}).get("estimate", {})).items() if v})
     return EnergyReport(
         target=spec.name, energy_table=e.source, samples=samples, steps=steps,
         energy_per_inference_j=total, dynamic_j=total - static_j, static_j=static_j,
@@ -235,6 +258,17 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
              "ann_over_snn": ann_j / snn_ops_j if snn_ops_j else math.inf,
              "e_mac_j": E_MAC_J, "e_ac_j": E_AC_J},
         estimates=estimates, notes=notes)
+
+
+def _gated_lif(graph: Graph, coproc: str) -> str:
+    """The FxLIF whose input current the co-processor partition's gains multiply."""
+    todo = list(graph.outputs(coproc))
+    while todo:
+        n = todo.pop(0)
+        if isinstance(graph.node(n), FxLIF):
+            return n
+        todo.extend(graph.outputs(n))
+    raise UnsupportedError(f"{coproc}: feeds no LIF")
 
 
 def _source(graph: Graph, mapping: Mapping, layer: str) -> str:
