@@ -23,7 +23,15 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
-class SpikeRecorder(AbstractProcess):
+class _Recorder(AbstractProcess):
+    def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
+                 name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), path=str(path), start=int(start),
+                         count=int(count), name=name)
+        self.a_in = InPort(shape=tuple(shape))
+
+
+class SpikeRecorder(_Recorder):
     """Records `count` steps of its input, starting at global time step `start` (Lava's
     `time_step`, counted from 1), into `path` (an .npy file of shape (count, ceil(n / 8))
     uint8: `np.packbits` of each step's C-order flattened input != 0).
@@ -31,11 +39,10 @@ class SpikeRecorder(AbstractProcess):
     The file appears (atomically, via rename) when step `start + count - 1` has run.
     """
 
-    def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
-                 name: str | None = None) -> None:
-        super().__init__(shape=tuple(shape), path=str(path), start=int(start),
-                         count=int(count), name=name)
-        self.a_in = InPort(shape=tuple(shape))
+
+class ValueRecorder(_Recorder):
+    """As `SpikeRecorder`, for integer values (a co-processor's outputs): the file holds
+    (count, n) int32, each step's C-order flattened input."""
 
 
 def read_record(path: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -46,42 +53,42 @@ def read_record(path: str, shape: tuple[int, ...]) -> np.ndarray:
     return bits.reshape((packed.shape[0],) + tuple(shape))
 
 
-@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt", "floating_pt")
-class PySpikeRecorderModel(PyLoihiProcessModel):
-    """Stores each step's input in a preallocated bit-packed buffer; saves it once."""
-
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+class _RecorderModel(PyLoihiProcessModel):
+    """Stores each recorded step in a preallocated buffer (`_row` encodes one step) and
+    saves the buffer once, atomically, at the last recorded step."""
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self._path = proc_params["path"]
         self._start = proc_params["start"]
         self._count = proc_params["count"]
-        n = int(np.prod(proc_params["shape"]))
-        self._buf = np.zeros((self._count, (n + 7) // 8), dtype=np.uint8)
+        self._n = int(np.prod(proc_params["shape"]))
+        self._buf = None
 
     def run_spk(self) -> None:
         s = self.a_in.recv()  # always drain the channel, recorded or not
         k = self.time_step - self._start
         if 0 <= k < self._count:
-            self._buf[k] = np.packbits(np.asarray(s).reshape(-1) != 0)
+            row = self._row(np.asarray(s).reshape(-1))
+            if self._buf is None:
+                self._buf = np.zeros((self._count, row.size), dtype=row.dtype)
+            self._buf[k] = row
             if k == self._count - 1:
                 tmp = self._path + ".part.npy"
                 np.save(tmp, self._buf, allow_pickle=False)
                 os.replace(tmp, self._path)
 
 
-class ValueRecorder(AbstractProcess):
-    """As `SpikeRecorder`, for integer values (a co-processor's outputs): the file holds
-    (count, n) int32, each step's C-order flattened input."""
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeRecorderModel(_RecorderModel):
+    """Bit-packed spikes."""
 
-    def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
-                 name: str | None = None) -> None:
-        super().__init__(shape=tuple(shape), path=str(path), start=int(start),
-                         count=int(count), name=name)
-        self.a_in = InPort(shape=tuple(shape))
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def _row(self, s):
+        return np.packbits(s != 0)
 
 
 def read_values(path: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -92,27 +99,13 @@ def read_values(path: str, shape: tuple[int, ...]) -> np.ndarray:
 @implements(proc=ValueRecorder, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt", "floating_pt")
-class PyValueRecorderModel(PyLoihiProcessModel):
-    """Stores each step's input values in a preallocated int32 buffer; saves it once."""
+class PyValueRecorderModel(_RecorderModel):
+    """int32 values."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
 
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        self._path = proc_params["path"]
-        self._start = proc_params["start"]
-        self._count = proc_params["count"]
-        self._buf = np.zeros((self._count, int(np.prod(proc_params["shape"]))), np.int32)
-
-    def run_spk(self) -> None:
-        s = self.a_in.recv()  # always drain the channel, recorded or not
-        k = self.time_step - self._start
-        if 0 <= k < self._count:
-            self._buf[k] = np.asarray(s).reshape(-1)
-            if k == self._count - 1:
-                tmp = self._path + ".part.npy"
-                np.save(tmp, self._buf, allow_pickle=False)
-                os.replace(tmp, self._path)
+    def _row(self, s):
+        return s.astype(np.int32)
 
 
 class GateProcess(AbstractProcess):
