@@ -16,6 +16,29 @@ import numpy as np
 
 from .errors import InputFileError, SnnCompileError
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so a limit of 0 or -5 is a usage error, not a
+    silently empty or truncated run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
+    return value
+
+
 EPILOG = textwrap.dedent("""\
     Input files are .npz archives with 'inputs', an integer array shaped
     (samples, steps, *input_shape) -- spikes 0/1, or graded values below 2**bits for a
@@ -59,10 +82,11 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: loihi2)")
     c.add_argument("-o", "--output", required=True, help="build directory to write")
     c.add_argument("--calib", help="calibration inputs (.npz, see below) for scale selection")
-    c.add_argument("--calib-samples", type=int, default=256,
+    c.add_argument("--calib-samples", type=positive_int, default=256,
                    help="use at most this many calibration samples (default: 256)")
-    c.add_argument("--chips", type=int, help="number of chips to place on (default: as few "
-                   "as needed); too few is an error naming the shortfall")
+    c.add_argument("--chips", type=positive_int,
+                   help="number of chips to place on (default: as few as needed); too few is "
+                        "an error naming the shortfall")
     c.add_argument("--quiet", action="store_true", help="print only the build path")
 
     r = sub.add_parser("run", help="run a build on the simulator or on Lava",
@@ -76,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="sim: fast bit-accurate simulator (default); lava: Lava "
                         "Loihi2SimCfg(select_tag='fixed_pt'); reference: integer reference")
     r.add_argument("-o", "--output", help="output .npz (default: BUILD/run_<backend>.npz)")
-    r.add_argument("--limit", type=int, help="use only the first N samples")
+    r.add_argument("--limit", type=positive_int, help="use only the first N samples")
     r.add_argument("--strict", action="store_true",
                    help="sim only: stop at the first wrap or saturation, naming it")
 
@@ -94,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", default="reference,sim,lava",
                    help="comma-separated subset, first is the baseline "
                         "(default: reference,sim,lava)")
-    v.add_argument("--limit", type=int, help="use only the first N samples")
+    v.add_argument("--limit", type=positive_int, help="use only the first N samples")
 
     e = sub.add_parser("energy", help="estimate on-chip energy and latency per inference",
                        formatter_class=fmt, description=textwrap.dedent("""\
@@ -110,10 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--inputs", required=True, help="inputs .npz file")
     e.add_argument("--energy-table", help="alternative energy table: a target name (e.g. "
                    "loihi1-sanafe) or a .toml file with an [energy] section")
-    e.add_argument("--chips", type=int, help="re-map on this many chips")
+    e.add_argument("--chips", type=positive_int, help="re-map on this many chips")
     e.add_argument("--json", help="write the machine-readable report here")
     e.add_argument("--plot", help="write a per-layer breakdown chart (.png) here")
-    e.add_argument("--limit", type=int, help="use only the first N samples")
+    e.add_argument("--limit", type=positive_int, help="use only the first N samples")
 
     x = sub.add_parser("export", help="write a build in another format (NIR, lava-dl netx)",
                        formatter_class=fmt, description=textwrap.dedent("""\
@@ -125,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("build", help="build directory")
     x.add_argument("--format", required=True, choices=["nir", "netx"])
     x.add_argument("-o", "--output", required=True, help="file to write (.nir or .net)")
-    x.add_argument("--dt", type=float, default=1e-3, help="NIR time step in seconds "
+    x.add_argument("--dt", type=positive_float, default=1e-3, help="NIR time step in seconds "
                    "(default: 1e-3)")
     return p
 

@@ -202,3 +202,16 @@ def test_export_nir_round_trips_and_netx_refusal_is_one_line(tiny_files, tmp_pat
     err = one_line_error(capsys, ["export", build, "--format", "netx", "-o",
                                   tmp_path / "m.net"], "netx")
     assert not (tmp_path / "m.net").exists(), err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["run", "B", "--inputs", "x.npz", "--limit", "0"], "--limit: 0 must be at least 1"),
+    (["verify", "B", "--inputs", "x.npz", "--limit", "-5"], "--limit: -5 must be at least 1"),
+    (["compile", "m.pt", "-o", "B", "--calib-samples", "0"], "--calib-samples: 0 must be"),
+    (["compile", "m.pt", "-o", "B", "--chips", "two"], "--chips: 'two' is not an integer"),
+    (["export", "B", "--format", "nir", "-o", "m.nir", "--dt", "-1"], "--dt: -1.0 must be"),
+])
+def test_out_of_range_options_are_usage_errors(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and match in capsys.readouterr().err

@@ -1,11 +1,10 @@
 """Intermediate representation: typed nodes and the graph that holds them."""
 from .graph import Graph, graphs_equal, load_npz, save_npz_deterministic
 from .nodes import (FIXED_TYPES, FLOAT_TYPES, LIF, NODE_TYPES, SIGNAL_KINDS, Attention,
-                    AvgPool2d, Conv2d,
-                    Dense, Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF,
-                    Input, Node, Output,
-                    SumPool2d)
+                    AvgPool2d, Conv2d, Dense, Flatten, FxConv2d, FxCoproc, FxCoprocOut,
+                    FxDense, FxGate, FxLIF, Input, Node, Output, SumPool2d)
 
-__all__ = ["Attention", "Graph", "graphs_equal", "load_npz", "save_npz_deterministic", "Node", "Input",
-           "Dense", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "LIF", "Output", "FxDense",
-           "FxConv2d", "FxLIF", "FxGate", "FxCoproc", "FxCoprocOut", "NODE_TYPES", "FLOAT_TYPES", "FIXED_TYPES", "SIGNAL_KINDS"]
+__all__ = ["Attention", "Graph", "graphs_equal", "load_npz", "save_npz_deterministic", "Node",
+           "Input", "Dense", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "LIF", "Output",
+           "FxDense", "FxConv2d", "FxLIF", "FxGate", "FxCoproc", "FxCoprocOut", "NODE_TYPES",
+           "FLOAT_TYPES", "FIXED_TYPES", "SIGNAL_KINDS"]

@@ -66,7 +66,8 @@ def load_state(path, model: nn.Module, state: dict) -> None:
         raise InputFileError(f"{path}: state_dict does not match the config "
                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
     for key, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(expected[key].shape):
+        if (not isinstance(tensor, torch.Tensor)
+                or tuple(tensor.shape) != tuple(expected[key].shape)):
             raise InputFileError(f"{path}: parameter '{key}' has shape "
                                  f"{tuple(getattr(tensor, 'shape', ()))}, config expects "
                                  f"{tuple(expected[key].shape)}")

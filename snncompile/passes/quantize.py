@@ -10,9 +10,9 @@ float unit of current) is chosen. With weight exponent `e` and mantissas `w`:
     du_q     = round(4096 * du) - 1,  dv_q = round(4096 * dv)  (Loihi decays u by (du_q+1))
 
 `sigma` is as large as the limits allow, because a larger sigma means finer thresholds,
-biases and weights:  vth <= 2**17 - 1;  |bias| * sigma * 64 <= 4095 << 7;  the calibrated peak |u|, |v| times sigma stays below
-the 24-bit state range with a 1.5x margin;  weight mantissas stay within 8 bits at the largest
-weight exponent. `e` is then the smallest exponent that fits the largest weight in 8 bits.
+biases and weights: vth <= 2**17 - 1; |bias| * sigma * 64 <= 4095 << 7; the calibrated
+peak |u|, |v| times sigma stays below the 24-bit state range with a 1.5x margin; weight
+mantissas stay within 8 bits at the largest weight exponent. `e` is then the smallest exponent that fits the largest weight in 8 bits.
 Lava's Conv ignores weight exponents, so conv layers use e = 0.
 
 Mantissa ranges follow Lava's weight preparation (clip to 8 bits, then truncate
