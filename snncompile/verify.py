@@ -72,8 +72,13 @@ class VerifyReport:
                      f"{self.samples} samples x {self.steps} steps x "
                      f"{self.neurons_compared // max(self.samples * self.steps, 1):,} neurons "
                      f"({', '.join(names)})")
-        if self.first_divergence:
-            d = self.first_divergence
+        d = self.first_divergence
+        if d and d.get("kind") == "co-processor value":
+            sides = "; ".join(f"{b}: {v}" for b, v in d["sides"].items())
+            lines.append(f"first divergence: co-processor output {d['channel']}, element "
+                         f"{d['element']}, sample {d['sample']}, step {d['step']} (global "
+                         f"step {d['global_step']}): {sides}")
+        elif d:
             sides = "; ".join(f"{b}: spike={s['spike']} u={s['u']} v={s['v']}"
                               for b, s in d["sides"].items())
             lines.append(f"first divergence: layer {d['layer']}, neuron {d['neuron']}, "
@@ -124,14 +129,30 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
                 if first is None or cand[:4] < first[:4]:
                     first = cand
         layers.append(row)
-    boundary = []
+    boundary, first_value = [], None
     for name in sorted(sent[base]):
-        row = {"channel": name, "values": int(sent[base][name].size),
-               "mismatches": {b: int((np.asarray(sent[b][name]) != sent[base][name]).sum())
-                              for b in backends[1:]}}
+        row = {"channel": name, "values": int(sent[base][name].size), "mismatches": {}}
+        for b in backends[1:]:
+            diff = np.asarray(sent[b][name]) != sent[base][name]
+            row["mismatches"][b] = int(diff.sum())
+            if diff.any():
+                k = np.argwhere(diff.reshape(n, t, -1))
+                k = min(k.tolist(), key=lambda r: (r[0], r[1] + graph.depth(name), r[2]))
+                cand = (k[0], k[1] + graph.depth(name), name, k[2], k[1])
+                if first_value is None or cand < first_value:
+                    first_value = cand
         total += sum(row["mismatches"].values())
         boundary.append(row)
     divergence = _explain(build, inputs, first, results, backends) if first else None
+    if first_value is not None:  # what crossed the partition: each side's integer value
+        sample, gstep, name, elem, step = first_value
+        sides = {b: int(np.asarray(sent[b][name])[sample, step].reshape(-1)[elem])
+                 for b in backends}
+        value = {"channel": name, "element": int(elem), "sample": int(sample),
+                 "step": int(step), "global_step": int(gstep), "sides": sides}
+        if divergence is None or (sample, gstep) <= (divergence["sample"],
+                                                     divergence["global_step"]):
+            divergence = dict(value, kind="co-processor value")
     accuracy = None
     if labels is not None:
         out = graph.inputs(graph.output_node().name)[0]

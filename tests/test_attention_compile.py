@@ -189,3 +189,24 @@ def test_energy_charges_coprocessor_ops_and_its_latency():
     assert any(k.startswith("coproc.") for k in e["estimates"])
     total = sum(sum(v.values()) for v in e["per_layer"].values())
     assert total == pytest.approx(e["energy_per_inference_j"])
+
+
+def test_verify_names_a_diverging_coprocessor_value(monkeypatch):
+    """Tamper with one gain the simulator's co-processor sends: verify reports the channel,
+    element, sample and step with each side's integer value."""
+    from snncompile.verify import verify
+    build, x = compiled("ca", True, 5)
+    real = Simulator.run
+
+    def tampered(self, inputs, **kw):
+        res = real(self, inputs, **kw)
+        res.boundary["att.g_ca"][1, 2, 3] += 1
+        return res
+    monkeypatch.setattr(Simulator, "run", tampered)
+    rep = verify(build, x, backends=("reference", "sim"))
+    assert not rep.equivalent and rep.mismatches == 1
+    d = rep.first_divergence
+    assert (d["kind"], d["channel"], d["sample"], d["step"]) == \
+        ("co-processor value", "att.g_ca", 1, 2)
+    assert d["element"] == 3 and d["sides"]["sim"] == d["sides"]["reference"] + 1
+    assert "first divergence: co-processor output att.g_ca" in rep.text()
