@@ -133,7 +133,8 @@ def _coproc(node: FxCoproc, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """(a * g) >> shift with floor; the gain broadcasts (same number of axes)."""
     g = g.to(torch.int64)
-    out = torch.div(a.to(torch.int64) * g, 1 << node.shift, rounding_mode="floor")
+    a = _wrap(a.to(torch.int64), 32)  # the synapse's int32 message
+    out = torch.div(a * g, 1 << node.shift, rounding_mode="floor")
     return torch.clamp(out, min=0) if node.relu else out
 
 

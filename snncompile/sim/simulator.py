@@ -199,6 +199,7 @@ class _Gate:
         if g is None:  # no gain outside the co-processor's window: nothing passes
             g = np.zeros((b,) + (1,) * (a.ndim - 1), np.int64)
         g = np.asarray(g, np.int64)
+        a = wrap(a, I32)  # the synapse's message is int32 on its way to the gate
         if self.strict and (g.min(initial=0) < 0 or g.max(initial=0) > self.gmax):
             raise OverflowDetected(f"{self.name}: gain outside [0, {self.gmax}]")
         out = (a * g) >> self.shift
