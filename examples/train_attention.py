@@ -75,8 +75,10 @@ def events_config(att: dict | None) -> dict:
 def htda_config() -> dict:
     cfg = digits_config(None)
     cfg["model"] = "htda"
+    # latency 2 = the chip's loop: lif2 (depth 2) reaches lif1 (depth 1) one synapse later,
+    # plus the loop's one-step delay; counts and a binary map are exact in integers
     cfg["htda"] = {"target": "lif1", "source": "lif2", "hidden": 8, "kernel": 3,
-                   "latency": 1, "read": "rate", "init": "ones", "init_bias": 2.0,
+                   "latency": 2, "read": "count", "init": "ones", "init_bias": 2.0,
                    "mask": "binary", "area": 0.02, "tv": 0.05}
     return cfg
 

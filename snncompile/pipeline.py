@@ -8,9 +8,10 @@ import numpy as np
 from .build import Build
 from .data import load_inputs
 from .errors import InputFileError
-from .frontends import import_checkpoint
+from .frontends import graph_from_model, import_checkpoint
 from .ir import FxCoproc, FxLIF, Graph
 from .passes.fold import fold_pools
+from .passes.htda import lower_htda
 from .passes.partition import partition, partition_markdown
 from .passes.place import map_graph
 from .passes.quantize import quantize
@@ -46,7 +47,9 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         >>> build.save("out/digits.build")
     """
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    graph = source if isinstance(source, Graph) else import_model(source)  # frontend
+    htda = _htda_model(source)                          # a top-down loop to add at the end
+    graph = (source if isinstance(source, Graph) else                       # frontend
+             graph_from_model(htda.snn, _meta(source)) if htda else import_model(source))
     graph.validate()                                                         # shapes, DAG
     if graph.stage == "fixed":                          # netx: already Loihi integers
         fixed, quant, float_graph = graph, [], None
@@ -59,6 +62,8 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
             run_float(graph, x_cal, record=stats)                            # peak |u|, |v|
         fixed, quant = quantize(graph, spec, stats)                          # fixed point
         float_graph = graph
+    if htda is not None:                                                     # HTDA loop
+        fixed, float_graph = lower_htda(htda, fixed, spec, x_cal), None
     sim = Simulator(fixed, spec.numerics).run(x_cal) if x_cal is not None else None
     rates = firing_rates(fixed, sim, x_cal) if sim is not None else None  # traffic weights
     mapping = map_graph(fixed, spec, chips=chips, rates=rates)               # split + place
@@ -87,6 +92,21 @@ def coproc_onnx(graph: Graph) -> dict[str, bytes]:
         onnx.checker.check_model(model, full_check=True)
         files[f"coproc/{node.name}.onnx"] = model.SerializeToString()
     return files
+
+
+def _htda_model(source):
+    """The HTDA model when `source` is an HTDA checkpoint (its float graph has a loop, so it
+    is compiled as its feed-forward SNN plus the lowered top-down branch)."""
+    if isinstance(source, Graph) or Path(source).suffix not in (".pt", ".pth", ".ckpt"):
+        return None
+    from .nn.checkpoint import load_checkpoint, read_checkpoint
+    if read_checkpoint(source)["config"].get("model") != "htda":
+        return None
+    return load_checkpoint(source)[0]
+
+
+def _meta(source) -> dict:
+    return {"source": Path(source).name, "frontend": "snncompile-checkpoint (htda)"}
 
 
 def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from .errors import UnsupportedError
-from .ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF, Graph,
-                 Input, Output)
+from .ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
+                 Graph, Input, Output)
 from .target import Numerics, load_target
 
 
@@ -32,42 +32,74 @@ def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = 
                   record_state: bool = False):
     """Return {lif: bool (N, T, *shape)} and, if record_state, {lif: (u, v) int arrays}.
     Co-processor outputs (FxCoprocOut values, (N, T, *shape)) are in `spikes["@" + name]`
-    when the graph has any, so that verify can compare what crosses the partition."""
+    when the graph has any, so that verify can compare what crosses the partition.
+
+    A feed-forward graph is evaluated layer by layer over the whole window; a graph with a
+    top-down loop (FxDelay) one local step at a time, every node keeping its state."""
     num = numerics or load_target("loihi2").numerics
     x0 = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
     n, t = x0.shape[:2]
-    values: dict[str, torch.Tensor] = {}
+    chunk = 1 if graph.nodes(FxDelay) else t
+    state: dict[str, object] = {}
+    parts: dict[str, list] = {}
+    for start in range(0, t, chunk):
+        _evaluate(graph, x0[:, start:start + chunk], start, num, state, parts, record_state)
     spikes, states = {}, {}
+    for name, seq in parts.items():
+        cat = [torch.cat(p, 1).numpy() for p in zip(*seq)]
+        if name.startswith("@"):
+            spikes[name] = cat[0]
+        else:
+            spikes[name] = cat[0].astype(bool)
+            if record_state:
+                states[name] = (cat[1], cat[2])
+    return (spikes, states) if record_state else spikes
+
+
+def _evaluate(graph, x, start, num, state, parts, record_state):
+    """Evaluate local steps [start, start + len) of every node; `state` carries LIF,
+    co-processor and loop-delay state across calls."""
+    n, k = x.shape[:2]
+    values: dict[str, torch.Tensor] = {}
+    for d in graph.nodes(FxDelay):  # a loop delay: init, or its input `latency` steps ago
+        hist = state.setdefault(d.name, [])
+        tau = start - d.latency
+        shape = (n, k) + tuple(graph.shape(d.name))
+        values[d.name] = (torch.full(shape, d.init, dtype=torch.int64) if tau < 0
+                          else torch.cat(hist[tau:tau + k], 1))
     for name in graph.order():
         node = graph.node(name)
         ins = [values[i] for i in graph.inputs(name)]
-        if isinstance(node, Input):
-            values[name] = x0
+        if isinstance(node, FxDelay):
+            state[name].append(ins[0])
+        elif isinstance(node, Input):
+            values[name] = x
         elif isinstance(node, FxDense):
             values[name] = _dense(node, ins[0])
         elif isinstance(node, FxConv2d):
             values[name] = _conv(node, ins[0])
         elif isinstance(node, Flatten):
-            values[name] = ins[0].reshape(n, t, -1)
+            values[name] = ins[0].reshape(n, k, -1)
         elif isinstance(node, Output):
             values[name] = ins[0]
         elif isinstance(node, FxGate):
             values[name] = _gate(node, ins[0], ins[1])
         elif isinstance(node, FxCoproc):
-            values[name] = _coproc(node, ins)
+            if name not in state:
+                state[name] = _Coproc(node, n)
+            values[name] = state[name].run(ins)
         elif isinstance(node, FxCoprocOut):
             values[name] = ins[0][node.port]
-            spikes["@" + name] = values[name].numpy()
+            parts.setdefault("@" + name, []).append((values[name],))
         elif isinstance(node, FxLIF):
+            if name not in state:
+                state[name] = _Lif(node, n, num)
             a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
-            s, u, v = _lif(node, a, num, record_state)
+            s, u, v = state[name].run(a, record_state)
             values[name] = s
-            spikes[name] = s.numpy().astype(bool)
-            if record_state:
-                states[name] = (u.numpy(), v.numpy())
+            parts.setdefault(name, []).append((s, u, v) if record_state else (s,))
         else:
             raise UnsupportedError(f"{name}: {type(node).__name__} has no integer reference")
-    return (spikes, states) if record_state else spikes
 
 
 def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):
@@ -109,62 +141,77 @@ def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
     return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
 
 
-def _coproc(node: FxCoproc, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+class _Coproc:
     """The co-processor partition through its exported ONNX model, run by onnx's reference
     evaluator step by step (an implementation independent of the simulator's numpy one)."""
-    from onnx.reference import ReferenceEvaluator
 
-    from .coproc.onnx_export import build_onnx, run_onnx
+    def __init__(self, node: FxCoproc, n: int):
+        from onnx.reference import ReferenceEvaluator
 
-    cg = node.cgraph
-    evaluator = ReferenceEvaluator(build_onnx(cg))
-    xs = [x.numpy() for x in ins]
-    n, t = xs[0].shape[:2]
-    state = cg.init_state(n)
-    steps = []
-    for k in range(t):
-        out, state = run_onnx(evaluator, cg, dict(zip(cg.inputs, (x[:, k] for x in xs))),
-                              state)
-        steps.append(out)
-    return {o: torch.as_tensor(np.stack([s[o] for s in steps], 1).astype(np.int64))
-            for o in cg.outputs}
+        from .coproc.onnx_export import build_onnx
+        self.cg = node.cgraph
+        self.evaluator = ReferenceEvaluator(build_onnx(self.cg))
+        self.state = self.cg.init_state(n)
+
+    def run(self, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        from .coproc.onnx_export import run_onnx
+
+        xs = [x.numpy() for x in ins]
+        steps = []
+        for k in range(xs[0].shape[1]):
+            out, self.state = run_onnx(self.evaluator, self.cg,
+                                       dict(zip(self.cg.inputs, (x[:, k] for x in xs))),
+                                       self.state)
+            steps.append(out)
+        return {o: torch.as_tensor(np.stack([s[o] for s in steps], 1).astype(np.int64))
+                for o in self.cg.outputs}
 
 
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """(a * g) >> shift with floor; the gain broadcasts (same number of axes)."""
     g = g.to(torch.int64)
+    fh, fw = node.upsample
+    if (fh, fw) != (1, 1):  # nearest: neuron (i, j) reads gain (i // fh, j // fw)
+        g = g.repeat_interleave(fh, dim=-2).repeat_interleave(fw, dim=-1)
     a = _wrap(a.to(torch.int64), 32)  # the synapse's int32 message
     out = torch.div(a * g, 1 << node.shift, rounding_mode="floor")
     return torch.clamp(out, min=0) if node.relu else out
 
 
-def _lif(node: FxLIF, a: torch.Tensor, num: Numerics, record: bool):
-    n, t = a.shape[:2]
-    shape = (n,) + tuple(node.shape)
-    half = num.state_max
-    bias_mant = torch.as_tensor(np.broadcast_to(np.asarray(node.bias_mant, np.int64),
-                                                node.shape).copy())
-    bias = bias_mant * (1 << node.bias_exp)
-    vth = node.vth << num.vth_shift
-    keep_u = num.decay_unity - node.du - 1
-    keep_v = num.decay_unity - node.dv
-    u = torch.zeros(shape, dtype=torch.int64)
-    v = torch.zeros(shape, dtype=torch.int64)
-    out = torch.zeros((n, t) + tuple(node.shape), dtype=torch.int64)
-    us, vs = [], []
-    for k in range(t):
-        a_in = _wrap(a[:, k].to(torch.int64), 32)                 # int32 input port
-        u = _wrap(_decay(u, keep_u, num.decay_bits)
-                  + _wrap(a_in * (1 << num.act_shift), 32), 32)   # int32 register
-        u = torch.where(u > half, u - 2 * half, u)                  # 24-bit wrap (once)
-        u = torch.where(u <= -half, u + 2 * half, u)
-        v = torch.clamp(_decay(v, keep_v, num.decay_bits) + u + bias, -half + 1, half - 1)
-        s = v > vth
-        v = torch.where(s, torch.zeros_like(v), v)
-        out[:, k] = s.to(torch.int64)
+class _Lif:
+    """Integer LIF state (u, v) of one node, advanced over a chunk of local steps."""
+
+    def __init__(self, node: FxLIF, n: int, num: Numerics):
+        self.num, self.half = num, num.state_max
+        bias_mant = torch.as_tensor(np.broadcast_to(np.asarray(node.bias_mant, np.int64),
+                                                    node.shape).copy())
+        self.bias = bias_mant * (1 << node.bias_exp)
+        self.vth = node.vth << num.vth_shift
+        self.keep_u = num.decay_unity - node.du - 1
+        self.keep_v = num.decay_unity - node.dv
+        self.u = torch.zeros((n,) + tuple(node.shape), dtype=torch.int64)
+        self.v = torch.zeros_like(self.u)
+
+    def run(self, a: torch.Tensor, record: bool):
+        num, half = self.num, self.half
+        out, us, vs = [], [], []
+        u, v = self.u, self.v
+        for k in range(a.shape[1]):
+            a_in = _wrap(a[:, k].to(torch.int64), 32)                 # int32 input port
+            u = _wrap(_decay(u, self.keep_u, num.decay_bits)
+                      + _wrap(a_in * (1 << num.act_shift), 32), 32)   # int32 register
+            u = torch.where(u > half, u - 2 * half, u)                  # 24-bit wrap (once)
+            u = torch.where(u <= -half, u + 2 * half, u)
+            v = torch.clamp(_decay(v, self.keep_v, num.decay_bits) + u + self.bias,
+                            -half + 1, half - 1)
+            s = v > self.vth
+            v = torch.where(s, torch.zeros_like(v), v)
+            out.append(s.to(torch.int64))
+            if record:
+                us.append(u.clone())
+                vs.append(v.clone())
+        self.u, self.v = u, v
+        s = torch.stack(out, 1)
         if record:
-            us.append(u.clone())
-            vs.append(v.clone())
-    if record:
-        return out, torch.stack(us, 1), torch.stack(vs, 1)
-    return out, None, None
+            return s, torch.stack(us, 1), torch.stack(vs, 1)
+        return s, None, None

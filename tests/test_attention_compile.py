@@ -210,3 +210,86 @@ def test_verify_names_a_diverging_coprocessor_value(monkeypatch):
         ("co-processor value", "att.g_ca", 1, 2)
     assert d["element"] == 3 and d["sides"]["sim"] == d["sides"]["reference"] + 1
     assert "first divergence: co-processor output att.g_ca" in rep.text()
+
+
+# ------------------------------------------------------------------ HTDA: the top-down loop
+def htda_net(seed: int, latency: int = 2, read: str = "count", mask: str = "binary"):
+    from snncompile.nn.htda import HTDA
+    torch.manual_seed(seed)
+    cfg = {"model": "htda", "input": {"shape": [1, 6, 6], "encoding": "spikes"},
+           "layers": [{"type": "conv2d", "out": 3, "kernel": 3, "padding": 1, "name": "conv1"},
+                      dict(LIF, name="lif1"), {"type": "sumpool2d", "kernel": 2},
+                      {"type": "conv2d", "out": 4, "kernel": 3, "padding": 1, "name": "conv2"},
+                      dict(LIF, name="lif2"), {"type": "flatten"},
+                      {"type": "dense", "out": 5, "name": "fc3"}, dict(LIF, name="lif3")],
+           "htda": {"target": "lif1", "source": "lif2", "hidden": 4, "kernel": 3,
+                    "latency": latency, "read": read, "mask": mask, "init": "ones",
+                    "init_bias": 0.0}}
+    model = HTDA(cfg)
+    with torch.no_grad():
+        model.snn.layers[0].module.weight.mul_(3.0)
+        model.ann[2].weight.mul_(4.0)
+    return model
+
+
+def compiled_htda(seed, tmp_path, n=4, steps=10, **kw):
+    from snncompile.nn import save_checkpoint
+    path = tmp_path / f"htda{seed}.pt"
+    save_checkpoint(htda_net(seed, **kw), path)
+    rng = np.random.default_rng(seed)
+    calib = (rng.random((16, steps, 1, 6, 6)) < 0.4).astype(np.int64)
+    x = (rng.random((n, steps, 1, 6, 6)) < 0.4).astype(np.int64)
+    return compile_model(path, "loihi2", calib=calib), x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_htda_loop_simulator_equals_stepwise_reference(seed, tmp_path):
+    build, x = compiled_htda(seed, tmp_path)
+    g = build.graph
+    assert g.inputs("lif1") == ["htda.gate"] and g.inputs("htda.coproc") == ["lif2"]
+    delay = g.node("htda.delay")
+    assert (delay.steps, delay.latency) == (1, 2)   # 2 = one synapse + the loop's delay
+    sim = Simulator(g).run(x)
+    ref = reference_run(g, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(ref[name], spikes), name
+    m = sim.boundary["htda.map"]
+    assert np.array_equal(ref["@htda.map"], m) and set(np.unique(m)) <= {0, 1}
+    assert 0 < m.mean() < 1, "the map should both pass and block something"
+    build.save(tmp_path / "b")
+    from snncompile.build import Build
+    from snncompile.ir import graphs_equal
+    assert graphs_equal(Build.load(tmp_path / "b").graph, g)   # the loop round-trips
+
+
+@pytest.mark.lava
+def test_htda_loop_on_lava_equals_simulator(tmp_path):
+    from snncompile.backends.lava_backend import run_lava
+    build, x = compiled_htda(3, tmp_path, n=3)
+    sim = Simulator(build.graph).run(x)
+    lava = run_lava(build.graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
+    assert np.array_equal(lava.boundary["htda.map"], sim.boundary["htda.map"])
+
+
+def test_htda_map_acts_after_the_trained_latency(tmp_path):
+    """Zeroing the input from step t on changes the map no earlier than step t + 1 at the
+    source, so lif1 sees no effect of the top-down loop before t + latency."""
+    build, x = compiled_htda(4, tmp_path, n=2)
+    sim = Simulator(build.graph)
+    a = sim.run(x)
+    y = x.copy()
+    y[:, 5:] = 0
+    b = sim.run(y)
+    assert np.array_equal(a.boundary["htda.map"][:, :5], b.boundary["htda.map"][:, :5])
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"latency": 1}, "htda: trained top-down latency 1 step.* retrain with latency >= 2"),
+    ({"read": "rate"}, "htda: read 'rate' cannot be compiled yet"),
+    ({"mask": "soft"}, "htda: mask 'soft' cannot be compiled yet"),
+])
+def test_htda_refusals(kw, match, tmp_path):
+    with pytest.raises((QuantizationError, UnsupportedError), match=match):
+        compiled_htda(0, tmp_path, **kw)

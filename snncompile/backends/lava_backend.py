@@ -39,10 +39,11 @@ import numpy as np
 from .. import _lava_compat
 from ..errors import BackendError, InputFileError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF,
-                        Input, Output)
+from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+                        FxLIF, Input, Output)
 
-SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc, FxCoprocOut)
+SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc, FxCoprocOut,
+             FxDelay)
 _SUPPORTED_NAMES = ", ".join(cls.__name__ for cls in SUPPORTED)
 
 
@@ -180,8 +181,9 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     from lava.proc.lif.process import LIFReset
     from lava.utils.weightutils import SignMode
 
-    from .lava_procs import (GateProcess, PyGateModel, PySpikeRecorderModel,
-                             PyValueRecorderModel, SpikeRecorder, ValueRecorder)
+    from .lava_procs import (DelayProcess, GateProcess, PyDelayModel, PyGateModel,
+                             PySpikeRecorderModel, PyValueRecorderModel, SpikeRecorder,
+                             ValueRecorder)
 
     sign_modes = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
                   "inhibitory": SignMode.INHIBITORY}
@@ -189,8 +191,21 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     outs: dict[str, tuple] = {}  # node -> (OutPort or port view, perm, lava shape)
     lifs, recorders, procs, values = {}, {}, [], {}
     source = None
+    for d in graph.nodes(FxDelay):  # loop delays first: their consumers come before them
+        dshape = graph.shape(d.name)
+        proc = DelayProcess(shape=_lava_shape(dshape) or (1,), steps=d.steps,
+                            latency=d.latency, target_depth=d.target_depth, init=d.init,
+                            period=int(t_len), name=d.name)
+        procs.append(proc)
+        outs[d.name] = (proc.s_out, _natural_perm(dshape), _lava_shape(dshape) or (1,))
     for name in graph.order():
         node = graph.node(name)
+        if isinstance(node, FxDelay):
+            port, perm, _ = outs[graph.inputs(name)[0]]
+            if perm is not None and not np.array_equal(perm, outs[name][1]):
+                raise UnsupportedError(f"{name}: input arrives in another layout")
+            port.connect(_delay_proc(procs, name).s_in)
+            continue
         shape = graph.shape(name)
         srcs = [outs[s] for s in graph.inputs(name)]
         if isinstance(node, Input):
@@ -294,7 +309,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             (a_port, a_perm, a_lshape), (g_port, g_perm, g_lshape) = srcs
             gshape = graph.shape(graph.inputs(name)[1])
             proc = GateProcess(shape=a_lshape, gain_shape=g_lshape,
-                               gidx=_gain_index(shape, a_perm, gshape, g_perm),
+                               gidx=_gain_index(shape, a_perm, gshape, g_perm, node.upsample),
                                shift=int(node.shift), relu=bool(node.relu), name=name)
             procs.append(proc)
             a_port.connect(proc.a_in)
@@ -305,7 +320,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     models = {RingBuffer: PySendModelFixed, Dense: PyDenseModelBitAcc,
               Conv: PyConvModelFixed, LIFReset: PyLifResetModelBitAcc,
               SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,
-              GateProcess: PyGateModel}
+              GateProcess: PyGateModel, DelayProcess: PyDelayModel}
     # Pin the bit-accurate models. Keyed by class (what RunConfig.select reads) AND by
     # instance: the compiler's own lookup (lava/magma/compiler/compiler_graphs.py:1031,
     # `proc in run_cfg.exception_proc_model_map`) tests the instance, and when it misses it
@@ -320,11 +335,18 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     return _Net(source, lifs, recorders, values, exceptions, procs)
 
 
-def _gain_index(shape, a_perm, gshape, g_perm) -> np.ndarray:
-    """For each element of the current in Lava order, the Lava-order index of its gain."""
+def _delay_proc(procs, name):
+    return next(p for p in procs if getattr(p, "name", None) == name)
+
+
+def _gain_index(shape, a_perm, gshape, g_perm, upsample=(1, 1)) -> np.ndarray:
+    """For each element of the current in Lava order, the Lava-order index of its gain
+    (broadcast over size-1 axes; nearest upsampling over the last two axes)."""
     n = int(np.prod(shape))
     ours = np.arange(n) if a_perm is None else np.asarray(a_perm)   # Lava j -> our flat
-    idx = np.unravel_index(ours, shape)
+    idx = list(np.unravel_index(ours, shape))
+    if tuple(upsample) != (1, 1):
+        idx[-2], idx[-1] = idx[-2] // upsample[0], idx[-1] // upsample[1]
     gidx = np.ravel_multi_index(tuple(np.where(np.asarray(gshape)[k] == 1, 0, idx[k])
                                       for k in range(len(shape))), gshape)
     if g_perm is None:

@@ -148,3 +148,47 @@ class PyGateModel(PyLoihiProcessModel):
         if self._relu:
             out = np.maximum(out, 0)
         self.a_out.send(out.reshape(self._shape).astype(np.int32))
+
+
+class DelayProcess(AbstractProcess):
+    """The delay closing a top-down loop (FxDelay) in a chained run of samples of `period`
+    steps. At Lava time step t the gated node's local step is
+    (t - target_depth - 1) mod period; for local steps < latency it sends `init`, otherwise
+    the value it received `steps` time steps earlier. It sends before it receives, so the
+    loop never waits on itself."""
+
+    def __init__(self, *, shape: tuple[int, ...], steps: int, latency: int,
+                 target_depth: int, init: int, period: int, name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), steps=int(steps), latency=int(latency),
+                         target_depth=int(target_depth), init=int(init), period=int(period),
+                         name=name)
+        self.s_in = InPort(shape=tuple(shape))
+        self.s_out = OutPort(shape=tuple(shape))
+
+
+@implements(proc=DelayProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayModel(PyLoihiProcessModel):
+    """Bit-accurate model of `DelayProcess` (the semantics of snncompile.ir.FxDelay)."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        self._shape, self._steps, self._latency = p["shape"], p["steps"], p["latency"]
+        self._first, self._init, self._period = p["target_depth"] + 1, p["init"], p["period"]
+        self._buf: dict[int, np.ndarray] = {}
+
+    def run_spk(self) -> None:
+        t = self.time_step
+        old = self._buf.pop(t - self._steps, None)
+        local = (t - self._first) % self._period
+        if t < self._first or local < self._latency or old is None:
+            out = np.full(self._shape, self._init, np.int32)
+        else:
+            out = old
+        self.s_out.send(out)
+        self._buf[t] = np.asarray(self.s_in.recv(), np.int32).copy()

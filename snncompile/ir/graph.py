@@ -6,7 +6,9 @@ On-disk format (version 1), documented for people and programs:
     graph.json = {
       "format": "snncompile-graph", "version": 1, "stage": "float" | "fixed",
       "nodes": [{"name": str, "op": NodeClass, "attrs": {field: value},
-                 "arrays": {field: key-in-arrays.npz}}],          # in topological order
+                 "arrays": {field: key-in-arrays.npz}, "inputs": [str], "shape": [int]}],
+                                    # in insertion order: inputs first, except that a loop
+                                    # delay (FxDelay) is read before the node that feeds it
       "edges": [{"src": str, "dst": str, "shape": [int], "kind": "spikes|graded|real"}],
       "meta":  {...}                                            # free-form, JSON only
     }
@@ -24,8 +26,8 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphError, InputFileError
-from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, Input, Node, Output,
-                    fx_coproc_equal, node_fields)
+from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxDelay, Input, Node,
+                    Output, fx_coproc_equal, node_fields)
 
 FORMAT = "snncompile-graph"
 VERSION = 1
@@ -53,6 +55,30 @@ class Graph:
         for src in inputs:
             self.g.add_edge(src, node.name, shape=self.shape(src), kind=self.kind(src))
         return node
+
+    def add_delay(self, node: "FxDelay", shape: tuple[int, ...]) -> Node:
+        """Add a loop delay before its input exists (close the loop with `connect`)."""
+        if node.name in self.g:
+            raise GraphError(f"duplicate node name '{node.name}'")
+        self.g.add_node(node.name, op=node, shape=tuple(int(x) for x in shape), kind=node.kind)
+        return node
+
+    def connect(self, src: str, delay: str) -> None:
+        """Feed a loop delay from `src` (a later node): the loop's back edge."""
+        if not isinstance(self.node(delay), FxDelay) or self.inputs(delay):
+            raise GraphError(f"{delay}: only an FxDelay without input can close a loop")
+        if self.shape(src) != self.shape(delay):
+            raise GraphError(f"{delay}: fed with {self.shape(src)}, declared {self.shape(delay)}")
+        self.g.add_edge(src, delay, shape=self.shape(src), kind=self.kind(src))
+
+    def _forward(self) -> nx.DiGraph:
+        """The graph without the edges out of loop delays (the back edges)."""
+        back = [(u, v) for u, v in self.g.edges if isinstance(self.node(u), FxDelay)]
+        if not back:
+            return self.g
+        fwd = self.g.copy()
+        fwd.remove_edges_from(back)
+        return fwd
 
     @classmethod
     def sequential(cls, nodes: list[Node], meta: dict | None = None) -> "Graph":
@@ -86,9 +112,14 @@ class Graph:
         return list(self.g.successors(name))
 
     def order(self) -> list[str]:
-        """Node names in a deterministic topological order (ties broken by insertion)."""
+        """Node names in a deterministic topological order (ties broken by insertion);
+        edges out of loop delays (FxDelay) are ignored."""
         index = {n: i for i, n in enumerate(self.g.nodes)}
-        return list(nx.lexicographical_topological_sort(self.g, key=lambda n: index[n]))
+        try:
+            return list(nx.lexicographical_topological_sort(self._forward(),
+                                                            key=lambda n: index[n]))
+        except nx.NetworkXUnfeasible:
+            raise GraphError("graph has a cycle without a loop delay (FxDelay)") from None
 
     def nodes(self, cls: type | tuple = Node) -> list[Node]:
         return [self.node(n) for n in self.order() if isinstance(self.node(n), cls)]
@@ -117,7 +148,7 @@ class Graph:
         All paths must agree; the compiler does not insert delay-matching yet."""
         depths = {}
         for n in self.order():
-            ins = self.inputs(n)
+            ins = [i for i in self.inputs(n) if not isinstance(self.node(i), FxDelay)]
             ds = {depths[i] + int(self.node(i).is_synapse) for i in ins} if ins else {0}
             if len(ds) != 1:
                 raise GraphError(f"{n}: inputs arrive with different delays {sorted(ds)}; "
@@ -130,8 +161,12 @@ class Graph:
         return depths[name] + int(self.node(name).is_synapse)
 
     def validate(self) -> None:
-        if not nx.is_directed_acyclic_graph(self.g):
-            raise GraphError("graph has a cycle; recurrent graphs are not supported yet")
+        if not nx.is_directed_acyclic_graph(self._forward()):
+            raise GraphError("graph has a cycle without a loop delay (FxDelay); recurrent "
+                             "graphs need an explicit delay")
+        for d in self.nodes(FxDelay):
+            if len(self.inputs(d.name)) != 1:
+                raise GraphError(f"{d.name}: a loop delay needs exactly one input")
         self.input_node()
         self.output_node()
         for n in self.order():
@@ -141,7 +176,7 @@ class Graph:
     def to_dict(self) -> tuple[dict, dict[str, np.ndarray]]:
         arrays: dict[str, np.ndarray] = {}
         nodes = []
-        for name in self.order():
+        for name in self.g.nodes:  # insertion order: inputs first, but for loop delays
             op = self.node(name)
             attrs, arr = {}, {}
             for key, value in node_fields(op).items():
@@ -157,7 +192,8 @@ class Graph:
                 else:
                     attrs[key] = _jsonable(value)
             nodes.append({"name": name, "op": type(op).__name__, "attrs": attrs,
-                          "arrays": arr, "inputs": self.inputs(name)})
+                          "arrays": arr, "inputs": self.inputs(name),
+                          "shape": list(self.shape(name))})
         edges = [{"src": s, "dst": d, "shape": list(a["shape"]), "kind": a["kind"]}
                  for s, d, a in self.g.edges(data=True)]
         doc = {"format": FORMAT, "version": VERSION, "stage": self.stage, "nodes": nodes,
@@ -176,6 +212,7 @@ class Graph:
         if doc.get("format") != FORMAT or doc.get("version") != VERSION:
             raise InputFileError(f"{where}: not a {FORMAT} version {VERSION} document")
         graph = cls(doc.get("meta", {}))
+        loops: list = []
         try:
             for entry in doc["nodes"]:
                 op_cls = NODE_TYPES.get(entry["op"])
@@ -192,7 +229,16 @@ class Graph:
                 for key, value in list(kwargs.items()):
                     if isinstance(value, list) and key != "doc":
                         kwargs[key] = tuple(value)
-                graph.add(op_cls(name=entry["name"], **kwargs), entry["inputs"])
+                node = op_cls(name=entry["name"], **kwargs)
+                if op_cls is FxDelay:  # its input comes later: close the loop afterwards
+                    graph.add_delay(node, tuple(entry["shape"]))
+                    loops.append((entry["inputs"], node.name))
+                else:
+                    graph.add(node, entry["inputs"])
+            for inputs, name in loops:
+                if len(inputs) != 1:
+                    raise InputFileError(f"{where}: loop delay '{name}' needs one input")
+                graph.connect(inputs[0], name)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise InputFileError(f"{where}: malformed graph document ({exc!r})") from None
         except GraphError as exc:

@@ -358,13 +358,23 @@ class FxGate(Node):
     shift: int = 8
     gain_bits: int = 8
     relu: bool = False
+    upsample: tuple[int, int] = (1, 1)  # nearest-neighbour: gain[i // fh, j // fw]
     kind: ClassVar[str] = "graded"
+
+    def __post_init__(self):
+        self.upsample = tuple(int(u) for u in self.upsample)
+
+    def gain_shape(self, g: tuple[int, ...]) -> tuple[int, ...]:
+        """The gain's shape after upsampling over the last two axes."""
+        if self.upsample == (1, 1):
+            return tuple(g)
+        return tuple(g[:-2]) + (g[-2] * self.upsample[0], g[-1] * self.upsample[1])
 
     def out_shape(self, in_shapes):
         if len(in_shapes) != 2:
             raise GraphError(f"{self.name}: FxGate takes (current, gain), got "
                              f"{len(in_shapes)} inputs")
-        a, g = tuple(in_shapes[0]), tuple(in_shapes[1])
+        a, g = tuple(in_shapes[0]), self.gain_shape(tuple(in_shapes[1]))
         try:
             b = np.broadcast_shapes(a, g)
         except ValueError:
@@ -415,6 +425,35 @@ class FxCoproc(Node):
 
 
 @dataclass
+class FxDelay(Node):
+    """The delay that closes a top-down loop (HTDA). Its consumer, at local step t of the
+    node it gates (depth `target_depth`), receives `init` for t < `latency` and otherwise
+    the value its input produced `steps` global steps earlier. Edges out of an FxDelay are
+    the graph's only back edges: topological order and depths ignore them.
+
+        latency (local steps) = steps + depth(source) - depth(target)
+    """
+
+    steps: int = 1
+    latency: int = 1
+    target_depth: int = 1
+    init: int = 1
+    kind: ClassVar[str] = "graded"
+
+    def __post_init__(self):
+        for f in ("steps", "latency", "target_depth", "init"):
+            setattr(self, f, int(getattr(self, f)))
+        if self.steps < 1:
+            raise GraphError(f"{self.name}: a loop delay needs steps >= 1 (got {self.steps})")
+
+    def out_shape(self, in_shapes):
+        return self._one(in_shapes)
+
+    def summary(self):
+        return f"{self.steps} step(s), latency {self.latency}, init {self.init}"
+
+
+@dataclass
 class FxCoprocOut(Node):
     """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits)."""
 
@@ -434,10 +473,10 @@ class FxCoprocOut(Node):
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
-                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut)
+                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay)
 }
 FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF, Attention)
-FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut)
+FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay)
 
 
 def node_fields(node: Node) -> dict:

@@ -48,14 +48,19 @@ def check_attention(node: Attention, spec: TargetSpec) -> None:
             "the first gain exists only after all T steps; a streaming chip would have to "
             "buffer the window (latency T). Retrain with mode 'causal' (per-step CA/SA, "
             "causal-window TA)")
+    check_coproc_target(node.name, spec)
+
+
+def check_coproc_target(name: str, spec: TargetSpec) -> None:
+    """The target must describe a co-processor and carry graded messages to it."""
     chip = getattr(spec, "chip", None)
     if not getattr(chip, "x86_cores", 0) or "coproc" not in spec.raw:
-        raise UnsupportedError(f"{node.name}: target '{spec.name}' describes no co-processor "
+        raise UnsupportedError(f"{name}: target '{spec.name}' describes no co-processor "
                                "([chip] x86_cores and a [coproc] section) for the attention "
                                "branch")
     if spec.numerics.graded_bits == 0:
-        raise UnsupportedError(f"{node.name}: target '{spec.name}' cannot send the input "
-                               "current to a co-processor (no graded messages)")
+        raise UnsupportedError(f"{name}: target '{spec.name}' cannot send values to a "
+                               "co-processor (no graded messages)")
 
 
 def _int8(w: np.ndarray, where: str) -> tuple[np.ndarray, int]:

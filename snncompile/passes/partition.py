@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import math
 
-from ..ir import FxCoproc, FxCoprocOut, Graph
+from ..ir import FxCoproc, FxCoprocOut, FxDelay, Graph
 from ..target import TargetSpec
 
 
+COPROC_NODES = (FxCoproc, FxCoprocOut, FxDelay)  # a loop delay buffers on the x86 core
+
+
 def assign(graph: Graph) -> dict[str, str]:
-    return {n: "coproc" if isinstance(graph.node(n), (FxCoproc, FxCoprocOut)) else "neuro"
+    return {n: "coproc" if isinstance(graph.node(n), COPROC_NODES) else "neuro"
             for n in graph.order()}
 
 
@@ -39,17 +42,20 @@ def partition(graph: Graph, spec: TargetSpec) -> dict:
     for src, dst in graph.g.edges:
         if where[src] == where[dst]:
             continue
+        edge_src = src
         if where[dst] == "coproc":       # neuro -> coproc: the current
             cg = graph.node(dst).cgraph
             spec_in = cg.inputs[list(cg.inputs)[graph.inputs(dst).index(src)]]
             shape, bits, signed = spec_in.shape, spec_in.bits, spec_in.signed
-        else:                            # coproc -> neuro: a gain
+        else:                            # coproc -> neuro: a gain (or a delayed map)
+            while isinstance(graph.node(src), FxDelay):
+                src = graph.inputs(src)[0]
             out = graph.node(src)
             cg = graph.node(graph.inputs(src)[0]).cgraph
             s = cg.specs[out.port]
             shape, bits, signed = s.shape, s.bits, s.signed
         values = int(math.prod(shape))
-        channels.append({"src": src, "dst": dst,
+        channels.append({"src": src if where[dst] == "coproc" else edge_src, "dst": dst,
                          "direction": f"{where[src]}->{where[dst]}",
                          "values_per_step": values, "bits": int(bits), "signed": bool(signed),
                          "bytes_per_step": (values * int(bits) + 7) // 8})

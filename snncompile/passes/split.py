@@ -53,8 +53,8 @@ import numpy as np
 
 from ..errors import ResourceLimitError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF,
-                        Input, Output)
+from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+                        FxLIF, Input, Output)
 from ..target import Limits, TargetSpec
 
 RESOURCES = Limits.RESOURCES
@@ -161,7 +161,7 @@ def _through_gates(graph: Graph, name: str) -> str:
 def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
     # FxCoproc / FxCoprocOut run on the embedded x86 cores (see passes/partition.py)
     allowed = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc,
-               FxCoprocOut)
+               FxCoprocOut, FxDelay)
     for name in graph.order():
         node = graph.node(name)
         if not isinstance(node, allowed):

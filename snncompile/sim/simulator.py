@@ -22,8 +22,8 @@ import time
 import numpy as np
 
 from ..errors import GraphError, OverflowDetected, UnsupportedError
-from ..ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDense, FxGate, FxLIF, Graph,
-                  Input, Output)
+from ..ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
+                  Graph, Input, Output)
 from ..target import Numerics, load_target
 from .fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
@@ -187,6 +187,7 @@ class _Gate:
         self.node, self.name, self.strict = node, node.name, strict
         self.shift, self.relu = int(node.shift), bool(node.relu)
         self.gmax = (1 << node.gain_bits) - 1
+        self.up = tuple(node.upsample)
         self.clear_counters()
 
     def clear_counters(self):
@@ -199,12 +200,39 @@ class _Gate:
         if g is None:  # no gain outside the co-processor's window: nothing passes
             g = np.zeros((b,) + (1,) * (a.ndim - 1), np.int64)
         g = np.asarray(g, np.int64)
+        if self.up != (1, 1):  # each neuron reads the gain of its block (nearest)
+            g = g.repeat(self.up[0], axis=-2).repeat(self.up[1], axis=-1)
         a = wrap(a, I32)  # the synapse's message is int32 on its way to the gate
         if self.strict and (g.min(initial=0) < 0 or g.max(initial=0) > self.gmax):
             raise OverflowDetected(f"{self.name}: gain outside [0, {self.gmax}]")
         out = (a * g) >> self.shift
         self.products += int(a.size)
         return np.maximum(out, 0) if self.relu else out
+
+
+class _Delay:
+    """A top-down loop's delay (FxDelay): at global step n the gated node's local step is
+    n - target_depth; for the first `latency` local steps the output is `init`, then the
+    value pushed `steps` global steps earlier."""
+
+    def __init__(self, node, shape):
+        self.node, self.name, self.shape = node, node.name, tuple(shape)
+
+    def clear_counters(self):
+        pass
+
+    def reset(self, batch):
+        self.b, self.buf = batch, {}
+
+    def output(self, n):
+        v = self.buf.pop(n - self.node.steps, None)
+        if n - self.node.target_depth < self.node.latency or v is None:
+            return np.full((self.b,) + self.shape, self.node.init, np.int64)
+        return v
+
+    def push(self, n, value):
+        if value is not None:
+            self.buf[n] = value
 
 
 class _Coproc:
@@ -325,7 +353,9 @@ class Simulator:
                 self.ops[name] = _Gate(node, strict)
             elif isinstance(node, FxCoproc):
                 self.ops[name] = _Coproc(node, self.depth[name], src)
-            elif not isinstance(node, (Input, Flatten, Output, FxCoprocOut)):
+            elif isinstance(node, FxDelay):
+                self.ops[name] = _Delay(node, graph.shape(name))
+            elif not isinstance(node, (Input, Flatten, Output, FxCoprocOut, FxDelay)):
                 raise UnsupportedError(
                     f"{name}: {type(node).__name__} is not supported by the simulator; "
                     "supported: Input, FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, "
@@ -381,6 +411,8 @@ class Simulator:
                 if isinstance(op, _Gate):
                     counts[name] = {"gate_products": op.products}
                     continue
+                if isinstance(op, _Delay):
+                    continue
                 counts[name] = {"synops": op.synops, "input_events": op.events}
                 if isinstance(op, _Conv):
                     overflow[name] = {"conv_wrap": op.wraps}
@@ -390,15 +422,20 @@ class Simulator:
     def _run_batch(self, x, spikes, state, offset, boundary):
         b, steps = x.shape[:2]
         for name, op in self.ops.items():
-            if isinstance(op, (_LIF, _Coproc)):
+            if isinstance(op, (_LIF, _Coproc, _Delay)):
                 op.reset(b)
             elif isinstance(op, _Synapse):
                 op.reset(b, self.graph.shape(name))
+        delays = [n for n in self.order if isinstance(self.ops.get(n), _Delay)]
         for n in range(steps + self.max_depth):
-            values: dict[str, np.ndarray | None] = {}
+            # loop delays answer first: their outputs were computed in earlier steps
+            values: dict[str, np.ndarray | None] = {d: self.ops[d].output(n) for d in delays}
             for name in self.order:
                 node = self.graph.node(name)
                 srcs = [values[s] for s in self.graph.inputs(name)]
+                if name in values:  # a loop delay: store this step's input for later
+                    self.ops[name].push(n, srcs[0])
+                    continue
                 if isinstance(node, Input):
                     values[name] = x[:, n] if n < steps else None
                     continue
