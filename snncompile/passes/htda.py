@@ -92,7 +92,7 @@ def lower_htda(model, fixed: Graph, spec, x_cal: np.ndarray | None) -> Graph:
            Conv2d("td_conv2", ("td_relu",), weight=w2q, bias=b2.astype(np.int64),
                   padding=(pad, pad), shift=s2, out_bits=HIDDEN_BITS),
            SigmoidLUT("map", ("td_conv2",), in_scale_shift=0, table=table)]
-    cg = CoprocGraph({"s": ValueSpec(s_shape, 2)}, ops, ["map"])
+    cg = CoprocGraph({"s": ValueSpec(s_shape, 1, signed=False)}, ops, ["map"])  # spikes
     doc, arrays = cg.to_dict()
     # --- rebuild the graph with the loop: syn -> gate(syn, delay) -> target
     syn = fixed.inputs(target)[0]
