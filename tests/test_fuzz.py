@@ -158,33 +158,25 @@ def _read(root: Path, name: str) -> bytes:
 
 
 # ------------------------------------------------------------------ single files
-def test_fuzz_checkpoint(seeds, work):
-    from snncompile.nn import load_checkpoint
-
-    @FUZZ
-    @given(data=mutated(_read(seeds, "tiny.pt")))
-    def run(data):
-        _expect_clean(load_checkpoint, _write(work / "f.pt", data))
-    run()
-
-
-def test_fuzz_nir(seeds, work):
-    from snncompile.frontends.nir_import import import_nir
-
-    @FUZZ
-    @given(data=mutated(_read(seeds, "tiny.nir")))
-    def run(data):
-        _expect_clean(import_nir, _write(work / "f.nir", data))
-    run()
-
-
-def test_fuzz_netx(seeds, work):
+def _loader(which: str):
+    if which == "pt":
+        from snncompile.nn import load_checkpoint
+        return load_checkpoint
+    if which == "nir":
+        from snncompile.frontends.nir_import import import_nir
+        return import_nir
     from snncompile.frontends.netx_import import import_netx
+    return import_netx
+
+
+@pytest.mark.parametrize("ext", ["pt", "nir", "net"])
+def test_fuzz_model_files(seeds, work, ext):
+    load = _loader(ext)
 
     @FUZZ
-    @given(data=mutated(_read(seeds, "tiny.net")))
+    @given(data=mutated(_read(seeds, f"tiny.{ext}")))
     def run(data):
-        _expect_clean(import_netx, _write(work / "f.net", data))
+        _expect_clean(load, _write(work / f"f.{ext}", data))
     run()
 
 

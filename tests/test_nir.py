@@ -194,6 +194,17 @@ def test_export_round_trip(tmp_path):
 norse = pytest.importorskip("norse.torch")
 
 
+def _run_norse(model, x):
+    """Output spikes of a norse SequentialState over x (B, T, ...), as bool."""
+    import torch
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            z, state = model(x[:, t], state)
+            outs.append(z)
+    return torch.stack(outs, 1).numpy() > 0
+
+
 def test_norse_model_imports_matches_and_compiles():
     import torch
 
@@ -211,12 +222,7 @@ def test_norse_model_imports_matches_and_compiles():
     assert any("norse#411" in q for q in graph.meta["nir_quirks"])
     # the imported float graph spikes exactly like norse
     x = torch.as_tensor(_spikes((3, 20, 8)), dtype=torch.float32)
-    state, outs = None, []
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            z, state = model(x[:, t], state)
-            outs.append(z)
-    ref = torch.stack(outs, 1).numpy() > 0
+    ref = _run_norse(model, x)
     got = run_float(graph, x.numpy())[lif.name]
     assert ref.any() and np.array_equal(ref, got)
     xi = x.numpy().astype(np.int64)
@@ -261,12 +267,7 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
     graph = import_norse(model, torch.zeros(1, 2, 8, 8), dt=DT)
     assert graph.node("input").shape == (2, 8, 8)
     x = torch.as_tensor(_spikes((2, 15, 2, 8, 8), p=0.5), dtype=torch.float32)
-    state, outs = None, []
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            z, state = model(x[:, t], state)
-            outs.append(z)
-    ref = torch.stack(outs, 1).numpy() > 0
+    ref = _run_norse(model, x)
     last = graph.inputs(graph.output_node().name)[0]
     assert 0 < ref.sum() < ref.size and np.array_equal(ref, run_float(graph, x.numpy())[last])
 
