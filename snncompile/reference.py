@@ -40,6 +40,9 @@ def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = 
     x0 = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
     n, t = x0.shape[:2]
     chunk = 1 if graph.nodes(FxDelay) else t
+    if graph.nodes(FxDelay) and any(n.delay is not None for n in graph.nodes(FxDense)):
+        raise UnsupportedError("a graph with both a top-down loop and synaptic delays has no "
+                               "integer reference yet")
     state: dict[str, object] = {}
     parts: dict[str, list] = {}
     for start in range(0, t, chunk):
@@ -119,9 +122,20 @@ def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
     x = x.to(torch.int64)
     if node.num_message_bits == 0:
         x = (x != 0).to(torch.int64)
-    acc = torch.matmul(x, w.T)                      # exact int64
     e = int(node.weight_exp)
-    return acc * (1 << e) if e > 0 else torch.div(acc, 1 << -e, rounding_mode="floor")
+
+    def shifted(acc):
+        return acc * (1 << e) if e > 0 else torch.div(acc, 1 << -e, rounding_mode="floor")
+    if node.delay is None:
+        return shifted(torch.matmul(x, w.T))        # exact int64
+    d = torch.as_tensor(np.asarray(node.delay, np.int64))
+    out = torch.zeros(x.shape[:2] + (w.shape[0],), dtype=torch.int64)
+    for k in torch.unique(d).tolist():             # delay k: step t gets what s(t-k) sent
+        if k >= x.shape[1]:
+            continue                                # arrives after the window
+        part = shifted(torch.matmul(x, torch.where(d == k, w, 0).T))
+        out[:, k:] += part[:, :x.shape[1] - k] if k else part
+    return out
 
 
 def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:

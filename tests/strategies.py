@@ -22,7 +22,7 @@ def _lif(rng, name, shape, scale):
 
 
 @st.composite
-def fixed_networks(draw, conv=None, max_layers=3):
+def fixed_networks(draw, conv=None, max_layers=3, delays=False):
     seed = draw(st.integers(0, 2**32 - 1))
     use_conv = draw(st.booleans()) if conv is None else conv
     n_layers = draw(st.integers(1, max_layers))
@@ -54,9 +54,11 @@ def fixed_networks(draw, conv=None, max_layers=3):
         n_out = int(rng.integers(1, 16))
         mode = rng.choice(["mixed", "excitatory", "inhibitory"], p=[.7, .2, .1])
         exp = int(rng.integers(-2, 4))
+        delay = rng.integers(0, 5, (n_out, n_in)) if delays else None
         nodes.append(FxDense(f"fc{i}", weight=_weights(rng, (n_out, n_in), mode),
                              weight_exp=exp, sign_mode=str(mode),
-                             num_message_bits=bits if (first_graded and i == 1) else 0))
+                             num_message_bits=bits if (first_graded and i == 1) else 0,
+                             delay=delay))
         nodes.append(_lif(rng, f"lif{i}", (n_out,), 2 ** max(exp, 0) * 32))
         n_in = n_out
     nodes.append(Output("out"))

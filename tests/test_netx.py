@@ -281,14 +281,54 @@ def test_unsupported_neurons(tmp_path, override, match):
         import_netx(path)
 
 
-def test_unsupported_layers_and_delays(tmp_path):
+def test_dense_delays_follow_netx_broadcast_and_clamp(tmp_path):
     path = _dense_file(tmp_path / "d.net")
     with h5py.File(path, "a") as f:
-        f["layer/0"].create_dataset("delay", data=np.array([0, 2, 1]))
-    with pytest.raises(UnsupportedError, match=r"layer 0 \(dense\).*delays \(max 2"):
-        import_netx(path)
+        f["layer/0"].create_dataset("delay", data=np.array([0, 2, 70]))  # per output neuron
+    d = import_netx(path).node("L0_dense").delay
+    assert d.shape == (3, 4) and d[:, 0].tolist() == [0, 2, 62] and (d == d[:, :1]).all()
     with h5py.File(path, "a") as f:
-        f["layer/0/delay"][...] = 0
+        del f["layer/0/delay"]
+        f["layer/0"].create_dataset("delay", data=np.array([-1, 0, 0]))
+    with pytest.raises(InputFileError, match="negative delay"):
+        import_netx(path)
+
+
+def test_slayer_network_with_delays_matches_netx_in_lava(tmp_path):
+    """Per-synapse delays written into a slayer export: our simulator (DelayDense
+    semantics) equals netx's own loader in Lava, every layer, every step."""
+    path = tmp_path / "delay.net"
+    torch.manual_seed(5)
+    blocks = [slayer.block.cuba.Dense(NEURON, 10, 8, weight_scale=3, weight_norm=False),
+              slayer.block.cuba.Dense(NEURON, 8, 4, weight_scale=3, weight_norm=False)]
+    _export_blocks(blocks, path, (10,))
+    rng = np.random.default_rng(6)
+    with h5py.File(path, "a") as f:
+        f["layer/0"].create_dataset("delay", data=rng.integers(0, 4, (8, 10)))
+        f["layer/1"].create_dataset("delay", data=rng.integers(0, 3, (4,)))
+    graph = import_netx(path)
+    assert graph.node("L0_dense").delay is not None
+    export_netx(graph, tmp_path / "once.net")           # delays survive the round trip
+    once = import_netx(tmp_path / "once.net")
+    export_netx(once, tmp_path / "twice.net")
+    twice = import_netx(tmp_path / "twice.net")
+    twice.meta["source"] = once.meta["source"]
+    assert graphs_equal(once, twice)
+    assert np.array_equal(once.node("L1_dense").delay, graph.node("L0_dense").delay)
+    x = (rng.random((14, 10)) < 0.5).astype(np.uint8)
+    total, _ = _compare(path, graph, x)
+    assert total > 5
+    undelayed = import_netx(path)
+    for n in undelayed.nodes(FxDense):
+        n.delay = None
+    a = Simulator(graph).run(x[None]).spikes["L1_lif"]
+    b = Simulator(undelayed).run(x[None]).spikes["L1_lif"]
+    assert not np.array_equal(a, b), "the delays must matter for this test to mean anything"
+
+
+def test_unsupported_layers(tmp_path):
+    path = _dense_file(tmp_path / "d.net")
+    with h5py.File(path, "a") as f:
         g = f.create_group("layer/1")
         g.create_dataset("type", (1,), "S10", [b"pool"])
     with pytest.raises(UnsupportedError, match=r"layer 1 \(pool\).*supported: input, dense"):

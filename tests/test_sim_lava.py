@@ -31,3 +31,9 @@ def test_simulator_equals_lava_dense(case):
 @given(fixed_networks(conv=True, max_layers=2))
 def test_simulator_equals_lava_conv(case):
     assert_lava_equals_simulator(case)
+
+
+@settings(max_examples=8, **SLOW_OK)
+@given(fixed_networks(conv=False, delays=True))
+def test_simulator_equals_lava_with_synaptic_delays(case):
+    assert_lava_equals_simulator(case)

@@ -27,6 +27,16 @@ def test_simulator_equals_reference_spikes_and_state(case):
         assert np.array_equal(res.state[name][1], states[name][1]), name
 
 
+@settings(max_examples=30, deadline=None)
+@given(fixed_networks(conv=False, delays=True))
+def test_simulator_equals_reference_with_synaptic_delays(case):
+    graph, x = case
+    res = Simulator(graph).run(x, batch_size=2)
+    ref = reference_run(graph, x)
+    for name in ref:
+        assert np.array_equal(res.spikes[name], ref[name]), name
+
+
 @settings(max_examples=25, deadline=None)
 @given(fixed_networks())
 def test_batch_size_does_not_change_results_or_counts(case):

@@ -174,8 +174,8 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     """Create and connect the Lava processes for `graph`, fed with `x` (N, T, *in_shape)."""
     from lava.proc.conv.models import PyConvModelFixed
     from lava.proc.conv.process import Conv
-    from lava.proc.dense.models import PyDenseModelBitAcc
-    from lava.proc.dense.process import Dense
+    from lava.proc.dense.models import PyDelayDenseModelBitAcc, PyDenseModelBitAcc
+    from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.io.source import PySendModelFixed, RingBuffer
     from lava.proc.lif.models import PyLifResetModelBitAcc
     from lava.proc.lif.process import LIFReset
@@ -231,10 +231,16 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             w = np.asarray(node.weight, dtype=np.int64)
             if perm is not None:
                 w = w[:, perm]
-            proc = Dense(weights=w.astype(np.int32), weight_exp=int(node.weight_exp),
-                         num_weight_bits=int(node.num_weight_bits),
-                         sign_mode=sign_modes[node.sign_mode],
-                         num_message_bits=int(node.num_message_bits), name=name)
+            kw = dict(weights=w.astype(np.int32), weight_exp=int(node.weight_exp),
+                      num_weight_bits=int(node.num_weight_bits),
+                      sign_mode=sign_modes[node.sign_mode],
+                      num_message_bits=int(node.num_message_bits), name=name)
+            if node.delay is not None:
+                d = np.asarray(node.delay, dtype=np.int64)
+                proc = DelayDense(delays=(d if perm is None else d[:, perm]).astype(int),
+                                  **kw)
+            else:
+                proc = Dense(**kw)
             procs.append(proc)
             _connect(srcs, proc.s_in)
             outs[name] = (proc.a_out, None, shape)
@@ -320,7 +326,8 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     models = {RingBuffer: PySendModelFixed, Dense: PyDenseModelBitAcc,
               Conv: PyConvModelFixed, LIFReset: PyLifResetModelBitAcc,
               SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,
-              GateProcess: PyGateModel, DelayProcess: PyDelayModel}
+              GateProcess: PyGateModel, DelayProcess: PyDelayModel,
+              DelayDense: PyDelayDenseModelBitAcc}
     # Pin the bit-accurate models. Keyed by class (what RunConfig.select reads) AND by
     # instance: the compiler's own lookup (lava/magma/compiler/compiler_graphs.py:1031,
     # `proc in run_cfg.exception_proc_model_map`) tests the instance, and when it misses it
@@ -474,6 +481,18 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
     _check_graph(graph)
     x = _check_inputs(graph, inputs)
     require_lava()
+    if len(x) > 1 and any(getattr(graph.node(k), "delay", None) is not None
+                          for k in graph.order()):
+        # delayed messages of one sample would land in the next sample's window of a
+        # chained run: run each sample on its own
+        start = time.perf_counter()
+        runs = []
+        for i in _progress(range(len(x)), progress, "lava (one run per sample)"):
+            runs.append(run_lava(graph, x[i:i + 1]))
+        spikes = {k: np.concatenate([r.spikes[k] for r in runs]) for k in runs[0].spikes}
+        boundary = {k: np.concatenate([r.boundary[k] for r in runs])
+                    for k in (runs[0].boundary or {})}
+        return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
     from .lava_procs import read_record  # imports Lava
 
     n, t_len = x.shape[:2]
@@ -504,6 +523,13 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
             ours = rec if perm is None else _unpermute(rec, perm)
             boundary[name] = ours.reshape((n, t_len) + tuple(graph.node(name).shape))
     return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
+
+
+def _progress(it, on: bool, desc: str):
+    if not on:
+        return it
+    from tqdm import tqdm
+    return tqdm(it, desc=desc, unit="sample", file=sys.stderr, disable=None)
 
 
 def _unpermute(flat: np.ndarray, perm: np.ndarray) -> np.ndarray:

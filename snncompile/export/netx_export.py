@@ -144,8 +144,11 @@ def _dense(node: FxDense) -> dict:
         raise UnsupportedError(
             f"{node.name}: effective weights span [{int(weight.min())}, {int(weight.max())}],"
             " which netx's weight optimisation does not keep exact (8-bit synapses)")
-    return {"type": "dense", "shape": np.array([node.weight.shape[0]], np.int64),
-            "weight": weight.astype(np.int32)}
+    layer = {"type": "dense", "shape": np.array([node.weight.shape[0]], np.int64),
+             "weight": weight.astype(np.int32)}
+    if node.delay is not None:  # per synapse, read back by netx as is
+        layer["delay"] = np.asarray(node.delay, np.int32)
+    return layer
 
 
 def _conv(node: FxConv2d, graph: Graph) -> dict:

@@ -40,7 +40,8 @@ input and the runs can differ (the conv test in tests/test_netx.py: 20 spikes); 
 biases zero they agree either way. Output spikes of a layer at depth d for local step k
 appear at Lava step k + d + 1 (sink column k + d).
 
-Unsupported (UnsupportedError naming layer and value): non-zero delays, refDelay > 1
+Dense synaptic delays are imported (netx's broadcasting and clamp to 62 reproduced).
+Unsupported (UnsupportedError naming layer and value): conv delays, refDelay > 1
 (Lava's LIF has no refractory period; netx ignores it), graded spikes, SDNN/RF neurons,
 dilation, recurrent/complex dense, pooling and the other layer types netx does not
 implement, and weights for which netx's weight optimisation shifts by a negative amount.
@@ -360,6 +361,26 @@ def _bias(layer: _Layer, shape: tuple[int, ...]) -> np.ndarray:
                     "(CHW); expected per-channel or full WHC")
 
 
+def _dense_delay(layer: _Layer, shape: tuple[int, int]) -> np.ndarray | None:
+    """netx's dense delays (hdf5.py:425-448): a scalar, one per output (axonal), one per
+    input, or one per synapse; values above 62 are clamped to 62 as netx does."""
+    if "delay" not in layer.raw:
+        return None
+    d = layer.ints("delay")
+    if d.size and d.min() < 0:
+        raise layer.bad(f"negative delay ({int(d.min())})")
+    d = np.clip(d, 0, NETX_MAX_DELAY)
+    if d.ndim == 0 or d.size == 1:
+        d = np.full(shape, int(d.reshape(-1)[0]) if d.size else 0)
+    elif d.ndim == 1 and d.size == shape[0]:
+        d = np.repeat(d.reshape(-1, 1), shape[1], axis=1)
+    elif d.ndim == 1 and d.size == shape[1]:
+        d = np.repeat(d.reshape(1, -1), shape[0], axis=0)
+    elif tuple(d.shape) != tuple(shape):
+        raise layer.bad(f"delay of shape {d.shape} does not fit weights {shape}")
+    return d.astype(np.int32) if d.any() else None
+
+
 def _no_delay(layer: _Layer) -> None:
     if "delay" not in layer.raw:
         return
@@ -463,13 +484,13 @@ def _dense_weight(layer: _Layer) -> np.ndarray:
 
 def _dense(graph: Graph, layer: _Layer, prev: str) -> str:
     w = _dense_weight(layer)
-    _no_delay(layer)
+    delay = _dense_delay(layer, w.shape)
     n_out = w.shape[0]
     shape = (n_out,)
     neuron = _neuron(layer, layer.raw.get("neuron"), shape)   # default if absent
     prepared, bits, exp, mode = netx_dense_weights(w, layer.where)
     syn = FxDense(name=f"L{layer.index}_dense", weight=prepared, weight_exp=exp,
-                  num_weight_bits=bits, sign_mode=mode, num_message_bits=0)
+                  num_weight_bits=bits, sign_mode=mode, num_message_bits=0, delay=delay)
     prev = _add(graph, syn, prev, layer)
     neuron.name = f"L{layer.index}_lif"
     neuron.bias_mant = _bias(layer, shape)

@@ -275,6 +275,12 @@ class FxDense(Node):
     weight: int32 (out, in) mantissas, already representable (see `sign_mode`).
     Each step: acc = W @ s (binary: sum of columns of active inputs; graded: product);
     a = acc << weight_exp (or >> -weight_exp, floor); a is delivered one step later.
+
+    delay (optional, int (out, in) in [0, 62]: Lava `DelayDense`, PyDelayDenseModelBitAcc):
+    synapse (i, j) delivers 1 + delay[i, j] steps later; the exponent is applied to each
+    delay's partial sum: a_k = (sum_{j: delay[i, j] = k} W[i, j] s_j) << weight_exp. In local
+    time the node's output at step t is sum_k a_k(t - k); what would arrive after the
+    window is dropped.
     """
 
     weight: np.ndarray = None
@@ -282,14 +288,28 @@ class FxDense(Node):
     num_weight_bits: int = 8
     sign_mode: str = "mixed"  # mixed | excitatory | inhibitory (Lava SignMode)
     num_message_bits: int = 0  # 0: binary spikes in; >0: graded values in
+    delay: np.ndarray = None
     is_synapse: ClassVar[bool] = True
     kind: ClassVar[str] = "graded"
+
+    MAX_DELAY: ClassVar[int] = 62  # Loihi 2 has 6 delay bits; netx clamps to 62
+
+    def __post_init__(self):
+        if self.delay is not None:
+            d = np.asarray(self.delay)
+            if d.shape != np.shape(self.weight) or d.dtype.kind not in "iu" \
+                    or (d.size and (d.min() < 0 or d.max() > self.MAX_DELAY)):
+                raise GraphError(f"{self.name}: delay must be integers in [0, "
+                                 f"{self.MAX_DELAY}] shaped like the weights "
+                                 f"{np.shape(self.weight)}")
+            self.delay = d.astype(np.int32) if d.any() else None
 
     out_shape = Dense.out_shape
 
     def summary(self):
+        extra = "" if self.delay is None else f", delays <= {int(self.delay.max())}"
         return (f"{self.weight.shape[1]} -> {self.weight.shape[0]}, w_exp={self.weight_exp}, "
-                f"{self.num_weight_bits}b {self.sign_mode}")
+                f"{self.num_weight_bits}b {self.sign_mode}{extra}")
 
 
 @dataclass

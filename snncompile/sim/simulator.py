@@ -104,6 +104,35 @@ class _Dense(_Synapse):
         self.wt = np.ascontiguousarray(w.T.astype(self.dtype))      # (in, out)
         self.wt_int = np.ascontiguousarray(w.T)                       # for gathers
         self.fanout = np.count_nonzero(w, axis=0).astype(np.int64)  # per input
+        self.delays = None
+        if node.delay is not None:  # one (in, out) matrix per delay value present
+            dt = np.int64 if self.dtype is np.int64 else self.dtype
+            self.delays = [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T
+                                                         .astype(dt)))
+                           for k in np.unique(node.delay)]
+
+    def reset(self, batch, out_shape):
+        super().reset(batch, out_shape)
+        self.ring, self.t = {}, 0
+
+    def step(self, x):
+        """With synaptic delays: partial sums per delay k land k steps after the usual
+        one-step buffer (Lava DelayDense); without, the plain buffer."""
+        if self.delays is None:
+            return super().step(x)
+        out = self.ring.pop(self.t, None)
+        if out is None:
+            out = np.zeros_like(self.buf)
+        if x is not None:
+            xf = x.astype(self.dtype) if self.dtype is not np.int64 else x.astype(np.int64)
+            for k, wt in self.delays:
+                acc = (xf @ wt).astype(np.int64)
+                slot = self.t + 1 + k
+                self.ring[slot] = self.ring.get(slot, 0) + shift_exp(acc, self.exp)
+            nz = (x != 0).reshape(x.shape[0], -1).sum(0)
+            self.in_counts = nz if self.in_counts is None else self.in_counts + nz
+        self.t += 1
+        return out
 
     def compute(self, x):
         if not self.graded and x.shape[0] == 1:  # event-driven: add the active rows
