@@ -109,6 +109,8 @@ class Build:
         except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
             raise InputFileError(f"{path}: unreadable report ({type(exc).__name__}); "
                                  "recompile") from None
+        if not isinstance(report, dict):
+            raise InputFileError(f"{path}/report.json: not a JSON object; recompile")
         float_graph = Graph.load(path / "float") if (path / "float").is_dir() else None
         return cls(graph=Graph.load(path), float_graph=float_graph,
                    target=load_target(path / "target.toml"), report=report,

@@ -11,6 +11,7 @@ fuzz tests tolerate none of them.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 import struct
@@ -27,7 +28,8 @@ import snncompile  # noqa: F401  (installs the Lava import fix)
 from snncompile.errors import SnnCompileError
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
 
-FUZZ = settings(max_examples=50, deadline=None, database=None,
+FUZZ = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", 50)), deadline=None,
+                database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 

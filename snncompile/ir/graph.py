@@ -209,9 +209,13 @@ class Graph:
 
     @classmethod
     def from_dict(cls, doc: dict, arrays: dict[str, np.ndarray], where: str = "graph") -> "Graph":
-        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT \
+                or doc.get("version") != VERSION:
             raise InputFileError(f"{where}: not a {FORMAT} version {VERSION} document")
-        graph = cls(doc.get("meta", {}))
+        meta = doc.get("meta", {})
+        if not isinstance(meta, dict):
+            raise InputFileError(f"{where}: 'meta' must be an object")
+        graph = cls(meta)
         loops: list = []
         try:
             for entry in doc["nodes"]:
