@@ -134,8 +134,8 @@ def test_scale_and_threshold_fold_into_weights():
 
 def test_unsupported_node_lists_supported():
     g, _, _ = _hand_graph()
-    g.nodes["lif1"] = nir.Delay(delay=np.ones(12))
-    with pytest.raises(UnsupportedError, match="Delay") as err:
+    g.nodes["lif1"] = nir.I(r=np.ones(12))
+    with pytest.raises(UnsupportedError, match="node 'lif1' has unsupported type I;") as err:
         import_nir(g)
     assert all(name in str(err.value) for name in SUPPORTED)
 
@@ -283,3 +283,62 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
     assert any("norse#411" in q for q in back.meta["nir_quirks"])
     lif = back.nodes(LIF)[0]
     assert (lif.du, lif.dv, lif.vth) == pytest.approx((0.2, 0.1, 10.0), rel=1e-5)
+
+
+def _delayed_graph(delays_s, seed=2):
+    """Input -> Delay -> Linear -> CubaLIF -> Delay -> Linear -> CubaLIF -> Output."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.8, (10, 6)).astype(np.float32)
+    w2 = rng.normal(0, 0.8, (3, 10)).astype(np.float32)
+    nodes = {"in": nir.Input(input_type={"input": np.array([6])}),
+             "d1": nir.Delay(delay=np.asarray(delays_s, np.float32)),
+             "fc1": nir.Linear(weight=w1), "lif1": _cuba(10, 5e-3, 1e-2, vth=0.8),
+             "d2": nir.Delay(delay=np.full(10, 2 * DT, np.float32)),
+             "fc2": nir.Linear(weight=w2), "lif2": _cuba(3, 4e-3, 2e-2, vth=0.6),
+             "out": nir.Output(output_type={"output": np.array([3])})}
+    order = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])), type_check=False)
+
+
+def test_nir_delays_become_synaptic_delays_and_verify_with_lava():
+    from snncompile.verify import verify
+    steps = [0, 1, 3, 0, 2, 5]
+    graph = import_nir(_delayed_graph(np.asarray(steps) * DT), dt=DT)
+    d1 = graph.node("fc1").delay
+    assert d1.shape == (10, 6) and d1[0].tolist() == steps and (d1 == d1[:1]).all()
+    assert (graph.node("fc2").delay == 2).all()
+    x = _spikes((4, 15, 6), p=0.5)
+    # the float model delays: input 5 (delay 5) cannot matter before step 5
+    y = x.copy()
+    y[:, :, 5] = 0
+    a, b = run_float(graph, x)["lif1"], run_float(graph, y)["lif1"]
+    assert np.array_equal(a[:, :5], b[:, :5])
+    build = compile_model(graph, "loihi2", calib=x)
+    assert build.graph.node("fc1").delay is not None
+    report = verify(build, x)
+    assert report.equivalent and report.backends["lava"]["spikes"] > 0, report.text()
+
+
+def test_nir_delay_in_the_wrong_place_or_too_long_is_refused():
+    g = _delayed_graph(np.full(6, 70 * DT))
+    with pytest.raises(UnsupportedError, match="steps; Loihi 2 holds 0 .. 62"):
+        import_nir(g, dt=DT)
+    nodes = dict(g.nodes)
+    nodes["d1"] = nir.Delay(delay=np.zeros(6, np.float32))
+    order = ["in", "fc1", "d1", "lif1"]
+    bad = nir.NIRGraph(nodes={k: nodes[k] for k in order} | {"out": nodes["out"]},
+                       edges=list(zip(order, order[1:])) + [("lif1", "out")],
+                       type_check=False)
+    with pytest.raises(UnsupportedError, match="Delay is supported only directly in front"):
+        import_nir(bad, dt=DT)
+
+
+def test_nir_delays_round_trip_through_export(tmp_path):
+    from snncompile.export.nir_export import write_nir
+    graph = import_nir(_delayed_graph(np.asarray([0, 1, 3, 0, 2, 5]) * DT), dt=DT)
+    write_nir(graph, tmp_path / "d.nir", dt=DT)
+    back = import_nir(tmp_path / "d.nir", dt=DT)
+    assert np.array_equal(back.node("fc1").delay, graph.node("fc1").delay)
+    x = _spikes((3, 12, 6), p=0.5)
+    a, b = run_float(graph, x), run_float(back, x)
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -41,6 +41,16 @@ def export_nir(graph: Graph, dt: float = 1e-3):
             nodes[name] = nir.Input(input_type={"input": shape})
         elif isinstance(node, Dense):
             nodes[name] = nir.Linear(weight=np.asarray(node.weight, np.float32))
+            if node.delay is not None:  # per input column -> a Delay in front of it
+                d = np.asarray(node.delay)
+                if not (d == d[:1]).all():
+                    raise UnsupportedError(f"{name}: per-synapse delays that differ within "
+                                           "a column have no NIR form (NIR delays are per "
+                                           "input)")
+                nodes[f"{name}_delay"] = nir.Delay(delay=(d[0] * dt).astype(np.float32))
+                edges += [(src, f"{name}_delay") for src in graph.inputs(name)]
+                edges.append((f"{name}_delay", name))
+                continue
         elif isinstance(node, Conv2d):
             nodes[name] = nir.Conv2d(
                 input_shape=tuple(in_shape[1:]), weight=np.asarray(node.weight, np.float32),

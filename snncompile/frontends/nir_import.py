@@ -41,7 +41,7 @@ from ..errors import InputFileError, UnsupportedError
 from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
-             "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")
+             "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")
 _REL_TOL = 1e-6  # per-neuron parameters closer than this count as one per-layer value
 
 
@@ -201,6 +201,7 @@ class _Builder:
         self.shape: tuple[int, ...] = ()
         self.bias: np.ndarray | None = None
         self.in_scale: np.ndarray | None = None
+        self.in_delay: np.ndarray | None = None  # steps per input, for the next Linear
 
     def build(self, chain) -> Graph:
         for i, (key, node) in enumerate(chain):
@@ -277,9 +278,32 @@ class _Builder:
         if self.in_scale is not None:
             w = w * self.in_scale.reshape(1, -1)
             self.in_scale = None
-        self.nodes.append(Dense(name, weight=w.astype(np.float32)))
+        delay = None
+        if self.in_delay is not None:  # a Delay on the inputs: per column of the weights
+            delay = np.repeat(self.in_delay.reshape(1, -1), w.shape[0], axis=0)
+            self.in_delay = None
+        self.nodes.append(Dense(name, weight=w.astype(np.float32), delay=delay))
         self.shape = (w.shape[0],)
         self._set_bias(bias, where)
+
+    def _delay(self, name, node, where, nxt):
+        """A Delay in front of a Linear/Affine becomes per-synapse delays of that layer:
+        round(delay / dt) steps, in [0, 62] (Loihi 2's delay field)."""
+        if _type(nxt) not in ("Linear", "Affine") or self.in_scale is not None \
+                or self.bias is not None:
+            raise UnsupportedError(f"{where}: a Delay is supported only directly in front of "
+                                   "a Linear or Affine layer (it becomes that layer's "
+                                   "synaptic delays)")
+        d = np.broadcast_to(_arr(node.delay).astype(np.float64), self.shape)
+        steps = np.round(d / self.dt)
+        if not np.all(np.isfinite(steps)) or steps.min() < 0 or steps.max() > 62:
+            raise UnsupportedError(f"{where}: delay / dt spans [{steps.min()}, {steps.max()}] "
+                                   "steps; Loihi 2 holds 0 .. 62")
+        err = float(np.abs(steps * self.dt - d).max())
+        if err > 1e-9:
+            self.meta["nir_quirks"].append(f"{name}: delays rounded to whole steps of dt "
+                                           f"(largest error {err:.3g} s)")
+        self.in_delay = steps.astype(np.int32).reshape(-1)
 
     def _affine(self, name, node, where, nxt):
         self._linear(name, node, where, nxt, bias=_arr(node.bias))

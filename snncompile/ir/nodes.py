@@ -94,9 +94,14 @@ class Input(Node):
 
 @dataclass
 class Dense(Node):
-    """Float fully connected synapses: y = W x. weight: (out, in)."""
+    """Float fully connected synapses: y = W x. weight: (out, in).
+
+    delay (optional): int (out, in) extra steps per synapse, y_t = sum_k W_k x_{t-k} with
+    W_k the weights whose delay is k (what a NIR Delay node in front of a Linear becomes).
+    """
 
     weight: np.ndarray = None
+    delay: np.ndarray = None
     is_synapse: ClassVar[bool] = True
 
     def out_shape(self, in_shapes):

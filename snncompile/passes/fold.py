@@ -43,6 +43,9 @@ def fold_pools(graph: Graph) -> tuple[Graph, bool]:
         scale = 1.0 / (pool.kernel[0] * pool.kernel[1]) if isinstance(pool, AvgPool2d) else 1.0
         kh, kw = pool.kernel
         if isinstance(syn, Dense):
+            if syn.delay is not None:
+                raise UnsupportedError(f"{syn.name}: a pool cannot be folded into a Dense "
+                                       "with synaptic delays")
             c, ph, pw = graph.shape(name)
             w = syn.weight.reshape(syn.weight.shape[0], c, ph, pw)
             w = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) * scale

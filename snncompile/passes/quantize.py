@@ -228,7 +228,7 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
                       groups=syn.groups, num_message_bits=msg_bits)
     else:
         fs = FxDense(syn.name, weight=wq, weight_exp=e, num_weight_bits=num.weight_bits,
-                     sign_mode=mode, num_message_bits=msg_bits)
+                     sign_mode=mode, num_message_bits=msg_bits, delay=syn.delay)
     fl = FxLIF(name, shape=lif.shape, du=du, dv=dv, vth=vth,
                bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp)
     rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,

@@ -89,7 +89,15 @@ def _frames(fn, a):
 def _apply(node, a, lif_layers, record):
     if isinstance(node, Dense):
         w = torch.as_tensor(node.weight, dtype=torch.float32)
-        return a @ w.T
+        if node.delay is None:
+            return a @ w.T
+        d = torch.as_tensor(np.asarray(node.delay, np.int64))
+        out = torch.zeros(a.shape[:2] + (w.shape[0],), dtype=a.dtype)
+        for k in torch.unique(d).tolist():   # delay k: step t gets the input of t - k
+            if k < a.shape[1]:
+                part = a @ torch.where(d == k, w, torch.zeros_like(w)).T
+                out[:, k:] += part[:, :a.shape[1] - k] if k else part
+        return out
     if isinstance(node, Conv2d):
         w = torch.as_tensor(node.weight, dtype=torch.float32)
         return _frames(lambda f: torch.nn.functional.conv2d(
