@@ -91,6 +91,8 @@ def _evaluate(graph, x, start, num, state, parts, record_state):
             if name not in state:
                 state[name] = _Coproc(node, n)
             values[name] = state[name].run(ins)
+            for src, v in zip(graph.inputs(name), ins):
+                parts.setdefault(f"@{name}<-{src}", []).append((v.to(torch.int64),))
         elif isinstance(node, FxCoprocOut):
             values[name] = ins[0][node.port]
             parts.setdefault("@" + name, []).append((values[name],))

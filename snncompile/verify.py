@@ -136,9 +136,10 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
             diff = np.asarray(sent[b][name]) != sent[base][name]
             row["mismatches"][b] = int(diff.sum())
             if diff.any():
+                depth = graph.depth(name.split("<-")[0])  # an output, or a partition's input
                 k = np.argwhere(diff.reshape(n, t, -1))
-                k = min(k.tolist(), key=lambda r: (r[0], r[1] + graph.depth(name), r[2]))
-                cand = (k[0], k[1] + graph.depth(name), name, k[2], k[1])
+                k = min(k.tolist(), key=lambda r: (r[0], r[1] + depth, r[2]))
+                cand = (k[0], k[1] + depth, name, k[2], k[1])
                 if first_value is None or cand < first_value:
                     first_value = cand
         total += sum(row["mismatches"].values())

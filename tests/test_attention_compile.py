@@ -94,9 +94,12 @@ def test_lowering_shape_gates_and_gains_in_range():
     assert g.inputs("lif1") == ["att.gate_sa"] and g.inputs("att.coproc") == ["conv1"]
     sim = Simulator(g).run(x)
     shapes = {k: v.shape[2:] for k, v in sim.boundary.items()}
-    assert shapes == {"att.g_ta": (1, 1, 1), "att.g_ca": (4, 1, 1), "att.g_sa": (1, 5, 5)}
-    for v in sim.boundary.values():
-        assert v.min() >= 0 and v.max() <= 255
+    assert shapes == {"att.g_ta": (1, 1, 1), "att.g_ca": (4, 1, 1), "att.g_sa": (1, 5, 5),
+                      "att.coproc<-conv1": (4, 5, 5)}    # gains out, the current in
+    for k, v in sim.boundary.items():
+        if k.startswith("att.g_"):
+            assert v.min() >= 0 and v.max() <= 255
+    assert sim.boundary["att.coproc<-conv1"].any()
 
 
 def test_partition_report_against_a_hand_count():
@@ -173,7 +176,7 @@ def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
     out = cli("verify", tmp_path / "b", "--inputs", tmp_path / "test.npz", "--json",
               tmp_path / "v.json")
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["equivalent"] and len(report["boundary"]) == 6, out
+    assert report["equivalent"] and len(report["boundary"]) == 8, out   # 6 gains, 2 currents
     assert all(v == 0 for r in report["boundary"] for v in r["mismatches"].values())
     assert set(report["backends"]) == {"reference", "sim", "lava"}
 

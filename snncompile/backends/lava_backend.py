@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _lava_compat
+from ..sim.simulator import inbound
 from ..errors import BackendError, InputFileError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
@@ -165,7 +166,7 @@ class _Net:
     source: object  # the RingBuffer; any process of the network can run it
     lifs: dict  # FxLIF name -> (LIFReset process, perm, lava shape)
     recorders: dict  # FxLIF name -> record path
-    values: dict  # FxCoprocOut name -> (record path, perm, lava shape)
+    values: dict  # boundary channel -> (record path, perm, lava shape, our shape)
     exceptions: dict  # process class and instance -> process model class
     procs: list  # every Lava process of the network
 
@@ -297,6 +298,14 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             for k, (port, _, _) in zip(names, srcs):
                 port.connect(proc.in_port(k))
             outs[name] = (proc, None, None)
+            if record_dir is not None:  # what crosses into the partition, for verify
+                for src, (port, perm, lshape) in zip(graph.inputs(name), srcs):
+                    path = str(record_dir / f"val{len(values)}.npy")
+                    rec = ValueRecorder(shape=lshape, path=path,
+                                        start=graph.depth(name) + 1, count=n * t_len)
+                    port.connect(rec.a_in)
+                    procs.append(rec)
+                    values[inbound(name, src)] = (path, perm, lshape, graph.shape(src))
         elif isinstance(node, FxCoprocOut):
             proc = srcs[0][0]
             gshape = tuple(node.shape)
@@ -310,7 +319,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
                                     count=n * t_len)
                 port.connect(rec.a_in)
                 procs.append(rec)
-                values[name] = (path, perm, lshape)
+                values[name] = (path, perm, lshape, gshape)
         elif isinstance(node, FxGate):
             (a_port, a_perm, a_lshape), (g_port, g_perm, g_lshape) = srcs
             gshape = graph.shape(graph.inputs(name)[1])
@@ -516,12 +525,12 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
             spikes[name] = ours.reshape((n, t_len) + graph.shape(name))
         from .lava_procs import read_values
         boundary = {}
-        for name, (path, perm, lshape) in net.values.items():
+        for name, (path, perm, lshape, shape) in net.values.items():
             if not Path(path).exists():
                 raise BackendError(f"{name}: Lava value record missing after the run")
             rec = read_values(path, lshape).reshape(n * t_len, -1).astype(np.int64)
             ours = rec if perm is None else _unpermute(rec, perm)
-            boundary[name] = ours.reshape((n, t_len) + tuple(graph.node(name).shape))
+            boundary[name] = ours.reshape((n, t_len) + tuple(shape))
     return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
 
 

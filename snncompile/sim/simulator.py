@@ -40,7 +40,8 @@ class SimResult:
     wall_s: float
     state: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # u, v (N, T, *shape)
     boundary: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    """FxCoprocOut name -> the values the co-processor sent, (N, T, *shape), local time."""
+    """Values crossing the partition, (N, T, *shape), local time: FxCoprocOut name -> what
+    the co-processor sent; "coproc<-src" -> what it received from `src`."""
 
     def predictions(self, output: str) -> np.ndarray:
         """Class = argmax of spike counts (ties: lowest index)."""
@@ -239,6 +240,11 @@ class _Gate:
         return np.maximum(out, 0) if self.relu else out
 
 
+def inbound(coproc: str, src: str) -> str:
+    """Name of the boundary channel carrying `src`'s values into co-processor `coproc`."""
+    return f"{coproc}<-{src}"
+
+
 class _Delay:
     """A top-down loop's delay (FxDelay): at global step n the gated node's local step is
     n - target_depth; for the first `latency` local steps the output is `init`, then the
@@ -405,6 +411,10 @@ class Simulator:
         spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n), bool) for n in self.lifs}
         boundary = {n.name: np.zeros((n_samples, steps) + n.shape, np.int64)
                     for n in self.graph.nodes(FxCoprocOut)}
+        for c in self.graph.nodes(FxCoproc):  # and what each partition receives
+            for src in self.graph.inputs(c.name):
+                boundary[inbound(c.name, src)] = np.zeros(
+                    (n_samples, steps) + self.graph.shape(src), np.int64)
         state = ({n: (np.zeros((n_samples, steps) + self.graph.shape(n), np.int32),
                       np.zeros((n_samples, steps) + self.graph.shape(n), np.int32))
                   for n in self.lifs} if record_state else None)
@@ -492,6 +502,10 @@ class Simulator:
                     if n == d:
                         op.reset(b)
                     values[name] = op.step(srcs) if d <= n < d + steps else None
+                    if values[name] is not None:
+                        for src, v in zip(self.graph.inputs(name), srcs):
+                            boundary[inbound(name, src)][offset:offset + b, n - d] = \
+                                v.reshape((b,) + self.graph.shape(src))
                 elif isinstance(node, FxCoprocOut):
                     g = None if srcs[0] is None else srcs[0][node.port]
                     values[name] = g
