@@ -8,7 +8,7 @@ import numpy as np
 from .build import Build
 from .data import load_inputs
 from .errors import InputFileError
-from .frontends import graph_from_model, import_checkpoint
+from .frontends import import_checkpoint
 from .ir import FxCoproc, FxLIF, Graph
 from .passes.fold import fold_pools
 from .passes.htda import lower_htda
@@ -47,9 +47,7 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         >>> build.save("out/digits.build")
     """
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    htda = _htda_model(source)                          # a top-down loop to add at the end
-    graph = (source if isinstance(source, Graph) else                       # frontend
-             graph_from_model(htda.snn, _meta(source)) if htda else import_model(source))
+    graph, htda = _frontend(source)                     # HTDA: a top-down loop to add later
     graph.validate()                                                         # shapes, DAG
     if graph.stage == "fixed":                          # netx: already Loihi integers
         fixed, quant, float_graph = graph, [], None
@@ -94,19 +92,19 @@ def coproc_onnx(graph: Graph) -> dict[str, bytes]:
     return files
 
 
-def _htda_model(source):
-    """The HTDA model when `source` is an HTDA checkpoint (its float graph has a loop, so it
-    is compiled as its feed-forward SNN plus the lowered top-down branch)."""
-    if isinstance(source, Graph) or Path(source).suffix not in (".pt", ".pth", ".ckpt"):
-        return None
-    from .nn.checkpoint import load_checkpoint, read_checkpoint
-    if read_checkpoint(source)["config"].get("model") != "htda":
-        return None
-    return load_checkpoint(source)[0]
-
-
-def _meta(source) -> dict:
-    return {"source": Path(source).name, "frontend": "snncompile-checkpoint (htda)"}
+def _frontend(source) -> tuple[Graph, object]:
+    """(float graph, the HTDA model or None). A checkpoint is loaded once; an HTDA model's
+    graph is its feed-forward SNN, its top-down branch is lowered after quantisation."""
+    if isinstance(source, Graph):
+        return source, None
+    if Path(source).suffix not in (".pt", ".pth", ".ckpt"):
+        return import_model(source), None
+    from .frontends.torch_checkpoint import model_graph
+    from .nn.checkpoint import load_checkpoint
+    from .nn.htda import HTDA
+    model, ckpt = load_checkpoint(source)
+    htda = model if isinstance(model, HTDA) else None
+    return model_graph(source, model, ckpt, htda_snn=htda is not None), htda
 
 
 def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:

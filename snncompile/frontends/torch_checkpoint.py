@@ -16,11 +16,9 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
     """Translate an `SNN` module into a float graph (one node per layer, then `Output`)."""
     if not isinstance(model, SNN):
         raise UnsupportedError(
-            f"{type(model).__name__}: not supported by the compiler yet: its top-down loop "
-            "feeds a later layer's activity back into the encoding layer, which needs "
-            "recurrent graphs with an explicit loop delay; the float model trains and runs "
-            "(snncompile.nn.htda). Supported: feed-forward SNNs with dense, conv2d, pooling, "
-            "flatten, lif and MA-SNN attention layers")
+            f"{type(model).__name__}: its top-down loop has no feed-forward float graph; "
+            "compile the checkpoint with `snncompile compile` / pipeline.compile_model, which "
+            "lowers the loop after quantisation (snncompile.passes.htda)")
     cfg = model.config
     inp = cfg["input"]
     nodes = [Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
@@ -80,9 +78,15 @@ def _attention(name: str, spec: dict, layer, cfg: dict) -> Attention:
 
 def import_checkpoint(path: str | Path) -> Graph:
     """Load a checkpoint (weights only, never code) and return its float graph."""
-    model, ckpt = load_checkpoint(path)
+    return model_graph(path, *load_checkpoint(path))
+
+
+def model_graph(path: str | Path, model, ckpt: dict, htda_snn: bool = False) -> Graph:
+    """The float graph of a loaded model. An HTDA model is refused unless `htda_snn`, which
+    returns the graph of its feed-forward SNN (the compiler lowers the top-down branch
+    separately, see snncompile.passes.htda)."""
     meta = {"source": Path(path).name, "frontend": "snncompile-checkpoint"}
     if isinstance(ckpt.get("extra"), dict):
         meta["extra"] = {k: v for k, v in ckpt["extra"].items()
                          if isinstance(v, (str, int, float, bool))}
-    return graph_from_model(model, meta)
+    return graph_from_model(model.snn if htda_snn and hasattr(model, "snn") else model, meta)
