@@ -368,6 +368,9 @@ class Simulator:
         self.num = numerics or load_target("loihi2").numerics
         self.strict = strict
         self.order = graph.order()
+        # looked up every step of every batch: resolve the graph once
+        self.nodes = {n: graph.node(n) for n in self.order}
+        self.inputs = {n: graph.inputs(n) for n in self.order}
         inp = graph.input_node()
         self.input_name, self.input_shape = inp.name, inp.shape
         self.in_max = 1 if inp.encoding == "spikes" else (1 << inp.bits) - 1
@@ -470,8 +473,8 @@ class Simulator:
             # loop delays answer first: their outputs were computed in earlier steps
             values: dict[str, np.ndarray | None] = {d: self.ops[d].output(n) for d in delays}
             for name in self.order:
-                node = self.graph.node(name)
-                srcs = [values[s] for s in self.graph.inputs(name)]
+                node = self.nodes[name]
+                srcs = [values[s] for s in self.inputs[name]]
                 if name in values:  # a loop delay: store this step's input for later
                     self.ops[name].push(n, srcs[0])
                     continue
@@ -503,7 +506,7 @@ class Simulator:
                         op.reset(b)
                     values[name] = op.step(srcs) if d <= n < d + steps else None
                     if values[name] is not None:
-                        for src, v in zip(self.graph.inputs(name), srcs):
+                        for src, v in zip(self.inputs[name], srcs):
                             boundary[inbound(name, src)][offset:offset + b, n - d] = \
                                 v.reshape((b,) + self.graph.shape(src))
                 elif isinstance(node, FxCoprocOut):
