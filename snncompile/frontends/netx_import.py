@@ -58,11 +58,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, SnnCompileError, UnsupportedError
-from ..ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from ..ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
+                  Input, Output)
 from ..sim.fixed import prepare_weights
 
 SUPPORTED_LAYERS = ("input", "dense", "conv", "flatten")
-SUPPORTED_NEURONS = "CUBA/LOIHI with refDelay <= 1, binary spikes (gradedSpike false)"
+SUPPORTED_NEURONS = ("CUBA/LOIHI with refDelay <= 1 and binary spikes (gradedSpike false); "
+                     "SDNN (sigma-delta, ReLU)")
+NETX_SPIKE_EXP = 6         # Network(spike_exp=6); SDNN state_exp is 6 too (hdf5.py:172-189)
+NETX_SDNN_MESSAGE_BITS = 16  # hdf5.py:169
+_SDNN_SAFE = 1 << 19       # vth and bias are scaled by 2**12 in int32
 NETX_BIAS_EXP = 6          # hdf5.py:158
 NETX_MAX_DELAY = 62        # hdf5.py:427-430
 DECAY_UNITY = 4096         # 12-bit decays: 4096 means 'all' (hdf5.py:155-156)
@@ -75,17 +80,23 @@ _DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 
                    "refDelay": 1, "gradedSpike": False}
 
 
-def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Graph:
+def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None,
+                input_bits: int = 8) -> Graph:
     """Read a netx HDF5 file into a fixed-point `Graph`.
 
     input_shape: (C, H, W) or (N,) of the network input, needed only when the file has no
     `input` layer and starts with a conv layer (netx's own `input_shape`, in CHW order).
 
         >>> g = import_netx("net.net"); Simulator(g).run(x).spikes  # x (N, T, *shape)
+
+    input_bits: width of the unsigned integer frames an SDNN network's delta encoder reads
+    (e.g. 8 for images); binary-spike networks ignore it.
     """
     path = Path(path)
+    if not 1 <= int(input_bits) <= 16:
+        raise UnsupportedError(f"input_bits {input_bits} outside [1, 16]")
     layers = _read_file(path)
-    return _build(path, layers, input_shape)
+    return _build(path, layers, input_shape, int(input_bits))
 
 
 def lava_network_kwargs(graph: Graph, steps: int) -> dict:
@@ -98,11 +109,15 @@ def lava_network_kwargs(graph: Graph, steps: int) -> dict:
     meta = graph.meta.get("netx")
     if not isinstance(meta, dict):
         raise UnsupportedError("graph was not imported from netx (no meta['netx'])")
-    depth = max(graph.depth(n.name) for n in graph.nodes(FxLIF))
+    depth = max(graph.depth(n.name) for n in graph.nodes(NEURON_TYPES))
     xyz = meta.get("input_shape_xyz")
-    return {"skip_layers": int(meta.get("skip_layers", 0)),
-            "input_shape": tuple(xyz) if xyz else None,
-            "reset_interval": int(steps) + 2 * depth + 2, "reset_offset": 1}
+    kwargs = {"skip_layers": int(meta.get("skip_layers", 0)),
+              "input_shape": tuple(xyz) if xyz else None,
+              "reset_interval": int(steps) + 2 * depth + 2, "reset_offset": 1}
+    if meta.get("sdnn"):   # sigma-delta neurons are never reset (netx ignores it anyway)
+        kwargs["reset_interval"] = None
+        kwargs["spike_exp"] = NETX_SPIKE_EXP
+    return kwargs
 
 
 # ------------------------------------------------------------------ raw HDF5 reading
@@ -300,16 +315,21 @@ def netx_dense_weights(weight: np.ndarray, where: str = "dense") -> tuple[np.nda
     return prepared.astype(np.int32), int(num_bits), int(-scale_bits), lava_mode
 
 
-def _neuron(layer: _Layer, raw: dict | None, shape: tuple[int, ...]) -> FxLIF:
-    """CUBA -> FxLIF as hdf5.py:144-163 (vth = vThMant, du = iDecay - 1, dv = vDecay)."""
+def _neuron(layer: _Layer, raw: dict | None, shape: tuple[int, ...],
+            is_input: bool = False) -> FxLIF | FxSigmaDelta:
+    """CUBA -> FxLIF as hdf5.py:144-163 (vth = vThMant, du = iDecay - 1, dv = vDecay);
+    SDNN -> FxSigmaDelta as hdf5.py:164-190 (Delta for the input layer, Sigma where the
+    neuron group has a `sigma_output` key, SigmaDelta otherwise; spike_exp = state_exp = 6,
+    16-bit messages unless `messageBits` says otherwise)."""
     if raw is None:
         raw = _DEFAULT_NEURON
     if not isinstance(raw, dict):
         raise layer.bad("'neuron' is not a group")
     ntype = _string(layer, raw, "type")
+    if ntype == "SDNN":
+        return _sdnn_neuron(layer, raw, shape, is_input)
     if ntype not in ("CUBA", "LOIHI"):
-        what = ("sigma-delta (SDNN)" if ntype == "SDNN" else
-                "resonate-and-fire" if "RF" in ntype else "unknown")
+        what = "resonate-and-fire" if "RF" in ntype else "unknown"
         raise UnsupportedError(f"{layer.where}: neuron type '{ntype}' ({what}) is not "
                                f"supported; supported: {SUPPORTED_NEURONS}")
     i_decay = layer.scalar("iDecay", raw, "neuron/iDecay")
@@ -332,22 +352,49 @@ def _neuron(layer: _Layer, raw: dict | None, shape: tuple[int, ...]) -> FxLIF:
     bits = layer.scalar("messageBits", raw, "neuron/messageBits") if "messageBits" in raw \
         else 0
     if graded or bits:
-        raise UnsupportedError(f"{layer.where}: graded spikes (gradedSpike={bool(graded)}, "
-                               f"messageBits={bits}) are not supported; supported: "
-                               f"{SUPPORTED_NEURONS}")
+        raise UnsupportedError(f"{layer.where}: graded spikes from CUBA neurons "
+                               f"(gradedSpike={bool(graded)}, messageBits={bits}) are not "
+                               f"supported; supported: {SUPPORTED_NEURONS}")
     return FxLIF(name="", shape=shape, du=i_decay - 1, dv=v_decay, vth=vth,
                  bias_exp=NETX_BIAS_EXP)
 
 
-def _bias(layer: _Layer, shape: tuple[int, ...]) -> np.ndarray:
+def _sdnn_neuron(layer: _Layer, raw: dict, shape: tuple[int, ...],
+                 is_input: bool) -> FxSigmaDelta:
+    bits = (layer.scalar("messageBits", raw, "neuron/messageBits") if "messageBits" in raw
+            else NETX_SDNN_MESSAGE_BITS)
+    if not 1 <= bits <= 24:
+        raise UnsupportedError(f"{layer.where}: neuron messageBits ({bits}) outside [1, 24]")
+    if "activation" in raw:      # netx ignores it and always uses ReLU: refuse the others
+        act = _string(layer, raw, "activation")
+        if act.lower() != "relu":
+            raise UnsupportedError(f"{layer.where}: SDNN activation '{act}' is not supported "
+                                   "(netx and Lava's SigmaDelta implement ReLU only)")
+    if "sigma_output" in raw and not is_input:    # netx tests the key, not its value
+        return FxSigmaDelta(name="", shape=shape, role="sigma", num_message_bits=bits)
+    vth = layer.scalar("vThMant", raw, "neuron/vThMant")
+    if not 0 <= vth < _SDNN_SAFE:
+        raise UnsupportedError(f"{layer.where}: neuron vThMant ({vth}) is outside [0, "
+                               f"{_SDNN_SAFE - 1}] (Lava scales it by 2**"
+                               f"{2 * NETX_SPIKE_EXP} in int32)")
+    return FxSigmaDelta(name="", shape=shape, role="delta" if is_input else "sigma_delta",
+                        vth=vth, spike_exp=NETX_SPIKE_EXP, state_exp=NETX_SPIKE_EXP,
+                        num_message_bits=bits)
+
+
+def _bias(layer: _Layer, shape: tuple[int, ...], neuron=None) -> np.ndarray:
     """Bias mantissas in our (C, H, W) / (N,) order (blocks/process.py:53-72)."""
     if "bias" not in layer.raw:
         return np.zeros(shape, np.int32)
     b = layer.ints("bias")
-    if np.abs(b).max() >= _INT32_SAFE:
+    sdnn = isinstance(neuron, FxSigmaDelta)
+    if sdnn and neuron.role == "sigma":
+        raise UnsupportedError(f"{layer.where}: a sigma output layer with a bias is not "
+                               "supported (netx's Sigma process takes no bias)")
+    limit, shift = (_SDNN_SAFE, 2 * NETX_SPIKE_EXP) if sdnn else (_INT32_SAFE, NETX_BIAS_EXP)
+    if np.abs(b).max() >= limit:
         raise UnsupportedError(f"{layer.where}: bias {int(np.abs(b).max())} overflows Lava's "
-                               f"int32 bias << {NETX_BIAS_EXP}; supported: |bias| < "
-                               f"{_INT32_SAFE}")
+                               f"int32 bias << {shift}; supported: |bias| < {limit}")
     if len(shape) == 1:
         if b.size not in (1, shape[0]):
             raise layer.bad(f"bias of shape {b.shape} does not fit {shape[0]} neurons")
@@ -393,7 +440,7 @@ def _no_delay(layer: _Layer) -> None:
 
 
 # ------------------------------------------------------------------ graph building
-def _build(path: Path, raw_layers: list[dict], input_shape) -> Graph:
+def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int) -> Graph:
     layers = [_Layer(path, i, raw) for i, raw in enumerate(raw_layers)]
     for layer in layers:
         if layer.type not in SUPPORTED_LAYERS:
@@ -404,7 +451,7 @@ def _build(path: Path, raw_layers: list[dict], input_shape) -> Graph:
     shape: tuple[int, ...] | None = None
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)
-    start = 0
+    start, encoder = 0, None
     if layers[0].type == "input":
         first = layers[0]
         if "shape" in first.raw or "neuron" in first.raw:   # netx ignores it otherwise
@@ -412,9 +459,11 @@ def _build(path: Path, raw_layers: list[dict], input_shape) -> Graph:
         if "neuron" in first.raw:
             meta["netx"]["skip_layers"] = 1
             meta["netx"]["input_neuron"] = True
-            # the neuron is dropped (see module docstring) but must be one netx accepts
-            # binary: graded input would change the first synapse's input
-            _neuron(first, first.raw["neuron"], shape)
+            # a CUBA input neuron is dropped (see module docstring) but must be one netx
+            # accepts; an SDNN one is the delta encoder and stays (see below)
+            encoder = _neuron(first, first.raw["neuron"], shape, is_input=True)
+            if "bias" in first.raw or "weight" in first.raw:
+                meta["netx"]["input_transform_ignored"] = True  # netx ignores them too
         start = 1
     for layer in layers[start:]:
         if layer.type == "input":
@@ -430,11 +479,25 @@ def _build(path: Path, raw_layers: list[dict], input_shape) -> Graph:
         shape = (_dense_weight(synapses[0]).shape[1],)
     if len(shape) == 3:
         meta["netx"]["input_shape_xyz"] = list(shape[::-1])
+    kinds = {type(_neuron(lay, lay.raw.get("neuron"), (1,))) for lay in synapses}
+    if encoder is not None:
+        kinds.add(type(encoder))
+    if len(kinds) > 1:
+        raise UnsupportedError(f"{path}: the network mixes CUBA and SDNN neurons; supported: "
+                               "all layers CUBA or all SDNN")
+    sdnn = FxSigmaDelta in kinds
+    meta["netx"]["sdnn"] = sdnn
     graph = Graph(meta)
     try:
-        prev = graph.add(Input(name="input", shape=shape, encoding="spikes")).name
+        prev = graph.add(Input(name="input", shape=shape, encoding="graded" if isinstance(
+            encoder, FxSigmaDelta) else "spikes", bits=input_bits)).name
     except SnnCompileError as exc:
         raise InputFileError(f"{path}: input shape {shape}: {exc}") from None
+    bits = 0    # message bits of what the next synapse reads (netx input_message_bits)
+    if isinstance(encoder, FxSigmaDelta):
+        encoder.name = "L0_delta"
+        prev = _add(graph, encoder, prev, layers[0])
+        bits = encoder.num_message_bits
     flatten_next = False
     for layer in layers[start:]:
         if layer.type == "flatten":
@@ -448,12 +511,12 @@ def _build(path: Path, raw_layers: list[dict], input_shape) -> Graph:
                                     "a flatten layer")
                 prev = _add(graph, Flatten(name=f"L{layer.index}_flatten"), prev, layer)
             flatten_next = False
-            prev = _dense(graph, layer, prev)
+            prev, bits = _dense(graph, layer, prev, bits)
         else:
             if len(prev_shape) != 3:
                 raise layer.bad(f"conv layer needs a (C, H, W) input, previous layer gives "
                                 f"{prev_shape}")
-            prev = _conv(graph, layer, prev)
+            prev, bits = _conv(graph, layer, prev, bits)
     _add(graph, Output(name="output"), prev, layers[-1])
     return graph
 
@@ -482,7 +545,16 @@ def _dense_weight(layer: _Layer) -> np.ndarray:
     return w
 
 
-def _dense(graph: Graph, layer: _Layer, prev: str) -> str:
+def _out_bits(neuron) -> int:
+    return neuron.num_message_bits if isinstance(neuron, FxSigmaDelta) else 0
+
+
+def _neuron_name(layer: _Layer, neuron) -> str:
+    return f"L{layer.index}_" + ("lif" if isinstance(neuron, FxLIF) else
+                                 "sigma" if neuron.role == "sigma" else "sd")
+
+
+def _dense(graph: Graph, layer: _Layer, prev: str, in_bits: int) -> tuple[str, int]:
     w = _dense_weight(layer)
     delay = _dense_delay(layer, w.shape)
     n_out = w.shape[0]
@@ -490,14 +562,15 @@ def _dense(graph: Graph, layer: _Layer, prev: str) -> str:
     neuron = _neuron(layer, layer.raw.get("neuron"), shape)   # default if absent
     prepared, bits, exp, mode = netx_dense_weights(w, layer.where)
     syn = FxDense(name=f"L{layer.index}_dense", weight=prepared, weight_exp=exp,
-                  num_weight_bits=bits, sign_mode=mode, num_message_bits=0, delay=delay)
+                  num_weight_bits=bits, sign_mode=mode, num_message_bits=in_bits,
+                  delay=delay)
     prev = _add(graph, syn, prev, layer)
-    neuron.name = f"L{layer.index}_lif"
-    neuron.bias_mant = _bias(layer, shape)
-    return _add(graph, neuron, prev, layer)
+    neuron.name = _neuron_name(layer, neuron)
+    neuron.bias_mant = _bias(layer, shape, neuron)
+    return _add(graph, neuron, prev, layer), _out_bits(neuron)
 
 
-def _conv(graph: Graph, layer: _Layer, prev: str) -> str:
+def _conv(graph: Graph, layer: _Layer, prev: str, in_bits: int) -> tuple[str, int]:
     shape = layer.shape()
     if len(shape) != 3:
         raise layer.bad(f"conv 'shape' {list(shape)} is not (C, H, W)")
@@ -519,11 +592,11 @@ def _conv(graph: Graph, layer: _Layer, prev: str) -> str:
         raise layer.bad(f"invalid stride {stride}, padding {padding} or groups {groups}")
     neuron = _neuron(layer, layer.get("neuron"), shape)
     syn = FxConv2d(name=f"L{layer.index}_conv", weight=w.astype(np.int32), stride=stride,
-                   padding=padding, groups=groups, num_message_bits=0)
+                   padding=padding, groups=groups, num_message_bits=in_bits)
     prev = _add(graph, syn, prev, layer)
     if graph.shape(prev) != shape:
         raise layer.bad(f"conv output {graph.shape(prev)} does not match the layer shape "
                         f"{shape}")
-    neuron.name = f"L{layer.index}_lif"
-    neuron.bias_mant = _bias(layer, shape)
-    return _add(graph, neuron, prev, layer)
+    neuron.name = _neuron_name(layer, neuron)
+    neuron.bias_mant = _bias(layer, shape, neuron)
+    return _add(graph, neuron, prev, layer), _out_bits(neuron)

@@ -495,13 +495,81 @@ class FxCoprocOut(Node):
         return self.shape
 
 
+@dataclass
+class FxSigmaDelta(Node):
+    """Loihi 2 sigma-delta neuron (Lava `lava.proc.sdn`, fixed_pt models), one of three roles:
+
+    * "sigma_delta" (SigmaDelta, ReLU): with scale = 2**(spike_exp + state_exp),
+          sigma += a_in;  act = relu(sigma + bias_mant * scale)
+          delta = act - act_prev + residue;  s = delta if |delta| >= vth * scale else 0
+          residue = delta - s;  act_prev = act;  out = s >> state_exp (floor)
+    * "delta" (Delta, the input encoder): as above with act = a_in << (spike_exp +
+      state_exp) and no sigma or bias;
+    * "sigma" (Sigma, a network's readout): out = sigma += a_in.
+
+    All arithmetic is int32 (Lava keeps these registers in numpy int32 and wraps). The
+    output is a graded spike (0 = no message) of `num_message_bits`; the synapse that reads
+    it multiplies its weights by the value. Unlike FxLIF these neurons are never reset:
+    they run from global step 0 (lava-dl netx ignores reset intervals for them), so a
+    positive bias can send messages before the first input arrives; outputs are recorded
+    in local time like every neuron's (step t of a node at depth d is global step t + d).
+    """
+
+    shape: tuple[int, ...] = ()
+    role: str = "sigma_delta"
+    vth: int = 0
+    bias_mant: np.ndarray = None
+    spike_exp: int = 6
+    state_exp: int = 6
+    cum_error: bool = False
+    num_message_bits: int = 16
+    kind: ClassVar[str] = "graded"
+    ROLES: ClassVar[tuple[str, ...]] = ("sigma_delta", "delta", "sigma")
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.role not in self.ROLES:
+            raise GraphError(f"{self.name}: sigma-delta role '{self.role}' is not one of "
+                             f"{', '.join(self.ROLES)}")
+        if self.bias_mant is None:
+            self.bias_mant = np.zeros(self.shape, dtype=np.int32)
+        for f in ("vth", "spike_exp", "state_exp", "num_message_bits"):
+            setattr(self, f, int(getattr(self, f)))
+        self.cum_error = bool(self.cum_error)
+        if not (0 <= self.spike_exp <= 7 and 0 <= self.state_exp <= 7):
+            raise GraphError(f"{self.name}: spike_exp {self.spike_exp} / state_exp "
+                             f"{self.state_exp} outside Lava's 3-bit range [0, 7]")
+        if self.vth < 0:
+            raise GraphError(f"{self.name}: negative threshold vth {self.vth}")
+
+    def out_shape(self, in_shapes):
+        if self.role == "delta" and not in_shapes:
+            raise GraphError(f"{self.name}: a delta encoder needs an input")
+        for s in in_shapes:
+            if tuple(s) != self.shape:
+                raise GraphError(f"{self.name}: input shape {tuple(s)} does not match the "
+                                 f"neuron shape {self.shape}")
+        return self.shape
+
+    def summary(self):
+        if self.role == "sigma":
+            return "sigma readout"
+        return (f"{self.role} vth={self.vth} exp={self.spike_exp}+{self.state_exp}"
+                f"{' cum_error' if self.cum_error else ''}, {self.num_message_bits}b messages")
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
-                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay)
+                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
+                FxSigmaDelta)
 }
 FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF, Attention)
-FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay)
+FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
+               FxSigmaDelta)
+NEURON_TYPES = (FxLIF, FxSigmaDelta)
+"""Fixed-point neurons: the nodes whose outputs are spikes (binary or graded) and that
+verify compares."""
 
 
 def node_fields(node: Node) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import GraphError, OverflowDetected, UnsupportedError
 from ..ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
-                  Graph, Input, Output)
+                  FxSigmaDelta, Graph, Input, Output)
 from ..target import Numerics, load_target
 from .fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
@@ -32,7 +32,8 @@ I32 = 32
 
 @dataclasses.dataclass
 class SimResult:
-    spikes: dict[str, np.ndarray]          # FxLIF name -> bool (N, T, *shape), local time
+    spikes: dict[str, np.ndarray]          # FxLIF name -> bool (N, T, *shape), local time;
+    #                                        FxSigmaDelta name -> int32 graded spikes
     counts: dict[str, dict[str, int]]      # per node event counts, summed over samples/steps
     overflow: dict[str, dict[str, int]]    # per node wrap/saturation counts
     samples: int
@@ -146,7 +147,17 @@ class _Dense(_Synapse):
             acc = x.astype(np.int64) @ self.wt_int
         else:
             acc = (x.astype(self.dtype) @ self.wt).astype(np.int64)
-        return shift_exp(acc, self.exp)
+        if not self.graded:
+            return shift_exp(acc, self.exp)
+        # graded messages: Lava's int32 dot product and shift wrap at 32 bits
+        out = wrap(shift_exp(wrap(acc, I32), self.exp), I32)
+        if not np.array_equal(out, shift_exp(acc, self.exp)):
+            bad = np.argwhere(out != shift_exp(acc, self.exp))[0]
+            if self.strict:
+                raise OverflowDetected(f"{self.name}: graded synaptic sum at sample {bad[0]}, "
+                                       f"output {int(bad[1])} exceeds int32")
+            self.wraps += int(np.count_nonzero(out != shift_exp(acc, self.exp)))
+        return out
 
 
 class _Conv(_Synapse):
@@ -352,6 +363,73 @@ class _LIF:
         return s
 
 
+class _SigmaDelta:
+    """Lava's fixed_pt sigma-delta models (PySigmaDeltaModelFixed, PyDeltaModelFixed,
+    PySigmaModelFixed) with their numpy int32 registers made explicit (FxSigmaDelta)."""
+
+    def __init__(self, node: FxSigmaDelta, depth: int, strict: bool):
+        self.node, self.name, self.depth, self.strict = node, node.name, depth, strict
+        self.shape, self.role = node.shape, node.role
+        self.up = node.spike_exp + node.state_exp
+        self.state_exp = node.state_exp
+        self.vth = int(wrap(np.int64(node.vth) << self.up, I32))
+        bm = np.broadcast_to(np.asarray(node.bias_mant, np.int64), self.shape)
+        self.bias = wrap(bm << self.up, I32)
+        self.cum_error = node.cum_error
+        self.n = int(np.prod(self.shape))
+        self.clear_counters()
+
+    def clear_counters(self):
+        self.overflow = {"int32_wrap": 0}
+        self.spike_count = 0
+        self.active = 0
+        self.updates = 0
+
+    def reset(self, batch):
+        self.sigma = np.zeros((batch,) + self.shape, np.int64)
+        self.act = np.zeros_like(self.sigma)
+        self.residue = np.zeros_like(self.sigma)
+        self.error = np.zeros_like(self.sigma)
+
+    def _w(self, x):
+        """int32 register write; counted (or raised in strict mode) when it wraps."""
+        y = wrap(x, I32)
+        if not np.array_equal(x, y):
+            self.overflow["int32_wrap"] += int(np.count_nonzero(x != y))
+            if self.strict:
+                idx = np.argwhere(x != y)[0]
+                raise OverflowDetected(f"{self.name}: sigma-delta state exceeds int32 at "
+                                       f"sample {idx[0]} (of this batch), neuron "
+                                       f"{int(np.ravel_multi_index(tuple(idx[1:]), self.shape))}")
+        return y
+
+    def step(self, a_in: np.ndarray) -> np.ndarray:
+        a_in = self._w(a_in)                              # int32 input port
+        self.active += int(np.count_nonzero(a_in))
+        self.updates += a_in.size
+        if self.role == "sigma":
+            self.sigma = self._w(self.sigma + a_in)
+            out = self.sigma
+        else:
+            if self.role == "delta":
+                act = self._w(a_in << self.up)
+            else:
+                self.sigma = self._w(self.sigma + a_in)
+                act = np.maximum(self._w(self.sigma + self.bias), 0)
+            delta = self._w(self._w(act - self.act) + self.residue)
+            if self.cum_error:
+                self.error = self._w(self.error + delta)
+                s = np.where(np.abs(self.error) >= self.vth, delta, 0)
+                self.error = np.where(s != 0, 0, self.error)
+            else:
+                s = np.where(np.abs(delta) >= self.vth, delta, 0)
+            self.residue = self._w(delta - s)
+            self.act = act
+            out = s >> self.state_exp
+        self.spike_count += int(np.count_nonzero(out))
+        return out
+
+
 class Simulator:
     """Compile a fixed-point graph once, run it on many batches.
 
@@ -380,6 +458,9 @@ class Simulator:
             node = graph.node(name)
             src = graph.inputs(name)
             in_max = self.in_max if src and isinstance(graph.node(src[0]), Input) else 1
+            if getattr(node, "num_message_bits", 0) and not (
+                    src and isinstance(graph.node(src[0]), Input)):
+                in_max = 2 ** 31   # graded messages from neurons: any int32
             if isinstance(node, FxDense):
                 self.ops[name] = _Dense(node, self.depth[name], in_max, strict)
             elif isinstance(node, FxConv2d):
@@ -393,12 +474,19 @@ class Simulator:
                 self.ops[name] = _Coproc(node, self.depth[name], src)
             elif isinstance(node, FxDelay):
                 self.ops[name] = _Delay(node, graph.shape(name))
+            elif isinstance(node, FxSigmaDelta):
+                self.ops[name] = _SigmaDelta(node, self.depth[name], strict)
             elif not isinstance(node, (Input, Flatten, Output, FxCoprocOut, FxDelay)):
                 raise UnsupportedError(
                     f"{name}: {type(node).__name__} is not supported by the simulator; "
-                    "supported: Input, FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, "
-                    "FxCoprocOut, Flatten, Output")
-        self.lifs = [n for n in self.order if isinstance(self.ops.get(n), _LIF)]
+                    "supported: Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, FxGate, "
+                    "FxCoproc, FxCoprocOut, Flatten, Output")
+        self.lifs = [n for n in self.order if isinstance(self.ops.get(n), (_LIF, _SigmaDelta))]
+        self.sdn = any(isinstance(op, _SigmaDelta) for op in self.ops.values())
+        if self.sdn and any(isinstance(op, (_LIF, _Coproc, _Delay, _Gate))
+                            for op in self.ops.values()):
+            raise UnsupportedError("graphs that mix sigma-delta neurons with LIF neurons, "
+                                   "gates or co-processor partitions are not supported")
         self.max_depth = max(self.depth.values())
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
@@ -411,7 +499,9 @@ class Simulator:
         t0 = time.perf_counter()
         for op in self.ops.values():
             op.clear_counters()
-        spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n), bool) for n in self.lifs}
+        spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n),
+                              np.int32 if isinstance(self.ops[n], _SigmaDelta) else bool)
+                  for n in self.lifs}
         boundary = {n.name: np.zeros((n_samples, steps) + n.shape, np.int64)
                     for n in self.graph.nodes(FxCoprocOut)}
         for c in self.graph.nodes(FxCoproc):  # and what each partition receives
@@ -444,7 +534,7 @@ class Simulator:
                                 "bytes_to_coproc": io.inp * op.steps,
                                 "bytes_from_coproc": io.out * op.steps}
                 continue
-            if isinstance(op, _LIF):
+            if isinstance(op, (_LIF, _SigmaDelta)):
                 counts[name] = {"spikes": op.spike_count,
                                 "neuron_updates": op.n * steps * n_samples,
                                 "active_updates": op.active}
@@ -458,13 +548,15 @@ class Simulator:
                 counts[name] = {"synops": op.synops, "input_events": op.events}
                 if isinstance(op, _Conv):
                     overflow[name] = {"conv_wrap": op.wraps}
+                elif op.graded:
+                    overflow[name] = {"int32_wrap": op.wraps}
         return SimResult(spikes, counts, overflow, n_samples, steps,
                          time.perf_counter() - t0, state, boundary)
 
     def _run_batch(self, x, spikes, state, offset, boundary):
         b, steps = x.shape[:2]
         for name, op in self.ops.items():
-            if isinstance(op, (_LIF, _Coproc, _Delay)):
+            if isinstance(op, (_LIF, _Coproc, _Delay, _SigmaDelta)):
                 op.reset(b)
             elif isinstance(op, _Synapse):
                 op.reset(b, self.graph.shape(name))
@@ -480,6 +572,8 @@ class Simulator:
                     continue
                 if isinstance(node, Input):
                     values[name] = x[:, n] if n < steps else None
+                    if values[name] is None and self.sdn:  # the encoder sees zeros
+                        values[name] = np.zeros((b,) + self.input_shape, np.int64)
                     continue
                 op = self.ops.get(name)
                 if isinstance(op, _Synapse):
@@ -498,6 +592,14 @@ class Simulator:
                     if state is not None:
                         state[name][0][offset:offset + b, n - d] = op.u
                         state[name][1][offset:offset + b, n - d] = op.v
+                elif isinstance(op, _SigmaDelta):  # never reset: runs from global step 0
+                    a_in = sum(v.astype(np.int64) for v in srcs if v is not None)
+                    if isinstance(a_in, int):
+                        a_in = np.zeros((b,) + op.shape, np.int64)
+                    out = op.step(a_in.reshape((b,) + op.shape))
+                    values[name] = out
+                    if op.depth <= n < op.depth + steps:
+                        spikes[name][offset:offset + b, n - op.depth] = out
                 elif isinstance(op, _Gate):
                     values[name] = op.step(srcs[0], srcs[1])
                 elif isinstance(op, _Coproc):
