@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import FxConv2d, FxDense, FxLIF, Graph
+from .ir import NEURON_TYPES, FxConv2d, FxDense, Graph
 
 
 def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -37,7 +37,7 @@ def layer_rows(graph: Graph) -> list[dict]:
         node = graph.node(name)
         row = {"name": name, "op": type(node).__name__, "shape": list(graph.shape(name)),
                "neurons": 0, "synapses": 0, "nonzero_synapses": 0}
-        if isinstance(node, FxLIF):
+        if isinstance(node, NEURON_TYPES):
             row["neurons"] = int(np.prod(node.shape))
         elif isinstance(node, FxDense):
             row["synapses"] = int(node.weight.size)

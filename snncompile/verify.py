@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from .build import Build
-from .ir import FxLIF
+from .ir import NEURON_TYPES, FxSigmaDelta
 from .reference import reference_run
 from .report import table
 from .sim.float_model import run_float
@@ -80,6 +80,7 @@ class VerifyReport:
                          f"step {d['global_step']}): {sides}")
         elif d:
             sides = "; ".join(f"{b}: spike={s['spike']} u={s['u']} v={s['v']}"
+                              if s["u"] is not None else f"{b}: graded spike {s['spike']}"
                               for b, s in d["sides"].items())
             lines.append(f"first divergence: layer {d['layer']}, neuron {d['neuron']}, "
                          f"sample {d['sample']}, step {d['step']} (global step "
@@ -91,7 +92,7 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
            backends: tuple[str, ...] = BACKENDS, progress: bool = False) -> VerifyReport:
     """Run `backends` on `inputs` (N, T, *shape) and compare every LIF's spikes."""
     graph, num = build.graph, build.target.numerics
-    lifs = [n.name for n in graph.nodes(FxLIF)]
+    lifs = [n.name for n in graph.nodes(NEURON_TYPES)]
     results, walls, sent = {}, {}, {}
     for b in backends:
         t0 = time.perf_counter()
@@ -115,7 +116,7 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     order = {name: i for i, name in enumerate(lifs)}
     for name in lifs:
         row = {"layer": name, "neurons": int(np.prod(graph.shape(name))),
-               "spikes": {b: int(results[b][name].sum()) for b in backends},
+               "spikes": {b: int(np.count_nonzero(results[b][name])) for b in backends},
                "mismatches": {}}
         for b in backends[1:]:
             diff = results[b][name] != results[base][name]
@@ -157,7 +158,7 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     accuracy = None
     if labels is not None:
         out = graph.inputs(graph.output_node().name)[0]
-        compiled = results[base][out].reshape(n, t, -1).sum(1).argmax(1)
+        compiled = decision(graph.node(out), results[base][out])
         accuracy = {"samples": int(n), "float": None,
                     "compiled": float((compiled == labels).mean()), "agreement": None}
         if build.float_graph is not None:  # models imported in fixed point have none
@@ -173,10 +174,26 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
                         layers=layers, first_divergence=divergence, accuracy=accuracy)
 
 
+def decision(node, out: np.ndarray) -> np.ndarray:
+    """Class per sample from an output layer's (N, T, ...) record: the spike count of a LIF
+    layer, the last value of a sigma readout (it accumulates), the sum of a sigma-delta
+    layer's graded spikes (they add up to its activation)."""
+    n, t = out.shape[:2]
+    flat = out.reshape(n, t, -1).astype(np.int64)
+    if isinstance(node, FxSigmaDelta) and node.role == "sigma":
+        return flat[:, -1].argmax(1)
+    return flat.sum(1).argmax(1)
+
+
 def _explain(build, inputs, first, results, backends) -> dict:
     """u, v and spike of each backend at the first divergence (re-runs that one sample)."""
     sample, gstep, _, neuron, name, step, _ = first
     graph, num = build.graph, build.target.numerics
+    if isinstance(graph.node(name), FxSigmaDelta):   # graded: each side's value
+        sides = {b: {"spike": int(np.asarray(results[b][name])[sample, step].reshape(-1)[
+            neuron]), "u": None, "v": None} for b in backends}
+        return {"layer": name, "neuron": int(neuron), "sample": int(sample),
+                "step": int(step), "global_step": int(gstep), "sides": sides}
     one = inputs[sample:sample + 1]
     sides = {}
     for b in backends:

@@ -272,7 +272,7 @@ def _dense_file(path, **neuron_overrides):
 @pytest.mark.parametrize("override, match", [
     ({"refDelay": 3}, r"layer 0 \(dense\).*refDelay \(3\)"),
     ({"gradedSpike": True}, r"layer 0 \(dense\).*graded spikes"),
-    ({"type": "SDNN"}, r"layer 0 \(dense\).*'SDNN'.*supported: CUBA"),
+    ({"type": "RF_PHASE"}, r"layer 0 \(dense\).*'RF_PHASE' \(resonate-and-fire\).*supported: CUBA"),
     ({"iDecay": 5000}, r"iDecay \(5000\)"),
 ])
 def test_unsupported_neurons(tmp_path, override, match):

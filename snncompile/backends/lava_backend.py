@@ -6,6 +6,9 @@ Lowering (one Lava process per node; `Flatten` and `Output` are port views):
     FxDense  -> lava.proc.dense.process.Dense (PyDenseModelBitAcc)
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc) + a SpikeRecorder
+    FxSigmaDelta -> lava.proc.sdn.process SigmaDelta / Delta / Sigma (their fixed_pt models)
+                + a ValueRecorder; such graphs run one sample per Lava run (the neurons
+                have no reset)
 
 Layout. Lava keeps images as (W, H, C) and convolves with flipped (Cout, kW, kH, Cin)
 kernels; our graph keeps (C, H, W) and PyTorch OIHW cross-correlation. Every node's Lava
@@ -41,10 +44,10 @@ from ..sim.simulator import inbound
 from ..errors import BackendError, InputFileError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                        FxLIF, Input, Output)
+                        FxLIF, FxSigmaDelta, Input, Output)
 
 SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc, FxCoprocOut,
-             FxDelay)
+             FxDelay, FxSigmaDelta)
 _SUPPORTED_NAMES = ", ".join(cls.__name__ for cls in SUPPORTED)
 
 
@@ -100,6 +103,7 @@ class LavaRun:
     """Result of `run_lava`.
 
     spikes: every FxLIF node name -> bool array (N, T, *node_shape) in the node's local time
+    (FxSigmaDelta nodes: int32 graded spikes)
     (index t = the node's response to input frame t). wall_s: seconds for build, compile,
     run and read-back.
     """
@@ -166,6 +170,7 @@ class _Net:
     source: object  # the RingBuffer; any process of the network can run it
     lifs: dict  # FxLIF name -> (LIFReset process, perm, lava shape)
     recorders: dict  # FxLIF name -> record path
+    graded: dict  # FxSigmaDelta name -> (record path, perm, lava shape)
     values: dict  # boundary channel -> (record path, perm, lava shape, our shape)
     exceptions: dict  # process class and instance -> process model class
     procs: list  # every Lava process of the network
@@ -180,6 +185,9 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     from lava.proc.io.source import PySendModelFixed, RingBuffer
     from lava.proc.lif.models import PyLifResetModelBitAcc
     from lava.proc.lif.process import LIFReset
+    from lava.proc.sdn.models import (PyDeltaModelFixed, PySigmaDeltaModelFixed,
+                                      PySigmaModelFixed)
+    from lava.proc.sdn.process import ActivationMode, Delta, Sigma, SigmaDelta
     from lava.utils.weightutils import SignMode
 
     from .lava_procs import (DelayProcess, GateProcess, PyDelayModel, PyGateModel,
@@ -190,7 +198,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
                   "inhibitory": SignMode.INHIBITORY}
     n, t_len = x.shape[:2]
     outs: dict[str, tuple] = {}  # node -> (OutPort or port view, perm, lava shape)
-    lifs, recorders, procs, values = {}, {}, [], {}
+    lifs, recorders, procs, values, graded = {}, {}, [], {}, {}
     source = None
     for d in graph.nodes(FxDelay):  # loop delays first: their consumers come before them
         dshape = graph.shape(d.name)
@@ -283,6 +291,30 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
                 proc.s_out.connect(rec.a_in)
                 procs.append(rec)
                 recorders[name] = path
+        elif isinstance(node, FxSigmaDelta):
+            perm = _same_perm(name, srcs)
+            lshape = srcs[0][2] if srcs else _lava_shape(shape)
+            common = dict(shape=lshape, vth=int(node.vth), cum_error=bool(node.cum_error),
+                          spike_exp=int(node.spike_exp), state_exp=int(node.state_exp))
+            if node.role == "sigma":
+                proc = Sigma(shape=lshape)
+            elif node.role == "delta":
+                proc = Delta(**common)
+            else:
+                bias = np.broadcast_to(np.asarray(node.bias_mant, dtype=np.int64), shape)
+                bias = _to_lava(np.ascontiguousarray(bias), shape, perm, lshape)
+                proc = SigmaDelta(bias=bias.astype(np.int32), act_mode=ActivationMode.RELU,
+                                  **common)
+            procs.append(proc)
+            _connect(srcs, proc.a_in)
+            outs[name] = (proc.s_out, perm, lshape)
+            if record_dir is not None:
+                path = str(record_dir / f"sd{len(graded)}.npy")
+                rec = ValueRecorder(shape=lshape, path=path, start=graph.depth(name) + 1,
+                                    count=n * t_len)
+                proc.s_out.connect(rec.a_in)
+                procs.append(rec)
+                graded[name] = (path, perm, lshape)
         elif isinstance(node, FxCoproc):
             from ..coproc.lava_proc import CoprocProcess
             cg = node.cgraph
@@ -336,7 +368,8 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
               Conv: PyConvModelFixed, LIFReset: PyLifResetModelBitAcc,
               SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,
               GateProcess: PyGateModel, DelayProcess: PyDelayModel,
-              DelayDense: PyDelayDenseModelBitAcc}
+              DelayDense: PyDelayDenseModelBitAcc, SigmaDelta: PySigmaDeltaModelFixed,
+              Delta: PyDeltaModelFixed, Sigma: PySigmaModelFixed}
     # Pin the bit-accurate models. Keyed by class (what RunConfig.select reads) AND by
     # instance: the compiler's own lookup (lava/magma/compiler/compiler_graphs.py:1031,
     # `proc in run_cfg.exception_proc_model_map`) tests the instance, and when it misses it
@@ -348,7 +381,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     if any(isinstance(graph.node(n), FxCoproc) for n in graph.order()):
         from ..coproc.lava_proc import model_map
         exceptions.update(model_map(procs))
-    return _Net(source, lifs, recorders, values, exceptions, procs)
+    return _Net(source, lifs, recorders, graded, values, exceptions, procs)
 
 
 def _delay_proc(procs, name):
@@ -491,9 +524,9 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
     x = _check_inputs(graph, inputs)
     require_lava()
     if len(x) > 1 and any(getattr(graph.node(k), "delay", None) is not None
-                          for k in graph.order()):
+                          or isinstance(graph.node(k), FxSigmaDelta) for k in graph.order()):
         # delayed messages of one sample would land in the next sample's window of a
-        # chained run: run each sample on its own
+        # chained run, and sigma-delta neurons have no reset: run each sample on its own
         start = time.perf_counter()
         runs = []
         for i in _progress(range(len(x)), progress, "lava (one run per sample)"):
@@ -524,6 +557,12 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
             ours = rec if perm is None else _unpermute(rec, perm)
             spikes[name] = ours.reshape((n, t_len) + graph.shape(name))
         from .lava_procs import read_values
+        for name, (path, perm, lshape) in net.graded.items():
+            if not Path(path).exists():
+                raise BackendError(f"{name}: Lava graded-spike record missing after the run")
+            rec = read_values(path, lshape).reshape(n * t_len, -1)
+            ours = rec if perm is None else _unpermute(rec, perm)
+            spikes[name] = ours.reshape((n, t_len) + graph.shape(name)).astype(np.int32)
         boundary = {}
         for name, (path, perm, lshape, shape) in net.values.items():
             if not Path(path).exists():

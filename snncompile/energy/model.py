@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import InputFileError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import FxConv2d, FxCoproc, FxDense, FxLIF
+from ..ir.nodes import NEURON_TYPES, FxConv2d, FxCoproc, FxDense, FxLIF
 from ..passes.place import Mapping
 from ..target import TargetSpec
 from .report import EVENTS, EnergyReport
@@ -114,7 +114,10 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
         return ev, en
 
     # ---- the graph input: its messages into the first layers
-    lifs = [n for n in graph.order() if isinstance(graph.node(n), FxLIF)]
+    lifs = [n for n in graph.order() if isinstance(graph.node(n), NEURON_TYPES)]
+    if any(getattr(graph.node(n), "num_message_bits", 0) for n in graph.order()):
+        notes.append("graded-spike synaptic operations are priced as binary ones (no "
+                     "published per-operation energy for graded messages): an underestimate")
     missing = [n for n in lifs + [inp] if n not in mapping.layers]
     if missing:
         raise UnsupportedError(f"mapping has no layer {', '.join(missing)}; map this graph "

@@ -2,9 +2,11 @@
 `snncompile.frontends.netx_import`, same conventions).
 
 netx can express chains `Input -> [Flatten] -> (FxDense | FxConv2d) -> FxLIF -> ...` with
-binary spikes. The file gets an `input` layer without a neuron (so netx learns the input
-shape and `Network(path).inp` is the first synapse's input), then one netx layer per
-synapse + LIF pair, and a `flatten` layer where the graph flattens.
+binary spikes, and the same chains of sigma-delta neurons (`FxSigmaDelta`) with graded
+messages. The file gets an `input` layer (without a neuron for binary input, so netx learns
+the input shape and `Network(path).inp` is the first synapse's input; with the SDNN neuron
+of the graph's delta encoder for graded input), then one netx layer per synapse + neuron
+pair, and a `flatten` layer where the graph flattens.
 
 What netx computes must equal what the graph computes, so the exporter refuses (with
 `UnsupportedError` naming the node) whatever has no exact netx form:
@@ -17,6 +19,10 @@ What netx computes must equal what the graph computes, so the exporter refuses (
 * LIF: netx fixes `bias_exp = 6` (netx/hdf5.py:158), so `bias_mant << bias_exp` must be a
   multiple of 64; `du + 1` and `dv` must lie in [0, 4096] (netx: `du = iDecay - 1`).
 * conv: weights are written OIHW as they are (Lava's Conv ignores exponents).
+* sigma-delta: netx fixes spike_exp = state_exp = 6 and no cumulative error; a synapse
+  must read as many message bits as the neuron before it sends (netx wires them so) and
+  that must be netx's default of 16 (netx 0.6.0 fails on files with a `messageBits`
+  entry); a sigma readout has no bias.
 
 The file is written to a temporary name and renamed, so a refusal leaves no file behind.
 
@@ -30,11 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..frontends.netx_import import DECAY_UNITY, NETX_BIAS_EXP, netx_dense_weights
-from ..ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from ..frontends.netx_import import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSAGE_BITS,
+                                     NETX_SPIKE_EXP, netx_dense_weights)
+from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
 from ..sim.fixed import prepare_weights, shift_exp
 
-SUPPORTED = "Input (spikes), FxDense, FxConv2d, FxLIF, Flatten, Output in a single chain"
+SUPPORTED = ("Input (spikes, or graded into a delta encoder), FxDense, FxConv2d, FxLIF or "
+             "FxSigmaDelta (not both), Flatten, Output in a single chain")
 
 
 def export_netx(graph: Graph, path: str | Path) -> Path:
@@ -72,11 +80,20 @@ def _layers(graph: Graph) -> list[dict]:
                                "(snncompile compile)")
     chain = _chain(graph)
     inp = graph.node(chain[0])
-    if not isinstance(inp, Input) or inp.encoding != "spikes":
-        raise UnsupportedError(f"{inp.name}: netx export supports binary spike input only "
-                               f"(got {getattr(inp, 'encoding', type(inp).__name__)})")
+    if not isinstance(inp, Input):
+        raise UnsupportedError(f"{chain[0]}: the chain must start at the Input")
     layers = [{"type": "input", "shape": np.array(inp.shape, np.int64)}]
-    i = 1
+    i, bits = 1, 0          # bits: message bits the next synapse reads
+    if graph.nodes(FxLIF) and graph.nodes(FxSigmaDelta):
+        raise UnsupportedError("netx export: the graph mixes LIF and sigma-delta neurons; "
+                               f"supported: {SUPPORTED}")
+    if inp.encoding != "spikes":
+        enc = graph.node(chain[1]) if len(chain) > 1 else None
+        if not (isinstance(enc, FxSigmaDelta) and enc.role == "delta"):
+            raise UnsupportedError(f"{inp.name}: netx export takes graded input only through "
+                                   "a sigma-delta (delta) encoder")
+        layers[0].update(_sdnn_neuron(enc, False))
+        bits, i = enc.num_message_bits, 2
     while i < len(chain):
         node = graph.node(chain[i])
         if isinstance(node, Output):
@@ -93,14 +110,20 @@ def _layers(graph: Graph) -> list[dict]:
             raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be expressed "
                                    f"in netx; supported: {SUPPORTED}")
         lif = graph.node(chain[i + 1]) if i + 1 < len(chain) else None
-        if not isinstance(lif, FxLIF):
-            raise UnsupportedError(f"{node.name}: netx needs every synapse followed by a LIF "
-                                   f"layer; supported: {SUPPORTED}")
-        if node.num_message_bits:
-            raise UnsupportedError(f"{node.name}: graded input ({node.num_message_bits} "
-                                   "message bits) cannot be expressed in netx")
+        if not isinstance(lif, (FxLIF, FxSigmaDelta)) or getattr(lif, "role", "") == "delta":
+            raise UnsupportedError(f"{node.name}: netx needs every synapse followed by a "
+                                   f"neuron layer; supported: {SUPPORTED}")
+        if node.num_message_bits != bits:
+            raise UnsupportedError(f"{node.name}: reads {node.num_message_bits} message bits "
+                                   f"but its source sends {bits}; netx wires them equal")
         layer = _dense(node) if isinstance(node, FxDense) else _conv(node, graph)
-        layer.update(_neuron(lif, isinstance(node, FxConv2d)))
+        conv = isinstance(node, FxConv2d)
+        if isinstance(lif, FxLIF):
+            layer.update(_neuron(lif, conv))
+            bits = 0
+        else:
+            layer.update(_sdnn_neuron(lif, conv))
+            bits = lif.num_message_bits
         layers.append(layer)
         i += 2
     return layers
@@ -113,7 +136,8 @@ def _chain(graph: Graph) -> list[str]:
             raise UnsupportedError(f"{name}: branching graphs cannot be expressed in netx; "
                                    f"supported: {SUPPORTED}")
         node = graph.node(name)
-        if not isinstance(node, (Input, Flatten, FxDense, FxConv2d, FxLIF, Output)):
+        if not isinstance(node, (Input, Flatten, FxDense, FxConv2d, FxLIF, FxSigmaDelta,
+                                 Output)):
             raise UnsupportedError(f"{name}: {type(node).__name__} cannot be expressed in "
                                    f"netx; supported: {SUPPORTED}")
     return order
@@ -180,11 +204,42 @@ def _neuron(lif: FxLIF, conv: bool) -> dict:
     layer = {"neuron/type": np.bytes_(b"CUBA"), "neuron/iDecay": np.int64(i_decay),
              "neuron/vDecay": np.int64(v_decay), "neuron/vThMant": np.int64(lif.vth),
              "neuron/refDelay": np.int64(1), "neuron/gradedSpike": np.bool_(False)}
-    if np.any(bias):
-        if conv:
-            per_channel = np.all(bias == bias[:, :1, :1], axis=(1, 2)).all()
-            layer["bias"] = (bias[:, 0, 0] if per_channel else bias.transpose(2, 1, 0)
-                             ).astype(np.int32)
-        else:
-            layer["bias"] = bias.astype(np.int32)
+    layer.update(_bias_entry(bias, conv))
+    return layer
+
+
+def _bias_entry(bias: np.ndarray, conv: bool) -> dict:
+    """netx's layer `bias`: per channel or full WHC for conv layers (importer's inverse)."""
+    if not np.any(bias):
+        return {}
+    if conv:
+        per_channel = np.all(bias == bias[:, :1, :1], axis=(1, 2)).all()
+        return {"bias": (bias[:, 0, 0] if per_channel else bias.transpose(2, 1, 0)
+                         ).astype(np.int32)}
+    return {"bias": bias.astype(np.int32)}
+
+
+def _sdnn_neuron(node: FxSigmaDelta, conv: bool) -> dict:
+    if node.role != "sigma" and (node.spike_exp, node.state_exp) != (NETX_SPIKE_EXP,
+                                                                      NETX_SPIKE_EXP):
+        raise UnsupportedError(f"{node.name}: spike_exp/state_exp {node.spike_exp}/"
+                               f"{node.state_exp}; netx fixes both to {NETX_SPIKE_EXP}")
+    if node.cum_error:
+        raise UnsupportedError(f"{node.name}: cumulative-error sigma-delta neurons cannot be "
+                               "expressed in netx")
+    if node.num_message_bits != NETX_SDNN_MESSAGE_BITS:
+        # netx reads 'messageBits' through NetDict, which does not list it among its value
+        # keys (lava/lib/dl/netx/utils.py:44-48), so a file carrying it fails to load
+        raise UnsupportedError(f"{node.name}: {node.num_message_bits}-bit messages; netx "
+                               f"loads only its default of {NETX_SDNN_MESSAGE_BITS} bits "
+                               "(it cannot read a 'messageBits' entry)")
+    layer = {"neuron/type": np.bytes_(b"SDNN"), "neuron/activation": np.bytes_(b"relu"),
+             "neuron/vThMant": np.int64(node.vth)}
+    bias = np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape)
+    if node.role == "sigma":
+        if np.any(bias):
+            raise UnsupportedError(f"{node.name}: a sigma readout with a bias cannot be "
+                                   "expressed in netx (its Sigma process takes none)")
+        layer["neuron/sigma_output"] = np.bool_(True)
+    layer.update(_bias_entry(bias, conv))
     return layer

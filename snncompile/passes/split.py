@@ -54,7 +54,7 @@ import numpy as np
 from ..errors import ResourceLimitError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                        FxLIF, Input, Output)
+                        FxLIF, FxSigmaDelta, Input, Output)
 from ..target import Limits, TargetSpec
 
 RESOURCES = Limits.RESOURCES
@@ -140,7 +140,7 @@ def _source_of(graph: Graph, name: str) -> str:
     """Walk back through Flatten nodes to the spiking source (Input or FxLIF)."""
     while True:
         node = graph.node(name)
-        if isinstance(node, (Input, FxLIF)):
+        if isinstance(node, (Input, FxLIF, FxSigmaDelta)):
             return name
         ins = graph.inputs(name)
         if not isinstance(node, Flatten) or len(ins) != 1:
@@ -161,21 +161,23 @@ def _through_gates(graph: Graph, name: str) -> str:
 def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
     # FxCoproc / FxCoprocOut run on the embedded x86 cores (see passes/partition.py)
     allowed = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc,
-               FxCoprocOut, FxDelay)
+               FxCoprocOut, FxDelay, FxSigmaDelta)
     for name in graph.order():
         node = graph.node(name)
         if not isinstance(node, allowed):
             raise UnsupportedError(
                 f"{name}: {type(node).__name__} cannot be mapped to cores; mapping needs a "
-                "fixed-stage graph of Input, FxDense, FxConv2d, FxLIF, Flatten, Output "
-                "(run quantize first)")
+                "fixed-stage graph of Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, "
+                "Output (run quantize first)")
     inp = graph.input_node().name
     layers = {inp: _Layer(inp, graph.shape(inp), None, None)}
     for name in graph.order():
         node = graph.node(name)
-        if isinstance(node, FxLIF):
+        if isinstance(node, (FxLIF, FxSigmaDelta)):
             ins = graph.inputs(name)
             syn = graph.node(_through_gates(graph, ins[0])) if ins else None
+            if isinstance(syn, Input):  # a delta encoder reads the input frames directly
+                syn = None
             if syn is not None and not isinstance(syn, (FxDense, FxConv2d)):
                 raise UnsupportedError(f"{name}: an FxLIF must be fed by FxDense or FxConv2d, "
                                        f"not {type(syn).__name__}")

@@ -376,11 +376,12 @@ class _SigmaDelta:
         bm = np.broadcast_to(np.asarray(node.bias_mant, np.int64), self.shape)
         self.bias = wrap(bm << self.up, I32)
         self.cum_error = node.cum_error
+        self.msg_max = 1 << max(node.num_message_bits - 1, 0)
         self.n = int(np.prod(self.shape))
         self.clear_counters()
 
     def clear_counters(self):
-        self.overflow = {"int32_wrap": 0}
+        self.overflow = {"int32_wrap": 0, "message_bits": 0}
         self.spike_count = 0
         self.active = 0
         self.updates = 0
@@ -402,6 +403,19 @@ class _SigmaDelta:
                                        f"sample {idx[0]} (of this batch), neuron "
                                        f"{int(np.ravel_multi_index(tuple(idx[1:]), self.shape))}")
         return y
+
+    def _message_bits(self, out):
+        """A graded spike must fit the declared signed message width; Lava sends any int32,
+        a chip's message would not hold it (a sigma readout goes to the host instead)."""
+        big = np.abs(out) >= self.msg_max
+        if big.any():
+            self.overflow["message_bits"] += int(np.count_nonzero(big))
+            if self.strict:
+                idx = np.argwhere(big)[0]
+                raise OverflowDetected(
+                    f"{self.name}: graded spike {int(out[tuple(idx)])} at sample {idx[0]} (of "
+                    f"this batch), neuron {int(np.ravel_multi_index(tuple(idx[1:]), self.shape))}"
+                    f" does not fit {self.node.num_message_bits} signed message bits")
 
     def step(self, a_in: np.ndarray) -> np.ndarray:
         a_in = self._w(a_in)                              # int32 input port
@@ -426,6 +440,7 @@ class _SigmaDelta:
             self.residue = self._w(delta - s)
             self.act = act
             out = s >> self.state_exp
+            self._message_bits(out)
         self.spike_count += int(np.count_nonzero(out))
         return out
 
@@ -536,7 +551,8 @@ class Simulator:
                 continue
             if isinstance(op, (_LIF, _SigmaDelta)):
                 counts[name] = {"spikes": op.spike_count,
-                                "neuron_updates": op.n * steps * n_samples,
+                                "neuron_updates": (op.updates if isinstance(op, _SigmaDelta)
+                                                   else op.n * steps * n_samples),
                                 "active_updates": op.active}
                 overflow[name] = dict(op.overflow)
             else:
