@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from snncompile.errors import SnnCompileError
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
 
 FUZZ = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", 50)), deadline=None,
                 database=None,
@@ -123,6 +123,23 @@ def _fixed_graph() -> Graph:
         Output("out")], meta={"source": "fuzz"})
 
 
+def _sdnn_graph() -> Graph:
+    """Delta encoder, conv and dense sigma-delta layers, sigma readout (a netx SDNN seed)."""
+    rng = np.random.default_rng(2)
+    return Graph.sequential([
+        Input("in", shape=(1, 6, 6), encoding="graded", bits=8),
+        FxSigmaDelta("enc", shape=(1, 6, 6), role="delta", vth=4),
+        FxConv2d("c1", weight=rng.integers(-50, 50, (2, 1, 3, 3)).astype(np.int32),
+                 padding=(1, 1), num_message_bits=16),
+        FxSigmaDelta("s1", shape=(2, 6, 6), vth=10,
+                     bias_mant=rng.integers(-3, 3, (2, 6, 6)).astype(np.int32)),
+        Flatten("f"),
+        FxDense("d2", weight=(rng.integers(-60, 60, (3, 72)) * 2).astype(np.int32),
+                num_message_bits=16),
+        FxSigmaDelta("out", shape=(3,), role="sigma"),
+        Output("o")], meta={"source": "fuzz"})
+
+
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
     from conftest import make_tiny
@@ -137,6 +154,7 @@ def seeds(tmp_path_factory):
     make_tiny(root / "tiny.pt")
     write_nir(import_checkpoint(root / "tiny.pt"), root / "tiny.nir")
     export_netx(_fixed_graph(), root / "tiny.net")
+    export_netx(_sdnn_graph(), root / "sdnn.net")
     (root / "graph").mkdir()
     _fixed_graph().save(root / "graph")
     x = (np.random.default_rng(1).random((4, 5, 1, 6, 6)) < 0.3).astype(np.uint8)
@@ -171,12 +189,13 @@ def _loader(which: str):
     return import_netx
 
 
-@pytest.mark.parametrize("ext", ["pt", "nir", "net"])
-def test_fuzz_model_files(seeds, work, ext):
+@pytest.mark.parametrize("seed", ["tiny.pt", "tiny.nir", "tiny.net", "sdnn.net"])
+def test_fuzz_model_files(seeds, work, seed):
+    ext = seed.rsplit(".", 1)[1]
     load = _loader(ext)
 
     @FUZZ
-    @given(data=mutated(_read(seeds, f"tiny.{ext}")))
+    @given(data=mutated(_read(seeds, seed)))
     def run(data):
         _expect_clean(load, _write(work / f"f.{ext}", data))
     run()
@@ -347,7 +366,8 @@ _VALUES = st.one_of(
 )
 _KEYS = ["type", "shape", "weight", "bias", "delay", "stride", "padding", "dilation",
          "groups", "neuron/type", "neuron/iDecay", "neuron/vDecay", "neuron/vThMant",
-         "neuron/refDelay", "neuron/gradedSpike", "neuron/messageBits", "neuron"]
+         "neuron/refDelay", "neuron/gradedSpike", "neuron/messageBits", "neuron",
+         "neuron/activation", "neuron/sigma_output"]
 
 
 def _blocked(group, key: str) -> bool:
@@ -356,13 +376,15 @@ def _blocked(group, key: str) -> bool:
     return "/" in key and head in group and not hasattr(group[head], "keys")
 
 
-def test_fuzz_netx_structure(seeds, work):
-    """Valid HDF5, hostile contents: keys deleted or replaced by values of any type."""
+@pytest.mark.parametrize("seed", ["tiny.net", "sdnn.net"])
+def test_fuzz_netx_structure(seeds, work, seed):
+    """Valid HDF5, hostile contents: keys deleted or replaced by values of any type (a CUBA
+    and a sigma-delta seed)."""
     import h5py
 
     from snncompile.frontends.netx_import import import_netx
 
-    with h5py.File(seeds / "tiny.net", "r") as f:
+    with h5py.File(seeds / seed, "r") as f:
         n_layers = len(f["layer"])
 
     edits = st.lists(st.tuples(st.integers(0, n_layers), st.sampled_from(_KEYS),
@@ -372,7 +394,7 @@ def test_fuzz_netx_structure(seeds, work):
     @given(edits=edits)
     def run(edits):
         path = work / "s.net"
-        shutil.copyfile(seeds / "tiny.net", path)
+        shutil.copyfile(seeds / seed, path)
         with h5py.File(path, "a") as f:
             for index, key, value in edits:
                 group = f.require_group(f"layer/{index}")

@@ -251,3 +251,44 @@ def test_unsupported_sdnn_files_get_one_clear_error(tmp_path, edit, match):
         edit(f)
     with pytest.raises(UnsupportedError, match=match):
         import_netx(path)
+
+
+# ------------------------------------------------------------------ command line
+@pytest.mark.lava
+def test_cli_compiles_verifies_and_exports_a_slayer_sdnn(tmp_path, capsys):
+    """`snncompile compile net.net`, `verify` on three backends (exit 0), `energy --json`,
+    `export --format netx`; graded input values outside input_bits are one clear line."""
+    import json
+
+    from snncompile.cli import main
+    from snncompile.data import save_inputs
+
+    path = _conv_net(tmp_path / "sd.net")
+    build = tmp_path / "sd.build"
+    assert main(["compile", str(path), "-o", str(build), "--quiet"]) == 0
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (3, 8, 2, 8, 8))
+    save_inputs(tmp_path / "x.npz", x, np.array([0, 1, 2]))
+    capsys.readouterr()
+    assert main(["verify", str(build), "--inputs", str(tmp_path / "x.npz"), "--json",
+                 str(tmp_path / "v.json")]) == 0
+    out = capsys.readouterr().out
+    assert "EQUIVALENT: 0 mismatching" in out and "L4_sigma" in out
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["equivalent"] and report["backends"]["lava"]["spikes"] > 50
+    assert main(["energy", str(build), "--inputs", str(tmp_path / "x.npz"), "--json",
+                 str(tmp_path / "e.json")]) == 0
+    energy = json.loads((tmp_path / "e.json").read_text())
+    assert any("graded" in note for note in energy["notes"])
+    assert main(["export", str(build), "--format", "netx", "-o", str(tmp_path / "b.net")]) == 0
+    assert graphs_equal_but_source(import_netx(path), import_netx(tmp_path / "b.net"))
+    save_inputs(tmp_path / "big.npz", x + 300, np.array([0, 1, 2]))
+    capsys.readouterr()
+    rc = main(["verify", str(build), "--inputs", str(tmp_path / "big.npz")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "255" in err, err
+
+
+def graphs_equal_but_source(a: Graph, b: Graph) -> bool:
+    b.meta["source"] = a.meta["source"]
+    return graphs_equal(a, b)

@@ -40,11 +40,26 @@ input and the runs can differ (the conv test in tests/test_netx.py: 20 spikes); 
 biases zero they agree either way. Output spikes of a layer at depth d for local step k
 appear at Lava step k + d + 1 (sink column k + d).
 
+Sigma-delta (SDNN) networks (hdf5.py:164-190) become `FxSigmaDelta` nodes with graded
+messages: the input layer's SDNN neuron is the Delta encoder and, unlike a CUBA input
+neuron, stays in the graph (the Input node then takes unsigned integer frames of
+`input_bits`); a neuron group with a `sigma_output` key is a Sigma readout; the others are
+ReLU SigmaDelta neurons with spike_exp = state_exp = 6. Each synapse reads the message
+width of the layer before it (16 bits unless `messageBits` says otherwise; binary when
+there is no input layer, netx's `input_message_bits=0`). netx ignores `reset_interval` for
+these neurons, so they run from Lava step 1 with no reset, which `FxSigmaDelta` and every
+implementation follow; netx's Network is then run with `skip_layers=1` behind a Delta
+process built from its own `get_neuron_params` (tests/netx_lava.py). Two netx quirks:
+a file with a `messageBits` entry fails to load in netx 0.6.0 (its NetDict does not know
+the key), and the neuron's `activation` is ignored by netx (always ReLU); we honour the
+first and refuse activations other than ReLU.
+
 Dense synaptic delays are imported (netx's broadcasting and clamp to 62 reproduced).
 Unsupported (UnsupportedError naming layer and value): conv delays, refDelay > 1
-(Lava's LIF has no refractory period; netx ignores it), graded spikes, SDNN/RF neurons,
-dilation, recurrent/complex dense, pooling and the other layer types netx does not
-implement, and weights for which netx's weight optimisation shifts by a negative amount.
+(Lava's LIF has no refractory period; netx ignores it), graded spikes from CUBA neurons,
+RF neurons, networks mixing CUBA and SDNN layers, dilation, recurrent/complex dense,
+pooling and the other layer types netx does not implement, and weights for which netx's
+weight optimisation shifts by a negative amount.
 
     >>> graph = import_netx("trained.net")
     >>> graph.meta["netx"]["skip_layers"]
