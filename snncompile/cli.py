@@ -116,8 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--inputs", required=True, help="inputs .npz file")
     v.add_argument("--json", help="write the machine-readable report here")
     v.add_argument("--backends", default="reference,sim,lava",
-                   help="comma-separated subset, first is the baseline "
-                        "(default: reference,sim,lava)")
+                   help="comma-separated, first is the baseline (default: "
+                        "reference,sim,lava); add 'netx' for a build compiled from a netx "
+                        "file to run it with lava-dl's own netx loader in Lava too")
     v.add_argument("--limit", type=positive_int, help="use only the first N samples")
 
     e = sub.add_parser("energy", help="estimate on-chip energy and latency per inference",
@@ -236,13 +237,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import BACKENDS, verify
+    from .verify import BACKENDS, EXTRA_BACKENDS, verify
 
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad or len(backends) < 2:
-        raise InputFileError(f"--backends: need at least two of {', '.join(BACKENDS)}, "
-                             f"got '{args.backends}'")
+    bad = [b for b in backends if b not in BACKENDS + EXTRA_BACKENDS]
+    if bad or len(backends) < 2 or len(set(backends)) != len(backends):
+        raise InputFileError(f"--backends: need at least two different ones of "
+                             f"{', '.join(BACKENDS + EXTRA_BACKENDS)}, got '{args.backends}'")
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
     report = verify(build, x, labels, backends, progress=True)
     print(report.text())

@@ -21,6 +21,10 @@ from .sim.simulator import Simulator
 from .target import TargetSpec, load_target
 
 
+NETX_SOURCE = "netx/network.net"
+"""Where a build compiled from a netx file keeps a copy of it."""
+
+
 def import_model(source: str | Path) -> Graph:
     """Pick the frontend by file type."""
     path = Path(source)
@@ -74,6 +78,9 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         md += "\n## Partition (neurocores / co-processor)\n\n" + \
             partition_markdown(report["partition"]) + "\n"
         onnx_files = coproc_onnx(fixed)
+    if fixed.meta.get("frontend") == "netx" and not isinstance(source, Graph):
+        # the original file, for `verify --backends ...,netx` (lava-dl's own loader)
+        onnx_files[NETX_SOURCE] = Path(source).read_bytes()
     return Build(graph=fixed, float_graph=float_graph, target=spec, report=report,
                  report_md=md, extra_files={"mapping.json": mapping.to_json()},
                  extra_bytes=onnx_files)

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from .build import Build
+from .errors import UnsupportedError
 from .ir import NEURON_TYPES, FxSigmaDelta
 from .reference import reference_run
 from .report import table
@@ -20,6 +21,9 @@ from .sim.float_model import run_float
 from .sim.simulator import Simulator
 
 BACKENDS = ("reference", "sim", "lava")
+EXTRA_BACKENDS = ("netx",)
+"""`netx`: lava-dl's own netx loader running the build's copy of the netx file in Lava
+(builds compiled from a netx file only)."""
 
 
 @dataclasses.dataclass
@@ -107,8 +111,17 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
             from .backends.lava_backend import run_lava
             res = run_lava(graph, inputs, progress=progress)
             results[b], sent[b] = res.spikes, res.boundary or {}
+        elif b == "netx":
+            from .backends.netx_lava import run_netx_samples
+            from .pipeline import NETX_SOURCE
+            src = build.path / NETX_SOURCE if build.path is not None else None
+            if src is None or not src.is_file():
+                raise UnsupportedError("the netx backend needs a build compiled from a netx "
+                                       f"file (it keeps a copy in {NETX_SOURCE})")
+            results[b], sent[b] = run_netx_samples(src, graph, inputs, progress), {}
         else:
-            raise ValueError(f"unknown backend '{b}'; choose from {BACKENDS}")
+            raise ValueError(f"unknown backend '{b}'; choose from "
+                             f"{BACKENDS + EXTRA_BACKENDS}")
         walls[b] = time.perf_counter() - t0
     base = backends[0]
     n, t = inputs.shape[:2]

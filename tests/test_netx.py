@@ -51,48 +51,11 @@ def _add_bias(path, layer: int, bias):
         f[f"layer/{layer}"].create_dataset("bias", data=np.asarray(bias))
 
 
-def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[int, np.ndarray]:
-    """Run lava-dl's `hdf5.Network` in Lava (fixed_pt) on x (T, *input_shape CHW) and return
-    each netx layer's spikes in our local time and CHW order, keyed by netx block index."""
-    from lava.lib.dl.netx.hdf5 import Network
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-
-    lifs = graph.nodes(FxLIF)
-    depth = {n.name: graph.depth(n.name) for n in lifs}
-    steps = x.shape[0]
-    total = steps + max(depth.values())
-    net = Network(net_config=str(path), **lava_network_kwargs(graph, steps))
-    assert len(net.layers) == len(lifs)
-    data = np.zeros(net.inp.shape + (total,), np.int32)
-    frames = x.reshape(steps, *graph.input_node().shape)
-    flat = frames.reshape(steps, -1) if len(net.inp.shape) == 1 else \
-        frames.transpose(0, *range(frames.ndim - 1, 0, -1))      # (T, C, H, W) -> (T, W, H, C)
-    data[..., :steps] = np.moveaxis(flat, 0, -1)
-    source = Source(data=data)
-    source.s_out.connect(net.inp)
-    sinks = []
-    for block in net.layers:
-        sink = Sink(shape=block.out.shape, buffer=total)
-        block.out.connect(sink.a_in)
-        sinks.append(sink)
-    try:
-        net.run(condition=RunSteps(num_steps=total),
-                run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        raw = [sink.data.get() for sink in sinks]
-    finally:
-        net.stop()
-    out = {}
-    for node, r in zip(lifs, raw):
-        d = depth[node.name]
-        r = r[..., d:d + steps]                      # local step k is sink column k + d
-        r = np.moveaxis(r, -1, 0)                    # (T, *xyz)
-        if r.ndim == 4:
-            r = r.transpose(0, 3, 2, 1)              # (T, W, H, C) -> (T, C, H, W)
-        out[node.name] = r.astype(bool)
-    return out
+def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """lava-dl's `hdf5.Network` in Lava (fixed_pt) on x (T, *input_shape CHW): each layer's
+    spikes in our local time and CHW order, keyed by our node name."""
+    from snncompile.backends.netx_lava import run_netx
+    return run_netx(path, graph, x)
 
 
 def _compare(path, graph, x, reference: Graph | None = None, names: dict | None = None):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import snncompile  # noqa: F401  (installs the Lava import fix)
-from netx_lava import add_dataset, run_netx
+from snncompile.backends.netx_lava import run_netx
 from snncompile.errors import OverflowDetected, UnsupportedError
 from snncompile.export.netx_export import export_netx
 from snncompile.frontends.netx_import import import_netx, lava_network_kwargs
@@ -271,11 +271,13 @@ def test_cli_compiles_verifies_and_exports_a_slayer_sdnn(tmp_path, capsys):
     save_inputs(tmp_path / "x.npz", x, np.array([0, 1, 2]))
     capsys.readouterr()
     assert main(["verify", str(build), "--inputs", str(tmp_path / "x.npz"), "--json",
-                 str(tmp_path / "v.json")]) == 0
+                 str(tmp_path / "v.json"), "--backends", "reference,sim,lava,netx"]) == 0
     out = capsys.readouterr().out
     assert "EQUIVALENT: 0 mismatching" in out and "L4_sigma" in out
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["equivalent"] and report["backends"]["lava"]["spikes"] > 50
+    assert report["backends"]["netx"]["spikes"] == report["backends"]["lava"]["spikes"]
+    assert [lay["mismatches"]["netx"] for lay in report["layers"]] == [0, 0, 0, 0]
     assert main(["energy", str(build), "--inputs", str(tmp_path / "x.npz"), "--json",
                  str(tmp_path / "e.json")]) == 0
     energy = json.loads((tmp_path / "e.json").read_text())
@@ -292,3 +294,36 @@ def test_cli_compiles_verifies_and_exports_a_slayer_sdnn(tmp_path, capsys):
 def graphs_equal_but_source(a: Graph, b: Graph) -> bool:
     b.meta["source"] = a.meta["source"]
     return graphs_equal(a, b)
+
+
+def add_dataset(path, name: str, data) -> None:
+    with h5py.File(path, "a") as f:
+        if name in f:
+            del f[name]
+        f.create_dataset(name, data=np.asarray(data))
+
+
+@pytest.mark.lava
+def test_netx_backend_failure_is_one_line_and_shuts_lava_down(tmp_path, capsys):
+    """netx 0.6.0 cannot load a file with a `messageBits` entry: `verify --backends
+    sim,netx` says so in one line instead of failing inside Lava's workers; a repeated
+    backend is refused."""
+    from snncompile.cli import main
+    from snncompile.data import save_inputs
+
+    path = _conv_net(tmp_path / "m.net")
+    add_dataset(path, "layer/1/neuron/messageBits", 16)
+    build = tmp_path / "m.build"
+    assert main(["compile", str(path), "-o", str(build), "--quiet"]) == 0
+    save_inputs(tmp_path / "x.npz", np.zeros((1, 4, 2, 8, 8), np.int64), None)
+    capsys.readouterr()
+    rc = main(["verify", str(build), "--inputs", str(tmp_path / "x.npz"), "--backends",
+               "sim,netx"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and "netx" in err, err
+    plain = tmp_path / "plain.build"
+    assert main(["compile", str(_conv_net(tmp_path / "p.net")), "-o", str(plain),
+                 "--quiet"]) == 0
+    rc = main(["verify", str(plain), "--inputs", str(tmp_path / "x.npz"), "--backends",
+               "sim,netx,sim"])
+    assert rc == 2 and "two different" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Run a netx HDF5 file with lava-dl's own loader (`lava.lib.dl.netx.hdf5.Network`) in
 Lava's bit-accurate simulation (`Loihi2SimCfg(select_tag='fixed_pt')`) and return each
-netx block's output in our local time and (C, H, W) layout: the independent side of the
-netx equivalence tests.
+netx block's output in our local time and (C, H, W) layout: the `netx` backend of
+`snncompile verify` (builds compiled from a netx file keep a copy of it) and the
+independent side of the netx equivalence tests.
 
 Alignment (see `snncompile.frontends.netx_import`): a RingBuffer source sends input frame
 t at Lava step t + 1; a block at depth d (d synapses from the input) emits its output for
@@ -14,16 +15,57 @@ never wires its `inp` port (lava/lib/dl/netx/blocks/process.py:103-106), so it r
 """
 from __future__ import annotations
 
-import h5py
 import numpy as np
 
-from snncompile.frontends.netx_import import lava_network_kwargs
-from snncompile.ir import NEURON_TYPES, FxSigmaDelta, Graph
+from ..errors import BackendError, InputFileError
+from ..frontends.netx_import import lava_network_kwargs
+from ..ir import NEURON_TYPES, FxSigmaDelta, Graph
+from .lava_backend import (_Net, _one_line, _progress, _shutdown, _worker_error,
+                           require_lava)
+
+
+def run_netx_samples(path, graph: Graph, inputs: np.ndarray, progress: bool = False
+                     ) -> dict[str, np.ndarray]:
+    """`run_netx` on each sample of `inputs` (N, T, *input shape); one Lava run per sample.
+    Failures of netx or Lava become one-line BackendErrors."""
+    require_lava()
+    x = np.asarray(inputs)
+    if x.ndim < 3 or tuple(x.shape[2:]) != tuple(graph.input_node().shape):
+        raise InputFileError(f"inputs: shape {x.shape} is not (N, T, "
+                             f"*{graph.input_node().shape})")
+    runs = [run_netx(path, graph, x[i])
+            for i in _progress(range(len(x)), progress, "netx in Lava")]
+    return {k: np.stack([r[k] for r in runs]) for k in runs[0]}
 
 
 def run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     """x: (T, *input shape CHW) integers. Returns {graph neuron name: (T, *shape)}: bool
-    spikes for CUBA blocks, int graded values for SDNN blocks."""
+    spikes for CUBA blocks, int graded values for SDNN blocks. Raises BackendError (one
+    line) when netx cannot build the network or Lava fails; Lava is always shut down."""
+    _known_netx_failures(path)
+    try:
+        return _run_netx(path, graph, x)
+    except (BackendError, InputFileError):
+        raise
+    except Exception as exc:  # netx and Lava raise bare Exceptions of many kinds
+        raise BackendError(f"{path}: lava-dl netx failed on it: {_one_line(exc)}") from exc
+
+
+def _known_netx_failures(path) -> None:
+    """Refuse up front what netx 0.6.0 cannot load, instead of letting Lava's workers fail:
+    its NetDict does not know the 'messageBits' key (lava/lib/dl/netx/utils.py:44-48) and
+    hands a group object to the Var that should get the number."""
+    import h5py
+
+    found: list[str] = []
+    with h5py.File(str(path), "r") as f:
+        f.visit(lambda name: found.append(name) if name.endswith("/messageBits") else None)
+    if found:
+        raise BackendError(f"{path}: lava-dl netx 0.6.0 cannot load a file with a "
+                           f"'messageBits' entry ({found[0]}); compare with the lava backend")
+
+
+def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     from lava.lib.dl.netx.hdf5 import Network
     from lava.lib.dl.netx.utils import NetDict
     from lava.magma.core.run_conditions import RunSteps
@@ -44,7 +86,9 @@ def run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         params.pop("num_message_bits", None)
         encoder = proc(shape=net.inp.shape, **params)
     blocks = ([encoder] if encoder is not None else []) + list(net.layers)
-    assert len(blocks) == len(neurons), (len(blocks), [n.name for n in neurons])
+    if len(blocks) != len(neurons):
+        raise BackendError(f"{path}: netx built {len(blocks)} blocks for the graph's "
+                           f"{len(neurons)} neuron layers")
     inp_shape = net.inp.shape
     data = np.zeros(inp_shape + (total,), np.int32)
     frames = x.reshape(steps, *graph.input_node().shape)
@@ -63,12 +107,20 @@ def run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         sink = Sink(shape=port.shape, buffer=total)
         port.connect(sink.a_in)
         sinks.append(sink)
+    holder = _Net(source=net, lifs={}, recorders={}, graded={}, values={}, exceptions={},
+                  procs=[])
+    ok = False
     try:
         net.run(condition=RunSteps(num_steps=total),
                 run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
         raw = [sink.data.get() for sink in sinks]
-    finally:
-        net.stop()
+        ok = True
+    except Exception as exc:
+        detail = _worker_error(holder)
+        raise BackendError(f"{path}: netx network failed in Lava: "
+                           f"{detail or _one_line(exc)}") from exc
+    finally:   # a run left open keeps Lava's workers alive; a failed one must be forced
+        _shutdown(holder, graceful=ok)
     out = {}
     for node, r in zip(neurons, raw):
         d = depth[node.name]
@@ -79,9 +131,3 @@ def run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
                           else r.astype(bool))
     return out
 
-
-def add_dataset(path, name: str, data) -> None:
-    with h5py.File(path, "a") as f:
-        if name in f:
-            del f[name]
-        f.create_dataset(name, data=np.asarray(data))
