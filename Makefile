@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml requirements/base.txt requirements/lava.txt requirement
 demo: $(STAMP)
 	$(PY) examples/demo.py
 	$(PY) examples/attention_demo.py
+	$(PY) examples/sdnn_demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest tests
