@@ -24,6 +24,7 @@ from snncompile.frontends.netx_import import (import_netx, lava_network_kwargs,
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
 from snncompile.ir.graph import graphs_equal
 from snncompile.sim.simulator import Simulator
+from netx_files import export_blocks
 
 torch = pytest.importorskip("torch")
 slayer = pytest.importorskip("lava.lib.dl.slayer")
@@ -34,16 +35,9 @@ NEURON = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03,
 
 # ------------------------------------------------------------------ helpers
 def _export_blocks(blocks, path, x_shape, seed=0):
-    """Run the slayer blocks once (they learn their shapes) and write netx HDF5."""
+    """Run the slayer blocks once on random spikes and write netx HDF5."""
     torch.manual_seed(seed)
-    x = (torch.rand(1, *x_shape, 4) < 0.3).float()
-    with torch.no_grad():
-        for block in blocks:
-            x = block(x)
-    with h5py.File(path, "w") as f:
-        layer = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(layer.create_group(f"{i}"))
+    export_blocks(blocks, path, (torch.rand(1, *x_shape, 4) < 0.3).float())
 
 
 def _add_bias(path, layer: int, bias):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import snncompile  # noqa: F401  (installs the Lava import fix)
+from netx_files import add_dataset, export_blocks
 from snncompile.backends.netx_lava import run_netx
 from snncompile.errors import OverflowDetected, UnsupportedError
 from snncompile.export.netx_export import export_netx
@@ -27,14 +28,7 @@ SD = {"threshold": 0.1, "activation": torch.nn.functional.relu}
 def _export(blocks, path, x_shape, seed=0):
     """Run slayer sigma-delta blocks once on graded input and write netx HDF5."""
     torch.manual_seed(seed)
-    x = torch.rand(1, *x_shape, 4)
-    with torch.no_grad():
-        for block in blocks:
-            x = block(x)
-    with h5py.File(path, "w") as f:
-        layer = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(layer.create_group(f"{i}"))
+    export_blocks(blocks, path, torch.rand(1, *x_shape, 4))
     return path
 
 
@@ -295,35 +289,3 @@ def graphs_equal_but_source(a: Graph, b: Graph) -> bool:
     b.meta["source"] = a.meta["source"]
     return graphs_equal(a, b)
 
-
-def add_dataset(path, name: str, data) -> None:
-    with h5py.File(path, "a") as f:
-        if name in f:
-            del f[name]
-        f.create_dataset(name, data=np.asarray(data))
-
-
-@pytest.mark.lava
-def test_netx_backend_failure_is_one_line_and_shuts_lava_down(tmp_path, capsys):
-    """netx 0.6.0 cannot load a file with a `messageBits` entry: `verify --backends
-    sim,netx` says so in one line instead of failing inside Lava's workers; a repeated
-    backend is refused."""
-    from snncompile.cli import main
-    from snncompile.data import save_inputs
-
-    path = _conv_net(tmp_path / "m.net")
-    add_dataset(path, "layer/1/neuron/messageBits", 16)
-    build = tmp_path / "m.build"
-    assert main(["compile", str(path), "-o", str(build), "--quiet"]) == 0
-    save_inputs(tmp_path / "x.npz", np.zeros((1, 4, 2, 8, 8), np.int64), None)
-    capsys.readouterr()
-    rc = main(["verify", str(build), "--inputs", str(tmp_path / "x.npz"), "--backends",
-               "sim,netx"])
-    err = capsys.readouterr().err.strip()
-    assert rc != 0 and len(err.splitlines()) == 1 and "netx" in err, err
-    plain = tmp_path / "plain.build"
-    assert main(["compile", str(_conv_net(tmp_path / "p.net")), "-o", str(plain),
-                 "--quiet"]) == 0
-    rc = main(["verify", str(plain), "--inputs", str(tmp_path / "x.npz"), "--backends",
-               "sim,netx,sim"])
-    assert rc == 2 and "two different" in capsys.readouterr().err

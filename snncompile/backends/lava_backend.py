@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -170,10 +170,10 @@ class _Net:
     source: object  # the RingBuffer; any process of the network can run it
     lifs: dict  # FxLIF name -> (LIFReset process, perm, lava shape)
     recorders: dict  # FxLIF name -> record path
-    graded: dict  # FxSigmaDelta name -> (record path, perm, lava shape)
     values: dict  # boundary channel -> (record path, perm, lava shape, our shape)
     exceptions: dict  # process class and instance -> process model class
     procs: list  # every Lava process of the network
+    graded: dict = field(default_factory=dict)  # FxSigmaDelta -> (path, perm, lava shape)
 
 
 def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -> _Net:
@@ -381,7 +381,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     if any(isinstance(graph.node(n), FxCoproc) for n in graph.order()):
         from ..coproc.lava_proc import model_map
         exceptions.update(model_map(procs))
-    return _Net(source, lifs, recorders, graded, values, exceptions, procs)
+    return _Net(source, lifs, recorders, values, exceptions, procs, graded)
 
 
 def _delay_proc(procs, name):

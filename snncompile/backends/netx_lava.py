@@ -107,8 +107,7 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         sink = Sink(shape=port.shape, buffer=total)
         port.connect(sink.a_in)
         sinks.append(sink)
-    holder = _Net(source=net, lifs={}, recorders={}, graded={}, values={}, exceptions={},
-                  procs=[])
+    holder = _Net(source=net, lifs={}, recorders={}, values={}, exceptions={}, procs=[])
     ok = False
     try:
         net.run(condition=RunSteps(num_steps=total),

@@ -305,6 +305,19 @@ class _Coproc:
         return {k: v.astype(np.int64) for k, v in out.items()}
 
 
+def _flag(op, kind: str, mask: np.ndarray, what: str, where: str = "") -> None:
+    """Count the True entries of `mask` (batch, *shape) as `op.overflow[kind]`; with
+    `op.strict`, raise on the first, naming sample and neuron."""
+    cnt = int(np.count_nonzero(mask))
+    if cnt:
+        op.overflow[kind] += cnt
+        if op.strict:
+            idx = np.argwhere(mask)[0]
+            raise OverflowDetected(
+                f"{op.name}: {what} at sample {idx[0]} (of this batch), neuron "
+                f"{int(np.ravel_multi_index(tuple(idx[1:]), op.shape))}{where}")
+
+
 class _LIF:
     def __init__(self, node: FxLIF, depth: int, num: Numerics, strict: bool):
         self.node, self.name, self.depth, self.strict = node, node.name, depth, strict
@@ -331,15 +344,7 @@ class _LIF:
         self.v = np.zeros_like(self.u)
 
     def _flag(self, kind, mask, n, what):
-        cnt = int(np.count_nonzero(mask))
-        if cnt:
-            self.overflow[kind] += cnt
-            if self.strict:
-                idx = np.argwhere(mask)[0]
-                raise OverflowDetected(
-                    f"{self.name}: {what} at sample {idx[0]} (of this batch), neuron "
-                    f"{int(np.ravel_multi_index(tuple(idx[1:]), self.shape))}, local step "
-                    f"{n - self.depth}")
+        _flag(self, kind, mask, what, f", local step {n - self.depth}")
 
     def step(self, a_in: np.ndarray, n: int) -> np.ndarray:
         # a_in arrives as int32; Lava shifts it by 6 and adds the decayed current in int32
@@ -395,27 +400,14 @@ class _SigmaDelta:
     def _w(self, x):
         """int32 register write; counted (or raised in strict mode) when it wraps."""
         y = wrap(x, I32)
-        if not np.array_equal(x, y):
-            self.overflow["int32_wrap"] += int(np.count_nonzero(x != y))
-            if self.strict:
-                idx = np.argwhere(x != y)[0]
-                raise OverflowDetected(f"{self.name}: sigma-delta state exceeds int32 at "
-                                       f"sample {idx[0]} (of this batch), neuron "
-                                       f"{int(np.ravel_multi_index(tuple(idx[1:]), self.shape))}")
+        _flag(self, "int32_wrap", x != y, "sigma-delta state exceeds int32")
         return y
 
     def _message_bits(self, out):
         """A graded spike must fit the declared signed message width; Lava sends any int32,
         a chip's message would not hold it (a sigma readout goes to the host instead)."""
-        big = np.abs(out) >= self.msg_max
-        if big.any():
-            self.overflow["message_bits"] += int(np.count_nonzero(big))
-            if self.strict:
-                idx = np.argwhere(big)[0]
-                raise OverflowDetected(
-                    f"{self.name}: graded spike {int(out[tuple(idx)])} at sample {idx[0]} (of "
-                    f"this batch), neuron {int(np.ravel_multi_index(tuple(idx[1:]), self.shape))}"
-                    f" does not fit {self.node.num_message_bits} signed message bits")
+        _flag(self, "message_bits", np.abs(out) >= self.msg_max,
+              f"graded spike does not fit {self.node.num_message_bits} signed message bits")
 
     def step(self, a_in: np.ndarray) -> np.ndarray:
         a_in = self._w(a_in)                              # int32 input port
