@@ -3,7 +3,7 @@ representable weights, random decays, thresholds, biases and exponents."""
 import numpy as np
 from hypothesis import strategies as st
 
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
+from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
 
 
 def _weights(rng, shape, mode):
@@ -67,4 +67,60 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False):
     shape = graph.input_node().shape
     x = rng.integers(0, 2 ** bits, (n, t) + shape) if graded else (
         rng.random((n, t) + shape) < rng.uniform(0.1, 0.6)).astype(np.int64)
+    return graph, x
+
+
+@st.composite
+def sigma_delta_networks(draw, max_layers=3):
+    """Random sigma-delta chains: a delta encoder on graded input (or binary input straight
+    into the first synapse), dense or conv synapses with graded messages, ReLU sigma-delta
+    layers with random thresholds, biases, exponents and cumulative-error mode, and a sigma
+    readout or sigma-delta output layer."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    encode = draw(st.booleans())
+    use_conv = draw(st.booleans())
+    cum = bool(rng.random() < 0.3)
+
+    def sd(name, shape):
+        se, ste = int(rng.integers(0, 8)), int(rng.integers(0, 8))
+        return FxSigmaDelta(name, shape=shape, vth=int(rng.integers(0, 30)), spike_exp=se,
+                            state_exp=ste, cum_error=cum,
+                            bias_mant=rng.integers(-20, 20, shape).astype(np.int32)
+                            * (rng.random() < .5))
+
+    nodes, bits = [], 16
+    shape = (int(rng.integers(1, 3)), 5, 5) if use_conv else (int(rng.integers(2, 20)),)
+    if encode:
+        nodes.append(Input("in", shape=shape, encoding="graded", bits=8))
+        enc = sd("enc", shape)
+        enc.role = "delta"
+        nodes.append(enc)
+    else:
+        nodes.append(Input("in", shape=shape))
+        bits = 0
+    if use_conv:
+        o = int(rng.integers(1, 4))
+        nodes.append(FxConv2d("conv0", weight=_weights(rng, (o, shape[0], 3, 3), "mixed"),
+                              padding=(1, 1), num_message_bits=bits))
+        nodes.append(sd("sd0", (o, 5, 5)))
+        nodes.append(Flatten("flat"))
+        n_in, bits = o * 25, 16
+    else:
+        n_in = shape[0]
+    for i in range(1, draw(st.integers(1, max_layers)) + 1):
+        n_out = int(rng.integers(1, 12))
+        mode = rng.choice(["mixed", "excitatory", "inhibitory"], p=[.7, .2, .1])
+        nodes.append(FxDense(f"fc{i}", weight=_weights(rng, (n_out, n_in), mode),
+                             weight_exp=int(rng.integers(-3, 3)), sign_mode=str(mode),
+                             num_message_bits=bits))
+        nodes.append(sd(f"sd{i}", (n_out,)))
+        n_in, bits = n_out, 16
+    if rng.random() < 0.5:
+        nodes[-1] = FxSigmaDelta(nodes[-1].name, shape=nodes[-1].shape, role="sigma")
+    nodes.append(Output("out"))
+    graph = Graph.sequential(nodes)
+    n, t = draw(st.integers(1, 3)), draw(st.integers(1, 10))
+    x = (rng.integers(0, 256, (n, t) + shape) if encode
+         else (rng.random((n, t) + shape) < 0.4).astype(np.int64))
     return graph, x

@@ -6,9 +6,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from netx_files import add_dataset, export_blocks
+from strategies import sigma_delta_networks
 from snncompile.backends.netx_lava import run_netx
 from snncompile.errors import OverflowDetected, UnsupportedError
 from snncompile.export.netx_export import export_netx
@@ -289,3 +291,26 @@ def graphs_equal_but_source(a: Graph, b: Graph) -> bool:
     b.meta["source"] = a.meta["source"]
     return graphs_equal(a, b)
 
+
+
+# ------------------------------------------------------------------ random networks
+@settings(max_examples=60, deadline=None)
+@given(sigma_delta_networks())
+def test_simulator_equals_reference_on_random_sigma_delta_networks(case):
+    """Any exponents (int32 wraps included), thresholds, biases, cumulative error, conv or
+    dense, encoder or binary input: the two implementations agree, whatever the batching."""
+    graph, x = case
+    ref = reference_run(graph, x)
+    for batch in (1, 2):
+        res = Simulator(graph).run(x, batch_size=batch)
+        _all_equal(ref, res.spikes, f"simulator (batch {batch}) vs reference")
+
+
+@pytest.mark.lava
+@settings(max_examples=4, deadline=None)
+@given(sigma_delta_networks(max_layers=2))
+def test_lava_lowering_equals_simulator_on_random_sigma_delta_networks(case):
+    from snncompile.backends.lava_backend import run_lava
+    graph, x = case
+    _all_equal(Simulator(graph).run(x).spikes, run_lava(graph, x).spikes,
+               "our Lava lowering vs simulator")
