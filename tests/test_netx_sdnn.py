@@ -108,6 +108,27 @@ def test_dense_sdnn_without_input_layer_reads_binary_spikes(tmp_path):
     assert sum(np.count_nonzero(v) for v in netx.values()) > 10
 
 
+@pytest.mark.lava
+def test_sdnn_with_synaptic_delays_matches_netx_in_lava(tmp_path):
+    """Per-synapse and per-output delays on graded messages (netx's DelayDense)."""
+    torch.manual_seed(5)
+    blocks = [slayer.block.sigma_delta.Input(SD),
+              slayer.block.sigma_delta.Dense(SD, 12, 8, weight_scale=2),
+              slayer.block.sigma_delta.Output(SD, 8, 3, weight_scale=2)]
+    path = _export(blocks, tmp_path / "dd.net", (12,), seed=5)
+    rng = np.random.default_rng(0)
+    add_dataset(path, "layer/1/delay", rng.integers(0, 4, (8, 12)))
+    add_dataset(path, "layer/2/delay", rng.integers(0, 3, 3))
+    graph = import_netx(path)
+    assert graph.node("L1_dense").delay is not None and graph.node("L2_dense").delay is not None
+    x = rng.integers(0, 256, (12, 12))
+    netx = run_netx(path, graph, x)
+    ours = Simulator(graph).run(x[None]).spikes
+    _all_equal({k: v[None] for k, v in netx.items()}, ours, "simulator vs netx in Lava")
+    _all_equal(ours, reference_run(graph, x[None]), "reference vs simulator")
+    assert np.count_nonzero(netx["L1_sd"]) > 10
+
+
 def test_message_bits_entry_is_honoured_and_checked(tmp_path):
     """`messageBits` sets the width the next synapse reads (netx 0.6.0 itself cannot load
     such a file: NetDict does not know the key); messages wider than that are counted."""
