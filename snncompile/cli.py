@@ -91,9 +91,11 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a build on the simulator or on Lava",
                        formatter_class=fmt, description=textwrap.dedent("""\
-        Run a compiled network on its inputs and write the output layer's spikes and the
-        predictions (argmax of output spike counts) to an .npz file. Prints accuracy when
-        the inputs file has labels."""), epilog=EPILOG)
+        Run a compiled network on its inputs and write the output layer's spikes (uint8;
+        int32 graded spikes for a sigma-delta output) and the predictions to an .npz file:
+        the argmax of output spike counts, of the summed graded spikes, or of a sigma
+        readout's last value. Prints accuracy when the inputs file has labels."""),
+        epilog=EPILOG)
     r.add_argument("build", help="build directory written by `snncompile compile`")
     r.add_argument("--inputs", required=True, help="inputs .npz file")
     r.add_argument("--backend", choices=["sim", "lava", "reference"], default="sim",
@@ -218,17 +220,21 @@ def cmd_run(args) -> int:
         t0 = time.perf_counter()
         spikes = reference_run(build.graph, x, build.target.numerics)
         wall = time.perf_counter() - t0
+    from .verify import decision
     out_spikes = spikes[out]
-    pred = out_spikes.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
+    pred = decision(build.graph.node(out), out_spikes)
+    graded = out_spikes.dtype != bool
     dest = Path(args.output) if args.output else Path(args.build) / f"run_{args.backend}.npz"
     if dest.suffix != ".npz":
         raise InputFileError(f"{dest}: output must be an .npz file")
-    arrays = {"output_spikes": out_spikes.astype(np.uint8), "predictions": pred}
+    arrays = {"output_spikes": out_spikes.astype(np.int32 if graded else np.uint8),
+              "predictions": pred}
     tmp = dest.with_name(dest.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, dest)
     print(f"{args.backend}: {len(x)} samples x {x.shape[1]} steps in {wall:.2f} s; "
-          f"output layer {out}: {int(out_spikes.sum()):,} spikes")
+          f"output layer {out}: {int(np.count_nonzero(out_spikes)):,} "
+          f"{'graded spikes (int32 values)' if graded else 'spikes'}")
     if labels is not None:
         print(f"accuracy: {(pred == labels).mean():.2%} ({int((pred == labels).sum())}"
               f"/{len(labels)})")

@@ -295,6 +295,12 @@ def test_cli_compiles_verifies_and_exports_a_slayer_sdnn(tmp_path, capsys):
     assert report["equivalent"] and report["backends"]["lava"]["spikes"] > 50
     assert report["backends"]["netx"]["spikes"] == report["backends"]["lava"]["spikes"]
     assert [lay["mismatches"]["netx"] for lay in report["layers"]] == [0, 0, 0, 0]
+    assert main(["run", str(build), "--inputs", str(tmp_path / "x.npz"), "-o",
+                 str(tmp_path / "r.npz")]) == 0
+    with np.load(tmp_path / "r.npz") as run:        # graded values kept, not cast to uint8
+        ref = reference_run(import_netx(path), x)["L4_sigma"]
+        np.testing.assert_array_equal(run["output_spikes"], ref)
+        np.testing.assert_array_equal(run["predictions"], ref[:, -1].argmax(1))
     assert main(["energy", str(build), "--inputs", str(tmp_path / "x.npz"), "--json",
                  str(tmp_path / "e.json")]) == 0
     energy = json.loads((tmp_path / "e.json").read_text())
