@@ -30,6 +30,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulator.py
+	$(PY) bench/bench_simulator.py --neuron sdnn
 	$(PY) bench/bench_mapping.py
 	$(PY) bench/validate_published.py
 

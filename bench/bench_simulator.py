@@ -2,6 +2,11 @@
 100 time steps, ~10% input spike rate. Both are measured in this run, on this machine.
 
     .venv/bin/python bench/bench_simulator.py [--steps 100] [--lava-samples 2] [--json F]
+    .venv/bin/python bench/bench_simulator.py --neuron sdnn     # sigma-delta, graded
+
+`--neuron sdnn` builds the same shape with sigma-delta neurons: a delta encoder on 8-bit
+frames in which ~`--rate` of the pixels change each step, 16-bit graded messages, ReLU
+sigma-delta layers; Lava then runs one sample per run (these neurons have no reset).
 
 Lava runs samples one after another (it has no batch dimension), so its samples/s is
 measured on `--lava-samples` samples chained in one run, including building and compiling
@@ -19,23 +24,44 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from snncompile.ir import FxDense, FxLIF, Graph, Input, Output  # noqa: E402
+from snncompile.ir import FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output  # noqa: E402
 from snncompile.sim import Simulator  # noqa: E402
 
 SIZES = (784, 2048, 2048, 1024)
 
 
-def network(seed: int = 0) -> Graph:
+def network(seed: int = 0, neuron: str = "lif") -> Graph:
     """Random zero-mean 8-bit weights; thresholds give moderate firing rates (printed)."""
     rng = np.random.default_rng(seed)
-    nodes = [Input("in", shape=(SIZES[0],))]
+    sdnn = neuron == "sdnn"
+    nodes = [Input("in", shape=(SIZES[0],), encoding="graded" if sdnn else "spikes",
+                   bits=8)]
+    if sdnn:
+        nodes.append(FxSigmaDelta("enc", shape=(SIZES[0],), role="delta", vth=8))
     for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:]), 1):
         w = (rng.integers(-127, 128, (n_out, n_in)) * 2).astype(np.int32)
-        nodes.append(FxDense(f"fc{i}", weight=w, weight_exp=0, sign_mode="mixed"))
-        nodes.append(FxLIF(f"lif{i}", shape=(n_out,), du=1024, dv=512,
-                           vth=int(100 * n_in ** 0.5)))
+        nodes.append(FxDense(f"fc{i}", weight=w, weight_exp=-6 if sdnn else 0,
+                             sign_mode="mixed", num_message_bits=16 if sdnn else 0))
+        if sdnn:
+            nodes.append(FxSigmaDelta(f"sd{i}", shape=(n_out,), vth=64,
+                                      bias_mant=np.full(n_out, 1, np.int32)))
+        else:
+            nodes.append(FxLIF(f"lif{i}", shape=(n_out,), du=1024, dv=512,
+                               vth=int(100 * n_in ** 0.5)))
     nodes.append(Output("out"))
     return Graph.sequential(nodes)
+
+
+def inputs(args, rng) -> np.ndarray:
+    shape = (args.batch, args.steps, SIZES[0])
+    if args.neuron == "lif":
+        return (rng.random(shape) < args.rate).astype(np.uint8)
+    x = np.empty(shape, np.int64)          # 8-bit frames; ~rate of the pixels change a step
+    x[:, 0] = rng.integers(0, 256, (args.batch, SIZES[0]))
+    for t in range(1, args.steps):
+        change = rng.random((args.batch, SIZES[0])) < args.rate
+        x[:, t] = np.where(change, rng.integers(0, 256, (args.batch, SIZES[0])), x[:, t - 1])
+    return x
 
 
 def main() -> int:
@@ -44,14 +70,16 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.1)
     ap.add_argument("--lava-samples", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--neuron", choices=("lif", "sdnn"), default="lif",
+                    help="LIF with binary spikes, or sigma-delta with graded messages")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
-    graph = network()
+    graph = network(neuron=args.neuron)
     rng = np.random.default_rng(1)
-    x = (rng.random((args.batch, args.steps, SIZES[0])) < args.rate).astype(np.uint8)
+    x = inputs(args, rng)
     n_syn = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
-    print(f"network {'-'.join(map(str, SIZES))}: {sum(SIZES[1:]):,} neurons, {n_syn:,} "
-          f"synapses; {args.steps} steps, input rate {args.rate:.0%}")
+    print(f"{args.neuron} network {'-'.join(map(str, SIZES))}: {sum(SIZES[1:]):,} neurons, "
+          f"{n_syn:,} synapses; {args.steps} steps, input rate {args.rate:.0%}")
 
     sim = Simulator(graph)
     sim.run(x[:1, :5])  # warm up BLAS / allocations
@@ -61,7 +89,7 @@ def main() -> int:
     t0 = time.perf_counter()
     r64 = sim.run(x, batch_size=args.batch)
     t_b64 = time.perf_counter() - t0
-    rates = {k: float(v.mean()) for k, v in r64.spikes.items()}
+    rates = {k: float(np.count_nonzero(v) / v.size) for k, v in r64.spikes.items()}
     synops = sum(c.get("synops", 0) for c in r64.counts.values()) / args.batch
 
     from snncompile.backends.lava_backend import run_lava
@@ -72,7 +100,7 @@ def main() -> int:
     same = all(np.array_equal(lava.spikes[k], r64.spikes[k][:nl]) for k in lava.spikes)
 
     res = {
-        "steps": args.steps, "synapses": n_syn, "firing_rates": rates,
+        "neuron": args.neuron, "steps": args.steps, "synapses": n_syn, "firing_rates": rates,
         "synops_per_sample": synops,
         "sim_batch1_samples_per_s": 1 / t_b1,
         f"sim_batch{args.batch}_samples_per_s": args.batch / t_b64,

@@ -45,7 +45,8 @@ class SimResult:
     the co-processor sent; "coproc<-src" -> what it received from `src`."""
 
     def predictions(self, output: str) -> np.ndarray:
-        """Class = argmax of spike counts (ties: lowest index)."""
+        """Class = argmax of spike counts (ties: lowest index); for a sigma-delta output
+        layer use `snncompile.verify.decision`, which knows a sigma readout's rule."""
         counts = self.spikes[output].reshape(self.samples, self.steps, -1).sum(1)
         return counts.argmax(1)
 
@@ -106,6 +107,11 @@ class _Dense(_Synapse):
         self.wt = np.ascontiguousarray(w.T.astype(self.dtype))      # (in, out)
         self.wt_int = np.ascontiguousarray(w.T)                       # for gathers
         self.fanout = np.count_nonzero(w, axis=0).astype(np.int64)  # per input
+        # graded messages have no static bound: pick an exact dtype per step from the
+        # step's largest message (float64 BLAS is exact below 2**53)
+        self.wbound = float(np.abs(w).max(initial=0)) * fan_in
+        self.wt64 = (np.ascontiguousarray(w.T.astype(np.float64))
+                     if self.graded and self.dtype is np.int64 else None)
         self.delays = None
         if node.delay is not None:  # one (in, out) matrix per delay value present
             dt = np.int64 if self.dtype is np.int64 else self.dtype
@@ -143,6 +149,9 @@ class _Dense(_Synapse):
                 acc = self.wt_int[idx].sum(0, dtype=np.int64)[None]
             else:
                 acc = self.wt[idx].sum(0)[None].astype(np.int64)
+        elif self.wt64 is not None and \
+                float(np.abs(x).max(initial=0)) * self.wbound < 2 ** 53:
+            acc = (x.astype(np.float64) @ self.wt64).astype(np.int64)
         elif self.dtype is np.int64:
             acc = x.astype(np.int64) @ self.wt_int
         else:
