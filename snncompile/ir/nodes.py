@@ -14,7 +14,9 @@ Time semantics (shared by every implementation). Each synapse node (`FxDense`, `
 delivers its result one time step later, as Loihi and Lava do. A LIF node whose input passed
 through `d` synapse nodes therefore sees input frame `t` at global step `t + d`; we call `d`
 its *depth* and `t` its *local* step. In local time the network computes exactly the
-delay-free recurrence the float model was trained with.
+delay-free recurrence the float model was trained with. Sigma-delta neurons
+(`FxSigmaDelta`, from lava-dl netx files) are the exception: never reset, they run from
+global step 0, and only their outputs are read in local time.
 """
 from __future__ import annotations
 

@@ -4,7 +4,9 @@
 `step()` reads like the chip's cycle. Every synapse node (FxDense, FxConv2d) sends the
 buffer it computed in the previous step, then accumulates this step's input; every FxLIF
 node at depth d is zeroed when its first input arrives (global step d) and integrates for T
-steps; spikes are returned in each node's local time (see `snncompile.ir.nodes`).
+steps; spikes are returned in each node's local time (see `snncompile.ir.nodes`). Every
+FxSigmaDelta node runs from global step 0 without reset (Lava's sigma-delta models) and
+returns its int32 graded spikes in local time too.
 
 Speed: integer matrix products are computed with BLAS in float32 or float64 when the
 largest possible partial sum is exactly representable (|sum| < 2**24 or 2**53), which
