@@ -9,7 +9,7 @@ from .build import Build
 from .data import load_inputs
 from .errors import InputFileError
 from .frontends import import_checkpoint
-from .ir import FxCoproc, FxLIF, Graph
+from .ir import NEURON_TYPES, FxCoproc, Graph
 from .passes.fold import fold_pools
 from .passes.htda import lower_htda
 from .passes.partition import partition, partition_markdown
@@ -148,11 +148,12 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
         "totals": {"neurons": sum(r["neurons"] for r in layers),
                    "synapses": sum(r["synapses"] for r in layers),
                    "nonzero_synapses": sum(r["nonzero_synapses"] for r in layers),
-                   "layers": len(fixed.nodes(FxLIF))},
+                   "layers": len(fixed.nodes(NEURON_TYPES))},
         "layers": layers,
         "quantization": [q.to_json() for q in quant],
         "saturation": {k: v for k, v in saturation.items() if any(v.values())},
         "calibration": (None if x_cal is None else
                         {"file": Path(cal_file).name, "samples": int(len(x_cal))}),
         "output": fixed.inputs(fixed.output_node().name)[0],
+        "frontend": fixed.meta.get("frontend", ""),
     }

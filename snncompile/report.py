@@ -57,16 +57,42 @@ def compile_markdown(report: dict) -> str:
     out = [f"# Compile report: {src} -> {report['target']}", ""]
     out.append(f"{report['totals']['neurons']:,} neurons, {report['totals']['synapses']:,} "
                f"synapses ({report['totals']['nonzero_synapses']:,} non-zero), "
-               f"{report['totals']['layers']} spiking layers.")
+               f"{report['totals']['layers']} neuron layers.")
     out += ["", "## Layers", ""]
     out.append(table(["node", "op", "shape", "neurons", "synapses", "details"],
                      [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["neurons"],
                        r["synapses"], r.get("summary", "")] for r in report["layers"]],
                      "lllrrl"))
-    out += ["", "## Quantisation", "",
-            "scale = integer units per float unit of input current; errors are relative "
-            "(weights: RMS, threshold: rounding); peak = calibrated peak |u|,|v| / 24-bit range.",
-            ""]
+    out += ["", "## Quantisation", ""] + (_quant_lines(report) if report["quantization"]
+                                          else _fixed_import_lines(report))
+    for extra in report.get("sections", []):
+        out += ["", f"## {extra['title']}", "", extra["text"]]
+    return "\n".join(out) + "\n"
+
+
+def _fixed_import_lines(report: dict) -> list[str]:
+    """A model imported in fixed point (netx) is not quantised: say so, with what
+    calibration found."""
+    out = [f"None: the model was imported in fixed point "
+           f"({report.get('frontend') or 'fixed-stage graph'}), so its integers are compiled "
+           "as they are."]
+    calib = report.get("calibration")
+    if calib:
+        sat = report.get("saturation", {})
+        found = "; ".join(f"{k}: " + ", ".join(f"{n} {c}" for n, c in v.items() if c)
+                          for k, v in sorted(sat.items()))
+        out += ["", f"On {calib['samples']} calibration samples from {calib['file']}: "
+                + (found or "no wraps, saturations or over-wide messages") + "."]
+    else:
+        out += ["", "Pass --calib FILE.npz to count wraps, saturations and over-wide graded "
+                "messages on sample inputs."]
+    return out
+
+
+def _quant_lines(report: dict) -> list[str]:
+    out = ["scale = integer units per float unit of input current; errors are relative "
+           "(weights: RMS, threshold: rounding); peak = calibrated peak |u|,|v| / 24-bit range.",
+           ""]
     rows = []
     for q in report["quantization"]:
         sat = report.get("saturation", {}).get(q["layer"], {})
@@ -84,6 +110,4 @@ def compile_markdown(report: dict) -> str:
                                     "'sat' counts wraps and saturations seen on them."
                                     if calib else "none (pass --calib FILE.npz to check "
                                     "state headroom; 'peak' and 'sat' are unknown)."))]
-    for extra in report.get("sections", []):
-        out += ["", f"## {extra['title']}", "", extra["text"]]
-    return "\n".join(out) + "\n"
+    return out
