@@ -341,3 +341,29 @@ def test_lava_lowering_equals_simulator_on_random_sigma_delta_networks(case):
     graph, x = case
     _all_equal(Simulator(graph).run(x).spikes, run_lava(graph, x).spikes,
                "our Lava lowering vs simulator")
+
+
+def test_verify_names_the_first_graded_divergence(monkeypatch):
+    """A tampered simulator value is caught: verify names layer, neuron, step and each
+    side's graded value (and does not re-run anything for u/v, which these neurons lack)."""
+    from snncompile.build import Build
+    from snncompile.target import load_target
+    from snncompile.verify import verify
+
+    graph = _hand_graph(bias=3)
+    x = np.random.default_rng(11).integers(0, 256, (3, 7, 5))
+    build = Build(graph=graph, float_graph=None, target=load_target("loihi2"), report={})
+    assert verify(build, x, backends=("reference", "sim")).equivalent
+    real = Simulator.__dict__["run"]
+
+    def tampered(self, inputs, **kw):
+        res = real(self, inputs, **kw)
+        res.spikes["sd1"][1, 4, 2] += 5
+        return res
+    monkeypatch.setattr(Simulator, "run", tampered)
+    rep = verify(build, x, backends=("reference", "sim"))
+    d = rep.first_divergence
+    assert not rep.equivalent and rep.mismatches == 1
+    assert (d["layer"], d["sample"], d["step"], d["neuron"]) == ("sd1", 1, 4, 2)
+    assert d["sides"]["sim"]["spike"] - d["sides"]["reference"]["spike"] == 5
+    assert "graded spike" in rep.text()
