@@ -404,3 +404,37 @@ def test_fuzz_netx_structure(seeds, work, seed):
                     group.create_dataset(key, data=value)
         _expect_clean(import_netx, path, tolerate_known=False)
     run()
+
+
+@pytest.mark.regression
+@pytest.mark.parametrize("layer, change, match", [
+    (0, {"kernel": 9}, "does not fit the 6x6 input"),     # once: torch RuntimeError leaked
+    (0, {"out": -3}, "'out' = -3"),
+    (0, {"stride": 0}, "'stride' = 0"),
+    (0, {"groups": 2}, "groups 2 must divide"),
+    (0, {"padding": 1.5}, "'padding' = 1.5"),
+    (2, {"kernel": 0}, "'kernel' = 0"),
+    (4, {"out": 1024}, "weights exceed"),               # with a 600x600 input, below
+])
+def test_bad_layer_configs_are_one_clear_error(tmp_path, layer, change, match):
+    """Checkpoint configs with impossible layer sizes (found by the byte-mutation fuzz:
+    a conv kernel larger than its input made torch raise RuntimeError) are refused with the
+    layer, field and value."""
+    import copy
+
+    import torch
+
+    from conftest import TINY_CONFIG
+    from snncompile.errors import SnnCompileError
+    from snncompile.nn import load_checkpoint
+    from snncompile.nn.checkpoint import FORMAT, VERSION
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["layers"][layer].update(change)
+    if match == "weights exceed":
+        config["input"]["shape"] = [1, 600, 600]
+    path = tmp_path / "bad.pt"
+    torch.save({"format": FORMAT, "version": VERSION, "config": config, "state_dict": {}},
+               path)
+    with pytest.raises(SnnCompileError, match=match):
+        load_checkpoint(path)

@@ -98,7 +98,8 @@ def load_checkpoint(path: str | Path) -> tuple[SNN, dict]:
         model = model_class(config)(config)
     except UnsupportedError as exc:
         raise UnsupportedError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError,
+            MemoryError, OverflowError) as exc:   # torch raises RuntimeError on bad sizes
         raise InputFileError(f"{path}: malformed model config ({exc!r})") from None
     load_state(path, model, ckpt["state_dict"])
     return model, ckpt

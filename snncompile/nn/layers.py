@@ -39,6 +39,10 @@ def spike_fn(x: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
     return _Spike.apply(x, scale)
 
 
+MAX_LAYER_NEURONS = 1 << 24   # per layer output; a Loihi 2 chip holds about 2**20 neurons
+MAX_LAYER_WEIGHTS = 1 << 28   # per layer: a config that asks for more is refused, not allocated
+
+
 class LIFLayer(nn.Module):
     """Current-based LIF over time. Input (B, T, *shape) current; output (B, T, *shape) spikes.
 
@@ -124,6 +128,9 @@ class SNN(nn.Module):
             counters[kind] = counters.get(kind, 0) + 1
             self.names.append(spec.get("name") or f"{kind}{counters[kind]}")
             layer, shape = self._layer(i, kind, spec, shape, self.names[-1])
+            if math.prod(shape) > MAX_LAYER_NEURONS:
+                raise UnsupportedError(f"{self.names[-1]}: output shape {shape} has more than "
+                                       f"{MAX_LAYER_NEURONS} elements")
             self.layers.append(layer)
         if config["layers"][-1].get("type") != "lif":
             raise UnsupportedError("the last layer must be 'lif' (its spikes are the output)")
@@ -138,21 +145,43 @@ class SNN(nn.Module):
         def need(n):
             if len(shape) != n:
                 raise UnsupportedError(f"{name}: {kind} expects a {n}-d input, got {shape}")
+
+        def num(key, default=None, minimum=1, limit=1 << 20):
+            """An integer field of the layer spec within [minimum, limit], or one clear
+            error naming layer, field and value."""
+            value = spec.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or value != value or not minimum <= value <= limit or value != int(value):
+                raise UnsupportedError(f"{name}: {kind} '{key}' = {value!r} is not an integer "
+                                       f"in [{minimum}, {limit}]")
+            return int(value)
         if kind == "dense":
             need(1)
-            return _TimeDistributed(nn.Linear(shape[0], int(spec["out"]), bias=False)), \
-                (int(spec["out"]),)
+            out = num("out")
+            if shape[0] * out > MAX_LAYER_WEIGHTS:
+                raise UnsupportedError(f"{name}: {shape[0]} x {out} weights exceed "
+                                       f"{MAX_LAYER_WEIGHTS}")
+            return _TimeDistributed(nn.Linear(shape[0], out, bias=False)), (out,)
         if kind == "conv2d":
             need(3)
-            k = int(spec["kernel"]); s = int(spec.get("stride", 1))
-            p = int(spec.get("padding", 0)); g = int(spec.get("groups", 1))
-            conv = nn.Conv2d(shape[0], int(spec["out"]), k, s, p, groups=g, bias=False)
+            k, s = num("kernel"), num("stride", 1)
+            p, g, out = num("padding", 0, minimum=0), num("groups", 1), num("out")
+            if shape[0] % g or out % g:
+                raise UnsupportedError(f"{name}: groups {g} must divide the {shape[0]} input "
+                                       f"and {out} output channels")
             h = (shape[1] + 2 * p - k) // s + 1
             w = (shape[2] + 2 * p - k) // s + 1
-            return _TimeDistributed(conv), (int(spec["out"]), h, w)
+            if h < 1 or w < 1:
+                raise UnsupportedError(f"{name}: kernel {k} (stride {s}, padding {p}) does not "
+                                       f"fit the {shape[1]}x{shape[2]} input")
+            if out * shape[0] // g * k * k > MAX_LAYER_WEIGHTS:
+                raise UnsupportedError(f"{name}: {out}x{shape[0] // g}x{k}x{k} kernel weights "
+                                       f"exceed {MAX_LAYER_WEIGHTS}")
+            conv = nn.Conv2d(shape[0], out, k, s, p, groups=g, bias=False)
+            return _TimeDistributed(conv), (out, h, w)
         if kind in ("sumpool2d", "avgpool2d"):
             need(3)
-            k = int(spec["kernel"])
+            k = num("kernel")
             if shape[1] % k or shape[2] % k:
                 raise UnsupportedError(f"{name}: input {shape[1]}x{shape[2]} not divisible "
                                        f"by pooling kernel {k}")
