@@ -2,7 +2,10 @@
 subclass, never another exception, on random bytes and on mutated valid files (truncated,
 bytes flipped, a slice overwritten).
 
-Bounded: 50 examples per loader, no deadline. Valid seed files are made once per module.
+Bounded: 50 examples per loader, no deadline, derandomized so that `make test` and CI see
+the same examples every run. `SNNCOMPILE_FUZZ_EXAMPLES=2000 make test` explores: that many
+random examples per loader, different each run (how the leaks below were found). Valid seed
+files are made once per module.
 
 KNOWN_LEAKS lists the inputs that once leaked a raw exception (found by these tests, since
 fixed); the `test_known_leak_*` tests replay each one as a strict regression case, and the
@@ -28,8 +31,9 @@ import snncompile  # noqa: F401  (installs the Lava import fix)
 from snncompile.errors import SnnCompileError
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
 
+_DEEP = "SNNCOMPILE_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", 50)), deadline=None,
-                database=None,
+                database=None, derandomize=not _DEEP,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
