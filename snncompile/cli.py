@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--chips", type=positive_int,
                    help="number of chips to place on (default: as few as needed); too few is "
                         "an error naming the shortfall")
+    c.add_argument("--input-bits", type=positive_int,
+                   help="netx sigma-delta networks: width of the unsigned integer frames "
+                        "the input delta encoder reads (default: 8)")
     c.add_argument("--quiet", action="store_true", help="print only the build path")
 
     r = sub.add_parser("run", help="run a build on the simulator or on Lava",
@@ -181,7 +184,8 @@ def cmd_compile(args) -> int:
     from .pipeline import compile_model
 
     build = compile_model(args.model, args.target, calib=args.calib,
-                          calib_samples=args.calib_samples, chips=args.chips)
+                          calib_samples=args.calib_samples, chips=args.chips,
+                          input_bits=args.input_bits)
     path = build.save(args.output)
     if args.quiet:
         print(path)

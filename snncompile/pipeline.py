@@ -7,7 +7,7 @@ import numpy as np
 
 from .build import Build
 from .data import load_inputs
-from .errors import InputFileError
+from .errors import InputFileError, UnsupportedError
 from .frontends import import_checkpoint
 from .ir import NEURON_TYPES, FxCoproc, Graph
 from .passes.fold import fold_pools
@@ -25,9 +25,13 @@ NETX_SOURCE = "netx/network.net"
 """Where a build compiled from a netx file keeps a copy of it."""
 
 
-def import_model(source: str | Path) -> Graph:
-    """Pick the frontend by file type."""
+def import_model(source: str | Path, input_bits: int | None = None) -> Graph:
+    """Pick the frontend by file type. `input_bits`: netx only, the width of the integer
+    frames a sigma-delta network's delta encoder reads (default 8)."""
     path = Path(source)
+    if input_bits is not None and path.suffix not in (".net", ".h5", ".hdf5"):
+        raise UnsupportedError(f"{path}: input bits can be set only for netx networks (the "
+                               "other formats state their input encoding)")
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return import_checkpoint(path)
     if path.suffix == ".nir":
@@ -35,7 +39,7 @@ def import_model(source: str | Path) -> Graph:
         return import_nir(path)
     if path.suffix in (".net", ".h5", ".hdf5"):
         from .frontends.netx_import import import_netx
-        return import_netx(path)
+        return import_netx(path, input_bits=8 if input_bits is None else input_bits)
     raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
                          ".pt (snncompile checkpoint), .nir (NIR graph), .net/.h5 (lava-dl "
                          "netx)")
@@ -43,7 +47,8 @@ def import_model(source: str | Path) -> Graph:
 
 def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",
                   calib: str | Path | np.ndarray | None = None,
-                  calib_samples: int = 256, chips: int | None = None) -> Build:
+                  calib_samples: int = 256, chips: int | None = None,
+                  input_bits: int | None = None) -> Build:
     """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
 
         >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
@@ -51,7 +56,7 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         >>> build.save("out/digits.build")
     """
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    graph, htda = _frontend(source)                     # HTDA: a top-down loop to add later
+    graph, htda = _frontend(source, input_bits)         # HTDA: a top-down loop to add later
     graph.validate()                                                         # shapes, DAG
     if graph.stage == "fixed":                          # netx: already Loihi integers
         fixed, quant, float_graph = graph, [], None
@@ -99,13 +104,13 @@ def coproc_onnx(graph: Graph) -> dict[str, bytes]:
     return files
 
 
-def _frontend(source) -> tuple[Graph, object]:
+def _frontend(source, input_bits: int | None = None) -> tuple[Graph, object]:
     """(float graph, the HTDA model or None). A checkpoint is loaded once; an HTDA model's
     graph is its feed-forward SNN, its top-down branch is lowered after quantisation."""
     if isinstance(source, Graph):
         return source, None
-    if Path(source).suffix not in (".pt", ".pth", ".ckpt"):
-        return import_model(source), None
+    if Path(source).suffix not in (".pt", ".pth", ".ckpt") or input_bits is not None:
+        return import_model(source, input_bits), None
     from .frontends.torch_checkpoint import model_graph
     from .nn.checkpoint import load_checkpoint
     from .nn.htda import HTDA
@@ -118,7 +123,7 @@ def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:
     """Spikes per neuron per step of every LIF (and of the input) in a simulation."""
     rates = {graph.input_node().name: float(np.count_nonzero(x)) / max(x.size, 1)}
     for name, spikes in sim.spikes.items():
-        rates[name] = float(spikes.mean()) if spikes.size else 0.0
+        rates[name] = float(np.count_nonzero(spikes)) / spikes.size if spikes.size else 0.0
     return rates
 
 

@@ -367,3 +367,22 @@ def test_verify_names_the_first_graded_divergence(monkeypatch):
     assert (d["layer"], d["sample"], d["step"], d["neuron"]) == ("sd1", 1, 4, 2)
     assert d["sides"]["sim"]["spike"] - d["sides"]["reference"]["spike"] == 5
     assert "graded spike" in rep.text()
+
+
+def test_compile_input_bits_option(tmp_path, capsys):
+    """`compile --input-bits` sets the width of an SDNN network's integer frames; it is
+    refused for other formats and outside [1, 16], in one line each."""
+    from snncompile.cli import main
+    from snncompile.ir.graph import Graph as G
+
+    path = _conv_net(tmp_path / "ib.net")
+    assert main(["compile", str(path), "-o", str(tmp_path / "b"), "--input-bits", "12",
+                 "--quiet"]) == 0
+    assert G.load(tmp_path / "b").input_node().bits == 12
+    capsys.readouterr()
+    for argv, match in (([str(path), "--input-bits", "20"], "outside [1, 16]"),
+                        ([str(tmp_path / "x.nir"), "--input-bits", "4"], "only for netx")):
+        assert main(["compile", *argv, "-o", str(tmp_path / "c")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, err
+    assert not (tmp_path / "c").exists()

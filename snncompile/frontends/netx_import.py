@@ -109,7 +109,8 @@ def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None,
     """
     path = Path(path)
     if not 1 <= int(input_bits) <= 16:
-        raise UnsupportedError(f"input_bits {input_bits} outside [1, 16]")
+        raise UnsupportedError(f"{path}: input bits {input_bits} outside [1, 16] (the delta "
+                               f"encoder shifts frames left by {2 * NETX_SPIKE_EXP} in int32)")
     layers = _read_file(path)
     return _build(path, layers, input_shape, int(input_bits))
 
