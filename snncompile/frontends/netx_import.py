@@ -495,7 +495,8 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int) -> 
         shape = (_dense_weight(synapses[0]).shape[1],)
     if len(shape) == 3:
         meta["netx"]["input_shape_xyz"] = list(shape[::-1])
-    kinds = {type(_neuron(lay, lay.raw.get("neuron"), (1,))) for lay in synapses}
+    kinds = {type(_neuron(lay, lay.raw.get("neuron") if lay.type == "dense"  # default
+                          else lay.get("neuron"), (1,))) for lay in synapses}
     if encoder is not None:
         kinds.add(type(encoder))
     if len(kinds) > 1:
