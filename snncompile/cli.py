@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input-bits", type=positive_int,
                    help="netx sigma-delta networks: width of the unsigned integer frames "
                         "the input delta encoder reads (default: 8)")
+    c.add_argument("--input-signed", action="store_true",
+                   help="netx sigma-delta networks: the frames are signed (two's complement "
+                        "of --input-bits bits), e.g. audio samples")
     c.add_argument("--quiet", action="store_true", help="print only the build path")
 
     r = sub.add_parser("run", help="run a build on the simulator or on Lava",
@@ -185,7 +188,7 @@ def cmd_compile(args) -> int:
 
     build = compile_model(args.model, args.target, calib=args.calib,
                           calib_samples=args.calib_samples, chips=args.chips,
-                          input_bits=args.input_bits)
+                          input_bits=args.input_bits, input_signed=args.input_signed)
     path = build.save(args.output)
     if args.quiet:
         print(path)

@@ -44,12 +44,13 @@ def load_inputs(path: str | Path, inp: Input, n_classes: int | None = None,
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InputFileError(f"{path}: 'inputs' is empty (shape {x.shape})")
     x = x.astype(np.int64)
-    hi = 1 if inp.encoding == "spikes" else (1 << inp.bits) - 1
+    lo, hi = inp.value_range()
     lo_v, hi_v = int(x.min()), int(x.max())
-    if lo_v < 0 or hi_v > hi:
-        kind = "spikes" if inp.encoding == "spikes" else f"{inp.bits}-bit graded values"
+    if lo_v < lo or hi_v > hi:
+        kind = "spikes" if inp.encoding == "spikes" else \
+            f"{inp.bits}-bit {'signed ' if inp.signed else ''}graded values"
         raise InputFileError(f"{path}: 'inputs' values span [{lo_v}, {hi_v}] but the network "
-                             f"takes {kind} in [0, {hi}]")
+                             f"takes {kind} in [{lo}, {hi}]")
     labels = None
     if "labels" in data:
         labels = data["labels"]

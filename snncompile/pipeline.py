@@ -25,13 +25,15 @@ NETX_SOURCE = "netx/network.net"
 """Where a build compiled from a netx file keeps a copy of it."""
 
 
-def import_model(source: str | Path, input_bits: int | None = None) -> Graph:
-    """Pick the frontend by file type. `input_bits`: netx only, the width of the integer
-    frames a sigma-delta network's delta encoder reads (default 8)."""
+def import_model(source: str | Path, input_bits: int | None = None,
+                 input_signed: bool = False) -> Graph:
+    """Pick the frontend by file type. `input_bits`, `input_signed`: netx only, the integer
+    frames a sigma-delta network's delta encoder reads (default 8 bits, unsigned)."""
     path = Path(source)
-    if input_bits is not None and path.suffix not in (".net", ".h5", ".hdf5"):
-        raise UnsupportedError(f"{path}: input bits can be set only for netx networks (the "
-                               "other formats state their input encoding)")
+    if (input_bits is not None or input_signed) and \
+            path.suffix not in (".net", ".h5", ".hdf5"):
+        raise UnsupportedError(f"{path}: the input width and sign can be set only for netx "
+                               "networks (the other formats state their input encoding)")
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return import_checkpoint(path)
     if path.suffix == ".nir":
@@ -39,7 +41,8 @@ def import_model(source: str | Path, input_bits: int | None = None) -> Graph:
         return import_nir(path)
     if path.suffix in (".net", ".h5", ".hdf5"):
         from .frontends.netx_import import import_netx
-        return import_netx(path, input_bits=8 if input_bits is None else input_bits)
+        return import_netx(path, input_bits=8 if input_bits is None else input_bits,
+                           input_signed=input_signed)
     raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
                          ".pt (snncompile checkpoint), .nir (NIR graph), .net/.h5 (lava-dl "
                          "netx)")
@@ -48,7 +51,7 @@ def import_model(source: str | Path, input_bits: int | None = None) -> Graph:
 def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",
                   calib: str | Path | np.ndarray | None = None,
                   calib_samples: int = 256, chips: int | None = None,
-                  input_bits: int | None = None) -> Build:
+                  input_bits: int | None = None, input_signed: bool = False) -> Build:
     """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
 
         >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
@@ -56,7 +59,7 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         >>> build.save("out/digits.build")
     """
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    graph, htda = _frontend(source, input_bits)         # HTDA: a top-down loop to add later
+    graph, htda = _frontend(source, input_bits, input_signed)  # HTDA: loop added later
     graph.validate()                                                         # shapes, DAG
     if graph.stage == "fixed":                          # netx: already Loihi integers
         fixed, quant, float_graph = graph, [], None
@@ -104,13 +107,15 @@ def coproc_onnx(graph: Graph) -> dict[str, bytes]:
     return files
 
 
-def _frontend(source, input_bits: int | None = None) -> tuple[Graph, object]:
+def _frontend(source, input_bits: int | None = None,
+              input_signed: bool = False) -> tuple[Graph, object]:
     """(float graph, the HTDA model or None). A checkpoint is loaded once; an HTDA model's
     graph is its feed-forward SNN, its top-down branch is lowered after quantisation."""
     if isinstance(source, Graph):
         return source, None
-    if Path(source).suffix not in (".pt", ".pth", ".ckpt") or input_bits is not None:
-        return import_model(source, input_bits), None
+    if Path(source).suffix not in (".pt", ".pth", ".ckpt") or input_bits is not None \
+            or input_signed:
+        return import_model(source, input_bits, input_signed), None
     from .frontends.torch_checkpoint import model_graph
     from .nn.checkpoint import load_checkpoint
     from .nn.htda import HTDA

@@ -146,6 +146,26 @@ def test_message_bits_entry_is_honoured_and_checked(tmp_path):
         export_netx(graph, tmp_path / "m2.net")
 
 
+@pytest.mark.lava
+def test_signed_input_frames_match_netx_in_lava(tmp_path):
+    """Signed 12-bit frames (e.g. audio) through the delta encoder: negative changes are
+    sent as negative graded spikes, identically in every backend and in netx."""
+    path = _conv_net(tmp_path / "s.net", seed=3)
+    graph = import_netx(path, input_bits=12, input_signed=True)
+    assert graph.input_node().value_range() == (-2048, 2047)
+    x = np.random.default_rng(12).integers(-2048, 2048, (8, 2, 8, 8))
+    netx = run_netx(path, graph, x)
+    ours = Simulator(graph, strict=False).run(x[None]).spikes
+    _all_equal({k: v[None] for k, v in netx.items()}, ours, "simulator vs netx in Lava")
+    _all_equal(ours, reference_run(graph, x[None]), "reference vs simulator")
+    from snncompile.backends.lava_backend import run_lava
+    _all_equal(ours, run_lava(graph, x[None]).spikes, "our Lava lowering vs simulator")
+    assert (netx["L0_delta"] < 0).sum() > 50
+    from snncompile.errors import InputFileError
+    with pytest.raises(InputFileError, match=r"\[-2048, 2047\]"):
+        run_lava(graph, np.full((1, 2, 2, 8, 8), 2048))
+
+
 def test_lava_network_kwargs_for_sdnn(tmp_path):
     graph = import_netx(_conv_net(tmp_path / "k.net"))
     kw = lava_network_kwargs(graph, 10)
@@ -381,7 +401,8 @@ def test_compile_input_bits_option(tmp_path, capsys):
     assert G.load(tmp_path / "b").input_node().bits == 12
     capsys.readouterr()
     for argv, match in (([str(path), "--input-bits", "20"], "outside [1, 16]"),
-                        ([str(tmp_path / "x.nir"), "--input-bits", "4"], "only for netx")):
+                        ([str(tmp_path / "x.nir"), "--input-bits", "4"], "set only for netx"),
+                        ([str(tmp_path / "x.pt"), "--input-signed"], "set only for netx")):
         assert main(["compile", *argv, "-o", str(tmp_path / "c")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err, err

@@ -158,9 +158,9 @@ def _check_inputs(graph: Graph, inputs: np.ndarray) -> np.ndarray:
         x = x.astype(np.int32)
     if not np.issubdtype(x.dtype, np.integer):
         raise InputFileError(f"inputs: dtype {x.dtype} is not an integer type")
-    hi = 1 if inp.encoding == "spikes" else 2 ** inp.bits - 1
-    if x.size and (x.min() < 0 or x.max() > hi):
-        raise InputFileError(f"inputs: values in [{x.min()}, {x.max()}] outside [0, {hi}] "
+    lo, hi = inp.value_range()
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise InputFileError(f"inputs: values in [{x.min()}, {x.max()}] outside [{lo}, {hi}] "
                              f"for {inp.encoding} input '{inp.name}'")
     return x
 

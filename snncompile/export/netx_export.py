@@ -6,7 +6,8 @@ binary spikes, and the same chains of sigma-delta neurons (`FxSigmaDelta`) with 
 messages. The file gets an `input` layer (without a neuron for binary input, so netx learns
 the input shape and `Network(path).inp` is the first synapse's input; with the SDNN neuron
 of the graph's delta encoder for graded input), then one netx layer per synapse + neuron
-pair, and a `flatten` layer where the graph flattens.
+pair, and a `flatten` layer where the graph flattens. netx has no field for the width or
+sign of the input frames: re-import with `input_bits` / `input_signed` to restore them.
 
 What netx computes must equal what the graph computes, so the exporter refuses (with
 `UnsupportedError` naming the node) whatever has no exact netx form:

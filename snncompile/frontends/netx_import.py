@@ -96,7 +96,7 @@ _DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 
 
 
 def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None,
-                input_bits: int = 8) -> Graph:
+                input_bits: int = 8, input_signed: bool = False) -> Graph:
     """Read a netx HDF5 file into a fixed-point `Graph`.
 
     input_shape: (C, H, W) or (N,) of the network input, needed only when the file has no
@@ -104,15 +104,16 @@ def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None,
 
         >>> g = import_netx("net.net"); Simulator(g).run(x).spikes  # x (N, T, *shape)
 
-    input_bits: width of the unsigned integer frames an SDNN network's delta encoder reads
-    (e.g. 8 for images); binary-spike networks ignore it.
+    input_bits, input_signed: width of the integer frames an SDNN network's delta encoder
+    reads (e.g. 8 unsigned for images, 16 signed for audio samples); binary-spike networks
+    ignore them.
     """
     path = Path(path)
     if not 1 <= int(input_bits) <= 16:
         raise UnsupportedError(f"{path}: input bits {input_bits} outside [1, 16] (the delta "
                                f"encoder shifts frames left by {2 * NETX_SPIKE_EXP} in int32)")
     layers = _read_file(path)
-    return _build(path, layers, input_shape, int(input_bits))
+    return _build(path, layers, input_shape, int(input_bits), bool(input_signed))
 
 
 def lava_network_kwargs(graph: Graph, steps: int) -> dict:
@@ -456,7 +457,8 @@ def _no_delay(layer: _Layer) -> None:
 
 
 # ------------------------------------------------------------------ graph building
-def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int) -> Graph:
+def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int,
+           input_signed: bool) -> Graph:
     layers = [_Layer(path, i, raw) for i, raw in enumerate(raw_layers)]
     for layer in layers:
         if layer.type not in SUPPORTED_LAYERS:
@@ -506,8 +508,10 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int) -> 
     meta["netx"]["sdnn"] = sdnn
     graph = Graph(meta)
     try:
-        prev = graph.add(Input(name="input", shape=shape, encoding="graded" if isinstance(
-            encoder, FxSigmaDelta) else "spikes", bits=input_bits)).name
+        graded = isinstance(encoder, FxSigmaDelta)
+        prev = graph.add(Input(name="input", shape=shape,
+                               encoding="graded" if graded else "spikes", bits=input_bits,
+                               signed=graded and input_signed)).name
     except SnnCompileError as exc:
         raise InputFileError(f"{path}: input shape {shape}: {exc}") from None
     bits = 0    # message bits of what the next synapse reads (netx input_message_bits)

@@ -67,12 +67,14 @@ class Node:
 class Input(Node):
     """Network input: one frame of shape `shape` per time step.
 
-    encoding: "spikes" (values 0/1) or "graded" (unsigned integers below 2**bits).
+    encoding: "spikes" (values 0/1) or "graded" (integers of `bits` bits: unsigned, or
+    two's complement when `signed`, which only a sigma-delta encoder reads).
     """
 
     shape: tuple[int, ...] = ()
     encoding: str = "spikes"
-    bits: int = 1  # width of graded values (unsigned); 1 for spikes
+    bits: int = 1  # width of graded values; 1 for spikes
+    signed: bool = False
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
@@ -80,7 +82,16 @@ class Input(Node):
             raise GraphError(f"{self.name}: input encoding '{self.encoding}' is not one of "
                              "spikes, graded")
         if self.encoding == "spikes":
-            self.bits = 1
+            self.bits, self.signed = 1, False
+        self.bits, self.signed = int(self.bits), bool(self.signed)
+
+    def value_range(self) -> tuple[int, int]:
+        """The smallest and largest value an input frame may hold."""
+        if self.encoding == "spikes":
+            return 0, 1
+        if self.signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
 
     def out_shape(self, in_shapes):
         if in_shapes:
@@ -91,7 +102,8 @@ class Input(Node):
         return "spikes" if self.encoding == "spikes" else "graded"
 
     def summary(self):
-        return f"{self.encoding}" + (f", {self.bits} bits" if self.encoding == "graded" else "")
+        return f"{self.encoding}" + (f", {'signed ' if self.signed else ''}{self.bits} bits"
+                                     if self.encoding == "graded" else "")
 
 
 @dataclass

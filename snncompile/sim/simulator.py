@@ -469,7 +469,7 @@ class Simulator:
         self.inputs = {n: graph.inputs(n) for n in self.order}
         inp = graph.input_node()
         self.input_name, self.input_shape = inp.name, inp.shape
-        self.in_max = 1 if inp.encoding == "spikes" else (1 << inp.bits) - 1
+        self.in_max = max(abs(v) for v in inp.value_range())
         self.ops: dict[str, object] = {}
         self.depth = {n: graph.depth(n) for n in self.order}
         for name in self.order:
