@@ -260,6 +260,10 @@ def cmd_verify(args) -> int:
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
     report = verify(build, x, labels, backends, progress=True)
     print(report.text())
+    from .pipeline import NETX_SOURCE
+    if "netx" not in backends and (Path(args.build) / NETX_SOURCE).is_file():
+        print("tip: this build comes from a netx file; add 'netx' to --backends to compare "
+              "with lava-dl's own netx loader in Lava too")
     if args.json:
         _write_json(args.json, report.to_json())
         print(f"wrote {args.json}")
