@@ -407,3 +407,33 @@ def test_compile_input_bits_option(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err, err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.lava
+def test_netx_backend_failure_is_one_line_and_tip(tmp_path, capsys):
+    """netx 0.6.0 cannot load a file with a `messageBits` entry: `verify --backends
+    sim,netx` says so in one line instead of failing inside Lava's workers; a repeated
+    backend is refused; without 'netx', verify of a netx build suggests it."""
+    from snncompile.cli import main
+    from snncompile.data import save_inputs
+
+    path = _conv_net(tmp_path / "m.net")
+    add_dataset(path, "layer/1/neuron/messageBits", 16)
+    build = tmp_path / "m.build"
+    assert main(["compile", str(path), "-o", str(build), "--quiet"]) == 0
+    save_inputs(tmp_path / "x.npz", np.zeros((1, 4, 2, 8, 8), np.int64), None)
+    capsys.readouterr()
+    rc = main(["verify", str(build), "--inputs", str(tmp_path / "x.npz"), "--backends",
+               "sim,netx"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and "messageBits" in err, err
+    plain = tmp_path / "plain.build"
+    assert main(["compile", str(_conv_net(tmp_path / "p.net")), "-o", str(plain),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    rc = main(["verify", str(plain), "--inputs", str(tmp_path / "x.npz"), "--backends",
+               "sim,netx,sim"])
+    assert rc == 2 and "two different" in capsys.readouterr().err
+    assert main(["verify", str(plain), "--inputs", str(tmp_path / "x.npz"), "--backends",
+                 "reference,sim"]) == 0
+    assert "add 'netx' to --backends" in capsys.readouterr().out
