@@ -273,11 +273,9 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
         elif isinstance(node, FxLIF):
             perm = _same_perm(name, srcs)
             lshape = srcs[0][2] if srcs else _lava_shape(shape)
-            bias = np.broadcast_to(np.asarray(node.bias_mant, dtype=np.int64), shape)
-            bias = _to_lava(np.ascontiguousarray(bias), shape, perm, lshape)
             depth = graph.depth(name)
             proc = LIFReset(shape=lshape, du=int(node.du), dv=int(node.dv),
-                            vth=int(node.vth), bias_mant=bias.astype(np.int32),
+                            vth=int(node.vth), bias_mant=_lava_bias(node, perm, lshape),
                             bias_exp=int(node.bias_exp), reset_interval=int(t_len),
                             reset_offset=(depth + 1) % int(t_len), name=name)
             procs.append(proc)
@@ -301,10 +299,8 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             elif node.role == "delta":
                 proc = Delta(**common)
             else:
-                bias = np.broadcast_to(np.asarray(node.bias_mant, dtype=np.int64), shape)
-                bias = _to_lava(np.ascontiguousarray(bias), shape, perm, lshape)
-                proc = SigmaDelta(bias=bias.astype(np.int32), act_mode=ActivationMode.RELU,
-                                  **common)
+                proc = SigmaDelta(bias=_lava_bias(node, perm, lshape),
+                                  act_mode=ActivationMode.RELU, **common)
             procs.append(proc)
             _connect(srcs, proc.a_in)
             outs[name] = (proc.s_out, perm, lshape)
@@ -382,6 +378,12 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
         from ..coproc.lava_proc import model_map
         exceptions.update(model_map(procs))
     return _Net(source, lifs, recorders, values, exceptions, procs, graded)
+
+
+def _lava_bias(node, perm, lshape) -> np.ndarray:
+    """A neuron node's per-neuron bias mantissas, int32 in its Lava layout."""
+    bias = np.broadcast_to(np.asarray(node.bias_mant, dtype=np.int64), node.shape)
+    return _to_lava(np.ascontiguousarray(bias), node.shape, perm, lshape).astype(np.int32)
 
 
 def _delay_proc(procs, name):
@@ -548,28 +550,24 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
             if any(isinstance(graph.node(k), FxCoproc) for k in graph.order()):
                 from ..coproc.lava_proc import check_errors
                 check_errors(box[0].procs)
-        net, spikes = box[0], {}
-        for name, path in net.recorders.items():
-            _, perm, lshape = net.lifs[name]
-            if not Path(path).exists():
-                raise BackendError(f"{name}: Lava spike record missing after the run")
-            rec = read_record(path, lshape).reshape(n * t_len, -1)
-            ours = rec if perm is None else _unpermute(rec, perm)
-            spikes[name] = ours.reshape((n, t_len) + graph.shape(name))
         from .lava_procs import read_values
-        for name, (path, perm, lshape) in net.graded.items():
+        net = box[0]
+
+        def back(name, path, read, perm, lshape, shape, what):
+            """A recorder's file -> (N, T, *shape) in our layout."""
             if not Path(path).exists():
-                raise BackendError(f"{name}: Lava graded-spike record missing after the run")
-            rec = read_values(path, lshape).reshape(n * t_len, -1)
+                raise BackendError(f"{name}: Lava {what} record missing after the run")
+            rec = read(path, lshape).reshape(n * t_len, -1)
             ours = rec if perm is None else _unpermute(rec, perm)
-            spikes[name] = ours.reshape((n, t_len) + graph.shape(name)).astype(np.int32)
-        boundary = {}
-        for name, (path, perm, lshape, shape) in net.values.items():
-            if not Path(path).exists():
-                raise BackendError(f"{name}: Lava value record missing after the run")
-            rec = read_values(path, lshape).reshape(n * t_len, -1).astype(np.int64)
-            ours = rec if perm is None else _unpermute(rec, perm)
-            boundary[name] = ours.reshape((n, t_len) + tuple(shape))
+            return ours.reshape((n, t_len) + tuple(shape))
+        spikes = {name: back(name, path, read_record, *net.lifs[name][1:], graph.shape(name),
+                             "spike") for name, path in net.recorders.items()}
+        spikes.update({name: back(name, path, read_values, perm, lshape, graph.shape(name),
+                                  "graded-spike").astype(np.int32)
+                       for name, (path, perm, lshape) in net.graded.items()})
+        boundary = {name: back(name, path, read_values, perm, lshape, shape,
+                               "value").astype(np.int64)
+                    for name, (path, perm, lshape, shape) in net.values.items()}
     return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
 
 

@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import BackendError, InputFileError
 from ..frontends.netx_import import lava_network_kwargs
 from ..ir import NEURON_TYPES, FxSigmaDelta, Graph
-from .lava_backend import (_Net, _one_line, _progress, _shutdown, _worker_error,
-                           require_lava)
+from .lava_backend import (_natural_perm, _Net, _one_line, _progress, _shutdown, _to_lava,
+                           _worker_error, require_lava)
 
 
 def run_netx_samples(path, graph: Graph, inputs: np.ndarray, progress: bool = False
@@ -89,12 +89,11 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     if len(blocks) != len(neurons):
         raise BackendError(f"{path}: netx built {len(blocks)} blocks for the graph's "
                            f"{len(neurons)} neuron layers")
-    inp_shape = net.inp.shape
+    inp_shape, shape = tuple(net.inp.shape), graph.input_node().shape
     data = np.zeros(inp_shape + (total,), np.int32)
-    frames = x.reshape(steps, *graph.input_node().shape)
-    flat = frames.reshape(steps, -1) if len(inp_shape) == 1 else \
-        frames.transpose(0, *range(frames.ndim - 1, 0, -1))      # (T, C, H, W) -> (T, W, H, C)
-    data[..., :steps] = np.moveaxis(flat, 0, -1)
+    # (T, C, H, W) -> (T, W, H, C); a first dense layer reads the frames flat in C order
+    perm = _natural_perm(shape) if len(inp_shape) == 3 else None
+    data[..., :steps] = np.moveaxis(_to_lava(x, shape, perm, inp_shape), 0, -1)
     source = Source(data=data)
     if encoder is not None:
         source.s_out.connect(encoder.a_in)

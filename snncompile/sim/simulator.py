@@ -158,16 +158,18 @@ class _Dense(_Synapse):
             acc = x.astype(np.int64) @ self.wt_int
         else:
             acc = (x.astype(self.dtype) @ self.wt).astype(np.int64)
+        exact = shift_exp(acc, self.exp)
         if not self.graded:
-            return shift_exp(acc, self.exp)
+            return exact
         # graded messages: Lava's int32 dot product and shift wrap at 32 bits
         out = wrap(shift_exp(wrap(acc, I32), self.exp), I32)
-        if not np.array_equal(out, shift_exp(acc, self.exp)):
-            bad = np.argwhere(out != shift_exp(acc, self.exp))[0]
+        bad = out != exact
+        if bad.any():
             if self.strict:
-                raise OverflowDetected(f"{self.name}: graded synaptic sum at sample {bad[0]}, "
-                                       f"output {int(bad[1])} exceeds int32")
-            self.wraps += int(np.count_nonzero(out != shift_exp(acc, self.exp)))
+                i = np.argwhere(bad)[0]
+                raise OverflowDetected(f"{self.name}: graded synaptic sum at sample {i[0]}, "
+                                       f"output {int(i[1])} exceeds int32")
+            self.wraps += int(np.count_nonzero(bad))
         return out
 
 
@@ -393,7 +395,6 @@ class _SigmaDelta:
         self.bias = wrap(bm << self.up, I32)
         self.cum_error = node.cum_error
         self.msg_max = 1 << max(node.num_message_bits - 1, 0)
-        self.n = int(np.prod(self.shape))
         self.clear_counters()
 
     def clear_counters(self):
@@ -475,10 +476,10 @@ class Simulator:
         for name in self.order:
             node = graph.node(name)
             src = graph.inputs(name)
-            in_max = self.in_max if src and isinstance(graph.node(src[0]), Input) else 1
-            if getattr(node, "num_message_bits", 0) and not (
-                    src and isinstance(graph.node(src[0]), Input)):
-                in_max = 2 ** 31   # graded messages from neurons: any int32
+            if src and isinstance(graph.node(src[0]), Input):
+                in_max = self.in_max
+            else:   # graded messages from neurons can be any int32
+                in_max = 2 ** 31 if getattr(node, "num_message_bits", 0) else 1
             if isinstance(node, FxDense):
                 self.ops[name] = _Dense(node, self.depth[name], in_max, strict)
             elif isinstance(node, FxConv2d):
