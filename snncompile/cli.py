@@ -1,4 +1,4 @@
-"""`snncompile` command line: compile | run | verify | energy | export.
+"""`snncompile` command line: compile | run | verify | energy | export | report | inspect.
 
 Every error a user can cause is one line on stderr and a non-zero exit; set
 SNNCOMPILE_DEBUG=1 to see the traceback of an internal error.
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Compile trained spiking neural networks to Loihi fixed point, run them "
                     "on a bit-accurate simulator or on Lava, and verify spike-level "
                     "equivalence.", epilog=EPILOG)
+    _add_version(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     fmt = argparse.RawDescriptionHelpFormatter
@@ -160,14 +161,51 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, help="file to write (.nir or .net)")
     x.add_argument("--dt", type=positive_float, default=1e-3, help="NIR time step in seconds "
                    "(default: 1e-3)")
+    _add_report_parsers(sub, fmt)
     return p
+
+
+def _add_version(p) -> None:
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"snncompile {__version__}")
+
+
+def _add_report_parsers(sub, fmt) -> None:
+    """`report` and `inspect`: what a researcher sees of a build (snncompile.report_html)."""
+    rp = sub.add_parser("report", help="write one self-contained HTML page (and/or PNGs) "
+                        "about a build", formatter_class=fmt, description=textwrap.dedent("""\
+        One HTML page per build that opens without network access (inline CSS, figures as
+        PNG inside the page): compile summary, layer table with labelled counts,
+        quantisation, fidelity (when the build records it), core map on the mesh with
+        traffic, co-processor partition (attention models), and the verify verdicts (from
+        BUILD/verify.json, BUILD.verify.json or --verify-json), with the first divergence
+        drawn. With --inputs also spike rasters and firing rates (float vs compiled) and
+        the energy and latency breakdown. --png-dir writes the same figures as PNGs."""),
+        epilog=EPILOG)
+    rp.add_argument("build", help="build directory")
+    rp.add_argument("--inputs", help="inputs .npz: run float model, simulator and energy "
+                    "model on them")
+    rp.add_argument("--limit", type=positive_int, default=64,
+                    help="use only the first N input samples (default: 64)")
+    rp.add_argument("--verify-json", help="verify report (`snncompile verify --json`) to "
+                    "show; default BUILD/verify.json or BUILD.verify.json if present")
+    rp.add_argument("-o", "--output", help="HTML file to write (.html)")
+    rp.add_argument("--png-dir", help="also write every figure as a PNG into this folder")
+
+    ip = sub.add_parser("inspect", help="what a build expects as input, its target, cores "
+                        "and verdicts so far", formatter_class=fmt)
+    ip.add_argument("build", help="build directory")
+    ip.add_argument("--verify-json", help="verify report to read (default: BUILD/verify.json "
+                    "or BUILD.verify.json if present)")
+    ip.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify,
-                "energy": cmd_energy, "export": cmd_export}[args.command](args)
+                "energy": cmd_energy, "export": cmd_export, "report": cmd_report,
+                "inspect": cmd_inspect}[args.command](args)
     except SnnCompileError as exc:
         print(f"snncompile: error: {exc}", file=sys.stderr)
         return 2
@@ -302,6 +340,46 @@ def cmd_export(args) -> int:
         from .export.netx_export import export_netx
         export_netx(build.graph, args.output)
     print(f"wrote {args.output} ({args.format})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .build import Build
+    from .report_html import build_page
+
+    if not args.output and not args.png_dir:
+        raise InputFileError("report: give -o FILE.html and/or --png-dir DIR (nothing to "
+                             "write otherwise)")
+    if args.output and Path(args.output).suffix.lower() not in (".html", ".htm"):
+        raise InputFileError(f"-o {args.output}: the report is an HTML page; name it .html")
+    x = labels = None
+    total = None
+    if args.inputs:
+        build, out, x_all, labels = _load(args.build, args.inputs, None)
+        total = len(x_all)
+        x = x_all[:args.limit]
+    else:
+        build = Build.load(args.build)
+    page = build_page(build, x, labels, inputs_name=Path(args.inputs).name if args.inputs
+                      else "", verify_json=args.verify_json, total_samples=total)
+    for w in page.warnings:
+        print(f"snncompile: warning: {w}", file=sys.stderr)
+    if args.output:
+        page.write_html(args.output)
+        print(f"wrote {args.output} ({len(page.figures)} figures)")
+    if args.png_dir:
+        paths = page.write_pngs(args.png_dir)
+        print(f"wrote {len(paths)} PNGs to {args.png_dir}/: "
+              + ", ".join(p.name for p in paths))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .build import Build
+    from .report_html import describe, describe_text
+
+    d = describe(Build.load(args.build), args.verify_json)
+    print(json.dumps(d, indent=1) if args.json else describe_text(d))
     return 0
 
 

@@ -94,29 +94,13 @@ class EnergyReport:
             lines.append("estimates (not published figures): " + ", ".join(self.estimates))
         return "\n".join(lines)
 
-    def plot(self, path) -> None:
-        """Stacked bar chart (energy per inference per layer, stacked by event type), PNG."""
-        import matplotlib
+    def plot(self, path, model: str = "") -> None:
+        """Energy chart (PNG): dynamic energy per layer stacked by event type, and dynamic
+        against static apart; fixed colours per event (snncompile.plots), the title names
+        `model`."""
+        from ..plots import energy_figure, save_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        layers = list(self.per_layer)
-        fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.9 * len(layers)), 4.0))
-        bottom = [0.0] * len(layers)
-        for event in EVENTS:
-            vals = [self.per_layer[l].get(event, 0.0) * 1e6 for l in layers]
-            if not any(vals):
-                continue
-            ax.bar(layers, vals, bottom=bottom, label=event)
-            bottom = [b + v for b, v in zip(bottom, vals)]
-        ax.set_ylabel("energy per inference (uJ)")
-        ax.set_title(f"{self.target}: {_eng(self.energy_per_inference_j, 'J')} per inference")
-        ax.legend(fontsize=8)
-        ax.tick_params(axis="x", rotation=45)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save_png(energy_figure(self.to_json(), model=model), path)
 
 
 def _eng(x: float, unit: str) -> str:
