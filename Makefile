@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast bench clean browser screenshots
 
 venv: $(STAMP)
 
@@ -22,11 +22,21 @@ demo: $(STAMP)
 	$(PY) examples/attention_demo.py
 	$(PY) examples/sdnn_demo.py
 
-test: $(STAMP)
+# Headless Chromium (Debian's package) for tests/test_report_html.py; installed once.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (echo "installing chromium (apt-get)" && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium >/dev/null)
+
+test: $(STAMP) browser
 	$(PY) -m pytest tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not lava and not slow"
+
+# README screenshots (docs/*.png) from `snncompile report` pages.
+screenshots: $(STAMP) browser
+	$(PY) examples/screenshots.py
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulator.py

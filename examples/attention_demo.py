@@ -67,9 +67,16 @@ def main() -> int:
             print(f"not compiled: {exc}")
             rows.append([label, f"{float_acc:.1%}", "not compiled", "-", "-", "-", "-", "-"])
             continue
-        build.save(out / f"{stem}.loihi2.build")
+        bdir = build.save(out / f"{stem}.loihi2.build")
         rep = verify(build, xte, yte, progress=True)
         print(rep.text())
+        (out / f"{stem}.loihi2.verify.json").write_text(json.dumps(rep.to_json(), indent=1))
+        from snncompile.build import Build
+        from snncompile.report_html import build_page
+        page = build_page(Build.load(bdir), xte[:64], yte[:64], "test samples",
+                          total_samples=len(xte))
+        print(f"wrote {page.write_html(out / f'{stem}.loihi2.report.html')} "
+              "(snncompile report)")
         ok &= rep.equivalent
         from snncompile.sim import Simulator
         sim = Simulator(build.graph).run(xte)

@@ -21,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from snncompile.build import Build  # noqa: E402
 from snncompile.data import save_inputs  # noqa: E402
 from snncompile.datasets import digits  # noqa: E402
 from snncompile.energy_run import energy_report  # noqa: E402
@@ -28,6 +29,7 @@ from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import compile_model  # noqa: E402
 from snncompile.report import table  # noqa: E402
+from snncompile.report_html import build_page  # noqa: E402
 from snncompile.verify import verify  # noqa: E402
 
 STEPS = 16
@@ -113,7 +115,11 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
         print(energy.table())
         ej = energy.to_json()
         (out / f"{name}.{target}.energy.json").write_text(json.dumps(ej, indent=1))
-        energy.plot(out / f"{name}.{target}.energy.png")
+        energy.plot(out / f"{name}.{target}.energy.png", model=f"{name}.pt")
+        page = build_page(Build.load(bdir), xte[:64], yte[:64], f"{name}_test.npz",
+                          total_samples=len(xte))   # finds the verify.json beside the build
+        print(f"  wrote {page.write_html(out / f'{name}.{target}.report.html').relative_to(ROOT)}"
+              " (snncompile report)")
         rows.append({"model": name, "target": target, "float": rep.accuracy["float"],
                      "compiled": rep.accuracy["compiled"], "mismatches": rep.mismatches,
                      "samples": rep.samples, "cores": mapping.n_cores,

@@ -321,7 +321,7 @@ def cmd_energy(args) -> int:
         _write_json(args.json, report.to_json())
         print(f"wrote {args.json}")
     if args.plot:
-        report.plot(args.plot)
+        report.plot(args.plot, model=Path(str(build.report.get("source", ""))).name)
         print(f"wrote {args.plot}")
     return 0
 

@@ -313,10 +313,12 @@ def core_traffic(graph, spec, mapping_json: dict) -> dict[tuple[int, int], float
 
 
 def coremap_figure(mapping_json: dict, chip: dict, traffic: dict | None = None,
-                   layer_order: list[str] | None = None, model: str = ""):
+                   layer_order: list[str] | None = None, model: str = "",
+                   max_links: int = 40):
     """Cores on the (stitched) mesh of chips, coloured by the layer whose neurons they
-    hold; lines between tiles with width by messages per step (traffic). `chip`: the
-    target's [chip] numbers (mesh_x, mesh_y, cores_per_tile, chip_grid_x)."""
+    hold; arrows between tiles with width by messages per step (traffic: the `max_links`
+    heaviest tile-to-tile links). `chip`: the target's [chip] numbers (mesh_x, mesh_y,
+    cores_per_tile, chip_grid_x)."""
     plt = _plt()
     from matplotlib.patches import Rectangle
 
@@ -372,18 +374,22 @@ def coremap_figure(mapping_json: dict, chip: dict, traffic: dict | None = None,
                                lw=1.2))
         ax.text(kx - 0.45, ky + my - 0.5, f"chip {k}", fontsize=8, va="bottom")
     ax.plot([0], [0], marker="*", ms=12, color="black", ls="none")
-    if traffic:
-        tmax = max(traffic.values()) or 1.0
-        for (a, b), v in sorted(traffic.items(), key=lambda kv: kv[1]):
-            pa = (0, 0) if a < 0 else pos[a]
-            pb = pos[b]
-            if pa == pb:
-                continue
+    links = []
+    if traffic:   # between tiles (cores of one tile talk without a hop)
+        per_tile: dict = {}
+        for (a, b), v in traffic.items():
+            pa, pb = ((0, 0) if a < 0 else pos[a]), pos[b]
+            if pa != pb:
+                per_tile[(pa, pb)] = per_tile.get((pa, pb), 0.0) + v
+        links = sorted(per_tile.items(), key=lambda kv: -kv[1])
+        shown = links[:max_links]
+        tmax = shown[0][1] if shown else 1.0
+        for (pa, pb), v in reversed(shown):
             ax.annotate("", xy=pb, xytext=pa,
-                        arrowprops=dict(arrowstyle="-|>", lw=0.4 + 3.6 * v / tmax,
-                                        color="black", alpha=0.35 + 0.4 * v / tmax,
-                                        shrinkA=4, shrinkB=4,
-                                        connectionstyle="arc3,rad=0.15"))
+                        arrowprops=dict(arrowstyle="-|>", lw=0.3 + 3.2 * v / tmax,
+                                        color="black", alpha=0.25 + 0.5 * v / tmax,
+                                        shrinkA=3, shrinkB=3,
+                                        connectionstyle="arc3,rad=0.12"))
     ax.set_xlim(x0 - 0.7, x1 - 0.3)
     ax.set_ylim(y1 - 0.3, y0 - 0.7)  # tile (0, 0) at the top left
     ax.set_aspect("equal")
@@ -394,20 +400,23 @@ def coremap_figure(mapping_json: dict, chip: dict, traffic: dict | None = None,
     used = {blocks[b]["layer"] for c in cores for b in c["blocks"]}
     handles = [Patch(color=colors[l], label=l) for l in layers if l in used]
     handles.append(Line2D([], [], marker="*", color="black", ls="none", label="input port"))
-    if traffic:
-        handles.append(Line2D([], [], color="black", alpha=0.6, lw=2.5,
-                              label=f"traffic (max {max(traffic.values()):.3g} msg/step)"))
+    if links:
+        handles.append(Line2D([], [], color="black", alpha=0.75, lw=3.5,
+                              label=f"{links[0][1]:.3g} messages/step (heaviest link)"))
+        handles.append(Line2D([], [], color="none", label=(
+            f"{min(len(links), max_links)} heaviest of {len(links)} tile-to-tile links"
+            if len(links) > max_links else f"all {len(links)} tile-to-tile links")))
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     n = len(cores)
     ax.set_title(f"{model + ': ' if model else ''}{n} core{'s' if n != 1 else ''} on "
                  f"{chips} chip{'s' if chips != 1 else ''} ({mapping_json['target']}), "
-                 "coloured by layer (a core holding several is striped by their neurons); arrows: "
-                 "spike messages per step", fontsize=10)
+                 "coloured by layer\n(a core holding several is striped by their neurons); "
+                 "arrows: spike messages per step between tiles", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def partition_figure(partition: dict, order: list[str]):
+def partition_figure(partition: dict, order: list[str], edges=()):
     """The graph in network order, each node coloured by where it runs (neurocores or the
     co-processor), with the boundary channels drawn between them (values/step, bits)."""
     plt = _plt()
@@ -420,6 +429,11 @@ def partition_figure(partition: dict, order: list[str]):
         x = col[where[n]]
         ax.text(x, y[n], n, ha="center", va="center", fontsize=8,
                 bbox=dict(boxstyle="round", fc=PART_COLORS[where[n]], ec="#555555"))
+    for s, d in edges:   # the graph's own edges, grey; the boundary ones are drawn in red
+        if s in y and d in y and where[s] == where[d]:
+            ax.annotate("", xy=(col[where[d]], y[d]), xytext=(col[where[s]], y[s]),
+                        arrowprops=dict(arrowstyle="-|>", color="#999999", lw=0.8,
+                                        shrinkA=7, shrinkB=7))
     for ch in partition.get("channels", []):
         s, d = ch["src"], ch["dst"]
         if s not in y or d not in y:
@@ -428,7 +442,7 @@ def partition_figure(partition: dict, order: list[str]):
                     arrowprops=dict(arrowstyle="-|>", color="#d62728", lw=1.4,
                                     shrinkA=12, shrinkB=12))
         ax.text((col[where[s]] + col[where[d]]) / 2, (y[s] + y[d]) / 2,
-                f"{ch['values_per_step']:,} x {ch['bits']} b", fontsize=7, color="#d62728",
+                f"{ch['values_per_step']:,} values x {ch['bits']} b per step", fontsize=7, color="#d62728",
                 ha="center", va="bottom")
     ax.axvline(0.8, color="#555555", ls="--", lw=1)
     ax.text(0.0, 1, "neurocores", ha="center", fontsize=10, weight="bold")
@@ -463,11 +477,13 @@ def divergence_figure(div: dict, traces: dict | None = None):
     step = int(div["step"])
     if traces:
         fig, (au, av) = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True)
-        for b, tr in traces.items():
+        for j, (b, tr) in enumerate(traces.items()):
             c = SOURCE_COLORS.get(b, "#333333")
             t = np.arange(len(tr["u"]))
-            au.plot(t, tr["u"], color=c, label=b, lw=1.3, drawstyle="steps-mid")
-            av.plot(t, tr["v"], color=c, label=b, lw=1.3, drawstyle="steps-mid")
+            style = dict(color=c, label=f"{b} (re-run)", lw=2.6 if j == 0 else 1.3,
+                         ls="-" if j == 0 else "--", drawstyle="steps-mid")
+            au.plot(t, tr["u"], **style)
+            av.plot(t, tr["v"], **style)
             sp = np.nonzero(np.asarray(tr["spike"]))[0]
             av.plot(sp, np.asarray(tr["v"])[sp], "v", color=c, ms=6, ls="none")
             if tr.get("vth") is not None:
@@ -479,6 +495,9 @@ def divergence_figure(div: dict, traces: dict | None = None):
                 c = SOURCE_COLORS.get(b, "#333333")
                 au.plot([step], [s["u"]], "o", mfc="none", mec=c, ms=9)
                 av.plot([step], [s["v"]], "o", mfc="none", mec=c, ms=9)
+        rec = "; ".join(f"{b}: spike={s.get('spike')} u={s.get('u')} v={s.get('v')}"
+                        for b, s in sides.items())
+        au.set_title(f"recorded by verify at step {step}: {rec}", fontsize=8)
         au.set_ylabel("u (current)")
         av.set_ylabel("v (voltage)")
         av.set_xlabel("time step (local); dashed: first divergence; circles: each side "

@@ -24,9 +24,9 @@ import numpy as np
 from . import plots
 from .errors import InputFileError
 
-VERIFY_NAMES = ("verify.json",)
-"""Where a verify report is looked for when none is given: BUILD/verify.json, then
-BUILD.verify.json beside the build directory."""
+# A verify report is looked for, when none is given, in BUILD/verify.json, then
+# BUILD.verify.json beside the build directory, then NAME.verify.json for NAME.build (what
+# examples/demo.py writes).
 
 
 @dataclasses.dataclass
@@ -196,6 +196,8 @@ def find_verify(build, given: str | Path | None) -> tuple[dict | None, str | Non
     else:
         b = Path(build.path) if build.path is not None else None
         cands = [] if b is None else [b / "verify.json", b.parent / f"{b.name}.verify.json"]
+        if b is not None and b.suffix == ".build":   # NAME.build -> NAME.verify.json
+            cands.append(b.parent / f"{b.stem}.verify.json")
     for p in cands:
         if not p.is_file():
             continue
@@ -237,6 +239,7 @@ def verdicts(build, verify_doc, verify_path) -> list[str]:
     else:
         names = ", ".join(map(str, verify_doc.get("backends", {})))
         samples = verify_doc.get("samples", "?")
+        verify_path = Path(str(verify_path)).name
         if verify_doc["equivalent"]:
             out.append(f"spike equivalence: EQUIVALENT ({names}; {samples} samples; "
                        f"{verify_path})")
@@ -417,7 +420,7 @@ def _layers(build, mapping) -> Section:
     head = ["node", "op", "shape", ("neurons", "neurons of a spiking layer"),
             ("synapses", SYN_TIPS["synapses"]), ("non-zero", SYN_TIPS["nonzero"]),
             ("kernel weights", SYN_TIPS["kernel"]), ("mapped synapses", SYN_TIPS["mapped"]),
-            ("cores", "indices of the cores holding the layer's neurons"), "details"]
+            ("on core #", "indices of the cores holding the layer's neurons"), "details"]
     notes = "<ul class=\"note\">" + "".join(
         f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in
         (("synapses", SYN_TIPS["synapses"]), ("non-zero", SYN_TIPS["nonzero"]),
@@ -592,7 +595,7 @@ def _partition(build) -> Section:
     body = (t1 + t2 + f"<p>{p['bytes_per_step']:,} bytes cross the boundary per step per "
             f"sample; the co-processor adds about {plots.eng(p['added_latency_per_step_s'], 's')}"
             f" per time step ({p['x86_cores']} x86 cores). Estimates: {_e(est)}.</p>")
-    fig = plots.partition_figure(p, build.graph.order())
+    fig = plots.partition_figure(p, build.graph.order(), list(build.graph.g.edges))
     return Section("Co-processor partition", body,
                    [Figure("partition", "Nodes by where they run, with the boundary channels",
                            plots.png_bytes(fig))])
@@ -639,8 +642,9 @@ def _energy(build, x, model) -> Section:
 def _verify(build, doc, path, x) -> Section:
     title = "Verify verdicts"
     if doc is None:
-        return Section(title, _na("no verify report beside the build (BUILD/verify.json or "
-                                  "BUILD.verify.json) and none given with --verify-json"))
+        return Section(title, _na("no verify report beside the build (BUILD/verify.json, "
+                                  "BUILD.verify.json or NAME.verify.json for NAME.build) "
+                                  "and none given with --verify-json"))
     names = list(doc.get("backends", {}))
     others = [b for b in names if b != names[0]] if names else []
     rows = [[r.get("layer"), r.get("neurons")]
@@ -674,6 +678,11 @@ def _verify(build, doc, path, x) -> Section:
     if isinstance(div, dict) and div.get("sides"):
         traces = _divergence_traces(build, div, x) if x is not None else None
         body += "<p>First divergence: " + _e(json.dumps(div)) + "</p>"
+        if traces is not None and _traces_agree(traces):
+            body += ('<p class="note">The re-run of reference and simulator agrees at this '
+                     "neuron: the divergence comes from a backend not re-run here (e.g. Lava), "
+                     "from other inputs than --inputs, or from a build changed since verify. "
+                     "The values verify recorded are circled.</p>")
         if traces is None and div.get("kind") != "co-processor value":
             body += ('<p class="note">Pass the same --inputs as verify to draw the traces '
                      "around the divergence.</p>")
@@ -682,6 +691,11 @@ def _verify(build, doc, path, x) -> Section:
     elif not ok:
         body += _na("the verify report names no first divergence")
     return Section(title, body, figs)
+
+
+def _traces_agree(traces: dict) -> bool:
+    vals = list(traces.values())
+    return all(np.array_equal(vals[0][k], v[k]) for v in vals[1:] for k in ("u", "v", "spike"))
 
 
 def _divergence_traces(build, div, x) -> dict | None:
