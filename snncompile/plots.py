@@ -71,6 +71,8 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
+    # names come from model files: a '$' in a layer name must not start math text
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
     return plt
 
@@ -189,13 +191,14 @@ def latency_figure(e: dict, model: str = ""):
 
 # ------------------------------------------------------------------ spikes
 def raster_figure(spikes: dict[str, dict[str, np.ndarray]], sample: int = 0,
-                  max_neurons: int = 200):
+                  max_neurons: int = 200, max_layers: int = 12):
     """Spike raster of one sample: a row per layer, a column per source ("float",
     "compiled"). `spikes[source][layer]` is (N, T, *shape), bool or graded (non-zero =
-    event). At most `max_neurons` neurons per layer are drawn (the first ones)."""
+    event). At most `max_neurons` neurons per layer (the first ones) and the first
+    `max_layers` layers are drawn."""
     plt = _plt()
     sources = list(spikes)
-    layers = [l for l in next(iter(spikes.values()))] if spikes else []
+    layers = [l for l in next(iter(spikes.values()))][:max_layers] if spikes else []
     rows = max(len(layers), 1)
     fig, axes = plt.subplots(rows, max(len(sources), 1), squeeze=False,
                              figsize=(5.2 * max(len(sources), 1), 1.2 + 1.9 * rows))
@@ -348,7 +351,7 @@ def coremap_figure(mapping_json: dict, chip: dict, traffic: dict | None = None,
     fig_h = min(11.0, max(3.5, 0.55 * h + 1.8))
     fig, ax = plt.subplots(figsize=(fig_w, fig_h))
     sub = math.ceil(math.sqrt(cpt))
-    for tx in range(x0, x1):
+    for tx in range(x0, x1 if w * h <= 4096 else x0):   # grid only while it is readable
         for ty in range(y0, y1):
             ax.add_patch(Rectangle((tx - 0.45, ty - 0.45), 0.9, 0.9, fill=False,
                                    ec="#dddddd", lw=0.6))
@@ -424,7 +427,7 @@ def partition_figure(partition: dict, order: list[str], edges=()):
     nodes = [n for n in order if n in where]
     y = {n: -i for i, n in enumerate(nodes)}
     col = {"neuro": 0.0, "coproc": 1.6}
-    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.42 * len(nodes)))
+    fig, ax = plt.subplots(figsize=(9, min(16.0, 1.0 + 0.42 * len(nodes))))
     for n in nodes:
         x = col[where[n]]
         ax.text(x, y[n], n, ha="center", va="center", fontsize=8,

@@ -210,7 +210,8 @@ def find_verify(build, given: str | Path | None) -> tuple[dict | None, str | Non
                 or not isinstance(doc.get("layers"), list):
             raise InputFileError(f"{p}: not a verify report (needs 'equivalent' and "
                                  "'layers'; write one with `snncompile verify --json`)")
-        lifs = {r.get("layer") for r in doc["layers"] if isinstance(r, dict)}
+        _check_verify(doc, p)
+        lifs = {r.get("layer") for r in doc["layers"]}
         from .ir import NEURON_TYPES
         mine = {n.name for n in build.graph.nodes(NEURON_TYPES)}
         if lifs != mine:
@@ -219,6 +220,31 @@ def find_verify(build, given: str | Path | None) -> tuple[dict | None, str | Non
                                  "to another build")
         return doc, str(p)
     return None, None
+
+
+def _check_verify(doc: dict, p: Path) -> None:
+    """The parts of a verify report the page reads have the types verify writes."""
+    def bad(what):
+        raise InputFileError(f"{p}: {what}; write it with `snncompile verify --json`")
+    if not all(isinstance(r, dict) and isinstance(r.get("spikes", {}), dict)
+               and isinstance(r.get("mismatches", {}), dict) for r in doc["layers"]):
+        bad("'layers' must hold objects with 'spikes' and 'mismatches' objects")
+    if not isinstance(doc.get("backends", {}), dict) or \
+            not isinstance(doc.get("boundary", []), list) or \
+            not all(isinstance(r, dict) for r in doc.get("boundary", [])):
+        bad("'backends' must be an object and 'boundary' a list of objects")
+    div = doc.get("first_divergence")
+    if div is not None:
+        ok = isinstance(div, dict) and isinstance(div.get("sides"), dict) and all(
+            isinstance(div.get(k), int) and not isinstance(div.get(k), bool)
+            and div[k] >= 0 for k in ("sample", "step", "global_step")) and \
+            all(isinstance(v, (dict, int)) for v in div["sides"].values())
+        if ok and div.get("kind") != "co-processor value":
+            ok = isinstance(div.get("layer"), str) and isinstance(div.get("neuron"), int) \
+                and all(isinstance(v, dict) for v in div["sides"].values())
+        if not ok:
+            bad("'first_divergence' must name layer, neuron, sample, step, global_step "
+                "and each side")
 
 
 def _fidelity(build, verify_doc) -> tuple[object, str] | tuple[None, None]:
@@ -707,7 +733,9 @@ def _divergence_traces(build, div, x) -> dict | None:
 
     layer, s, k = div["layer"], int(div["sample"]), int(div["neuron"])
     node = build.graph.node(layer) if layer in build.graph else None
-    if not isinstance(node, FxLIF) or not 0 <= s < len(x):
+    if not isinstance(node, FxLIF) or not 0 <= s < len(x) \
+            or not 0 <= k < int(np.prod(build.graph.shape(layer))) \
+            or not 0 <= int(div["step"]) < x.shape[1]:
         return None
     one = x[s:s + 1]
     num = build.target.numerics

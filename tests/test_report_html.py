@@ -270,3 +270,23 @@ def test_energy_chart_colours_fixed_title_names_model_legend_clear():
         assert to_hex(static_bar.get_facecolor()) == plots.EVENT_COLORS["static"]
         assert "static: estimate" in fig.axes[1].get_title()
         assert ax.get_ylabel().startswith("dynamic energy")
+
+
+def test_hostile_verify_json_is_one_line_error(built, tmp_path, capsys):
+    build, inputs, x, y = built
+    rows = [{"layer": "lif1", "spikes": {}, "mismatches": {}},
+            {"layer": "lif2", "spikes": {}, "mismatches": {}}]
+    for doc in ({"equivalent": False, "layers": rows,
+                 "first_divergence": {"layer": "lif2", "sides": {}, "sample": -1}},
+                {"equivalent": True, "layers": rows, "backends": []},
+                {"equivalent": True, "layers": ["lif1", "lif2"]}):
+        (tmp_path / "v.json").write_text(json.dumps(doc))
+        assert main(["report", str(build), "--verify-json", str(tmp_path / "v.json"), "-o",
+                     str(tmp_path / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "v.json" in err, err
+
+
+def test_layer_names_with_dollar_signs_draw(tmp_path):
+    fig = plots.rates_figure({"float": {r"$\\nope{$": 0.1, "a$b": 0.2}, "compiled": {"a$b": 0.3}})
+    assert len(plots.png_bytes(fig)) > 1000
