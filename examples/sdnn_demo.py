@@ -126,6 +126,13 @@ def main() -> int:
           "mismatches")
     energy, _ = energy_report(build, xte)
     print(energy.table())
+    (out / "digits_sdnn.verify.json").write_text(json.dumps(report.to_json(), indent=1))
+    from snncompile.build import Build
+    from snncompile.report_html import build_page
+    page = build_page(Build.load(out / "digits_sdnn.build"), xte[:64], yte[:64],
+                      "digits_sdnn_test.npz", total_samples=len(xte))
+    print(f"wrote {page.write_html(out / 'digits_sdnn.report.html').relative_to(ROOT)} "
+          "(snncompile report)")
     summary = {"float_accuracy": float_acc, "compiled_accuracy": compiled_acc,
                "graded_spikes_per_inference": messages, "wider_than_16_bits": wide,
                "mismatches_4_backends": report.mismatches, "samples_4_backends": k,

@@ -221,7 +221,8 @@ def raster_figure(spikes: dict[str, dict[str, np.ndarray]], sample: int = 0,
             ax.set_xlim(-0.5, a.shape[0] - 0.5)
             ax.set_ylim(-0.5, shown - 0.5)
             events = int(np.count_nonzero(a))
-            ax.set_title(f"{src}: {layer} ({events:,} spikes"
+            kind = "spikes" if a.dtype == bool else "graded spikes"
+            ax.set_title(f"{src}: {layer} ({events:,} {kind}"
                          + (f"; neurons 0-{shown - 1} of {n:,}" if shown < n else "")
                          + ")", fontsize=9, color=SOURCE_COLORS.get(src, "#333333"))
             ax.set_ylabel("neuron", fontsize=8)
