@@ -358,6 +358,7 @@ def cmd_report(args) -> int:
         build, out, x_all, labels = _load(args.build, args.inputs, None)
         total = len(x_all)
         x = x_all[:args.limit]
+        labels = None if labels is None else labels[:args.limit]
     else:
         build = Build.load(args.build)
     page = build_page(build, x, labels, inputs_name=Path(args.inputs).name if args.inputs

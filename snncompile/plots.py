@@ -446,7 +446,8 @@ def partition_figure(partition: dict, order: list[str], edges=()):
                     arrowprops=dict(arrowstyle="-|>", color="#d62728", lw=1.4,
                                     shrinkA=12, shrinkB=12))
         ax.text((col[where[s]] + col[where[d]]) / 2, (y[s] + y[d]) / 2,
-                f"{ch['values_per_step']:,} values x {ch['bits']} b per step", fontsize=7, color="#d62728",
+                f"{ch['values_per_step']:,} values x {ch['bits']} b per step", fontsize=7,
+                color="#d62728",
                 ha="center", va="bottom")
     ax.axvline(0.8, color="#555555", ls="--", lw=1)
     ax.text(0.0, 1, "neurocores", ha="center", fontsize=10, weight="bold")

@@ -355,7 +355,7 @@ def build_page(build, inputs: np.ndarray | None = None, labels: np.ndarray | Non
     page.sections.append(_fidelity_section(build, vdoc))
     sim = None
     if inputs is not None:
-        sec, sim = _activity(build, inputs)
+        sec, sim = _activity(build, inputs, labels)
         page.sections.append(sec)
     else:
         page.sections.append(Section("Spikes and firing rates (float vs compiled)",
@@ -515,7 +515,7 @@ def _cell(v):
     return v
 
 
-def _activity(build, x) -> tuple[Section, object]:
+def _activity(build, x, labels=None) -> tuple[Section, object]:
     from .ir import NEURON_TYPES
     from .sim.simulator import Simulator
 
@@ -552,9 +552,19 @@ def _activity(build, x) -> tuple[Section, object]:
                         ("compiled rate", "spikes per neuron per step"),
                         ("compiled / float", "ratio of the compiled rate to the float rate")],
                        rows)
-    body = (f"<p>Input: {rates_all['input']:.4f} spikes (non-zero values) per input per step "
-            f"over {len(x)} samples x {x.shape[1]} steps. Rates count events per neuron per "
-            "step (graded spikes count once each).</p>" + table + note)
+    acc = ""
+    if labels is not None and len(labels) == len(x):
+        from .verify import decision
+        out = build.graph.inputs(build.graph.output_node().name)[0]
+        comp = float((decision(build.graph.node(out), compiled[out]) == labels).mean())
+        fl = spikes.get("float", {}).get(out)
+        fa = None if fl is None else float(
+            (fl.reshape(len(x), x.shape[1], -1).sum(1).argmax(1) == labels).mean())
+        acc = (f"<p>Accuracy on these {len(x)} labelled samples: float "
+               + ("n/a" if fa is None else f"{fa:.2%}") + f", compiled {comp:.2%}.</p>")
+    body = acc + (f"<p>Input: {rates_all['input']:.4f} spikes (non-zero values) per input "
+                  f"per step over {len(x)} samples x {x.shape[1]} steps. Rates count events "
+                  "per neuron per step (graded spikes count once each).</p>" + table + note)
     n_shown = min(200, max(int(np.prod(build.graph.shape(k))) for k in compiled))
     figs = [Figure("raster", f"Spike raster of sample 0 (first {n_shown} neurons of each "
                              "layer at most), float and compiled",

@@ -206,7 +206,7 @@ def test_inspect_names_input_target_cores_and_verdicts(built, tmp_path, monkeypa
     assert "frames of shape (1, 6, 6), spikes (0/1), values 0..1" in out
     assert "target      loihi2" in out and "1 core on 1 chip" in out
     assert "spike equivalence: not checked" in out
-    _diverging_verify_json(build, x, y, build / "verify.json", monkeypatch)
+    _diverging_verify_json(build, x, y, tmp_path / "tiny.build.verify.json", monkeypatch)
     assert main(["inspect", str(build), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["input"]["shape"] == [1, 6, 6] and d["input"]["encoding"] == "spikes"
@@ -214,6 +214,11 @@ def test_inspect_names_input_target_cores_and_verdicts(built, tmp_path, monkeypa
     assert d["target"] == "loihi2" and d["cores"] == 1 and d["chips"] == 1
     assert d["equivalent"] is False
     assert any("NOT EQUIVALENT" in v for v in d["verdicts"])
+    # NAME.verify.json beside NAME.build (what examples/demo.py writes) is found too
+    (tmp_path / "tiny.build.verify.json").rename(tmp_path / "tiny.verify.json")
+    assert main(["inspect", str(build), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["verify_json"] == str(tmp_path / "tiny.verify.json") and d["equivalent"] is False
 
 
 def test_version(capsys):
