@@ -233,7 +233,9 @@ def raster_figure(spikes: dict[str, dict[str, np.ndarray]], sample: int = 0,
     return fig
 
 
-def rates_figure(rates: dict[str, dict[str, float]]):
+def rates_figure(rates: dict[str, dict[str, float]],
+                 ylabel: str = "spikes per neuron per step",
+                 title: str = "firing rate per layer"):
     """Firing rate (spikes per neuron per step, over all samples) per layer, one bar per
     source. `rates[source][layer]`; a layer missing from a source is drawn as absent."""
     plt = _plt()
@@ -249,8 +251,8 @@ def rates_figure(rates: dict[str, dict[str, float]]):
         ax.bar(x + (j - (len(sources) - 1) / 2) * w, vals, width=w, label=src,
                color=SOURCE_COLORS.get(src, "#333333"))
     ax.set_xticks(x, layers, rotation=30)
-    ax.set_ylabel("spikes per neuron per step")
-    ax.set_title("firing rate per layer", fontsize=11)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig

@@ -247,12 +247,14 @@ def _check_verify(doc: dict, p: Path) -> None:
                 "and each side")
 
 
-def _fidelity(build, verify_doc) -> tuple[object, str] | tuple[None, None]:
-    if isinstance(build.report.get("fidelity"), (dict, list)):
-        return build.report["fidelity"], "report.json"
-    if verify_doc and isinstance(verify_doc.get("fidelity"), (dict, list)):
-        return verify_doc["fidelity"], "verify JSON"
-    return None, None
+def _fidelities(build, verify_doc) -> list[tuple[dict, str]]:
+    """The "fidelity" entries of report.json (compile, on calibration samples) and of the
+    verify report (on its inputs), with where each comes from."""
+    return [(fid, where) for fid, where in
+            ((build.report.get("fidelity"), "compile, on the calibration samples "
+                                            "(report.json)"),
+             ((verify_doc or {}).get("fidelity"), "verify, on its inputs (verify JSON)"))
+            if isinstance(fid, dict)]
 
 
 def verdicts(build, verify_doc, verify_path) -> list[str]:
@@ -278,12 +280,13 @@ def verdicts(build, verify_doc, verify_path) -> list[str]:
             out.append(f"accuracy on {acc.get('samples')} labelled samples: float "
                        + ("n/a" if fl is None else f"{fl:.2%}")
                        + f", compiled {acc['compiled']:.2%}")
-    fid, where = _fidelity(build, verify_doc)
-    if fid is None:
+    found = _fidelities(build, verify_doc)
+    if not found:
         out.append("fidelity (float vs compiled): not available in this build")
-    else:
-        v = fid.get("verdict") if isinstance(fid, dict) else None
-        out.append(f"fidelity (float vs compiled): {v or 'see table'} (from {where})")
+    for fid, where in found:
+        why = fid.get("reason") or "; ".join(map(str, (fid.get("failures") or [])[:1]))
+        out.append(f"fidelity (float vs compiled): {fid.get('verdict') or 'see the report'}"
+                   + (f": {why}" if why else "") + f" (from {where})")
     return out
 
 
@@ -407,9 +410,14 @@ def _summary(build, model, vdoc, vpath, inputs, inputs_name, total) -> Section:
         items.append(("inputs shown", f"{inputs_name}: {n} samples x {inputs.shape[1]} steps"
                       + (f" (first {n} of {total})" if total and total > n else "")))
     verdict_html = "<ul>" + "".join(
-        f'<li class="{"ok" if "EQUIVALENT (" in v else "bad" if "NOT EQUIVALENT" in v else ""}"'
-        f">{_e(v)}</li>" for v in d["verdicts"]) + "</ul>"
+        f'<li class="{_verdict_class(v)}">{_e(v)}</li>' for v in d["verdicts"]) + "</ul>"
     return Section("Summary", _kv(items) + "<h3>Verdicts</h3>" + verdict_html)
+
+
+def _verdict_class(line: str) -> str:
+    if "NOT EQUIVALENT" in line or "NOT FAITHFUL" in line:
+        return "bad"
+    return "ok" if ": EQUIVALENT" in line or ": FAITHFUL" in line else ""
 
 
 SYN_TIPS = {
@@ -491,22 +499,58 @@ def _quant(build) -> Section:
 
 
 def _fidelity_section(build, vdoc) -> Section:
-    fid, where = _fidelity(build, vdoc)
+    """Float vs compiled per layer, as `compile` (on calibration data, report.json) and
+    `verify` (on its inputs, verify JSON) record it under "fidelity"."""
     title = "Fidelity (float vs compiled, per layer)"
-    if fid is None:
+    found = _fidelities(build, vdoc)
+    if not found:
         return Section(title, _na("this build's report.json and the verify report have no "
                                   "'fidelity' entry"))
-    body = f'<p class="note">From {_e(where)}.</p>'
-    rows = fid.get("layers") if isinstance(fid, dict) else fid
-    if isinstance(fid, dict):
-        scal = [(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-                for k, v in fid.items() if k != "layers"]
-        if scal:
-            body += _kv(scal)
-    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        body += html_table(keys, [[_cell(r.get(k, "")) for k in keys] for r in rows])
-    return Section(title, body)
+    body, figs = "", []
+    for k, (fid, where) in enumerate(found):
+        body += f"<h3>From {_e(where)}</h3>" + _fidelity_html(fid)
+        rows = [r for r in fid.get("layers", []) if isinstance(r, dict)]
+        vals = {src: {str(r.get("layer")): r[src] for r in rows
+                      if isinstance(r.get(src), (int, float)) and not isinstance(r[src], bool)}
+                for src in ("float", "compiled")}
+        if any(vals.values()):
+            figs.append(Figure(f"fidelity_{k}", f"Float vs compiled activity per layer ("
+                               f"{where})", plots.png_bytes(plots.rates_figure(
+                                   vals, ylabel="activity (spikes, or graded events)",
+                                   title="float vs compiled activity per layer"))))
+    return Section(title, body, figs)
+
+
+def _fidelity_html(fid: dict) -> str:
+    verdict = str(fid.get("verdict", "?"))
+    cls = "bad" if verdict.startswith("NOT") else "ok"
+    out = f'<p class="{cls}">{_e(verdict)}' + (f": {_e(fid['reason'])}" if fid.get("reason")
+                                                 else "") + "</p>"
+    tol = fid.get("tolerance")
+    items = [(k, str(fid[k])) for k in ("float_model", "samples", "steps", "output")
+             if fid.get(k) not in (None, "")]
+    if isinstance(fid.get("agreement"), (int, float)):
+        items.append(("same decision", f"{fid['agreement']:.1%} of samples"))
+    if isinstance(tol, dict):
+        items.append(("tolerance", ", ".join(f"{k} {v}" for k, v in tol.items())))
+    out += _kv(items)
+    rows = [r for r in fid.get("layers", []) if isinstance(r, dict)]
+    if rows:
+        known = ["layer", "neurons", "float", "compiled", "difference", "correlation"]
+        keys = [k for k in known if any(k in r for r in rows)] + \
+            [k for k in dict.fromkeys(k for r in rows for k in r) if k not in known]
+        tips = {"float": "activity of the float model", "compiled": "activity of the "
+                "compiled network", "difference": "(compiled - float) / float; empty when "
+                "the float layer is silent", "correlation": "per-neuron rate correlation"}
+        out += html_table([(k, tips.get(k, "")) for k in keys],
+                          [[_cell(r.get(k, "")) for k in keys] for r in rows])
+    for key, label in (("failures", "Why not faithful"), ("notes", "Notes"),
+                       ("warnings", "Warnings")):
+        lines = [x for x in fid.get(key, []) or [] if isinstance(x, str)]
+        if lines:
+            out += f"<p>{label}:</p><ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) \
+                + "</ul>"
+    return out
 
 
 def _cell(v):

@@ -295,3 +295,39 @@ def test_hostile_verify_json_is_one_line_error(built, tmp_path, capsys):
 def test_layer_names_with_dollar_signs_draw(tmp_path):
     fig = plots.rates_figure({"float": {r"$\\nope{$": 0.1, "a$b": 0.2}, "compiled": {"a$b": 0.3}})
     assert len(plots.png_bytes(fig)) > 1000
+
+
+def test_fidelity_entries_of_compile_and_verify_are_shown(tiny_files, tmp_path):
+    """report.json's and verify's "fidelity" entries (the format snncompile.fidelity
+    writes: verdict, layers with float/compiled activity, failures) become a table, a plot
+    and a verdict line each."""
+    from snncompile.build import Build
+    from snncompile.pipeline import compile_model
+    from snncompile.report_html import build_page, describe
+
+    ckpt, inputs, x, y = tiny_files
+    build = compile_model(ckpt, "loihi2", calib=inputs)
+    layers = [{"layer": "lif1", "neurons": 108, "float": 300, "compiled": 290,
+               "difference": -0.033, "correlation": 0.98, "graded": False},
+              {"layer": "lif2", "neurons": 4, "float": 10, "compiled": 4,
+               "difference": -0.6, "correlation": 0.5, "graded": False}]
+    build.report["fidelity"] = {
+        "checked": True, "faithful": False, "verdict": "NOT FAITHFUL", "reason": "",
+        "float_model": "float/", "samples": 12, "steps": 10, "layers": layers,
+        "tolerance": {"spikes": 0.25, "correlation": 0.9, "agreement": 0.9},
+        "failures": ["lif2: spike count -60% vs float (tolerance +-25%)"], "notes": []}
+    build.save(tmp_path / "f.build")
+    vdoc = {"equivalent": True, "mismatches": 0, "samples": 12, "steps": 10,
+            "backends": {"reference": {}, "sim": {}},
+            "layers": [{"layer": n, "neurons": 1, "spikes": {}, "mismatches": {}}
+                       for n in ("lif1", "lif2")],
+            "fidelity": dict(build.report["fidelity"], verdict="FAITHFUL", failures=[])}
+    (tmp_path / "f.build.verify.json").write_text(json.dumps(vdoc))
+    b = Build.load(tmp_path / "f.build")
+    page = build_page(b)
+    html = page.html()
+    assert {"fidelity_0", "fidelity_1"} <= {f.name for f in page.figures}
+    assert "lif2: spike count -60% vs float" in html and "Not available: this build" not in html
+    lines = describe(b)["verdicts"]
+    assert any(v.startswith("fidelity (float vs compiled): NOT FAITHFUL: lif2") for v in lines)
+    assert any("FAITHFUL (from verify" in v for v in lines)
