@@ -525,3 +525,31 @@ def divergence_figure(div: dict, traces: dict | None = None):
                  f"{div['sample']}, step {step} (global {div['global_step']})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def membrane_figure(traces: dict[str, dict], sample: int = 0):
+    """Voltage v of a few neurons per layer over one sample's steps (compiled network),
+    with the threshold; `traces[layer] = {"v": (T, k), "spike": (T, k), "neurons": [k
+    indices], "vth": int}`."""
+    plt = _plt()
+    layers = list(traces)
+    fig, axes = plt.subplots(len(layers), 1, squeeze=False,
+                             figsize=(9, 1.0 + 2.0 * max(len(layers), 1)))
+    for ax, layer in zip(axes[:, 0], layers):
+        tr = traces[layer]
+        v, sp = np.asarray(tr["v"]), np.asarray(tr["spike"])
+        t = np.arange(v.shape[0])
+        for j, n in enumerate(tr["neurons"]):
+            c = layer_color(j)
+            ax.plot(t, v[:, j], color=c, lw=1.2, drawstyle="steps-mid", label=f"neuron {n}")
+            hit = np.nonzero(sp[:, j])[0]
+            ax.plot(hit, np.full(len(hit), tr["vth"]), "v", color=c, ms=5, ls="none")
+        ax.axhline(tr["vth"], color="#999999", ls=":", lw=1)
+        ax.set_ylabel(f"{layer}: v", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[-1, 0].set_xlabel("time step (local); dotted: threshold; triangles: spikes "
+                           "(v resets to 0)")
+    fig.suptitle(f"membrane voltage (after each step's reset), compiled network, sample "
+                 f"{sample}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig

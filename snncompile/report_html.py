@@ -615,7 +615,38 @@ def _activity(build, x, labels=None) -> tuple[Section, object]:
                    plots.png_bytes(plots.raster_figure(spikes))),
             Figure("firing_rates", "Firing rate per layer, float vs compiled, over all shown "
                                    "samples", plots.png_bytes(plots.rates_figure(rates)))]
+    traces = _membrane_traces(build, x[:1])
+    if traces:
+        figs.append(Figure("membrane", "Membrane voltage v (after each step's reset) of the "
+                                       "neurons of each LIF layer that spike closest to every "
+                                       "other step (compiled, sample 0)",
+                           plots.png_bytes(plots.membrane_figure(traces))))
     return Section("Spikes and firing rates (float vs compiled)", body, figs), sim
+
+
+def _membrane_traces(build, one, per_layer: int = 3, max_layers: int = 4) -> dict:
+    """v and spikes of `per_layer` neurons (spiking closest to every other step) of the
+    first LIF layers over one sample (simulator, state recorded); empty for sigma-delta
+    graphs (no v)."""
+    from .ir import FxLIF, FxSigmaDelta
+    from .sim.simulator import Simulator
+
+    if build.graph.nodes(FxSigmaDelta):
+        return {}
+    res = Simulator(build.graph, build.target.numerics).run(one, record_state=True)
+    out = {}
+    shift = int(build.target.numerics.vth_shift)
+    for node in build.graph.nodes(FxLIF)[:max_layers]:
+        t = one.shape[1]
+        sp = res.spikes[node.name][0].reshape(t, -1)
+        v = res.state[node.name][1][0].reshape(t, -1)
+        # neurons that spike about every other step show integration, threshold and reset
+        # (always-firing ones sit at v = 0, after the reset)
+        cnt = sp.sum(0)
+        top = np.lexsort((-cnt, np.abs(cnt - t / 2)))[:per_layer]
+        out[node.name] = {"v": v[:, top], "spike": sp[:, top], "neurons": top.tolist(),
+                          "vth": int(node.vth) << shift}
+    return out
 
 
 def _coremap(build, mapping, model, page) -> Section:

@@ -137,8 +137,8 @@ def test_report_page_loads_in_chromium_with_every_figure(built, tmp_path, monkey
                  "--png-dir", str(png_dir)]) == 0
     assert "wrote" in capsys.readouterr().out
     page = html_path.read_text()
-    expected = {"quantisation", "raster", "firing_rates", "core_map", "energy", "latency",
-                "divergence"}
+    expected = {"quantisation", "raster", "firing_rates", "membrane", "core_map", "energy",
+                "latency", "divergence"}
     assert sorted(p.stem for p in png_dir.glob("*.png")) == sorted(expected)
     for p in png_dir.glob("*.png"):
         _not_blank(_image(p.read_bytes()))
