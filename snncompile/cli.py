@@ -178,9 +178,10 @@ def _add_report_parsers(sub, fmt) -> None:
         PNG inside the page): compile summary, layer table with labelled counts,
         quantisation, fidelity (when the build records it), core map on the mesh with
         traffic, co-processor partition (attention models), and the verify verdicts (from
-        BUILD/verify.json, BUILD.verify.json or --verify-json), with the first divergence
-        drawn. With --inputs also spike rasters and firing rates (float vs compiled) and
-        the energy and latency breakdown. --png-dir writes the same figures as PNGs."""),
+        --verify-json, else BUILD/verify.json, BUILD.verify.json or NAME.verify.json beside
+        NAME.build), with the first divergence drawn. With --inputs also spike rasters,
+        firing rates (float vs compiled), membrane traces, and the energy and latency
+        breakdown. --png-dir writes the same figures as PNGs."""),
         epilog=EPILOG)
     rp.add_argument("build", help="build directory")
     rp.add_argument("--inputs", help="inputs .npz: run float model, simulator and energy "
@@ -188,15 +189,15 @@ def _add_report_parsers(sub, fmt) -> None:
     rp.add_argument("--limit", type=positive_int, default=64,
                     help="use only the first N input samples (default: 64)")
     rp.add_argument("--verify-json", help="verify report (`snncompile verify --json`) to "
-                    "show; default BUILD/verify.json or BUILD.verify.json if present")
+                    "show (default: the one beside the build, if any)")
     rp.add_argument("-o", "--output", help="HTML file to write (.html)")
     rp.add_argument("--png-dir", help="also write every figure as a PNG into this folder")
 
     ip = sub.add_parser("inspect", help="what a build expects as input, its target, cores "
                         "and verdicts so far", formatter_class=fmt)
     ip.add_argument("build", help="build directory")
-    ip.add_argument("--verify-json", help="verify report to read (default: BUILD/verify.json "
-                    "or BUILD.verify.json if present)")
+    ip.add_argument("--verify-json", help="verify report to read (default: the one beside "
+                    "the build, as for `report`)")
     ip.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
