@@ -165,42 +165,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_version(p) -> None:
-    from . import __version__
-    p.add_argument("--version", action="version", version=f"snncompile {__version__}")
-
-
-def _add_report_parsers(sub, fmt) -> None:
-    """`report` and `inspect`: what a researcher sees of a build (snncompile.report_html)."""
-    rp = sub.add_parser("report", help="write one self-contained HTML page (and/or PNGs) "
-                        "about a build", formatter_class=fmt, description=textwrap.dedent("""\
-        One HTML page per build that opens without network access (inline CSS, figures as
-        PNG inside the page): compile summary, layer table with labelled counts,
-        quantisation, fidelity (when the build records it), core map on the mesh with
-        traffic, co-processor partition (attention models), and the verify verdicts (from
-        --verify-json, else BUILD/verify.json, BUILD.verify.json or NAME.verify.json beside
-        NAME.build), with the first divergence drawn. With --inputs also spike rasters,
-        firing rates (float vs compiled), membrane traces, and the energy and latency
-        breakdown. --png-dir writes the same figures as PNGs."""),
-        epilog=EPILOG)
-    rp.add_argument("build", help="build directory")
-    rp.add_argument("--inputs", help="inputs .npz: run float model, simulator and energy "
-                    "model on them")
-    rp.add_argument("--limit", type=positive_int, default=64,
-                    help="use only the first N input samples (default: 64)")
-    rp.add_argument("--verify-json", help="verify report (`snncompile verify --json`) to "
-                    "show (default: the one beside the build, if any)")
-    rp.add_argument("-o", "--output", help="HTML file to write (.html)")
-    rp.add_argument("--png-dir", help="also write every figure as a PNG into this folder")
-
-    ip = sub.add_parser("inspect", help="what a build expects as input, its target, cores "
-                        "and verdicts so far", formatter_class=fmt)
-    ip.add_argument("build", help="build directory")
-    ip.add_argument("--verify-json", help="verify report to read (default: the one beside "
-                    "the build, as for `report`)")
-    ip.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -344,6 +308,49 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _write_json(path, doc) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ report, inspect, --version
+def _add_version(p) -> None:
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"snncompile {__version__}")
+
+
+def _add_report_parsers(sub, fmt) -> None:
+    """`report` and `inspect`: what a researcher sees of a build (snncompile.report_html)."""
+    rp = sub.add_parser("report", help="write one self-contained HTML page (and/or PNGs) "
+                        "about a build", formatter_class=fmt, description=textwrap.dedent("""\
+        One HTML page per build that opens without network access (inline CSS, figures as
+        PNG inside the page): compile summary, layer table with labelled counts,
+        quantisation, fidelity (when the build records it), core map on the mesh with
+        traffic, co-processor partition (attention models), and the verify verdicts (from
+        --verify-json, else BUILD/verify.json, BUILD.verify.json or NAME.verify.json beside
+        NAME.build), with the first divergence drawn. With --inputs also spike rasters,
+        firing rates (float vs compiled), membrane traces, and the energy and latency
+        breakdown. --png-dir writes the same figures as PNGs."""),
+        epilog=EPILOG)
+    rp.add_argument("build", help="build directory")
+    rp.add_argument("--inputs", help="inputs .npz: run float model, simulator and energy "
+                    "model on them")
+    rp.add_argument("--limit", type=positive_int, default=64,
+                    help="use only the first N input samples (default: 64)")
+    rp.add_argument("--verify-json", help="verify report (`snncompile verify --json`) to "
+                    "show (default: the one beside the build, if any)")
+    rp.add_argument("-o", "--output", help="HTML file to write (.html)")
+    rp.add_argument("--png-dir", help="also write every figure as a PNG into this folder")
+
+    ip = sub.add_parser("inspect", help="what a build expects as input, its target, cores "
+                        "and verdicts so far", formatter_class=fmt)
+    ip.add_argument("build", help="build directory")
+    ip.add_argument("--verify-json", help="verify report to read (default: the one beside "
+                    "the build, as for `report`)")
+    ip.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
 def cmd_report(args) -> int:
     from .build import Build
     from .report_html import build_page
@@ -383,12 +390,6 @@ def cmd_inspect(args) -> int:
     d = describe(Build.load(args.build), args.verify_json)
     print(json.dumps(d, indent=1) if args.json else describe_text(d))
     return 0
-
-
-def _write_json(path, doc) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":  # pragma: no cover
