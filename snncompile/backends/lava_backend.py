@@ -2,7 +2,10 @@
 
 Lowering (one Lava process per node; `Flatten` and `Output` are port views):
 
-    Input    -> lava.proc.io.source.RingBuffer (PySendModelFixed), all samples back to back
+    Input    -> lava.proc.io.source.RingBuffer (PySendModelFixed), all samples back to back;
+                a bias input (netx input layers) has no process: its frames are the
+                bias_mant of the LIFReset it feeds, set with `Var.set` between samples
+                (the run pauses after each sample's T steps)
     FxDense  -> lava.proc.dense.process.Dense (PyDenseModelBitAcc)
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc) + a SpikeRecorder
