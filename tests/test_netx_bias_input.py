@@ -131,6 +131,13 @@ def test_conv_network_matches_netx_in_lava_value_for_value(tmp_path):
     for name in ours:
         np.testing.assert_array_equal(lava[name], ours[name], err_msg=name)
     assert ours["L0_lif"][1].sum() != ours["L0_lif"][0].sum()   # the second frame mattered
+    # verify's divergence diagnostics read (u, v) back from Lava: same state as ours
+    from snncompile.backends.lava_backend import lava_state
+    u, v = lava_state(graph, x[1], "L0_lif", 4)
+    state = Simulator(graph).run(x[1:], record_state=True).state["L0_lif"]
+    np.testing.assert_array_equal(u, state[0][0, 4])
+    np.testing.assert_array_equal(v, state[1][0, 4])
+    assert v.any()
 
 
 @pytest.mark.lava
