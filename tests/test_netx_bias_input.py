@@ -292,3 +292,24 @@ def test_cli_refusals_are_one_line_exit_2(tmp_path, capsys):
     assert main(["run", str(tmp_path / "g"), "--inputs", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sample 0 changes its bias frame at step 2" in err
+
+
+def test_a_bias_input_drives_only_lif_layers():
+    """The IR states the rule once (Graph.validate): a bias input feeds FxLIF nodes only."""
+    from snncompile.errors import GraphError
+    from snncompile.ir import Graph
+
+    bad = Graph.sequential([Input("in", shape=(4,), encoding="bias", bits=13),
+                            FxDense("d", weight=np.ones((3, 4), np.int32)),
+                            FxLIF("l", shape=(3,), vth=10), Output("out")])
+    with pytest.raises(GraphError, match="a bias input .* can only drive FxLIF"):
+        bad.validate()
+    with pytest.raises(GraphError, match=r"bias input bits \(20\) outside \[2, 16\]"):
+        Input("in", shape=(4,), encoding="bias", bits=20)
+    good = Graph.sequential([Input("in", shape=(4,), encoding="bias", bits=8),
+                             FxLIF("l", shape=(4,), vth=1, bias_exp=6), Output("out")])
+    good.validate()
+    x = np.repeat(np.array([[[-5, 0, 1, 3]]]), 4, axis=1)
+    # v = bias << 6 per step; vth << 6 = 64: 3 and 1 exceed it from the first / second step
+    spikes = Simulator(good).run(x).spikes["l"][0]
+    np.testing.assert_array_equal(spikes.sum(0), [0, 0, 2, 4])
