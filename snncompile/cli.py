@@ -41,8 +41,10 @@ def positive_float(text: str) -> float:
 
 EPILOG = textwrap.dedent("""\
     Input files are .npz archives with 'inputs', an integer array shaped
-    (samples, steps, *input_shape) -- spikes 0/1, or graded values below 2**bits for a
-    network with graded input -- and optional 'labels' (samples,) of class indices.
+    (samples, steps, *input_shape) -- spikes 0/1, graded values below 2**bits for a
+    network with graded input, or signed bias frames (held for all steps of a sample) for
+    a netx network driven through its input layer's bias -- and optional 'labels'
+    (samples,) of class indices.
 
     examples:
       snncompile compile model.pt --target loihi2 --calib train.npz -o model.build
@@ -90,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                         "an error naming the shortfall")
     c.add_argument("--input-bits", type=positive_int,
                    help="netx sigma-delta networks: width of the unsigned integer frames "
-                        "the input delta encoder reads (default: 8)")
+                        "the input delta encoder reads (default: 8); netx networks driven "
+                        "through the input layer's bias: width of the signed bias frames "
+                        "(default: 13)")
     c.add_argument("--input-signed", action="store_true",
                    help="netx sigma-delta networks: the frames are signed (two's complement "
                         "of --input-bits bits), e.g. audio samples")

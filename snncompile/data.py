@@ -1,7 +1,11 @@
 """Input files: `.npz` archives (no pickles) with
 
 * `inputs`: integer or boolean array (samples, steps, *input_shape); spikes are 0/1, graded
-  values are unsigned integers below 2**bits of the network's input;
+  values are unsigned integers below 2**bits of the network's input (signed when the
+  input says so); bias frames (a netx input layer driven through its bias, Input encoding
+  "bias") are the input neurons' bias mantissas, signed `bits`-bit integers, each sample's
+  frame repeated at every one of its steps (a frame is held for the whole sample; the
+  steps axis says how long);
 * `labels` (optional): integer array (samples,) of class indices.
 
 Anything else is rejected with one line naming the file and what is wrong.
@@ -48,9 +52,15 @@ def load_inputs(path: str | Path, inp: Input, n_classes: int | None = None,
     lo_v, hi_v = int(x.min()), int(x.max())
     if lo_v < lo or hi_v > hi:
         kind = "spikes" if inp.encoding == "spikes" else \
-            f"{inp.bits}-bit {'signed ' if inp.signed else ''}graded values"
+            f"{inp.bits}-bit {'signed ' if inp.signed else ''}{inp.encoding} values"
         raise InputFileError(f"{path}: 'inputs' values span [{lo_v}, {hi_v}] but the network "
                              f"takes {kind} in [{lo}, {hi}]")
+    if inp.is_bias:
+        moved = np.argwhere(np.any(x != x[:, :1], axis=tuple(range(2, x.ndim))))
+        if len(moved):
+            raise InputFileError(f"{path}: 'inputs' sample {moved[0][0]} changes its bias "
+                                 f"frame at step {moved[0][1]}; a bias frame is held for all "
+                                 "steps of its sample (repeat it along the steps axis)")
     labels = None
     if "labels" in data:
         labels = data["labels"]

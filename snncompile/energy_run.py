@@ -19,7 +19,9 @@ def energy_report(build: Build, inputs: np.ndarray, energy_table: str | None = N
         spec = load_target(build.target.path, energy=energy_table)
     sim = Simulator(build.graph, spec.numerics).run(inputs, progress=True)
     counts = dict(sim.counts)
-    counts[build.graph.input_node().name] = {"spikes": int(np.count_nonzero(inputs))}
+    inp = build.graph.input_node()
+    # bias frames are written into the input layer's bias_mant, not sent as spikes
+    counts[inp.name] = {"spikes": 0 if inp.is_bias else int(np.count_nonzero(inputs))}
     if chips is None:
         chips = build.report.get("mapping", {}).get("chips")
     mapping = map_graph(build.graph, spec, chips=chips,

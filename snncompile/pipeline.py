@@ -28,7 +28,8 @@ NETX_SOURCE = "netx/network.net"
 def import_model(source: str | Path, input_bits: int | None = None,
                  input_signed: bool = False) -> Graph:
     """Pick the frontend by file type. `input_bits`, `input_signed`: netx only, the integer
-    frames a sigma-delta network's delta encoder reads (default 8 bits, unsigned)."""
+    frames a sigma-delta network's delta encoder reads (default 8 bits, unsigned) or a
+    bias-driven input layer's frames (signed, default 13 bits)."""
     path = Path(source)
     if (input_bits is not None or input_signed) and \
             path.suffix not in (".net", ".h5", ".hdf5"):
@@ -41,8 +42,7 @@ def import_model(source: str | Path, input_bits: int | None = None,
         return import_nir(path)
     if path.suffix in (".net", ".h5", ".hdf5"):
         from .frontends.netx_import import import_netx
-        return import_netx(path, input_bits=8 if input_bits is None else input_bits,
-                           input_signed=input_signed)
+        return import_netx(path, input_bits=input_bits, input_signed=input_signed)
     raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
                          ".pt (snncompile checkpoint), .nir (NIR graph), .net/.h5 (lava-dl "
                          "netx)")
@@ -166,4 +166,5 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
                         {"file": Path(cal_file).name, "samples": int(len(x_cal))}),
         "output": fixed.inputs(fixed.output_node().name)[0],
         "frontend": fixed.meta.get("frontend", ""),
+        "sections": list(fixed.meta.get("report_sections", [])),  # e.g. a netx input layer
     }

@@ -68,6 +68,7 @@ def _evaluate(graph, x, start, num, state, parts, record_state):
     co-processor and loop-delay state across calls."""
     n, k = x.shape[:2]
     values: dict[str, torch.Tensor] = {}
+    bias_fed = graph.bias_fed()  # LIFs whose bias the input frames are (netx input layers)
     for d in graph.nodes(FxDelay):  # a loop delay: init, or its input `latency` steps ago
         hist = state.setdefault(d.name, [])
         tau = start - d.latency
@@ -104,7 +105,10 @@ def _evaluate(graph, x, start, num, state, parts, record_state):
             if name not in state:
                 state[name] = _Lif(node, n, num)
             a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
-            s, u, v = state[name].run(a, record_state)
+            frames = None
+            if name in bias_fed:           # the frames add to bias_mant; no synaptic input
+                a, frames = torch.zeros_like(a), a
+            s, u, v = state[name].run(a, record_state, frames)
             values[name] = s
             parts.setdefault(name, []).append((s, u, v) if record_state else (s,))
         else:
@@ -209,23 +213,29 @@ class _Lif:
         bias_mant = torch.as_tensor(np.broadcast_to(np.asarray(node.bias_mant, np.int64),
                                                     node.shape).copy())
         self.bias = bias_mant * (1 << node.bias_exp)
+        self.bias_mant, self.bias_exp = bias_mant, node.bias_exp
         self.vth = node.vth << num.vth_shift
         self.keep_u = num.decay_unity - node.du - 1
         self.keep_v = num.decay_unity - node.dv
         self.u = torch.zeros((n,) + tuple(node.shape), dtype=torch.int64)
         self.v = torch.zeros_like(self.u)
 
-    def run(self, a: torch.Tensor, record: bool):
+    def run(self, a: torch.Tensor, record: bool, bias_frames: torch.Tensor | None = None):
+        """bias_frames (N, k, *shape): per-step bias mantissas added to the node's own."""
         num, half = self.num, self.half
         out, us, vs = [], [], []
         u, v = self.u, self.v
+        bias = self.bias
         for k in range(a.shape[1]):
+            if bias_frames is not None:
+                bias = (self.bias_mant + bias_frames[:, k].to(torch.int64)) * \
+                    (1 << self.bias_exp)
             a_in = _wrap(a[:, k].to(torch.int64), 32)                 # int32 input port
             u = _wrap(_decay(u, self.keep_u, num.decay_bits)
                       + _wrap(a_in * (1 << num.act_shift), 32), 32)   # int32 register
             u = torch.where(u > half, u - 2 * half, u)                  # 24-bit wrap (once)
             u = torch.where(u <= -half, u + 2 * half, u)
-            v = torch.clamp(_decay(v, self.keep_v, num.decay_bits) + u + self.bias,
+            v = torch.clamp(_decay(v, self.keep_v, num.decay_bits) + u + bias,
                             -half + 1, half - 1)
             s = v > self.vth
             v = torch.where(s, torch.zeros_like(v), v)

@@ -70,7 +70,9 @@ def _compare(path, graph, x, reference: Graph | None = None, names: dict | None 
 # ------------------------------------------------------------------ netx in Lava
 def test_conv_flatten_dense_matches_netx_in_lava(tmp_path):
     """slayer Input(with neuron) + Conv + Flatten + Dense, random weights plus biases
-    written into the file; every layer's spikes equal netx's Lava network's."""
+    written into the file, imported with the input layer skipped on request (netx
+    skip_layers=1: spikes into the conv); every layer's spikes equal netx's Lava network's.
+    (Kept, the input layer is driven by its bias: tests/test_netx_bias_input.py.)"""
     path = tmp_path / "conv.net"
     torch.manual_seed(0)
     blocks = [
@@ -84,8 +86,10 @@ def test_conv_flatten_dense_matches_netx_in_lava(tmp_path):
     rng = np.random.default_rng(1)
     _add_bias(path, 1, rng.integers(-20, 40, 4))               # per channel
     _add_bias(path, 3, rng.integers(-10, 30, 6))
-    graph = import_netx(path)
-    assert graph.meta["netx"]["skip_layers"] == 1               # input neuron dropped
+    graph = import_netx(path, skip_input_layer=True)
+    assert graph.meta["netx"]["skip_layers"] == 1               # input neuron skipped
+    assert graph.meta["netx"]["input_layer"] == "skipped"
+    assert "SKIPPED" in graph.meta["report_sections"][0]["text"]
     assert [type(n) for n in graph.nodes()] == [Input, FxConv2d, FxLIF, Flatten, FxDense,
                                                 FxLIF, Output]
     x = (rng.random((12, 2, 8, 8)) < 0.35).astype(np.uint8)

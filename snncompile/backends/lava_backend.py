@@ -2,7 +2,10 @@
 
 Lowering (one Lava process per node; `Flatten` and `Output` are port views):
 
-    Input    -> lava.proc.io.source.RingBuffer (PySendModelFixed), all samples back to back
+    Input    -> lava.proc.io.source.RingBuffer (PySendModelFixed), all samples back to back;
+                a bias input (netx input layers) has no process: its frames are the
+                bias_mant of the LIFReset it feeds, set with `Var.set` between samples
+                (the run pauses after each sample's T steps)
     FxDense  -> lava.proc.dense.process.Dense (PyDenseModelBitAcc)
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc) + a SpikeRecorder
@@ -174,6 +177,7 @@ class _Net:
     exceptions: dict  # process class and instance -> process model class
     procs: list  # every Lava process of the network
     graded: dict = field(default_factory=dict)  # FxSigmaDelta -> (path, perm, lava shape)
+    bias_in: dict = field(default_factory=dict)  # bias-fed FxLIF -> its per-sample bias_mant
 
 
 def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -> _Net:
@@ -198,8 +202,9 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
                   "inhibitory": SignMode.INHIBITORY}
     n, t_len = x.shape[:2]
     outs: dict[str, tuple] = {}  # node -> (OutPort or port view, perm, lava shape)
-    lifs, recorders, procs, values, graded = {}, {}, [], {}, {}
+    lifs, recorders, procs, values, graded, bias_in = {}, {}, [], {}, {}, {}
     source = None
+    bias_fed = graph.bias_fed()
     for d in graph.nodes(FxDelay):  # loop delays first: their consumers come before them
         dshape = graph.shape(d.name)
         proc = DelayProcess(shape=_lava_shape(dshape) or (1,), steps=d.steps,
@@ -217,7 +222,9 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             continue
         shape = graph.shape(name)
         srcs = [outs[s] for s in graph.inputs(name)]
-        if isinstance(node, Input):
+        if isinstance(node, Input) and node.is_bias:   # no spikes: written into bias_mant
+            outs[name] = (None, _natural_perm(shape), _lava_shape(shape))
+        elif isinstance(node, Input):
             perm, lshape = _natural_perm(shape), _lava_shape(shape)
             frames = _to_lava(x.reshape((n * t_len,) + shape), shape, perm, lshape)
             data = np.zeros(lshape + (n_steps,), dtype=np.int32)
@@ -274,12 +281,17 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             perm = _same_perm(name, srcs)
             lshape = srcs[0][2] if srcs else _lava_shape(shape)
             depth = graph.depth(name)
+            bias = _lava_bias(node, perm, lshape)
+            if name in bias_fed:    # sample k's frame is bias_mant during its T steps
+                bias_in[name] = _bias_frames(name, node, x, perm, lshape)
+                bias = bias_in[name][0]
             proc = LIFReset(shape=lshape, du=int(node.du), dv=int(node.dv),
-                            vth=int(node.vth), bias_mant=_lava_bias(node, perm, lshape),
+                            vth=int(node.vth), bias_mant=bias,
                             bias_exp=int(node.bias_exp), reset_interval=int(t_len),
                             reset_offset=(depth + 1) % int(t_len), name=name)
             procs.append(proc)
-            _connect(srcs, proc.a_in)
+            if name not in bias_fed:
+                _connect(srcs, proc.a_in)
             outs[name] = (proc.s_out, perm, lshape)
             lifs[name] = (proc, perm, lshape)
             if record_dir is not None:
@@ -377,7 +389,26 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     if any(isinstance(graph.node(n), FxCoproc) for n in graph.order()):
         from ..coproc.lava_proc import model_map
         exceptions.update(model_map(procs))
-    return _Net(source, lifs, recorders, values, exceptions, procs, graded)
+    if source is None:     # a bias-driven input: no source process, run any of them
+        source = procs[0]
+    return _Net(source, lifs, recorders, values, exceptions, procs, graded, bias_in)
+
+
+def _bias_frames(name: str, node: FxLIF, x: np.ndarray, perm, lshape) -> np.ndarray:
+    """Per sample, the bias_mant (Lava layout, int32) of a LIF driven by a bias input: its
+    own mantissas plus the sample's frame, which must be held for all its steps and fit
+    the int16 in which Lava's fixed-point LIF keeps bias_mant."""
+    moved = np.argwhere(np.any(x != x[:, :1], axis=tuple(range(2, x.ndim))))
+    if len(moved):
+        i, t = (int(v) for v in moved[0])
+        raise InputFileError(f"inputs: sample {i} changes its bias frame at step {t}; a bias "
+                             "input frame is held for all steps of its sample")
+    own = np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape)
+    total = own[None] + x[:, 0].astype(np.int64)
+    if total.min(initial=0) < -(1 << 15) or total.max(initial=0) >= 1 << 15:
+        raise UnsupportedError(f"{name}: bias_mant plus input frame spans [{total.min()}, "
+                               f"{total.max()}], beyond Lava's int16 bias_mant")
+    return _to_lava(total, node.shape, perm, lshape).astype(np.int32)
 
 
 def _lava_bias(node, perm, lshape) -> np.ndarray:
@@ -546,7 +577,10 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
     with tempfile.TemporaryDirectory(prefix="snncompile-lava-") as tmp:
         with _session() as box:
             box.append(_build(graph, x, n_steps, Path(tmp)))
-            _run_steps(box[0], n_steps, progress)
+            if box[0].bias_in:
+                _run_bias_samples(box[0], n, t_len, max_depth, progress)
+            else:
+                _run_steps(box[0], n_steps, progress)
             if any(isinstance(graph.node(k), FxCoproc) for k in graph.order()):
                 from ..coproc.lava_proc import check_errors
                 check_errors(box[0].procs)
@@ -569,6 +603,18 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
                                "value").astype(np.int64)
                     for name, (path, perm, lshape, shape) in net.values.items()}
     return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
+
+
+def _run_bias_samples(net: _Net, n: int, t_len: int, tail: int, progress: bool) -> None:
+    """Run sample after sample, writing each one's frame into the bias-fed LIFs' bias_mant
+    between them (the layers reset at each sample's start); then the pipeline's tail."""
+    for i in _progress(range(n), progress, "lava (bias input, per sample)"):
+        if i:
+            for name, biases in net.bias_in.items():
+                net.lifs[name][0].bias_mant.set(biases[i])
+        _run_steps(net, t_len, False)
+    if tail:
+        _run_steps(net, tail, False)
 
 
 def _progress(it, on: bool, desc: str):

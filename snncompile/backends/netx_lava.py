@@ -12,6 +12,11 @@ A network whose input layer has an SDNN neuron: netx builds that layer's Delta e
 never wires its `inp` port (lava/lib/dl/netx/blocks/process.py:103-106), so it runs with
 `skip_layers=1` and the frames go through a Delta process created from netx's own
 `Network.get_neuron_params(..., input=True)` for that layer.
+
+A network whose input layer has a CUBA neuron (bias input, e.g. PilotNet LIF) runs with
+all its blocks (`skip_layers=0`, block 0 reset at Lava step 1): no source is connected,
+and each sample's frame is written into `net.in_layer.neuron.bias_mant` before the run,
+as lava-dl's netx tests (`test_hdf5.py`, tinynet) do.
 """
 from __future__ import annotations
 
@@ -90,16 +95,25 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         raise BackendError(f"{path}: netx built {len(blocks)} blocks for the graph's "
                            f"{len(neurons)} neuron layers")
     inp_shape, shape = tuple(net.inp.shape), graph.input_node().shape
-    data = np.zeros(inp_shape + (total,), np.int32)
     # (T, C, H, W) -> (T, W, H, C); a first dense layer reads the frames flat in C order
     perm = _natural_perm(shape) if len(inp_shape) == 3 else None
-    data[..., :steps] = np.moveaxis(_to_lava(x, shape, perm, inp_shape), 0, -1)
-    source = Source(data=data)
-    if encoder is not None:
-        source.s_out.connect(encoder.a_in)
-        encoder.s_out.connect(net.inp)
+    frames = _to_lava(x, shape, perm, inp_shape)
+    if graph.input_node().is_bias:
+        # as lava-dl's netx tests and PilotNet do: the frame is the input layer's bias_mant
+        # (its inp port is not wired); one frame per run, held for all steps
+        if np.any(frames != frames[:1]):
+            raise InputFileError(f"{path}: a bias input frame must be held for all steps of "
+                                 "its sample; this sample changes it")
+        net.in_layer.neuron.bias_mant.init = frames[0].astype(np.int32)
     else:
-        source.s_out.connect(net.inp)
+        data = np.zeros(inp_shape + (total,), np.int32)
+        data[..., :steps] = np.moveaxis(frames, 0, -1)
+        source = Source(data=data)
+        if encoder is not None:
+            source.s_out.connect(encoder.a_in)
+            encoder.s_out.connect(net.inp)
+        else:
+            source.s_out.connect(net.inp)
     sinks = []
     for block in blocks:
         port = block.s_out if block is encoder else block.out

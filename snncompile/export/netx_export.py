@@ -5,7 +5,8 @@ netx can express chains `Input -> [Flatten] -> (FxDense | FxConv2d) -> FxLIF -> 
 binary spikes, and the same chains of sigma-delta neurons (`FxSigmaDelta`) with graded
 messages. The file gets an `input` layer (without a neuron for binary input, so netx learns
 the input shape and `Network(path).inp` is the first synapse's input; with the SDNN neuron
-of the graph's delta encoder for graded input), then one netx layer per synapse + neuron
+of the graph's delta encoder for graded input; with the CUBA neuron of the LIF layer a
+bias input drives, which netx drives through its bias too), then one netx layer per synapse + neuron
 pair, and a `flatten` layer where the graph flattens. netx has no field for the width or
 sign of the input frames: re-import with `input_bits` / `input_signed` to restore them.
 
@@ -42,7 +43,8 @@ from ..frontends.netx_import import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSA
 from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
 from ..sim.fixed import prepare_weights, shift_exp
 
-SUPPORTED = ("Input (spikes, or graded into a delta encoder), FxDense, FxConv2d, FxLIF or "
+SUPPORTED = ("Input (spikes, graded into a delta encoder, or bias frames of a LIF input "
+             "layer), FxDense, FxConv2d, FxLIF or "
              "FxSigmaDelta (not both), Flatten, Output in a single chain")
 
 
@@ -88,7 +90,15 @@ def _layers(graph: Graph) -> list[dict]:
     if graph.nodes(FxLIF) and graph.nodes(FxSigmaDelta):
         raise UnsupportedError("netx export: the graph mixes LIF and sigma-delta neurons; "
                                f"supported: {SUPPORTED}")
-    if inp.encoding != "spikes":
+    if inp.is_bias:     # the input layer's CUBA neuron, which netx drives by its bias
+        enc = graph.node(chain[1])
+        if np.any(np.asarray(enc.bias_mant)) or len(inp.shape) == 2:
+            raise UnsupportedError(f"{enc.name}: a bias-driven input layer with its own bias "
+                                   "or of 2 axes cannot be expressed in netx (its input "
+                                   "block takes the frame as its whole bias)")
+        layers[0].update(_neuron(enc, False))
+        i = 2
+    elif inp.encoding != "spikes":
         enc = graph.node(chain[1]) if len(chain) > 1 else None
         if not (isinstance(enc, FxSigmaDelta) and enc.role == "delta"):
             raise UnsupportedError(f"{inp.name}: netx export takes graded input only through "

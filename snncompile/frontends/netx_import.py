@@ -22,14 +22,29 @@ netx files already hold Loihi integers, so the importer reproduces exactly what
 * `flatten` makes the next dense layer read its predecessor in CHW order
   (`out.transpose([2, 1, 0]).flatten()`, hdf5.py:655-660), which is our `Flatten`.
 
-The input layer. netx builds the `input` layer's neuron but never wires its `inp` port to
-it (blocks/process.py:103-106): in Lava it is driven only by its bias, not by data. So our
-`Input` node means: binary spikes fed to the first synapse layer, i.e. netx's
-`Network.inp` when the input layer is skipped. `graph.meta["netx"]` records how
-(`skip_layers`, `input_shape_xyz`) and `lava_network_kwargs` gives the arguments of the
-matching `Network`. An input layer's neuron (and its weight/bias transform, which netx also
-ignores) is therefore not imported; `meta["netx"]["input_neuron"]` says whether one was
-dropped.
+The input layer (netx `Network.inp`, hdf5.py:581-595, blocks/process.py:84-106) comes in
+four forms, recorded in `meta["netx"]["input_layer"]`:
+
+* "none": no input layer, or one without a neuron: our `Input` node sends binary spikes
+  to the first synapse layer, which is netx's `Network.inp`.
+* "bias": an input layer with a CUBA neuron. netx builds that LIF but never wires its
+  `inp` port to it, so in Lava it is driven only by its bias; lava-dl's PilotNet LIF
+  example and netx tests write each input frame into `in_layer.neuron.bias_mant`. We keep
+  the layer as `FxLIF` "L0_lif" (at depth 0, bias_mant 0 as netx builds it) fed by an
+  `Input` with encoding "bias": each frame is that layer's bias mantissa, signed
+  `input_bits` (default 13), held for the whole sample. netx's input transform (the
+  layer's scalar `weight`/`bias`, `in_layer.transform`) is not applied by netx and not by
+  us: lava-dl's data loaders apply it, so frames arrive transformed; it is recorded in
+  `meta["netx"]["input_transform"]` and the compile report.
+* "delta": an input layer with an SDNN neuron, the delta encoder (see below).
+* "skipped": only on request (`skip_input_layer=True`), a CUBA input neuron is dropped and
+  spikes go to layer 1 (netx's `skip_layers=1`); the compile report says so.
+
+`graph.meta["netx"]` also records `skip_layers` and `input_shape_xyz`, and
+`lava_network_kwargs` gives the arguments of the matching `Network`. What netx's input
+layer offers that we cannot represent is refused with one line naming the layer: a
+non-scalar input transform (netx's `int()` fails on it), a bias-driven input layer of two
+axes, graded spikes or refractory delays on the input neuron.
 
 Time: each synapse delays by one step as in Lava, so the graph's local-time semantics
 (see `snncompile.ir.nodes`) equal netx's network run with `reset_interval` longer than the
@@ -37,12 +52,13 @@ run and `reset_offset=1`, which zeroes the layer at depth d at Lava step d + 1, 
 first input arrives (hdf5.py:578-579 gives layer k the offset reset_offset + 1 + k).
 Without that reset, a layer with a bias integrates it during the d steps before its first
 input and the runs can differ (the conv test in tests/test_netx.py: 20 spikes); with all
-biases zero they agree either way. Output spikes of a layer at depth d for local step k
-appear at Lava step k + d + 1 (sink column k + d).
+biases zero they agree either way. A kept bias-driven input layer is netx's block 0 at
+depth 0, so there `reset_offset=0` (it is zeroed at Lava step 1). Output spikes of a layer
+at depth d for local step k appear at Lava step k + d + 1 (sink column k + d).
 
 Sigma-delta (SDNN) networks (hdf5.py:164-190) become `FxSigmaDelta` nodes with graded
-messages: the input layer's SDNN neuron is the Delta encoder and, unlike a CUBA input
-neuron, stays in the graph (the Input node then takes unsigned integer frames of
+messages: the input layer's SDNN neuron is the Delta encoder and stays in the graph
+(the Input node then takes unsigned integer frames of
 `input_bits`); a neuron group with a `sigma_output` key is a Sigma readout; the others are
 ReLU SigmaDelta neurons with spike_exp = state_exp = 6. Each synapse reads the message
 width of the layer before it (16 bits unless `messageBits` says otherwise; binary when
@@ -61,9 +77,9 @@ RF neurons, networks mixing CUBA and SDNN layers, dilation, recurrent/complex de
 pooling and the other layer types netx does not implement, and weights for which netx's
 weight optimisation shifts by a negative amount.
 
-    >>> graph = import_netx("trained.net")
-    >>> graph.meta["netx"]["skip_layers"]
-    0
+    >>> graph = import_netx("pilotnet.net")       # input layer with a CUBA neuron
+    >>> graph.meta["netx"]["input_layer"], graph.input_node().encoding
+    ('bias', 'bias')
 """
 from __future__ import annotations
 
@@ -84,6 +100,9 @@ NETX_SPIKE_EXP = 6         # Network(spike_exp=6); SDNN state_exp is 6 too (hdf5
 NETX_SDNN_MESSAGE_BITS = 16  # hdf5.py:169
 _SDNN_SAFE = 1 << 19       # vth and bias are scaled by 2**12 in int32
 NETX_BIAS_EXP = 6          # hdf5.py:158
+NETX_BIAS_INPUT_BITS = 13  # default width of bias frames: Lava LIF docstring, signed 13 bits
+_INT16 = 1 << 15           # Lava's fixed-point LIF stores bias_mant as int16 (lif/models.py:84)
+NETX_INPUT_WEIGHT = 64     # netx's input transform defaults (hdf5.py:249-257)
 NETX_MAX_DELAY = 62        # hdf5.py:427-430
 DECAY_UNITY = 4096         # 12-bit decays: 4096 means 'all' (hdf5.py:155-156)
 MAX_BYTES = 1 << 28        # refuse datasets above 256 MiB instead of exhausting memory
@@ -96,7 +115,8 @@ _DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 
 
 
 def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None,
-                input_bits: int = 8, input_signed: bool = False) -> Graph:
+                input_bits: int | None = None, input_signed: bool = False,
+                skip_input_layer: bool = False) -> Graph:
     """Read a netx HDF5 file into a fixed-point `Graph`.
 
     input_shape: (C, H, W) or (N,) of the network input, needed only when the file has no
@@ -105,15 +125,22 @@ def import_netx(path: str | Path, input_shape: tuple[int, ...] | None = None,
         >>> g = import_netx("net.net"); Simulator(g).run(x).spikes  # x (N, T, *shape)
 
     input_bits, input_signed: width of the integer frames an SDNN network's delta encoder
-    reads (e.g. 8 unsigned for images, 16 signed for audio samples); binary-spike networks
-    ignore them.
+    reads (default 8 unsigned, e.g. 16 signed for audio samples), or of the bias frames of
+    a CUBA input layer (always signed, default 13: Loihi's bias mantissa); binary-spike
+    networks ignore them.
+
+    skip_input_layer: drop a CUBA input layer's neuron and feed spikes to layer 1 instead
+    (netx's `skip_layers=1`): a different network from the file's, recorded in
+    `meta["netx"]["input_layer"] = "skipped"` and in the compile report.
     """
     path = Path(path)
-    if not 1 <= int(input_bits) <= 16:
+    if input_bits is not None and not 1 <= int(input_bits) <= 16:
         raise UnsupportedError(f"{path}: input bits {input_bits} outside [1, 16] (the delta "
-                               f"encoder shifts frames left by {2 * NETX_SPIKE_EXP} in int32)")
+                               f"encoder shifts frames left by {2 * NETX_SPIKE_EXP} in int32;"
+                               " Lava holds a LIF's bias_mant in int16)")
     layers = _read_file(path)
-    return _build(path, layers, input_shape, int(input_bits), bool(input_signed))
+    return _build(path, layers, input_shape, input_bits, bool(input_signed),
+                  bool(skip_input_layer))
 
 
 def lava_network_kwargs(graph: Graph, steps: int) -> dict:
@@ -128,9 +155,12 @@ def lava_network_kwargs(graph: Graph, steps: int) -> dict:
         raise UnsupportedError("graph was not imported from netx (no meta['netx'])")
     depth = max(graph.depth(n.name) for n in graph.nodes(NEURON_TYPES))
     xyz = meta.get("input_shape_xyz")
+    # netx resets its block k at Lava step reset_offset + 1 + k; block 0 is at depth 1
+    # (the first synapse layer), or at depth 0 when it is the kept bias-driven input layer
+    first_depth = 0 if meta.get("input_layer") == "bias" else 1
     kwargs = {"skip_layers": int(meta.get("skip_layers", 0)),
               "input_shape": tuple(xyz) if xyz else None,
-              "reset_interval": int(steps) + 2 * depth + 2, "reset_offset": 1}
+              "reset_interval": int(steps) + 2 * depth + 2, "reset_offset": first_depth}
     if meta.get("sdnn"):   # sigma-delta neurons are never reset (netx ignores it anyway)
         kwargs["reset_interval"] = None
         kwargs["spike_exp"] = NETX_SPIKE_EXP
@@ -408,10 +438,15 @@ def _bias(layer: _Layer, shape: tuple[int, ...], neuron=None) -> np.ndarray:
     if sdnn and neuron.role == "sigma":
         raise UnsupportedError(f"{layer.where}: a sigma output layer with a bias is not "
                                "supported (netx's Sigma process takes no bias)")
-    limit, shift = (_SDNN_SAFE, 2 * NETX_SPIKE_EXP) if sdnn else (_INT32_SAFE, NETX_BIAS_EXP)
-    if np.abs(b).max() >= limit:
-        raise UnsupportedError(f"{layer.where}: bias {int(np.abs(b).max())} overflows Lava's "
-                               f"int32 bias << {shift}; supported: |bias| < {limit}")
+    if sdnn:
+        if np.abs(b).max() >= _SDNN_SAFE:
+            raise UnsupportedError(f"{layer.where}: bias {int(np.abs(b).max())} overflows "
+                                   f"Lava's int32 bias << {2 * NETX_SPIKE_EXP}; supported: "
+                                   f"|bias| < {_SDNN_SAFE}")
+    elif b.min() < -_INT16 or b.max() >= _INT16:
+        worst = int(b.min()) if -b.min() > b.max() else int(b.max())
+        raise UnsupportedError(f"{layer.where}: bias {worst} does not fit Lava's int16 "
+                               f"bias_mant; supported: [{-_INT16}, {_INT16 - 1}]")
     if len(shape) == 1:
         if b.size not in (1, shape[0]):
             raise layer.bad(f"bias of shape {b.shape} does not fit {shape[0]} neurons")
@@ -457,15 +492,16 @@ def _no_delay(layer: _Layer) -> None:
 
 
 # ------------------------------------------------------------------ graph building
-def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int,
-           input_signed: bool) -> Graph:
+def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int | None,
+           input_signed: bool, skip_input_layer: bool = False) -> Graph:
     layers = [_Layer(path, i, raw) for i, raw in enumerate(raw_layers)]
     for layer in layers:
         if layer.type not in SUPPORTED_LAYERS:
             raise UnsupportedError(f"{layer.where}: layer type '{layer.type}' is not "
                                    f"supported; supported: {', '.join(SUPPORTED_LAYERS)}")
     meta = {"source": path.name, "frontend": "netx",
-            "netx": {"skip_layers": 0, "input_neuron": False, "input_shape_xyz": None}}
+            "netx": {"skip_layers": 0, "input_neuron": False, "input_shape_xyz": None,
+                     "input_layer": "none"}}
     shape: tuple[int, ...] | None = None
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)
@@ -475,14 +511,37 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int,
         if "shape" in first.raw or "neuron" in first.raw:   # netx ignores it otherwise
             shape = first.shape()
         if "neuron" in first.raw:
-            meta["netx"]["skip_layers"] = 1
             meta["netx"]["input_neuron"] = True
-            # a CUBA input neuron is dropped (see module docstring) but must be one netx
-            # accepts; an SDNN one is the delta encoder and stays (see below)
+            # SDNN: the delta encoder, which netx leaves unwired; CUBA: a LIF layer that
+            # netx drives only through its bias (see the module docstring)
             encoder = _neuron(first, first.raw["neuron"], shape, is_input=True)
+            transform = _input_transform(first)
             if "bias" in first.raw or "weight" in first.raw:
                 meta["netx"]["input_transform_ignored"] = True  # netx ignores them too
+            if isinstance(encoder, FxLIF) and skip_input_layer:
+                meta["netx"].update(skip_layers=1, input_layer="skipped",
+                                    input_neurons_skipped=int(np.prod(shape)))
+                meta["report_sections"] = [_skipped_note(first, shape)]
+                encoder = None
+            elif isinstance(encoder, FxLIF):
+                if len(shape) == 2:
+                    raise UnsupportedError(f"{first.where}: a bias-driven input layer of 2 "
+                                           f"axes {list(shape)} is not supported; supported:"
+                                           " (C, H, W) or (N,)")
+                bits = NETX_BIAS_INPUT_BITS if input_bits is None else input_bits
+                if bits < 2:
+                    raise UnsupportedError(f"{first.where}: bias frames of {bits} bit are "
+                                           "not supported; supported: 2 to 16 signed bits")
+                meta["netx"].update(input_layer="bias", input_transform=transform,
+                                    input_bits=int(bits))
+                meta["report_sections"] = [_bias_note(first, shape, bits, transform)]
+            else:
+                meta["netx"].update(skip_layers=1, input_layer="delta")
         start = 1
+    if skip_input_layer and meta["netx"]["input_layer"] != "skipped":
+        raise UnsupportedError(f"{path}: skip_input_layer needs a layer 0 of type input with "
+                               f"a CUBA neuron; this file's input is "
+                               f"'{meta['netx']['input_layer']}'")
     for layer in layers[start:]:
         if layer.type == "input":
             raise UnsupportedError(f"{layer.where}: an input layer is supported only as "
@@ -507,18 +566,23 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int,
     sdnn = FxSigmaDelta in kinds
     meta["netx"]["sdnn"] = sdnn
     graph = Graph(meta)
+    graded = isinstance(encoder, FxSigmaDelta)
     try:
-        graded = isinstance(encoder, FxSigmaDelta)
-        prev = graph.add(Input(name="input", shape=shape,
-                               encoding="graded" if graded else "spikes", bits=input_bits,
-                               signed=graded and input_signed)).name
+        if isinstance(encoder, FxLIF):
+            inp = Input(name="input", shape=shape, encoding="bias",
+                        bits=meta["netx"]["input_bits"])
+        else:
+            inp = Input(name="input", shape=shape, encoding="graded" if graded else "spikes",
+                        bits=8 if input_bits is None else input_bits,
+                        signed=graded and input_signed)
+        prev = graph.add(inp).name
     except SnnCompileError as exc:
         raise InputFileError(f"{path}: input shape {shape}: {exc}") from None
     bits = 0    # message bits of what the next synapse reads (netx input_message_bits)
-    if isinstance(encoder, FxSigmaDelta):
-        encoder.name = "L0_delta"
+    if encoder is not None:
+        encoder.name = "L0_delta" if graded else "L0_lif"
         prev = _add(graph, encoder, prev, layers[0])
-        bits = encoder.num_message_bits
+        bits = _out_bits(encoder)
     flatten_next = False
     for layer in layers[start:]:
         if layer.type == "flatten":
@@ -540,6 +604,50 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int,
             prev, bits = _conv(graph, layer, prev, bits)
     _add(graph, Output(name="output"), prev, layers[-1])
     return graph
+
+
+def _input_transform(layer: _Layer) -> dict:
+    """netx's `Network.in_layer.transform` (hdf5.py:249-257): `int()` of the input layer's
+    `weight` and `bias` (defaults 64 and 0). netx does not apply it; lava-dl's data
+    loaders do (PilotNet: bias_mant = 2 * weight * pixel - weight + bias)."""
+    out = {}
+    for key, default in (("weight", NETX_INPUT_WEIGHT), ("bias", 0)):
+        if key not in layer.raw:
+            out[key] = default
+            continue
+        value = np.asarray(layer.raw[key])
+        if value.size != 1 or value.dtype.kind not in "biuf":
+            raise UnsupportedError(f"{layer.where}: input transform '{key}' of shape "
+                                   f"{value.shape} ({value.dtype}) is not supported; netx "
+                                   "reads it with int(): supported: one number")
+        x = float(value.reshape(-1)[0])
+        if not math.isfinite(x) or abs(x) >= 2.0 ** 31:
+            raise UnsupportedError(f"{layer.where}: input transform '{key}' ({x}) is not a "
+                                   "finite 32-bit number")
+        out[key] = int(x)                 # int() truncates, as netx's does
+    return out
+
+
+def _bias_note(layer: _Layer, shape, bits: int, transform: dict) -> dict:
+    n = int(np.prod(shape))
+    return {"title": "Input (netx input layer driven through its bias)", "text": (
+        f"Layer 0 of the netx file is an input layer with a CUBA neuron; netx never wires its "
+        f"input port, so it is driven only through its bias. It is compiled as the neuron "
+        f"layer L0_lif ({n:,} neurons, mapped and counted like every layer) whose "
+        f"bias_mant is the input frame: input files hold signed {bits}-bit integers "
+        f"(samples, steps, {', '.join(map(str, shape))}), one frame held for all steps of "
+        f"its sample. netx leaves its input transform (weight {transform['weight']}, bias "
+        f"{transform['bias']}) to the data loader (lava-dl PilotNet: bias_mant = "
+        f"2 * weight * pixel - weight + bias, pixels in [0, 1]): frames must already be "
+        f"transformed.")}
+
+
+def _skipped_note(layer: _Layer, shape) -> dict:
+    return {"title": "Input (netx input layer skipped)", "text": (
+        f"Layer 0 of the netx file is an input layer with a CUBA neuron "
+        f"({int(np.prod(shape)):,} neurons). It was SKIPPED on request (skip_input_layer, "
+        f"netx skip_layers=1): spikes go straight to layer 1, so this build is not the "
+        f"network the file describes and those neurons are not mapped or counted.")}
 
 
 def _add(graph: Graph, node, prev: str, layer: _Layer) -> str:

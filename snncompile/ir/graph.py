@@ -26,8 +26,8 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphError, InputFileError
-from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxDelay, Input, Node,
-                    Output, fx_coproc_equal, node_fields)
+from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxDelay, FxLIF, Input,
+                    Node, Output, fx_coproc_equal, node_fields)
 
 FORMAT = "snncompile-graph"
 VERSION = 1
@@ -169,8 +169,24 @@ class Graph:
                 raise GraphError(f"{d.name}: a loop delay needs exactly one input")
         self.input_node()
         self.output_node()
+        self.bias_fed()
         for n in self.order():
             self.depth(n)
+
+    def bias_fed(self) -> set[str]:
+        """The FxLIF nodes whose bias a bias-encoded Input drives (see `Input`); empty for
+        other inputs. Raises GraphError unless each consumer of such an Input is an FxLIF
+        with no other input."""
+        inp = self.input_node()
+        if not inp.is_bias:
+            return set()
+        fed = set(self.outputs(inp.name))
+        for n in fed:
+            if not isinstance(self.node(n), FxLIF) or len(self.inputs(n)) != 1:
+                raise GraphError(f"{n}: a bias input ('{inp.name}') can only drive FxLIF "
+                                 f"nodes with no other input, not {type(self.node(n)).__name__}"
+                                 f" with {len(self.inputs(n))} input(s)")
+        return fed
 
     # ------------------------------------------------------------ serialisation
     def to_dict(self) -> tuple[dict, dict[str, np.ndarray]]:

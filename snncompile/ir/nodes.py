@@ -68,7 +68,13 @@ class Input(Node):
     """Network input: one frame of shape `shape` per time step.
 
     encoding: "spikes" (values 0/1) or "graded" (integers of `bits` bits: unsigned, or
-    two's complement when `signed`, which only a sigma-delta encoder reads).
+    two's complement when `signed`, which only a sigma-delta encoder reads), or "bias":
+    signed `bits`-bit integers written into the bias mantissas of the FxLIF layer this
+    Input feeds (and only feeds), which then has no synaptic input: per step that layer
+    integrates `(bias_mant + frame) << bias_exp`. This is how lava-dl netx drives a
+    network's input layer (PilotNet LIF writes each frame into the input neurons'
+    `bias_mant`); a frame is held for every step of its sample (backends on Lava set the
+    bias once per sample), see `snncompile.data`.
     """
 
     shape: tuple[int, ...] = ()
@@ -76,14 +82,26 @@ class Input(Node):
     bits: int = 1  # width of graded values; 1 for spikes
     signed: bool = False
 
+    ENCODINGS: ClassVar[tuple[str, ...]] = ("spikes", "graded", "bias")
+
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
-        if self.encoding not in ("spikes", "graded"):
+        if self.encoding not in self.ENCODINGS:
             raise GraphError(f"{self.name}: input encoding '{self.encoding}' is not one of "
-                             "spikes, graded")
+                             f"{', '.join(self.ENCODINGS)}")
         if self.encoding == "spikes":
             self.bits, self.signed = 1, False
+        if self.encoding == "bias":      # bias mantissas are signed; Lava keeps them int16
+            self.signed = True
+            if not 2 <= int(self.bits) <= 16:
+                raise GraphError(f"{self.name}: bias input bits ({self.bits}) outside "
+                                 "[2, 16] (Lava's LIF holds bias_mant in int16)")
         self.bits, self.signed = int(self.bits), bool(self.signed)
+
+    @property
+    def is_bias(self) -> bool:
+        """True when the frames are bias mantissas of the neuron layer fed (see above)."""
+        return self.encoding == "bias"
 
     def value_range(self) -> tuple[int, int]:
         """The smallest and largest value an input frame may hold."""
@@ -102,6 +120,9 @@ class Input(Node):
         return "spikes" if self.encoding == "spikes" else "graded"
 
     def summary(self):
+        if self.encoding == "bias":
+            return f"bias frames (bias_mant of the layer fed), signed {self.bits} bits, " \
+                   "held per sample"
         return f"{self.encoding}" + (f", {'signed ' if self.signed else ''}{self.bits} bits"
                                      if self.encoding == "graded" else "")
 

@@ -343,6 +343,7 @@ class _LIF:
         self.vth = np.int64(node.vth) << num.vth_shift
         bm = np.broadcast_to(np.asarray(node.bias_mant, np.int64), self.shape)
         e = int(node.bias_exp)
+        self.bias_mant, self.bias_exp = bm, e
         self.bias = bm << e if e >= 0 else bm >> -e
         self.n = int(np.prod(self.shape))
         self.clear_counters()
@@ -359,7 +360,12 @@ class _LIF:
     def _flag(self, kind, mask, n, what):
         _flag(self, kind, mask, what, f", local step {n - self.depth}")
 
-    def step(self, a_in: np.ndarray, n: int) -> np.ndarray:
+    def step(self, a_in: np.ndarray, n: int, frame: np.ndarray | None = None) -> np.ndarray:
+        """frame: this step's bias mantissas from a bias input, added to the node's own."""
+        bias = self.bias
+        if frame is not None:
+            bm = self.bias_mant + frame.astype(np.int64)
+            bias = bm << self.bias_exp if self.bias_exp >= 0 else bm >> -self.bias_exp
         # a_in arrives as int32; Lava shifts it by 6 and adds the decayed current in int32
         a32 = wrap(a_in, I32)
         self._flag("int32_wrap", a32 != a_in, n, "input current exceeds int32")
@@ -371,13 +377,14 @@ class _LIF:
         self._flag("int32_wrap", cur32 != cur, n, "current sum exceeds int32")
         u = wrap_once(cur32, self.half)
         self._flag("u_wrap", u != cur32, n, "current u wraps at 24 bits")
-        v = trunc_decay(self.v, self.keep_v, self.shift) + u + self.bias
+        v = trunc_decay(self.v, self.keep_v, self.shift) + u + bias
         vc = np.clip(v, -self.half + 1, self.half - 1)
         self._flag("v_clip", vc != v, n, "voltage v saturates at 24 bits")
         s = vc > self.vth
         self.u, self.v = u, np.where(s, 0, vc)
         self.spike_count += int(np.count_nonzero(s))
-        self.active += int(np.count_nonzero(a_in))
+        # a neuron driven by a non-zero bias frame updates its state like one with input
+        self.active += int(np.count_nonzero(a_in if frame is None else frame))
         return s
 
 
@@ -507,6 +514,7 @@ class Simulator:
             raise UnsupportedError("graphs that mix sigma-delta neurons with LIF neurons, "
                                    "gates or co-processor partitions are not supported")
         self.max_depth = max(self.depth.values())
+        self.bias_fed = graph.bias_fed()   # LIFs whose bias the input frames are
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
             progress: bool = False) -> SimResult:
@@ -603,10 +611,13 @@ class Simulator:
                     if not (d <= n < d + steps):
                         values[name] = None
                         continue
+                    frame = None
+                    if name in self.bias_fed:     # the frame is bias, not synaptic input
+                        frame, srcs = srcs[0].reshape((b,) + op.shape), []
                     a_in = sum(s for s in srcs if s is not None)
                     if isinstance(a_in, int):
                         a_in = np.zeros((b,) + op.shape, np.int64)
-                    s = op.step(a_in, n)
+                    s = op.step(a_in, n, frame)
                     values[name] = s
                     spikes[name][offset:offset + b, n - d] = s
                     if state is not None:
