@@ -124,12 +124,17 @@ def main() -> int:
     full = verify(build, xte, yte, ("reference", "sim"))
     print(f"reference vs simulator on all {len(xte)} test samples: {full.mismatches} "
           "mismatches")
+    same = "EQUIVALENT" if report.equivalent and full.equivalent else "NOT EQUIVALENT"
+    print(f"verdicts: backends {same}; float model {full.fidelity.verdict} "
+          f"({full.fidelity.reason}; slayer's own float accuracy above: {float_acc:.2%}, "
+          f"compiled {compiled_acc:.2%})")
     energy, _ = energy_report(build, xte)
     print(energy.table())
     summary = {"float_accuracy": float_acc, "compiled_accuracy": compiled_acc,
                "graded_spikes_per_inference": messages, "wider_than_16_bits": wide,
                "mismatches_4_backends": report.mismatches, "samples_4_backends": k,
                "mismatches_ref_sim_all": full.mismatches, "test_samples": len(xte),
+               "fidelity": full.fidelity.verdict, "fidelity_reason": full.fidelity.reason,
                "energy_per_inference_j": energy.energy_per_inference_j}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {(out / 'summary.json').relative_to(ROOT)} in "

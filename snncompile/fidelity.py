@@ -336,7 +336,7 @@ def htda_runner(model) -> FloatRunner:
 
 def float_side(build) -> tuple[FloatRunner | None, str]:
     """(runner, description) of a build's float model, or (None, why there is none)."""
-    if build.float_graph is not None:
+    if build.float_graph is not None and build.float_graph.stage != "fixed":
         return graph_runner(build.float_graph), "float graph, float/"
     from .nn.htda import load_htda_checkpoint
     if build.path is not None and (build.path / HTDA_MODEL).is_file():
