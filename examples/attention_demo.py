@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from snncompile.datasets_events import digits_images, event_timing  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
 from snncompile.nn import load_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy  # noqa: E402
-from snncompile.pipeline import compile_model  # noqa: E402
+from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
 from snncompile.report import table  # noqa: E402
 from snncompile.verify import verify  # noqa: E402
 
@@ -50,6 +51,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "out"))
     args = ap.parse_args()
     torch.set_num_threads(2)
+    warnings.simplefilter("ignore", FidelityWarning)   # printed where they arise
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {"digits": digits_images(steps=STEPS, encoding="bernoulli"),
@@ -70,6 +72,8 @@ def main() -> int:
                          "-"])
             continue
         build.save(out / f"{stem}.loihi2.build")
+        for line in build.report["fidelity"]["warnings"]:
+            print(f"compile warning (calibration data): {line}")
         rep = verify(build, xte, yte, progress=True)
         print(rep.text())
         ok &= rep.equivalent and rep.faithful is True

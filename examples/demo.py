@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from snncompile.datasets import digits  # noqa: E402
 from snncompile.energy_run import energy_report  # noqa: E402
 from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
-from snncompile.pipeline import compile_model  # noqa: E402
+from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
 from snncompile.report import table  # noqa: E402
 from snncompile.verify import verify  # noqa: E402
 
@@ -141,6 +142,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "out"))
     args = ap.parse_args()
     torch.set_num_threads(2)
+    warnings.simplefilter("ignore", FidelityWarning)   # printed where they arise
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
