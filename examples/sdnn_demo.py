@@ -125,9 +125,9 @@ def main() -> int:
     print(f"reference vs simulator on all {len(xte)} test samples: {full.mismatches} "
           "mismatches")
     same = "EQUIVALENT" if report.equivalent and full.equivalent else "NOT EQUIVALENT"
-    print(f"verdicts: backends {same}; float model {full.fidelity.verdict} "
-          f"({full.fidelity.reason}; slayer's own float accuracy above: {float_acc:.2%}, "
-          f"compiled {compiled_acc:.2%})")
+    print(f"verdicts: backends {same}; float model {full.fidelity.verdict} (a netx file is "
+          f"fixed point: the build has no float model; slayer's own float accuracy above: "
+          f"{float_acc:.2%}, compiled {compiled_acc:.2%})")
     energy, _ = energy_report(build, xte)
     print(energy.table())
     summary = {"float_accuracy": float_acc, "compiled_accuracy": compiled_acc,
