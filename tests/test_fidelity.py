@@ -187,8 +187,8 @@ def test_exit_code_combines_both_verdicts():
 def test_htda_float_side_is_the_trained_checkpoint(tmp_path, capsys):
     from snncompile.datasets_events import digits_images
     xtr, ytr, xte, yte = digits_images(steps=16, encoding="bernoulli")
-    save_inputs(tmp_path / "train.npz", xtr[:128], ytr[:128])
-    save_inputs(tmp_path / "test.npz", xte[:40], yte[:40])
+    save_inputs(tmp_path / "train.npz", xtr[:64], ytr[:64])
+    save_inputs(tmp_path / "test.npz", xte[:30], yte[:30])
     build = tmp_path / "htda.build"
     assert main(["compile", str(ROOT / "examples/checkpoints/attention_digits_htda.pt"),
                  "--calib", str(tmp_path / "train.npz"), "-o", str(build), "--quiet"]) == 0
