@@ -125,9 +125,9 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
                  extra_bytes=onnx_files)
 
 
-NO_CALIB = ("no calibration data (--no-calib): scales ignore the 24-bit state headroom, and "
-            "wraps, saturation and fidelity to the float model were not checked; pass "
-            "--calib FILE.npz")
+NO_CALIB = ("no calibration data: scales ignore the 24-bit state headroom, and wraps, "
+            "saturation and fidelity to the float model were not checked; pass --calib "
+            "FILE.npz")
 
 
 class FidelityWarning(UserWarning):
