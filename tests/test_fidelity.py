@@ -160,7 +160,8 @@ def test_inputs_with_another_length_warn(tiny_files, tmp_path, capsys):
     save_inputs(short, x[:, :5], y)
     for cmd in (["run", str(build), "--inputs", str(short), "-o", str(tmp_path / "o.npz")],
                 ["verify", str(build), "--inputs", str(short), "--backends",
-                 "reference,sim", "--json", str(tmp_path / "v.json")]):
+                 "reference,sim", "--json", str(tmp_path / "v.json")],
+                ["energy", str(build), "--inputs", str(short)]):
         main(cmd)
         _, err = _stderr_lines(capsys)
         warn = [e for e in err if "warning:" in e]
