@@ -1,6 +1,7 @@
 """The main job end to end on scikit-learn's 8x8 digits (ships offline): train (or load the
 committed checkpoints), compile for loihi2 (and loihi1 where the model fits it), verify
-integer reference == simulator == Lava, map onto cores and estimate energy.
+integer reference == simulator == Lava and the compiled network against the float model,
+map onto cores and estimate energy.
 
     make demo                     # or: .venv/bin/python examples/demo.py [--retrain]
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +29,7 @@ from snncompile.datasets import digits  # noqa: E402
 from snncompile.energy_run import energy_report  # noqa: E402
 from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
-from snncompile.pipeline import compile_model  # noqa: E402
+from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
 from snncompile.report import table  # noqa: E402
 from snncompile.report_html import build_page  # noqa: E402
 from snncompile.verify import verify  # noqa: E402
@@ -97,6 +99,8 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
         step(f"{name} -> {target}: compile (calibrated on 256 training samples)")
         build = compile_model(ckpt, target, calib=out / f"{name}_train.npz")
         bdir = build.save(out / f"{name}.{target}.build")
+        for line in build.report["fidelity"]["warnings"]:
+            print(f"  warning: {line}")
         for q in build.report["quantization"]:
             print(f"  {q['layer']}: scale {q['scale']:.4g}, weight exp {q['weight_exp']}, vth "
                   f"{q['vth']}, du/dv {q['du']}/{q['dv']}, weight error "
@@ -104,7 +108,7 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
         print(f"  wrote {bdir.relative_to(ROOT)}/ (report.md, report.json, mapping.json)")
 
         step(f"{name} -> {target}: verify on {len(xte)} held-out samples: integer "
-             "reference vs simulator vs Lava (Loihi2SimCfg fixed_pt)")
+             "reference vs simulator vs Lava (Loihi2SimCfg fixed_pt), and compiled vs float")
         rep = verify(build, xte, yte, progress=True)
         (out / f"{name}.{target}.verify.json").write_text(json.dumps(rep.to_json(), indent=1))
         print(rep.text())
@@ -122,10 +126,17 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
               " (snncompile report)")
         rows.append({"model": name, "target": target, "float": rep.accuracy["float"],
                      "compiled": rep.accuracy["compiled"], "mismatches": rep.mismatches,
+                     "fidelity": rep.fidelity.verdict, "worst": rep.fidelity.worst,
                      "samples": rep.samples, "cores": mapping.n_cores,
                      "energy_j": ej["energy_per_inference_j"],
                      "latency_s": ej["latency_per_inference_s"]})
     return rows
+
+
+def _fidelity_cell(r: dict) -> str:
+    w = r["worst"]
+    worst = f" ({w['layer']} {w['difference']:+.1%})" if w else ""
+    return r["fidelity"] + worst
 
 
 def main() -> int:
@@ -137,6 +148,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "out"))
     args = ap.parse_args()
     torch.set_num_threads(2)
+    warnings.simplefilter("ignore", FidelityWarning)   # printed where they arise
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -144,15 +156,22 @@ def main() -> int:
     for name, spec in MODELS.items():
         rows += run_model(name, spec, args, out)
 
-    step("summary (reference, simulator and Lava compared on every spike of every layer)")
+    step("summary (backends: reference, simulator and Lava compared on every spike of every "
+         "layer; float model: compiled vs float spike counts per layer, worst layer shown)")
     print(table(["model", "target", "float acc", "compiled acc", "mismatches", "samples",
-                 "cores", "energy/inference", "latency/inference"],
+                 "backends", "float model", "cores", "energy/inference",
+                 "latency/inference"],
                 [[r["model"], r["target"], f"{r['float']:.2%}", f"{r['compiled']:.2%}",
-                  r["mismatches"], r["samples"], r["cores"], f"{r['energy_j'] * 1e6:.3g} uJ",
-                  f"{r['latency_s'] * 1e6:.3g} us"] for r in rows], "llrrrrrrr"))
-    ok = all(r["mismatches"] == 0 for r in rows)
-    print(f"\n{'all builds equivalent' if ok else 'MISMATCH'}; total time "
-          f"{time.perf_counter() - t0:.0f} s; reports in {out}/")
+                  r["mismatches"], r["samples"],
+                  "EQUIVALENT" if r["mismatches"] == 0 else "NOT EQUIVALENT",
+                  _fidelity_cell(r), r["cores"], f"{r['energy_j'] * 1e6:.3g} uJ",
+                  f"{r['latency_s'] * 1e6:.3g} us"] for r in rows], "llrrrrllrrr"))
+    equivalent = all(r["mismatches"] == 0 for r in rows)
+    faithful = all(r["fidelity"] == "FAITHFUL" for r in rows)
+    ok = equivalent and faithful
+    print(f"\n{'all builds equivalent' if equivalent else 'MISMATCH'}, "
+          f"{'all faithful to their float models' if faithful else 'NOT ALL FAITHFUL'}; "
+          f"total time {time.perf_counter() - t0:.0f} s; reports in {out}/")
     (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0 if ok else 1
 

@@ -124,6 +124,10 @@ def main() -> int:
     full = verify(build, xte, yte, ("reference", "sim"))
     print(f"reference vs simulator on all {len(xte)} test samples: {full.mismatches} "
           "mismatches")
+    same = "EQUIVALENT" if report.equivalent and full.equivalent else "NOT EQUIVALENT"
+    print(f"verdicts: backends {same}; float model {full.fidelity.verdict} (a netx file is "
+          f"fixed point: the build has no float model; slayer's own float accuracy above: "
+          f"{float_acc:.2%}, compiled {compiled_acc:.2%})")
     energy, _ = energy_report(build, xte)
     print(energy.table())
     (out / "digits_sdnn.verify.json").write_text(json.dumps(report.to_json(), indent=1))
@@ -137,6 +141,7 @@ def main() -> int:
                "graded_spikes_per_inference": messages, "wider_than_16_bits": wide,
                "mismatches_4_backends": report.mismatches, "samples_4_backends": k,
                "mismatches_ref_sim_all": full.mismatches, "test_samples": len(xte),
+               "fidelity": full.fidelity.verdict, "fidelity_reason": full.fidelity.reason,
                "energy_per_inference_j": energy.energy_per_inference_j}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {(out / 'summary.json').relative_to(ROOT)} in "

@@ -73,18 +73,31 @@ def _parser() -> argparse.ArgumentParser:
         point (8-bit weights with exponent, 12-bit decays, 24-bit state) and write a build
         directory: graph.json + arrays.npz (the fixed-point graph), float/ (the float
         graph), report.md and report.json (per-layer shapes, neuron and synapse counts,
-        chosen exponents and bit widths, quantisation error, saturation counts, and the
-        core mapping: cores and chips used, lower bound, per-core utilisation of every
-        limited resource, how each layer is split), mapping.json (every block and core).
-        Scales are chosen from the weights and thresholds, and from calibration data if
-        --calib is given (recommended: it checks the 24-bit state headroom)."""))
+        chosen exponents and bit widths, quantisation error, saturation counts, fidelity on
+        calibration data, and the core mapping: cores and chips used, lower bound, per-core
+        utilisation of every limited resource, how each layer is split), mapping.json
+        (every block and core). Scales are chosen from the weights and thresholds and from
+        the calibration data. A float model needs --calib FILE or an explicit --no-calib;
+        after quantisation the float and compiled networks run on the calibration samples
+        and every problem is one warning line on stderr (--strict: an error)."""))
     c.add_argument("model", help="model file: .pt (snncompile checkpoint), .nir (NIR graph) "
                    "or .net/.h5 (lava-dl netx, already fixed point: not re-quantised)")
     c.add_argument("--target", default="loihi2",
                    help=f"target name ({', '.join(available_targets())}) or a .toml file "
                         "(default: loihi2)")
     c.add_argument("-o", "--output", required=True, help="build directory to write")
-    c.add_argument("--calib", help="calibration inputs (.npz, see below) for scale selection")
+    cal = c.add_mutually_exclusive_group()
+    cal.add_argument("--calib", help="calibration inputs (.npz, see below; e.g. training "
+                     "data): scales are chosen from them, and the float and compiled networks "
+                     "run on them to find wraps, saturation, silent layers and spike counts "
+                     "off the float model. Required for float models (.pt, .nir)")
+    cal.add_argument("--no-calib", action="store_true",
+                     help="compile a float model without calibration data: nothing above is "
+                     "checked (a warning says so)")
+    c.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2, nothing written) instead of warning about any "
+                        "problem found on the calibration data, or about --no-calib")
+    _tolerance_args(c)
     c.add_argument("--calib-samples", type=positive_int, default=256,
                    help="use at most this many calibration samples (default: 256)")
     c.add_argument("--chips", type=positive_int,
@@ -117,13 +130,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--strict", action="store_true",
                    help="sim only: stop at the first wrap or saturation, naming it")
 
-    v = sub.add_parser("verify", help="check reference, simulator and Lava agree spike for "
-                       "spike", formatter_class=fmt, description=textwrap.dedent("""\
-        Run the integer reference (PyTorch, layer by layer), the simulator (numpy, step by
-        step) and Lava (Loihi2SimCfg fixed_pt) on the same integer inputs; compare the
-        spikes of every layer at every step; print a table. Exit status 0 only when all
-        agree; otherwise 1, naming the first divergence (layer, neuron, step, and u/v on
-        each side). With labels, also reports float-model vs compiled accuracy."""),
+    v = sub.add_parser("verify", help="check the backends agree spike for spike and the "
+                       "compiled network is faithful to the float model",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Two verdicts. (1) EQUIVALENT: the integer reference (PyTorch, layer by layer), the
+        simulator (numpy, step by step) and Lava (Loihi2SimCfg fixed_pt) run the same
+        integer inputs and agree on every spike of every layer at every step (else the
+        first divergence is named: layer, neuron, step, u/v on each side). (2) FAITHFUL:
+        the compiled network (first backend) against the float model it was compiled from,
+        per layer: float and compiled spike counts, their relative difference, per-neuron
+        rate correlation; the fraction of samples with the same decision; with labels both
+        accuracies. Default tolerance: spike counts within 5%, correlation >= 0.9, same
+        decision on >= 90% of samples. Builds without a float model (netx) say NOT CHECKED
+        and why.
+
+        exit status: 0 both verdicts hold (or faithfulness could not be checked: said on
+        stderr); 1 backends disagree; 4 not faithful; 5 both; 2 user or file error;
+        3 internal error."""),
         epilog=EPILOG)
     v.add_argument("build", help="build directory")
     v.add_argument("--inputs", required=True, help="inputs .npz file")
@@ -133,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
                         "reference,sim,lava); add 'netx' for a build compiled from a netx "
                         "file to run it with lava-dl's own netx loader in Lava too")
     v.add_argument("--limit", type=positive_int, help="use only the first N samples")
+    _tolerance_args(v)
 
     e = sub.add_parser("energy", help="estimate on-chip energy and latency per inference",
                        formatter_class=fmt, description=textwrap.dedent("""\
@@ -169,6 +193,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tolerance_args(p) -> None:
+    from .fidelity import Tolerance
+    d = Tolerance()
+    p.add_argument("--tolerance", type=fraction, default=d.spikes, metavar="FRAC",
+                   help="faithful: each layer's compiled spike count within this relative "
+                        f"difference of the float model's (default: {d.spikes:g})")
+    p.add_argument("--min-correlation", type=fraction, default=d.correlation, metavar="R",
+                   help="faithful: per-neuron rate correlation at least this (default: "
+                        f"{d.correlation:g})")
+    p.add_argument("--min-agreement", type=fraction, default=d.agreement, metavar="FRAC",
+                   help="faithful: same decision as the float model on at least this "
+                        f"fraction of samples (default: {d.agreement:g})")
+
+
+def _tolerance(args):
+    from .fidelity import Tolerance
+    return Tolerance(spikes=args.tolerance, correlation=args.min_correlation,
+                     agreement=args.min_agreement)
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1")
+    return value
+
+
+def _warn(line: str) -> None:
+    print(f"snncompile: warning: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -191,17 +250,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .pipeline import compile_model
+    import warnings
 
-    build = compile_model(args.model, args.target, calib=args.calib,
-                          calib_samples=args.calib_samples, chips=args.chips,
-                          input_bits=args.input_bits, input_signed=args.input_signed)
+    from .pipeline import FidelityWarning, compile_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FidelityWarning)   # printed below, one line each
+        build = compile_model(args.model, args.target, calib=args.calib,
+                              calib_samples=args.calib_samples, chips=args.chips,
+                              input_bits=args.input_bits, input_signed=args.input_signed,
+                              require_calib=not args.no_calib, strict=args.strict,
+                              tolerance=_tolerance(args))
     path = build.save(args.output)
     if args.quiet:
         print(path)
     else:
         print(build.report_md)
         print(f"wrote {path}/ (graph.json, arrays.npz, report.md, report.json)")
+    for line in build.report.get("fidelity", {}).get("warnings", []):
+        _warn(line)
     return 0
 
 
@@ -213,6 +280,10 @@ def _load(build_dir, inputs, limit):
     out = build.graph.inputs(build.graph.output_node().name)[0]
     n_classes = int(np.prod(build.graph.shape(out)))
     x, labels = load_inputs(inputs, build.graph.input_node(), n_classes, limit)
+    from .fidelity import steps_warning
+    msg = steps_warning(build, x)
+    if msg:
+        _warn(msg)
     return build, out, x, labels
 
 
@@ -264,8 +335,9 @@ def cmd_verify(args) -> int:
     if bad or len(backends) < 2 or len(set(backends)) != len(backends):
         raise InputFileError(f"--backends: need at least two different ones of "
                              f"{', '.join(BACKENDS + EXTRA_BACKENDS)}, got '{args.backends}'")
+    tol = _tolerance(args)
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
-    report = verify(build, x, labels, backends, progress=True)
+    report = verify(build, x, labels, backends, progress=True, tolerance=tol)
     print(report.text())
     from .pipeline import NETX_SOURCE
     if "netx" not in backends and (Path(args.build) / NETX_SOURCE).is_file():
@@ -274,7 +346,9 @@ def cmd_verify(args) -> int:
     if args.json:
         _write_json(args.json, report.to_json())
         print(f"wrote {args.json}")
-    return 0 if report.equivalent else 1
+    for line in report.summary():      # what failed, or could not be checked
+        print(f"snncompile: verify: {line}", file=sys.stderr)
+    return report.exit_code()
 
 
 def cmd_energy(args) -> int:

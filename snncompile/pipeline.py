@@ -1,6 +1,7 @@
 """The compiler as one readable function: one line per stage."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,8 @@ import numpy as np
 from .build import Build
 from .data import load_inputs
 from .errors import InputFileError, UnsupportedError
+from .fidelity import (HTDA_MODEL, Tolerance, UnfaithfulError, compare, compiled_only,
+                       htda_runner, not_checked)
 from .frontends import import_checkpoint
 from .ir import NEURON_TYPES, FxCoproc, Graph
 from .passes.fold import fold_pools
@@ -51,33 +54,57 @@ def import_model(source: str | Path, input_bits: int | None = None,
 def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = "loihi2",
                   calib: str | Path | np.ndarray | None = None,
                   calib_samples: int = 256, chips: int | None = None,
-                  input_bits: int | None = None, input_signed: bool = False) -> Build:
+                  input_bits: int | None = None, input_signed: bool = False,
+                  require_calib: bool = False, strict: bool = False,
+                  tolerance: Tolerance | None = None) -> Build:
     """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
 
         >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
         ...                       calib="out/digits_train.npz")
         >>> build.save("out/digits.build")
+
+    With `calib`, the float model and the compiled network run on the calibration samples
+    (snncompile.fidelity); each problem (a silent layer, wraps or saturation, a spike count
+    off beyond `tolerance`, an output that never fires) is a `FidelityWarning` and a line in
+    `build.report["fidelity"]["warnings"]`; report.md gets a "Fidelity on calibration data"
+    table. `strict` raises `UnfaithfulError` on the first problem instead. A float model
+    without `calib` warns that nothing was checked (`require_calib`, as the CLI does, makes
+    that an error).
     """
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     graph, htda = _frontend(source, input_bits, input_signed)  # HTDA: loop added later
     graph.validate()                                                         # shapes, DAG
+    float_cal = None
     if graph.stage == "fixed":                          # netx: already Loihi integers
         fixed, quant, float_graph = graph, [], None
         x_cal, cal_file = _calibration(calib, graph, calib_samples)
     else:
+        if calib is None and require_calib:
+            raise InputFileError(f"{_name(source)}: a float model needs calibration data to "
+                                 "be compiled safely: pass --calib FILE.npz (sample inputs, "
+                                 "e.g. training data) or --no-calib to skip the checks")
         graph, _ = fold_pools(graph)                                         # pools -> weights
         x_cal, cal_file = _calibration(calib, graph, calib_samples)
         stats: dict | None = {} if x_cal is not None else None
         if x_cal is not None:
-            run_float(graph, x_cal, record=stats)                            # peak |u|, |v|
+            float_cal = run_float(graph, x_cal, record=stats)                # peak |u|, |v|
         fixed, quant = quantize(graph, spec, stats)                          # fixed point
         float_graph = graph
     if htda is not None:                                                     # HTDA loop
         fixed, float_graph = lower_htda(htda, fixed, spec, x_cal), None
+        float_cal = htda_runner(htda)(x_cal)             # the trained loop is the float side
     sim = Simulator(fixed, spec.numerics).run(x_cal) if x_cal is not None else None
+    fid = _fidelity(fixed, graph.stage, sim, float_cal, tolerance, htda is not None)
+    problems = ([NO_CALIB] if x_cal is None and graph.stage != "fixed" else []) + \
+        fid.warnings()                                                 # float vs compiled
+    if strict and problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UnfaithfulError(f"{_name(source)}: {problems[0]}{more}; nothing written "
+                              "(--strict)")
     rates = firing_rates(fixed, sim, x_cal) if sim is not None else None  # traffic weights
     mapping = map_graph(fixed, spec, chips=chips, rates=rates)               # split + place
     report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
+    report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
     md = compile_markdown(report) + "\n## Mapping\n\n```\n" + mapping.table() + "\n```\n"
     onnx_files = {}
@@ -89,9 +116,39 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     if fixed.meta.get("frontend") == "netx" and not isinstance(source, Graph):
         # the original file, for `verify --backends ...,netx` (lava-dl's own loader)
         onnx_files[NETX_SOURCE] = Path(source).read_bytes()
+    if htda is not None and not isinstance(source, Graph):
+        onnx_files[HTDA_MODEL] = Path(source).read_bytes()   # the float side for verify
+    for line in problems:
+        warnings.warn(line, FidelityWarning, stacklevel=2)
     return Build(graph=fixed, float_graph=float_graph, target=spec, report=report,
                  report_md=md, extra_files={"mapping.json": mapping.to_json()},
                  extra_bytes=onnx_files)
+
+
+NO_CALIB = ("no calibration data: scales ignore the 24-bit state headroom, and wraps, "
+            "saturation and fidelity to the float model were not checked; pass --calib "
+            "FILE.npz")
+
+
+class FidelityWarning(UserWarning):
+    """A problem `compile_model` found on the calibration data (or: there was none)."""
+
+
+def _name(source) -> str:
+    return "<graph>" if isinstance(source, Graph) else str(source)
+
+
+def _fidelity(fixed: Graph, stage: str, sim, float_cal, tolerance, htda: bool):
+    """Float vs compiled on the calibration samples (snncompile.fidelity)."""
+    if sim is None:
+        return not_checked("no calibration data" + (" (--no-calib)" if stage != "fixed"
+                                                    else ""), tol=tolerance)
+    if float_cal is None:
+        return compiled_only(fixed, sim.spikes, "the model was imported in fixed point "
+                             "(lava-dl netx): there is no float model to compare with",
+                             sim.overflow, tolerance)
+    what = f"HTDA checkpoint, {HTDA_MODEL}" if htda else "float graph, float/"
+    return compare(fixed, float_cal, sim.spikes, None, tolerance, sim.overflow, what)
 
 
 def coproc_onnx(graph: Graph) -> dict[str, bytes]:
@@ -163,7 +220,8 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
         "quantization": [q.to_json() for q in quant],
         "saturation": {k: v for k, v in saturation.items() if any(v.values())},
         "calibration": (None if x_cal is None else
-                        {"file": Path(cal_file).name, "samples": int(len(x_cal))}),
+                        {"file": Path(cal_file).name, "samples": int(len(x_cal)),
+                         "steps": int(x_cal.shape[1])}),
         "output": fixed.inputs(fixed.output_node().name)[0],
         "frontend": fixed.meta.get("frontend", ""),
         "sections": list(fixed.meta.get("report_sections", [])),  # e.g. a netx input layer

@@ -65,6 +65,10 @@ def compile_markdown(report: dict) -> str:
                      "lllrrl"))
     out += ["", "## Quantisation", ""] + (_quant_lines(report) if report["quantization"]
                                           else _fixed_import_lines(report))
+    if report.get("fidelity"):
+        from .fidelity import FidelityReport
+        out += ["", "## Fidelity on calibration data", "",
+                FidelityReport.from_json(report["fidelity"]).markdown()]
     for extra in report.get("sections", []):
         out += ["", f"## {extra['title']}", "", extra["text"]]
     return "\n".join(out) + "\n"

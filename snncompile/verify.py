@@ -12,18 +12,27 @@ import time
 
 import numpy as np
 
+from . import fidelity
 from .build import Build
 from .errors import UnsupportedError
+from .fidelity import FidelityReport, Tolerance, decision  # noqa: F401 (decision: API)
 from .ir import NEURON_TYPES, FxSigmaDelta
 from .reference import reference_run
 from .report import table
-from .sim.float_model import run_float
 from .sim.simulator import Simulator
 
 BACKENDS = ("reference", "sim", "lava")
 EXTRA_BACKENDS = ("netx",)
 """`netx`: lava-dl's own netx loader running the build's copy of the netx file in Lava
 (builds compiled from a netx file only)."""
+
+EXIT_OK = 0
+EXIT_DISAGREE = 1      # the integer backends disagree
+EXIT_UNFAITHFUL = 4    # they agree, but the compiled network departs from the float model
+EXIT_BOTH = EXIT_DISAGREE | EXIT_UNFAITHFUL
+"""`snncompile verify` exit status: 0 both verdicts hold (or faithfulness could not be
+checked, which is said on stderr), 1 backends disagree, 4 not faithful, 5 both; 2 a user or
+file error, 3 an internal error (see cli.main)."""
 
 
 @dataclasses.dataclass
@@ -40,9 +49,39 @@ class VerifyReport:
     boundary: list = dataclasses.field(default_factory=list)
     """Per co-processor output channel: values compared and mismatches per backend (every
     integer the co-processor sent at every step)."""
+    fidelity: FidelityReport | None = None
+    """The second verdict: the compiled network against the float model
+    (`snncompile.fidelity`)."""
+
+    @property
+    def faithful(self) -> bool | None:
+        """True/False: the second verdict; None when it could not be checked."""
+        return None if self.fidelity is None else self.fidelity.faithful
+
+    def exit_code(self) -> int:
+        return ((0 if self.equivalent else EXIT_DISAGREE)
+                | (EXIT_UNFAITHFUL if self.faithful is False else 0))
+
+    def summary(self) -> list[str]:
+        """One line per verdict that failed or could not be made (for stderr)."""
+        lines = []
+        if not self.equivalent:
+            d = self.first_divergence or {}
+            where = (f"; first divergence in {d.get('layer') or d.get('channel')} at sample "
+                     f"{d.get('sample')}, step {d.get('step')}" if d else "")
+            lines.append(f"NOT EQUIVALENT: {self.mismatches:,} mismatches between "
+                         f"{', '.join(self.backends)}{where}")
+        if self.fidelity is not None and self.fidelity.faithful is not True:
+            lines.append(self.fidelity.verdict_line())
+        return lines
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        doc = dataclasses.asdict(self)
+        if self.fidelity is not None:
+            doc["fidelity"] = self.fidelity.to_json()
+        doc["faithful"] = self.faithful
+        doc["exit_code"] = self.exit_code()
+        return doc
 
     def text(self) -> str:
         names = list(self.backends)
@@ -89,15 +128,19 @@ class VerifyReport:
             lines.append(f"first divergence: layer {d['layer']}, neuron {d['neuron']}, "
                          f"sample {d['sample']}, step {d['step']} (global step "
                          f"{d['global_step']}): {sides}")
+        if self.fidelity is not None:
+            lines += ["", self.fidelity.text("samples")]
         return "\n".join(lines)
 
 
 def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
-           backends: tuple[str, ...] = BACKENDS, progress: bool = False) -> VerifyReport:
-    """Run `backends` on `inputs` (N, T, *shape) and compare every LIF's spikes."""
+           backends: tuple[str, ...] = BACKENDS, progress: bool = False,
+           tolerance: Tolerance | None = None) -> VerifyReport:
+    """Run `backends` on `inputs` (N, T, *shape) and compare every LIF's spikes (verdict 1),
+    then the first backend's spikes with the float model's (verdict 2, `tolerance`)."""
     graph, num = build.graph, build.target.numerics
     lifs = [n.name for n in graph.nodes(NEURON_TYPES)]
-    results, walls, sent = {}, {}, {}
+    results, walls, sent, overflow = {}, {}, {}, None
     for b in backends:
         t0 = time.perf_counter()
         if b == "reference":
@@ -106,7 +149,7 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
             sent[b] = {k[1:]: v for k, v in out.items() if k.startswith("@")}
         elif b == "sim":
             res = Simulator(graph, num).run(inputs, progress=progress)
-            results[b], sent[b] = res.spikes, res.boundary
+            results[b], sent[b], overflow = res.spikes, res.boundary, res.overflow
         elif b == "lava":
             from .backends.lava_backend import run_lava
             res = run_lava(graph, inputs, progress=progress)
@@ -168,34 +211,23 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
         if divergence is None or (sample, gstep) <= (divergence["sample"],
                                                      divergence["global_step"]):
             divergence = dict(value, kind="co-processor value")
+    fid = fidelity.check(build, inputs, results[base], labels, tolerance, overflow)
     accuracy = None
     if labels is not None:
         out = graph.inputs(graph.output_node().name)[0]
         compiled = decision(graph.node(out), results[base][out])
         accuracy = {"samples": int(n), "float": None,
                     "compiled": float((compiled == labels).mean()), "agreement": None}
-        if build.float_graph is not None:  # models imported in fixed point have none
-            fl = run_float(build.float_graph, inputs)[out].reshape(n, t, -1).sum(1).argmax(1)
-            accuracy.update({"float": float((fl == labels).mean()),
-                             "agreement": float((fl == compiled).mean())})
+        if fid.accuracy is not None:  # models imported in fixed point have no float side
+            accuracy.update({"float": fid.accuracy["float"], "agreement": fid.agreement})
     compared = sum(row["neurons"] for row in layers) * n * t
     return VerifyReport(equivalent=total == 0, mismatches=total, samples=int(n), steps=int(t),
                         neurons_compared=int(compared), boundary=boundary,
                         backends={b: {"wall_s": round(walls[b], 4),
                                       "spikes": int(sum(r["spikes"][b] for r in layers))}
                                   for b in backends},
-                        layers=layers, first_divergence=divergence, accuracy=accuracy)
-
-
-def decision(node, out: np.ndarray) -> np.ndarray:
-    """Class per sample from an output layer's (N, T, ...) record: the spike count of a LIF
-    layer, the last value of a sigma readout (it accumulates), the sum of a sigma-delta
-    layer's graded spikes (they add up to its activation)."""
-    n, t = out.shape[:2]
-    flat = out.reshape(n, t, -1).astype(np.int64)
-    if isinstance(node, FxSigmaDelta) and node.role == "sigma":
-        return flat[:, -1].argmax(1)
-    return flat.sum(1).argmax(1)
+                        layers=layers, first_divergence=divergence, accuracy=accuracy,
+                        fidelity=fid)
 
 
 def _explain(build, inputs, first, results, backends) -> dict:

@@ -78,24 +78,27 @@ def test_pickled_checkpoint_with_code_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "evil.pt"
     torch.save({"format": "snncompile-checkpoint", "version": 1, "payload": Evil()}, bad)
-    one_line_error(capsys, ["compile", bad, "-o", tmp_path / "b"], "refused to load")
+    one_line_error(capsys, ["compile", bad, "--no-calib", "-o", tmp_path / "b"],
+                   "refused to load")
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "b").exists()
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps(Evil()))
-    one_line_error(capsys, ["compile", raw, "-o", tmp_path / "b"], "raw.pt")
+    one_line_error(capsys, ["compile", raw, "--no-calib", "-o", tmp_path / "b"], "raw.pt")
     assert not (tmp_path / "PWNED").exists()
 
 
 def test_bad_inputs_are_one_line_errors(tiny_files, tmp_path, capsys):
     ckpt, inputs, x, y = tiny_files
     build = tmp_path / "b"
-    assert main(["compile", str(ckpt), "-o", str(build), "--quiet"]) == 0
+    assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(build), "--quiet"]) == 0
     capsys.readouterr()
-    one_line_error(capsys, ["compile", tmp_path / "missing.pt", "-o", tmp_path / "c"],
+    one_line_error(capsys, ["compile", tmp_path / "missing.pt", "--no-calib", "-o",
+                            tmp_path / "c"],
                    "missing.pt: checkpoint not found")
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes(ckpt.read_bytes()[:200])
-    one_line_error(capsys, ["compile", trunc, "-o", tmp_path / "c"], "trunc.pt: corrupt")
+    one_line_error(capsys, ["compile", trunc, "--no-calib", "-o", tmp_path / "c"],
+                   "trunc.pt: corrupt")
     assert not (tmp_path / "c").exists()
     wrong = tmp_path / "wrong.npz"
     save_inputs(wrong, x[:, :, :, :5])
@@ -114,7 +117,8 @@ def test_bad_inputs_are_one_line_errors(tiny_files, tmp_path, capsys):
                    "build directory not found")
     (build / "arrays.npz").write_bytes(b"tampered")
     one_line_error(capsys, ["run", build, "--inputs", inputs], "checksum mismatch")
-    one_line_error(capsys, ["compile", ckpt, "--target", "loihi9", "-o", tmp_path / "d"],
+    one_line_error(capsys, ["compile", ckpt, "--target", "loihi9", "--calib", inputs, "-o",
+                            tmp_path / "d"],
                    "unknown target 'loihi9'; built-in targets: loihi1")
 
 
@@ -123,7 +127,8 @@ def test_unsupported_layer_lists_supported(tmp_path, capsys):
                 "config": {"input": {"shape": [4]},
                            "layers": [{"type": "lstm"}, {"type": "lif", "du": 0, "dv": 0}]},
                 "state_dict": {}}, tmp_path / "m.pt")
-    err = one_line_error(capsys, ["compile", tmp_path / "m.pt", "-o", tmp_path / "b"],
+    err = one_line_error(capsys, ["compile", tmp_path / "m.pt", "--no-calib", "-o",
+                                  tmp_path / "b"],
                          "type 'lstm' is not supported; supported: dense, conv2d")
     assert "lif" in err
 
@@ -180,7 +185,8 @@ def test_network_too_large_names_layer_resource_and_limit(tiny_files, tmp_path, 
     small = tmp_path / "small.toml"
     small.write_text('name = "small"\nbase = "loihi2"\n[limits]\nneurons = 8\n'
                      'input_axons = 8\n')
-    one_line_error(capsys, ["compile", tiny_files[0], "--target", small, "-o", tmp_path / "b"],
+    one_line_error(capsys, ["compile", tiny_files[0], "--target", small, "--calib",
+                            tiny_files[1], "-o", tmp_path / "b"],
                    "input axons")
     assert not (tmp_path / "b").exists()
 
@@ -191,7 +197,8 @@ def test_export_nir_round_trips_and_netx_refusal_is_one_line(tiny_files, tmp_pat
 
     ckpt, inputs, x, y = tiny_files
     build = tmp_path / "b"
-    assert main(["compile", str(ckpt), "-o", str(build), "--quiet"]) == 0
+    assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(build),
+                 "--quiet"]) == 0
     assert main(["export", str(build), "--format", "nir", "-o", str(tmp_path / "m.nir")]) == 0
     from snncompile.build import Build
     original = Build.load(build).float_graph

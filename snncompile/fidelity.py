@@ -1,0 +1,386 @@
+"""Is the compiled network faithful to the float model it was compiled from?
+
+The one owner of "float vs compiled". `compare()` takes the float model's and the compiled
+network's spikes on the same inputs and reports, per neuron layer:
+
+* float and compiled activity: spike counts (for a graded layer, the sum of |graded spike|),
+  summed over samples, steps and neurons;
+* their relative difference (compiled - float) / float;
+* the rate correlation: Pearson's r between the float and the compiled spike count of
+  every neuron on every sample (summed over steps; (sample, neuron) pairs, so that a
+  10-neuron output layer still gives a stable number);
+
+and, for the network: the output agreement (fraction of samples on which both take the same
+decision) and, with labels, both accuracies. The verdict is FAITHFUL when, within the
+tolerance (`Tolerance`), every layer's count and correlation and the output agreement hold,
+and no layer is silent; otherwise NOT FAITHFUL, naming every failure and the worst layer.
+
+Default tolerance (`Tolerance()`): spike counts within +-5% per layer, per-neuron rate
+correlation >= 0.9, same decision on >= 90% of samples. Measured on the demo models and the
+committed attention checkpoints (README "Two verdicts"): calibrated builds are within
+2.6% per layer on their test samples (correlation >= 0.991, agreement >= 97.8%) except
+TCSA, whose integer attention fires 10-12% less than its float model (a rounding bias of
+the gates); the MLP compiled without calibration is 46% off in lif1 (correlation 0.35)
+with 26% agreement.
+
+Where there is no float model (a netx file is fixed point already) the report is NOT
+CHECKED with the reason, never faithful. HTDA builds keep the trained checkpoint
+(`HTDA_MODEL`), whose PyTorch forward (with its top-down loop) is the float side.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import SnnCompileError
+from .ir import NEURON_TYPES, FxSigmaDelta, Graph
+from .report import table
+
+HTDA_MODEL = "htda/model.pt"
+"""Where an HTDA build keeps a copy of its checkpoint (the float side of its fidelity)."""
+
+OVERFLOW_WORDS = {"u_wrap": "24-bit current (u) wraps", "v_clip": "24-bit voltage (v) "
+                  "saturations", "int32_wrap": "int32 wraps", "conv_wrap": "conv "
+                  "accumulator wraps", "message_bits": "graded spikes wider than the "
+                  "message width"}
+
+
+class UnfaithfulError(SnnCompileError):
+    """`compile --strict`: the compiled network wraps, saturates, goes silent or departs
+    from the float model on the calibration data."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    spikes: float = 0.05
+    """Largest |compiled - float| / float of a layer's spike count."""
+    correlation: float = 0.9
+    """Smallest per-neuron rate correlation of a layer (where defined)."""
+    agreement: float = 0.9
+    """Smallest fraction of samples on which float and compiled take the same decision."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not (isinstance(v, (int, float)) and 0 <= v and v == v and v != float("inf")):
+                raise SnnCompileError(f"tolerance {f.name}: {v!r} must be a finite number "
+                                      ">= 0")
+        if self.correlation > 1 or self.agreement > 1:
+            raise SnnCompileError(f"tolerance: correlation ({self.correlation}) and "
+                                  f"agreement ({self.agreement}) must be at most 1")
+
+    def text(self) -> str:
+        return (f"spike count within +-{self.spikes:.0%} per layer, per-neuron rate "
+                f"correlation >= {self.correlation:g}, same decision on >= "
+                f"{self.agreement:.0%} of samples")
+
+
+@dataclasses.dataclass
+class FidelityReport:
+    checked: bool
+    faithful: bool | None            # None when not checked
+    reason: str                      # why it was not checked ("" when checked)
+    float_model: str                 # what the float side was
+    samples: int
+    steps: int
+    tolerance: dict
+    layers: list = dataclasses.field(default_factory=list)
+    """Per neuron layer: layer, neurons, float, compiled (activity), difference (relative,
+    None when the float layer is silent), correlation (None where undefined), graded."""
+    output: str = ""
+    agreement: float | None = None
+    accuracy: dict | None = None     # {"float", "compiled"} with labels
+    worst: dict | None = None        # {"layer", "difference"}: the largest |difference|
+    failures: list = dataclasses.field(default_factory=list)
+    """One line each: why the verdict is NOT FAITHFUL."""
+    notes: list = dataclasses.field(default_factory=list)
+    """One line each: problems outside the verdict (wraps, saturation counts)."""
+
+    @property
+    def verdict(self) -> str:
+        if not self.checked:
+            return "NOT CHECKED"
+        return "FAITHFUL" if self.faithful else "NOT FAITHFUL"
+
+    def to_json(self) -> dict:
+        return dict(dataclasses.asdict(self), verdict=self.verdict)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "FidelityReport":
+        return cls(**{f.name: doc[f.name] for f in dataclasses.fields(cls) if f.name in doc})
+
+    def verdict_line(self) -> str:
+        if not self.checked:
+            return f"NOT CHECKED (faithfulness to the float model): {self.reason}"
+        w = self.worst
+        worst = (f"worst layer {w['layer']}, spike count {_pct(w['difference'])} vs float"
+                 if w and w["difference"] is not None else "")
+        if self.faithful:
+            return (f"FAITHFUL to the float model ({self.float_model}): {worst} (tolerance: "
+                    f"{Tolerance(**self.tolerance).text()})")
+        parts = []
+        if w and w["difference"] is not None and abs(w["difference"]) > self.tolerance["spikes"]:
+            parts.append(f"{worst} (tolerance +-{self.tolerance['spikes']:.0%})")
+        if self.agreement is not None and self.agreement < self.tolerance["agreement"]:
+            parts.append(f"same decision on {self.agreement:.1%} of {self.samples} samples "
+                         f"(minimum {self.tolerance['agreement']:.0%})")
+        if not parts:
+            parts.append(self.failures[0])
+        n = len(self.failures)
+        return (f"NOT FAITHFUL to the float model: {'; '.join(parts)}; {n} problem"
+                f"{'s' if n > 1 else ''} in all")
+
+    def text(self, what: str = "inputs") -> str:
+        if not self.checked:
+            return self.verdict_line()
+        rows = [[r["layer"] + (" (output)" if r["layer"] == self.output else ""),
+                 r["neurons"], r["float"], r["compiled"],
+                 "float silent" if r["difference"] is None else _pct(r["difference"]),
+                 "-" if r["correlation"] is None else f"{r['correlation']:.3f}"]
+                for r in self.layers]
+        lines = [f"fidelity to the float model ({self.float_model}) on {self.samples} {what} "
+                 f"x {self.steps} steps:",
+                 table(["layer", "neurons", "float spikes", "compiled spikes", "difference",
+                        "rate corr"], rows)]
+        if self.agreement is not None:
+            lines.append(f"same decision as the float model on {self.agreement:.2%} of "
+                         f"{self.samples} samples")
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(self.verdict_line())
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """report.md's "Fidelity on calibration data" section body."""
+        if not self.checked:
+            return f"Not checked: {self.reason}"
+        rows = [[r["layer"], r["neurons"], r["float"], r["compiled"],
+                 "float silent" if r["difference"] is None else _pct(r["difference"]),
+                 "-" if r["correlation"] is None else f"{r['correlation']:.3f}"]
+                for r in self.layers]
+        out = [f"Float model ({self.float_model}) and compiled network (simulator) on the "
+               f"{self.samples} calibration samples x {self.steps} steps; spikes summed over "
+               "samples, steps and neurons (graded layers: sum of |graded spike|).", "",
+               table(["layer", "neurons", "float spikes", "compiled spikes", "difference",
+                      "rate corr"], rows)]
+        if self.agreement is not None:
+            out += ["", f"Same decision on {self.agreement:.2%} of the samples."]
+        out += ["", f"Tolerance: {Tolerance(**self.tolerance).text()}."]
+        problems = self.failures + self.notes
+        out += ["", (f"**{self.verdict}**" + (": " + "; ".join(problems) if problems else "")
+                     + ".")]
+        return "\n".join(out)
+
+    def warnings(self) -> list[str]:
+        """Every problem, one line each (compile prints them; --strict refuses on any)."""
+        return list(self.failures) + list(self.notes)
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def not_checked(reason: str, samples: int = 0, steps: int = 0,
+                tol: Tolerance | None = None) -> FidelityReport:
+    return FidelityReport(checked=False, faithful=None, reason=reason, float_model="",
+                          samples=samples, steps=steps,
+                          tolerance=dataclasses.asdict(tol or Tolerance()))
+
+
+def decision(node, out: np.ndarray) -> np.ndarray:
+    """Class per sample from an output layer's (N, T, ...) record: the spike count of a LIF
+    layer, the last value of a sigma readout (it accumulates), the sum of a sigma-delta
+    layer's graded spikes (they add up to its activation)."""
+    n, t = out.shape[:2]
+    flat = out.reshape(n, t, -1).astype(np.int64)
+    if isinstance(node, FxSigmaDelta) and node.role == "sigma":
+        return flat[:, -1].argmax(1)
+    return flat.sum(1).argmax(1)
+
+
+def _per_neuron(a: np.ndarray) -> np.ndarray:
+    """Activity (N, neurons) per sample and neuron, summed over steps: spikes, or
+    |graded spike|."""
+    a = np.asarray(a)
+    flat = a.reshape(a.shape[0], a.shape[1], -1)
+    if a.dtype == bool:
+        return flat.sum(1, dtype=np.int64)
+    return np.abs(flat.astype(np.int64)).sum(1)
+
+
+def _correlation(f: np.ndarray, c: np.ndarray) -> float | None:
+    f, c = f.astype(np.float64), c.astype(np.float64)
+    if f.size < 2 or f.std() == 0 or c.std() == 0:
+        return None
+    return float(np.corrcoef(f, c)[0, 1])
+
+
+def compare(graph: Graph, float_out: dict, compiled_out: dict, labels=None,
+            tol: Tolerance | None = None, overflow: dict | None = None,
+            float_model: str = "float graph") -> FidelityReport:
+    """Float vs compiled on the same inputs. `graph`: the compiled (fixed-point) graph;
+    `float_out`, `compiled_out`: layer name -> (N, T, *shape) spikes (bool) or graded
+    spikes; `overflow`: the simulator's per-node wrap/saturation counts (notes only)."""
+    tol = tol or Tolerance()
+    out_name = graph.inputs(graph.output_node().name)[0]
+    some = next(iter(compiled_out.values()))
+    n, t = int(some.shape[0]), int(some.shape[1])
+    rep = FidelityReport(checked=True, faithful=None, reason="", float_model=float_model,
+                         samples=n, steps=t, tolerance=dataclasses.asdict(tol),
+                         output=out_name)
+    fails = rep.failures
+    for node in graph.nodes(NEURON_TYPES):
+        name = node.name
+        if name not in compiled_out:
+            continue
+        c_n = _per_neuron(compiled_out[name])
+        if name not in float_out:
+            fails.append(f"{name}: has no counterpart in the float model")
+            rep.layers.append({"layer": name, "neurons": int(c_n.shape[1]), "float": None,
+                               "compiled": int(c_n.sum()), "difference": None,
+                               "correlation": None,
+                               "graded": compiled_out[name].dtype != bool})
+            continue
+        f_n = _per_neuron(float_out[name])
+        fs, cs = int(f_n.sum()), int(c_n.sum())
+        diff = (cs - fs) / fs if fs else None
+        corr = _correlation(f_n.ravel(), c_n.ravel()) if f_n.shape == c_n.shape else None
+        rep.layers.append({"layer": name, "neurons": int(c_n.shape[1]), "float": fs,
+                           "compiled": cs, "difference": diff, "correlation": corr,
+                           "graded": compiled_out[name].dtype != bool})
+        where = f"{name}{' (output)' if name == out_name else ''}"
+        if fs == 0 and cs == 0:
+            fails.append(f"{where}: silent in both the float model and the compiled network "
+                         f"on {n} samples (nothing to compare; a float model that never "
+                         "fires suggests a wrong import or input encoding)")
+        elif fs == 0:
+            fails.append(f"{where}: silent in the float model but {cs:,} compiled spikes")
+        elif cs == 0:
+            fails.append(f"{where}: silent in the compiled network on {n} samples (float "
+                         f"model: {fs:,} spikes)")
+        elif abs(diff) > tol.spikes:
+            fails.append(f"{where}: compiled spike count {cs:,} is {_pct(diff)} off the float "
+                         f"model's {fs:,} (tolerance +-{tol.spikes:.0%})")
+        if corr is not None and corr < tol.correlation and fs and cs:
+            fails.append(f"{where}: per-neuron rate correlation {corr:.3f} is below "
+                         f"{tol.correlation:g}")
+    scored = [r for r in rep.layers if r["difference"] is not None]
+    if scored:
+        w = max(scored, key=lambda r: abs(r["difference"]))
+        rep.worst = {"layer": w["layer"], "difference": w["difference"]}
+    if out_name in compiled_out and out_name in float_out:
+        node = graph.node(out_name)
+        comp = decision(node, compiled_out[out_name])
+        flt = decision(node, float_out[out_name])
+        rep.agreement = float((comp == flt).mean())
+        if rep.agreement < tol.agreement:
+            fails.append(f"output {out_name}: same decision as the float model on only "
+                         f"{rep.agreement:.1%} of {n} samples (minimum {tol.agreement:.0%})")
+        if labels is not None:
+            labels = np.asarray(labels)
+            rep.accuracy = {"float": float((flt == labels).mean()),
+                            "compiled": float((comp == labels).mean())}
+    for name, counts in sorted((overflow or {}).items()):
+        found = [f"{v:,} {OVERFLOW_WORDS.get(k, k)}" for k, v in counts.items() if v]
+        if found:
+            rep.notes.append(f"{name}: " + ", ".join(found) + f" on {n} samples")
+    rep.faithful = not fails
+    return rep
+
+
+def compiled_only(graph: Graph, compiled_out: dict, reason: str, overflow: dict | None = None,
+                  tol: Tolerance | None = None) -> FidelityReport:
+    """No float model: NOT CHECKED, with what the compiled side alone shows (silent layers,
+    an output that never fires, wraps) as notes."""
+    some = next(iter(compiled_out.values()))
+    rep = not_checked(reason, int(some.shape[0]), int(some.shape[1]), tol)
+    out_name = graph.inputs(graph.output_node().name)[0]
+    rep.output = out_name
+    for node in graph.nodes(NEURON_TYPES):
+        if node.name in compiled_out and not np.any(compiled_out[node.name]):
+            rep.notes.append(f"{node.name}{' (output)' if node.name == out_name else ''}: "
+                             f"silent in the compiled network on {rep.samples} samples")
+    for name, counts in sorted((overflow or {}).items()):
+        found = [f"{v:,} {OVERFLOW_WORDS.get(k, k)}" for k, v in counts.items() if v]
+        if found:
+            rep.notes.append(f"{name}: " + ", ".join(found) + f" on {rep.samples} samples")
+    return rep
+
+
+FloatRunner = Callable[[np.ndarray], dict]
+
+
+def graph_runner(float_graph: Graph) -> FloatRunner:
+    from .sim.float_model import run_float
+    return lambda x: run_float(float_graph, x)
+
+
+def htda_runner(model) -> FloatRunner:
+    """The trained HTDA model's own forward (top-down loop included): spikes per LIF."""
+    import torch
+
+    def run(x):
+        out: dict[str, list] = {}
+        with torch.no_grad():
+            for i in range(0, len(x), 256):
+                rec: dict = {}
+                model(torch.as_tensor(np.asarray(x[i:i + 256]), dtype=torch.float32),
+                      record=rec)
+                for k, v in rec.items():
+                    if k != "maps":
+                        out.setdefault(k, []).append(v["spikes"].numpy() > 0)
+        return {k: np.concatenate(v) for k, v in out.items()}
+    return run
+
+
+def float_side(build) -> tuple[FloatRunner | None, str]:
+    """(runner, description) of a build's float model, or (None, why there is none)."""
+    if build.float_graph is not None and build.float_graph.stage != "fixed":
+        return graph_runner(build.float_graph), "float graph, float/"
+    from .nn.htda import load_htda_checkpoint
+    if build.path is not None and (build.path / HTDA_MODEL).is_file():
+        model, _ = load_htda_checkpoint(build.path / HTDA_MODEL)
+        return htda_runner(model), f"HTDA checkpoint, {HTDA_MODEL}"
+    if HTDA_MODEL in build.extra_bytes:            # an unsaved build
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "model.pt"
+            p.write_bytes(build.extra_bytes[HTDA_MODEL])
+            model, _ = load_htda_checkpoint(p)
+        return htda_runner(model), f"HTDA checkpoint, {HTDA_MODEL}"
+    if build.graph.meta.get("frontend") == "netx":
+        return None, ("the model was imported from a lava-dl netx file, which is fixed point "
+                      "already: there is no float model to compare with (the backend "
+                      "verdict still holds)")
+    return None, "the build keeps no float model to compare with"
+
+
+def check(build, inputs: np.ndarray, compiled_out: dict, labels=None,
+          tol: Tolerance | None = None, overflow: dict | None = None) -> FidelityReport:
+    """Run the build's float model on `inputs` and compare with `compiled_out`."""
+    runner, what = float_side(build)
+    if runner is None:
+        return compiled_only(build.graph, compiled_out, what, overflow, tol)
+    rep = compare(build.graph, runner(inputs), compiled_out, labels, tol, overflow, what)
+    msg = steps_warning(build, inputs)
+    if msg:
+        rep.notes.append(msg)
+    return rep
+
+
+def calibration_steps(build_report: dict) -> int | None:
+    calib = build_report.get("calibration") or {}
+    steps = calib.get("steps")
+    return int(steps) if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def steps_warning(build, inputs: np.ndarray) -> str | None:
+    """A line when `inputs` have another number of time steps than the calibration data:
+    state headroom and fidelity were checked only for the calibrated length."""
+    steps = calibration_steps(build.report)
+    if steps is None or inputs.ndim < 2 or inputs.shape[1] == steps:
+        return None
+    return (f"inputs have {inputs.shape[1]} time steps but the build was calibrated on "
+            f"{steps}: state headroom, wraps and fidelity were checked for {steps} steps only")
