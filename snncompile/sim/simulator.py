@@ -19,6 +19,7 @@ sample, neuron and step; otherwise they are counted in `SimResult.overflow`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -105,21 +106,37 @@ class _Dense(_Synapse):
         self.exp = int(node.weight_exp)
         self.graded = node.num_message_bits > 0
         fan_in = w.shape[1]
-        self.dtype = _exact_dtype(float(np.abs(w).max(initial=0)) * in_max * fan_in)
-        self.wt = np.ascontiguousarray(w.T.astype(self.dtype))      # (in, out)
-        self.wt_int = np.ascontiguousarray(w.T)                       # for gathers
+        self.w = w                                                    # (out, in), prepared
+        self.wmax = int(np.abs(w).max(initial=0))
+        self.dtype = _exact_dtype(float(self.wmax) * in_max * fan_in)
         self.fanout = np.count_nonzero(w, axis=0).astype(np.int64)  # per input
         # graded messages have no static bound: pick an exact dtype per step from the
         # step's largest message (float64 BLAS is exact below 2**53)
-        self.wbound = float(np.abs(w).max(initial=0)) * fan_in
-        self.wt64 = (np.ascontiguousarray(w.T.astype(np.float64))
-                     if self.graded and self.dtype is np.int64 else None)
-        self.delays = None
-        if node.delay is not None:  # one (in, out) matrix per delay value present
-            dt = np.int64 if self.dtype is np.int64 else self.dtype
-            self.delays = [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T
-                                                         .astype(dt)))
-                           for k in np.unique(node.delay)]
+        self.wbound = float(self.wmax) * fan_in
+
+    # transposed copies for the numpy path, built on first use (the compiled kernels of
+    # kernels_plan.py keep their own int8/int16 copy): Simulator setup stays cheap
+    @functools.cached_property
+    def wt(self):
+        return np.ascontiguousarray(self.w.T.astype(self.dtype))      # (in, out)
+
+    @functools.cached_property
+    def wt_int(self):
+        return np.ascontiguousarray(self.w.T)                          # for gathers
+
+    @functools.cached_property
+    def wt64(self):
+        return (np.ascontiguousarray(self.w.T.astype(np.float64))
+                if self.graded and self.dtype is np.int64 else None)
+
+    @functools.cached_property
+    def delays(self):
+        node, w = self.node, self.w
+        if node.delay is None:
+            return None
+        dt = np.int64 if self.dtype is np.int64 else self.dtype  # one (in, out) per delay
+        return [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T.astype(dt)))
+                for k in np.unique(node.delay)]
 
     def reset(self, batch, out_shape):
         super().reset(batch, out_shape)
@@ -456,7 +473,8 @@ class Simulator:
         >>> result.spikes["lif2"].shape                      # (N, T, 10)
     """
 
-    def __init__(self, graph: Graph, numerics: Numerics | None = None, strict: bool = False):
+    def __init__(self, graph: Graph, numerics: Numerics | None = None, strict: bool = False,
+                 kernel: str | None = None):
         graph.validate()
         if graph.stage != "fixed":
             raise UnsupportedError("the simulator runs fixed-point graphs; quantise first "
@@ -507,6 +525,10 @@ class Simulator:
             raise UnsupportedError("graphs that mix sigma-delta neurons with LIF neurons, "
                                    "gates or co-processor partitions are not supported")
         self.max_depth = max(self.depth.values())
+        # compiled kernels where the graph allows (kernels_plan.py); `kernel` "numpy" or
+        # SNNCOMPILE_SIM_KERNEL=numpy selects the pure-numpy path below
+        from .kernels_plan import select
+        self._fast, self.kernel, self.kernel_reason = select(self, kernel)
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
             progress: bool = False) -> SimResult:
@@ -574,6 +596,10 @@ class Simulator:
                          time.perf_counter() - t0, state, boundary)
 
     def _run_batch(self, x, spikes, state, offset, boundary):
+        if self._fast is None or not self._fast.run_batch(x, spikes, state, offset):
+            self._run_batch_numpy(x, spikes, state, offset, boundary)
+
+    def _run_batch_numpy(self, x, spikes, state, offset, boundary):
         b, steps = x.shape[:2]
         for name, op in self.ops.items():
             if isinstance(op, (_LIF, _Coproc, _Delay, _SigmaDelta)):
@@ -650,4 +676,5 @@ def simulate(graph: Graph, inputs: np.ndarray, **kwargs) -> SimResult:
     """One-shot convenience: `Simulator(graph, strict=...).run(inputs, ...)`."""
     strict = kwargs.pop("strict", False)
     numerics = kwargs.pop("numerics", None)
-    return Simulator(graph, numerics, strict).run(inputs, **kwargs)
+    kernel = kwargs.pop("kernel", None)
+    return Simulator(graph, numerics, strict, kernel).run(inputs, **kwargs)

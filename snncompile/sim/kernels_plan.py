@@ -1,0 +1,306 @@
+"""The compiled path of the simulator: runs a whole batch node by node over all time steps
+with the numba kernels of `kernels.py`, sample by sample on a pool of threads.
+
+Why node by node is exact: without loop delays (FxDelay) every node's value at global step
+n depends only on its inputs at steps <= n, so each node's whole time series can be
+computed once its sources' series are known, in topological order. The numpy simulator
+steps all nodes together; both give the same integers (tests/test_sim_kernel.py).
+
+Supported: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
+padding; pooling folded into a conv is a conv), FxLIF, FxSigmaDelta, Flatten, Output. A
+graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
+path whole; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
+
+Parameters are read from the numpy operations the Simulator builds (`_LIF.keep_u`,
+`_Dense.w`, ...), so both paths share one definition of each node's constants, and the
+numpy operations keep the counters `Simulator.run` reports.
+
+Strict mode: the kernels count every wrap and clip; if a batch counted any, that batch is
+run again on the numpy path, which raises the same error, naming the same node, sample,
+neuron and step, as a numpy-only run would.
+
+Dense synapses with binary input choose per sample between the event-driven kernel and a
+float32 BLAS product (exact below 2**24) from the measured density of their input: BLAS
+when more than `BLAS_DENSITY` of the inputs are active.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
+
+CHOICES = ("auto", "numba", "numpy")
+ENV = "SNNCOMPILE_SIM_KERNEL"
+THREADS_ENV = "SNNCOMPILE_SIM_THREADS"
+BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_BLAS_DENSITY", "0.6"))
+_SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, Output)
+_ROLES = {"sigma_delta": 0, "delta": 1, "sigma": 2}
+
+
+def select(sim, choice: str | None):
+    """(plan or None, kernel name, reason) for a Simulator; `choice` None reads the
+    environment variable SNNCOMPILE_SIM_KERNEL (default auto)."""
+    src = "kernel argument"
+    if choice is None:
+        choice, src = os.environ.get(ENV, "auto").strip().lower() or "auto", ENV
+    if choice not in CHOICES:
+        raise UnsupportedError(f"{src}: simulator kernel '{choice}' is not one of "
+                               f"{', '.join(CHOICES)}")
+    if choice == "numpy":
+        return None, "numpy", f"numpy selected ({src})"
+    try:
+        from . import kernels  # noqa: F401
+    except ImportError as e:  # numba missing or broken
+        if choice == "numba":
+            raise UnsupportedError(f"{src}: numba kernel requested but numba does not "
+                                   f"import ({e})") from None
+        return None, "numpy", f"numba does not import ({e})"
+    for name in sim.order:
+        node = sim.nodes[name]
+        if type(node) not in _SUPPORTED:
+            return None, "numpy", (f"{name}: {type(node).__name__} has no compiled kernel; "
+                                   "the numpy path runs the graph")
+    return Plan(sim), "numba", "compiled kernels (numba)"
+
+
+def _int_dtype(lo: int, hi: int):
+    for dt in (np.int8, np.int16, np.int32):
+        if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+            return dt
+    return np.int64
+
+
+def _threads() -> int:
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _DenseK:
+    def __init__(self, op):
+        from . import kernels as K
+        node = op.node
+        w = op.w                                   # prepared (Lava-truncated), (out, in)
+        mixed = int(node.sign_mode == "mixed")
+        self.nt = max(0, 8 - int(node.num_weight_bits) + mixed)
+        n_out, n_in = w.shape
+        lo = int(w.min(initial=0)) >> self.nt
+        hi = int(w.max(initial=0)) >> self.nt
+        self.wt = np.empty((n_in, n_out), _int_dtype(lo, hi))
+        K.transpose_cast(np.ascontiguousarray(w), self.nt, self.wt)
+        mmax = max(abs(lo), abs(hi))
+        self.acc_dtype = np.int32 if mmax * max(n_in, 1) < 2 ** 31 else np.int64
+        self.blas_ok = mmax * max(n_in, 1) < 2 ** 24
+        self.exp, self.graded = int(op.exp), bool(op.graded)
+        self.n_in, self.n_out = n_in, n_out
+        self.dl, self.n_delays = None, 0
+        if node.delay is not None:
+            d = np.asarray(node.delay).astype(np.int64)
+            self.n_delays = int(d.max(initial=0)) + 1
+            self.dl = np.ascontiguousarray(d.T.astype(_int_dtype(0, self.n_delays)))
+        self._wf = None
+
+    def wf(self):
+        if self._wf is None:
+            self._wf = self.wt.astype(np.float32)
+        return self._wf
+
+    def run(self, K, src, out, in_counts, wraps):
+        if self.dl is not None:
+            K.dense_delayed(src, self.wt, self.dl, self.n_delays, self.nt, self.exp, out,
+                            in_counts)
+        elif self.graded:
+            K.dense_graded(src, self.wt, self.nt, self.exp, out, in_counts, wraps)
+        elif self.blas_ok and np.count_nonzero(src) > BLAS_DENSITY * src.size:
+            K.count_nonzero_rows(src, in_counts)    # dense input: one BLAS product
+            rows = min(src.shape[0], out.shape[0] - 1)
+            acc = ((src[:rows] != 0).astype(np.float32) @ self.wf()).astype(np.int64)
+            acc <<= self.nt
+            out[1:rows + 1] = acc << self.exp if self.exp > 0 else acc >> -self.exp
+        else:
+            K.dense_binary(src, self.wt, np.zeros(self.n_out, self.acc_dtype), self.nt,
+                           self.exp, out, in_counts)
+
+    @property
+    def lag(self):
+        return 1 + max(self.n_delays - 1, 0)
+
+
+class _ConvK:
+    def __init__(self, op):
+        w = np.asarray(op.node.weight).astype(np.int64)
+        self.w2 = np.ascontiguousarray(
+            w.transpose(1, 2, 3, 0).astype(_int_dtype(int(w.min(initial=0)),
+                                                      int(w.max(initial=0)))))
+        self.shape_in = np.array(op.in_shape, np.int64)
+        self.shape_out = np.array((op.o, op.oh, op.ow), np.int64)
+        self.geom = np.array((op.ig, op.o // op.g, op.sh, op.sw, op.ph, op.pw), np.int64)
+        self.n_in = int(np.prod(op.in_shape))
+        self.n_out = op.o * op.oh * op.ow
+        self.lag = 1
+
+    def run(self, K, src, out, in_counts, wraps):
+        K.conv(src, self.w2, self.shape_in, self.shape_out, self.geom, out, in_counts,
+               wraps)
+
+
+class Plan:
+    def __init__(self, sim):
+        self.sim = sim
+        self.syn = {}
+        self.order = [n for n in sim.order]
+        for name in self.order:
+            op = sim.ops.get(name)
+            node = sim.nodes[name]
+            if isinstance(node, FxDense):
+                self.syn[name] = _DenseK(op)
+            elif isinstance(node, FxConv2d):
+                self.syn[name] = _ConvK(op)
+        self.threads = _threads()
+        self._pool = None
+
+    # -------------------------------------------------------------- one sample
+    def _sample(self, xb, b, offset, spikes, state, steps, glob):
+        """Run sample `b` of the batch (xb: (T, *in) ints) through every node; returns
+        this sample's counters {name: array}."""
+        from . import kernels as K
+        sim = self.sim
+        series = {}      # name -> (array (rows, n), global step of row 0)
+        counts = {}
+        for name in self.order:
+            node = sim.nodes[name]
+            srcs = [series[s] for s in sim.inputs[name]]
+            if isinstance(node, Input):
+                series[name] = (xb.reshape(steps, -1), 0)
+            elif isinstance(node, (Flatten, Output)):
+                series[name] = srcs[0]
+            elif name in self.syn:
+                k = self.syn[name]
+                arr, off = srcs[0]
+                out = np.zeros((off + arr.shape[0] + k.lag, k.n_out), np.int64)
+                ic = np.zeros(k.n_in, np.int64)
+                wraps = np.zeros(1, np.int64)
+                k.run(K, arr, out[off:], ic, wraps)
+                series[name] = (out, 0)
+                counts[name] = (ic, int(wraps[0]))
+            elif isinstance(node, FxLIF):
+                op = sim.ops[name]
+                d = op.depth
+                a = _window(srcs, d, steps, op.n)
+                spk = spikes[name][offset + b].reshape(steps, -1).view(np.uint8)
+                rec = state is not None
+                u_rec = state[name][0][offset + b].reshape(steps, -1) if rec else _E32
+                v_rec = state[name][1][offset + b].reshape(steps, -1) if rec else _E32
+                c = np.zeros(5, np.int64)
+                K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift,
+                      int(op.vth), _flat(op.bias), spk, u_rec, v_rec, rec, c)
+                series[name] = (spk, d)
+                counts[name] = c
+            else:  # FxSigmaDelta: runs from global step 0, never reset
+                op = sim.ops[name]
+                n = int(np.prod(op.shape))
+                a = _window(srcs, 0, glob, n)
+                out = np.empty((glob, n), np.int64)
+                c = np.zeros(4, np.int64)
+                K.sigma_delta(a, _ROLES[op.role], op.up, op.state_exp, op.vth,
+                              _flat(op.bias), bool(op.cum_error), op.msg_max, out, c)
+                d = op.depth
+                spikes[name][offset + b] = out[d:d + steps].reshape(
+                    (steps,) + tuple(op.shape))
+                series[name] = (out, 0)
+                counts[name] = c
+        return counts
+
+    # -------------------------------------------------------------- one batch
+    def run_batch(self, x, spikes, state, offset) -> bool:
+        """Run a batch; False when it cannot (non-integer inputs): the caller then uses
+        the numpy path."""
+        if x.dtype.kind not in "biu":
+            return False
+        sim = self.sim
+        b, steps = x.shape[:2]
+        glob = steps + sim.max_depth
+        xs = x.astype(np.int64, copy=False)
+
+        def one(i):
+            return self._sample(xs[i], i, offset, spikes, state, steps, glob)
+
+        if self.threads > 1 and b > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads,
+                                                thread_name_prefix="snncompile-sim")
+            results = list(self._pool.map(one, range(b)))
+        else:
+            results = [one(i) for i in range(b)]
+        flagged = self._account(results, b, glob)
+        if flagged and sim.strict:
+            # the numpy path raises the first error in its own order, exactly as a
+            # numpy-only run would
+            sim._run_batch_numpy(x, spikes, state, offset, {})
+            raise RuntimeError("internal error: the compiled simulator counted a wrap or "
+                               "clip that the numpy simulator did not; please report")
+        return True
+
+    def _account(self, results, b, glob) -> bool:
+        """Add the samples' counters to the numpy operations' (which Simulator.run
+        reports); True when anything wrapped or clipped."""
+        sim = self.sim
+        flagged = False
+        for name in self.order:
+            op = sim.ops.get(name)
+            node = sim.nodes[name]
+            if name in self.syn:
+                ic = sum(r[name][0] for r in results)
+                wraps = sum(r[name][1] for r in results)
+                op.events += int(ic.sum())
+                op.synops += int(ic @ op.fanout)
+                op.wraps += wraps
+                flagged |= wraps > 0
+            elif isinstance(node, FxLIF):
+                c = sum(r[name] for r in results)
+                op.overflow["int32_wrap"] += int(c[0])
+                op.overflow["u_wrap"] += int(c[1])
+                op.overflow["v_clip"] += int(c[2])
+                op.spike_count += int(c[3])
+                op.active += int(c[4])
+                flagged |= bool(c[:3].any())
+            elif isinstance(node, FxSigmaDelta):
+                c = sum(r[name] for r in results)
+                op.overflow["int32_wrap"] += int(c[0])
+                op.overflow["message_bits"] += int(c[1])
+                op.spike_count += int(c[2])
+                op.active += int(c[3])
+                op.updates += b * glob * int(np.prod(op.shape))
+                flagged |= bool(c[:2].any())
+        return flagged
+
+
+_E32 = np.zeros((0, 0), np.int32)
+
+
+def _flat(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, np.int64).reshape(-1))
+
+
+def _window(srcs, start: int, rows: int, n: int) -> np.ndarray:
+    """Sum of the source series over global steps [start, start + rows), as (rows, n)
+    int64 (a view when one source covers the window)."""
+    if len(srcs) == 1:
+        arr, off = srcs[0]
+        lo = start - off
+        if lo >= 0 and lo + rows <= arr.shape[0] and arr.dtype == np.int64:
+            return arr[lo:lo + rows]
+    a = np.zeros((rows, n), np.int64)
+    for arr, off in srcs:
+        lo, hi = max(start, off), min(start + rows, off + arr.shape[0])
+        if hi > lo:
+            a[lo - start:hi - start] += arr[lo - off:hi - off]
+    return a
