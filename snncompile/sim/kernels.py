@@ -45,27 +45,60 @@ def _decay(x, keep, shift):
 
 
 # ------------------------------------------------------------------------ synapses
+@njit(inline="always")
+def _active(xr, idx):
+    """Indices of the non-zero entries of row xr into idx; returns how many."""
+    k = 0
+    for i in range(xr.shape[0]):
+        if xr[i] != 0:
+            idx[k] = i
+            k += 1
+    return k
+
+
 @njit(**_OPT)
-def dense_binary(x, wt, acc, nt, exp, out, in_counts):
+def dense_binary(x, wt, narrow, acc, nt, exp, out, in_counts):
     """Binary spikes through dense synapses (Lava: sum of the active inputs' columns).
 
-    x (R, n_in) any int, non-zero = spike; wt (n_in, n_out) mantissas (w >> nt);
-    acc (n_out,) int32 or int64 scratch, wide enough for fan_in * max|mantissa|;
-    out (>= R + 1, n_out) int64 zeros: out[r + 1] = (sum << nt) << exp (or >> -exp)."""
+    x (R, n_in) any int, non-zero = spike; wt (n_in, n_out) int8/int16 mantissas
+    (w >> nt), `narrow` True when int8; acc (n_out,) int32 or int64 scratch, wide enough for fan_in * max|w >> nt|;
+    out (>= R + 1, n_out) int64 zeros: out[r + 1] = (sum << nt) << exp (or >> -exp).
+    Rows are added four at a time (eight for int8, in int16) so that the accumulator is
+    loaded and stored once per group: the loop is bound by reading the weight rows."""
     rows, n_in = x.shape
     n_out = wt.shape[1]
+    idx = np.empty(n_in, np.int64)
     for r in range(rows):
-        hit = False
-        for i in range(n_in):
-            if x[r, i] != 0:
-                if not hit:
-                    acc[:] = 0
-                    hit = True
-                in_counts[i] += 1
-                row = wt[i]
+        k = _active(x[r], idx)
+        if k == 0:
+            continue
+        for q in range(k):
+            in_counts[idx[q]] += 1
+        acc[:] = 0
+        q = 0
+        if narrow:
+            while q + 8 <= k:
+                r0, r1, r2, r3 = wt[idx[q]], wt[idx[q + 1]], wt[idx[q + 2]], wt[idx[q + 3]]
+                r4, r5, r6, r7 = (wt[idx[q + 4]], wt[idx[q + 5]], wt[idx[q + 6]],
+                                  wt[idx[q + 7]])
                 for j in range(n_out):
-                    acc[j] += row[j]
-        if hit and r + 1 < out.shape[0]:
+                    acc[j] += (((np.int16(r0[j]) + np.int16(r1[j]))
+                                + (np.int16(r2[j]) + np.int16(r3[j])))
+                               + ((np.int16(r4[j]) + np.int16(r5[j]))
+                                  + (np.int16(r6[j]) + np.int16(r7[j]))))
+                q += 8
+        while q + 4 <= k:
+            r0, r1, r2, r3 = wt[idx[q]], wt[idx[q + 1]], wt[idx[q + 2]], wt[idx[q + 3]]
+            for j in range(n_out):
+                acc[j] += ((np.int32(r0[j]) + np.int32(r1[j]))
+                           + (np.int32(r2[j]) + np.int32(r3[j])))
+            q += 4
+        while q < k:
+            r0 = wt[idx[q]]
+            for j in range(n_out):
+                acc[j] += r0[j]
+            q += 1
+        if r + 1 < out.shape[0]:
             o = out[r + 1]
             for j in range(n_out):
                 o[j] = _shift(np.int64(acc[j]) << nt, exp)
@@ -79,19 +112,32 @@ def dense_graded(x, wt, nt, exp, out, in_counts, wraps):
     rows, n_in = x.shape
     n_out = wt.shape[1]
     acc = np.zeros(n_out, np.int64)
+    idx = np.empty(n_in, np.int64)
     for r in range(rows):
-        hit = False
-        for i in range(n_in):
-            xi = np.int64(x[r, i])
-            if xi != 0:
-                if not hit:
-                    acc[:] = 0
-                    hit = True
-                in_counts[i] += 1
-                row = wt[i]
-                for j in range(n_out):
-                    acc[j] += xi * row[j]
-        if hit and r + 1 < out.shape[0]:
+        xr = x[r]
+        k = _active(xr, idx)
+        if k == 0:
+            continue
+        for q in range(k):
+            in_counts[idx[q]] += 1
+        acc[:] = 0
+        q = 0
+        while q + 4 <= k:
+            i0, i1, i2, i3 = idx[q], idx[q + 1], idx[q + 2], idx[q + 3]
+            x0, x1 = np.int64(xr[i0]), np.int64(xr[i1])
+            x2, x3 = np.int64(xr[i2]), np.int64(xr[i3])
+            r0, r1, r2, r3 = wt[i0], wt[i1], wt[i2], wt[i3]
+            for j in range(n_out):
+                acc[j] += (x0 * r0[j] + x1 * r1[j]) + (x2 * r2[j] + x3 * r3[j])
+            q += 4
+        while q < k:
+            i0 = idx[q]
+            x0 = np.int64(xr[i0])
+            r0 = wt[i0]
+            for j in range(n_out):
+                acc[j] += x0 * r0[j]
+            q += 1
+        if r + 1 < out.shape[0]:
             o = out[r + 1]
             for j in range(n_out):
                 a = acc[j] << nt

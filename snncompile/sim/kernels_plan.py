@@ -25,6 +25,7 @@ when more than `BLAS_DENSITY` of the inputs are active.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,30 +42,64 @@ _SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, Output)
 _ROLES = {"sigma_delta": 0, "delta": 1, "sigma": 2}
 
 
-def select(sim, choice: str | None):
-    """(plan or None, kernel name, reason) for a Simulator; `choice` None reads the
-    environment variable SNNCOMPILE_SIM_KERNEL (default auto)."""
-    src = "kernel argument"
-    if choice is None:
-        choice, src = os.environ.get(ENV, "auto").strip().lower() or "auto", ENV
-    if choice not in CHOICES:
-        raise UnsupportedError(f"{src}: simulator kernel '{choice}' is not one of "
-                               f"{', '.join(CHOICES)}")
-    if choice == "numpy":
-        return None, "numpy", f"numpy selected ({src})"
-    try:
-        from . import kernels  # noqa: F401
-    except ImportError as e:  # numba missing or broken
-        if choice == "numba":
-            raise UnsupportedError(f"{src}: numba kernel requested but numba does not "
-                                   f"import ({e})") from None
-        return None, "numpy", f"numba does not import ({e})"
-    for name in sim.order:
-        node = sim.nodes[name]
-        if type(node) not in _SUPPORTED:
-            return None, "numpy", (f"{name}: {type(node).__name__} has no compiled kernel; "
-                                   "the numpy path runs the graph")
-    return Plan(sim), "numba", "compiled kernels (numba)"
+# below this many synapse-steps (samples x steps x synapses) a run in a process that has
+# not loaded the kernels yet stays on numpy: loading numba and its machine code costs about
+# 0.5-2 s once per process (more on a busy machine), the numpy path needs ~1 s for 5e9
+AUTO_MIN_WORK = float(os.environ.get("SNNCOMPILE_SIM_AUTO_MIN_WORK", "5e9"))
+_loaded = False   # kernels already loaded in this process: auto always uses them
+
+
+class Dispatch:
+    """Which path a Simulator runs. `choice` None reads SNNCOMPILE_SIM_KERNEL (default
+    auto): "numpy" always numpy; "numba" the kernels wherever the graph allows (an error
+    if numba does not import); "auto" the kernels when the graph allows, numba imports and
+    the run is big enough to repay loading them (or they are loaded already)."""
+
+    def __init__(self, sim, choice: str | None):
+        src = "kernel argument"
+        if choice is None:
+            choice, src = os.environ.get(ENV, "auto").strip().lower() or "auto", ENV
+        if choice not in CHOICES:
+            raise UnsupportedError(f"{src}: simulator kernel '{choice}' is not one of "
+                                   f"{', '.join(CHOICES)}")
+        self.sim, self.choice, self.plan = sim, choice, None
+        self.kernel, self.reason = "numba", "compiled kernels (numba)"
+        if choice == "numpy":
+            self.kernel, self.reason = "numpy", f"numpy selected ({src})"
+            return
+        if importlib.util.find_spec("numba") is None:
+            if choice == "numba":
+                raise UnsupportedError(f"{src}: numba kernel requested but numba is not "
+                                       "installed")
+            self.kernel, self.reason = "numpy", "numba is not installed"
+            return
+        for name in sim.order:
+            node = sim.nodes[name]
+            if type(node) not in _SUPPORTED:
+                self.kernel, self.reason = "numpy", (
+                    f"{name}: {type(node).__name__} has no compiled kernel; the numpy path "
+                    "runs the graph")
+                return
+        self.synapses = sum(int(np.prod(sim.graph.shape(n))) * _fan_in(sim.nodes[n])
+                            for n in sim.order if sim.nodes[n].is_synapse)
+
+    def plan_for(self, sample_steps: int):
+        """The Plan for a run of `sample_steps` samples x steps, or None (numpy)."""
+        global _loaded
+        if self.kernel != "numba":
+            return None
+        if (self.choice == "auto" and not _loaded
+                and sample_steps * self.synapses < AUTO_MIN_WORK):
+            return None
+        if self.plan is None:
+            self.plan = Plan(self.sim)
+            _loaded = True
+        return self.plan
+
+
+def _fan_in(node) -> int:
+    w = np.asarray(node.weight)
+    return int(np.prod(w.shape[1:]))
 
 
 def _int_dtype(lo: int, hi: int):
@@ -126,7 +161,7 @@ class _DenseK:
             acc <<= self.nt
             out[1:rows + 1] = acc << self.exp if self.exp > 0 else acc >> -self.exp
         else:
-            K.dense_binary(src, self.wt, np.zeros(self.n_out, self.acc_dtype), self.nt,
+            K.dense_binary(src, self.wt, self.wt.dtype == np.int8, np.zeros(self.n_out, self.acc_dtype), self.nt,
                            self.exp, out, in_counts)
 
     @property
@@ -220,11 +255,9 @@ class Plan:
         return counts
 
     # -------------------------------------------------------------- one batch
-    def run_batch(self, x, spikes, state, offset) -> bool:
-        """Run a batch; False when it cannot (non-integer inputs): the caller then uses
-        the numpy path."""
-        if x.dtype.kind not in "biu":
-            return False
+    def run_batch(self, x, spikes, state, offset) -> None:
+        """Run a batch of integer inputs (x (B, T, *shape)) into `spikes` (and `state`)
+        rows offset..offset+B-1."""
         sim = self.sim
         b, steps = x.shape[:2]
         glob = steps + sim.max_depth
@@ -247,7 +280,6 @@ class Plan:
             sim._run_batch_numpy(x, spikes, state, offset, {})
             raise RuntimeError("internal error: the compiled simulator counted a wrap or "
                                "clip that the numpy simulator did not; please report")
-        return True
 
     def _account(self, results, b, glob) -> bool:
         """Add the samples' counters to the numpy operations' (which Simulator.run

@@ -46,6 +46,7 @@ class SimResult:
     boundary: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """Values crossing the partition, (N, T, *shape), local time: FxCoprocOut name -> what
     the co-processor sent; "coproc<-src" -> what it received from `src`."""
+    kernel: str = "numpy"   # which path ran: "numba" (kernels_plan.py) or "numpy"
 
     def predictions(self, output: str) -> np.ndarray:
         """Class = argmax of spike counts (ties: lowest index); for a sigma-delta output
@@ -527,8 +528,10 @@ class Simulator:
         self.max_depth = max(self.depth.values())
         # compiled kernels where the graph allows (kernels_plan.py); `kernel` "numpy" or
         # SNNCOMPILE_SIM_KERNEL=numpy selects the pure-numpy path below
-        from .kernels_plan import select
-        self._fast, self.kernel, self.kernel_reason = select(self, kernel)
+        from .kernels_plan import Dispatch
+        self._dispatch = Dispatch(self, kernel)
+        self._fast = None
+        self.kernel, self.kernel_reason = self._dispatch.kernel, self._dispatch.reason
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
             progress: bool = False) -> SimResult:
@@ -538,6 +541,8 @@ class Simulator:
                              f"{', '.join(map(str, self.input_shape))})")
         n_samples, steps = inputs.shape[:2]
         t0 = time.perf_counter()
+        self._fast = (self._dispatch.plan_for(n_samples * steps)   # None: numpy path
+                      if inputs.dtype.kind in "biu" else None)
         for op in self.ops.values():
             op.clear_counters()
         spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n),
@@ -593,11 +598,13 @@ class Simulator:
                 elif op.graded:
                     overflow[name] = {"int32_wrap": op.wraps}
         return SimResult(spikes, counts, overflow, n_samples, steps,
-                         time.perf_counter() - t0, state, boundary)
+                         time.perf_counter() - t0, state, boundary,
+                         "numba" if self._fast is not None else "numpy")
 
     def _run_batch(self, x, spikes, state, offset, boundary):
-        if self._fast is None or not self._fast.run_batch(x, spikes, state, offset):
-            self._run_batch_numpy(x, spikes, state, offset, boundary)
+        if self._fast is not None:
+            return self._fast.run_batch(x, spikes, state, offset)
+        self._run_batch_numpy(x, spikes, state, offset, boundary)
 
     def _run_batch_numpy(self, x, spikes, state, offset, boundary):
         b, steps = x.shape[:2]
