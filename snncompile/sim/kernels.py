@@ -376,3 +376,31 @@ def transpose_cast(w, nt, out):
     for j in range(n_out):
         for i in range(n_in):
             out[i, j] = w[j, i] >> nt
+
+
+@njit(**_OPT)
+def prepare_transpose(w, lo, hi, nt, negate, mant, fanout):
+    """Lava's weight preparation (`fixed.prepare_weights`: clip to [lo, hi] for the sign
+    mode, drop nt LSBs; inhibitory weights negated around it) fused with the transpose to
+    input-major mantissas and the fan-out count, in one tiled pass: mant[i, j] =
+    prepared(w[j, i]) >> nt, fanout[i] = non-zero prepared weights of input i. Returns how
+    many weights the preparation changed (not representable as given)."""
+    n_out, n_in = w.shape
+    changed = 0
+    tile = 64
+    for j0 in range(0, n_out, tile):
+        j1 = min(j0 + tile, n_out)
+        for i0 in range(0, n_in, tile):
+            i1 = min(i0 + tile, n_in)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    w0 = np.int64(w[j, i])
+                    v = -w0 if negate else w0
+                    v = min(max(v, lo), hi)
+                    v = (v >> nt) << nt
+                    if negate:
+                        v = -v
+                    changed += v != w0
+                    mant[i, j] = v >> nt
+                    fanout[i] += v != 0
+    return changed

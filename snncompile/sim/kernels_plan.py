@@ -123,14 +123,26 @@ class _DenseK:
     def __init__(self, op):
         from . import kernels as K
         node = op.node
-        w = op.w                                   # prepared (Lava-truncated), (out, in)
         mixed = int(node.sign_mode == "mixed")
-        self.nt = max(0, 8 - int(node.num_weight_bits) + mixed)
+        self.nt = nt = 8 - int(node.num_weight_bits) + mixed
+        w = np.asarray(node.weight)
         n_out, n_in = w.shape
-        lo = int(w.min(initial=0)) >> self.nt
-        hi = int(w.max(initial=0)) >> self.nt
-        self.wt = np.empty((n_in, n_out), _int_dtype(lo, hi))
-        K.transpose_cast(np.ascontiguousarray(w), self.nt, self.wt)
+        if "w" not in op.__dict__ and w.dtype.kind in "iuf" and 0 <= nt <= 8:
+            # one fused pass: Lava's preparation, transpose, mantissas, fan-outs; the
+            # numpy operation's own (out, in) int64 copy is then never built
+            self.wt = np.empty((n_in, n_out), np.int8 if nt >= 1 else np.int16)
+            fanout = np.zeros(n_in, np.int64)
+            K.prepare_transpose(np.ascontiguousarray(w), -256 * mixed, 255, nt,
+                                node.sign_mode == "inhibitory", self.wt, fanout)
+            op.__dict__["fanout"] = fanout
+            lo, hi = -256 >> nt, 255 >> nt
+        else:
+            w = op.w                               # prepared (Lava-truncated), (out, in)
+            self.nt = nt = max(0, nt)
+            lo = int(w.min(initial=0)) >> nt
+            hi = int(w.max(initial=0)) >> nt
+            self.wt = np.empty((n_in, n_out), _int_dtype(lo, hi))
+            K.transpose_cast(np.ascontiguousarray(w), nt, self.wt)
         mmax = max(abs(lo), abs(hi))
         self.acc_dtype = np.int32 if mmax * max(n_in, 1) < 2 ** 31 else np.int64
         self.blas_ok = mmax * max(n_in, 1) < 2 ** 24

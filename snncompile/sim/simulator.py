@@ -97,26 +97,43 @@ class _Synapse:
 class _Dense(_Synapse):
     def __init__(self, node: FxDense, depth, in_max, strict):
         super().__init__(node, depth, in_max, strict)
-        w = prepare_weights(node.weight, node.sign_mode, node.num_weight_bits)
-        if strict and not np.array_equal(w, node.weight):
-            i = np.argwhere(w != node.weight)[0]
-            raise OverflowDetected(
-                f"{node.name}: weight[{i[0]}, {i[1]}] = {node.weight[tuple(i)]} is not "
-                f"representable with {node.num_weight_bits}-bit {node.sign_mode} weights "
-                f"(Loihi uses {w[tuple(i)]})")
         self.exp = int(node.weight_exp)
         self.graded = node.num_message_bits > 0
-        fan_in = w.shape[1]
-        self.w = w                                                    # (out, in), prepared
-        self.wmax = int(np.abs(w).max(initial=0))
-        self.dtype = _exact_dtype(float(self.wmax) * in_max * fan_in)
-        self.fanout = np.count_nonzero(w, axis=0).astype(np.int64)  # per input
+        prepare_weights(np.zeros((0, 0)), node.sign_mode, node.num_weight_bits)  # checks
+        if strict:
+            w = self.w
+            if not np.array_equal(w, node.weight):
+                i = np.argwhere(w != node.weight)[0]
+                raise OverflowDetected(
+                    f"{node.name}: weight[{i[0]}, {i[1]}] = {node.weight[tuple(i)]} is not "
+                    f"representable with {node.num_weight_bits}-bit {node.sign_mode} "
+                    f"weights (Loihi uses {w[tuple(i)]})")
+
+    # weight arrays are built on first use: the compiled kernels (kernels_plan.py) prepare
+    # their own int8/int16 copy and the fan-outs in one pass, so Simulator setup is cheap
+    @functools.cached_property
+    def w(self):                                                      # (out, in), prepared
+        return prepare_weights(self.node.weight, self.node.sign_mode,
+                               self.node.num_weight_bits)
+
+    @functools.cached_property
+    def fanout(self):                                                 # per input
+        return np.count_nonzero(self.w, axis=0).astype(np.int64)
+
+    @functools.cached_property
+    def wmax(self):
+        return int(np.abs(self.w).max(initial=0))
+
+    @functools.cached_property
+    def dtype(self):
+        return _exact_dtype(float(self.wmax) * self.in_max * self.w.shape[1])
+
+    @functools.cached_property
+    def wbound(self):
         # graded messages have no static bound: pick an exact dtype per step from the
         # step's largest message (float64 BLAS is exact below 2**53)
-        self.wbound = float(self.wmax) * fan_in
+        return float(self.wmax) * self.w.shape[1]
 
-    # transposed copies for the numpy path, built on first use (the compiled kernels of
-    # kernels_plan.py keep their own int8/int16 copy): Simulator setup stays cheap
     @functools.cached_property
     def wt(self):
         return np.ascontiguousarray(self.w.T.astype(self.dtype))      # (in, out)
