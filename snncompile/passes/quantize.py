@@ -93,11 +93,12 @@ class _WeightStats:
         self.flat = np.ascontiguousarray(w).reshape(-1)
         self.finite, lo, hi, sq = True, 0.0, 0.0, 0.0
         for c in self._chunks():
-            if not np.all(np.isfinite(c)):
-                self.finite = False
-                return
-            if c.size:
-                lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+            if c.size:   # a NaN or inf shows in the block's min or max
+                cmin, cmax = float(c.min()), float(c.max())
+                if not (math.isfinite(cmin) and math.isfinite(cmax)):
+                    self.finite = False
+                    return
+                lo, hi = min(lo, cmin), max(hi, cmax)
                 sq += float(np.dot(c, c))
         self.wmin, self.wmax = lo, hi
         self.absmax = max(-lo, hi)
@@ -116,13 +117,14 @@ class _WeightStats:
         how many fall outside [lo, hi], ||mantissas * 2**e / sigma - w||)."""
         out = np.empty(self.flat.size, np.int32)
         clipped, sq = 0, 0.0
+        down = 2.0 ** -e / step   # a power of two: multiplying by it is dividing exactly
         for i, c in zip(range(0, self.flat.size, CHUNK), self._chunks()):
             q = c * sigma
-            q /= 2.0 ** e
-            q /= step
+            q *= down
             np.round(q, out=q)
             q *= step
-            clipped += int(np.count_nonzero((q < lo) | (q > hi)))
+            if q.size and (q.min() < lo or q.max() > hi):
+                clipped += int(np.count_nonzero((q < lo) | (q > hi)))
             out[i:i + q.size] = q
             q *= 2.0 ** e
             q /= sigma

@@ -46,6 +46,9 @@ _ROLES = {"sigma_delta": 0, "delta": 1, "sigma": 2}
 # not loaded the kernels yet stays on numpy: loading numba and its machine code costs about
 # 0.5-2 s once per process (more on a busy machine), the numpy path needs ~1 s for 5e9
 AUTO_MIN_WORK = float(os.environ.get("SNNCOMPILE_SIM_AUTO_MIN_WORK", "5e9"))
+# ... or when the graph has this many synapses: the numpy path's setup (Lava weight
+# preparation in int64, transposes) then costs as much as loading the kernels
+AUTO_MIN_SYNAPSES = float(os.environ.get("SNNCOMPILE_SIM_AUTO_MIN_SYNAPSES", "1e7"))
 _loaded = False   # kernels already loaded in this process: auto always uses them
 
 
@@ -88,7 +91,7 @@ class Dispatch:
         global _loaded
         if self.kernel != "numba":
             return None
-        if (self.choice == "auto" and not _loaded
+        if (self.choice == "auto" and not _loaded and self.synapses < AUTO_MIN_SYNAPSES
                 and sample_steps * self.synapses < AUTO_MIN_WORK):
             return None
         if self.plan is None:
