@@ -261,3 +261,20 @@ def test_kernel_equals_lava(case):
     assert res.kernel == "numba"
     for name, spikes in res.spikes.items():
         assert np.array_equal(lava.spikes[name], spikes), name
+
+
+def test_one_sample_split_across_threads(monkeypatch):
+    """With SNNCOMPILE_SIM_SPLIT=1, at batch 1 a dense layer of >= 512 outputs is computed
+    in two column halves on two threads (input events counted once)."""
+    monkeypatch.setenv("SNNCOMPILE_SIM_THREADS", "2")
+    monkeypatch.setattr(kernels_plan, "SPLIT", True)
+    rng = np.random.default_rng(8)
+    g = Graph.sequential([Input("in", shape=(50,)),
+                          FxDense("fc1", weight=rng.integers(-128, 128, (600, 50)) * 2),
+                          FxLIF("lif1", shape=(600,), du=500, dv=100, vth=150),
+                          FxDense("fc2", weight=rng.integers(-128, 128, (530, 600)) * 2,
+                                  weight_exp=-2),
+                          FxLIF("lif2", shape=(530,), du=500, dv=100, vth=40), Output("o")])
+    x = (rng.random((2, 12, 50)) < 0.3).astype(np.uint8)
+    a = assert_same(g, x, batch_size=1)
+    assert a.counts["fc2"]["input_events"] > 0

@@ -57,51 +57,58 @@ def _active(xr, idx):
 
 
 @njit(**_OPT)
-def dense_binary(x, wt, narrow, acc, nt, exp, out, in_counts):
+def dense_binary(x, wt, narrow, acc, nt, exp, out, in_counts, j0, j1, count):
     """Binary spikes through dense synapses (Lava: sum of the active inputs' columns).
 
     x (R, n_in) any int, non-zero = spike; wt (n_in, n_out) int8/int16 mantissas
-    (w >> nt), `narrow` True when int8; acc (n_out,) int32 or int64 scratch, wide enough for fan_in * max|w >> nt|;
+    (w >> nt), `narrow` True when int8; acc (n_out,) int32 or int64 scratch, wide
+    enough for fan_in * max|w >> nt|;
     out (>= R + 1, n_out) int64 zeros: out[r + 1] = (sum << nt) << exp (or >> -exp).
+    Only outputs j0 <= j < j1 are computed (two threads can share a sample), and input
+    events are counted into in_counts when `count`.
     Rows are added four at a time (eight for int8, in int16) so that the accumulator is
     loaded and stored once per group: the loop is bound by reading the weight rows."""
     rows, n_in = x.shape
-    n_out = wt.shape[1]
     idx = np.empty(n_in, np.int64)
+    m = j1 - j0
+    a = acc[j0:j1]      # views indexed from 0: the loops stay provably in range and vectorise
     for r in range(rows):
         k = _active(x[r], idx)
         if k == 0:
             continue
-        for q in range(k):
-            in_counts[idx[q]] += 1
-        acc[:] = 0
+        if count:
+            for q in range(k):
+                in_counts[idx[q]] += 1
+        a[:] = 0
         q = 0
         if narrow:
             while q + 8 <= k:
-                r0, r1, r2, r3 = wt[idx[q]], wt[idx[q + 1]], wt[idx[q + 2]], wt[idx[q + 3]]
-                r4, r5, r6, r7 = (wt[idx[q + 4]], wt[idx[q + 5]], wt[idx[q + 6]],
-                                  wt[idx[q + 7]])
-                for j in range(n_out):
-                    acc[j] += (((np.int16(r0[j]) + np.int16(r1[j]))
-                                + (np.int16(r2[j]) + np.int16(r3[j])))
-                               + ((np.int16(r4[j]) + np.int16(r5[j]))
-                                  + (np.int16(r6[j]) + np.int16(r7[j]))))
+                r0, r1 = wt[idx[q], j0:j1], wt[idx[q + 1], j0:j1]
+                r2, r3 = wt[idx[q + 2], j0:j1], wt[idx[q + 3], j0:j1]
+                r4, r5 = wt[idx[q + 4], j0:j1], wt[idx[q + 5], j0:j1]
+                r6, r7 = wt[idx[q + 6], j0:j1], wt[idx[q + 7], j0:j1]
+                for j in range(m):
+                    a[j] += (((np.int16(r0[j]) + np.int16(r1[j]))
+                              + (np.int16(r2[j]) + np.int16(r3[j])))
+                             + ((np.int16(r4[j]) + np.int16(r5[j]))
+                                + (np.int16(r6[j]) + np.int16(r7[j]))))
                 q += 8
         while q + 4 <= k:
-            r0, r1, r2, r3 = wt[idx[q]], wt[idx[q + 1]], wt[idx[q + 2]], wt[idx[q + 3]]
-            for j in range(n_out):
-                acc[j] += ((np.int32(r0[j]) + np.int32(r1[j]))
-                           + (np.int32(r2[j]) + np.int32(r3[j])))
+            r0, r1 = wt[idx[q], j0:j1], wt[idx[q + 1], j0:j1]
+            r2, r3 = wt[idx[q + 2], j0:j1], wt[idx[q + 3], j0:j1]
+            for j in range(m):
+                a[j] += ((np.int32(r0[j]) + np.int32(r1[j]))
+                         + (np.int32(r2[j]) + np.int32(r3[j])))
             q += 4
         while q < k:
-            r0 = wt[idx[q]]
-            for j in range(n_out):
-                acc[j] += r0[j]
+            r0 = wt[idx[q], j0:j1]
+            for j in range(m):
+                a[j] += r0[j]
             q += 1
         if r + 1 < out.shape[0]:
-            o = out[r + 1]
-            for j in range(n_out):
-                o[j] = _shift(np.int64(acc[j]) << nt, exp)
+            o = out[r + 1, j0:j1]
+            for j in range(m):
+                o[j] = _shift(np.int64(a[j]) << nt, exp)
 
 
 @njit(**_OPT)

@@ -19,6 +19,10 @@ Strict mode: the kernels count every wrap and clip; if a batch counted any, that
 run again on the numpy path, which raises the same error, naming the same node, sample,
 neuron and step, as a numpy-only run would.
 
+Threads (SNNCOMPILE_SIM_THREADS, default: the CPUs this process may use) take whole
+samples, handed out one at a time, so a thread that the OS does not schedule only means
+the others take more samples.
+
 Dense synapses with binary input choose per sample between the event-driven kernel and a
 float32 BLAS product (exact below 2**24) from the measured density of their input: BLAS
 when more than `BLAS_DENSITY` of the inputs are active.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,6 +43,10 @@ CHOICES = ("auto", "numba", "numpy")
 ENV = "SNNCOMPILE_SIM_KERNEL"
 THREADS_ENV = "SNNCOMPILE_SIM_THREADS"
 BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_BLAS_DENSITY", "0.6"))
+# one sample's big dense layers in two halves on two threads: off by default, since on
+# the shared 2-core machine it measured slower than one thread (the second thread is
+# often not scheduled in time); SNNCOMPILE_SIM_SPLIT=1 turns it on
+SPLIT = os.environ.get("SNNCOMPILE_SIM_SPLIT", "0") == "1"
 _SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, Output)
 _ROLES = {"sigma_delta": 0, "delta": 1, "sigma": 2}
 
@@ -163,7 +172,7 @@ class _DenseK:
             self._wf = self.wt.astype(np.float32)
         return self._wf
 
-    def run(self, K, src, out, in_counts, wraps):
+    def run(self, K, src, out, in_counts, wraps, pool=None):
         if self.dl is not None:
             K.dense_delayed(src, self.wt, self.dl, self.n_delays, self.nt, self.exp, out,
                             in_counts)
@@ -176,8 +185,15 @@ class _DenseK:
             acc <<= self.nt
             out[1:rows + 1] = acc << self.exp if self.exp > 0 else acc >> -self.exp
         else:
-            K.dense_binary(src, self.wt, self.wt.dtype == np.int8, np.zeros(self.n_out, self.acc_dtype), self.nt,
-                           self.exp, out, in_counts)
+            narrow, n = self.wt.dtype == np.int8, self.n_out
+            if pool is not None and n >= 512:   # batch 1: output blocks on two threads
+                def block(j0, j1):
+                    K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype),
+                                   self.nt, self.exp, out, in_counts, j0, j1, j0 == 0)
+                _shared(pool, block, n)
+            else:
+                K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype), self.nt,
+                               self.exp, out, in_counts, 0, n, True)
 
     @property
     def lag(self):
@@ -197,7 +213,7 @@ class _ConvK:
         self.n_out = op.o * op.oh * op.ow
         self.lag = 1
 
-    def run(self, K, src, out, in_counts, wraps):
+    def run(self, K, src, out, in_counts, wraps, pool=None):
         K.conv(src, self.w2, self.shape_in, self.shape_out, self.geom, out, in_counts,
                wraps)
 
@@ -218,7 +234,7 @@ class Plan:
         self._pool = None
 
     # -------------------------------------------------------------- one sample
-    def _sample(self, xb, b, offset, spikes, state, steps, glob):
+    def _sample(self, xb, b, offset, spikes, state, steps, glob, pool=None):
         """Run sample `b` of the batch (xb: (T, *in) ints) through every node; returns
         this sample's counters {name: array}."""
         from . import kernels as K
@@ -238,7 +254,7 @@ class Plan:
                 out = np.zeros((off + arr.shape[0] + k.lag, k.n_out), np.int64)
                 ic = np.zeros(k.n_in, np.int64)
                 wraps = np.zeros(1, np.int64)
-                k.run(K, arr, out[off:], ic, wraps)
+                k.run(K, arr, out[off:], ic, wraps, pool)
                 series[name] = (out, 0)
                 counts[name] = (ic, int(wraps[0]))
             elif isinstance(node, FxLIF):
@@ -281,11 +297,13 @@ class Plan:
         def one(i):
             return self._sample(xs[i], i, offset, spikes, state, steps, glob)
 
-        if self.threads > 1 and b > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads,
-                                                thread_name_prefix="snncompile-sim")
+        if self.threads > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="snncompile-sim")
+        if self.threads > 1 and b > 1:      # samples on the threads
             results = list(self._pool.map(one, range(b)))
+        elif self.threads > 1 and SPLIT:    # one sample: big layers split across threads
+            results = [self._sample(xs[0], 0, offset, spikes, state, steps, glob,
+                                    self._pool)]
         else:
             results = [one(i) for i in range(b)]
         flagged = self._account(results, b, glob)
@@ -331,6 +349,30 @@ class Plan:
 
 
 _E32 = np.zeros((0, 0), np.int32)
+
+
+def _shared(pool, block, n: int) -> None:
+    """Run block(j0, j1) over [0, n) in two halves that this thread and one pool thread
+    take in turn (halves, not smaller blocks: the kernel reads weight rows fastest whole).
+    On a busy machine the pool thread may not be scheduled in time: this thread then takes
+    both halves and the helper's task is cancelled, so a shared core costs about the
+    single-thread time instead of a wait for a thread that does not run."""
+    size = (-(-n // 2) + 63) & ~63
+    blocks = iter([(j, min(j + size, n)) for j in range(0, n, size)])
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                b = next(blocks, None)
+            if b is None:
+                return
+            block(*b)
+
+    helper = pool.submit(work)
+    work()
+    if not helper.cancel():
+        helper.result()
 
 
 def _flat(a) -> np.ndarray:
