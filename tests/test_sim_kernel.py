@@ -239,6 +239,13 @@ def test_selection_env_argument_and_unsupported_graphs(monkeypatch):
     assert sim.run(np.ones((1, 3, 4), np.int64)).kernel == "numpy"
 
 
+def test_empty_runs():
+    for make in (stress_lif_network, stress_sd_network):
+        graph, x = make(2)
+        assert_same(graph, x[:, :0])
+        assert_same(graph, x[:0])
+
+
 def test_neuron_fed_by_the_input_directly():
     """A LIF layer reading the input with no synapse (its window is the input's own)."""
     rng = np.random.default_rng(5)

@@ -232,6 +232,7 @@ class Plan:
                 self.syn[name] = _ConvK(op)
         self.threads = _threads()
         self._pool = None
+        self.n_in = int(np.prod(sim.input_shape))
 
     # -------------------------------------------------------------- one sample
     def _sample(self, xb, b, offset, spikes, state, steps, glob, pool=None):
@@ -245,7 +246,7 @@ class Plan:
             node = sim.nodes[name]
             srcs = [series[s] for s in sim.inputs[name]]
             if isinstance(node, Input):
-                series[name] = (xb.reshape(steps, -1), 0)
+                series[name] = (xb.reshape(steps, self.n_in), 0)
             elif isinstance(node, (Flatten, Output)):
                 series[name] = srcs[0]
             elif name in self.syn:
@@ -261,10 +262,10 @@ class Plan:
                 op = sim.ops[name]
                 d = op.depth
                 a = _window(srcs, d, steps, op.n)
-                spk = spikes[name][offset + b].reshape(steps, -1).view(np.uint8)
+                spk = spikes[name][offset + b].reshape(steps, op.n).view(np.uint8)
                 rec = state is not None
-                u_rec = state[name][0][offset + b].reshape(steps, -1) if rec else _E32
-                v_rec = state[name][1][offset + b].reshape(steps, -1) if rec else _E32
+                u_rec = state[name][0][offset + b].reshape(steps, op.n) if rec else _E32
+                v_rec = state[name][1][offset + b].reshape(steps, op.n) if rec else _E32
                 c = np.zeros(5, np.int64)
                 K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift,
                       int(op.vth), _flat(op.bias), spk, u_rec, v_rec, rec, c)
