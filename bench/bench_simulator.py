@@ -164,8 +164,9 @@ def main() -> int:
         "lava_equals_sim": same, "numpy_equals_kernel": same_np,
     }
     print("firing rates: " + ", ".join(f"{k} {v:.1%}" for k, v in rates.items()))
-    print(f"kernel setup {t_setup:.3f} s; first run in this process {t_first:.2f} s (loads "
-          f"numba and its cached machine code); batch {args.batch} on {threads} threads")
+    print(f"kernel setup {t_setup:.3f} s; first run in this process {t_first:.2f} s (imports "
+          f"numba, loads the kernels' cached machine code, or compiles it when the cache is "
+          f"missing or stale); batch {args.batch} on {threads} threads")
     lim = "of limit" if peak else ""
     print(f"{'backend':<30}{'samples/s':>11}{'synops/s':>12}{'x Lava':>9}{lim:>10}")
     for name, sps, cores in rows:
