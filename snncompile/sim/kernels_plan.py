@@ -293,7 +293,14 @@ class Plan:
         sim = self.sim
         b, steps = x.shape[:2]
         glob = steps + sim.max_depth
-        xs = x.astype(np.int64, copy=False)
+        # one input dtype where possible: uint8 like the spikes of LIF layers (fewer kernel
+        # specialisations to compile), int64 otherwise
+        if x.dtype == np.bool_:
+            xs = x.view(np.uint8)
+        elif x.size == 0 or (x.min() >= 0 and x.max() <= 255):
+            xs = x.astype(np.uint8, copy=False)
+        else:
+            xs = x.astype(np.int64, copy=False)
 
         def one(i):
             return self._sample(xs[i], i, offset, spikes, state, steps, glob)
