@@ -193,8 +193,8 @@ def test_strict_errors_are_the_numpy_errors():
 # ------------------------------------------------------------- paths and selection
 def test_blas_path_for_dense_input_is_identical(monkeypatch):
     """Binary dense synapses switch to a float32 BLAS product above BLAS_DENSITY active
-    inputs; force it everywhere and never, same integers."""
-    graph, x = stress_lif_network(3)
+    inputs, convolutions to im2col above CONV_BLAS_DENSITY; force both everywhere and
+    never, same integers (conv wraps included)."""
     rng = np.random.default_rng(0)
     g = Graph.sequential([Input("in", shape=(40,)),
                           FxDense("fc1", weight=rng.integers(-128, 128, (30, 40)) * 2,
@@ -204,9 +204,15 @@ def test_blas_path_for_dense_input_is_identical(monkeypatch):
                                   weight_exp=-1),
                           FxLIF("lif2", shape=(7,), du=4095, dv=0, vth=50), Output("o")])
     x = (rng.random((5, 20, 40)) < 0.7).astype(np.uint8)
+    conv = [stress_lif_network(s) for s in range(30)]
+    conv = [c for c in conv if "conv0" in c[0]][:4]
+    assert conv
     for density in (0.0, 2.0):
         monkeypatch.setattr(kernels_plan, "BLAS_DENSITY", density)
+        monkeypatch.setattr(kernels_plan, "CONV_BLAS_DENSITY", density)
         assert_same(g, x)
+        for case in conv:
+            assert_same(*case)
 
 
 def test_selection_env_argument_and_unsupported_graphs(monkeypatch):

@@ -25,7 +25,9 @@ the others take more samples.
 
 Dense synapses with binary input choose per sample between the event-driven kernel and a
 float32 BLAS product (exact below 2**24) from the measured density of their input: BLAS
-when more than `BLAS_DENSITY` of the inputs are active.
+when more than `BLAS_DENSITY` of the inputs are active; convolutions likewise switch to the
+numpy simulator's im2col product (exact float32/float64 where it is) above
+`CONV_BLAS_DENSITY` (a scattered event costs about ten times a BLAS multiply-add here).
 """
 from __future__ import annotations
 
@@ -38,11 +40,13 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
+from .fixed import wrap
 
 CHOICES = ("auto", "numba", "numpy")
 ENV = "SNNCOMPILE_SIM_KERNEL"
 THREADS_ENV = "SNNCOMPILE_SIM_THREADS"
 BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_BLAS_DENSITY", "0.6"))
+CONV_BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_CONV_BLAS_DENSITY", "0.1"))
 # one sample's big dense layers in two halves on two threads: off by default, since on
 # the shared 2-core machine it measured slower than one thread (the second thread is
 # often not scheduled in time); SNNCOMPILE_SIM_SPLIT=1 turns it on
@@ -212,10 +216,37 @@ class _ConvK:
         self.n_in = int(np.prod(op.in_shape))
         self.n_out = op.o * op.oh * op.ow
         self.lag = 1
+        self.op = op
 
     def run(self, K, src, out, in_counts, wraps, pool=None):
-        K.conv(src, self.w2, self.shape_in, self.shape_out, self.geom, out, in_counts,
-               wraps)
+        rows = min(src.shape[0], out.shape[0] - 1)
+        if (self.op.dtype is not np.int64 and rows > 0
+                and np.count_nonzero(src) > CONV_BLAS_DENSITY * src.size):
+            K.count_nonzero_rows(src, in_counts)   # dense input: im2col and one product
+            out[1:rows + 1] = self._blas(src[:rows], wraps).reshape(rows, -1)
+        else:
+            K.conv(src, self.w2, self.shape_in, self.shape_out, self.geom, out, in_counts,
+                   wraps)
+
+    def _blas(self, x, wraps):
+        """The numpy simulator's convolution (im2col, exact float32/float64 product per
+        group, 24-bit wrap) over all rows of one sample at once, wraps counted here."""
+        op = self.op
+        b = x.shape[0]
+        xp = np.pad(x.reshape((b,) + tuple(op.in_shape)),
+                    ((0, 0), (0, 0), (op.ph, op.ph), (op.pw, op.pw)))
+        win = np.lib.stride_tricks.sliding_window_view(xp, (op.kh, op.kw), axis=(2, 3))
+        win = win[:, :, ::op.sh, ::op.sw][:, :, :op.oh, :op.ow]
+        outs = []
+        for gi in range(op.g):
+            cols = win[:, gi * op.ig:(gi + 1) * op.ig]
+            cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(b * op.oh * op.ow, -1)
+            y = (cols.astype(op.dtype) @ op.wg[gi]).astype(np.int64)
+            outs.append(y.reshape(b, op.oh, op.ow, -1))
+        y = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
+        wrapped = wrap(y, 24)
+        wraps[0] += int(np.count_nonzero(wrapped != y))
+        return wrapped
 
 
 class Plan:
