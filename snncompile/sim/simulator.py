@@ -11,7 +11,10 @@ returns its int32 graded spikes in local time too.
 Speed: integer matrix products are computed with BLAS in float32 or float64 when the
 largest possible partial sum is exactly representable (|sum| < 2**24 or 2**53), which
 gives bit-identical integers; otherwise in int64. Batch 1 with binary spikes uses
-event-driven gathering of the active inputs' weight rows.
+event-driven gathering of the active inputs' weight rows. Graphs of dense, conv, LIF and
+sigma-delta nodes run on compiled kernels instead (kernels_plan.py, chosen in `run`);
+`kernel="numpy"` or SNNCOMPILE_SIM_KERNEL=numpy keeps this numpy path, which the kernels
+are tested against.
 
 `strict=True` raises `OverflowDetected` on the first wrap or saturation, naming node,
 sample, neuron and step; otherwise they are counted in `SimResult.overflow`.
