@@ -263,6 +263,7 @@ class Plan:
                 self.syn[name] = _ConvK(op)
         self.threads = _threads()
         self._pool = None
+        self._local = threading.local()
         self.n_in = int(np.prod(sim.input_shape))
 
     # -------------------------------------------------------------- one sample
@@ -272,6 +273,17 @@ class Plan:
         from . import kernels as K
         sim = self.sim
         series = {}      # name -> (array (rows, n), global step of row 0)
+        bufs = getattr(self._local, "bufs", None)   # this thread's buffers, reused by
+        if bufs is None:                            # every sample it runs (no page faults)
+            bufs = self._local.bufs = {}
+
+        def buffer(key, shape, zero):
+            a = bufs.get(key)
+            if a is None or a.shape != shape:
+                a = bufs[key] = np.empty(shape, np.int64)
+            if zero:
+                a.fill(0)
+            return a
         counts = {}
         for name in self.order:
             node = sim.nodes[name]
@@ -283,7 +295,7 @@ class Plan:
             elif name in self.syn:
                 k = self.syn[name]
                 arr, off = srcs[0]
-                out = np.zeros((off + arr.shape[0] + k.lag, k.n_out), np.int64)
+                out = buffer(name, (off + arr.shape[0] + k.lag, k.n_out), True)
                 ic = np.zeros(k.n_in, np.int64)
                 wraps = np.zeros(1, np.int64)
                 k.run(K, arr, out[off:], ic, wraps, pool)
@@ -306,7 +318,7 @@ class Plan:
                 op = sim.ops[name]
                 n = int(np.prod(op.shape))
                 a = _window(srcs, 0, glob, n)
-                out = np.empty((glob, n), np.int64)
+                out = buffer(name, (glob, n), False)
                 c = np.zeros(4, np.int64)
                 K.sigma_delta(a, _ROLES[op.role], op.up, op.state_exp, op.vth,
                               _flat(op.bias), bool(op.cum_error), op.msg_max, out, c)
