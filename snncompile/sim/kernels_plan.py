@@ -108,6 +108,15 @@ class Dispatch:
                 and sample_steps * self.synapses < AUTO_MIN_WORK):
             return None
         if self.plan is None:
+            try:
+                from . import kernels  # noqa: F401  (numba import and kernel definitions)
+            except Exception as e:  # installed but broken (llvmlite, numpy mismatch)
+                if self.choice == "numba":
+                    raise UnsupportedError(f"numba kernel requested but numba does not "
+                                           f"import: {e}") from None
+                self.kernel, self.reason = "numpy", f"numba does not import: {e}"
+                self.sim.kernel, self.sim.kernel_reason = self.kernel, self.reason
+                return None
             self.plan = Plan(self.sim)
             _loaded = True
         return self.plan
