@@ -358,7 +358,7 @@ class Plan:
             return self._sample(xs[i], i, offset, spikes, state, steps, glob)
 
         if self.threads > 1 and self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="snncompile-sim")
+            self._pool = _pool(self.threads)
         if self.threads > 1 and b > 1:      # samples on the threads
             results = list(self._pool.map(one, range(b)))
         elif self.threads > 1 and SPLIT:    # one sample: big layers split across threads
@@ -409,6 +409,19 @@ class Plan:
 
 
 _E32 = np.zeros((0, 0), np.int32)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the whole process, shared by every Simulator (a pool
+    per Simulator would keep its idle threads until the garbage collector runs)."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="snncompile-sim")
+        return _POOLS[threads]
 
 
 def _shared(pool, block, n: int) -> None:
