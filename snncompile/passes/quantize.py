@@ -65,11 +65,72 @@ class LayerQuant:
 
 def _sign_mode(w: np.ndarray) -> tuple[str, int, int]:
     """(mode, min mantissa, max mantissa) for 8-bit weights as Lava prepares them."""
-    if np.all(w >= 0):
+    return _mode_of(float(w.min(initial=0)), float(w.max(initial=0)))
+
+
+def _mode_of(wmin: float, wmax: float) -> tuple[str, int, int]:
+    if wmin >= 0:
         return "excitatory", 0, 255
-    if np.all(w <= 0):
+    if wmax <= 0:
         return "inhibitory", -255, 0
     return "mixed", -256, 254
+
+
+CHUNK = 1 << 17   # weights per block: its float64 temporaries (1 MB) stay in L2 at any size
+
+
+class _WeightStats:
+    """A layer's float weights read in blocks of CHUNK: one pass for the statistics the
+    scale needs (finite, min, max, norm), one pass that writes the int32 mantissas in
+    place. Time is linear in the number of synapses and no temporary grows with it (the
+    former whole-array float64 chain allocated several arrays of 8 bytes per synapse)."""
+
+    def __init__(self, weight):
+        w = np.asarray(weight)
+        if w.dtype.kind not in "fiub":
+            w = w.astype(np.float64)
+        self.shape = w.shape
+        self.flat = np.ascontiguousarray(w).reshape(-1)
+        self.finite, lo, hi, sq = True, 0.0, 0.0, 0.0
+        for c in self._chunks():
+            if c.size:   # a NaN or inf shows in the block's min or max
+                cmin, cmax = float(c.min()), float(c.max())
+                if not (math.isfinite(cmin) and math.isfinite(cmax)):
+                    self.finite = False
+                    return
+                lo, hi = min(lo, cmin), max(hi, cmax)
+                sq += float(np.dot(c, c))
+        self.wmin, self.wmax = lo, hi
+        self.absmax = max(-lo, hi)
+        self.norm = math.sqrt(sq)
+
+    def _chunks(self):
+        for i in range(0, self.flat.size, CHUNK):
+            yield self.flat[i:i + CHUNK].astype(np.float64)
+
+    def sign_mode(self) -> tuple[str, int, int]:
+        # an all-zero layer is excitatory, as np.all(w >= 0) said
+        return _mode_of(self.wmin if self.flat.size else 0.0, self.wmax)
+
+    def quantize(self, sigma: float, e: int, step: int, lo: int, hi: int):
+        """(int32 mantissas round(w * sigma / 2**e / step) * step in the layer's shape,
+        how many fall outside [lo, hi], ||mantissas * 2**e / sigma - w||)."""
+        out = np.empty(self.flat.size, np.int32)
+        clipped, sq = 0, 0.0
+        down = 2.0 ** -e / step   # a power of two: multiplying by it is dividing exactly
+        for i, c in zip(range(0, self.flat.size, CHUNK), self._chunks()):
+            q = c * sigma
+            q *= down
+            np.round(q, out=q)
+            q *= step
+            if q.size and (q.min() < lo or q.max() > hi):
+                clipped += int(np.count_nonzero((q < lo) | (q > hi)))
+            out[i:i + q.size] = q
+            q *= 2.0 ** e
+            q /= sigma
+            q -= c
+            sq += float(np.dot(q, q))
+        return out.reshape(self.shape), clipped, math.sqrt(sq)
 
 
 def _decay(name: str, key: str, value: float, unity: int, offset: int) -> tuple[int, float]:
@@ -152,18 +213,18 @@ def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
 def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_units: int):
     num = spec.numerics
     name = lif.name
-    w = np.asarray(syn.weight, dtype=np.float64)
+    ws = _WeightStats(syn.weight)
     bias = np.broadcast_to(np.asarray(lif.bias, dtype=np.float64), lif.shape)
-    for label, arr in (("weight", w), ("bias", bias)):
-        if not np.all(np.isfinite(arr)):
-            raise QuantizationError(f"{syn.name if label == 'weight' else name}: {label} "
-                                    "contains NaN or inf")
+    if not ws.finite:
+        raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
+    if not np.all(np.isfinite(bias)):
+        raise QuantizationError(f"{name}: bias contains NaN or inf")
     theta = float(lif.vth)
     if not (theta > 0) or not math.isfinite(theta):
         raise QuantizationError(f"{name}: threshold ({theta}) must be a finite value > 0")
-    mode, lo, hi = _sign_mode(w)
+    mode, lo, hi = ws.sign_mode()
     mant = hi if mode != "inhibitory" else -lo
-    m = float(np.abs(w).max())
+    m = ws.absmax
     # --- the largest scale every limit allows
     caps = {"threshold mantissa": num.vth_max / theta}
     if stats:
@@ -188,14 +249,11 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     else:
         e = 0
     # --- weights
-    step = 2 if mode == "mixed" else 1
-    wq = np.round(w * sigma / 2.0 ** e / step) * step
-    clipped = int(np.count_nonzero((wq < lo) | (wq > hi)))
+    wq, clipped, err_norm = ws.quantize(sigma, e, 2 if mode == "mixed" else 1, lo, hi)
     if clipped:
         raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
                                 f"range [{lo}, {hi}] at weight exponent {e}")
-    wq = wq.astype(np.int32)
-    weight_err = float(np.linalg.norm(wq * 2.0 ** e / sigma - w) / max(np.linalg.norm(w), 1e-30))
+    weight_err = float(err_norm / max(ws.norm, 1e-30))
     # --- threshold
     vth = int(round(theta * sigma))
     if vth < 1:

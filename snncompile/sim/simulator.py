@@ -11,7 +11,10 @@ returns its int32 graded spikes in local time too.
 Speed: integer matrix products are computed with BLAS in float32 or float64 when the
 largest possible partial sum is exactly representable (|sum| < 2**24 or 2**53), which
 gives bit-identical integers; otherwise in int64. Batch 1 with binary spikes uses
-event-driven gathering of the active inputs' weight rows.
+event-driven gathering of the active inputs' weight rows. Graphs of dense, conv, LIF and
+sigma-delta nodes run on compiled kernels instead (kernels_plan.py, chosen in `run`);
+`kernel="numpy"` or SNNCOMPILE_SIM_KERNEL=numpy keeps this numpy path, which the kernels
+are tested against.
 
 `strict=True` raises `OverflowDetected` on the first wrap or saturation, naming node,
 sample, neuron and step; otherwise they are counted in `SimResult.overflow`.
@@ -19,6 +22,7 @@ sample, neuron and step; otherwise they are counted in `SimResult.overflow`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -45,6 +49,7 @@ class SimResult:
     boundary: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """Values crossing the partition, (N, T, *shape), local time: FxCoprocOut name -> what
     the co-processor sent; "coproc<-src" -> what it received from `src`."""
+    kernel: str = "numpy"   # which path ran: "numba" (kernels_plan.py) or "numpy"
 
     def predictions(self, output: str) -> np.ndarray:
         """Class = argmax of spike counts (ties: lowest index); for a sigma-delta output
@@ -95,31 +100,64 @@ class _Synapse:
 class _Dense(_Synapse):
     def __init__(self, node: FxDense, depth, in_max, strict):
         super().__init__(node, depth, in_max, strict)
-        w = prepare_weights(node.weight, node.sign_mode, node.num_weight_bits)
-        if strict and not np.array_equal(w, node.weight):
-            i = np.argwhere(w != node.weight)[0]
-            raise OverflowDetected(
-                f"{node.name}: weight[{i[0]}, {i[1]}] = {node.weight[tuple(i)]} is not "
-                f"representable with {node.num_weight_bits}-bit {node.sign_mode} weights "
-                f"(Loihi uses {w[tuple(i)]})")
         self.exp = int(node.weight_exp)
         self.graded = node.num_message_bits > 0
-        fan_in = w.shape[1]
-        self.dtype = _exact_dtype(float(np.abs(w).max(initial=0)) * in_max * fan_in)
-        self.wt = np.ascontiguousarray(w.T.astype(self.dtype))      # (in, out)
-        self.wt_int = np.ascontiguousarray(w.T)                       # for gathers
-        self.fanout = np.count_nonzero(w, axis=0).astype(np.int64)  # per input
+        prepare_weights(np.zeros((0, 0)), node.sign_mode, node.num_weight_bits)  # checks
+        if strict:
+            w = self.w
+            if not np.array_equal(w, node.weight):
+                i = np.argwhere(w != node.weight)[0]
+                raise OverflowDetected(
+                    f"{node.name}: weight[{i[0]}, {i[1]}] = {node.weight[tuple(i)]} is not "
+                    f"representable with {node.num_weight_bits}-bit {node.sign_mode} "
+                    f"weights (Loihi uses {w[tuple(i)]})")
+
+    # weight arrays are built on first use: the compiled kernels (kernels_plan.py) prepare
+    # their own int8/int16 copy and the fan-outs in one pass, so Simulator setup is cheap
+    @functools.cached_property
+    def w(self):                                                      # (out, in), prepared
+        return prepare_weights(self.node.weight, self.node.sign_mode,
+                               self.node.num_weight_bits)
+
+    @functools.cached_property
+    def fanout(self):                                                 # per input
+        return np.count_nonzero(self.w, axis=0).astype(np.int64)
+
+    @functools.cached_property
+    def wmax(self):
+        return int(np.abs(self.w).max(initial=0))
+
+    @functools.cached_property
+    def dtype(self):
+        return _exact_dtype(float(self.wmax) * self.in_max * self.w.shape[1])
+
+    @functools.cached_property
+    def wbound(self):
         # graded messages have no static bound: pick an exact dtype per step from the
         # step's largest message (float64 BLAS is exact below 2**53)
-        self.wbound = float(np.abs(w).max(initial=0)) * fan_in
-        self.wt64 = (np.ascontiguousarray(w.T.astype(np.float64))
-                     if self.graded and self.dtype is np.int64 else None)
-        self.delays = None
-        if node.delay is not None:  # one (in, out) matrix per delay value present
-            dt = np.int64 if self.dtype is np.int64 else self.dtype
-            self.delays = [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T
-                                                         .astype(dt)))
-                           for k in np.unique(node.delay)]
+        return float(self.wmax) * self.w.shape[1]
+
+    @functools.cached_property
+    def wt(self):
+        return np.ascontiguousarray(self.w.T.astype(self.dtype))      # (in, out)
+
+    @functools.cached_property
+    def wt_int(self):
+        return np.ascontiguousarray(self.w.T)                          # for gathers
+
+    @functools.cached_property
+    def wt64(self):
+        return (np.ascontiguousarray(self.w.T.astype(np.float64))
+                if self.graded and self.dtype is np.int64 else None)
+
+    @functools.cached_property
+    def delays(self):
+        node, w = self.node, self.w
+        if node.delay is None:
+            return None
+        dt = np.int64 if self.dtype is np.int64 else self.dtype  # one (in, out) per delay
+        return [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T.astype(dt)))
+                for k in np.unique(node.delay)]
 
     def reset(self, batch, out_shape):
         super().reset(batch, out_shape)
@@ -463,7 +501,8 @@ class Simulator:
         >>> result.spikes["lif2"].shape                      # (N, T, 10)
     """
 
-    def __init__(self, graph: Graph, numerics: Numerics | None = None, strict: bool = False):
+    def __init__(self, graph: Graph, numerics: Numerics | None = None, strict: bool = False,
+                 kernel: str | None = None):
         graph.validate()
         if graph.stage != "fixed":
             raise UnsupportedError("the simulator runs fixed-point graphs; quantise first "
@@ -515,6 +554,12 @@ class Simulator:
                                    "gates or co-processor partitions are not supported")
         self.max_depth = max(self.depth.values())
         self.bias_fed = graph.bias_fed()   # LIFs whose bias the input frames are
+        # compiled kernels where the graph allows (kernels_plan.py); `kernel` "numpy" or
+        # SNNCOMPILE_SIM_KERNEL=numpy selects the pure-numpy path below
+        from .kernels_plan import Dispatch
+        self._dispatch = Dispatch(self, kernel)
+        self._fast = None
+        self.kernel, self.kernel_reason = self._dispatch.kernel, self._dispatch.reason
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
             progress: bool = False) -> SimResult:
@@ -524,6 +569,8 @@ class Simulator:
                              f"{', '.join(map(str, self.input_shape))})")
         n_samples, steps = inputs.shape[:2]
         t0 = time.perf_counter()
+        self._fast = (self._dispatch.plan_for(n_samples * steps)   # None: numpy path
+                      if inputs.dtype.kind in "biu" else None)
         for op in self.ops.values():
             op.clear_counters()
         spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n),
@@ -579,9 +626,15 @@ class Simulator:
                 elif op.graded:
                     overflow[name] = {"int32_wrap": op.wraps}
         return SimResult(spikes, counts, overflow, n_samples, steps,
-                         time.perf_counter() - t0, state, boundary)
+                         time.perf_counter() - t0, state, boundary,
+                         "numba" if self._fast is not None else "numpy")
 
     def _run_batch(self, x, spikes, state, offset, boundary):
+        if self._fast is not None:
+            return self._fast.run_batch(x, spikes, state, offset)
+        self._run_batch_numpy(x, spikes, state, offset, boundary)
+
+    def _run_batch_numpy(self, x, spikes, state, offset, boundary):
         b, steps = x.shape[:2]
         for name, op in self.ops.items():
             if isinstance(op, (_LIF, _Coproc, _Delay, _SigmaDelta)):
@@ -661,4 +714,5 @@ def simulate(graph: Graph, inputs: np.ndarray, **kwargs) -> SimResult:
     """One-shot convenience: `Simulator(graph, strict=...).run(inputs, ...)`."""
     strict = kwargs.pop("strict", False)
     numerics = kwargs.pop("numerics", None)
-    return Simulator(graph, numerics, strict).run(inputs, **kwargs)
+    kernel = kwargs.pop("kernel", None)
+    return Simulator(graph, numerics, strict, kernel).run(inputs, **kwargs)

@@ -1,0 +1,413 @@
+"""numba kernels of the bit-accurate simulator: one sample, one node, all time steps.
+
+Each kernel is the compiled twin of a numpy operation in `simulator.py` (same registers,
+same wraps and clips, same counters) and is compared against it in tests/test_sim_kernel.py.
+Time is the simulator's global step; a series is a 2-D array (rows = steps, columns =
+flattened neurons), rows outside it are zero. A synapse reading row r of its input writes
+row r + 1 (+ delay) of its output view, which the caller offsets accordingly.
+
+Synapse kernels are event-driven: only non-zero inputs are visited, and for each the
+weight row (int8/int16 mantissas, inputs-major) is added into an int32 or int64
+accumulator, which the compiler vectorises. `cache=True` keeps the machine code next to
+this file (first call in a fresh checkout compiles, about a second or two per kernel and
+dtype combination; later processes load it in milliseconds); `nogil=True` lets the
+simulator run samples on several threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_OPT = dict(cache=True, nogil=True)
+
+I32_HALF = np.int64(1) << 31
+I32_MASK = (np.int64(1) << 32) - 1
+
+
+@njit(inline="always")
+def _wrap32(x):
+    return ((x + I32_HALF) & I32_MASK) - I32_HALF
+
+
+@njit(inline="always")
+def _shift(a, exp):
+    if exp > 0:
+        return a << exp
+    return a >> (-exp)
+
+
+@njit(inline="always")
+def _decay(x, keep, shift):
+    p = x * keep
+    if p >= 0:
+        return p >> shift
+    return -((-p) >> shift)
+
+
+# ------------------------------------------------------------------------ synapses
+@njit(inline="always")
+def _active(xr, idx):
+    """Indices of the non-zero entries of row xr into idx; returns how many."""
+    k = 0
+    for i in range(xr.shape[0]):
+        if xr[i] != 0:
+            idx[k] = i
+            k += 1
+    return k
+
+
+@njit(**_OPT)
+def dense_binary(x, wt, narrow, acc, nt, exp, out, in_counts, j0, j1, count):
+    """Binary spikes through dense synapses (Lava: sum of the active inputs' columns).
+
+    x (R, n_in) any int, non-zero = spike; wt (n_in, n_out) int8/int16 mantissas
+    (w >> nt), `narrow` True when int8; acc (n_out,) int32 or int64 scratch, wide
+    enough for fan_in * max|w >> nt|;
+    out (>= R + 1, n_out) int64 zeros: out[r + 1] = (sum << nt) << exp (or >> -exp).
+    Only outputs j0 <= j < j1 are computed (two threads can share a sample), and input
+    events are counted into in_counts when `count`.
+    Rows are added four at a time (eight for int8, in int16) so that the accumulator is
+    loaded and stored once per group: the loop is bound by reading the weight rows."""
+    rows, n_in = x.shape
+    idx = np.empty(n_in, np.int64)
+    m = j1 - j0
+    a = acc[j0:j1]      # views indexed from 0: the loops stay provably in range and vectorise
+    for r in range(rows):
+        k = _active(x[r], idx)
+        if k == 0:
+            continue
+        if count:
+            for q in range(k):
+                in_counts[idx[q]] += 1
+        a[:] = 0
+        q = 0
+        if narrow:
+            while q + 8 <= k:
+                r0, r1 = wt[idx[q], j0:j1], wt[idx[q + 1], j0:j1]
+                r2, r3 = wt[idx[q + 2], j0:j1], wt[idx[q + 3], j0:j1]
+                r4, r5 = wt[idx[q + 4], j0:j1], wt[idx[q + 5], j0:j1]
+                r6, r7 = wt[idx[q + 6], j0:j1], wt[idx[q + 7], j0:j1]
+                for j in range(m):
+                    a[j] += (((np.int16(r0[j]) + np.int16(r1[j]))
+                              + (np.int16(r2[j]) + np.int16(r3[j])))
+                             + ((np.int16(r4[j]) + np.int16(r5[j]))
+                                + (np.int16(r6[j]) + np.int16(r7[j]))))
+                q += 8
+        while q + 4 <= k:
+            r0, r1 = wt[idx[q], j0:j1], wt[idx[q + 1], j0:j1]
+            r2, r3 = wt[idx[q + 2], j0:j1], wt[idx[q + 3], j0:j1]
+            for j in range(m):
+                a[j] += ((np.int32(r0[j]) + np.int32(r1[j]))
+                         + (np.int32(r2[j]) + np.int32(r3[j])))
+            q += 4
+        while q < k:
+            r0 = wt[idx[q], j0:j1]
+            for j in range(m):
+                a[j] += r0[j]
+            q += 1
+        if r + 1 < out.shape[0]:
+            o = out[r + 1, j0:j1]
+            for j in range(m):
+                o[j] = _shift(np.int64(a[j]) << nt, exp)
+
+
+@njit(**_OPT)
+def dense_graded(x, wt, nt, exp, out, in_counts, wraps):
+    """Graded messages through dense synapses: acc = W @ x in int64, then Lava's int32 dot
+    product and shift (wrap 32, shift, wrap 32); `wraps[0]` counts outputs that differ from
+    the exact value."""
+    rows, n_in = x.shape
+    n_out = wt.shape[1]
+    acc = np.zeros(n_out, np.int64)
+    idx = np.empty(n_in, np.int64)
+    for r in range(rows):
+        xr = x[r]
+        k = _active(xr, idx)
+        if k == 0:
+            continue
+        for q in range(k):
+            in_counts[idx[q]] += 1
+        acc[:] = 0
+        q = 0
+        while q + 4 <= k:
+            i0, i1, i2, i3 = idx[q], idx[q + 1], idx[q + 2], idx[q + 3]
+            x0, x1 = np.int64(xr[i0]), np.int64(xr[i1])
+            x2, x3 = np.int64(xr[i2]), np.int64(xr[i3])
+            r0, r1, r2, r3 = wt[i0], wt[i1], wt[i2], wt[i3]
+            for j in range(n_out):
+                acc[j] += (x0 * r0[j] + x1 * r1[j]) + (x2 * r2[j] + x3 * r3[j])
+            q += 4
+        while q < k:
+            i0 = idx[q]
+            x0 = np.int64(xr[i0])
+            r0 = wt[i0]
+            for j in range(n_out):
+                acc[j] += x0 * r0[j]
+            q += 1
+        if r + 1 < out.shape[0]:
+            o = out[r + 1]
+            for j in range(n_out):
+                a = acc[j] << nt
+                exact = _shift(a, exp)
+                v = _wrap32(_shift(_wrap32(a), exp))
+                if v != exact:
+                    wraps[0] += 1
+                o[j] = v
+
+
+@njit(**_OPT)
+def dense_delayed(x, wt, dl, n_delays, nt, exp, out, in_counts):
+    """Dense synapses with per-synapse delays (Lava DelayDense): the partial sum of the
+    synapses with delay k is shifted by the exponent on its own and lands at r + 1 + k.
+    dl (n_in, n_out) delay per synapse; out (>= R + 1 + max delay, n_out) int64 zeros."""
+    rows, n_in = x.shape
+    n_out = wt.shape[1]
+    part = np.zeros((n_delays, n_out), np.int64)
+    for r in range(rows):
+        hit = False
+        for i in range(n_in):
+            xi = np.int64(x[r, i])
+            if xi != 0:
+                if not hit:
+                    part[:] = 0
+                    hit = True
+                in_counts[i] += 1
+                row = wt[i]
+                drow = dl[i]
+                for j in range(n_out):
+                    part[drow[j], j] += xi * row[j]
+        if hit:
+            for k in range(n_delays):
+                if r + 1 + k < out.shape[0]:
+                    o = out[r + 1 + k]
+                    for j in range(n_out):
+                        o[j] += _shift(part[k, j] << nt, exp)
+
+
+@njit(**_OPT)
+def conv(x, w2, shape_in, shape_out, geom, out, in_counts, wraps):
+    """Lava Conv (cross-correlation, OIHW weights, groups, stride, padding), wrapped to 24
+    bits; no exponent, no weight truncation. Event-driven: every non-zero input scatters
+    its kernel into the outputs it reaches.
+
+    x (R, C*H*W); w2 (ig, kh, kw, O) weights; shape_in (C, H, W); shape_out (O, OH, OW);
+    geom (ig, og, sh, sw, ph, pw); out (>= R + 1, O*OH*OW) int64 zeros."""
+    rows = x.shape[0]
+    c_in, h, wd = shape_in[0], shape_in[1], shape_in[2]
+    o_n, oh, ow = shape_out[0], shape_out[1], shape_out[2]
+    ig, og, sh, sw, ph, pw = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
+    kh, kw = w2.shape[1], w2.shape[2]
+    acc = np.zeros(oh * ow * o_n, np.int64)   # (OH, OW, O): contiguous over channels
+    half = np.int64(1) << 23
+    mask = (np.int64(1) << 24) - 1
+    for r in range(rows):
+        hit = False
+        for c in range(c_in):
+            g = c // ig
+            cl = c - g * ig
+            o0 = g * og
+            for iy in range(h):
+                for ix in range(wd):
+                    v = np.int64(x[r, (c * h + iy) * wd + ix])
+                    if v == 0:
+                        continue
+                    if not hit:
+                        acc[:] = 0
+                        hit = True
+                    in_counts[(c * h + iy) * wd + ix] += 1
+                    for ky in range(kh):
+                        ty = iy + ph - ky
+                        if ty < 0 or ty % sh != 0:
+                            continue
+                        oy = ty // sh
+                        if oy >= oh:
+                            continue
+                        for kx in range(kw):
+                            tx = ix + pw - kx
+                            if tx < 0 or tx % sw != 0:
+                                continue
+                            ox = tx // sw
+                            if ox >= ow:
+                                continue
+                            base = (oy * ow + ox) * o_n + o0
+                            wr = w2[cl, ky, kx]
+                            for o in range(og):
+                                acc[base + o] += v * wr[o0 + o]
+        if hit and r + 1 < out.shape[0]:
+            dst = out[r + 1]
+            for p in range(oh * ow):
+                for o in range(o_n):
+                    y = acc[p * o_n + o]
+                    yw = ((y + half) & mask) - half
+                    if yw != y:
+                        wraps[0] += 1
+                    dst[o * oh * ow + p] = yw
+
+
+# ------------------------------------------------------------------------ neurons
+@njit(**_OPT)
+def lif(a, keep_u, keep_v, shift, half, act_shift, vth, bias, spikes, u_rec, v_rec,
+        record, counts):
+    """Lava PyLifModelBitAcc for T steps from zero state. a (T, n) int64 input current;
+    spikes (T, n) uint8 out; u_rec/v_rec (T, n) int32 when `record`.
+    counts: [int32_wrap, u_wrap, v_clip, spikes, active] (added to)."""
+    steps, n = a.shape
+    u = np.zeros(n, np.int64)
+    v = np.zeros(n, np.int64)
+    lo, hi = -half + 1, half - 1
+    c_i32 = 0
+    c_u = 0
+    c_v = 0
+    c_s = 0
+    c_a = 0
+    for t in range(steps):
+        at = a[t]
+        st = spikes[t]
+        for j in range(n):
+            ain = at[j]
+            c_a += ain != 0
+            a32 = _wrap32(ain)
+            c_i32 += a32 != ain
+            a6 = a32 << act_shift
+            a6w = _wrap32(a6)
+            c_i32 += a6w != a6
+            cur = _decay(u[j], keep_u, shift) + a6w
+            cur32 = _wrap32(cur)
+            c_i32 += cur32 != cur
+            un = cur32
+            if cur32 > half:
+                un = cur32 - 2 * half
+            elif cur32 <= -half:
+                un = cur32 + 2 * half
+            c_u += un != cur32
+            vv = _decay(v[j], keep_v, shift) + un + bias[j]
+            vc = min(max(vv, lo), hi)
+            c_v += vc != vv
+            s = vc > vth
+            c_s += s
+            st[j] = s
+            u[j] = un
+            v[j] = 0 if s else vc
+        if record:
+            for j in range(n):
+                u_rec[t, j] = u[j]
+                v_rec[t, j] = v[j]
+    counts[0] += c_i32
+    counts[1] += c_u
+    counts[2] += c_v
+    counts[3] += c_s
+    counts[4] += c_a
+
+
+@njit(**_OPT)
+def sigma_delta(a, role, up, state_exp, vth, bias, cum_error, msg_max, out, counts):
+    """Lava's fixed_pt sigma-delta models from zero state over all global steps, int32
+    registers explicit. role 0 sigma_delta, 1 delta, 2 sigma. a (N, n) int64 input;
+    out (N, n) int64 graded spikes. counts: [int32_wrap, message_bits, spikes, active]."""
+    steps, n = a.shape
+    sigma = np.zeros(n, np.int64)
+    act_p = np.zeros(n, np.int64)
+    residue = np.zeros(n, np.int64)
+    error = np.zeros(n, np.int64)
+    c_w = 0
+    c_m = 0
+    c_s = 0
+    c_a = 0
+    for t in range(steps):
+        at = a[t]
+        ot = out[t]
+        for j in range(n):
+            x = at[j]
+            y = _wrap32(x)
+            c_w += y != x
+            c_a += y != 0
+            if role == 2:
+                x = sigma[j] + y
+                sigma[j] = _wrap32(x)
+                c_w += sigma[j] != x
+                o = sigma[j]
+            else:
+                if role == 1:
+                    x = y << up
+                    act = _wrap32(x)
+                    c_w += act != x
+                else:
+                    x = sigma[j] + y
+                    sigma[j] = _wrap32(x)
+                    c_w += sigma[j] != x
+                    x = sigma[j] + bias[j]
+                    act = _wrap32(x)
+                    c_w += act != x
+                    act = max(act, 0)
+                x = act - act_p[j]
+                d1 = _wrap32(x)
+                c_w += d1 != x
+                x = d1 + residue[j]
+                delta = _wrap32(x)
+                c_w += delta != x
+                if cum_error:
+                    x = error[j] + delta
+                    e = _wrap32(x)
+                    c_w += e != x
+                    s = delta if abs(e) >= vth else 0
+                    error[j] = 0 if s != 0 else e
+                else:
+                    s = delta if abs(delta) >= vth else 0
+                x = delta - s
+                residue[j] = _wrap32(x)
+                c_w += residue[j] != x
+                act_p[j] = act
+                o = s >> state_exp
+                c_m += abs(o) >= msg_max
+            c_s += o != 0
+            ot[j] = o
+    counts[0] += c_w
+    counts[1] += c_m
+    counts[2] += c_s
+    counts[3] += c_a
+
+
+@njit(**_OPT)
+def count_nonzero_rows(x, nz):
+    """nz[i] += number of non-zero x[:, i] (input events of a synapse computed by BLAS)."""
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            if x[r, i] != 0:
+                nz[i] += 1
+
+
+@njit(**_OPT)
+def transpose_cast(w, nt, out):
+    """out[i, j] = w[j, i] >> nt: weights (out, in) to input-major mantissas, one pass."""
+    n_out, n_in = w.shape
+    for j in range(n_out):
+        for i in range(n_in):
+            out[i, j] = w[j, i] >> nt
+
+
+@njit(**_OPT)
+def prepare_transpose(w, lo, hi, nt, negate, mant, fanout):
+    """Lava's weight preparation (`fixed.prepare_weights`: clip to [lo, hi] for the sign
+    mode, drop nt LSBs; inhibitory weights negated around it) fused with the transpose to
+    input-major mantissas and the fan-out count, in one tiled pass: mant[i, j] =
+    prepared(w[j, i]) >> nt, fanout[i] = non-zero prepared weights of input i. Returns how
+    many weights the preparation changed (not representable as given)."""
+    n_out, n_in = w.shape
+    changed = 0
+    tile = 64
+    for j0 in range(0, n_out, tile):
+        j1 = min(j0 + tile, n_out)
+        for i0 in range(0, n_in, tile):
+            i1 = min(i0 + tile, n_in)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    w0 = np.int64(w[j, i])
+                    v = -w0 if negate else w0
+                    v = min(max(v, lo), hi)
+                    v = (v >> nt) << nt
+                    if negate:
+                        v = -v
+                    changed += v != w0
+                    mant[i, j] = v >> nt
+                    fanout[i] += v != 0
+    return changed

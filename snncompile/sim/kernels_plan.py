@@ -1,0 +1,473 @@
+"""The compiled path of the simulator: runs a whole batch node by node over all time steps
+with the numba kernels of `kernels.py`, sample by sample on a pool of threads.
+
+Why node by node is exact: without loop delays (FxDelay) every node's value at global step
+n depends only on its inputs at steps <= n, so each node's whole time series can be
+computed once its sources' series are known, in topological order. The numpy simulator
+steps all nodes together; both give the same integers (tests/test_sim_kernel.py).
+
+Supported: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
+padding; pooling folded into a conv is a conv), FxLIF, FxSigmaDelta, Flatten, Output. A
+graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
+path whole; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
+
+Parameters are read from the numpy operations the Simulator builds (`_LIF.keep_u`,
+`_Dense.w`, ...), so both paths share one definition of each node's constants, and the
+numpy operations keep the counters `Simulator.run` reports.
+
+Strict mode: the kernels count every wrap and clip; if a batch counted any, that batch is
+run again on the numpy path, which raises the same error, naming the same node, sample,
+neuron and step, as a numpy-only run would.
+
+Threads (SNNCOMPILE_SIM_THREADS, default: the CPUs this process may use) take whole
+samples, handed out one at a time, so a thread that the OS does not schedule only means
+the others take more samples.
+
+Dense synapses with binary input choose per sample between the event-driven kernel and a
+float32 BLAS product (exact below 2**24) from the measured density of their input: BLAS
+when more than `BLAS_DENSITY` of the inputs are active; convolutions likewise switch to the
+numpy simulator's im2col product (exact float32/float64 where it is) above
+`CONV_BLAS_DENSITY` (a scattered event costs about ten times a BLAS multiply-add here).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
+from .fixed import wrap
+
+CHOICES = ("auto", "numba", "numpy")
+ENV = "SNNCOMPILE_SIM_KERNEL"
+THREADS_ENV = "SNNCOMPILE_SIM_THREADS"
+BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_BLAS_DENSITY", "0.6"))
+CONV_BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_CONV_BLAS_DENSITY", "0.1"))
+# one sample's big dense layers in two halves on two threads: off by default, since on
+# the shared 2-core machine it measured slower than one thread (the second thread is
+# often not scheduled in time); SNNCOMPILE_SIM_SPLIT=1 turns it on
+SPLIT = os.environ.get("SNNCOMPILE_SIM_SPLIT", "0") == "1"
+_SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, Output)
+_ROLES = {"sigma_delta": 0, "delta": 1, "sigma": 2}
+
+
+# below this many synapse-steps (samples x steps x synapses) a run in a process that has
+# not loaded the kernels yet stays on numpy: loading numba and its machine code costs about
+# 0.5-2 s once per process (more on a busy machine), the numpy path needs ~1 s for 5e9
+AUTO_MIN_WORK = float(os.environ.get("SNNCOMPILE_SIM_AUTO_MIN_WORK", "5e9"))
+# ... or when the graph has this many synapses: the numpy path's setup (Lava weight
+# preparation in int64, transposes) then costs as much as loading the kernels
+AUTO_MIN_SYNAPSES = float(os.environ.get("SNNCOMPILE_SIM_AUTO_MIN_SYNAPSES", "1e7"))
+_loaded = False   # kernels already loaded in this process: auto always uses them
+
+
+class Dispatch:
+    """Which path a Simulator runs. `choice` None reads SNNCOMPILE_SIM_KERNEL (default
+    auto): "numpy" always numpy; "numba" the kernels wherever the graph allows (an error
+    if numba does not import); "auto" the kernels when the graph allows, numba imports and
+    the run is big enough to repay loading them (or they are loaded already)."""
+
+    def __init__(self, sim, choice: str | None):
+        src = "kernel argument"
+        if choice is None:
+            choice, src = os.environ.get(ENV, "auto").strip().lower() or "auto", ENV
+        if choice not in CHOICES:
+            raise UnsupportedError(f"{src}: simulator kernel '{choice}' is not one of "
+                                   f"{', '.join(CHOICES)}")
+        self.sim, self.choice, self.plan = sim, choice, None
+        self.kernel, self.reason = "numba", "compiled kernels (numba)"
+        if choice == "numpy":
+            self.kernel, self.reason = "numpy", f"numpy selected ({src})"
+            return
+        if importlib.util.find_spec("numba") is None:
+            if choice == "numba":
+                raise UnsupportedError(f"{src}: numba kernel requested but numba is not "
+                                       "installed")
+            self.kernel, self.reason = "numpy", "numba is not installed"
+            return
+        if sim.bias_fed:   # frames written into a LIF's bias: no kernel reads them yet
+            self.kernel, self.reason = "numpy", (
+                f"{', '.join(sorted(sim.bias_fed))}: input frames drive the bias; the numpy "
+                "path runs the graph")
+            return
+        for name in sim.order:
+            node = sim.nodes[name]
+            if type(node) not in _SUPPORTED:
+                self.kernel, self.reason = "numpy", (
+                    f"{name}: {type(node).__name__} has no compiled kernel; the numpy path "
+                    "runs the graph")
+                return
+        self.synapses = sum(int(np.prod(sim.graph.shape(n))) * _fan_in(sim.nodes[n])
+                            for n in sim.order if sim.nodes[n].is_synapse)
+
+    def plan_for(self, sample_steps: int):
+        """The Plan for a run of `sample_steps` samples x steps, or None (numpy)."""
+        global _loaded
+        if self.kernel != "numba":
+            return None
+        if (self.choice == "auto" and not _loaded and self.synapses < AUTO_MIN_SYNAPSES
+                and sample_steps * self.synapses < AUTO_MIN_WORK):
+            return None
+        if self.plan is None:
+            try:
+                from . import kernels  # noqa: F401  (numba import and kernel definitions)
+            except Exception as e:  # installed but broken (llvmlite, numpy mismatch)
+                if self.choice == "numba":
+                    raise UnsupportedError(f"numba kernel requested but numba does not "
+                                           f"import: {e}") from None
+                self.kernel, self.reason = "numpy", f"numba does not import: {e}"
+                self.sim.kernel, self.sim.kernel_reason = self.kernel, self.reason
+                return None
+            self.plan = Plan(self.sim)
+            _loaded = True
+        return self.plan
+
+
+def _fan_in(node) -> int:
+    w = np.asarray(node.weight)
+    return int(np.prod(w.shape[1:]))
+
+
+def _int_dtype(lo: int, hi: int):
+    for dt in (np.int8, np.int16, np.int32):
+        if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+            return dt
+    return np.int64
+
+
+def _threads() -> int:
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _DenseK:
+    def __init__(self, op):
+        from . import kernels as K
+        node = op.node
+        mixed = int(node.sign_mode == "mixed")
+        self.nt = nt = 8 - int(node.num_weight_bits) + mixed
+        w = np.asarray(node.weight)
+        n_out, n_in = w.shape
+        if "w" not in op.__dict__ and w.dtype.kind in "iuf" and 0 <= nt <= 8:
+            # one fused pass: Lava's preparation, transpose, mantissas, fan-outs; the
+            # numpy operation's own (out, in) int64 copy is then never built
+            self.wt = np.empty((n_in, n_out), np.int8 if nt >= 1 else np.int16)
+            fanout = np.zeros(n_in, np.int64)
+            K.prepare_transpose(np.ascontiguousarray(w), -256 * mixed, 255, nt,
+                                node.sign_mode == "inhibitory", self.wt, fanout)
+            op.__dict__["fanout"] = fanout
+            lo, hi = -256 >> nt, 255 >> nt
+        else:
+            w = op.w                               # prepared (Lava-truncated), (out, in)
+            self.nt = nt = max(0, nt)
+            lo = int(w.min(initial=0)) >> nt
+            hi = int(w.max(initial=0)) >> nt
+            self.wt = np.empty((n_in, n_out), _int_dtype(lo, hi))
+            K.transpose_cast(np.ascontiguousarray(w), nt, self.wt)
+        mmax = max(abs(lo), abs(hi))
+        self.acc_dtype = np.int32 if mmax * max(n_in, 1) < 2 ** 31 else np.int64
+        self.blas_ok = mmax * max(n_in, 1) < 2 ** 24
+        self.exp, self.graded = int(op.exp), bool(op.graded)
+        self.n_in, self.n_out = n_in, n_out
+        self.dl, self.n_delays = None, 0
+        if node.delay is not None:
+            d = np.asarray(node.delay).astype(np.int64)
+            self.n_delays = int(d.max(initial=0)) + 1
+            self.dl = np.ascontiguousarray(d.T.astype(_int_dtype(0, self.n_delays)))
+        self._wf = None
+
+    def wf(self):
+        if self._wf is None:
+            self._wf = self.wt.astype(np.float32)
+        return self._wf
+
+    def run(self, K, src, out, in_counts, wraps, pool=None):
+        if self.dl is not None:
+            K.dense_delayed(src, self.wt, self.dl, self.n_delays, self.nt, self.exp, out,
+                            in_counts)
+        elif self.graded:
+            K.dense_graded(src, self.wt, self.nt, self.exp, out, in_counts, wraps)
+        elif self.blas_ok and np.count_nonzero(src) > BLAS_DENSITY * src.size:
+            K.count_nonzero_rows(src, in_counts)    # dense input: one BLAS product
+            rows = min(src.shape[0], out.shape[0] - 1)
+            acc = ((src[:rows] != 0).astype(np.float32) @ self.wf()).astype(np.int64)
+            acc <<= self.nt
+            out[1:rows + 1] = acc << self.exp if self.exp > 0 else acc >> -self.exp
+        else:
+            narrow, n = self.wt.dtype == np.int8, self.n_out
+            if pool is not None and n >= 512:   # batch 1: output blocks on two threads
+                def block(j0, j1):
+                    K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype),
+                                   self.nt, self.exp, out, in_counts, j0, j1, j0 == 0)
+                _shared(pool, block, n)
+            else:
+                K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype), self.nt,
+                               self.exp, out, in_counts, 0, n, True)
+
+    @property
+    def lag(self):
+        return 1 + max(self.n_delays - 1, 0)
+
+
+class _ConvK:
+    def __init__(self, op):
+        w = np.asarray(op.node.weight).astype(np.int64)
+        self.w2 = np.ascontiguousarray(
+            w.transpose(1, 2, 3, 0).astype(_int_dtype(int(w.min(initial=0)),
+                                                      int(w.max(initial=0)))))
+        self.shape_in = np.array(op.in_shape, np.int64)
+        self.shape_out = np.array((op.o, op.oh, op.ow), np.int64)
+        self.geom = np.array((op.ig, op.o // op.g, op.sh, op.sw, op.ph, op.pw), np.int64)
+        self.n_in = int(np.prod(op.in_shape))
+        self.n_out = op.o * op.oh * op.ow
+        self.lag = 1
+        self.op = op
+
+    def run(self, K, src, out, in_counts, wraps, pool=None):
+        rows = min(src.shape[0], out.shape[0] - 1)
+        if (self.op.dtype is not np.int64 and rows > 0
+                and np.count_nonzero(src) > CONV_BLAS_DENSITY * src.size):
+            K.count_nonzero_rows(src, in_counts)   # dense input: im2col and one product
+            out[1:rows + 1] = self._blas(src[:rows], wraps).reshape(rows, -1)
+        else:
+            K.conv(src, self.w2, self.shape_in, self.shape_out, self.geom, out, in_counts,
+                   wraps)
+
+    def _blas(self, x, wraps):
+        """The numpy simulator's convolution (im2col, exact float32/float64 product per
+        group, 24-bit wrap) over all rows of one sample at once, wraps counted here."""
+        op = self.op
+        b = x.shape[0]
+        xp = np.pad(x.reshape((b,) + tuple(op.in_shape)),
+                    ((0, 0), (0, 0), (op.ph, op.ph), (op.pw, op.pw)))
+        win = np.lib.stride_tricks.sliding_window_view(xp, (op.kh, op.kw), axis=(2, 3))
+        win = win[:, :, ::op.sh, ::op.sw][:, :, :op.oh, :op.ow]
+        outs = []
+        for gi in range(op.g):
+            cols = win[:, gi * op.ig:(gi + 1) * op.ig]
+            cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(b * op.oh * op.ow, -1)
+            y = (cols.astype(op.dtype) @ op.wg[gi]).astype(np.int64)
+            outs.append(y.reshape(b, op.oh, op.ow, -1))
+        y = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
+        wrapped = wrap(y, 24)
+        wraps[0] += int(np.count_nonzero(wrapped != y))
+        return wrapped
+
+
+class Plan:
+    def __init__(self, sim):
+        self.sim = sim
+        self.syn = {}
+        self.order = [n for n in sim.order]
+        for name in self.order:
+            op = sim.ops.get(name)
+            node = sim.nodes[name]
+            if isinstance(node, FxDense):
+                self.syn[name] = _DenseK(op)
+            elif isinstance(node, FxConv2d):
+                self.syn[name] = _ConvK(op)
+        self.threads = _threads()
+        self._pool = None
+        self._local = threading.local()
+        self.n_in = int(np.prod(sim.input_shape))
+
+    # -------------------------------------------------------------- one sample
+    def _sample(self, xb, b, offset, spikes, state, steps, glob, pool=None):
+        """Run sample `b` of the batch (xb: (T, *in) ints) through every node; returns
+        this sample's counters {name: array}."""
+        from . import kernels as K
+        sim = self.sim
+        series = {}      # name -> (array (rows, n), global step of row 0)
+        bufs = getattr(self._local, "bufs", None)   # this thread's buffers, reused by
+        if bufs is None:                            # every sample it runs (no page faults)
+            bufs = self._local.bufs = {}
+
+        def buffer(key, shape, zero):
+            a = bufs.get(key)
+            if a is None or a.shape != shape:
+                a = bufs[key] = np.empty(shape, np.int64)
+            if zero:
+                a.fill(0)
+            return a
+        counts = {}
+        for name in self.order:
+            node = sim.nodes[name]
+            srcs = [series[s] for s in sim.inputs[name]]
+            if isinstance(node, Input):
+                series[name] = (xb.reshape(steps, self.n_in), 0)
+            elif isinstance(node, (Flatten, Output)):
+                series[name] = srcs[0]
+            elif name in self.syn:
+                k = self.syn[name]
+                arr, off = srcs[0]
+                out = buffer(name, (off + arr.shape[0] + k.lag, k.n_out), True)
+                ic = np.zeros(k.n_in, np.int64)
+                wraps = np.zeros(1, np.int64)
+                k.run(K, arr, out[off:], ic, wraps, pool)
+                series[name] = (out, 0)
+                counts[name] = (ic, int(wraps[0]))
+            elif isinstance(node, FxLIF):
+                op = sim.ops[name]
+                d = op.depth
+                a = _window(srcs, d, steps, op.n)
+                spk = spikes[name][offset + b].reshape(steps, op.n).view(np.uint8)
+                rec = state is not None
+                u_rec = state[name][0][offset + b].reshape(steps, op.n) if rec else _E32
+                v_rec = state[name][1][offset + b].reshape(steps, op.n) if rec else _E32
+                c = np.zeros(5, np.int64)
+                K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift,
+                      int(op.vth), _flat(op.bias), spk, u_rec, v_rec, rec, c)
+                series[name] = (spk, d)
+                counts[name] = c
+            else:  # FxSigmaDelta: runs from global step 0, never reset
+                op = sim.ops[name]
+                n = int(np.prod(op.shape))
+                a = _window(srcs, 0, glob, n)
+                out = buffer(name, (glob, n), False)
+                c = np.zeros(4, np.int64)
+                K.sigma_delta(a, _ROLES[op.role], op.up, op.state_exp, op.vth,
+                              _flat(op.bias), bool(op.cum_error), op.msg_max, out, c)
+                d = op.depth
+                spikes[name][offset + b] = out[d:d + steps].reshape(
+                    (steps,) + tuple(op.shape))
+                series[name] = (out, 0)
+                counts[name] = c
+        return counts
+
+    # -------------------------------------------------------------- one batch
+    def run_batch(self, x, spikes, state, offset) -> None:
+        """Run a batch of integer inputs (x (B, T, *shape)) into `spikes` (and `state`)
+        rows offset..offset+B-1."""
+        sim = self.sim
+        b, steps = x.shape[:2]
+        glob = steps + sim.max_depth
+        # one input dtype where possible: uint8 like the spikes of LIF layers (fewer kernel
+        # specialisations to compile), int64 otherwise
+        if x.dtype == np.bool_:
+            xs = x.view(np.uint8)
+        elif x.size == 0 or (x.min() >= 0 and x.max() <= 255):
+            xs = x.astype(np.uint8, copy=False)
+        else:
+            xs = x.astype(np.int64, copy=False)
+
+        def one(i):
+            return self._sample(xs[i], i, offset, spikes, state, steps, glob)
+
+        if self.threads > 1 and self._pool is None:
+            self._pool = _pool(self.threads)
+        if self.threads > 1 and b > 1:      # samples on the threads
+            results = list(self._pool.map(one, range(b)))
+        elif self.threads > 1 and SPLIT:    # one sample: big layers split across threads
+            results = [self._sample(xs[0], 0, offset, spikes, state, steps, glob,
+                                    self._pool)]
+        else:
+            results = [one(i) for i in range(b)]
+        flagged = self._account(results, b, glob)
+        if flagged and sim.strict:
+            # the numpy path raises the first error in its own order, exactly as a
+            # numpy-only run would
+            sim._run_batch_numpy(x, spikes, state, offset, {})
+            raise RuntimeError("internal error: the compiled simulator counted a wrap or "
+                               "clip that the numpy simulator did not; please report")
+
+    def _account(self, results, b, glob) -> bool:
+        """Add the samples' counters to the numpy operations' (which Simulator.run
+        reports); True when anything wrapped or clipped."""
+        sim = self.sim
+        flagged = False
+        for name in self.order:
+            op = sim.ops.get(name)
+            node = sim.nodes[name]
+            if name in self.syn:
+                ic = sum(r[name][0] for r in results)
+                wraps = sum(r[name][1] for r in results)
+                op.events += int(ic.sum())
+                op.synops += int(ic @ op.fanout)
+                op.wraps += wraps
+                flagged |= wraps > 0
+            elif isinstance(node, FxLIF):
+                c = sum(r[name] for r in results)
+                op.overflow["int32_wrap"] += int(c[0])
+                op.overflow["u_wrap"] += int(c[1])
+                op.overflow["v_clip"] += int(c[2])
+                op.spike_count += int(c[3])
+                op.active += int(c[4])
+                flagged |= bool(c[:3].any())
+            elif isinstance(node, FxSigmaDelta):
+                c = sum(r[name] for r in results)
+                op.overflow["int32_wrap"] += int(c[0])
+                op.overflow["message_bits"] += int(c[1])
+                op.spike_count += int(c[2])
+                op.active += int(c[3])
+                op.updates += b * glob * int(np.prod(op.shape))
+                flagged |= bool(c[:2].any())
+        return flagged
+
+
+_E32 = np.zeros((0, 0), np.int32)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the whole process, shared by every Simulator (a pool
+    per Simulator would keep its idle threads until the garbage collector runs)."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="snncompile-sim")
+        return _POOLS[threads]
+
+
+def _shared(pool, block, n: int) -> None:
+    """Run block(j0, j1) over [0, n) in two halves that this thread and one pool thread
+    take in turn (halves, not smaller blocks: the kernel reads weight rows fastest whole).
+    On a busy machine the pool thread may not be scheduled in time: this thread then takes
+    both halves and the helper's task is cancelled, so a shared core costs about the
+    single-thread time instead of a wait for a thread that does not run."""
+    size = (-(-n // 2) + 63) & ~63
+    blocks = iter([(j, min(j + size, n)) for j in range(0, n, size)])
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                b = next(blocks, None)
+            if b is None:
+                return
+            block(*b)
+
+    helper = pool.submit(work)
+    work()
+    if not helper.cancel():
+        helper.result()
+
+
+def _flat(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, np.int64).reshape(-1))
+
+
+def _window(srcs, start: int, rows: int, n: int) -> np.ndarray:
+    """Sum of the source series over global steps [start, start + rows), as (rows, n)
+    int64 (a view when one source covers the window)."""
+    if len(srcs) == 1:
+        arr, off = srcs[0]
+        lo = start - off
+        if lo >= 0 and lo + rows <= arr.shape[0] and arr.dtype == np.int64:
+            return arr[lo:lo + rows]
+    a = np.zeros((rows, n), np.int64)
+    for arr, off in srcs:
+        lo, hi = max(start, off), min(start + rows, off + arr.shape[0])
+        if hi > lo:
+            a[lo - start:hi - start] += arr[lo - off:hi - off]
+    return a

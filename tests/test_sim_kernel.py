@@ -1,0 +1,293 @@
+"""The compiled simulator kernels (snncompile/sim/kernels*.py) against the pure-numpy
+simulator they replace: on the property tests' random networks and on stress networks
+that wrap and clip every register, both give identical spikes, u/v state, event counts,
+overflow counts and strict-mode errors."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snncompile.errors import OverflowDetected, UnsupportedError
+from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLIF, FxSigmaDelta, Graph,
+                           Input, Output)
+from snncompile.sim import Simulator, kernels_plan
+
+from strategies import fixed_networks, sigma_delta_networks
+
+pytest.importorskip("numba")
+FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run_both(graph, x, strict=False, **kw):
+    a = Simulator(graph, kernel="numpy", strict=strict).run(x, **kw)
+    sim = Simulator(graph, kernel="numba", strict=strict)
+    assert sim.kernel == "numba", sim.kernel_reason
+    b = sim.run(x, **kw)
+    assert (a.kernel, b.kernel) == ("numpy", "numba")
+    return a, b
+
+
+def assert_same(graph, x, **kw):
+    a, b = run_both(graph, x, record_state=True, **kw)
+    assert a.spikes.keys() == b.spikes.keys()
+    for name in a.spikes:
+        assert a.spikes[name].dtype == b.spikes[name].dtype, name
+        assert np.array_equal(a.spikes[name], b.spikes[name]), name
+    for name in a.state:
+        assert np.array_equal(a.state[name][0], b.state[name][0]), f"{name} u"
+        assert np.array_equal(a.state[name][1], b.state[name][1]), f"{name} v"
+    assert a.counts == b.counts
+    assert a.overflow == b.overflow
+    return a
+
+
+# ------------------------------------------------------------- the property networks
+@settings(max_examples=60, **FAST)
+@given(fixed_networks(), st.sampled_from([1, 3, 64]))
+def test_kernel_equals_numpy_on_random_networks(case, batch):
+    assert_same(*case, batch_size=batch)
+
+
+@settings(max_examples=25, **FAST)
+@given(fixed_networks(conv=False, delays=True))
+def test_kernel_equals_numpy_with_synaptic_delays(case):
+    assert_same(*case, batch_size=2)
+
+
+@settings(max_examples=40, **FAST)
+@given(sigma_delta_networks(), st.sampled_from([1, 64]))
+def test_kernel_equals_numpy_on_sigma_delta_networks(case, batch):
+    assert_same(*case, batch_size=batch)
+
+
+# ------------------------------------------------------------- stress networks
+def _lif(rng, name, shape):
+    return FxLIF(name, shape=shape, du=int(rng.integers(0, 4096)),
+                 dv=int(rng.choice([0, 4095, int(rng.integers(0, 4096))])),
+                 vth=int(rng.choice([1, int(rng.integers(1, 2 ** 17))])),
+                 bias_mant=(rng.integers(-4095, 4096, shape) * (rng.random() < .6)
+                            ).astype(np.int32),
+                 bias_exp=int(rng.integers(0, 8)))
+
+
+def stress_lif_network(seed: int):
+    """Dense (exponents -2..7, 6- to 8-bit weights of any sign mode, unrepresentable
+    weights that Lava truncates) or conv (weights far beyond 8 bits) into LIF neurons with
+    large biases and thresholds: u wraps, v clips, int32 input wraps and 24-bit
+    convolution wraps all happen."""
+    rng = np.random.default_rng(seed)
+    graded = rng.random() < 0.6
+    bits = 8 if graded else 1
+    enc = "graded" if graded else "spikes"
+    nodes = []
+    if rng.random() < 0.35:
+        c, h = int(rng.integers(1, 4)), int(rng.integers(3, 7))
+        nodes.append(Input("in", shape=(c, h, h), encoding=enc, bits=bits))
+        k, s, p = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+        groups = c if (c > 1 and rng.random() < 0.5) else 1
+        o = groups * int(rng.integers(1, 3))
+        lo, hi = [(-127, 128), (-3000, 3000), (0, 20000)][int(rng.integers(0, 3))]
+        nodes.append(FxConv2d("conv0", weight=rng.integers(lo, hi, (o, c // groups, k, k)),
+                              stride=(s, s), padding=(p, p), groups=groups,
+                              num_message_bits=bits if graded else 0))
+        oh = (h + 2 * p - k) // s + 1
+        nodes += [_lif(rng, "lif0", (o, oh, oh)), Flatten("flat")]
+        n_in, graded_in = o * oh * oh, False
+    else:
+        n_in = int(rng.integers(4, 48))
+        nodes.append(Input("in", shape=(n_in,), encoding=enc, bits=bits))
+        graded_in = graded
+    for i in range(1, int(rng.integers(1, 4)) + 1):
+        n_out = int(rng.integers(1, 24))
+        mode = str(rng.choice(["mixed", "excitatory", "inhibitory"]))
+        w = rng.integers(-300, 300, (n_out, n_in))
+        delay = rng.integers(0, 4, (n_out, n_in)) if rng.random() < 0.2 else None
+        nodes.append(FxDense(f"fc{i}", weight=w, weight_exp=int(rng.integers(-2, 8)),
+                             num_weight_bits=int(rng.integers(6, 9)), sign_mode=mode,
+                             num_message_bits=bits if (graded_in and i == 1) else 0,
+                             delay=delay))
+        nodes.append(_lif(rng, f"lif{i}", (n_out,)))
+        n_in = n_out
+    nodes.append(Output("out"))
+    graph = Graph.sequential(nodes)
+    n, t = int(rng.integers(1, 4)), int(rng.integers(1, 16))
+    shape = graph.input_node().shape
+    x = rng.integers(0, 256, (n, t) + shape) if graded else (
+        rng.random((n, t) + shape) < rng.uniform(0.2, 0.9)).astype(np.int64)
+    return graph, x
+
+
+def stress_sd_network(seed: int):
+    """Sigma-delta chains with large exponents and weights: int32 registers wrap and
+    graded spikes exceed their message bits."""
+    rng = np.random.default_rng(seed)
+    n_in = int(rng.integers(8, 60))
+    cum = bool(rng.random() < 0.4)
+
+    def sd(name, shape, role="sigma_delta"):
+        return FxSigmaDelta(name, shape=shape, role=role, vth=int(rng.integers(0, 500)),
+                            spike_exp=int(rng.integers(0, 8)),
+                            state_exp=int(rng.integers(0, 8)), cum_error=cum,
+                            num_message_bits=int(rng.choice([8, 16, 24])),
+                            bias_mant=(rng.integers(-4000, 4000, shape)
+                                       * (rng.random() < .5)).astype(np.int32))
+
+    nodes = [Input("in", shape=(n_in,), encoding="graded", bits=8), sd("enc", (n_in,), "delta")]
+    for i in range(1, int(rng.integers(1, 4)) + 1):
+        n_out = int(rng.integers(1, 30))
+        nodes.append(FxDense(f"fc{i}", weight=(rng.integers(-128, 128, (n_out, n_in)) * 2),
+                             weight_exp=int(rng.integers(-3, 8)), num_message_bits=16))
+        nodes.append(sd(f"sd{i}", (n_out,), "sigma" if rng.random() < 0.2 else "sigma_delta"))
+        n_in = n_out
+    nodes.append(Output("out"))
+    graph = Graph.sequential(nodes)
+    x = rng.integers(0, 256, (int(rng.integers(1, 4)), int(rng.integers(1, 14)), nodes[0].shape[0]))
+    return graph, x
+
+
+@settings(max_examples=60, **FAST)
+@given(st.integers(0, 2 ** 32 - 1))
+def test_kernel_equals_numpy_on_stress_lif_networks(seed):
+    assert_same(*stress_lif_network(seed), batch_size=2)
+
+
+@settings(max_examples=40, **FAST)
+@given(st.integers(0, 2 ** 32 - 1))
+def test_kernel_equals_numpy_on_stress_sigma_delta_networks(seed):
+    assert_same(*stress_sd_network(seed), batch_size=2)
+
+
+def test_stress_networks_do_wrap_and_clip():
+    """The stress cases above are not vacuous: on fixed seeds every overflow kind the
+    simulator counts occurs, and both paths count the same number."""
+    seen = {}
+    for seed in range(40):
+        for make in (stress_lif_network, stress_sd_network):
+            for name, kinds in assert_same(*make(seed)).overflow.items():
+                for kind, n in kinds.items():
+                    seen[kind] = seen.get(kind, 0) + n
+    for kind in ("u_wrap", "v_clip", "int32_wrap", "conv_wrap", "message_bits"):
+        assert seen.get(kind, 0) > 0, (kind, seen)
+
+
+def test_strict_errors_are_the_numpy_errors():
+    """strict=True raises the same OverflowDetected (node, sample, neuron, step) on both
+    paths, and runs clean networks on the kernels without complaint."""
+    raised = clean = 0
+    for seed in range(60):
+        graph, x = stress_lif_network(seed) if seed % 3 else stress_sd_network(seed)
+        errors = []
+        for kernel in ("numpy", "numba"):
+            try:
+                sim = Simulator(graph, kernel=kernel, strict=True)
+                res = sim.run(x, batch_size=2)
+                errors.append(None)
+            except OverflowDetected as e:
+                errors.append(str(e))
+        assert errors[0] == errors[1], (seed, errors)
+        raised += errors[0] is not None
+        clean += errors[0] is None and res.kernel == "numba"
+    assert raised >= 10 and clean >= 3, (raised, clean)
+
+
+# ------------------------------------------------------------- paths and selection
+def test_blas_path_for_dense_input_is_identical(monkeypatch):
+    """Binary dense synapses switch to a float32 BLAS product above BLAS_DENSITY active
+    inputs, convolutions to im2col above CONV_BLAS_DENSITY; force both everywhere and
+    never, same integers (conv wraps included)."""
+    rng = np.random.default_rng(0)
+    g = Graph.sequential([Input("in", shape=(40,)),
+                          FxDense("fc1", weight=rng.integers(-128, 128, (30, 40)) * 2,
+                                  weight_exp=2),
+                          FxLIF("lif1", shape=(30,), du=100, dv=200, vth=300),
+                          FxDense("fc2", weight=rng.integers(-128, 128, (7, 30)) * 2,
+                                  weight_exp=-1),
+                          FxLIF("lif2", shape=(7,), du=4095, dv=0, vth=50), Output("o")])
+    x = (rng.random((5, 20, 40)) < 0.7).astype(np.uint8)
+    conv = [stress_lif_network(s) for s in range(30)]
+    conv = [c for c in conv if "conv0" in c[0]][:4]
+    assert conv
+    for density in (0.0, 2.0):
+        monkeypatch.setattr(kernels_plan, "BLAS_DENSITY", density)
+        monkeypatch.setattr(kernels_plan, "CONV_BLAS_DENSITY", density)
+        assert_same(g, x)
+        for case in conv:
+            assert_same(*case)
+
+
+def test_selection_env_argument_and_unsupported_graphs(monkeypatch):
+    graph, x = stress_lif_network(1)
+    monkeypatch.setenv("SNNCOMPILE_SIM_KERNEL", "numpy")
+    sim = Simulator(graph)
+    assert sim.kernel == "numpy" and "SNNCOMPILE_SIM_KERNEL" in sim.kernel_reason
+    assert sim.run(x).kernel == "numpy"
+    assert Simulator(graph, kernel="numba").run(x).kernel == "numba"  # argument wins
+    monkeypatch.setenv("SNNCOMPILE_SIM_KERNEL", "fast")
+    with pytest.raises(UnsupportedError, match="SNNCOMPILE_SIM_KERNEL.*'fast'"):
+        Simulator(graph)
+    monkeypatch.delenv("SNNCOMPILE_SIM_KERNEL")
+    # auto: a small run in a process that has not loaded the kernels stays on numpy
+    monkeypatch.setattr(kernels_plan, "_loaded", False)
+    assert Simulator(graph).run(x).kernel == "numpy"
+    monkeypatch.setattr(kernels_plan, "AUTO_MIN_WORK", 0)
+    assert Simulator(graph).run(x).kernel == "numba"
+    assert Simulator(graph).run(x.astype(np.float64)).kernel == "numpy"  # not integers
+    # a gate has no kernel: the whole graph runs on numpy, and the reason names it
+    g = Graph()
+    g.add(Input("in", shape=(4,)))
+    g.add(FxDense("fa", weight=np.full((3, 4), 2)), ["in"])
+    g.add(FxDense("fg", weight=np.full((3, 4), 2)), ["in"])
+    g.add(FxGate("gate", shift=1), ["fa", "fg"])
+    g.add(FxLIF("lif", shape=(3,), vth=1), ["gate"])
+    g.add(Output("o"), ["lif"])
+    sim = Simulator(g, kernel="numba")
+    assert sim.kernel == "numpy" and sim.kernel_reason.startswith("gate: FxGate")
+    assert sim.run(np.ones((1, 3, 4), np.int64)).kernel == "numpy"
+
+
+def test_empty_runs():
+    for make in (stress_lif_network, stress_sd_network):
+        graph, x = make(2)
+        assert_same(graph, x[:, :0])
+        assert_same(graph, x[:0])
+
+
+def test_neuron_fed_by_the_input_directly():
+    """A LIF layer reading the input with no synapse (its window is the input's own)."""
+    rng = np.random.default_rng(5)
+    g = Graph.sequential([
+        Input("in", shape=(6,), encoding="graded", bits=6),
+        FxLIF("lif0", shape=(6,), du=10, dv=20, vth=20, bias_mant=np.arange(6)),
+        FxDense("fa", weight=rng.integers(-128, 128, (5, 6)) * 2, weight_exp=3),
+        FxLIF("lif1", shape=(5,), du=300, dv=0, vth=40), Output("o")])
+    assert_same(g, rng.integers(0, 64, (3, 9, 6)))
+
+
+@pytest.mark.lava
+@settings(max_examples=6, **FAST)
+@given(fixed_networks(conv=None, max_layers=2))
+def test_kernel_equals_lava(case):
+    from snncompile.backends.lava_backend import run_lava
+    graph, x = case
+    res = Simulator(graph, kernel="numba").run(x)
+    lava = run_lava(graph, x)
+    assert res.kernel == "numba"
+    for name, spikes in res.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
+
+
+def test_one_sample_split_across_threads(monkeypatch):
+    """With SNNCOMPILE_SIM_SPLIT=1, at batch 1 a dense layer of >= 512 outputs is computed
+    in two column halves on two threads (input events counted once)."""
+    monkeypatch.setenv("SNNCOMPILE_SIM_THREADS", "2")
+    monkeypatch.setattr(kernels_plan, "SPLIT", True)
+    rng = np.random.default_rng(8)
+    g = Graph.sequential([Input("in", shape=(50,)),
+                          FxDense("fc1", weight=rng.integers(-128, 128, (600, 50)) * 2),
+                          FxLIF("lif1", shape=(600,), du=500, dv=100, vth=150),
+                          FxDense("fc2", weight=rng.integers(-128, 128, (530, 600)) * 2,
+                                  weight_exp=-2),
+                          FxLIF("lif2", shape=(530,), du=500, dv=100, vth=40), Output("o")])
+    x = (rng.random((2, 12, 50)) < 0.3).astype(np.uint8)
+    a = assert_same(g, x, batch_size=1)
+    assert a.counts["fc2"]["input_events"] > 0
