@@ -8,16 +8,26 @@ computes the gains, and a chain of `FxGate`s on the neurocore that applies them.
 `a` is the synapse's integer current (a ~= X * sigma, sigma the LIF's scale). Each gain is
 `sigmoid(MLP(avg) + MLP(max))` (TA, CA) or `sigmoid(conv([mean, max]))` (SA) in integers:
 
-* descriptors: ReduceMean (floor division) and ReduceMax over the axes the training layer
-  pools (CA: H, W of step t; SA: channels of step t; TA: C, H, W of the last `window`
-  steps, kept by a History op);
+* descriptors: ReduceMean (division rounded to nearest) and ReduceMax over the axes the
+  training layer pools (CA: H, W of step t; SA: channels of step t; TA: C, H, W of the last
+  `window` steps, kept by a History op);
 * MLP / conv: int8 weights w = round(W * 2**k) (k the largest with |w| <= 127), int64
-  accumulation, a floor shift to 16 bits chosen from calibration data (2x headroom);
-* sigmoid: a 256-entry table indexed by the logit >> s (covering about +-8 in float),
-  g = round(256 * sigmoid), clipped to 255 (as the training layer rounds its 8-bit gains).
+  accumulation, a shift to 16 bits chosen from calibration data (2x headroom);
+* sigmoid: a 256-entry table indexed by rnd(logit / 2**s) (covering about +-8 in float),
+  entry i = round(256 * sigmoid(i * 2**s / scale)), clipped to 255 (as the training layer
+  rounds its 8-bit gains);
+* gates: rnd(a * g / 256) on the neurocore (`FxGate`, rounding "nearest_even").
 
-For TCSA the co-processor also forms a1 = (a * g_ta) >> 8 and a2 = (a1 * g_ca) >> 8 with
-exactly the gates' arithmetic, so that CA and SA see what the neurocore sees. Only the
+Rounding. Every shift and division here rounds to nearest with ties to even (`ROUNDING`,
+see snncompile.coproc.ops), none floors: a floor shift errs by -1/2 LSB on average, a
+table read at the floored logit sits half an index step low (about -2/256 of gain at the
+sigmoid's steepest with this table), and TCSA chains three gains, each on the previous
+product, so floor errors add up to a gain systematically below the float model's (the
+integer network then fires less, more so in deeper layers). With round-to-nearest the
+expected error of every stage is zero and only the unbiased quantisation noise remains.
+
+For TCSA the co-processor also forms a1 = rnd(a * g_ta / 256) and a2 = rnd(a1 * g_ca / 256)
+with exactly the gates' arithmetic, so that CA and SA see what the neurocore sees. Only the
 causal modes stream; "window" mode pools the whole time window and is refused.
 """
 from __future__ import annotations
@@ -38,6 +48,7 @@ GAIN_SHIFT = 8          # g / 256
 LUT_BITS = 8            # table index width
 LUT_RANGE = 8.0         # float logit covered by the table: [-8, 8)
 HEADROOM = 2.0
+ROUNDING = "nearest_even"   # every shift, division and gate (see the module docstring)
 
 
 def check_attention(node: Attention, spec: TargetSpec) -> None:
@@ -113,13 +124,14 @@ class _Builder:
         hidden = []
         for i, d in enumerate(descriptors):
             h = self.add(Linear(f"{key}_fc1_{i}", (d,), weight=w1q, shift=s1,
-                                out_bits=HIDDEN_BITS))
+                                out_bits=HIDDEN_BITS, rounding=ROUNDING))
             hidden.append(self.add(Relu(f"{key}_relu_{i}", (h,))))
         peak2 = max(float(np.abs(self.values(h).reshape(-1, w2q.shape[1]).astype(np.float64)
                                  @ w2q.T.astype(np.float64)).max(initial=0)) for h in hidden)
         s2 = _shift_for(peak2 * len(hidden), HIDDEN_BITS)
         outs = [self.add(Linear(f"{key}_fc2_{i}", (h,), weight=w2q, shift=s2,
-                                out_bits=HIDDEN_BITS)) for i, h in enumerate(hidden)]
+                                out_bits=HIDDEN_BITS, rounding=ROUNDING))
+                for i, h in enumerate(hidden)]
         logit = outs[0]
         for i, o in enumerate(outs[1:], 1):
             logit = self.add(Add(f"{key}_sum_{i}", (logit, o), out_bits=HIDDEN_BITS + 1))
@@ -127,10 +139,13 @@ class _Builder:
         return self.lut(key, logit, logit_scale), logit_scale
 
     def lut(self, key: str, logit: str, scale: float) -> str:
-        """8-bit gain = table[logit >> s], the table covering about +-LUT_RANGE in float."""
+        """8-bit gain = table[rnd(logit / 2**s)], the table covering about +-LUT_RANGE in
+        float: entry i holds the gain at logit i * 2**s exactly, the logits it serves lie
+        within half a step on either side."""
         s = max(0, math.ceil(math.log2(LUT_RANGE * scale / 2 ** (LUT_BITS - 1))))
         table = make_sigmoid_table(LUT_BITS, scale / 2.0 ** s)
-        return self.add(SigmoidLUT(f"g_{key}", (logit,), in_scale_shift=s, table=table))
+        return self.add(SigmoidLUT(f"g_{key}", (logit,), in_scale_shift=s, table=table,
+                                   rounding=ROUNDING))
 
 
 def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bits: int,
@@ -156,7 +171,8 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
     nd = len(shape)
     for i, v in enumerate(variants):
         if v == "ta":
-            avg = b.add(ReduceMean("ta_avg", (cur,), axes=tuple(range(nd))))
+            avg = b.add(ReduceMean("ta_avg", (cur,), axes=tuple(range(nd)),
+                                   rounding=ROUNDING))
             mx = b.add(ReduceMax("ta_max", (cur,), axes=tuple(range(nd))))
             w = node.window
             if w > 1:
@@ -169,7 +185,7 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
             g = b.add(Reshape("g_ta_b", (g,), shape=(1,) * nd))
         elif v == "ca":
             if spatial:
-                descs = [b.add(ReduceMean("ca_avg", (cur,), axes=(1, 2))),
+                descs = [b.add(ReduceMean("ca_avg", (cur,), axes=(1, 2), rounding=ROUNDING)),
                          b.add(ReduceMax("ca_max", (cur,), axes=(1, 2)))]
             else:  # a dense current has no H, W: avg = max = the current itself
                 descs = [cur, cur]
@@ -177,7 +193,8 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
             if spatial:
                 g = b.add(Reshape("g_ca_b", (g,), shape=(shape[0], 1, 1)))
         else:  # sa
-            avg = b.add(ReduceMean("sa_avg", (cur,), axes=(0,), keepdims=True))
+            avg = b.add(ReduceMean("sa_avg", (cur,), axes=(0,), keepdims=True,
+                                   rounding=ROUNDING))
             mx = b.add(ReduceMax("sa_max", (cur,), axes=(0,), keepdims=True))
             both = b.add(Concat("sa_cat", (avg, mx), axis=0))
             wq, k = _int8(np.asarray(node.sa_w, np.float64), f"{node.name} sa conv")
@@ -189,12 +206,13 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
             b.ops.pop()
             s = _shift_for(peak, HIDDEN_BITS)
             logit = b.add(Conv2d("sa_conv", (both,), weight=wq, padding=(pad, pad), shift=s,
-                                 out_bits=HIDDEN_BITS))
+                                 out_bits=HIDDEN_BITS, rounding=ROUNDING))
             g = b.lut("sa", logit, sigma * 2.0 ** (k - s))
         gains.append((v, g))
         b.outputs.append(g)
         if i + 1 < len(variants):  # the next gain reads the already modulated current
-            cur = b.add(Mul(f"a_{v}", (cur, g), shift=GAIN_SHIFT, out_bits=in_bits))
+            cur = b.add(Mul(f"a_{v}", (cur, g), shift=GAIN_SHIFT, out_bits=in_bits,
+                            rounding=ROUNDING))
     cg = CoprocGraph(b.inputs, b.ops, b.outputs)
     doc, arrays = cg.to_dict()
     coproc = FxCoproc(f"{node.name}.coproc", doc=doc, arrays=arrays)
@@ -202,6 +220,6 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
     for i, (v, g) in enumerate(gains):
         out = FxCoprocOut(f"{node.name}.g_{v}", port=g, shape=cg.specs[g].shape)
         gate = FxGate(f"{node.name}.gate_{v}", shift=GAIN_SHIFT, gain_bits=8,
-                      relu=(i == len(gains) - 1))
+                      relu=(i == len(gains) - 1), rounding=ROUNDING)
         chain.append((v, out, gate))
     return coproc, chain
