@@ -284,6 +284,17 @@ def _int_array(op: Op, field: str, value, lo: int, hi: int, dtype) -> np.ndarray
     return arr.astype(dtype)
 
 
+def _weights(op: Op) -> np.ndarray:
+    """op.weight as int8 (weight_bits 8 or less) or int16, range-checked for weight_bits."""
+    if isinstance(op.weight_bits, bool) or not isinstance(op.weight_bits, (int, np.integer)):
+        op._fail(f"weight_bits ({op.weight_bits!r}) is not an integer")
+    op.weight_bits = int(op.weight_bits)
+    op._check_bits("weight_bits", op.weight_bits, 2, 16)
+    lim = 2 ** (op.weight_bits - 1)
+    return _int_array(op, "weight", op.weight, -lim, lim - 1,
+                      np.int8 if op.weight_bits <= 8 else np.int16)
+
+
 # ---------------------------------------------------------------- arithmetic
 @dataclass
 class Linear(Op):
@@ -294,7 +305,8 @@ class Linear(Op):
         y[o]   = clip_out_bits(acc[o] >> shift)             (rnd(acc[o] / 2**shift) if
                                                              rounding is "nearest_even")
 
-    weight: int8 (out, in); bias: int32 (out,) or None; shift >= 0; out_bits <= 32, signed.
+    weight: int8 (out, in), or signed `weight_bits` (2..16) wide; bias: int32 (out,) or
+    None; shift >= 0; out_bits <= 32, signed.
     """
 
     weight: np.ndarray = None
@@ -303,12 +315,13 @@ class Linear(Op):
     out_bits: int = 16
     axis: int = -1
     rounding: str = "floor"
+    weight_bits: int = 8
 
     def __post_init__(self):
         super().__post_init__()
         if self.weight is None or np.ndim(self.weight) != 2:
             self._fail("weight must be a 2-d (out, in) array")
-        self.weight = _int_array(self, "weight", self.weight, -128, 127, np.int8)
+        self.weight = _weights(self)
         if self.bias is not None:
             self.bias = _int_array(self, "bias", self.bias, -2 ** 31, 2 ** 31 - 1, np.int32)
             if self.bias.shape != (self.weight.shape[0],):
@@ -327,7 +340,8 @@ class Linear(Op):
         if x.shape[ax] != n_in:
             self._fail(f"expects {n_in} features on axis {ax}, got input {x.shape}")
         bias = 0 if self.bias is None else 2 ** 31
-        self._check_int64(n_in * 128 * x.magnitude + bias, "the accumulator")
+        self._check_int64(n_in * 2 ** (self.weight_bits - 1) * x.magnitude + bias,
+                          "the accumulator")
         shape = list(x.shape)
         shape[ax] = n_out
         return ValueSpec(tuple(shape), self.out_bits)
@@ -361,8 +375,8 @@ class Conv2d(Op):
                        + bias[o]                                  (int64)
         y = clip_out_bits(acc >> shift)        (rnd(acc / 2**shift) if "nearest_even")
 
-    xpad is x with `padding` zeros on each side of H and W. weight: int8 OIHW (no groups);
-    bias int32 (O,) or None; out_bits <= 32, signed.
+    xpad is x with `padding` zeros on each side of H and W. weight: int8 OIHW (no groups),
+    or signed `weight_bits` (2..16) wide; bias int32 (O,) or None; out_bits <= 32, signed.
     """
 
     weight: np.ndarray = None
@@ -372,12 +386,13 @@ class Conv2d(Op):
     shift: int = 0
     out_bits: int = 16
     rounding: str = "floor"
+    weight_bits: int = 8
 
     def __post_init__(self):
         super().__post_init__()
         if self.weight is None or np.ndim(self.weight) != 4:
             self._fail("weight must be a 4-d OIHW array")
-        self.weight = _int_array(self, "weight", self.weight, -128, 127, np.int8)
+        self.weight = _weights(self)
         if self.bias is not None:
             self.bias = _int_array(self, "bias", self.bias, -2 ** 31, 2 ** 31 - 1, np.int32)
             if self.bias.shape != (self.weight.shape[0],):
@@ -403,7 +418,8 @@ class Conv2d(Op):
         if oh < 1 or ow < 1:
             self._fail(f"output would be empty for input {x.shape}")
         bias = 0 if self.bias is None else 2 ** 31
-        self._check_int64(c * kh * kw * 128 * x.magnitude + bias, "the accumulator")
+        self._check_int64(c * kh * kw * 2 ** (self.weight_bits - 1) * x.magnitude + bias,
+                          "the accumulator")
         return ValueSpec((o, oh, ow), self.out_bits)
 
     def forward(self, xs, state=None):
