@@ -264,3 +264,58 @@ def test_gesture_sized_tcsa_fires_like_the_float_model(gesture):
     off = _spike_counts_off(build, x)
     assert list(off) == ["lif1", "lif2", "lif3", "lif4", "lif5"]
     assert all(abs(v) <= TOLERANCE for v in off.values()), off
+
+
+# ---------------------------------------------------------------- the fields themselves
+def test_lowering_rounds_everywhere_and_the_fields_round_trip(digits):
+    from snncompile.coproc.ops import Conv2d, Linear, SigmoidLUT
+    from snncompile.ir import FxCoproc
+    xtr, _, _, _ = digits
+    build = compile_model(ROOT / "examples" / "checkpoints" /
+                          "attention_digits_tcsa_causal.pt", "loihi2", calib=xtr[:32])
+    gates = build.graph.nodes(FxGate)
+    assert gates and all(g.rounding == "nearest_even" for g in gates)
+    for node in build.graph.nodes(FxCoproc):
+        cg = node.cgraph
+        shifting = [op for op in cg.ops
+                    if isinstance(op, (Linear, Conv2d, Mul, ReduceMean, SigmoidLUT))]
+        assert shifting and all(op.rounding == "nearest_even" for op in shifting)
+        assert all(op.weight_bits == 16 for op in cg.ops if isinstance(op, (Linear, Conv2d)))
+        again = CoprocGraph.from_dict(*cg.to_dict())
+        assert [(type(o).__name__, getattr(o, "rounding", None)) for o in again.ops] == \
+            [(type(o).__name__, getattr(o, "rounding", None)) for o in cg.ops]
+        assert "rnd" in cg.summary()
+
+
+def test_a_graph_written_before_the_fields_loads_as_floor_and_int8():
+    cg = CoprocGraph({"x": ValueSpec((2,), 16)},
+                     [Mul("m", ("x", "x"), shift=3, rounding="nearest_even")], ["m"])
+    doc, arrays = cg.to_dict()
+    del doc["ops"][0]["fields"]["rounding"]
+    old = CoprocGraph.from_dict(doc, arrays)
+    assert old.ops[0].rounding == "floor"
+    y = old.run_step({"x": np.array([[-5, 3]])})[0]["m"]
+    assert y.tolist() == [[25 >> 3, 9 >> 3]]
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Mul("m", ("a", "b"), shift=8, rounding="up"), r"m: Mul rounding \('up'\)"),
+    (lambda: Mul("m", ("a", "b"), shift=61, rounding="nearest_even"), r"m: Mul shift \(61\)"),
+    (lambda: ReduceMean("r", ("a",), axes=(0,), rounding=1), r"r: ReduceMean rounding \(1\)"),
+    (lambda: FxGate("g", rounding="half_up"), r"g: FxGate rounding \('half_up'\)"),
+])
+def test_bad_rounding_is_refused_in_one_line(make, match):
+    from snncompile.errors import GraphError
+    with pytest.raises(GraphError, match=match):
+        make()
+
+
+def test_weight_bits_bound_the_weights():
+    from snncompile.coproc.ops import Linear
+    from snncompile.errors import GraphError
+    Linear("l", ("x",), weight=[[32767, -32768]], weight_bits=16)
+    with pytest.raises(GraphError, match=r"l: Linear weight values \[-32768, 32767\] outside "
+                                         r"\[-128, 127\]"):
+        Linear("l", ("x",), weight=[[32767, -32768]])
+    with pytest.raises(GraphError, match=r"l: Linear weight_bits \(17\) outside \[2, 16\]"):
+        Linear("l", ("x",), weight=[[1]], weight_bits=17)
