@@ -25,7 +25,8 @@ mix). In integers, for d = 2**s (s >= 1):
     rnd(a / d) = (a + d/2 - 1 + ((a >> s) & 1)) >> s
 
 (an add, a shift, an AND, an add and a shift: what a Loihi 2 programmable neuron's
-microcode or the x86 core computes exactly). For any n >= 1, with q = a // n and
+microcode or the x86 core computes exactly; without an AND, the parity bit is
+(a >> s) - ((a >> (s+1)) << 1)). For any n >= 1, with q = a // n and
 r = a - q * n in [0, n): rnd(a / n) = q + (2r + (q & 1) + n - 1) // (2n), whose last
 division has a non-negative numerator below 4n (the ONNX export uses this form).
 
