@@ -195,13 +195,19 @@ class _Coproc:
 
 
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """(a * g) >> shift with floor; the gain broadcasts (same number of axes)."""
+    """(a * g) / 2**shift, floor or to nearest with ties to even (node.rounding); the gain
+    broadcasts (same number of axes)."""
     g = g.to(torch.int64)
     fh, fw = node.upsample
     if (fh, fw) != (1, 1):  # nearest: neuron (i, j) reads gain (i // fh, j // fw)
         g = g.repeat_interleave(fh, dim=-2).repeat_interleave(fw, dim=-1)
     a = _wrap(a.to(torch.int64), 32)  # the synapse's int32 message
-    out = torch.div(a * g, 1 << node.shift, rounding_mode="floor")
+    d = 1 << node.shift
+    out = torch.div(a * g, d, rounding_mode="floor")
+    if node.rounding == "nearest_even" and d > 1:  # up iff 2r + parity(q) > d
+        r = a * g - out * d
+        out = out + torch.div(2 * r + torch.remainder(out, 2) + d - 1, 2 * d,
+                              rounding_mode="floor")
     return torch.clamp(out, min=0) if node.relu else out
 
 

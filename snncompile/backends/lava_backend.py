@@ -365,7 +365,8 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
             gshape = graph.shape(graph.inputs(name)[1])
             proc = GateProcess(shape=a_lshape, gain_shape=g_lshape,
                                gidx=_gain_index(shape, a_perm, gshape, g_perm, node.upsample),
-                               shift=int(node.shift), relu=bool(node.relu), name=name)
+                               shift=int(node.shift), relu=bool(node.relu),
+                               rounding=node.rounding, name=name)
             procs.append(proc)
             a_port.connect(proc.a_in)
             g_port.connect(proc.g_in)

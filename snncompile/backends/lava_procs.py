@@ -22,6 +22,8 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from snncompile.coproc.ops import shift_round  # absolute: see coproc/lava_proc.py
+
 
 class _Recorder(AbstractProcess):
     def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
@@ -110,15 +112,19 @@ class PyValueRecorderModel(_RecorderModel):
 
 class GateProcess(AbstractProcess):
     """Attention gain applied by the LIF's programmable neuron (FxGate): each step,
-    out = (a * g[gidx]) >> shift (floor), max(out, 0) if relu, in the same time step.
+    out = (a * g[gidx]) / 2**shift rounded as `rounding` says (floor: >> shift;
+    nearest_even: to nearest, ties to even, see snncompile.coproc.ops.shift_round),
+    max(out, 0) if relu, in the same time step.
     a_in: the synapse current (any shape); g_in: the co-processor's gains; gidx: for each
     C-order element of a_in, the C-order index of its gain (the broadcast, in Lava layout).
     """
 
     def __init__(self, *, shape: tuple[int, ...], gain_shape: tuple[int, ...],
-                 gidx: np.ndarray, shift: int, relu: bool, name: str | None = None) -> None:
+                 gidx: np.ndarray, shift: int, relu: bool, rounding: str = "floor",
+                 name: str | None = None) -> None:
         super().__init__(shape=tuple(shape), gidx=np.asarray(gidx, np.int64),
-                         shift=int(shift), relu=bool(relu), name=name)
+                         shift=int(shift), relu=bool(relu), rounding=str(rounding),
+                         name=name)
         self.a_in = InPort(shape=tuple(shape))
         self.g_in = InPort(shape=tuple(gain_shape))
         self.a_out = OutPort(shape=tuple(shape))
@@ -140,11 +146,12 @@ class PyGateModel(PyLoihiProcessModel):
         self._gidx = proc_params["gidx"]
         self._shift = proc_params["shift"]
         self._relu = proc_params["relu"]
+        self._rounding = proc_params["rounding"]
 
     def run_spk(self) -> None:
         a = np.asarray(self.a_in.recv(), np.int64).reshape(-1)
         g = np.asarray(self.g_in.recv(), np.int64).reshape(-1)
-        out = (a * g[self._gidx]) >> self._shift
+        out = shift_round(a * g[self._gidx], self._shift, self._rounding)
         if self._relu:
             out = np.maximum(out, 0)
         self.a_out.send(out.reshape(self._shape).astype(np.int32))

@@ -21,6 +21,14 @@ the divisor (numpy `mod`). So with d = 2**s (or the element count n of a mean):
 gives q = floor(x / d) = x >> s for every int64 x that the graph's static bound allows
 (|x| < 2**62, so x - r cannot overflow).
 
+Rounding to nearest, ties to even (ops with rounding "nearest_even"), from the same q, r:
+
+    p  = Mod(q, 2)                       # the parity of q: 0 or 1, also for q < 0
+    up = Div(2r + p + (d - 1), 2d)       # 0 <= numerator < 4d: 1 iff 2r + p > d
+    y  = q + up
+
+which is `ops.div_round` (and `ops.shift_round` for d = 2**s) term by term.
+
 Opset 18, IR version 8. Example::
 
     model = export_onnx(cgraph, "attn.onnx")
@@ -91,8 +99,22 @@ class _Builder:
         t = self.node("Sub", [x, r], f"{hint}/sub")
         return self.node("Div", [t, dc], f"{hint}/div")
 
-    def floor_shift(self, x: str, s: int, hint: str) -> str:
-        return self.floor_div(x, 2 ** int(s), hint) if s else x
+    def round_div(self, x: str, d: int, rounding: str, hint: str) -> str:
+        """x / d for d >= 1 rounded as `rounding` (floor / nearest_even), exact."""
+        if d == 1 or rounding == "floor":
+            return self.floor_div(x, d, hint)
+        dc = self.const(d, f"{hint}/d")
+        r = self.node("Mod", [x, dc], f"{hint}/mod", fmod=0)
+        q = self.node("Div", [self.node("Sub", [x, r], f"{hint}/sub"), dc], f"{hint}/div")
+        p = self.node("Mod", [q, self.const(2, f"{hint}/two")], f"{hint}/parity", fmod=0)
+        num = self.node("Add", [self.node("Add", [r, r], f"{hint}/2r"), p], f"{hint}/2rp")
+        num = self.node("Add", [num, self.const(d - 1, f"{hint}/dm1")], f"{hint}/num")
+        up = self.node("Div", [num, self.const(2 * d, f"{hint}/2d")], f"{hint}/up")
+        return self.node("Add", [q, up], f"{hint}/rnd")
+
+    def shift(self, x: str, s: int, rounding: str, hint: str) -> str:
+        """x / 2**s rounded as `rounding` (the ops' `shift_round`)."""
+        return self.round_div(x, 2 ** int(s), rounding, hint) if s else x
 
     def clip(self, x: str, lo: int, hi: int, hint: str) -> str:
         return self.node("Clip", [x, self.const(lo, f"{hint}/lo"),
@@ -123,7 +145,7 @@ def _lower(b: _Builder, op: Op, xs: list[str], cg: CoprocGraph, state_in: str | 
                      f"{hint}/matmul")
         if op.bias is not None:
             acc = b.node("Add", [acc, b.const(op.bias, f"{hint}/b")], f"{hint}/bias")
-        y = b.clip_bits(b.floor_shift(acc, op.shift, f"{hint}/shr"), op.out_bits, hint)
+        y = b.clip_bits(b.shift(acc, op.shift, op.rounding, f"{hint}/shr"), op.out_bits, hint)
         return b.move_last(y, ax, nd, f"{hint}/back", back=True), None
     if isinstance(op, Conv2d):
         return _lower_conv(b, op, xs[0], specs[0]), None
@@ -133,7 +155,7 @@ def _lower(b: _Builder, op: Op, xs: list[str], cg: CoprocGraph, state_in: str | 
         return b.clip_bits(b.node("Add", xs, f"{hint}/add"), op.out_bits, hint), None
     if isinstance(op, Mul):
         p = b.node("Mul", xs, f"{hint}/mul")
-        return b.clip_bits(b.floor_shift(p, op.shift, f"{hint}/shr"), op.out_bits,
+        return b.clip_bits(b.shift(p, op.shift, op.rounding, f"{hint}/shr"), op.out_bits,
                            hint), None
     if isinstance(op, Concat):
         ax = op.axis % len(specs[0].shape) + 1
@@ -150,9 +172,9 @@ def _lower(b: _Builder, op: Op, xs: list[str], cg: CoprocGraph, state_in: str | 
             return b.node("ReduceMax", [xs[0], ax_c], f"{hint}/max", keepdims=kd), None
         s = b.node("ReduceSum", [xs[0], ax_c], f"{hint}/sum", keepdims=kd)
         n = int(np.prod([specs[0].shape[a - 1] for a in axes]))
-        return b.floor_div(s, n, f"{hint}/mean"), None
+        return b.round_div(s, n, op.rounding, f"{hint}/mean"), None
     if isinstance(op, SigmoidLUT):
-        v = b.clip(b.floor_shift(xs[0], op.in_scale_shift, f"{hint}/shr"), op.lo,
+        v = b.clip(b.shift(xs[0], op.in_scale_shift, op.rounding, f"{hint}/shr"), op.lo,
                    -op.lo - 1, hint)
         idx = b.node("Sub", [v, b.const(op.lo, f"{hint}/lo_off")], f"{hint}/index")
         g = b.node("Gather", [b.const(op.table, f"{hint}/table", np.uint8), idx],
@@ -204,7 +226,7 @@ def _lower_conv(b: _Builder, op: Conv2d, x: str, spec) -> str:
     acc = b.node("MatMul", [cols, b.const(wmat, f"{hint}/w")], f"{hint}/matmul")
     if op.bias is not None:
         acc = b.node("Add", [acc, b.const(op.bias, f"{hint}/b")], f"{hint}/bias")
-    y = b.clip_bits(b.floor_shift(acc, op.shift, f"{hint}/shr"), op.out_bits, hint)
+    y = b.clip_bits(b.shift(acc, op.shift, op.rounding, f"{hint}/shr"), op.out_bits, hint)
     return b.node("Transpose", [y], f"{hint}/nchw", perm=[0, 3, 1, 2])
 
 

@@ -9,7 +9,26 @@ the docstrings:
 
     a >> s         arithmetic (FLOOR) right shift: rounds toward -inf, -5 >> 1 == -3
     a // n         floor division (Python / numpy semantics), -5 // 4 == -2
+    rnd(a / n)     a / n rounded to the nearest integer, ties to even (`div_round`):
+                   rnd(5 / 2) == 2, rnd(7 / 2) == 4, rnd(-5 / 2) == -2, rnd(-6 / 4) == -2
     clip_b(a)      saturate to signed b bits: [-2**(b-1), 2**(b-1) - 1]
+
+Rounding. Every op that shifts or divides has a `rounding` field: "floor" (the default:
+a >> s, a // n) or "nearest_even" (rnd(a / 2**s), rnd(a / n)). A floor shift is biased: its
+error a >> s - a / 2**s averages -(1 - 2**-s) / 2 of an output LSB, and chained shifts (an
+attention gain applied three times, each result feeding the next) add their biases up.
+Rounding to nearest with ties to even has zero mean error for inputs spread over the
+residues, whatever their sign (ties go up as often as down; round half up would keep a
+bias of +2**-(s+1) LSB, and round half away from zero one that depends on the sign
+mix). In integers, for d = 2**s (s >= 1):
+
+    rnd(a / d) = (a + d/2 - 1 + ((a >> s) & 1)) >> s
+
+(an add, a shift, an AND, an add and a shift: what a Loihi 2 programmable neuron's
+microcode or the x86 core computes exactly; without an AND, the parity bit is
+(a >> s) - ((a >> (s+1)) << 1)). For any n >= 1, with q = a // n and
+r = a - q * n in [0, n): rnd(a / n) = q + (2r + (q & 1) + n - 1) // (2n), whose last
+division has a non-negative numerator below 4n (the ONNX export uses this form).
 
 Axes (`axis`, `axes`) count per-sample axes, i.e. without the sample axis: for a value of
 shape (C, H, W), axes (1, 2) are H and W.
@@ -107,10 +126,58 @@ class OpCounts:
     __rmul__ = __mul__
 
 
+ROUNDINGS = ("floor", "nearest_even")
+"""Values of the `rounding` field of the ops that shift or divide (see the module docstring)."""
+
+ROUNDING_ADDS = 2
+"""Extra adds per output value of a "nearest_even" op in the cost model (rounding offset and
+parity bit; the AND and the shift are fused like the shift itself)."""
+
+
 def floor_shift(x: np.ndarray, shift: int) -> np.ndarray:
     """x >> shift on int64: numpy's >> on signed ints is arithmetic, i.e. floor."""
     x = np.asarray(x, dtype=np.int64)
     return x >> np.int64(shift) if shift else x
+
+
+def shift_round(x: np.ndarray, shift: int, rounding: str = "floor") -> np.ndarray:
+    """x / 2**shift on int64, rounded as `rounding` says (see the module docstring):
+
+        floor:         x >> s
+        nearest_even:  (x + 2**(s-1) - 1 + ((x >> s) & 1)) >> s     (s >= 1; s = 0: x)
+
+    Example::
+
+        shift_round(np.array([-3, -2, 2, 3, 6]), 2, "nearest_even")   # [-1, 0, 0, 1, 2]
+    """
+    x = np.asarray(x, dtype=np.int64)
+    shift = int(shift)
+    if not shift:
+        return x
+    if rounding == "floor":
+        return x >> np.int64(shift)
+    if rounding != "nearest_even":
+        raise GraphError(f"rounding '{rounding}' is not one of {', '.join(ROUNDINGS)}")
+    half = np.int64(1 << (shift - 1))
+    return (x + (half - 1) + ((x >> np.int64(shift)) & 1)) >> np.int64(shift)
+
+
+def div_round(x: np.ndarray, n: int, rounding: str = "floor") -> np.ndarray:
+    """x / n on int64 for n >= 1, rounded as `rounding` says (see the module docstring):
+
+        floor:         x // n
+        nearest_even:  q + (2r + (q & 1) + n - 1) // (2n),  q = x // n, r = x - q * n
+    """
+    x = np.asarray(x, dtype=np.int64)
+    n = int(n)
+    if n == 1:
+        return x
+    if rounding == "floor":
+        return np.floor_divide(x, n)
+    if rounding != "nearest_even":
+        raise GraphError(f"rounding '{rounding}' is not one of {', '.join(ROUNDINGS)}")
+    q, r = np.divmod(x, np.int64(n))
+    return q + (2 * r + (q & 1) + (n - 1)) // np.int64(2 * n)
 
 
 def clip_signed(x: np.ndarray, bits: int) -> np.ndarray:
@@ -149,6 +216,18 @@ class Op:
     def _check_shift(self, shift: int):
         if not 0 <= int(shift) <= INT64_SAFE_BITS:
             self._fail(f"shift ({shift}) outside [0, {INT64_SAFE_BITS}]")
+
+    def _check_rounding(self, shift: int = 0):
+        if not isinstance(self.rounding, str) or self.rounding not in ROUNDINGS:
+            self._fail(f"rounding ({self.rounding!r}) is not one of {', '.join(ROUNDINGS)}")
+        if self.rounding == "nearest_even" and shift > INT64_SAFE_BITS - 2:
+            # the exact integer form divides a value below 4 * 2**shift (module docstring)
+            self._fail(f"shift ({shift}) with rounding 'nearest_even' exceeds "
+                       f"{INT64_SAFE_BITS - 2}")
+
+    def _rounding_adds(self, n_out: int, rounded: bool = True) -> int:
+        """Cost-model adds of rounding `n_out` values to nearest (0 for floor)."""
+        return ROUNDING_ADDS * n_out if rounded and self.rounding == "nearest_even" else 0
 
     def _check_int64(self, bound: int, what: str):
         if bound >= 2 ** INT64_SAFE_BITS:
@@ -206,6 +285,17 @@ def _int_array(op: Op, field: str, value, lo: int, hi: int, dtype) -> np.ndarray
     return arr.astype(dtype)
 
 
+def _weights(op: Op) -> np.ndarray:
+    """op.weight as int8 (weight_bits 8 or less) or int16, range-checked for weight_bits."""
+    if isinstance(op.weight_bits, bool) or not isinstance(op.weight_bits, (int, np.integer)):
+        op._fail(f"weight_bits ({op.weight_bits!r}) is not an integer")
+    op.weight_bits = int(op.weight_bits)
+    op._check_bits("weight_bits", op.weight_bits, 2, 16)
+    lim = 2 ** (op.weight_bits - 1)
+    return _int_array(op, "weight", op.weight, -lim, lim - 1,
+                      np.int8 if op.weight_bits <= 8 else np.int16)
+
+
 # ---------------------------------------------------------------- arithmetic
 @dataclass
 class Linear(Op):
@@ -213,9 +303,11 @@ class Linear(Op):
     (C, H, W) value).
 
         acc[o] = sum_i x[i] * weight[o, i] + bias[o]        (int64)
-        y[o]   = clip_out_bits(acc[o] >> shift)
+        y[o]   = clip_out_bits(acc[o] >> shift)             (rnd(acc[o] / 2**shift) if
+                                                             rounding is "nearest_even")
 
-    weight: int8 (out, in); bias: int32 (out,) or None; shift >= 0; out_bits <= 32, signed.
+    weight: int8 (out, in), or signed `weight_bits` (2..16) wide; bias: int32 (out,) or
+    None; shift >= 0; out_bits <= 32, signed.
     """
 
     weight: np.ndarray = None
@@ -223,12 +315,14 @@ class Linear(Op):
     shift: int = 0
     out_bits: int = 16
     axis: int = -1
+    rounding: str = "floor"
+    weight_bits: int = 8
 
     def __post_init__(self):
         super().__post_init__()
         if self.weight is None or np.ndim(self.weight) != 2:
             self._fail("weight must be a 2-d (out, in) array")
-        self.weight = _int_array(self, "weight", self.weight, -128, 127, np.int8)
+        self.weight = _weights(self)
         if self.bias is not None:
             self.bias = _int_array(self, "bias", self.bias, -2 ** 31, 2 ** 31 - 1, np.int32)
             if self.bias.shape != (self.weight.shape[0],):
@@ -236,6 +330,7 @@ class Linear(Op):
         self.shift, self.out_bits, self.axis = int(self.shift), int(self.out_bits), int(self.axis)
         self._check_shift(self.shift)
         self._check_bits("out_bits", self.out_bits, 2)
+        self._check_rounding(self.shift)
 
     def infer(self, specs):
         (x,) = specs
@@ -246,7 +341,8 @@ class Linear(Op):
         if x.shape[ax] != n_in:
             self._fail(f"expects {n_in} features on axis {ax}, got input {x.shape}")
         bias = 0 if self.bias is None else 2 ** 31
-        self._check_int64(n_in * 128 * x.magnitude + bias, "the accumulator")
+        self._check_int64(n_in * 2 ** (self.weight_bits - 1) * x.magnitude + bias,
+                          "the accumulator")
         shape = list(x.shape)
         shape[ax] = n_out
         return ValueSpec(tuple(shape), self.out_bits)
@@ -258,17 +354,18 @@ class Linear(Op):
         acc = xm @ self.weight.astype(np.int64).T
         if self.bias is not None:
             acc = acc + self.bias.astype(np.int64)
-        y = clip_signed(floor_shift(acc, self.shift), self.out_bits)
+        y = clip_signed(shift_round(acc, self.shift, self.rounding), self.out_bits)
         return np.moveaxis(y, -1, ax), None
 
     def counts(self, specs, out):
         n_out = self.weight.shape[0]
         positions = out.size // n_out
         return OpCounts(macs=out.size * self.weight.shape[1],
-                        adds=0 if self.bias is None else n_out * positions)
+                        adds=(0 if self.bias is None else n_out * positions)
+                        + self._rounding_adds(out.size, self.shift > 0))
 
     def summary(self):
-        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}, >>{self.shift}"
+        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}, {_shr(self)}"
 
 
 @dataclass
@@ -277,10 +374,10 @@ class Conv2d(Op):
 
         acc[o, i, j] = sum_{c, dy, dx} xpad[c, i*sh + dy, j*sw + dx] * weight[o, c, dy, dx]
                        + bias[o]                                  (int64)
-        y = clip_out_bits(acc >> shift)
+        y = clip_out_bits(acc >> shift)        (rnd(acc / 2**shift) if "nearest_even")
 
-    xpad is x with `padding` zeros on each side of H and W. weight: int8 OIHW (no groups);
-    bias int32 (O,) or None; out_bits <= 32, signed.
+    xpad is x with `padding` zeros on each side of H and W. weight: int8 OIHW (no groups),
+    or signed `weight_bits` (2..16) wide; bias int32 (O,) or None; out_bits <= 32, signed.
     """
 
     weight: np.ndarray = None
@@ -289,12 +386,14 @@ class Conv2d(Op):
     bias: np.ndarray | None = None
     shift: int = 0
     out_bits: int = 16
+    rounding: str = "floor"
+    weight_bits: int = 8
 
     def __post_init__(self):
         super().__post_init__()
         if self.weight is None or np.ndim(self.weight) != 4:
             self._fail("weight must be a 4-d OIHW array")
-        self.weight = _int_array(self, "weight", self.weight, -128, 127, np.int8)
+        self.weight = _weights(self)
         if self.bias is not None:
             self.bias = _int_array(self, "bias", self.bias, -2 ** 31, 2 ** 31 - 1, np.int32)
             if self.bias.shape != (self.weight.shape[0],):
@@ -306,6 +405,7 @@ class Conv2d(Op):
         self.shift, self.out_bits = int(self.shift), int(self.out_bits)
         self._check_shift(self.shift)
         self._check_bits("out_bits", self.out_bits, 2)
+        self._check_rounding(self.shift)
 
     def infer(self, specs):
         (x,) = specs
@@ -319,7 +419,8 @@ class Conv2d(Op):
         if oh < 1 or ow < 1:
             self._fail(f"output would be empty for input {x.shape}")
         bias = 0 if self.bias is None else 2 ** 31
-        self._check_int64(c * kh * kw * 128 * x.magnitude + bias, "the accumulator")
+        self._check_int64(c * kh * kw * 2 ** (self.weight_bits - 1) * x.magnitude + bias,
+                          "the accumulator")
         return ValueSpec((o, oh, ow), self.out_bits)
 
     def forward(self, xs, state=None):
@@ -337,16 +438,17 @@ class Conv2d(Op):
                 acc += np.einsum("oc,nchw->nohw", w[:, :, dy, dx], tap)
         if self.bias is not None:
             acc += self.bias.astype(np.int64)[None, :, None, None]
-        return clip_signed(floor_shift(acc, self.shift), self.out_bits), None
+        return clip_signed(shift_round(acc, self.shift, self.rounding), self.out_bits), None
 
     def counts(self, specs, out):
         _, c, kh, kw = self.weight.shape
         return OpCounts(macs=out.size * c * kh * kw,
-                        adds=0 if self.bias is None else out.size)
+                        adds=(0 if self.bias is None else out.size)
+                        + self._rounding_adds(out.size, self.shift > 0))
 
     def summary(self):
         o, c, kh, kw = self.weight.shape
-        return f"{c}->{o}, k{kh}x{kw}, s{self.stride[0]}, p{self.padding[0]}, >>{self.shift}"
+        return f"{c}->{o}, k{kh}x{kw}, s{self.stride[0]}, p{self.padding[0]}, {_shr(self)}"
 
 
 @dataclass
@@ -394,11 +496,14 @@ class Add(Op):
 
 @dataclass
 class Mul(Op):
-    """y = clip_out_bits((a * b) >> shift); shapes broadcast. Applying an 8-bit gain g
-    (255 = 255/256) to a current x is `Mul(shift=8)`: floor(x * g / 256)."""
+    """y = clip_out_bits((a * b) >> shift) (rnd(a * b / 2**shift) if "nearest_even");
+    shapes broadcast. Applying an 8-bit gain g (255 = 255/256) to a current x is
+    `Mul(shift=8)`: floor(x * g / 256), or with rounding "nearest_even" rnd(x * g / 256),
+    which is what an `FxGate` with the same rounding computes on the neurocore."""
 
     shift: int = 0
     out_bits: int = 16
+    rounding: str = "floor"
     arity: ClassVar[int] = 2
 
     def __post_init__(self):
@@ -406,6 +511,7 @@ class Mul(Op):
         self.shift, self.out_bits = int(self.shift), int(self.out_bits)
         self._check_shift(self.shift)
         self._check_bits("out_bits", self.out_bits, 2)
+        self._check_rounding(self.shift)
 
     def infer(self, specs):
         shape = _broadcast(self, *specs)
@@ -413,13 +519,14 @@ class Mul(Op):
         return ValueSpec(shape, self.out_bits)
 
     def forward(self, xs, state=None):
-        return clip_signed(floor_shift(xs[0] * xs[1], self.shift), self.out_bits), None
+        return clip_signed(shift_round(xs[0] * xs[1], self.shift, self.rounding),
+                           self.out_bits), None
 
     def counts(self, specs, out):
-        return OpCounts(macs=out.size)
+        return OpCounts(macs=out.size, adds=self._rounding_adds(out.size, self.shift > 0))
 
     def summary(self):
-        return f">>{self.shift}"
+        return _shr(self)
 
 
 @dataclass
@@ -505,27 +612,42 @@ class _Reduce(Op):
 
 @dataclass
 class ReduceMean(_Reduce):
-    """Mean over per-sample `axes`, by FLOOR division by the element count n:
+    """Mean over per-sample `axes`, by division by the element count n:
 
-        y = (sum over axes of x) // n          (rounds toward -inf)
+        y = (sum over axes of x) // n          (rounding "floor": toward -inf)
+        y = rnd((sum over axes of x) / n)      (rounding "nearest_even")
 
     Exact for every input (no reciprocal approximation); n need not be a power of two.
     keepdims keeps the reduced axes with size 1. Output: the input's width.
     """
 
+    rounding: str = "floor"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check_rounding()
+
     def infer(self, specs):
         shape, n = self._reduced(specs[0])
         self._check_int64(n * specs[0].magnitude, "the sum")
+        if self.rounding == "nearest_even":
+            self._check_int64(4 * n, "the rounding numerator (4 * element count)")
         return ValueSpec(shape, specs[0].bits, specs[0].signed)
 
     def forward(self, xs, state=None):
         axes = tuple(a % (xs[0].ndim - 1) + 1 for a in self.axes)
         n = int(np.prod([xs[0].shape[a] for a in axes]))
-        return np.floor_divide(xs[0].sum(axis=axes, keepdims=self.keepdims), n), None
+        return div_round(xs[0].sum(axis=axes, keepdims=self.keepdims), n,
+                         self.rounding), None
 
     def counts(self, specs, out):
         # the division by a constant is one multiply (reciprocal) on the x86 core
-        return OpCounts(adds=specs[0].size - out.size, macs=out.size)
+        n = specs[0].size // max(out.size, 1)
+        return OpCounts(adds=specs[0].size - out.size + self._rounding_adds(out.size, n > 1),
+                        macs=out.size)
+
+    def summary(self):
+        return super().summary() + ("" if self.rounding == "floor" else ", rnd")
 
 
 @dataclass
@@ -573,11 +695,16 @@ class SigmoidLUT(Op):
 
         g = table[clip(x >> in_scale_shift, lo, hi) - lo]       (uint8, 255 = 255/256)
 
+    with rnd(x / 2**in_scale_shift) for x >> in_scale_shift if rounding is "nearest_even":
+    then entry i serves the logits nearest to (i + lo) * 2**in_scale_shift, so a table of
+    sigmoid at exactly those points (`make_sigmoid_table`) has no systematic error, where
+    a floored index reads, on average, the entry half a step below the logit.
     table: uint8 of length 2**in_bits (see `make_sigmoid_table`).
     """
 
     in_scale_shift: int = 0
     table: np.ndarray = None
+    rounding: str = "floor"
 
     def __post_init__(self):
         super().__post_init__()
@@ -589,6 +716,7 @@ class SigmoidLUT(Op):
             self._fail(f"table length ({n}) is not a power of two in [2, 65536]")
         self.in_scale_shift = int(self.in_scale_shift)
         self._check_shift(self.in_scale_shift)
+        self._check_rounding(self.in_scale_shift)
 
     @property
     def in_bits(self) -> int:
@@ -602,14 +730,23 @@ class SigmoidLUT(Op):
         return ValueSpec(specs[0].shape, 8, signed=False)
 
     def forward(self, xs, state=None):
-        idx = np.clip(floor_shift(xs[0], self.in_scale_shift), self.lo, -self.lo - 1) - self.lo
+        v = shift_round(xs[0], self.in_scale_shift, self.rounding)
+        idx = np.clip(v, self.lo, -self.lo - 1) - self.lo
         return self.table[idx].astype(np.int64), None
 
     def counts(self, specs, out):
-        return OpCounts(lut=out.size)
+        return OpCounts(lut=out.size,
+                        adds=self._rounding_adds(out.size, self.in_scale_shift > 0))
 
     def summary(self):
-        return f"{self.in_bits}-bit index, >>{self.in_scale_shift}"
+        return (f"{self.in_bits}-bit index, "
+                + _shr(self, self.in_scale_shift))
+
+
+def _shr(op: Op, shift: int | None = None) -> str:
+    """">>s" for a floor shift, "rnd/2**s" for one rounded to nearest (summaries)."""
+    shift = op.shift if shift is None else shift
+    return f">>{shift}" if op.rounding == "floor" or not shift else f"rnd>>{shift}"
 
 
 # ---------------------------------------------------------------- temporal state

@@ -411,18 +411,30 @@ class FxGate(Node):
     co-processor; its shape broadcasts to the current's, e.g. (C, 1, 1) per channel or
     (1, H, W) per pixel). Per step, with no delay:
 
-        out = (a * g) >> shift          (floor; g = 2**shift means gain 1)
+        out = (a * g) >> shift          (rounding "floor"; g = 2**shift means gain 1)
+        out = rnd(a * g / 2**shift)     (rounding "nearest_even": to nearest, ties to even,
+                                         = (p + 2**(shift-1) - 1 + ((p >> shift) & 1))
+                                         >> shift for p = a * g, see coproc.ops)
         out = max(out, 0) if relu       (MA-SNN applies ReLU after the attention product)
+
+    The attention lowering uses "nearest_even" (a floor shift loses half an LSB per gate
+    on average, and TCSA chains three); "floor" is the default for builds written before
+    the field existed, and is exact for HTDA's 0/1 map (shift 0).
     """
 
     shift: int = 8
     gain_bits: int = 8
     relu: bool = False
     upsample: tuple[int, int] = (1, 1)  # nearest-neighbour: gain[i // fh, j // fw]
+    rounding: str = "floor"
     kind: ClassVar[str] = "graded"
 
     def __post_init__(self):
+        from ..coproc.ops import ROUNDINGS
         self.upsample = tuple(int(u) for u in self.upsample)
+        if not isinstance(self.rounding, str) or self.rounding not in ROUNDINGS:
+            raise GraphError(f"{self.name}: FxGate rounding ({self.rounding!r}) is not one "
+                             f"of {', '.join(ROUNDINGS)}")
 
     def gain_shape(self, g: tuple[int, ...]) -> tuple[int, ...]:
         """The gain's shape after upsampling over the last two axes."""
@@ -446,7 +458,9 @@ class FxGate(Node):
         return a
 
     def summary(self):
-        return f"(a * g) >> {self.shift}, g {self.gain_bits}b" + (", relu" if self.relu else "")
+        prod = (f"(a * g) >> {self.shift}" if self.rounding == "floor" or not self.shift
+                else f"rnd(a * g / 2**{self.shift})")
+        return f"{prod}, g {self.gain_bits}b" + (", relu" if self.relu else "")
 
 
 @dataclass

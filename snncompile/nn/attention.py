@@ -39,12 +39,13 @@ so that the integer fits b unsigned bits), with a straight-through estimator (ba
 the identity). Intended integer semantics on the chip, with ``a`` the signed integer
 current that would enter the LIF and ``g = q * 2**b`` in [0, 2**b - 1] = [0, 255]:
 
-    a' = (a * g) >> b          # arithmetic shift: floor toward -inf
+    a' = rnd(a * g / 2**b)     # to nearest, ties to even (snncompile.coproc.ops)
 
 so a gain of exactly 1 is not representable (255/256 at most) and the product adds at most
-one LSB of floor error per multiplication (TCSA chains three: TA, then CA, then SA, each on
-the previous result), which training does not model (the float current has no integer
-scale). `gain_to_int` and `apply_gain_int` below are this definition for the compiler.
+half an LSB of rounding error per multiplication, zero on average (TCSA chains three: TA,
+then CA, then SA, each on the previous result). Builds made before the compiler rounded
+used ``(a * g) >> b`` (floor, -1/2 LSB on average per gate); `apply_gain_int` below is that
+floor form, `gain_to_int` the 8-bit gain both use.
 Example::
 
     att = ChannelAttention(8, mode="causal", gain_bits=8)

@@ -8,16 +8,29 @@ computes the gains, and a chain of `FxGate`s on the neurocore that applies them.
 `a` is the synapse's integer current (a ~= X * sigma, sigma the LIF's scale). Each gain is
 `sigmoid(MLP(avg) + MLP(max))` (TA, CA) or `sigmoid(conv([mean, max]))` (SA) in integers:
 
-* descriptors: ReduceMean (floor division) and ReduceMax over the axes the training layer
-  pools (CA: H, W of step t; SA: channels of step t; TA: C, H, W of the last `window`
-  steps, kept by a History op);
-* MLP / conv: int8 weights w = round(W * 2**k) (k the largest with |w| <= 127), int64
-  accumulation, a floor shift to 16 bits chosen from calibration data (2x headroom);
-* sigmoid: a 256-entry table indexed by the logit >> s (covering about +-8 in float),
-  g = round(256 * sigmoid), clipped to 255 (as the training layer rounds its 8-bit gains).
+* descriptors: ReduceMean (division rounded to nearest) and ReduceMax over the axes the
+  training layer pools (CA: H, W of step t; SA: channels of step t; TA: C, H, W of the last
+  `window` steps, kept by a History op);
+* MLP / conv: 16-bit weights w = round(W * 2**k) (k the largest with |w| <= 2**15 - 1;
+  the x86 core multiplies 16-bit values as cheaply as 8-bit ones, and with 8 bits a small
+  weight next to a large one in these tiny MLPs, e.g. 2.65 beside -29.8 in a trained-size
+  TA MLP, is off by 4%, a fixed error of the network's gain), int64 accumulation, a shift
+  to 16 bits chosen from calibration data (2x headroom);
+* sigmoid: a 256-entry table indexed by rnd(logit / 2**s) (covering about +-8 in float),
+  entry i = round(256 * sigmoid(i * 2**s / scale)), clipped to 255 (as the training layer
+  rounds its 8-bit gains);
+* gates: rnd(a * g / 256) on the neurocore (`FxGate`, rounding "nearest_even").
 
-For TCSA the co-processor also forms a1 = (a * g_ta) >> 8 and a2 = (a1 * g_ca) >> 8 with
-exactly the gates' arithmetic, so that CA and SA see what the neurocore sees. Only the
+Rounding. Every shift and division here rounds to nearest with ties to even (`ROUNDING`,
+see snncompile.coproc.ops), none floors: a floor shift errs by -1/2 LSB on average, a
+table read at the floored logit sits half an index step low (about -2/256 of gain at the
+sigmoid's steepest with this table), and TCSA chains three gains, each on the previous
+product, so floor errors add up to a gain systematically below the float model's (the
+integer network then fires less, more so in deeper layers). With round-to-nearest the
+expected error of every stage is zero and only the unbiased quantisation noise remains.
+
+For TCSA the co-processor also forms a1 = rnd(a * g_ta / 256) and a2 = rnd(a1 * g_ca / 256)
+with exactly the gates' arithmetic, so that CA and SA see what the neurocore sees. Only the
 causal modes stream; "window" mode pools the whole time window and is refused.
 """
 from __future__ import annotations
@@ -38,6 +51,8 @@ GAIN_SHIFT = 8          # g / 256
 LUT_BITS = 8            # table index width
 LUT_RANGE = 8.0         # float logit covered by the table: [-8, 8)
 HEADROOM = 2.0
+WEIGHT_BITS = 16        # co-processor MLP / conv weights (signed)
+ROUNDING = "nearest_even"   # every shift, division and gate (see the module docstring)
 
 
 def check_attention(node: Attention, spec: TargetSpec) -> None:
@@ -63,15 +78,18 @@ def check_coproc_target(name: str, spec: TargetSpec) -> None:
                                "co-processor (no graded messages)")
 
 
-def _int8(w: np.ndarray, where: str) -> tuple[np.ndarray, int]:
-    """(int8 weights, k) with w_int = round(w * 2**k), the largest k keeping |w| <= 127."""
+def _int8(w: np.ndarray, where: str, bits: int = 8) -> tuple[np.ndarray, int]:
+    """(signed `bits`-wide weights, k) with w_int = round(w * 2**k), the largest k keeping
+    |w| <= 2**(bits-1) - 1 (int8 for 8 bits, int16 up to 16)."""
     m = float(np.abs(w).max(initial=0))
+    lim = 2 ** (bits - 1) - 1
+    dtype = np.int8 if bits <= 8 else np.int16
     if not np.all(np.isfinite(w)):
         raise QuantizationError(f"{where}: weights contain NaN or inf")
     if m == 0:
-        return np.zeros(w.shape, np.int8), 0
-    k = int(math.floor(math.log2(127.0 / m)))
-    return np.clip(np.round(w * 2.0 ** k), -127, 127).astype(np.int8), k
+        return np.zeros(w.shape, dtype), 0
+    k = int(math.floor(math.log2(lim / m)))
+    return np.clip(np.round(w * 2.0 ** k), -lim, lim).astype(dtype), k
 
 
 def _shift_for(peak: float, bits: int) -> int:
@@ -104,8 +122,8 @@ class _Builder:
                  where: str) -> tuple[str, float]:
         """sigmoid(sum over descriptors of W2 relu(W1 d)) as an 8-bit gain; `scale`:
         integer units per float unit of the descriptors. Returns (gain value, logit scale)."""
-        w1q, k1 = _int8(np.asarray(w1, np.float64), f"{where} {key} MLP")
-        w2q, k2 = _int8(np.asarray(w2, np.float64), f"{where} {key} MLP")
+        w1q, k1 = _int8(np.asarray(w1, np.float64), f"{where} {key} MLP", WEIGHT_BITS)
+        w2q, k2 = _int8(np.asarray(w2, np.float64), f"{where} {key} MLP", WEIGHT_BITS)
         peak1 = max(float(np.abs(self.values(d).reshape(-1, w1q.shape[1]).astype(np.float64)
                                  @ w1q.T.astype(np.float64)).max(initial=0))
                     for d in descriptors)
@@ -113,13 +131,16 @@ class _Builder:
         hidden = []
         for i, d in enumerate(descriptors):
             h = self.add(Linear(f"{key}_fc1_{i}", (d,), weight=w1q, shift=s1,
-                                out_bits=HIDDEN_BITS))
+                                out_bits=HIDDEN_BITS, rounding=ROUNDING,
+                                weight_bits=WEIGHT_BITS))
             hidden.append(self.add(Relu(f"{key}_relu_{i}", (h,))))
         peak2 = max(float(np.abs(self.values(h).reshape(-1, w2q.shape[1]).astype(np.float64)
                                  @ w2q.T.astype(np.float64)).max(initial=0)) for h in hidden)
         s2 = _shift_for(peak2 * len(hidden), HIDDEN_BITS)
         outs = [self.add(Linear(f"{key}_fc2_{i}", (h,), weight=w2q, shift=s2,
-                                out_bits=HIDDEN_BITS)) for i, h in enumerate(hidden)]
+                                out_bits=HIDDEN_BITS, rounding=ROUNDING,
+                                weight_bits=WEIGHT_BITS))
+                for i, h in enumerate(hidden)]
         logit = outs[0]
         for i, o in enumerate(outs[1:], 1):
             logit = self.add(Add(f"{key}_sum_{i}", (logit, o), out_bits=HIDDEN_BITS + 1))
@@ -127,10 +148,13 @@ class _Builder:
         return self.lut(key, logit, logit_scale), logit_scale
 
     def lut(self, key: str, logit: str, scale: float) -> str:
-        """8-bit gain = table[logit >> s], the table covering about +-LUT_RANGE in float."""
+        """8-bit gain = table[rnd(logit / 2**s)], the table covering about +-LUT_RANGE in
+        float: entry i holds the gain at logit i * 2**s exactly, the logits it serves lie
+        within half a step on either side."""
         s = max(0, math.ceil(math.log2(LUT_RANGE * scale / 2 ** (LUT_BITS - 1))))
         table = make_sigmoid_table(LUT_BITS, scale / 2.0 ** s)
-        return self.add(SigmoidLUT(f"g_{key}", (logit,), in_scale_shift=s, table=table))
+        return self.add(SigmoidLUT(f"g_{key}", (logit,), in_scale_shift=s, table=table,
+                                   rounding=ROUNDING))
 
 
 def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bits: int,
@@ -156,7 +180,8 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
     nd = len(shape)
     for i, v in enumerate(variants):
         if v == "ta":
-            avg = b.add(ReduceMean("ta_avg", (cur,), axes=tuple(range(nd))))
+            avg = b.add(ReduceMean("ta_avg", (cur,), axes=tuple(range(nd)),
+                                   rounding=ROUNDING))
             mx = b.add(ReduceMax("ta_max", (cur,), axes=tuple(range(nd))))
             w = node.window
             if w > 1:
@@ -169,7 +194,7 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
             g = b.add(Reshape("g_ta_b", (g,), shape=(1,) * nd))
         elif v == "ca":
             if spatial:
-                descs = [b.add(ReduceMean("ca_avg", (cur,), axes=(1, 2))),
+                descs = [b.add(ReduceMean("ca_avg", (cur,), axes=(1, 2), rounding=ROUNDING)),
                          b.add(ReduceMax("ca_max", (cur,), axes=(1, 2)))]
             else:  # a dense current has no H, W: avg = max = the current itself
                 descs = [cur, cur]
@@ -177,24 +202,28 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
             if spatial:
                 g = b.add(Reshape("g_ca_b", (g,), shape=(shape[0], 1, 1)))
         else:  # sa
-            avg = b.add(ReduceMean("sa_avg", (cur,), axes=(0,), keepdims=True))
+            avg = b.add(ReduceMean("sa_avg", (cur,), axes=(0,), keepdims=True,
+                                   rounding=ROUNDING))
             mx = b.add(ReduceMax("sa_max", (cur,), axes=(0,), keepdims=True))
             both = b.add(Concat("sa_cat", (avg, mx), axis=0))
-            wq, k = _int8(np.asarray(node.sa_w, np.float64), f"{node.name} sa conv")
+            wq, k = _int8(np.asarray(node.sa_w, np.float64), f"{node.name} sa conv",
+                          WEIGHT_BITS)
             pad = wq.shape[-1] // 2
             probe = Conv2d("sa_probe", (both,), weight=wq, padding=(pad, pad), shift=0,
-                           out_bits=32)
+                           out_bits=32, weight_bits=WEIGHT_BITS)
             b.ops.append(probe)
             peak = float(np.abs(b.values("sa_probe")).max(initial=0))
             b.ops.pop()
             s = _shift_for(peak, HIDDEN_BITS)
             logit = b.add(Conv2d("sa_conv", (both,), weight=wq, padding=(pad, pad), shift=s,
-                                 out_bits=HIDDEN_BITS))
+                                 out_bits=HIDDEN_BITS, rounding=ROUNDING,
+                                 weight_bits=WEIGHT_BITS))
             g = b.lut("sa", logit, sigma * 2.0 ** (k - s))
         gains.append((v, g))
         b.outputs.append(g)
         if i + 1 < len(variants):  # the next gain reads the already modulated current
-            cur = b.add(Mul(f"a_{v}", (cur, g), shift=GAIN_SHIFT, out_bits=in_bits))
+            cur = b.add(Mul(f"a_{v}", (cur, g), shift=GAIN_SHIFT, out_bits=in_bits,
+                            rounding=ROUNDING))
     cg = CoprocGraph(b.inputs, b.ops, b.outputs)
     doc, arrays = cg.to_dict()
     coproc = FxCoproc(f"{node.name}.coproc", doc=doc, arrays=arrays)
@@ -202,6 +231,6 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
     for i, (v, g) in enumerate(gains):
         out = FxCoprocOut(f"{node.name}.g_{v}", port=g, shape=cg.specs[g].shape)
         gate = FxGate(f"{node.name}.gate_{v}", shift=GAIN_SHIFT, gain_bits=8,
-                      relu=(i == len(gains) - 1))
+                      relu=(i == len(gains) - 1), rounding=ROUNDING)
         chain.append((v, out, gate))
     return coproc, chain

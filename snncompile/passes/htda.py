@@ -9,8 +9,12 @@ current through a loop delay:
           --> FxCoprocOut --> FxDelay(steps D) --> FxGate(shift 0, upsample) --> target FxLIF
 
 Integer arithmetic: counts are exact integers; conv weights are int8 (w = round(W * 2**k)),
-biases int32 at the accumulator's scale, floor shifts to 16 bits chosen from calibration
-counts. The binary map only needs the sign of z, which floor shifts preserve.
+biases int32 at the accumulator's scale, shifts to 16 bits chosen from calibration counts.
+conv1's shift rounds to nearest (ties to even, as the attention lowering's: a floor shift
+would bias the hidden layer by -1/2 LSB); conv2's shift floors on purpose: the binary map
+only needs the sign of z, which a floor shift preserves exactly (floor(z / 2**s) >= 0 iff
+z >= 0), where rounding would turn z in [-2**(s-1), 0) into 0, i.e. "on". The gate's
+shift is 0, so its product is exact under either rounding.
 
 Timing: the trained latency L (local steps) must equal the chip's loop latency
 D + depth(source) - depth(target) with a delay of D >= 1 step (the co-processor answers in
@@ -27,7 +31,7 @@ from ..coproc import CoprocGraph, ValueSpec
 from ..coproc.ops import Accumulate, Conv2d, Relu, SigmoidLUT
 from ..errors import QuantizationError, UnsupportedError
 from ..ir import FxCoproc, FxCoprocOut, FxDelay, FxGate, FxLIF, Graph
-from .attention import _int8, _shift_for, check_coproc_target
+from .attention import ROUNDING, _int8, _shift_for, check_coproc_target
 
 HIDDEN_BITS = 16
 COUNT_BITS = 16
@@ -77,7 +81,8 @@ def lower_htda(model, fixed: Graph, spec, x_cal: np.ndarray | None) -> Graph:
             raise QuantizationError(f"{where}: {name} bias does not fit 32 bits")
     h = CoprocGraph({"c": ValueSpec(s_shape, COUNT_BITS)},
                     [Conv2d("p1", ("c",), weight=w1q, bias=b1.astype(np.int64),
-                            padding=(pad, pad), shift=s1, out_bits=HIDDEN_BITS),
+                            padding=(pad, pad), shift=s1, out_bits=HIDDEN_BITS,
+                            rounding=ROUNDING),
                      Relu("r1", ("p1",)),
                      Conv2d("p2", ("r1",), weight=w2q, bias=b2.astype(np.int64),
                             padding=(pad, pad), shift=0, out_bits=32)], ["p2"])
@@ -87,7 +92,7 @@ def lower_htda(model, fixed: Graph, spec, x_cal: np.ndarray | None) -> Graph:
     table[128:] = 1                                     # index v >= 0  <=>  z >= 0
     ops = [Accumulate("count", ("s",), out_bits=COUNT_BITS),
            Conv2d("td_conv1", ("count",), weight=w1q, bias=b1.astype(np.int64),
-                  padding=(pad, pad), shift=s1, out_bits=HIDDEN_BITS),
+                  padding=(pad, pad), shift=s1, out_bits=HIDDEN_BITS, rounding=ROUNDING),
            Relu("td_relu", ("td_conv1",)),
            Conv2d("td_conv2", ("td_relu",), weight=w2q, bias=b2.astype(np.int64),
                   padding=(pad, pad), shift=s2, out_bits=HIDDEN_BITS),

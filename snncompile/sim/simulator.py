@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from ..coproc.ops import shift_round
 from ..errors import GraphError, OverflowDetected, UnsupportedError
 from ..ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
                   FxSigmaDelta, Graph, Input, Output)
@@ -273,11 +274,13 @@ class _Conv(_Synapse):
 
 
 class _Gate:
-    """Programmable-neuron gain: (a * g) >> shift, optional ReLU, same step (FxGate)."""
+    """Programmable-neuron gain: (a * g) / 2**shift rounded as the node says (floor or
+    nearest_even), optional ReLU, same step (FxGate)."""
 
     def __init__(self, node: FxGate, strict: bool):
         self.node, self.name, self.strict = node, node.name, strict
         self.shift, self.relu = int(node.shift), bool(node.relu)
+        self.rounding = node.rounding
         self.gmax = (1 << node.gain_bits) - 1
         self.up = tuple(node.upsample)
         self.clear_counters()
@@ -297,7 +300,7 @@ class _Gate:
         a = wrap(a, I32)  # the synapse's message is int32 on its way to the gate
         if self.strict and (g.min(initial=0) < 0 or g.max(initial=0) > self.gmax):
             raise OverflowDetected(f"{self.name}: gain outside [0, {self.gmax}]")
-        out = (a * g) >> self.shift
+        out = shift_round(a * g, self.shift, self.rounding)
         self.products += int(a.size)
         return np.maximum(out, 0) if self.relu else out
 
