@@ -180,7 +180,6 @@ def one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
         status = _dispatch(args)
     if status in (0, 1) or os.environ.get("SNNCOMPILE_DEBUG"):
         # a finished command shows third-party warnings; an error shows only its one line

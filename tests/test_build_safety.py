@@ -706,18 +706,37 @@ def test_one_line_keeps_ordinary_text():
     assert one_line("a\tb\r\n\x00\x9b") == "a\\tb\\r\\n\\x00\\x9b"
 
 
-def test_third_party_warnings_do_not_reach_the_terminal_on_errors(built, capsys,
-                                                                  monkeypatch):
+NOISY = textwrap.dedent("""\
+    import sys, warnings
+    import numpy as np
     import snncompile.build as bmod
-    build, inputs = built
-
+    from snncompile.cli import main
+    from snncompile.errors import InputFileError
     def noisy(path):
         warnings.warn("torch says something", UserWarning)
         np.float64(1e308) * np.float64(10)  # numpy RuntimeWarning: overflow
-        raise InputFileError(f"{path}: bad")
-    monkeypatch.setattr(bmod.Build, "load", staticmethod(noisy))
-    err = one_line_error(capsys, ["run", build, "--inputs", inputs], ": bad")
-    assert "torch says" not in err and "overflow" not in err
+        if sys.argv[1] == "fail":
+            raise InputFileError(f"{path}: bad")
+        return real(path)
+    real = bmod.Build.load
+    bmod.Build.load = staticmethod(noisy)
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_third_party_warnings_do_not_reach_the_terminal_on_errors(built, tmp_path):
+    """(A subprocess: pytest itself would capture the warnings.)"""
+    build, inputs = built
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = ["run", str(build), "--inputs", str(inputs), "-o", str(tmp_path / "o.npz")]
+    fail = subprocess.run([sys.executable, "-c", NOISY, "fail", *argv], capture_output=True,
+                          text=True, timeout=120, cwd=REPO, env=env)
+    assert fail.returncode == 2
+    assert fail.stderr.count("\n") == 1 and ": bad" in fail.stderr, fail.stderr
+    ok = subprocess.run([sys.executable, "-c", NOISY, "ok", *argv], capture_output=True,
+                        text=True, timeout=120, cwd=REPO, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "torch says something" in ok.stderr  # a command that finishes still shows them
 
 
 def test_os_errors_are_one_line_exit_2(built, capsys, monkeypatch):
