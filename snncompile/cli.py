@@ -338,8 +338,7 @@ def cmd_export(args) -> int:
             write_nir(build.float_graph, tmp, dt=args.dt)
     else:
         from .export.netx_export import export_netx
-        with atomic_path(args.output) as tmp:
-            export_netx(build.graph, tmp)
+        export_netx(build.graph, args.output)  # atomic itself
     print(f"wrote {args.output} ({args.format})")
     return 0
 

@@ -234,6 +234,25 @@ def test_attention_layer_with_legal_name_compiles_its_coproc_file(tmp_path, caps
     assert Build.load(out).graph is not None
 
 
+def test_checkpoint_layer_name_with_escapes_is_one_escaped_line(tmp_path, capsys):
+    """A checkpoint layer name carrying a newline and an ANSI escape: refused by the name
+    check, printed escaped on one line, nothing written."""
+    from snncompile.nn import SNN, save_checkpoint
+    bad = "lif1\x1b[2J\nnext"
+    model = SNN({"input": {"shape": [6], "encoding": "spikes"},
+                 "layers": [{"type": "dense", "out": 4, "name": "fc1"},
+                            {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 0.5, "name": bad}]})
+    path = tmp_path / "m.pt"
+    save_checkpoint(model, path)
+    calib = tmp_path / "c.npz"
+    save_inputs(calib, np.zeros((2, 4, 6), np.uint8))
+    before = snapshot(tmp_path)
+    err = one_line_error(capsys, ["compile", path, "--calib", calib, "-o",
+                                  tmp_path / "m.build"], "is not allowed")
+    assert "m.pt: layer/node name 'lif1\\x1b[2J\\nnext'" in err
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize("member", ["../evil.onnx", "/tmp/evil.onnx", "coproc/../../x",
                                     "a//b", ".hidden"])
 def test_build_writer_refuses_member_paths_outside(built, tmp_path, member):
