@@ -24,7 +24,8 @@ import torch
 from snncompile.build import Build
 from snncompile.cli import main, one_line
 from snncompile.data import save_inputs
-from snncompile.errors import GraphError, InputFileError, OutputFileError
+from snncompile.errors import (GraphError, InputFileError, OutputFileError,
+                               SnnCompileError)
 from snncompile.ir import Dense, Graph, Input, Output
 from snncompile.ir.graph import save_npz_deterministic
 
@@ -775,3 +776,74 @@ def test_npz_members_of_a_build_are_named(build_copy, capsys):
         zf.writestr("fc1/weight.npy", b"not npy")
     reseal(build)
     one_line_error(capsys, ["run", build, "--inputs", inputs], "b.build/")
+
+
+# ------------------------------------------------------------------ resealed fuzz
+_EXTREMES = [-(1 << 62), -(1 << 31), -(1 << 23), -5000, -257, -9, -2, -1, 0, 1, 2, 7, 8, 9,
+             255, 256, 4095, 4096, 5000, 131071, 131072, 1 << 23, 1 << 25, 1 << 31, 1 << 62]
+
+
+def test_fuzz_resealed_values_either_refused_or_safe(built, tmp_path):
+    """Structured mutations of a resealed build (integer attributes and array entries set
+    to extremes, arrays recast): `Build.load` refuses it with one InputFileError, or the
+    simulator and the integer reference run it without any other exception. Derandomized
+    like tests/test_fuzz.py; SNNCOMPILE_FUZZ_EXAMPLES explores more."""
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from snncompile.ir import load_npz
+    from snncompile.reference import reference_run
+    from snncompile.sim import Simulator
+    src, _ = built
+    x = (np.random.default_rng(3).random((2, 5, 6)) < 0.5).astype(np.int64)
+    doc0 = json.loads((src / "graph.json").read_text())
+    arrays0 = load_npz(src / "arrays.npz")
+    int_attrs = [(i, k) for i, e in enumerate(doc0["nodes"]) for k, v in e["attrs"].items()
+                 if isinstance(v, int) and not isinstance(v, bool)]
+    deep = "SNNCOMPILE_FUZZ_EXAMPLES" in os.environ
+    fuzz = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", 40)),
+                    deadline=None, database=None, derandomize=not deep,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+    edits = st.one_of(
+        st.tuples(st.just("attr"), st.sampled_from(int_attrs), st.sampled_from(_EXTREMES)),
+        st.tuples(st.just("array"), st.sampled_from(sorted(arrays0)),
+                  st.sampled_from(_EXTREMES)),
+        st.tuples(st.just("dtype"), st.sampled_from(sorted(arrays0)),
+                  st.sampled_from(["float32", "int64", "uint8", "bool", "complex64"])))
+
+    @fuzz
+    @given(st.lists(edits, min_size=1, max_size=3))
+    def run(changes):
+        build = tmp_path / "f.build"
+        if build.exists():
+            shutil.rmtree(build)
+        shutil.copytree(src, build)
+        doc, arrays = json.loads(json.dumps(doc0)), dict(arrays0)
+        for kind, where, value in changes:
+            if kind == "attr":
+                doc["nodes"][where[0]]["attrs"][where[1]] = value
+            elif kind == "array":
+                a = arrays[where].astype(np.int64)
+                if a.size:
+                    a.flat[0] = value
+                arrays[where] = a
+            else:
+                arrays[where] = arrays[where].astype(value)
+        (build / "graph.json").write_text(json.dumps(doc))
+        save_npz_deterministic(build / "arrays.npz", arrays)
+        reseal(build)
+        try:
+            loaded = Build.load(build)
+        except InputFileError as exc:
+            assert "\n" not in str(exc)
+            return
+        for fn in (lambda: Simulator(loaded.graph, loaded.target.numerics).run(x),
+                   lambda: reference_run(loaded.graph, x, loaded.target.numerics)):
+            try:
+                fn()
+            except SnnCompileError as exc:  # one line on the CLI, exit 2
+                assert "\n" not in str(exc)
+    run()

@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import InputFileError
+from ..sim.fixed import prepare_weights
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                     FxLIF, FxSigmaDelta, Input, Node)
 
@@ -121,6 +122,15 @@ def _dense(ctx: _Ctx, node: FxDense, shape) -> None:
                              "recompile")
     ctx.scalar(node, "num_weight_bits", 1, wb + int(node.sign_mode == "mixed"),
                f"{num.weight_bits}-bit weights")
+    # stored mantissas are what Lava uses: its clip and truncation leave them unchanged
+    w = node.weight
+    prepared = prepare_weights(w, node.sign_mode, node.num_weight_bits, max_bits=wb)
+    if not np.array_equal(prepared, w):
+        i = np.unravel_index(int(np.argmax(prepared != w)), w.shape)
+        raise InputFileError(f"{ctx.where}: node '{node.name}': weight{list(i)} "
+                             f"({int(w[i])}) is not a {node.num_weight_bits}-bit "
+                             f"{node.sign_mode} mantissa (Lava would use {int(prepared[i])});"
+                             " recompile")
     _message_bits(ctx, node)
 
 
