@@ -325,7 +325,6 @@ def cmd_energy(args) -> int:
 
 def cmd_export(args) -> int:
     from .build import Build
-
     from .safe_io import atomic_path
 
     build = Build.load(args.build)

@@ -50,7 +50,7 @@ def check_output_path(path, directory: bool = False, make_parents: bool = False)
     parent folder (unless `make_parents`: the writer creates it), a name longer than the
     file system allows."""
     p = Path(path)
-    if p.name in ("", ".", "..") or str(path).endswith(os.sep):
+    if p.name in ("", ".", "..") or (str(path).endswith(os.sep) and not directory):
         raise OutputFileError(f"{path}: not a usable output name (give a name inside an "
                               "existing folder, e.g. out/result)")
     try:

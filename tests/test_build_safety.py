@@ -563,6 +563,17 @@ def test_bad_build_paths_are_one_line(capsys, tmp_path, monkeypatch, out, match)
     one_line_error(capsys, ["compile", "m.pt", "--calib", "x.npz", "-o", out], match)
 
 
+def test_output_path_checks_accept_ordinary_paths(tmp_path):
+    from snncompile.safe_io import check_output_path
+    assert check_output_path(f"{tmp_path}/m.build/", directory=True) == tmp_path / "m.build"
+    assert check_output_path(tmp_path / "new" / "deep" / "m.build", directory=True,
+                             make_parents=True)
+    with pytest.raises(OutputFileError, match="not a usable output name"):
+        check_output_path(f"{tmp_path}/o.json/")
+    with pytest.raises(OutputFileError, match="does not exist"):
+        check_output_path(tmp_path / "new" / "o.json")
+
+
 def test_json_at_a_symlink_is_refused_before_any_work(built, capsys, tmp_path):
     build, inputs = built
     target = tmp_path / "real.json"
