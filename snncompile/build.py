@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .errors import InputFileError, OutputFileError
 from .ir import Graph, load_npz
-from .ir.limits import check_attr_types, check_fixed_graph
+from .ir.limits import check_attr_types, check_fixed_graph, check_float_graph
 from .safe_io import atomic_directory, recover_leftovers
 from .target import TargetSpec, available_targets, load_target
 
@@ -157,6 +157,8 @@ class Build:
         graph = _graph(path, data, "")
         check_fixed_graph(graph, target.numerics, where=str(path / "graph.json"))
         float_graph = _graph(path, data, "float/") if "float/graph.json" in data else None
+        if float_graph is not None:
+            check_float_graph(float_graph, where=str(path / "float" / "graph.json"))
         return cls(graph=graph, float_graph=float_graph, target=target, report=report,
                    report_md=report_md, path=path, members=files)
 

@@ -461,6 +461,18 @@ def test_resealed_build_with_out_of_range_values_is_refused(build_copy, capsys, 
     assert "node '" in err
 
 
+@pytest.mark.parametrize("value, match", [(np.nan, "must be finite real numbers"),
+                                          (1j, "complex")])
+def test_resealed_float_graph_with_bad_values_is_refused(build_copy, capsys, value, match):
+    from snncompile.ir import load_npz
+    build, inputs = build_copy
+    arrays = load_npz(build / "float" / "arrays.npz")
+    arrays["fc1/weight"] = arrays["fc1/weight"] + value
+    save_npz_deterministic(build / "float" / "arrays.npz", arrays)
+    reseal(build)
+    one_line_error(capsys, ["run", build, "--inputs", inputs], match)
+
+
 def test_unmodified_build_passes_the_range_check(built, capsys):
     build, inputs = built
     assert main(["run", str(build), "--inputs", str(inputs), "-o",

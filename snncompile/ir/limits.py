@@ -229,6 +229,30 @@ def _coproc_out(ctx: _Ctx, node: FxCoprocOut, shape) -> None:
     pass
 
 
+def check_float_graph(graph, where: str = "graph") -> None:
+    """A build's float graph (used for float-vs-compiled accuracy): real, finite arrays of
+    bounded size, only float-stage node types, bounded shapes."""
+    from .nodes import FIXED_TYPES
+    for name in graph.g.nodes:
+        node = graph.node(name)
+        if isinstance(node, FIXED_TYPES):
+            raise InputFileError(f"{where}: node '{name}' is a fixed-point "
+                                 f"{type(node).__name__} in the float graph; recompile")
+        size = int(np.prod(graph.shape(name), dtype=np.float64))
+        if size > MAX_ELEMENTS:
+            raise InputFileError(f"{where}: node '{name}': shape {list(graph.shape(name))} "
+                                 f"exceeds {MAX_ELEMENTS} elements; recompile")
+        for f in dataclasses.fields(node):
+            a = getattr(node, f.name)
+            if not isinstance(a, np.ndarray):
+                continue
+            if a.dtype.kind not in "fiub" or a.size > MAX_WEIGHTS or \
+                    (a.dtype.kind == "f" and not np.isfinite(a).all()):
+                raise InputFileError(f"{where}: node '{name}': {f.name} ({a.dtype.name}, "
+                                     f"{a.size} elements) must be finite real numbers, at "
+                                     f"most {MAX_WEIGHTS}; recompile")
+
+
 def check_attr_types(doc: dict, where: str) -> None:
     """Refuse a graph document whose integer attributes are floats or booleans (which the
     nodes would silently truncate: 2.5 bits becoming 2)."""
