@@ -147,8 +147,11 @@ class Build:
             if name in REQUIRED or name.startswith("float/"):
                 data[name] = blob
         report = _parse_json(data["report.json"], path / "report.json")
-        if not isinstance(report, dict):
-            raise InputFileError(f"{path}/report.json: not a JSON object; recompile")
+        mapping = report.get("mapping", {}) if isinstance(report, dict) else None
+        chips = mapping.get("chips", 1) if isinstance(mapping, dict) else None
+        if not isinstance(chips, int) or isinstance(chips, bool) or not 1 <= chips <= 1 << 20:
+            raise InputFileError(f"{path}/report.json: not a compile report (an object whose "
+                                 "mapping names a number of chips); recompile")
         try:
             report_md = data["report.md"].decode()
         except UnicodeDecodeError:
@@ -278,6 +281,11 @@ def _load_target(path: Path, blob: bytes):
         msg = "nested too deeply" if isinstance(exc, RecursionError) else \
             str(exc).splitlines()[0][:120]
         raise InputFileError(f"{tpath}: not a valid TOML target file ({msg})") from None
+    for key in ("name", "description"):  # printed by reports: no escapes to the terminal
+        text = raw.get(key, "")
+        if not isinstance(text, str) or len(text) > 1000 or not text.isprintable():
+            raise InputFileError(f"{tpath}: '{key}' must be printable text of at most 1000 "
+                                 "characters; recompile")
     base = raw.get("base")
     if base is not None and base not in available_targets():
         raise InputFileError(f"{tpath}: base {base!r} is not a built-in target "

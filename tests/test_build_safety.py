@@ -406,6 +406,25 @@ def test_target_base_must_be_builtin(build_copy, capsys, tmp_path):
     one_line_error(capsys, ["run", build, "--inputs", inputs], "is not a built-in target")
 
 
+@pytest.mark.parametrize("report", [[], {"mapping": []}, {"mapping": {"chips": "2"}},
+                                    {"mapping": {"chips": 10 ** 30}}])
+def test_resealed_report_is_checked(build_copy, capsys, report):
+    build, inputs = build_copy
+    (build / "report.json").write_text(json.dumps(report))
+    reseal(build)
+    one_line_error(capsys, ["energy", build, "--inputs", inputs], "not a compile report")
+
+
+def test_target_name_with_escapes_is_refused(build_copy, capsys):
+    build, inputs = build_copy
+    text = (build / "target.toml").read_text().replace('name = "loihi2"',
+                                                       'name = "loihi2\\u001b[2J"')
+    assert "\\u001b" in text
+    (build / "target.toml").write_text(text)
+    reseal(build)
+    one_line_error(capsys, ["energy", build, "--inputs", inputs], "must be printable text")
+
+
 # ------------------------------------------------------------------ resealed bad values
 def _set_attr(node, key, value):
     def edit(doc, arrays):
