@@ -492,6 +492,17 @@ def test_resealed_float_graph_with_bad_values_is_refused(build_copy, capsys, val
     one_line_error(capsys, ["run", build, "--inputs", inputs], match)
 
 
+def test_graph_document_with_conv_stride_zero_is_one_error():
+    from snncompile.ir import Conv2d
+    g = Graph.sequential([Input("input", shape=(1, 4, 4)),
+                          Conv2d("c", weight=np.ones((2, 1, 3, 3), np.float32)),
+                          Output("output")])
+    doc, arrays = g.to_dict()
+    doc["nodes"][1]["attrs"]["stride"] = [0, 0]
+    with pytest.raises(InputFileError, match="malformed graph document"):
+        Graph.from_dict(doc, arrays)
+
+
 def test_unmodified_build_passes_the_range_check(built, capsys):
     build, inputs = built
     assert main(["run", str(build), "--inputs", str(inputs), "-o",

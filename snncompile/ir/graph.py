@@ -262,7 +262,8 @@ class Graph:
                 if len(inputs) != 1:
                     raise InputFileError(f"{where}: loop delay '{name}' needs one input")
                 graph.connect(inputs[0], name)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                ArithmeticError) as exc:  # ArithmeticError: e.g. a conv stride of 0
             raise InputFileError(f"{where}: malformed graph document ({exc!r})") from None
         except GraphError as exc:
             raise InputFileError(f"{where}: invalid graph ({exc})") from None
