@@ -254,6 +254,24 @@ def test_checkpoint_layer_name_with_escapes_is_one_escaped_line(tmp_path, capsys
     assert snapshot(tmp_path) == before
 
 
+def test_resealed_coproc_output_must_match_its_port(tmp_path):
+    """A gain port re-declared with another shape reached the simulator's broadcast (a
+    ValueError traceback): the loader compares it with the co-processor graph."""
+    from snncompile.pipeline import compile_model
+    ckpt = tmp_path / "att.pt"
+    _attention_checkpoint(ckpt, "att")
+    x = (np.random.default_rng(0).random((4, 8, 10)) < 0.4).astype(np.int64)
+    compile_model(ckpt, "loihi2", calib=x).save(tmp_path / "a.build")
+    doc = json.loads((tmp_path / "a.build" / "graph.json").read_text())
+    entry = next(e for e in doc["nodes"] if e["op"] == "FxCoprocOut")
+    assert entry["attrs"]["shape"] != [1]
+    entry["attrs"]["shape"] = [1]  # still broadcasts to the gated current
+    (tmp_path / "a.build" / "graph.json").write_text(json.dumps(doc))
+    reseal(tmp_path / "a.build")
+    with pytest.raises(InputFileError, match="is not an output of 'att.coproc'"):
+        Build.load(tmp_path / "a.build")
+
+
 @pytest.mark.parametrize("member", ["../evil.onnx", "/tmp/evil.onnx", "coproc/../../x",
                                     "a//b", ".hidden"])
 def test_build_writer_refuses_member_paths_outside(built, tmp_path, member):

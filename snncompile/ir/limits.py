@@ -43,6 +43,7 @@ class _Ctx:
     where: str
     num: object            # target Numerics
     netx: bool             # graph imported from a netx file
+    graph: object = None
 
     def weight_bits(self) -> int:
         return min(int(self.num.weight_bits), CAP_WEIGHT_BITS)
@@ -85,7 +86,7 @@ def _check(cls):
 def check_fixed_graph(graph, numerics, where: str = "graph") -> None:
     """Refuse a fixed-point graph whose fields lie outside what the target (or, for a
     netx import, netx and Lava) can hold; see the module docstring."""
-    ctx = _Ctx(where, numerics, graph.meta.get("frontend") == "netx")
+    ctx = _Ctx(where, numerics, graph.meta.get("frontend") == "netx", graph)
     for name in graph.g.nodes:
         node = graph.node(name)
         if isinstance(node, FLOAT_TYPES):
@@ -226,7 +227,18 @@ def _coproc(ctx: _Ctx, node: FxCoproc, shape) -> None:
 
 @_check(FxCoprocOut)
 def _coproc_out(ctx: _Ctx, node: FxCoprocOut, shape) -> None:
-    pass
+    """Its declared port and shape are the co-processor graph's."""
+    srcs = ctx.graph.inputs(node.name)
+    src = ctx.graph.node(srcs[0]) if len(srcs) == 1 else None
+    if not isinstance(src, FxCoproc):
+        raise InputFileError(f"{ctx.where}: node '{node.name}': an FxCoprocOut must read "
+                             "one FxCoproc; recompile")
+    cg = src.cgraph
+    if node.port not in cg.outputs or tuple(cg.specs[node.port].shape) != tuple(shape):
+        want = {o: list(cg.specs[o].shape) for o in cg.outputs}
+        raise InputFileError(f"{ctx.where}: node '{node.name}': port {node.port!r} of shape "
+                             f"{list(shape)} is not an output of '{src.name}' ({want}); "
+                             "recompile")
 
 
 def check_float_graph(graph, where: str = "graph") -> None:
