@@ -272,6 +272,22 @@ def test_resealed_coproc_output_must_match_its_port(tmp_path):
         Build.load(tmp_path / "a.build")
 
 
+def test_resealed_loop_delay_timing_must_match_the_graph(tmp_path):
+    """An HTDA loop delay whose latency is re-declared made the integer reference index
+    history that does not exist (a torch ValueError): the loader checks the timing."""
+    from test_attention_compile import compiled_htda
+    build, _ = compiled_htda(1, tmp_path)
+    build.save(tmp_path / "h.build")
+    Build.load(tmp_path / "h.build")  # as compiled: accepted
+    doc = json.loads((tmp_path / "h.build" / "graph.json").read_text())
+    entry = next(e for e in doc["nodes"] if e["op"] == "FxDelay")
+    entry["attrs"]["latency"] = 0
+    (tmp_path / "h.build" / "graph.json").write_text(json.dumps(doc))
+    reseal(tmp_path / "h.build")
+    with pytest.raises(InputFileError, match="latency 0 / target_depth 1 do not match"):
+        Build.load(tmp_path / "h.build")
+
+
 @pytest.mark.parametrize("member", ["../evil.onnx", "/tmp/evil.onnx", "coproc/../../x",
                                     "a//b", ".hidden"])
 def test_build_writer_refuses_member_paths_outside(built, tmp_path, member):

@@ -211,6 +211,19 @@ def _delay(ctx: _Ctx, node: FxDelay, shape) -> None:
     ctx.scalar(node, "latency", -MAX_LOOP_STEPS, MAX_LOOP_STEPS, "loop latency")
     ctx.scalar(node, "target_depth", 0, MAX_LOOP_STEPS, "depth")
     ctx.scalar(node, "init", -(1 << 24), 1 << 24, "initial gain")
+    # the loop's timing is implied by the graph (FxDelay docstring): latency = steps +
+    # depth(source) - depth(target); a re-declared one reads history that does not exist
+    g = ctx.graph
+    srcs, outs = g.inputs(node.name), g.outputs(node.name)
+    d_src = g.depth(srcs[0]) if len(srcs) == 1 else None
+    d_out = {g.depth(o) for o in outs}
+    if d_src is None or d_out != {node.target_depth} or \
+            node.latency != node.steps + d_src - node.target_depth:
+        raise InputFileError(
+            f"{ctx.where}: node '{node.name}': latency {node.latency} / target_depth "
+            f"{node.target_depth} do not match the loop (steps {node.steps}, source depth "
+            f"{d_src}, target depth {sorted(d_out)}: latency = steps + source depth - "
+            "target depth); recompile")
 
 
 @_check(FxCoproc)
