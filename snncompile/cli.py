@@ -6,10 +6,11 @@ SNNCOMPILE_DEBUG=1 to see the traceback of an internal error.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
+import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -228,14 +229,46 @@ def _warn(line: str) -> None:
     print(f"snncompile: warning: {line}", file=sys.stderr)
 
 
+OUTPUTS = {"compile": (("output", True),), "run": (("output", False),),
+           "verify": (("json", False),), "energy": (("json", False), ("plot", False)),
+           "export": (("output", False),), "report": (("output", False), ("png_dir", True))}
+"""Output options per command (attribute, is a directory): checked before any work."""
+
+
+def one_line(text: str) -> str:
+    """`text` as one terminal-safe line: newlines, control characters, ANSI escapes and
+    other invisible format characters (names come from files) are shown escaped."""
+    return "".join(ch if ch == " " or not unicodedata.category(ch).startswith(("C", "Z"))
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        status = _dispatch(args)
+    if status in (0, 1) or os.environ.get("SNNCOMPILE_DEBUG"):
+        # a finished command shows third-party warnings; an error shows only its one line
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
+def _dispatch(args) -> int:
+    from .safe_io import check_output_path
     try:
+        for attr, is_dir in OUTPUTS.get(args.command, ()):
+            if getattr(args, attr, None):
+                check_output_path(getattr(args, attr), directory=is_dir, make_parents=is_dir)
         return {"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify,
                 "energy": cmd_energy, "export": cmd_export, "report": cmd_report,
                 "inspect": cmd_inspect}[args.command](args)
     except SnnCompileError as exc:
-        print(f"snncompile: error: {exc}", file=sys.stderr)
+        print(f"snncompile: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment (disk full, permissions), not a bug
+        where = exc.filename if exc.filename is not None else "snncompile"
+        print(f"snncompile: error: {one_line(str(where))}: "
+              f"{one_line(exc.strerror or str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("snncompile: interrupted", file=sys.stderr)
@@ -244,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SNNCOMPILE_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"snncompile: internal error: {type(exc).__name__}: {msg} "
+        print(f"snncompile: internal error: {type(exc).__name__}: {one_line(msg)} "
               "(set SNNCOMPILE_DEBUG=1 for a traceback)", file=sys.stderr)
         return 3
 
@@ -314,9 +347,9 @@ def cmd_run(args) -> int:
         raise InputFileError(f"{dest}: output must be an .npz file")
     arrays = {"output_spikes": out_spikes.astype(np.int32 if graded else np.uint8),
               "predictions": pred}
-    tmp = dest.with_name(dest.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, dest)
+    from .safe_io import atomic_path
+    with atomic_path(dest) as tmp:
+        np.savez_compressed(tmp, **arrays)
     print(f"{args.backend}: {len(x)} samples x {x.shape[1]} steps in {wall:.2f} s; "
           f"output layer {out}: {int(np.count_nonzero(out_spikes)):,} "
           f"{'graded spikes (int32 values)' if graded else 'spikes'}")
@@ -364,13 +397,16 @@ def cmd_energy(args) -> int:
         _write_json(args.json, report.to_json())
         print(f"wrote {args.json}")
     if args.plot:
-        report.plot(args.plot, model=Path(str(build.report.get("source", ""))).name)
+        from .safe_io import atomic_path
+        with atomic_path(args.plot) as tmp:
+            report.plot(tmp, model=Path(str(build.report.get("source", ""))).name)
         print(f"wrote {args.plot}")
     return 0
 
 
 def cmd_export(args) -> int:
     from .build import Build
+    from .safe_io import atomic_path
 
     build = Build.load(args.build)
     if args.format == "nir":
@@ -378,18 +414,18 @@ def cmd_export(args) -> int:
         if build.float_graph is None:
             raise InputFileError(f"{args.build}: has no float graph (it was imported in "
                                  "fixed point); NIR export needs one")
-        write_nir(build.float_graph, args.output, dt=args.dt)
+        with atomic_path(args.output) as tmp:
+            write_nir(build.float_graph, tmp, dt=args.dt)
     else:
         from .export.netx_export import export_netx
-        export_netx(build.graph, args.output)
+        export_netx(build.graph, args.output)  # atomic itself
     print(f"wrote {args.output} ({args.format})")
     return 0
 
 
 def _write_json(path, doc) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
+    from .safe_io import write_json
+    write_json(path, doc)
 
 
 # ------------------------------------------------------------------ report, inspect, --version

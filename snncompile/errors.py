@@ -36,3 +36,7 @@ class OverflowDetected(SnnCompileError):
 
 class BackendError(SnnCompileError):
     """A backend (Lava) failed or is not installed."""
+
+
+class OutputFileError(SnnCompileError):
+    """An output cannot be written (bad path, no space, read-only, permission...)."""

@@ -126,10 +126,9 @@ def _e(x) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    from .safe_io import atomic_write_bytes
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _fmt(c) -> str:

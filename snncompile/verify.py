@@ -157,8 +157,8 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
         elif b == "netx":
             from .backends.netx_lava import run_netx_samples
             from .pipeline import NETX_SOURCE
-            src = build.path / NETX_SOURCE if build.path is not None else None
-            if src is None or not src.is_file():
+            src = build.member(NETX_SOURCE) if NETX_SOURCE in build.members else None
+            if src is None:
                 raise UnsupportedError("the netx backend needs a build compiled from a netx "
                                        f"file (it keeps a copy in {NETX_SOURCE})")
             results[b], sent[b] = run_netx_samples(src, graph, inputs, progress), {}

@@ -32,7 +32,6 @@ The file is written to a temporary name and renamed, so a refusal leaves no file
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +54,11 @@ def export_netx(graph: Graph, path: str | Path) -> Path:
     """
     import h5py
 
+    from ..safe_io import atomic_path
+
     path = Path(path)
     layers = _layers(graph)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             group = f.create_group("layer")
             for i, layer in enumerate(layers):
@@ -68,10 +68,6 @@ def export_netx(graph: Graph, path: str | Path) -> Path:
                         g.create_dataset("type", (1,), "S10", [value.encode("ascii")])
                     else:
                         g.create_dataset(key, data=value)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -19,6 +19,7 @@ an equal graph; `graphs_equal` compares two graphs field by field.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,14 @@ from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxDelay, FxL
 FORMAT = "snncompile-graph"
 VERSION = 1
 
+NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
+"""Node names: identifier-like (letters, digits, `_`, `.`, `-`; not starting with `.`; at
+most 128 characters). Names come from files and become file names in a build
+(`coproc/NAME.coproc.onnx`) and keys in `arrays.npz`, so `/`, `..`, spaces and control
+characters are refused when a node enters a graph (`Graph.add`), the one boundary every
+frontend and `Graph.load` pass through."""
+_NAME_RE = re.compile(NAME_PATTERN)
+
 
 class Graph:
     """A DAG of `Node`s. Build with `add` (which infers shapes) or `Graph.sequential`."""
@@ -41,7 +50,16 @@ class Graph:
         self.meta: dict = dict(meta or {})
 
     # ------------------------------------------------------------ construction
+    def _check_name(self, name) -> None:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            src = self.meta.get("source") or "graph"
+            shown = repr(name)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise GraphError(f"{src}: layer/node name {shown} is not allowed; names must "
+                             f"match {NAME_PATTERN} (letters, digits, _ . -)")
+
     def add(self, node: Node, inputs: list[str] | tuple[str, ...] = ()) -> Node:
+        self._check_name(node.name)
         if node.name in self.g:
             raise GraphError(f"duplicate node name '{node.name}'")
         for src in inputs:
@@ -58,6 +76,7 @@ class Graph:
 
     def add_delay(self, node: "FxDelay", shape: tuple[int, ...]) -> Node:
         """Add a loop delay before its input exists (close the loop with `connect`)."""
+        self._check_name(node.name)
         if node.name in self.g:
             raise GraphError(f"duplicate node name '{node.name}'")
         self.g.add_node(node.name, op=node, shape=tuple(int(x) for x in shape), kind=node.kind)
@@ -259,7 +278,8 @@ class Graph:
                 if len(inputs) != 1:
                     raise InputFileError(f"{where}: loop delay '{name}' needs one input")
                 graph.connect(inputs[0], name)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                ArithmeticError) as exc:  # ArithmeticError: e.g. a conv stride of 0
             raise InputFileError(f"{where}: malformed graph document ({exc!r})") from None
         except GraphError as exc:
             raise InputFileError(f"{where}: invalid graph ({exc})") from None
