@@ -114,7 +114,7 @@ def test_refusals_explain_why():
     with pytest.raises(UnsupportedError, match="feed-forward|branches"):
         import_nir(g, dt=DT)
     g, _, _ = _hand_graph()
-    with pytest.raises(UnsupportedError, match="norse_quirks=True"):
+    with pytest.raises(UnsupportedError, match="shorter than dt .* --nir-convention"):
         import_nir(g, dt=1e-1, norse_quirks=False)  # tau_mem 10 ms < dt
 
 
@@ -219,7 +219,8 @@ def test_norse_model_imports_matches_and_compiles():
     graph = import_norse(model, torch.zeros(1, 8), dt=DT)
     lif = graph.node(graph.inputs(graph.output_node().name)[0])
     assert (lif.du, lif.dv, lif.vth) == pytest.approx((0.2, 0.1, 10.0), rel=1e-5)
-    assert any("norse#411" in q for q in graph.meta["nir_quirks"])
+    assert graph.meta["nir"]["convention"] == "norse"
+    assert any("norse#411" in q for q in graph.meta["nir"]["assumptions"])
     # the imported float graph spikes exactly like norse
     x = torch.as_tensor(_spikes((3, 20, 8)), dtype=torch.float32)
     ref = _run_norse(model, x)
@@ -280,7 +281,8 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
         mlp[0].bias.zero_()
     write_nir_graph(norse.to_nir(mlp, torch.zeros(1, 4)), path)
     back = import_nir(path, dt=DT)
-    assert any("norse#411" in q for q in back.meta["nir_quirks"])
+    assert back.meta["nir"]["convention"] == "norse"  # detected: CubaLIF with r = w_in = 1
+    assert any("norse#411" in q for q in back.meta["nir"]["assumptions"])
     lif = back.nodes(LIF)[0]
     assert (lif.du, lif.dv, lif.vth) == pytest.approx((0.2, 0.1, 10.0), rel=1e-5)
 
