@@ -29,6 +29,8 @@ import pytest
 
 nir = pytest.importorskip("nir")
 torch = pytest.importorskip("torch")
+for _lib in ("snntorch", "sinabs", "spikingjelly", "rockpool", "norse"):  # requirements/
+    pytest.importorskip(_lib)                                             # clients.txt
 
 from snncompile.cli import main  # noqa: E402
 
