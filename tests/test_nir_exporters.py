@@ -40,13 +40,15 @@ N_TRAIN = 600    # training samples (of 1,437)
 EPOCHS = 2
 LR = 3e-2
 GAIN = 2.0       # initial weights x GAIN, so that every layer fires from the start
-SPIKE_TOL = 0.02
+SPIKE_TOL = 0.005
 """Relative difference allowed between a layer's total spike count in snncompile's float
 graph and in the library's own simulation, for exporters whose model snncompile imports
-exactly: only float32 summation order can flip a spike."""
-ROCKPOOL_TOL = 0.25
+exactly: only float32 summation order can flip a spike (measured: 0 differences in every
+layer of the snnTorch, sinabs, spikingjelly and norse networks)."""
+ROCKPOOL_TOL = 0.15
 """rockpool's LIFTorch subtracts the threshold after a spike (reset by subtraction; NIR and
-Loihi reset to 0), so its spike counts differ more; the accuracy bound still holds."""
+Loihi reset to 0), so its spike counts differ (measured: 5% and 7% fewer in the float
+graph); the accuracy bound still holds."""
 ACC_TOL = 0.02
 
 
@@ -348,22 +350,31 @@ def networks(digits_data, tmp_path_factory):
     np.savez(calib, inputs=xtr[:200].astype(np.uint8))
     np.savez(root / "calib_flat.npz", inputs=xtr[:200].reshape(200, T, 64).astype(np.uint8))
     out = {}
-    for name, conv in CASES:
-        lib = LIBRARIES[name]
-        if conv and getattr(lib, "no_conv", None):
-            continue
-        model = lib.build(conv)
-        _train(_weights(model), lambda x: lib.forward(model, x), xtr, ytr)
-        model.eval()
-        layers = [s.detach().numpy() for s in lib.forward(model, torch.as_tensor(
-            xte, dtype=torch.float32), grad=False)]
-        path = root / f"{name}_{'conv' if conv else 'dense'}.nir"
-        _write(lib.export(model, conv), path)
-        flat = getattr(lib, "flat", False)
-        out[(name, conv)] = {"path": path, "spikes": layers, "flat": flat,
-                             "calib": root / "calib_flat.npz" if flat else calib,
-                             "acc": float((layers[-1].sum(1).argmax(1) == yte).mean())}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny layers: threads only add overhead on a loaded machine
+    try:
+        for name, conv in CASES:
+            lib = LIBRARIES[name]
+            if not (conv and getattr(lib, "no_conv", None)):
+                out[(name, conv)] = _make(lib, conv, root, calib, xtr, ytr, xte, yte)
+    finally:
+        torch.set_num_threads(threads)
     return out, calib
+
+
+def _make(lib, conv, root, calib, xtr, ytr, xte, yte):
+    """Train one network in its library, record its own test run, export and write it."""
+    model = lib.build(conv)
+    _train(_weights(model), lambda x: lib.forward(model, x), xtr, ytr)
+    model.eval()
+    layers = [s.detach().numpy() for s in lib.forward(model, torch.as_tensor(
+        xte, dtype=torch.float32), grad=False)]
+    path = root / f"{lib.name}_{'conv' if conv else 'dense'}.nir"
+    _write(lib.export(model, conv), path)
+    flat = getattr(lib, "flat", False)
+    return {"path": path, "spikes": layers, "flat": flat,
+            "calib": root / "calib_flat.npz" if flat else calib,
+            "acc": float((layers[-1].sum(1).argmax(1) == yte).mean())}
 
 
 def _compile(path, calib, out_dir, capsys, *extra):
