@@ -388,6 +388,8 @@ def test_if_gain_per_convention():
     norse_g = import_nir(_lif_graph(if_node(1.0)))      # 0-d, as norse writes
     assert norse_g.meta["nir"]["convention"] == "norse"
     assert norse_g.node("1").vth == pytest.approx(2.0)  # gain 1, not 1e-3
+    assert not norse_g.meta["nir"]["dt_guessed"]         # per-step IF: dt is not used
+    assert norse_g.meta["nir"]["dt_source"].startswith("not used")
     sinabs_g = import_nir(_lif_graph(if_node(1.0, (4,))))  # per neuron, as sinabs writes
     assert sinabs_g.meta["nir"]["convention"] == "sinabs"
     assert sinabs_g.meta["nir"]["dt_unit"] == "step" and sinabs_g.node("1").vth == 2.0
@@ -510,7 +512,7 @@ def test_guessed_dt_is_said_and_cli_flags_reach_the_importer(tmp_path, capsys):
                  "--quiet", "--dt", "1e-3"]) == 0
     assert "warning" not in capsys.readouterr().err
     report = (tmp_path / "b2" / "report.json").read_text()
-    assert '"dt_source": "given by the caller (--dt)"' in report
+    assert '"dt_source": "given by the caller: --dt"' in report
     # --dt on a format that has no use for it is a one-line user error
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"")

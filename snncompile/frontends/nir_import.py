@@ -141,7 +141,7 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
     if convention is None:
         convention, why = _detect(chain, metadata, where)
     else:
-        why = "named by the caller (--nir-convention)"
+        why = "named by the caller: --nir-convention"
     step, step_source, guessed = _resolve_dt(convention, chain, metadata, dt, where)
     info = {"convention": convention, "convention_source": why, "dt": step,
             "dt_unit": "step" if convention == "sinabs" else "s", "dt_source": step_source,
@@ -162,7 +162,11 @@ def _params_of(node, *keys):
     out = []
     for key in keys:
         v = getattr(node, key, None)
-        out.append(None if v is None else _arr(v))
+        try:
+            out.append(None if v is None else _arr(v))
+        except (TypeError, ValueError):
+            raise InputFileError(f"NIR {_type(node)} node: {key} is not numeric "
+                                 f"({type(v).__name__})") from None
     return out
 
 
@@ -308,8 +312,12 @@ def _resolve_dt(convention: str, chain, metadata: dict, dt: float | None,
                                    f"records ({recorded:g} s, {source}); drop --dt")
         return recorded, source, False
     if dt is not None:
-        return float(dt), "given by the caller (--dt)", False
+        return float(dt), "given by the caller: --dt", False
     guess = DEFAULT_DT.get(convention, DEFAULT_DT["nir"])
+    per_step_if = convention in ("norse", "sinabs")
+    if not any(_type(n) in ("LIF", "CubaLIF", "Delay") or (_type(n) == "IF" and not
+                                                           per_step_if) for _, n in chain):
+        return guess, "not used: the file has no time constants or delays", False
     why = {"norse": "norse.torch.to_nir's default",
            "spikingjelly": "spikingjelly export_to_nir's default",
            "snntorch": "snnTorch export_to_nir's hard-coded dt"}.get(
