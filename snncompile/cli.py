@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input-signed", action="store_true",
                    help="netx sigma-delta networks: the frames are signed (two's complement "
                         "of --input-bits bits), e.g. audio samples")
-    c.add_argument("--dt", type=positive_float,
+    c.add_argument("--dt", type=positive_float, metavar="SECONDS",
                    help="NIR files: the exporter's time step in seconds, for files that do "
                         "not record it (a file that does and disagrees is refused); the "
                         "report says which dt was used and where it came from")
