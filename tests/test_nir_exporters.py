@@ -31,6 +31,8 @@ nir = pytest.importorskip("nir")
 torch = pytest.importorskip("torch")
 for _lib in ("snntorch", "sinabs", "spikingjelly", "rockpool", "norse"):  # requirements/
     pytest.importorskip(_lib)                                             # clients.txt
+pytestmark = pytest.mark.filterwarnings(  # snnTorch, sinabs and rockpool call it
+    "ignore:nirtorch.extract_nir_graph is being deprecated:DeprecationWarning")
 
 from snncompile.cli import main  # noqa: E402
 
@@ -386,6 +388,9 @@ def _compile(path, calib, out_dir, capsys, *extra):
     return json.loads((out_dir / "report.json").read_text()), err
 
 
+ASSUMED = {"snntorch": "reset_mechanism", "sinabs": "norm_input", "spikingjelly": "v_reset",
+           "rockpool": "w_in is not written", "norse": "norse#411"}
+"""A word of what each exporter leaves unsaid, which the report must state as assumed."""
 EXPECTED_DT = {"snntorch": (1e-4, False), "sinabs": (1.0, False),
                "spikingjelly": (1e-4, False), "rockpool": (1e-3, False),
                "norse": (1e-3, True)}
@@ -409,6 +414,7 @@ def test_exported_network_compiles_faithfully(networks, digits_data, name, conv,
     assert info["convention"] == name, info
     assert info["dt"] == pytest.approx(dt) and info["dt_guessed"] is guessed, info
     assert ("does not record its time step" in err) is guessed, err
+    assert any(ASSUMED[name] in a for a in info["assumptions"]), info["assumptions"]
     md = (tmp_path / "b" / "report.md").read_text()
     assert f"NIR time step: dt = {dt:g}" in md and f"convention: {name}" in md
 
