@@ -481,6 +481,10 @@ def test_ambiguous_files_and_bad_parameters_are_one_line_errors():
                   v_leak=np.zeros(4), v_threshold=np.ones(4))
     with pytest.raises(UnsupportedError, match=r"r holds 1 NaN or infinite value\(s\)"):
         import_nir(_lif_graph(nan), dt=1e-3)
+    g = _lif_graph(_cuba(4, 5e-3, 1e-2))
+    g.nodes["0"].weight[1, 2] = np.nan
+    with pytest.raises(UnsupportedError, match=r"node '0' \(Linear\): weight holds 1 NaN"):
+        import_nir(g, dt=DT)
     if_as_lif = nir.LIF(tau=np.full(4, np.inf), r=np.ones(4), v_leak=np.zeros(4),
                         v_threshold=np.ones(4))
     with pytest.raises(UnsupportedError, match="tau is infinite.*nir.IF"):

@@ -508,7 +508,7 @@ class _Builder:
 
     # ---- synapses
     def _linear(self, name, node, where, nxt, bias=None):
-        w = _arr(node.weight)
+        w = _finite(_arr(node.weight), "weight", where)
         if w.ndim != 2:
             raise UnsupportedError(f"{where}: weight of shape {w.shape} is not 2-D")
         if self.shape != (w.shape[1],):
@@ -546,10 +546,10 @@ class _Builder:
         self.in_delay = steps.astype(np.int32).reshape(-1)
 
     def _affine(self, name, node, where, nxt):
-        self._linear(name, node, where, nxt, bias=_arr(node.bias))
+        self._linear(name, node, where, nxt, bias=_finite(_arr(node.bias), "bias", where))
 
     def _conv2d(self, name, node, where, nxt):
-        w = _arr(node.weight)
+        w = _finite(_arr(node.weight), "weight", where)
         if w.ndim != 4:
             raise UnsupportedError(f"{where}: weight of shape {w.shape} is not (O, I, kH, kW)")
         if _pair(node.dilation, "dilation", where) != (1, 1):
@@ -579,7 +579,8 @@ class _Builder:
                       groups=groups)
         self.shape = conv.out_shape([self.shape])  # raises GraphError on a mismatch
         self.nodes.append(conv)
-        b = _arr(node.bias) if getattr(node, "bias", None) is not None else None
+        b = (_finite(_arr(node.bias), "bias", where) if getattr(node, "bias", None) is not None
+             else None)
         if b is not None and b.size not in (1, w.shape[0]):
             raise UnsupportedError(f"{where}: bias of shape {b.shape} is not per channel")
         if b is not None:
@@ -597,7 +598,8 @@ class _Builder:
         self.bias = np.broadcast_to(b, self.shape).astype(np.float64)
 
     def _scale(self, name, node, where, nxt):
-        s = np.broadcast_to(_arr(node.scale), self.shape).astype(np.float64)
+        s = np.broadcast_to(_finite(_arr(node.scale), "scale", where),
+                            self.shape).astype(np.float64)
         last = self.nodes[-1] if self.nodes else None
         if self.bias is not None:
             self.bias = self.bias * s
@@ -780,6 +782,14 @@ def _one(a: np.ndarray, key: str, where: str) -> float:
         raise UnsupportedError(f"{where}: {key} differs between neurons ({_show(flat)}); "
                                "Loihi's LIF has one decay per layer")
     return first
+
+
+def _finite(a: np.ndarray, what: str, where: str) -> np.ndarray:
+    bad = ~np.isfinite(a)
+    if np.any(bad):
+        raise UnsupportedError(f"{where}: {what} holds {int(bad.sum())} NaN or infinite "
+                               f"value(s) (of {a.size}); it must be finite")
+    return a
 
 
 def _uniform(a: np.ndarray) -> bool:
