@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/base.txt requirements/lava.txt requirements/constraints.txt
+$(STAMP): pyproject.toml requirements/base.txt requirements/lava.txt requirements/constraints.txt \
+		requirements/clients.txt requirements/clients-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/clients-deps.txt
+	$(PIP) install -q -c requirements/constraints.txt --no-deps -r requirements/clients.txt
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements/lava.txt
 	$(PIP) install -q --no-deps -e .
 	$(PY) -c "import snncompile.backends.lava_backend as lb; lb.require_lava()"

@@ -55,6 +55,11 @@ EPILOG = textwrap.dedent("""\
     """)
 
 
+def _nir_conventions():
+    from .frontends.nir_import import CONVENTIONS
+    return CONVENTIONS
+
+
 def _parser() -> argparse.ArgumentParser:
     from .target import available_targets
 
@@ -112,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input-signed", action="store_true",
                    help="netx sigma-delta networks: the frames are signed (two's complement "
                         "of --input-bits bits), e.g. audio samples")
+    c.add_argument("--dt", type=positive_float, metavar="SECONDS",
+                   help="NIR files: the exporter's time step in seconds, for files that do "
+                        "not record it (a file that does and disagrees is refused); the "
+                        "report says which dt was used and where it came from")
+    c.add_argument("--nir-convention", choices=list(_nir_conventions()),
+                   help="NIR files: the exporter whose conventions the file follows, when "
+                        "it cannot be detected (default: detected from the file)")
     c.add_argument("--quiet", action="store_true", help="print only the build path")
 
     r = sub.add_parser("run", help="run a build on the simulator or on Lava",
@@ -293,7 +305,11 @@ def cmd_compile(args) -> int:
                               calib_samples=args.calib_samples, chips=args.chips,
                               input_bits=args.input_bits, input_signed=args.input_signed,
                               require_calib=not args.no_calib, strict=args.strict,
-                              tolerance=_tolerance(args))
+                              tolerance=_tolerance(args), dt=args.dt,
+                              nir_convention=args.nir_convention)
+    for line in (build.report.get("nir") or {}).get("warnings", []):
+        print(f"snncompile: warning: {line}", file=sys.stderr)  # e.g. a guessed NIR dt
+
     path = build.save(args.output)
     if args.quiet:
         print(path)

@@ -29,20 +29,25 @@ NETX_SOURCE = "netx/network.net"
 
 
 def import_model(source: str | Path, input_bits: int | None = None,
-                 input_signed: bool = False) -> Graph:
+                 input_signed: bool = False, dt: float | None = None,
+                 nir_convention: str | None = None) -> Graph:
     """Pick the frontend by file type. `input_bits`, `input_signed`: netx only, the integer
     frames a sigma-delta network's delta encoder reads (default 8 bits, unsigned) or a
-    bias-driven input layer's frames (signed, default 13 bits)."""
+    bias-driven input layer's frames (signed, default 13 bits).
+    `dt`, `nir_convention`: NIR only (see frontends.nir_import)."""
     path = Path(source)
     if (input_bits is not None or input_signed) and \
             path.suffix not in (".net", ".h5", ".hdf5"):
         raise UnsupportedError(f"{path}: the input width and sign can be set only for netx "
                                "networks (the other formats state their input encoding)")
+    if (dt is not None or nir_convention is not None) and path.suffix != ".nir":
+        raise UnsupportedError(f"{path}: --dt and --nir-convention apply only to .nir files "
+                               "(the other formats are in time steps already)")
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return import_checkpoint(path)
     if path.suffix == ".nir":
         from .frontends.nir_import import import_nir
-        return import_nir(path)
+        return import_nir(path, dt=dt, convention=nir_convention)
     if path.suffix in (".net", ".h5", ".hdf5"):
         from .frontends.netx_import import import_netx
         return import_netx(path, input_bits=input_bits, input_signed=input_signed)
@@ -56,7 +61,8 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
                   calib_samples: int = 256, chips: int | None = None,
                   input_bits: int | None = None, input_signed: bool = False,
                   require_calib: bool = False, strict: bool = False,
-                  tolerance: Tolerance | None = None) -> Build:
+                  tolerance: Tolerance | None = None, dt: float | None = None,
+                  nir_convention: str | None = None) -> Build:
     """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
 
         >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
@@ -72,7 +78,8 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     that an error).
     """
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    graph, htda = _frontend(source, input_bits, input_signed)  # HTDA: loop added later
+    graph, htda = _frontend(source, input_bits, input_signed,  # HTDA: loop added later
+                            dt=dt, nir_convention=nir_convention)
     graph.validate()                                                         # shapes, DAG
     float_cal = None
     if graph.stage == "fixed":                          # netx: already Loihi integers
@@ -106,6 +113,8 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
     report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
+    if graph.meta.get("nir"):                   # NIR: the dt used, where from, what assumed
+        report["nir"] = graph.meta["nir"]
     md = compile_markdown(report) + "\n## Mapping\n\n```\n" + mapping.table() + "\n```\n"
     onnx_files = {}
     if fixed.nodes(FxCoproc):                                                # ANN branch
@@ -164,15 +173,16 @@ def coproc_onnx(graph: Graph) -> dict[str, bytes]:
     return files
 
 
-def _frontend(source, input_bits: int | None = None,
-              input_signed: bool = False) -> tuple[Graph, object]:
+def _frontend(source, input_bits: int | None = None, input_signed: bool = False,
+              dt: float | None = None, nir_convention: str | None = None
+              ) -> tuple[Graph, object]:
     """(float graph, the HTDA model or None). A checkpoint is loaded once; an HTDA model's
     graph is its feed-forward SNN, its top-down branch is lowered after quantisation."""
     if isinstance(source, Graph):
         return source, None
     if Path(source).suffix not in (".pt", ".pth", ".ckpt") or input_bits is not None \
-            or input_signed:
-        return import_model(source, input_bits, input_signed), None
+            or input_signed or dt is not None or nir_convention is not None:
+        return import_model(source, input_bits, input_signed, dt, nir_convention), None
     from .frontends.torch_checkpoint import model_graph
     from .nn.checkpoint import load_checkpoint
     from .nn.htda import HTDA

@@ -58,6 +58,8 @@ def compile_markdown(report: dict) -> str:
     out.append(f"{report['totals']['neurons']:,} neurons, {report['totals']['synapses']:,} "
                f"synapses ({report['totals']['nonzero_synapses']:,} non-zero), "
                f"{report['totals']['layers']} neuron layers.")
+    if report.get("nir"):
+        out += [""] + _nir_lines(report["nir"])
     out += ["", "## Layers", ""]
     out.append(table(["node", "op", "shape", "neurons", "synapses", "details"],
                      [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["neurons"],
@@ -72,6 +74,18 @@ def compile_markdown(report: dict) -> str:
     for extra in report.get("sections", []):
         out += ["", f"## {extra['title']}", "", extra["text"]]
     return "\n".join(out) + "\n"
+
+
+def _nir_lines(nir: dict) -> list[str]:
+    """What a NIR import used: time step, its source, convention, assumptions."""
+    unit = " s" if nir.get("dt_unit", "s") == "s" else " step"
+    out = [f"NIR time step: dt = {nir['dt']:g}{unit} ({nir['dt_source']}"
+           + ("; GUESSED, pass --dt if the exporter used another" if nir.get("dt_guessed")
+              else "") + f"). Exporter convention: {nir['convention']} "
+           f"({nir['convention_source']})."]
+    if nir.get("assumptions"):
+        out += ["", "Assumed on import:", ""] + [f"- {a}" for a in nir["assumptions"]]
+    return out
 
 
 def _fixed_import_lines(report: dict) -> list[str]:

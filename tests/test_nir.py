@@ -114,7 +114,7 @@ def test_refusals_explain_why():
     with pytest.raises(UnsupportedError, match="feed-forward|branches"):
         import_nir(g, dt=DT)
     g, _, _ = _hand_graph()
-    with pytest.raises(UnsupportedError, match="norse_quirks=True"):
+    with pytest.raises(UnsupportedError, match="shorter than dt .* --nir-convention"):
         import_nir(g, dt=1e-1, norse_quirks=False)  # tau_mem 10 ms < dt
 
 
@@ -219,7 +219,8 @@ def test_norse_model_imports_matches_and_compiles():
     graph = import_norse(model, torch.zeros(1, 8), dt=DT)
     lif = graph.node(graph.inputs(graph.output_node().name)[0])
     assert (lif.du, lif.dv, lif.vth) == pytest.approx((0.2, 0.1, 10.0), rel=1e-5)
-    assert any("norse#411" in q for q in graph.meta["nir_quirks"])
+    assert graph.meta["nir"]["convention"] == "norse"
+    assert any("norse#411" in q for q in graph.meta["nir"]["assumptions"])
     # the imported float graph spikes exactly like norse
     x = torch.as_tensor(_spikes((3, 20, 8)), dtype=torch.float32)
     ref = _run_norse(model, x)
@@ -280,7 +281,8 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
         mlp[0].bias.zero_()
     write_nir_graph(norse.to_nir(mlp, torch.zeros(1, 4)), path)
     back = import_nir(path, dt=DT)
-    assert any("norse#411" in q for q in back.meta["nir_quirks"])
+    assert back.meta["nir"]["convention"] == "norse"  # detected: CubaLIF with r = w_in = 1
+    assert any("norse#411" in q for q in back.meta["nir"]["assumptions"])
     lif = back.nodes(LIF)[0]
     assert (lif.du, lif.dv, lif.vth) == pytest.approx((0.2, 0.1, 10.0), rel=1e-5)
 
@@ -342,3 +344,182 @@ def test_nir_delays_round_trip_through_export(tmp_path):
     x = _spikes((3, 12, 6), p=0.5)
     a, b = run_float(graph, x), run_float(back, x)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------ exporter conventions and dt
+def _lif_graph(lif, n=4, in_shape=None):
+    """Input -> Linear -> `lif` -> Output, with an optional input type (leading dims)."""
+    w = np.eye(n, dtype=np.float32)
+    nodes = {"input": nir.Input(input_type={"input": np.array(in_shape or [n])}),
+             "0": nir.Linear(weight=w), "1": lif,
+             "output": nir.Output(output_type={"output": np.array([n])})}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "0"), ("0", "1"), ("1", "output")],
+                        type_check=False)
+
+
+def _snntorch_lif(beta=0.9, n=4):
+    """What snnTorch 1.0.0's export_to_nir writes for Leaky(beta): float32 beta, dt 1e-4."""
+    tau = 1e-4 / (1 - np.float32(beta).astype(np.float64))
+    return nir.LIF(tau=np.asarray(tau), r=np.asarray(tau / 1e-4), v_leak=np.asarray(0.0),
+                   v_threshold=np.asarray(1.0), v_reset=np.asarray(0.0))
+
+
+def test_snntorch_beta_is_not_mistaken_for_norse():
+    """Leaky(beta=0.9): tau = 1e-4/0.1 rounds to just below 1e-3 in float32 arithmetic; the
+    old 'every tau below dt = norse' heuristic read that as norse (decay 0.001)."""
+    graph = import_nir(_lif_graph(_snntorch_lif(0.9)))
+    info = graph.meta["nir"]
+    assert info["convention"] == "snntorch" and info["dt"] == pytest.approx(1e-4)
+    assert not info["dt_guessed"] and "r = tau / dt" in info["dt_source"]
+    assert graph.node("1").dv == pytest.approx(0.1, rel=1e-6)
+    assert any("reset_mechanism" in a for a in info["assumptions"])
+    with pytest.raises(UnsupportedError, match="contradicts the dt the file records"):
+        import_nir(_lif_graph(_snntorch_lif(0.9)), dt=1e-3)
+    assert import_nir(_lif_graph(_snntorch_lif(0.9)), dt=1e-4).node("1").dv == \
+        pytest.approx(0.1, rel=1e-6)
+
+
+def test_if_gain_per_convention():
+    """IF with r = 1: norse and sinabs add r x per step (gain 1); the NIR equation dv/dt = r I
+    gives dt r x; spikingjelly writes r = 1/dt."""
+    def if_node(r, shape=()):
+        return nir.IF(r=np.full(shape, r, np.float32), v_threshold=np.full(shape, 2.0),
+                      v_reset=np.zeros(shape))
+    norse_g = import_nir(_lif_graph(if_node(1.0)))      # 0-d, as norse writes
+    assert norse_g.meta["nir"]["convention"] == "norse"
+    assert norse_g.node("1").vth == pytest.approx(2.0)  # gain 1, not 1e-3
+    assert not norse_g.meta["nir"]["dt_guessed"]         # per-step IF: dt is not used
+    assert norse_g.meta["nir"]["dt_source"].startswith("not used")
+    sinabs_g = import_nir(_lif_graph(if_node(1.0, (4,))))  # per neuron, as sinabs writes
+    assert sinabs_g.meta["nir"]["convention"] == "sinabs"
+    assert sinabs_g.meta["nir"]["dt_unit"] == "step" and sinabs_g.node("1").vth == 2.0
+    with pytest.raises(UnsupportedError, match="--dt .* does not apply: sinabs"):
+        import_nir(_lif_graph(if_node(1.0, (4,))), dt=1e-3)
+    generic = import_nir(_lif_graph(if_node(4.0, (4,))), dt=1e-3)
+    assert generic.meta["nir"]["convention"] == "nir"
+    assert generic.node("1").vth == pytest.approx(2.0 / (1e-3 * 4.0))
+
+
+def test_sinabs_time_constants_in_steps_decay_exactly():
+    lif = nir.LIF(tau=np.asarray(8.0, np.float32), r=np.asarray(1.0, np.float32),
+                  v_leak=np.asarray(0.0, np.float32), v_threshold=np.asarray(1.0, np.float32))
+    nodes = {"input": nir.Input(input_type={"input": np.array([5, 4])}),  # (time, n)
+             "0": nir.Affine(weight=np.eye(4, dtype=np.float32), bias=np.zeros(4, np.float32)),
+             "1": nir.IF(r=np.ones(4, np.float32), v_threshold=np.ones(4, np.float32)),
+             "2": nir.Affine(weight=np.eye(4, dtype=np.float32), bias=np.zeros(4, np.float32)),
+             "3": lif, "output": nir.Output(output_type={"output": np.array([4])})}
+    order = list(nodes)
+    g = nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])), type_check=False)
+    graph = import_nir(g)
+    assert graph.meta["nir"]["convention"] == "sinabs"
+    assert graph.node("input").shape == (4,)  # the leading time dimension is dropped, said
+    assert any("leading dimension(s) (5,)" in a for a in graph.meta["nir"]["assumptions"])
+    d = -np.expm1(-1 / 8)
+    lif = graph.node("3")
+    assert lif.dv == pytest.approx(d, rel=1e-6) and lif.vth == pytest.approx(1 / d, rel=1e-6)
+
+
+def _rockpool_cuba(n, tau_mem, tau_syn, dt):
+    """What rockpool 3.1.0's to_nir writes for LIFTorch: r = tau/dt exp(-dt/tau), no w_in."""
+    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
+    return nir.CubaLIF(tau_mem=full(tau_mem), tau_syn=full(tau_syn),
+                       r=full(tau_mem / dt * np.exp(-dt / tau_mem)), v_leak=full(0.0),
+                       v_threshold=full(1.0))
+
+
+def test_rockpool_dt_recovered_and_w_in_from_its_update_rule():
+    n = 4
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, n])}),
+             "0_LinearTorch": nir.Linear(weight=np.eye(n, dtype=np.float32)),
+             "1_LIFTorch": _rockpool_cuba(n, 0.02, 0.005, 2e-3),
+             "output": nir.Output(output_type={"output": np.array([1, 1, n])})}
+    order = list(nodes)
+    g = nir.NIRGraph(nodes=nodes, edges=list(zip(order, order[1:])), type_check=False)
+    graph = import_nir(g)
+    info = graph.meta["nir"]
+    assert info["convention"] == "rockpool" and info["dt"] == pytest.approx(2e-3, rel=1e-5)
+    lif = graph.node("1_LIFTorch")
+    beta, alpha = np.exp(-2e-3 / 0.005), np.exp(-2e-3 / 0.02)
+    assert (lif.du, lif.dv, lif.vth) == pytest.approx((1 - beta, 1 - alpha, 1 / beta),
+                                                      rel=1e-5)
+    assert any("w_in is not written" in a for a in info["assumptions"])
+    # rockpool's own update, step by step, against the float graph
+    rng = np.random.default_rng(0)
+    x = (rng.random((3, 30, n)) < 0.5).astype(np.float32) * 0.6
+    isyn, v, ref = np.zeros((3, n)), np.zeros((3, n)), []
+    for t in range(30):
+        isyn = (isyn + x[:, t]) * beta
+        v = alpha * v + isyn
+        s = v >= 1.0
+        v = np.where(s, 0.0, v)  # reset to zero, as assumed (and said)
+        ref.append(s)
+    ref = np.stack(ref, 1)
+    assert ref.any() and np.array_equal(run_float(graph, x)["1_LIFTorch"], ref)
+    # layers that disagree on dt are refused, naming both
+    nodes["1_LIFTorch"] = _rockpool_cuba(n, 0.02, 0.005, 2e-3)
+    nodes["2_LinearTorch"] = nir.Linear(weight=np.eye(n, dtype=np.float32))
+    nodes["3_LIFTorch"] = _rockpool_cuba(n, 0.02, 0.005, 1e-3)
+    order = ["input", "0_LinearTorch", "1_LIFTorch", "2_LinearTorch", "3_LIFTorch", "output"]
+    g = nir.NIRGraph(nodes={k: nodes[k] for k in order}, edges=list(zip(order, order[1:])),
+                     type_check=False)
+    with pytest.raises(UnsupportedError, match="imply different dt"):
+        import_nir(g)
+
+
+def test_ambiguous_files_and_bad_parameters_are_one_line_errors():
+    lif_r1 = nir.LIF(tau=np.full(4, 2e-5), r=np.ones(4), v_leak=np.zeros(4),
+                     v_threshold=np.ones(4))
+    with pytest.raises(UnsupportedError, match="cannot tell .* --nir-convention") as err:
+        import_nir(_lif_graph(lif_r1))
+    assert "\n" not in str(err.value)
+    g = import_nir(_lif_graph(lif_r1), dt=1e-3, convention="norse")  # tau * dt = 2e-5
+    assert g.node("1").dv == pytest.approx(0.05) and g.meta["nir"]["convention_source"] \
+        .startswith("named by the caller")
+    with pytest.raises(UnsupportedError, match="convention 'snntorch2' is unknown"):
+        import_nir(_lif_graph(lif_r1), convention="snntorch2")
+    nan = nir.LIF(tau=np.full(4, 1e-2), r=np.array([10.0, np.nan, 10, 10]),
+                  v_leak=np.zeros(4), v_threshold=np.ones(4))
+    with pytest.raises(UnsupportedError, match=r"r holds 1 NaN or infinite value\(s\)"):
+        import_nir(_lif_graph(nan), dt=1e-3)
+    g = _lif_graph(_cuba(4, 5e-3, 1e-2))
+    g.nodes["0"].weight[1, 2] = np.nan
+    with pytest.raises(UnsupportedError, match=r"node '0' \(Linear\): weight holds 1 NaN"):
+        import_nir(g, dt=DT)
+    if_as_lif = nir.LIF(tau=np.full(4, np.inf), r=np.ones(4), v_leak=np.zeros(4),
+                        v_threshold=np.ones(4))
+    with pytest.raises(UnsupportedError, match="tau is infinite.*nir.IF"):
+        import_nir(_lif_graph(if_as_lif), dt=1e-3, convention="nir")
+    # batch and time dimensions in front of the input type: dropped and said
+    cuba = _cuba(4, 5e-3, 1e-2)
+    graph = import_nir(_lif_graph(cuba, in_shape=[1, 5, 4]), dt=DT)
+    assert graph.node("input").shape == (4,)
+    assert any("(1, 5)" in a for a in graph.meta["nir"]["assumptions"])
+
+
+def test_guessed_dt_is_said_and_cli_flags_reach_the_importer(tmp_path, capsys):
+    from snncompile.cli import main
+    g, _, _ = _hand_graph()        # unit gains at 1 ms, no metadata: not an exporter we know
+    path = tmp_path / "h.nir"
+    nir.write(path, g)
+    graph = import_nir(path)
+    info = graph.meta["nir"]
+    assert info["convention"] == "nir" and info["dt_guessed"] and info["dt"] == 1e-3
+    assert "does not record its time step" in info["warnings"][0]
+    calib = tmp_path / "c.npz"
+    np.savez(calib, inputs=_spikes((8, 10, 6)))
+    assert main(["compile", str(path), "--calib", str(calib), "-o", str(tmp_path / "b"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("snncompile: warning:") == 1 and "assumed dt = 0.001 s" in err
+    assert "GUESSED" in (tmp_path / "b" / "report.md").read_text()
+    assert main(["compile", str(path), "--calib", str(calib), "-o", str(tmp_path / "b2"),
+                 "--quiet", "--dt", "1e-3"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    report = (tmp_path / "b2" / "report.json").read_text()
+    assert '"dt_source": "given by the caller: --dt"' in report
+    # --dt on a format that has no use for it is a one-line user error
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    assert main(["compile", str(ckpt), "--dt", "1e-3", "--calib", str(calib), "-o",
+                 str(tmp_path / "x")]) == 2
+    assert "apply only to .nir files" in capsys.readouterr().err

@@ -1,8 +1,27 @@
 """Import a NIR graph (Neuromorphic Intermediate Representation, `nir` package) into a float
 `Graph`.
 
-Discretisation (forward Euler, the convention NIR exporters such as snnTorch and norse use).
-With step `dt` the continuous CubaLIF
+NIR states continuous-time equations; every exporter simulates a discrete-time model and
+writes it in NIR terms with its own time step and its own habits. Importing correctly needs
+the step and the habits, so `import_nir` first decides which exporter's convention the
+file follows (`CONVENTIONS`), from what that exporter writes, never from a tolerance on tau:
+
+    snncompile    graph metadata {"exporter": "snncompile", "dt": ...} (our own export)
+    rockpool      node names "<i>_LIFTorch", "<i>_LinearTorch" (rockpool's to_nir); dt solved
+                  exactly from r = tau_mem / dt * exp(-dt / tau_mem), which it writes
+    spikingjelly  node names "_0", "_1", ... (export_to_nir traces with torch.fx; nirtorch's
+                  tracer names modules "0", "1"); dt = 1 / r of its IF nodes when it has any
+    norse         CubaLIF with r = 1 and w_in = 1 (norse's LIFCell); IF nodes with r = 1
+    snntorch      every LIF/CubaLIF has r = tau_mem / 1e-4 and w_in = tau_syn / 1e-4: the
+                  dt snnTorch's export_to_nir hard-codes (dt = tau / r)
+    sinabs        IF nodes whose r = 1 is written per neuron (sinabs' to_nir); LIF with r = 1
+    nir           anything else: the NIR equations, forward Euler, dt from the metadata key
+                  "dt", from the caller (`compile --dt`), or guessed (1e-3, said so)
+
+`convention=` (`compile --nir-convention`) names one explicitly when the file cannot tell
+(e.g. a net of LIF nodes with r = 1 only: norse writes tau * dt there, sinabs steps).
+
+Discretisation. With step `dt` the continuous CubaLIF
 
     tau_syn dI/dt = -I + w_in x        tau_mem dv/dt = (v_leak - v) + r I
 
@@ -19,15 +38,23 @@ a = du * w_in (current gain) and g = dv * r (voltage gain). That is exact and gi
 snnTorch writes r = tau_mem/dt and w_in = tau_syn/dt, for which a = g = 1. `LIF` is the
 same with du = 1 (no current state), `IF` (dv/dt = r I) has du = 1, dv = 0, g = dt r,
 `Threshold` is a memoryless LIF (du = dv = 1). Forward Euler is exact for the discrete
-models the exporters simulate; against the continuous ODE its decay per step (1 - dt/tau)
-differs from exp(-dt/tau): `graph.meta["nir_approximation"]` gives that error per layer.
+models snnTorch, spikingjelly and norse simulate; sinabs and rockpool decay by
+exp(-dt/tau) per step, which their conventions reproduce exactly. Against the continuous
+ODE forward Euler's decay per step (1 - dt/tau) differs from exp(-dt/tau):
+`graph.meta["nir_approximation"]` gives that error per layer.
+
+What the exporters do not write (reset mode, several spikes per step, sinabs' norm_input)
+is assumed as Loihi does it (reset to 0, one spike per step) and listed in
+`graph.meta["nir"]["assumptions"]`; `graph.meta["nir"]` also says which dt was used, where
+it came from, and whether it was guessed (the compile report and stderr say so).
 
 A bias on a synapse (Affine, Conv2d) adds a constant to the current. It is exact as an LIF
 bias when the next neuron has no current state (LIF, IF, Threshold, or CubaLIF with
 tau_syn = dt); into a CubaLIF current that decays it would build up over the first steps,
 which Loihi (no synaptic bias) cannot reproduce, so that case is refused.
 
-    >>> graph = import_nir("model.nir", dt=1e-3)
+    >>> graph = import_nir("model.nir")            # convention and dt from the file
+    >>> graph = import_nir("model.nir", dt=1e-3)   # dt for a file that does not record it
 """
 from __future__ import annotations
 
@@ -42,41 +69,260 @@ from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, S
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
              "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")
+CONVENTIONS = ("nir", "snncompile", "snntorch", "sinabs", "spikingjelly", "rockpool", "norse")
+"""Exporter conventions `import_nir` knows (see the module docstring)."""
+DEFAULT_DT = {"nir": 1e-3, "norse": 1e-3, "spikingjelly": 1e-4, "snntorch": 1e-4}
+"""The dt guessed when a file of that convention does not record one: the exporters'
+defaults (norse.torch.to_nir dt=1e-3, spikingjelly export_to_nir dt=1e-4, snnTorch 1e-4)."""
+SNNTORCH_DT = 1e-4
+"""snnTorch 1.0.0's export_to_nir writes Leaky/Synaptic with this dt, hard-coded."""
 _REL_TOL = 1e-6  # per-neuron parameters closer than this count as one per-layer value
+_DT_TOL = 1e-5   # two dt implied by float32 parameters of one file agree to this
+_NEURONS = ("LIF", "CubaLIF", "IF")
+_ASSUME = {
+    "nir": ["forward-Euler discretisation of the NIR equations with step dt",
+            "reset to v_reset (= 0) after a spike, one spike per step (NIR states neither)"],
+    "snncompile": ["written by snncompile's export: forward Euler with the recorded dt is "
+                   "the exported LIF exactly"],
+    "snntorch": ["Leaky/Synaptic: tau = dt/(1-beta), r = tau/dt with export_to_nir's "
+                 "hard-coded dt: decay 1-beta, input gain 1 (exact)",
+                 "reset to zero after a spike: export_to_nir does not record "
+                 "reset_mechanism, and snnTorch's default 'subtract' subtracts the threshold "
+                 "instead; train with reset_mechanism='zero' to match Loihi"],
+    "sinabs": ["time constants are in steps (dt = 1 step); decay exp(-1/tau_mem) per step "
+               "as sinabs computes it",
+               "LIF input scaled by 1 - exp(-1/tau_mem) (sinabs' default norm_input=True; "
+               "to_nir writes r = 1 either way)",
+               "one spike per step and reset to zero: to_nir records neither spike_fn nor "
+               "reset_fn (sinabs' IAF default is MultiSpike with MembraneSubtract); sinabs "
+               "fires at v >= threshold, Loihi at v > vth"],
+    "spikingjelly": ["tau written as tau_steps * dt: forward Euler with that dt decays by "
+                     "1/tau_steps per step (exact); IF r = 1/dt",
+                     "hard reset to v_reset (export_to_nir refuses soft reset); spikingjelly "
+                     "fires at v >= v_threshold, Loihi at v > vth"],
+    "rockpool": ["w_in is not written: the synaptic input enters isyn with gain 1 "
+                 "(LIFTorch's update), recovered from rockpool's rule; decays "
+                 "exp(-dt/tau) with dt solved from r = tau/dt * exp(-dt/tau)",
+                 "v_leak is written as 0 whatever LIFTorch.bias is: a trained bias is "
+                 "dropped by rockpool's exporter",
+                 "one spike per step and reset to zero: rockpool emits up to "
+                 "max_spikes_per_dt spikes and subtracts the threshold (train with "
+                 "max_spikes_per_dt=1 to come close)"],
+    "norse": ["tau written as tau * dt (norse#411): divided by dt",
+              "input current added with gain 1 (norse's LIFCell adds x to i unscaled), IF "
+              "r is the gain per step",
+              "reset to v_reset after a spike, one spike per step (as norse)"],
+}
 
 
-def import_nir(source, dt: float = 1e-3, *, norse_quirks: bool | None = None) -> Graph:
+def import_nir(source, dt: float | None = None, *, convention: str | None = None,
+               norse_quirks: bool | None = None) -> Graph:
     """Read a NIR file (path) or a `nir.NIRGraph` into a float `Graph`.
 
-    dt: simulation step in seconds used to discretise time constants.
-    norse_quirks: the file was written by norse's `to_nir` (norse <= 1.1.0), which stores
-    tau * dt instead of tau (norse#411) and feeds input current with gain 1 (w_in left at 1).
-    None detects it: every time constant below dt (a decay fraction above 1, impossible
-    for a forward-Euler model) is read as the norse quirk.
+    dt: simulation step in seconds, for files that do not record it (a file that does and
+    disagrees is refused). None: from the file, else the convention's default (guessed,
+    `graph.meta["nir"]["dt_guessed"]`).
+    convention: one of `CONVENTIONS`; None detects it from what the exporter writes.
+    norse_quirks: older spelling of convention="norse" (True) / "nir" (False).
 
-        >>> g = import_nir("net.nir"); g.meta["nir_approximation"][0]["dv"]
-        0.05
+        >>> g = import_nir("net.nir"); g.meta["nir"]["dt"], g.meta["nir"]["dt_source"]
+        (0.0001, 'recorded by the exporter: r = tau / dt (snnTorch)')
     """
-    if not (dt > 0 and math.isfinite(dt)):
+    if dt is not None and not (dt > 0 and math.isfinite(dt)):
         raise UnsupportedError(f"import_nir: dt ({dt}) must be a positive number of seconds")
+    if convention is None and norse_quirks is not None:
+        convention = "norse" if norse_quirks else "nir"
+    if convention is not None and convention not in CONVENTIONS:
+        raise UnsupportedError(f"import_nir: convention '{convention}' is unknown; known: "
+                               + ", ".join(CONVENTIONS))
     nirgraph, where = _load(source)
     chain = _chain(nirgraph, where)
+    metadata = nirgraph.metadata if isinstance(nirgraph.metadata, dict) else {}
+    if convention is None:
+        convention, why = _detect(chain, metadata, where)
+    else:
+        why = "named by the caller: --nir-convention"
+    step, step_source, guessed = _resolve_dt(convention, chain, metadata, dt, where)
+    info = {"convention": convention, "convention_source": why, "dt": step,
+            "dt_unit": "step" if convention == "sinabs" else "s", "dt_source": step_source,
+            "dt_guessed": guessed, "assumptions": list(_ASSUME[convention]), "warnings": []}
+    if guessed:
+        info["warnings"].append(
+            f"{where}: the file does not record its time step; assumed dt = {step:g} s "
+            f"({step_source}); pass --dt if the exporter used another")
     quirks: list[str] = []
-    if norse_quirks is None:
-        norse_quirks = _looks_like_norse(chain, dt)
-        if norse_quirks:
-            quirks.append("every time constant is below dt: read as norse#411 (tau written "
-                          "as tau*dt) with norse's unit input-current gain")
-    elif norse_quirks:
-        quirks.append("norse quirks applied: tau divided by dt (norse#411), input-current "
-                      "gain 1")
-    meta = {"source": where, "frontend": "nir", "dt": dt, "discretisation": "forward-euler",
-            "nir_quirks": quirks, "nir_approximation": []}
-    file_dt = nirgraph.metadata.get("dt") if isinstance(nirgraph.metadata, dict) else None
-    if file_dt is not None and not math.isclose(float(np.asarray(file_dt)), dt):
-        quirks.append(f"file metadata (snncompile export) says dt={float(np.asarray(file_dt))}"
-                      f", imported with dt={dt}")
-    return _Builder(dt, bool(norse_quirks), meta).build(chain)
+    meta = {"source": where, "frontend": "nir", "dt": step, "discretisation": (
+                "exponential" if convention in ("sinabs", "rockpool") else "forward-euler"),
+            "nir": info, "nir_quirks": quirks, "nir_approximation": []}
+    return _Builder(step, convention, meta).build(chain)
+
+
+# ---------------------------------------------------------------- exporter conventions
+def _params_of(node, *keys):
+    out = []
+    for key in keys:
+        v = getattr(node, key, None)
+        try:
+            out.append(None if v is None else _arr(v))
+        except (TypeError, ValueError):
+            raise InputFileError(f"NIR {_type(node)} node: {key} is not numeric "
+                                 f"({type(v).__name__})") from None
+    return out
+
+
+def _all_equal(a, value) -> bool:
+    return a is not None and a.size > 0 and bool(np.all(a == value))
+
+
+def _detect(chain, metadata: dict, where: str) -> tuple[str, str]:
+    """(convention, why): from what the exporter writes; see the module docstring."""
+    if str(metadata.get("exporter", "")) == "snncompile":
+        return "snncompile", "graph metadata exporter = snncompile"
+    names = [str(k) for k, _ in chain]
+    neurons = [(k, n) for k, n in chain if _type(n) in _NEURONS]
+    if any(re.search(r"_(LIFTorch|LIFNeuronTorch|LinearTorch|ExpSynTorch)$", k)
+           for k in names):
+        return "rockpool", "node names '<i>_LIFTorch'/'<i>_LinearTorch' (rockpool's to_nir)"
+    if any(re.fullmatch(r"_\d+", k) for k in names):
+        return "spikingjelly", ("node names '_0', '_1', ... (spikingjelly's export_to_nir "
+                                "traces with torch.fx)")
+    for _, n in neurons:
+        if _type(n) == "CubaLIF":
+            r, w_in = _params_of(n, "r", "w_in")
+            if _all_equal(r, 1) and (w_in is None or _all_equal(w_in, 1)):
+                return "norse", "CubaLIF with r = 1 and w_in = 1 (norse's LIFCell)"
+    unit = _unit_gain_dt(neurons) if neurons else None
+    if all(_type(n) != "IF" for _, n in neurons) and unit is not None and \
+            math.isclose(unit, SNNTORCH_DT, rel_tol=_DT_TOL):
+        return "snntorch", ("every LIF/CubaLIF has r = tau / 1e-4 (and w_in = tau_syn / "
+                            "1e-4): snnTorch's export_to_nir hard-codes dt = 1e-4")
+    ifs = [n for _, n in neurons if _type(n) == "IF"]
+    lifs = [n for _, n in neurons if _type(n) == "LIF"]
+    r1 = [n for n in ifs + lifs if _all_equal(_params_of(n, "r")[0], 1)]
+    if neurons and len(r1) == len(neurons):
+        if any(_params_of(n, "r")[0].ndim > 0 for n in ifs):
+            return "sinabs", "IF with r = 1 written per neuron (sinabs' to_nir)"
+        if not lifs:
+            return "norse", ("IF nodes with r = 1 (norse's IAFCell; sinabs' reading, r = "
+                             "gain per step, is the same)")
+        raise UnsupportedError(
+            f"{where}: cannot tell which exporter wrote these LIF nodes with r = 1 (norse "
+            "writes tau * dt there, sinabs tau in steps, spikingjelly tau_steps * dt); pass "
+            "--nir-convention norse, sinabs, spikingjelly or nir")
+    return "nir", "no exporter convention recognised: the NIR equations as written"
+
+
+def _unit_gain_dt(neurons) -> float | None:
+    """The one D with r = tau_mem / D (and w_in = tau_syn / D) in every LIF/CubaLIF, else
+    None (snnTorch and spikingjelly's CUBALIF write their dt this way)."""
+    found = []
+    with np.errstate(all="ignore"):
+        for _, n in neurons:
+            tau, r = _params_of(n, "tau_mem" if _type(n) == "CubaLIF" else "tau", "r")
+            pairs = [(tau, r)]
+            if _type(n) == "CubaLIF":
+                pairs.append(tuple(_params_of(n, "tau_syn", "w_in")))
+            for t, g in pairs:
+                if t is None or g is None or t.size == 0 or g.size == 0:
+                    return None
+                try:
+                    d = np.broadcast_arrays(t, g)
+                except ValueError:
+                    return None
+                d = d[0] / d[1]
+                if not np.all(np.isfinite(d)) or np.any(d <= 0) or _all_equal(g, 1):
+                    return None
+                found.append(d.ravel())
+    if not found:
+        return None
+    d = np.concatenate(found)
+    if np.max(np.abs(d / d[0] - 1)) > _DT_TOL:
+        return None
+    return float(f"{float(d[0]):.6g}")
+
+
+def _rockpool_dt(chain, where: str) -> float:
+    """Solve rockpool's r = tau / dt * exp(-dt / tau) for dt (x = dt/tau: x + ln x = -ln r,
+    Newton), every neuron layer agreeing."""
+    found = []
+    for key, n in chain:
+        if _type(n) not in ("LIF", "CubaLIF"):
+            continue
+        tau, r = _params_of(n, "tau_mem" if _type(n) == "CubaLIF" else "tau", "r")
+        t, g = _one(tau, "tau", where), _one(r, "r", where)
+        if not (t > 0 and g > 0 and math.isfinite(t) and math.isfinite(g)):
+            raise UnsupportedError(f"NIR node '{key}': tau ({t}) and r ({g}) must be finite "
+                                   "and > 0 for rockpool's r = tau/dt * exp(-dt/tau)")
+        x = 1.0 / g
+        for _ in range(60):
+            x = max(x - (x + math.log(x) + math.log(g)) / (1.0 + 1.0 / x), x / 10)
+        found.append((key, x * t))
+    if not found:
+        raise UnsupportedError(f"{where}: rockpool convention but no LIF/CubaLIF node to "
+                               "recover dt from; pass --nir-convention nir --dt")
+    for key, d in found:
+        if abs(d / found[0][1] - 1) > 1e-4:
+            raise UnsupportedError(
+                f"{where}: layers '{found[0][0]}' and '{key}' imply different dt "
+                f"({found[0][1]:.6g}, {d:.6g} s) under rockpool's r = tau/dt * exp(-dt/tau); "
+                "pass --nir-convention and --dt")
+    return float(f"{found[0][1]:.6g}")
+
+
+def _resolve_dt(convention: str, chain, metadata: dict, dt: float | None,
+                where: str) -> tuple[float, str, bool]:
+    """(dt, where it came from, guessed)."""
+    recorded, source = None, ""
+    neurons = [(k, n) for k, n in chain if _type(n) in _NEURONS]
+    if convention == "sinabs":
+        if dt is not None:
+            raise UnsupportedError(f"{where}: --dt ({dt}) does not apply: sinabs writes time "
+                                   "constants in steps (dt = 1 step)")
+        return 1.0, "sinabs writes time constants in steps", False
+    if "dt" in metadata:
+        try:
+            recorded = float(np.asarray(metadata["dt"], dtype=np.float64).ravel()[0])
+        except (TypeError, ValueError, IndexError):
+            raise InputFileError(f"{where}: metadata dt ({metadata['dt']!r}) is not a "
+                                 "number") from None
+        source = "graph metadata 'dt'"
+    elif convention == "snntorch":
+        recorded = _unit_gain_dt(neurons)
+        source = "recorded by the exporter: r = tau / dt (snnTorch)"
+    elif convention == "rockpool":
+        recorded = _rockpool_dt(chain, where)
+        source = "recorded by the exporter: r = tau / dt * exp(-dt / tau) (rockpool)"
+    elif convention == "spikingjelly":
+        rs = [_arr(n.r).ravel() for _, n in neurons if _type(n) == "IF"]
+        lifs = [(k, n) for k, n in neurons if _type(n) != "IF"]
+        cuba = _unit_gain_dt(lifs) if lifs else None  # CUBALIF, LIF with decay_input=False
+        if rs:
+            r = np.concatenate(rs)
+            if np.all(np.isfinite(r)) and np.all(r > 0) and np.allclose(r, r[0], rtol=_DT_TOL):
+                recorded, source = float(f"{1.0 / float(r[0]):.6g}"), \
+                    "recorded by the exporter: IF r = 1 / dt (spikingjelly)"
+        elif cuba is not None:
+            recorded, source = cuba, "recorded by the exporter: r = tau / dt (spikingjelly)"
+    if recorded is not None:
+        if not (recorded > 0 and math.isfinite(recorded)):
+            raise InputFileError(f"{where}: the file's dt ({recorded}) is not a positive "
+                                 "number")
+        if dt is not None and not math.isclose(dt, recorded, rel_tol=_DT_TOL):
+            raise UnsupportedError(f"{where}: --dt {dt:g} contradicts the dt the file "
+                                   f"records ({recorded:g} s, {source}); drop --dt")
+        return recorded, source, False
+    if dt is not None:
+        return float(dt), "given by the caller: --dt", False
+    guess = DEFAULT_DT.get(convention, DEFAULT_DT["nir"])
+    per_step_if = convention in ("norse", "sinabs")
+    if not any(_type(n) in ("LIF", "CubaLIF", "Delay") or (_type(n) == "IF" and not
+                                                           per_step_if) for _, n in chain):
+        return guess, "not used: the file has no time constants or delays", False
+    why = {"norse": "norse.torch.to_nir's default",
+           "spikingjelly": "spikingjelly export_to_nir's default",
+           "snntorch": "snnTorch export_to_nir's hard-coded dt"}.get(
+        convention, "snncompile's default for NIR files without a time step")
+    return guess, why, True
 
 
 # ---------------------------------------------------------------- reading and structure
@@ -163,18 +409,6 @@ def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _looks_like_norse(chain, dt: float) -> bool:
-    taus = []
-    for _, node in chain:
-        for key in ("tau", "tau_mem", "tau_syn"):
-            if hasattr(node, key):
-                taus.append(_arr(getattr(node, key)).ravel())
-    if not taus:
-        return False
-    t = np.concatenate(taus)
-    return bool(t.size and np.all(np.isfinite(t)) and np.all((t > 0) & (t < dt)))
-
-
 def _name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(key)) or "node"
 
@@ -195,8 +429,10 @@ class _Builder:
     """Walks the chain keeping the current per-step shape, a constant added to the signal
     by synapse biases (`bias`), and a per-element scale waiting for the next synapse."""
 
-    def __init__(self, dt: float, norse: bool, meta: dict):
-        self.dt, self.norse, self.meta = dt, norse, meta
+    def __init__(self, dt: float, convention: str, meta: dict):
+        self.dt, self.conv, self.meta = dt, convention, meta
+        self.norse = convention == "norse"
+        self.exact = convention in ("sinabs", "rockpool")  # decay exp(-dt/tau) per step
         self.nodes: list = []
         self.shape: tuple[int, ...] = ()
         self.bias: np.ndarray | None = None
@@ -216,10 +452,14 @@ class _Builder:
     def _input(self, name, node, where, nxt):
         shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).ravel())
         want = _expected_rank(nxt)
-        if want is not None and len(shape) == want + 1:
-            self.meta["nir_quirks"].append(f"input shape {shape} includes a batch "
-                                           f"dimension; using {shape[1:]}")
-            shape = shape[1:]
+        if want is not None and len(shape) > want:
+            # exporters tracing with a sample write its batch (snnTorch, norse, rockpool) or
+            # time (sinabs' IAF on (batch, time, ...)) dimensions into the input type
+            lead, shape = shape[:len(shape) - want], shape[len(shape) - want:]
+            note = (f"input type {lead + shape} has leading dimension(s) {lead} (the "
+                    f"exporter's sample batch/time); per-step input shape {shape}")
+            self.meta["nir_quirks"].append(note)
+            self.meta["nir"]["assumptions"].append(note)
         self.shape = shape
         self.nodes.append(Input(name, shape=shape))
 
@@ -268,7 +508,7 @@ class _Builder:
 
     # ---- synapses
     def _linear(self, name, node, where, nxt, bias=None):
-        w = _arr(node.weight)
+        w = _finite(_arr(node.weight), "weight", where)
         if w.ndim != 2:
             raise UnsupportedError(f"{where}: weight of shape {w.shape} is not 2-D")
         if self.shape != (w.shape[1],):
@@ -306,10 +546,10 @@ class _Builder:
         self.in_delay = steps.astype(np.int32).reshape(-1)
 
     def _affine(self, name, node, where, nxt):
-        self._linear(name, node, where, nxt, bias=_arr(node.bias))
+        self._linear(name, node, where, nxt, bias=_finite(_arr(node.bias), "bias", where))
 
     def _conv2d(self, name, node, where, nxt):
-        w = _arr(node.weight)
+        w = _finite(_arr(node.weight), "weight", where)
         if w.ndim != 4:
             raise UnsupportedError(f"{where}: weight of shape {w.shape} is not (O, I, kH, kW)")
         if _pair(node.dilation, "dilation", where) != (1, 1):
@@ -339,7 +579,8 @@ class _Builder:
                       groups=groups)
         self.shape = conv.out_shape([self.shape])  # raises GraphError on a mismatch
         self.nodes.append(conv)
-        b = _arr(node.bias) if getattr(node, "bias", None) is not None else None
+        b = (_finite(_arr(node.bias), "bias", where) if getattr(node, "bias", None) is not None
+             else None)
         if b is not None and b.size not in (1, w.shape[0]):
             raise UnsupportedError(f"{where}: bias of shape {b.shape} is not per channel")
         if b is not None:
@@ -357,7 +598,8 @@ class _Builder:
         self.bias = np.broadcast_to(b, self.shape).astype(np.float64)
 
     def _scale(self, name, node, where, nxt):
-        s = np.broadcast_to(_arr(node.scale), self.shape).astype(np.float64)
+        s = np.broadcast_to(_finite(_arr(node.scale), "scale", where),
+                            self.shape).astype(np.float64)
         last = self.nodes[-1] if self.nodes else None
         if self.bias is not None:
             self.bias = self.bias * s
@@ -381,6 +623,10 @@ class _Builder:
             if v is None:
                 continue
             a = _arr(v)
+            bad = np.isnan(a) if key.startswith("tau") else ~np.isfinite(a)
+            if np.any(bad):
+                raise UnsupportedError(f"{where}: {key} holds {int(bad.sum())} NaN or "
+                                       f"infinite value(s) (of {a.size}); it must be finite")
             try:
                 out[key] = np.broadcast_to(a, self.shape)
             except ValueError:
@@ -389,19 +635,23 @@ class _Builder:
         return out
 
     def _tau(self, tau: np.ndarray, key: str, where: str) -> float:
-        """Decay fraction dt/tau for a per-layer time constant."""
+        """Decay fraction per step for a per-layer time constant: dt/tau (forward Euler),
+        or 1 - exp(-dt/tau) for the conventions that decay exactly (sinabs, rockpool)."""
         t = _one(tau, key, where)
         if self.norse:
             t = t / self.dt
         if not t > 0:
             raise UnsupportedError(f"{where}: {key} ({t}) must be > 0")
+        if self.exact:
+            return 0.0 if math.isinf(t) else float(f"{-math.expm1(-self.dt / t):.7g}")
         # exporters store float32 (7 significant digits); the rest is noise of dt/(dt/d)
         d = 0.0 if math.isinf(t) else float(f"{self.dt / t:.7g}")
         if d > 1.0:
             raise UnsupportedError(
-                f"{where}: {key} ({t} s) is shorter than dt ({self.dt} s): decay fraction "
-                f"{d:.4g} > 1 under forward Euler; pass a smaller dt, or norse_quirks=True "
-                "if norse wrote the file (norse#411 stores tau*dt)")
+                f"{where}: {key} ({t:.6g} s) is shorter than dt ({self.dt:g} s): decay "
+                f"fraction {d:.4g} > 1 under forward Euler; pass the exporter's dt (--dt), "
+                "or --nir-convention if another exporter's convention applies (norse "
+                "writes tau*dt, sinabs tau in steps)")
         return d
 
     def _neuron(self, name, where, du, dv, gain, p, pending_exact: bool):
@@ -446,9 +696,13 @@ class _Builder:
 
     def _report(self, name, kind, fractions: dict[str, float]):
         """Forward Euler decays by 1 - d per step where the ODE decays by exp(-d)."""
-        row = {"layer": name, "nir_type": kind, "method": "forward-euler"}
+        row = {"layer": name, "nir_type": kind,
+               "method": "exponential" if self.exact else "forward-euler"}
         for key, d in fractions.items():
             row[key] = d
+            if self.exact:  # the exporter's own model decays by exp(-dt/tau): exact
+                row[f"{key}_decay_abs_error"] = row[f"{key}_tau_rel_error"] = 0.0
+                continue
             row[f"{key}_decay_abs_error"] = abs((1.0 - d) - math.exp(-d))
             # 1 - d = exp(-dt / tau_eff): relative error of the effective time constant
             row[f"{key}_tau_rel_error"] = (0.0 if d == 0 else -1.0 if d >= 1 else
@@ -461,8 +715,13 @@ class _Builder:
         du = self._tau(p["tau_syn"], "tau_syn", where)
         dv = self._tau(p["tau_mem"], "tau_mem", where)
         w_in = p.get("w_in", np.ones(self.shape))
-        a = w_in if self.norse else du * w_in  # norse adds the input current unscaled
-        g = dv * p["r"]
+        if self.conv == "rockpool":
+            # LIFTorch: isyn += x; isyn *= beta; v = alpha v + isyn. With u = isyn / beta
+            # that is u = (1 - du) u + x, v = (1 - dv) v + beta u: voltage gain beta = 1 - du
+            a, g = np.ones(self.shape), np.full(self.shape, 1.0 - du)
+        else:
+            a = w_in if self.norse else du * w_in  # norse adds the input current unscaled
+            g = dv * p["r"]
         p["leak"] = dv * p["v_leak"]  # added to v each step; bias = leak / (a g)
         # a constant current b: with du = 1, u = x + b exactly, so b is an LIF bias
         self._neuron(name, where, du, dv, a * g, p, pending_exact=du == 1.0)
@@ -471,14 +730,21 @@ class _Builder:
     def _lif(self, name, node, where, nxt):
         p = self._params(node, ("tau", "r", "v_leak", "v_threshold", "v_reset"), where)
         dv = self._tau(p["tau"], "tau", where)
-        g = dv * p["r"]
+        if dv == 0.0 and np.all(np.isfinite(p["r"])):
+            raise UnsupportedError(
+                f"{where}: tau is infinite, so the input gain dt/tau * r is 0 and the neuron "
+                "never integrates; write a non-leaky neuron as nir.IF (or a finite tau)")
+        # rockpool's LIFNeuronTorch adds its input with gain 1 (it writes r = alpha tau/dt)
+        g = np.ones(self.shape) if self.conv == "rockpool" else dv * p["r"]
         p["leak"] = dv * p["v_leak"]
         self._neuron(name, where, 1.0, dv, g, p, pending_exact=True)
         self._report(name, "LIF", {"dv": dv})
 
     def _if(self, name, node, where, nxt):
         p = self._params(node, ("r", "v_threshold", "v_reset"), where)
-        g = p["r"] if self.norse else self.dt * p["r"]  # norse's IAF adds input unscaled
+        # norse's IAFCell and sinabs' IAF add r x per step; NIR's dv/dt = r I gives dt r x
+        per_step = self.norse or self.conv == "sinabs"
+        g = p["r"] if per_step else self.dt * p["r"]
         p["leak"] = np.zeros(self.shape)
         self._neuron(name, where, 1.0, 0.0, g, p, pending_exact=True)
         self._report(name, "IF", {})
@@ -516,6 +782,14 @@ def _one(a: np.ndarray, key: str, where: str) -> float:
         raise UnsupportedError(f"{where}: {key} differs between neurons ({_show(flat)}); "
                                "Loihi's LIF has one decay per layer")
     return first
+
+
+def _finite(a: np.ndarray, what: str, where: str) -> np.ndarray:
+    bad = ~np.isfinite(a)
+    if np.any(bad):
+        raise UnsupportedError(f"{where}: {what} holds {int(bad.sum())} NaN or infinite "
+                               f"value(s) (of {a.size}); it must be finite")
+    return a
 
 
 def _uniform(a: np.ndarray) -> bool:
