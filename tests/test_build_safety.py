@@ -545,7 +545,8 @@ def test_unmodified_build_passes_the_range_check(built, capsys):
 
 def test_netx_conventions_pass_the_range_check(tmp_path):
     """netx builds keep netx's own ranges (du = iDecay - 1 = -1, vth and bias beyond the
-    target's mantissas): a netx network using them compiles, loads and runs."""
+    target's mantissas, the bias within Lava's int16 bias_mant): a netx network using them
+    compiles, loads and runs."""
     import h5py
     from snncompile.pipeline import compile_model
     path = tmp_path / "n.net"
@@ -554,14 +555,14 @@ def test_netx_conventions_pass_the_range_check(tmp_path):
         g.create_dataset("type", (1,), "S10", [b"dense"])
         g.create_dataset("shape", data=np.array([3]))
         g.create_dataset("weight", data=np.arange(-6, 6).reshape(3, 4).astype(np.float32))
-        g.create_dataset("bias", data=np.full(3, 100000.0))
+        g.create_dataset("bias", data=np.full(3, 30000.0))
         for key, value in {"type": "CUBA", "iDecay": 0, "vDecay": 200, "vThMant": 1 << 20,
                            "refDelay": 1, "gradedSpike": False}.items():
             g.create_dataset(f"neuron/{key}", data=value)
     compile_model(path, "loihi2").save(tmp_path / "n.build")
     loaded = Build.load(tmp_path / "n.build")
     lif = next(n for n in loaded.graph.nodes() if type(n).__name__ == "FxLIF")
-    assert lif.du == -1 and lif.vth == 1 << 20 and int(lif.bias_mant.max()) == 100000
+    assert lif.du == -1 and lif.vth == 1 << 20 and int(lif.bias_mant.max()) == 30000
     assert "netx/network.net" in loaded.members
     out = tmp_path / "again.net"
     with audit_writes() as audit:
