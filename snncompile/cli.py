@@ -514,6 +514,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    import json
+
     from .build import Build
     from .report_html import describe, describe_text
 

@@ -137,8 +137,9 @@ def test_report_page_loads_in_chromium_with_every_figure(built, tmp_path, monkey
                  "--png-dir", str(png_dir)]) == 0
     assert "wrote" in capsys.readouterr().out
     page = html_path.read_text()
+    # fidelity_0: the compile's calibration check (report.json), fidelity_1: verify's
     expected = {"quantisation", "raster", "firing_rates", "membrane", "core_map", "energy",
-                "latency", "divergence"}
+                "latency", "divergence", "fidelity_0", "fidelity_1"}
     assert sorted(p.stem for p in png_dir.glob("*.png")) == sorted(expected)
     for p in png_dir.glob("*.png"):
         _not_blank(_image(p.read_bytes()))
@@ -161,7 +162,9 @@ def test_report_page_loads_in_chromium_with_every_figure(built, tmp_path, monkey
         assert f["caption"].strip(), f["id"]
     text = dom.stdout.decode()
     assert "NOT EQUIVALENT" in text and "tiny.pt on loihi2" in text
-    assert "Not available: this build" in text     # no fidelity entry in this build
+    # both fidelity entries are drawn: the compile's calibration check and verify's
+    assert "From compile, on the calibration samples" in text
+    assert "From verify, on its inputs" in text
     # the simulator was broken only while verify ran: the page says the re-run agrees
     assert "re-run of reference and simulator agrees" in text
 
