@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, UnsupportedError
+from .h5safe import check_hdf5
 from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
@@ -88,6 +89,7 @@ def _load(source):
     path = Path(source)
     if not path.is_file():
         raise InputFileError(f"{path}: NIR file not found")
+    check_hdf5(path, "NIR file")   # no external data, sizes bounded, before nir reads it
     try:
         return nir.read(path, type_check=False), path.name
     except Exception as exc:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...
