@@ -235,7 +235,14 @@ def _merged(path: Path, seen: tuple = ()) -> dict[str, Any]:
     if not isinstance(base, str) or len(seen) > 8:
         raise InputFileError(f"{path}: base = {_show(base)} must name a target (a string; "
                              "at most 8 levels of base targets)")
-    base_path = _resolve(base)
+    if base in available_targets():
+        base_path = TARGETS_DIR / f"{base}.toml"
+    elif base.endswith(".toml") and Path(base).name == base and not base.startswith("."):
+        base_path = path.parent / base    # a sibling file, never a path elsewhere
+    else:
+        raise InputFileError(f"{path}: base = {_show(base)} must be a built-in target "
+                             f"({', '.join(available_targets())}) or a .toml file in the "
+                             "same folder")
     if base_path.resolve() in seen or base_path.resolve() == path.resolve():
         raise InputFileError(f"{path}: base target '{base}' refers back to itself")
     merged = _merged(base_path, seen + (path.resolve(),))

@@ -118,3 +118,22 @@ def test_nan_energy_is_exit_2_not_nan_joules(tiny_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "neurons = 0" in err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("base, match", [
+    ("/etc/hostname", "must be a built-in target"),
+    ("../outside.toml", "must be a built-in target"),
+    ("t.toml", "refers back to itself"),
+    ("missing.toml", "target file not found"),
+])
+def test_base_names_only_built_in_targets_or_siblings(tmp_path, base, match):
+    """`base` could name any file (read, parsed, named in the error); now only a built-in
+    target or a .toml file next to the one that names it."""
+    path = tmp_path / "t.toml"
+    path.write_text(f'base = "{base}"\n[energy]\nsynop_j = 1e-12\n')
+    with pytest.raises(InputFileError, match=match):
+        load_target(path)
+    sibling = tmp_path / "s.toml"
+    sibling.write_text('base = "loihi1"\n')
+    path.write_text('base = "s.toml"\n')
+    assert load_target(path).numerics == load_target("loihi1").numerics
