@@ -159,10 +159,18 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
     return order
 
 
+class _NotNumbers(ValueError):
+    """A parameter that is not an array of real numbers (a hostile or corrupt file)."""
+
+
 def _arr(x) -> np.ndarray:
     if hasattr(x, "detach"):  # norse hands over torch tensors
         x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise _NotNumbers(f"a parameter is not an array of numbers ({str(exc)[:80]})") \
+            from None
 
 
 def _looks_like_norse(chain, dt: float) -> bool:
@@ -209,7 +217,10 @@ class _Builder:
         for i, (key, node) in enumerate(chain):
             name, where = _name(key), f"NIR node '{key}' ({_type(node)})"
             nxt = chain[i + 1][1] if i + 1 < len(chain) else None
-            getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
+            try:
+                getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
+            except _NotNumbers as exc:   # e.g. a string dataset where numbers belong
+                raise InputFileError(f"{self.meta['source']}: {where}: {exc}") from None
         graph = Graph.sequential(self.nodes, meta=self.meta)
         graph.validate()
         return graph
