@@ -122,10 +122,20 @@ def make_cases(root: Path, n: int, seed: int, kinds: list[str] | None = None,
         (case / "in").mkdir(parents=True)
         (case / "out").mkdir()
         ctx = Ctx(root / "seeds", root / "outside", case, cache, quick)
-        rng = np.random.default_rng([seed, i])
-        argv = GENERATORS[kind][0](rng, ctx)
+        errors = []
+        for attempt in range(3):   # a generator bug must not end a long run: retry, report
+            rng = np.random.default_rng([seed, i, attempt])
+            try:
+                argv = GENERATORS[kind][0](rng, ctx)
+                break
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+                shutil.rmtree(case / "in")
+                (case / "in").mkdir()
+        else:
+            raise RuntimeError(f"generator {kind} failed 3 times: {errors}")
         cases.append({"id": i, "kind": kind, "argv": argv, "dir": str(case),
-                      "seconds": SECONDS[kind]})
+                      "seconds": SECONDS[kind], "generator_errors": errors})
     (root / "cases.json").write_text(json.dumps(cases))
     return cases
 
@@ -249,7 +259,8 @@ def pt_config(rng, ctx):
             _set_path(ckpt["config"], list(_pick(rng, paths)), hostile_value(rng))
         else:
             key = _pick(rng, sorted(ckpt["state_dict"]))
-            ckpt["state_dict"][key] = _exotic_tensor(rng, tuple(ckpt["state_dict"][key].shape))
+            shape = tuple(getattr(ckpt["state_dict"][key], "shape", (4,)))
+            ckpt["state_dict"][key] = _exotic_tensor(rng, shape)
     path = ctx.inp / "model.pt"
     torch.save(ckpt, path)
     return _compile(ctx, path)

@@ -108,7 +108,8 @@ def summary(cases: list[dict], recs: dict[int, dict], failures: dict) -> dict:
             "writes_outside": sum(any("write outside" in v for v in r.get("violations", ()))
                                   for r in done),
             "tracebacks": sum("Traceback" in r.get("stderr", "") for r in done),
-            "timeouts_or_kills": sum(r.get("status") != "done" for r in recs.values())}
+            "timeouts_or_kills": sum(r.get("status") != "done" for r in recs.values()),
+            "generator_retries": sum(len(c.get("generator_errors", ())) for c in cases)}
 
 
 def test_hostile_corpus(tmp_path_factory):
