@@ -109,6 +109,9 @@ def test_exotic_tensors_are_one_line(tmp_path, case):
     (("layers",), [], "'layers' must be a non-empty list"),
     (("input",), 7, "'input' must be a table"),
     (("layers", 0, "name"), "x" * 300, "string of 300 characters"),
+    # found by the long hostile corpus (were exit 3: OverflowError, unhashable name)
+    (("input", "shape"), [1, 6, float("-inf")], r"'shape' = \[1, 6, -inf\] must be"),
+    (("layers", 5, "name"), [[1]], r"'name' = \[\[1\]\] must be a string"),
 ])
 def test_config_fields_are_refused_not_truncated(tmp_path, where, value, match):
     config = copy.deepcopy(TINY_CONFIG)
@@ -177,3 +180,20 @@ def test_graph_algorithms_are_linear():
     graph.validate()
     assert [graph.depth(n) for n in graph.order()][-1] == 0
     assert time.perf_counter() - t0 < 10
+
+
+def test_huge_finite_weight_is_a_quantization_error(tmp_path, capsys):
+    """A bit flip made a weight 3e38: calibration overflowed and quantize hit
+    math.log2(0) (exit 3, found by the long hostile corpus); now one line naming the
+    layer."""
+    from snncompile.cli import main
+    from snncompile.data import save_inputs
+
+    state = _state()
+    state[WEIGHT][0, 0] = 3.2e38
+    path = _save(tmp_path / "w.pt", TINY_CONFIG, state)
+    save_inputs(tmp_path / "c.npz", np.ones((2, 4, 1, 6, 6), np.uint8))
+    assert main(["compile", str(path), "-o", str(tmp_path / "b"), "--calib",
+                 str(tmp_path / "c.npz"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lif2: no fixed-point scale fits" in err, err

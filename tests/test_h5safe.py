@@ -160,3 +160,22 @@ def test_not_hdf5_and_missing(tmp_path):
         check_hdf5(tmp_path / "x.net")
     with pytest.raises(InputFileError, match="not found"):
         check_hdf5(tmp_path / "y.net")
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("node/nodes/input/shape", b"dense", r"NIR node 'input' \(Input\): malformed parameter"),
+    ("node/nodes/conv1/groups", np.inf, "NIR node .conv1. \\(Conv2d\\): malformed"),
+    ("node/metadata/dt", b"Conv2d", "metadata dt"),
+])
+def test_nir_values_of_the_wrong_type_are_one_line(seeds, tmp_path, key, value, match):
+    """Valid HDF5, hostile NIR contents (found by the long hostile corpus: exit 3 with
+    ValueError / OverflowError)."""
+    from snncompile.frontends.nir_import import import_nir
+
+    path = tmp_path / "x.nir"
+    shutil.copyfile(seeds / "tiny.nir", path)
+    with h5py.File(path, "a") as f:
+        del f[key]
+        f.create_dataset(key, data=value)
+    with pytest.raises(InputFileError, match=match):
+        import_nir(path)

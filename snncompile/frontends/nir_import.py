@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputFileError, UnsupportedError
-from .h5safe import check_hdf5
 from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from .h5safe import check_hdf5
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
              "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")
@@ -74,7 +75,12 @@ def import_nir(source, dt: float = 1e-3, *, norse_quirks: bool | None = None) ->
     meta = {"source": where, "frontend": "nir", "dt": dt, "discretisation": "forward-euler",
             "nir_quirks": quirks, "nir_approximation": []}
     file_dt = nirgraph.metadata.get("dt") if isinstance(nirgraph.metadata, dict) else None
-    if file_dt is not None and not math.isclose(float(np.asarray(file_dt)), dt):
+    try:
+        file_dt = None if file_dt is None else float(np.asarray(file_dt))
+    except (ValueError, TypeError):
+        raise InputFileError(f"{where}: metadata dt ({str(file_dt)[:40]!r}) is not a "
+                             "number") from None
+    if file_dt is not None and not math.isclose(file_dt, dt):
         quirks.append(f"file metadata (snncompile export) says dt={float(np.asarray(file_dt))}"
                       f", imported with dt={dt}")
     return _Builder(dt, bool(norse_quirks), meta).build(chain)
@@ -91,7 +97,9 @@ def _load(source):
         raise InputFileError(f"{path}: NIR file not found")
     check_hdf5(path, "NIR file")   # no external data, sizes bounded, before nir reads it
     try:
-        return nir.read(path, type_check=False), path.name
+        with warnings.catch_warnings():  # nir/numpy warn on odd contents: not for users
+            warnings.simplefilter("ignore")
+            return nir.read(path, type_check=False), path.name
     except Exception as exc:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...
         text = " ".join(str(exc).split())[:200]
         raise InputFileError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
@@ -159,18 +167,10 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
     return order
 
 
-class _NotNumbers(ValueError):
-    """A parameter that is not an array of real numbers (a hostile or corrupt file)."""
-
-
 def _arr(x) -> np.ndarray:
     if hasattr(x, "detach"):  # norse hands over torch tensors
         x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (ValueError, TypeError) as exc:
-        raise _NotNumbers(f"a parameter is not an array of numbers ({str(exc)[:80]})") \
-            from None
+    return np.asarray(x, dtype=np.float64)
 
 
 def _looks_like_norse(chain, dt: float) -> bool:
@@ -219,8 +219,10 @@ class _Builder:
             nxt = chain[i + 1][1] if i + 1 < len(chain) else None
             try:
                 getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
-            except _NotNumbers as exc:   # e.g. a string dataset where numbers belong
-                raise InputFileError(f"{self.meta['source']}: {where}: {exc}") from None
+            except (ValueError, TypeError, OverflowError) as exc:
+                # a hostile file: a string where numbers belong, an infinite size...
+                raise InputFileError(f"{self.meta['source']}: {where}: malformed parameter "
+                                     f"({type(exc).__name__}: {str(exc)[:100]})") from None
         graph = Graph.sequential(self.nodes, meta=self.meta)
         graph.validate()
         return graph

@@ -89,6 +89,10 @@ def check_config(path, config: dict) -> None:
                     raise InputFileError(f"{path}: config{where}: key {key!r:.40} is not a "
                                          "string")
                 here = f"{where}.{key}"
+                if key in ("name", "type", "kind", "mode", "encoding") \
+                        and not isinstance(item, (str, type(None))):
+                    raise InputFileError(f"{path}: config{where} '{key}' = {item!r:.60} "
+                                         "must be a string")
                 if key in INT_KEYS:
                     _integers(path, f"{where} '{key}'", item)
                 elif key in REAL_KEYS:
@@ -121,8 +125,9 @@ def _integers(path, where: str, value) -> None:
     for v in items:
         if v is None and not isinstance(value, (list, tuple)):
             continue   # an optional field left unset
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v \
-                or v != int(v) or not -MAX_INT_FIELD <= v <= MAX_INT_FIELD:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or not math.isfinite(v) or v != int(v) \
+                or not -MAX_INT_FIELD <= v <= MAX_INT_FIELD:
             raise InputFileError(f"{path}: config{where} = {value!r:.60} must be "
                                  f"{'integers' if items is value else 'an integer'} in "
                                  f"[-{MAX_INT_FIELD}, {MAX_INT_FIELD}]")
