@@ -5,6 +5,7 @@ allocated; conv stride 0 and fractional sizes are refused by the IR nodes themse
 from __future__ import annotations
 
 import copy
+import os
 import time
 import tracemalloc
 
@@ -197,3 +198,31 @@ def test_huge_finite_weight_is_a_quantization_error(tmp_path, capsys):
                  str(tmp_path / "c.npz"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lif2: no fixed-point scale fits" in err, err
+
+
+def _hwm_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux only")
+def test_oversize_checkpoint_data_is_not_read_before_it_is_refused(tmp_path, monkeypatch):
+    """torch.load(mmap=True): a checkpoint whose (real) tensors exceed the limit is refused
+    without reading them into memory (found by the long corpus: a 1 GB file peaked at
+    1.7 GB before being refused)."""
+    from snncompile.nn import checkpoint
+
+    big = torch.zeros(64 << 18)          # 64 MiB of float32, really in the file
+    state = _state()
+    state["extra"] = big
+    path = _save(tmp_path / "big.pt", TINY_CONFIG, state)
+    monkeypatch.setattr(checkpoint, "MAX_STATE_ELEMENTS", 1 << 20)
+    del big, state
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _hwm_mb()
+    with pytest.raises(InputFileError, match="more than 1048576 values"):
+        load_checkpoint(path)
+    assert _hwm_mb() - before < 32

@@ -38,7 +38,12 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols: not for users
             warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            try:   # mmap: tensor data stays on disk until the checks below accept it
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)  # legacy
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
         raise InputFileError(f"{path}: refused to load: the file contains objects other than "
