@@ -85,6 +85,7 @@ def _exotic():
     return cases
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
 @pytest.mark.parametrize("case", sorted(_exotic()))
 def test_exotic_tensors_are_one_line(tmp_path, case):
     make, match = _exotic()[case]
