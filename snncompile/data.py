@@ -12,44 +12,78 @@ Anything else is rejected with one line naming the file and what is wrong.
 """
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputFileError
 from .ir import Input
-from .ir.graph import load_npz
 
 FORMAT_HELP = ("an .npz with 'inputs' (samples, steps, *input_shape) integers and optional "
                "'labels' (samples,)")
+MEMBERS = ("inputs", "labels")
+#: elements of 'inputs' actually read (after --limit): they become int64, 8 bytes each
+MAX_INPUT_ELEMENTS = 1 << 26
+MAX_HEADER = 1 << 16           # bytes of an .npy header (numpy writes < 200)
 
 
 def load_inputs(path: str | Path, inp: Input, n_classes: int | None = None,
                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate and return (inputs as int64, labels or None)."""
+    """Validate and return (inputs as int64, labels or None): the first `limit` samples.
+
+    Sizes are checked from the .npy headers before anything is decompressed, and only the
+    first `limit` samples are decompressed and cast, so a small file cannot expand into
+    memory (a deflate bomb is refused by its declared shape).
+
+        >>> x, y = load_inputs("test.npz", graph.input_node(), n_classes=10, limit=100)
+    """
     path = Path(path)
     if path.suffix != ".npz":
         raise InputFileError(f"{path}: inputs must be {FORMAT_HELP}")
-    data = load_npz(path)
-    if "inputs" not in data:
-        raise InputFileError(f"{path}: no 'inputs' array (found {sorted(data) or 'none'}); "
-                             f"expected {FORMAT_HELP}")
-    unknown = sorted(set(data) - {"inputs", "labels"})
-    if unknown:
-        raise InputFileError(f"{path}: unexpected arrays {unknown}; expected {FORMAT_HELP}")
-    x = data["inputs"]
-    if x.dtype.kind not in "iub":
-        raise InputFileError(f"{path}: 'inputs' has dtype {x.dtype}; it must hold integers "
-                             "(spikes 0/1 or graded values)")
-    want = ("samples", "steps") + inp.shape
-    if x.ndim != len(want) or tuple(x.shape[2:]) != inp.shape:
-        raise InputFileError(f"{path}: 'inputs' has shape {x.shape}; the network expects "
-                             f"({', '.join(map(str, want))})")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise InputFileError(f"{path}: 'inputs' is empty (shape {x.shape})")
-    x = x.astype(np.int64)
+    with _open_zip(path) as zf:
+        members = {}
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key in members:
+                raise InputFileError(f"{path}: array '{_clip(key)}' appears twice")
+            members[key] = info
+        if "inputs" not in members:
+            raise InputFileError(f"{path}: no 'inputs' array (found "
+                                 f"{_clip(sorted(members)) if members else 'none'}); "
+                                 f"expected {FORMAT_HELP}")
+        unknown = sorted(set(members) - set(MEMBERS))
+        if unknown:
+            raise InputFileError(f"{path}: unexpected arrays {_clip(unknown)}; expected "
+                                 f"{FORMAT_HELP}")
+        x = _Member(path, zf, members["inputs"], "inputs")
+        if x.dtype.kind not in "iub":
+            raise InputFileError(f"{path}: 'inputs' has dtype {x.dtype}; it must hold "
+                                 "integers (spikes 0/1 or graded values)")
+        want = ("samples", "steps") + inp.shape
+        if len(x.shape) != len(want) or tuple(x.shape[2:]) != inp.shape:
+            raise InputFileError(f"{path}: 'inputs' has shape {x.shape}; the network expects "
+                                 f"({', '.join(map(str, want))})")
+        if math.prod(x.shape) == 0:
+            raise InputFileError(f"{path}: 'inputs' is empty (shape {x.shape})")
+        n = x.shape[0] if limit is None else min(int(limit), x.shape[0])
+        per_sample = math.prod(x.shape[1:])
+        if n * per_sample > MAX_INPUT_ELEMENTS:
+            raise InputFileError(
+                f"{path}: 'inputs' {(n,) + x.shape[1:]} ({n * per_sample:,} values) exceeds "
+                f"{MAX_INPUT_ELEMENTS:,} values; use --limit / --calib-samples for fewer "
+                "samples")
+        y = None
+        if "labels" in members:
+            y = _Member(path, zf, members["labels"], "labels")
+            if y.dtype.kind not in "iu" or y.shape != (x.shape[0],):
+                raise InputFileError(f"{path}: 'labels' must be integers of shape "
+                                     f"({x.shape[0]},), got {y.dtype} {y.shape}")
+        xs = x.read(n)
+        ys = None if y is None else y.read(n)
     lo, hi = inp.value_range()
-    lo_v, hi_v = int(x.min()), int(x.max())
+    lo_v, hi_v = int(xs.min()), int(xs.max())
     if lo_v < lo or hi_v > hi:
         kind = "spikes" if inp.encoding == "spikes" else \
             f"{inp.bits}-bit {'signed ' if inp.signed else ''}{inp.encoding} values"
@@ -62,19 +96,102 @@ def load_inputs(path: str | Path, inp: Input, n_classes: int | None = None,
                                  f"frame at step {moved[0][1]}; a bias frame is held for all "
                                  "steps of its sample (repeat it along the steps axis)")
     labels = None
-    if "labels" in data:
-        labels = data["labels"]
-        if labels.dtype.kind not in "iu" or labels.shape != (x.shape[0],):
-            raise InputFileError(f"{path}: 'labels' must be integers of shape ({x.shape[0]},),"
-                                 f" got {labels.dtype} {labels.shape}")
-        labels = labels.astype(np.int64)
-        if n_classes is not None and (labels.min() < 0 or labels.max() >= n_classes):
-            raise InputFileError(f"{path}: 'labels' span [{labels.min()}, {labels.max()}] but "
+    if ys is not None:
+        if n_classes is not None and (int(ys.min()) < 0 or int(ys.max()) >= n_classes):
+            raise InputFileError(f"{path}: 'labels' span [{ys.min()}, {ys.max()}] but "
                                  f"the network has {n_classes} outputs")
-    if limit is not None:
-        x = x[:limit]
-        labels = None if labels is None else labels[:limit]
-    return x, labels
+        labels = ys.astype(np.int64)
+    return xs.astype(np.int64), labels
+
+
+def _clip(value, n: int = 120) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise InputFileError(f"{path}: not found (or not a regular file)")
+    try:
+        return zipfile.ZipFile(path)
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, struct errors...
+        raise InputFileError(f"{path}: corrupt or not an .npz file ({_first(exc)})") from None
+
+
+def _first(exc) -> str:
+    msg = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return msg or type(exc).__name__
+
+
+class _Member:
+    """One .npy member of an .npz: its header parsed from the stream (nothing else read)."""
+
+    def __init__(self, path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str):
+        self.path, self.zf, self.info, self.name = path, zf, info, name
+        try:
+            with zf.open(info) as fh:
+                self.dtype, self.shape, self.fortran, self.offset = self._header(fh)
+        except InputFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zlib, zip flags, npy header errors
+            raise self.bad(f"unreadable ({_first(exc)})") from None
+        self.nbytes = math.prod(self.shape) * self.dtype.itemsize
+        if self.offset + self.nbytes != info.file_size:
+            raise self.bad(f"declares shape {self.shape} of {self.dtype} "
+                           f"({self.nbytes} bytes) but the member holds "
+                           f"{info.file_size - self.offset} data bytes")
+
+    def bad(self, what: str) -> InputFileError:
+        return InputFileError(f"{self.path}: '{self.name}' {what}")
+
+    def _header(self, fh):
+        fmt = np.lib.format
+        magic = fh.read(len(fmt.MAGIC_PREFIX) + 2)
+        if len(magic) < 8 or not magic.startswith(fmt.MAGIC_PREFIX):
+            raise self.bad("is not an .npy array (no npy magic)")
+        major = magic[-2]
+        if major not in (1, 2, 3):
+            raise self.bad(f"has unsupported .npy version {major}")
+        size_len = 2 if major == 1 else 4
+        raw = fh.read(size_len)
+        hlen = int.from_bytes(raw, "little") if len(raw) == size_len else -1
+        if not 0 <= hlen <= MAX_HEADER:
+            raise self.bad("has a truncated or oversize .npy header")
+        text = fh.read(hlen)
+        if len(text) != hlen:
+            raise self.bad("has a truncated .npy header")
+        import ast
+        try:
+            head = ast.literal_eval(text.decode("latin-1" if major < 3 else "utf-8"))
+            dtype = np.dtype(head["descr"]) if isinstance(head["descr"], str) else None
+            shape, fortran = tuple(head["shape"]), bool(head["fortran_order"])
+        except Exception:  # noqa: BLE001 - any malformed header
+            raise self.bad("has a malformed .npy header") from None
+        if dtype is None or dtype.hasobject or dtype.fields is not None:
+            raise self.bad(f"has dtype {head['descr']!r}: object, structured and pickled "
+                           "arrays are not read")
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise self.bad(f"has an invalid shape {_clip(shape)}")
+        return dtype, shape, fortran, len(magic) + size_len + hlen
+
+    def read(self, n: int) -> np.ndarray:
+        """The first `n` entries along axis 0 (all of a Fortran-order array, then sliced:
+        its bytes are not sample-major)."""
+        count = math.prod(self.shape[1:]) * (n if not self.fortran else self.shape[0])
+        want = count * self.dtype.itemsize
+        try:
+            with self.zf.open(self.info) as fh:
+                fh.read(self.offset)
+                data = fh.read(want)
+        except Exception as exc:  # noqa: BLE001 - corrupt deflate data, CRC, zip flags
+            raise self.bad(f"is corrupt ({_first(exc)})") from None
+        if len(data) != want:
+            raise self.bad("is truncated")
+        shape = ((n if not self.fortran else self.shape[0]),) + tuple(self.shape[1:])
+        arr = np.frombuffer(data, self.dtype, count)
+        arr = arr.reshape(shape, order="F" if self.fortran else "C")
+        return arr[:n]
 
 
 def save_inputs(path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None):

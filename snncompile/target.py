@@ -157,18 +157,60 @@ class TargetSpec:
     energy: Energy | None = None
 
 
+#: Allowed ranges of every number a target file sets: [low, high] inclusive. Integers keep
+#: the fixed-point arithmetic inside int64 and the chip geometry allocatable; energies and
+#: times are finite and non-negative. Loading refuses anything outside, once, so that no
+#: stage (quantize, place, split, partition, energy) ever sees a bad value.
+_BIG = 1 << 30
+RANGES: dict[str, dict[str, tuple]] = {
+    "numerics": {
+        "weight_bits": (2, 16), "weight_exp_min": (-16, 0), "weight_exp_max": (0, 16),
+        "decay_bits": (1, 16), "state_bits": (8, 32), "act_shift": (0, 16),
+        "vth_shift": (0, 16), "vth_mant_bits": (1, 24), "bias_mant_bits": (2, 24),
+        "bias_exp_max": (0, 16), "graded_bits": (0, 32)},
+    "chip": {
+        "cores_per_chip": (1, 1 << 12), "cores_per_tile": (1, 1 << 12), "mesh_x": (1, 256),
+        "mesh_y": (1, 256), "x86_cores": (0, 1 << 10), "chip_grid_x": (1, 1 << 12),
+        "max_chips": (1, 1 << 14)},
+    "limits": {
+        "neurons": (1, 1 << 24), "input_axons": (1, 1 << 24), "output_axons": (1, 1 << 24),
+        "synapse_bits": (1, 1 << 40), "synapse_group_size": (1, 1 << 16),
+        "synapse_group_header_bits": (0, 1 << 16), "synapse_word_bits": (1, 1 << 16),
+        "synapse_index_bits_sparse": (0, 64), "neuron_state_bits": (0, 1 << 16)},
+    "energy": {"barrier_max_tiles": (1, _BIG), "*": (0.0, 1e3)},   # J, s, W per event
+    "coproc": {"clock_hz": (1.0, 1e12), "bytes_per_s": (1.0, 1e15),
+               "cycles_per_mac": (0.0, 1e6), "cycles_per_op": (0.0, 1e6),
+               "message_latency_s": (0.0, 1e3), "energy_per_op_j": (0.0, 1e3),
+               "energy_per_byte_j": (0.0, 1e3)},
+}
+#: (section, smaller key, larger key): pairs that must be ordered
+_ORDERED = (("numerics", "weight_exp_min", "weight_exp_max"),
+            ("energy", "barrier_min_s", "barrier_max_s"))
+MAX_TARGET_BYTES = 1 << 20   # a target file is a page of numbers
+
+
 def available_targets() -> list[str]:
     return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        if not path.is_file():
+            raise InputFileError(f"{path}: target file not found (or not a regular file)")
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: target file not found") from None
+            data = fh.read(MAX_TARGET_BYTES + 1)
+        if len(data) > MAX_TARGET_BYTES:
+            raise InputFileError(f"{path}: target file is larger than {MAX_TARGET_BYTES} "
+                                 "bytes")
+        return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path}: not a valid TOML target file ({exc})") from None
+    except RecursionError:
+        raise InputFileError(f"{path}: not a valid TOML target file (nested too deeply)") \
+            from None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read target file ({exc.strerror or exc})") \
+            from None
 
 
 def _resolve(name_or_path: str | Path) -> Path:
@@ -178,8 +220,8 @@ def _resolve(name_or_path: str | Path) -> Path:
         path = TARGETS_DIR / f"{text}.toml"
         if not path.exists():
             raise InputFileError(
-                f"unknown target '{text}'; built-in targets: {', '.join(available_targets())}"
-                " (or pass the path of a .toml target file)"
+                f"unknown target '{text[:80]}'; built-in targets: "
+                f"{', '.join(available_targets())} (or pass the path of a .toml target file)"
             )
     return path
 
@@ -190,7 +232,17 @@ def _merged(path: Path, seen: tuple = ()) -> dict[str, Any]:
     base = raw.get("base")
     if base is None:
         return raw
-    base_path = _resolve(base if str(base).endswith(".toml") else str(base))
+    if not isinstance(base, str) or len(seen) > 8:
+        raise InputFileError(f"{path}: base = {_show(base)} must name a target (a string; "
+                             "at most 8 levels of base targets)")
+    if base in available_targets():
+        base_path = TARGETS_DIR / f"{base}.toml"
+    elif base.endswith(".toml") and Path(base).name == base and not base.startswith("."):
+        base_path = path.parent / base    # a sibling file, never a path elsewhere
+    else:
+        raise InputFileError(f"{path}: base = {_show(base)} must be a built-in target "
+                             f"({', '.join(available_targets())}) or a .toml file in the "
+                             "same folder")
     if base_path.resolve() in seen or base_path.resolve() == path.resolve():
         raise InputFileError(f"{path}: base target '{base}' refers back to itself")
     merged = _merged(base_path, seen + (path.resolve(),))
@@ -208,11 +260,39 @@ def _merged(path: Path, seen: tuple = ()) -> dict[str, Any]:
     return merged
 
 
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(path, name: str, key: str, value, want: str):
+    """`value` checked against its type (`want`: bool, int or float) and RANGES."""
+    if want == "bool":
+        if not isinstance(value, bool):
+            raise InputFileError(f"{path}: [{name}] {key} = {_show(value)} must be true or "
+                                 "false")
+        return value
+    ranges = RANGES.get(name, {})
+    lo, hi = ranges.get(key, ranges.get("*", (0, _BIG)))
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    ok = is_int if want == "int" else (is_int or isinstance(value, float))
+    if ok and not (lo <= value <= hi):    # NaN fails this comparison too
+        ok = False
+    if not ok:
+        kind = "an integer" if want == "int" else "a finite number"
+        raise InputFileError(f"{path}: [{name}] {key} = {_show(value)} must be {kind} in "
+                             f"[{lo:g}, {hi:g}]")
+    return value
+
+
 def _section(path, raw: dict, name: str, cls, optional=()):
-    """Build dataclass `cls` from table `[name]`; numbers checked, estimates collected."""
+    """Build dataclass `cls` from table `[name]`; numbers type- and range-checked against
+    RANGES, estimates collected."""
     table = raw.get(name)
     if table is None:
         return None
+    if not isinstance(table, dict):
+        raise InputFileError(f"{path}: [{name}] must be a table, got {_show(table)}")
     skip = {"estimates", "source"}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
     missing = sorted(k for k in fields if k not in table and k not in optional)
@@ -220,28 +300,56 @@ def _section(path, raw: dict, name: str, cls, optional=()):
         raise InputFileError(f"{path}: [{name}] lacks {', '.join(missing)}")
     values = {}
     for key, f in fields.items():
-        if key not in table:
-            continue
-        value = table[key]
-        want_bool = f.type in ("bool", bool)
-        want_int = f.type in ("int", int)
-        number = (int,) if want_int else (int, float)
-        ok = (isinstance(value, bool) if want_bool else
-              isinstance(value, number) and not isinstance(value, bool))
-        if not ok or (not want_bool and value < 0):
-            kind = ("true/false" if want_bool else "a non-negative integer" if want_int
-                    else "a non-negative number")
-            raise InputFileError(f"{path}: [{name}] {key} = {value!r} must be {kind}")
-        values[key] = value
+        if key in table:
+            want = ("bool" if f.type in ("bool", bool) else
+                    "int" if f.type in ("int", int) else "float")
+            values[key] = _number(path, name, key, table[key], want)
+    for sec, small, large in _ORDERED:
+        if sec == name and small in values and large in values \
+                and values[small] > values[large]:
+            raise InputFileError(f"{path}: [{name}] {small} = {values[small]} must not "
+                                 f"exceed {large} = {values[large]}")
+    if "estimates" in {f.name for f in dataclasses.fields(cls)}:
+        values["estimates"] = _estimates(path, table, name, fields)
+    return cls(**values)
+
+
+def _estimates(path, table: dict, name: str, fields) -> frozenset:
     est = table.get("estimate", {})
     if not isinstance(est, dict):
         raise InputFileError(f"{path}: [{name}.estimate] must be a table of key = true")
     unknown = sorted(set(est) - set(fields))
     if unknown:
         raise InputFileError(f"{path}: [{name}.estimate] names unknown keys "
-                             f"{', '.join(unknown)}")
-    values["estimates"] = frozenset(k for k, v in est.items() if v)
-    return cls(**values)
+                             f"{', '.join(unknown)[:120]}")
+    return frozenset(k for k, v in est.items() if v)
+
+
+def _check_chip(path, chip: "Chip | None") -> None:
+    if chip is not None and chip.mesh_x * chip.mesh_y * chip.cores_per_tile \
+            < chip.cores_per_chip:
+        raise InputFileError(f"{path}: [chip] mesh_x * mesh_y * cores_per_tile = "
+                             f"{chip.mesh_x * chip.mesh_y * chip.cores_per_tile} holds fewer "
+                             f"than cores_per_chip = {chip.cores_per_chip} cores")
+
+
+def _check_coproc(path, raw: dict) -> None:
+    """[coproc] (read by the partition report and the energy model) checked like the
+    dataclass sections: known keys, finite numbers in range."""
+    table = raw.get("coproc")
+    if table is None:
+        return
+    if not isinstance(table, dict):
+        raise InputFileError(f"{path}: [coproc] must be a table, got {_show(table)}")
+    keys = RANGES["coproc"]
+    for key, value in table.items():
+        if key == "estimate":
+            continue
+        if key not in keys:
+            raise InputFileError(f"{path}: [coproc] has unknown key {_show(key)}; known: "
+                                 f"{', '.join(keys)}")
+        _number(path, "coproc", key, value, "float")
+    _estimates(path, table, "coproc", keys)
 
 
 def load_target(name_or_path: str | Path, energy: str | Path | None = None) -> TargetSpec:
@@ -252,15 +360,10 @@ def load_target(name_or_path: str | Path, energy: str | Path | None = None) -> T
     """
     path = _resolve(name_or_path)
     raw = _merged(path)
-    fields = {f.name for f in dataclasses.fields(Numerics)}
-    num = raw.get("numerics", {})
-    missing = sorted(fields - set(num))
-    if missing:
-        raise InputFileError(f"{path}: [numerics] lacks {', '.join(missing)}")
-    bad = [k for k in fields if not isinstance(num[k], int) or isinstance(num[k], bool)]
-    if bad:
-        raise InputFileError(f"{path}: [numerics] {', '.join(sorted(bad))} must be integers")
-    numerics = Numerics(**{k: num[k] for k in fields})
+    if "numerics" not in raw:
+        raise InputFileError(f"{path}: has no [numerics] table")
+    numerics = _section(path, raw, "numerics", Numerics)
+    _check_coproc(path, raw)
     energy_path = path
     if energy is not None:
         energy_path = _resolve(energy)
@@ -270,13 +373,15 @@ def load_target(name_or_path: str | Path, energy: str | Path | None = None) -> T
     energy_spec = _section(energy_path, raw, "energy", Energy, optional=("synop_sparse_j",))
     if energy_spec is not None:
         energy_spec = dataclasses.replace(energy_spec, source=str(energy_path))
+    chip = _section(path, raw, "chip", Chip)
+    _check_chip(path, chip)
     return TargetSpec(
-        name=str(raw.get("name", path.stem)),
-        description=str(raw.get("description", "")),
+        name=str(raw.get("name", path.stem))[:80],
+        description=str(raw.get("description", ""))[:400],
         numerics=numerics,
         raw=raw,
         path=str(path),
-        chip=_section(path, raw, "chip", Chip),
+        chip=chip,
         limits=_section(path, raw, "limits", Limits),
         energy=energy_spec,
     )

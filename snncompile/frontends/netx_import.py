@@ -92,6 +92,7 @@ from ..errors import InputFileError, SnnCompileError, UnsupportedError
 from ..ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
                   Input, Output)
 from ..sim.fixed import prepare_weights
+from .h5safe import open_hdf5
 
 SUPPORTED_LAYERS = ("input", "dense", "conv", "flatten")
 SUPPORTED_NEURONS = ("CUBA/LOIHI with refDelay <= 1 and binary spikes (gradedSpike false); "
@@ -107,6 +108,7 @@ NETX_MAX_DELAY = 62        # hdf5.py:427-430
 DECAY_UNITY = 4096         # 12-bit decays: 4096 means 'all' (hdf5.py:155-156)
 MAX_BYTES = 1 << 28        # refuse datasets above 256 MiB instead of exhausting memory
 MAX_NEURONS = 1 << 24      # per layer; a Loihi 2 chip holds about 2**20
+MAX_LAYERS = 1 << 13       # a Loihi 2 chip has 128 cores; more layers than this is hostile
 _INT32_SAFE = 1 << 25      # values << 6 must stay inside Lava's int32 registers
 
 # netx's default neuron for a dense layer without one (hdf5.py:349-357)
@@ -180,7 +182,7 @@ def _read_file(path: Path) -> list[dict]:
     try:
         if not h5py.is_hdf5(str(path)):
             raise InputFileError(f"{path}: not an HDF5 file (expected a lava-dl netx .net)")
-        with h5py.File(str(path), "r") as f:
+        with open_hdf5(path, "lava-dl netx .net") as f:   # no external data, sizes bounded
             if "layer" not in f or not isinstance(f["layer"], h5py.Group):
                 raise InputFileError(f"{path}: no 'layer' group; not a netx network file")
             group = f["layer"]
@@ -190,6 +192,8 @@ def _read_file(path: Path) -> list[dict]:
                                      f", found {sorted(keys)[:8]}")
             if not keys:
                 raise InputFileError(f"{path}: 'layer' group is empty")
+            if len(keys) > MAX_LAYERS:
+                raise InputFileError(f"{path}: {len(keys)} layers exceed {MAX_LAYERS}")
             return [_read_group(path, group[str(i)], f"layer/{i}", h5py)
                     for i in range(len(keys))]
     except SnnCompileError:

@@ -60,12 +60,14 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputFileError, UnsupportedError
 from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from .h5safe import check_hdf5
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
              "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")
@@ -334,8 +336,11 @@ def _load(source):
     path = Path(source)
     if not path.is_file():
         raise InputFileError(f"{path}: NIR file not found")
+    check_hdf5(path, "NIR file")   # no external data, sizes bounded, before nir reads it
     try:
-        return nir.read(path, type_check=False), path.name
+        with warnings.catch_warnings():  # nir/numpy warn on odd contents: not for users
+            warnings.simplefilter("ignore")
+            return nir.read(path, type_check=False), path.name
     except Exception as exc:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...
         text = " ".join(str(exc).split())[:200]
         raise InputFileError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
@@ -443,7 +448,12 @@ class _Builder:
         for i, (key, node) in enumerate(chain):
             name, where = _name(key), f"NIR node '{key}' ({_type(node)})"
             nxt = chain[i + 1][1] if i + 1 < len(chain) else None
-            getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
+            try:
+                getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
+            except (ValueError, TypeError, OverflowError) as exc:
+                # a hostile file: a string where numbers belong, an infinite size...
+                raise InputFileError(f"{self.meta['source']}: {where}: malformed parameter "
+                                     f"({type(exc).__name__}: {str(exc)[:100]})") from None
         graph = Graph.sequential(self.nodes, meta=self.meta)
         graph.validate()
         return graph

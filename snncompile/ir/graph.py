@@ -42,11 +42,57 @@ frontend and `Graph.load` pass through."""
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
+class _DiGraph(nx.DiGraph):
+    """A networkx DiGraph that counts its structural changes, so that `Graph` can cache its
+    topological order and depths and drop them whenever a node or an edge changes."""
+
+    version = 0
+
+    def _changed(self):
+        self.version += 1
+
+    def add_node(self, *a, **k):
+        self._changed()
+        return super().add_node(*a, **k)
+
+    def add_nodes_from(self, *a, **k):
+        self._changed()
+        return super().add_nodes_from(*a, **k)
+
+    def add_edge(self, *a, **k):
+        self._changed()
+        return super().add_edge(*a, **k)
+
+    def add_edges_from(self, *a, **k):
+        self._changed()
+        return super().add_edges_from(*a, **k)
+
+    def remove_node(self, *a, **k):
+        self._changed()
+        return super().remove_node(*a, **k)
+
+    def remove_nodes_from(self, *a, **k):
+        self._changed()
+        return super().remove_nodes_from(*a, **k)
+
+    def remove_edge(self, *a, **k):
+        self._changed()
+        return super().remove_edge(*a, **k)
+
+    def remove_edges_from(self, *a, **k):
+        self._changed()
+        return super().remove_edges_from(*a, **k)
+
+    def clear(self):
+        self._changed()
+        return super().clear()
+
+
 class Graph:
     """A DAG of `Node`s. Build with `add` (which infers shapes) or `Graph.sequential`."""
 
     def __init__(self, meta: dict | None = None):
-        self.g = nx.DiGraph()
+        self.g = _DiGraph()
         self.meta: dict = dict(meta or {})
 
     # ------------------------------------------------------------ construction
@@ -130,13 +176,31 @@ class Graph:
     def outputs(self, name: str) -> list[str]:
         return list(self.g.successors(name))
 
+    def _cached(self, key: str, compute):
+        """A structural result cached until a node or an edge changes: order and depths are
+        computed once, not once per query (validating a 3,000-layer network was
+        quadratic: every depth recomputed the topological order)."""
+        stamp = (id(self.g), getattr(self.g, "version", None))
+        if stamp[1] is None:   # a plain networkx graph put in by hand: no caching
+            return compute()
+        cache = self.__dict__.setdefault("_structure_cache", {})
+        if cache.get("stamp") != stamp:
+            cache.clear()
+            cache["stamp"] = stamp
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
     def order(self) -> list[str]:
         """Node names in a deterministic topological order (ties broken by insertion);
         edges out of loop delays (FxDelay) are ignored."""
+        return list(self._cached("order", self._topological_order))
+
+    def _topological_order(self) -> tuple[str, ...]:
         index = {n: i for i, n in enumerate(self.g.nodes)}
         try:
-            return list(nx.lexicographical_topological_sort(self._forward(),
-                                                            key=lambda n: index[n]))
+            return tuple(nx.lexicographical_topological_sort(self._forward(),
+                                                             key=lambda n: index[n]))
         except nx.NetworkXUnfeasible:
             raise GraphError("graph has a cycle without a loop delay (FxDelay)") from None
 
@@ -165,19 +229,26 @@ class Graph:
         """Number of synapse nodes on the path from the input to `name` (its output delay).
 
         All paths must agree; the compiler does not insert delay-matching yet."""
-        depths = {}
+        depths, conflict = self._cached("depths", self._depths)
+        if name in depths:
+            return depths[name] + int(self.node(name).is_synapse)
+        if conflict is not None and name in self.g:
+            raise GraphError(str(conflict))
+        raise GraphError(f"no node '{name}'")
+
+    def _depths(self) -> tuple[dict[str, int], GraphError | None]:
+        """Input delay of every node, in one pass over the order; the error of the first
+        node whose inputs disagree (nodes after it have no depth)."""
+        depths: dict[str, int] = {}
         for n in self.order():
             ins = [i for i in self.inputs(n) if not isinstance(self.node(i), FxDelay)]
             ds = {depths[i] + int(self.node(i).is_synapse) for i in ins} if ins else {0}
             if len(ds) != 1:
-                raise GraphError(f"{n}: inputs arrive with different delays {sorted(ds)}; "
-                                 "unequal path lengths are not supported yet")
+                return depths, GraphError(f"{n}: inputs arrive with different delays "
+                                          f"{sorted(ds)}; unequal path lengths are not "
+                                          "supported yet")
             depths[n] = ds.pop()
-            if n == name:
-                break
-        if name not in depths:
-            raise GraphError(f"no node '{name}'")
-        return depths[name] + int(self.node(name).is_synapse)
+        return depths, None
 
     def validate(self) -> None:
         if not nx.is_directed_acyclic_graph(self._forward()):

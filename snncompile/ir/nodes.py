@@ -32,6 +32,42 @@ SIGNAL_KINDS = ("spikes", "graded", "real")
 """Edge signal kinds: binary spikes, graded (integer) values, real values."""
 
 
+MAX_DIM = 1 << 30
+"""Largest value of one integer field (a shape dimension, stride, padding, kernel)."""
+
+
+def _int(node: "Node", field: str, value, minimum: int = 0, maximum: int = MAX_DIM) -> int:
+    """`value` as an int if it is an integer (numpy integers and integral floats included)
+    in [minimum, maximum]; otherwise one GraphError naming node, field and value (so 2.5
+    is refused rather than truncated to 2, and a stride of 0 never reaches a division)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+    if ok:
+        try:
+            ok = float(value) == int(value) and minimum <= int(value) <= maximum
+        except (OverflowError, ValueError):   # inf, nan
+            ok = False
+    if not ok:
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} = {value!r:.40} must "
+                         f"be an integer in [{minimum}, {maximum}]")
+    return int(value)
+
+
+def _ints(node: "Node", field: str, values, minimum: int = 0, length: int | None = None,
+          maximum: int = MAX_DIM) -> tuple[int, ...]:
+    """A tuple of `_int`s (of `length` entries when given)."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} = {values!r:.40} "
+                         "must be a list of integers") from None
+    if length is not None and len(items) != length or len(items) > 8:
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} = {values!r:.40} "
+                         f"must have {length if length is not None else 'at most 8'} "
+                         "entries")
+    return tuple(_int(node, field, v, minimum, maximum) for v in items)
+
+
 def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -85,7 +121,7 @@ class Input(Node):
     ENCODINGS: ClassVar[tuple[str, ...]] = ("spikes", "graded", "bias")
 
     def __post_init__(self):
-        self.shape = tuple(int(s) for s in self.shape)
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.encoding not in self.ENCODINGS:
             raise GraphError(f"{self.name}: input encoding '{self.encoding}' is not one of "
                              f"{', '.join(self.ENCODINGS)}")
@@ -96,7 +132,7 @@ class Input(Node):
             if not 2 <= int(self.bits) <= 16:
                 raise GraphError(f"{self.name}: bias input bits ({self.bits}) outside "
                                  "[2, 16] (Lava's LIF holds bias_mant in int16)")
-        self.bits, self.signed = int(self.bits), bool(self.signed)
+        self.bits, self.signed = _int(self, "bits", self.bits, 1, 32), bool(self.signed)
 
     @property
     def is_bias(self) -> bool:
@@ -161,9 +197,9 @@ class Conv2d(Node):
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self):
-        self.stride = tuple(int(s) for s in self.stride)
-        self.padding = tuple(int(p) for p in self.padding)
-        self.groups = int(self.groups)
+        self.stride = _ints(self, "stride", self.stride, minimum=1, length=2)
+        self.padding = _ints(self, "padding", self.padding, minimum=0, length=2)
+        self.groups = _int(self, "groups", self.groups, minimum=1)
 
     def out_shape(self, in_shapes):
         shape = self._one(in_shapes)
@@ -193,7 +229,7 @@ class SumPool2d(Node):
     kernel: tuple[int, int] = (2, 2)
 
     def __post_init__(self):
-        self.kernel = tuple(int(k) for k in self.kernel)
+        self.kernel = _ints(self, "kernel", self.kernel, minimum=1, length=2)
 
     def out_shape(self, in_shapes):
         shape = self._one(in_shapes)
@@ -252,7 +288,7 @@ class LIF(Node):
     kind: ClassVar[str] = "spikes"
 
     def __post_init__(self):
-        self.shape = tuple(int(s) for s in self.shape)
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.bias is None:
             self.bias = np.zeros(self.shape, dtype=np.float32)
 
@@ -391,11 +427,11 @@ class FxLIF(Node):
     kind: ClassVar[str] = "spikes"
 
     def __post_init__(self):
-        self.shape = tuple(int(s) for s in self.shape)
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.bias_mant is None:
             self.bias_mant = np.zeros(self.shape, dtype=np.int32)
         for f in ("du", "dv", "vth", "bias_exp"):
-            setattr(self, f, int(getattr(self, f)))
+            setattr(self, f, _int(self, f, getattr(self, f), -MAX_DIM))
 
     out_shape = LIF.out_shape
 
@@ -431,7 +467,7 @@ class FxGate(Node):
 
     def __post_init__(self):
         from ..coproc.ops import ROUNDINGS
-        self.upsample = tuple(int(u) for u in self.upsample)
+        self.upsample = _ints(self, "upsample", self.upsample, minimum=1, length=2)
         if not isinstance(self.rounding, str) or self.rounding not in ROUNDINGS:
             raise GraphError(f"{self.name}: FxGate rounding ({self.rounding!r}) is not one "
                              f"of {', '.join(ROUNDINGS)}")
@@ -516,7 +552,7 @@ class FxDelay(Node):
 
     def __post_init__(self):
         for f in ("steps", "latency", "target_depth", "init"):
-            setattr(self, f, int(getattr(self, f)))
+            setattr(self, f, _int(self, f, getattr(self, f), -MAX_DIM))
         if self.steps < 1:
             raise GraphError(f"{self.name}: a loop delay needs steps >= 1 (got {self.steps})")
 
@@ -536,7 +572,7 @@ class FxCoprocOut(Node):
     kind: ClassVar[str] = "graded"
 
     def __post_init__(self):
-        self.shape = tuple(int(s) for s in self.shape)
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
 
     def out_shape(self, in_shapes):
         if len(in_shapes) != 1:
@@ -576,14 +612,14 @@ class FxSigmaDelta(Node):
     ROLES: ClassVar[tuple[str, ...]] = ("sigma_delta", "delta", "sigma")
 
     def __post_init__(self):
-        self.shape = tuple(int(s) for s in self.shape)
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.role not in self.ROLES:
             raise GraphError(f"{self.name}: sigma-delta role '{self.role}' is not one of "
                              f"{', '.join(self.ROLES)}")
         if self.bias_mant is None:
             self.bias_mant = np.zeros(self.shape, dtype=np.int32)
         for f in ("vth", "spike_exp", "state_exp", "num_message_bits"):
-            setattr(self, f, int(getattr(self, f)))
+            setattr(self, f, _int(self, f, getattr(self, f), -MAX_DIM))
         self.cum_error = bool(self.cum_error)
         if not (0 <= self.spike_exp <= 7 and 0 <= self.state_exp <= 7):
             raise GraphError(f"{self.name}: spike_exp {self.spike_exp} / state_exp "

@@ -244,6 +244,9 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
             mant * 2.0 ** e_max / m
     limited_by = min(caps, key=caps.get)
     sigma = caps[limited_by]
+    if not (sigma > 0 and math.isfinite(sigma)):   # e.g. a weight of 1e38 overflowed calib
+        raise QuantizationError(f"{name}: no fixed-point scale fits ({limited_by} allows "
+                                f"{sigma:.3g}); weights reach {m:.3g}, threshold {theta:.3g}")
     if m > 0:
         e = int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max))
     else:
