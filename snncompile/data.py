@@ -90,7 +90,7 @@ def load_inputs(path: str | Path, inp: Input, n_classes: int | None = None,
         raise InputFileError(f"{path}: 'inputs' values span [{lo_v}, {hi_v}] but the network "
                              f"takes {kind} in [{lo}, {hi}]")
     if inp.is_bias:
-        moved = np.argwhere(np.any(x != x[:, :1], axis=tuple(range(2, x.ndim))))
+        moved = np.argwhere(np.any(xs != xs[:, :1], axis=tuple(range(2, xs.ndim))))
         if len(moved):
             raise InputFileError(f"{path}: 'inputs' sample {moved[0][0]} changes its bias "
                                  f"frame at step {moved[0][1]}; a bias frame is held for all "
