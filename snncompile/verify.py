@@ -113,8 +113,12 @@ class VerifyReport:
                f"{info['estimated_s_per_sample']:.2f} s/sample, {info['budget_s']:.0f} s "
                f"budget; pass --lava-samples N for more" if info["default"]
                else f"--lava-samples {info['limit']}")
+        base = next(iter(self.backends))
+        rest = (f"{base} is the baseline, so every comparison is on those {info['ran']}"
+                if base in LAVA_BACKENDS else
+                f"the other backends compared all {info['asked']} with {base}")
         return (f"{' and '.join(names)} compared only {info['ran']} of {info['asked']} "
-                f"samples ({why}); the other backends compared all {info['asked']}")
+                f"samples ({why}); {rest}")
 
     @property
     def faithful(self) -> bool | None:
@@ -299,13 +303,15 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
         if divergence is None or (sample, gstep) <= (divergence["sample"],
                                                      divergence["global_step"]):
             divergence = dict(value, kind="co-processor value")
-    fid = fidelity.check(build, inputs, results[base], labels, tolerance, overflow)
+    nb = counts[base]          # the faithfulness verdict is the first backend's samples
+    lab = labels[:nb] if labels is not None else None
+    fid = fidelity.check(build, inputs[:nb], results[base], lab, tolerance, overflow)
     accuracy = None
     if labels is not None:
         out = graph.inputs(graph.output_node().name)[0]
         compiled = decision(graph.node(out), results[base][out])
-        accuracy = {"samples": int(n), "float": None,
-                    "compiled": float((compiled == labels).mean()), "agreement": None}
+        accuracy = {"samples": int(nb), "float": None,
+                    "compiled": float((compiled == lab).mean()), "agreement": None}
         if fid.accuracy is not None:  # models imported in fixed point have no float side
             accuracy.update({"float": fid.accuracy["float"], "agreement": fid.agreement})
     compared = sum(row["neurons"] for row in layers) * n * t

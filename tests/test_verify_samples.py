@@ -121,3 +121,16 @@ def test_default_runs_every_sample_of_a_small_network(tiny_build, capsys):
     assert "EQUIVALENT: 0 mismatching" in cap.out
     assert "samples compared: sim 12, lava 12" in cap.out
     assert "compared only" not in cap.err
+
+
+@pytest.mark.lava
+def test_lava_first_compares_and_judges_faithfulness_on_its_samples(tiny_build, capsys):
+    build, inputs, _ = tiny_build
+    rc = main(["verify", str(build), "--inputs", str(inputs), "--backends", "lava,sim",
+               "--lava-samples", "3"])
+    cap = capsys.readouterr()
+    assert rc in (0, V.EXIT_UNFAITHFUL), cap.out
+    assert "samples compared: lava 3, sim 12" in cap.out
+    assert "accuracy on 3 labelled samples" in cap.out
+    assert "on 3 samples" in cap.out                      # the fidelity table
+    assert any("lava compared only 3 of 12" in ln for ln in cap.err.splitlines())
