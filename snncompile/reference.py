@@ -158,7 +158,7 @@ def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
         acc = acc * (1 << e) if e > 0 else acc >> -e    # >>: floor (arithmetic)
         return _wrap(acc, 32) if node.num_message_bits else acc
     if node.delay is None:
-        return shifted(torch.matmul(x, w.T))        # exact int64
+        return shifted(_exact_matmul(x, w))
     d = torch.as_tensor(np.asarray(node.delay, np.int64))
     out = torch.zeros(x.shape[:2] + (w.shape[0],), dtype=torch.int64)
     for k in torch.unique(d).tolist():             # delay k: step t gets what s(t-k) sent
@@ -167,6 +167,18 @@ def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
         part = shifted(torch.matmul(x, torch.where(d == k, w, 0).T))
         out[:, k:] += part[:, :x.shape[1] - k] if k else part
     return out
+
+
+def _exact_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T of int64 tensors, exactly: in float32 (BLAS) when every partial sum is an
+    integer below 2**24 in magnitude (exact in any summation order), else in int64."""
+    if x.numel() and w.numel():
+        xl, xh = torch.aminmax(x)
+        wl, wh = torch.aminmax(w)
+        bound = max(-int(xl), int(xh)) * max(-int(wl), int(wh)) * w.shape[1]
+        if bound < 2 ** 24:
+            return torch.matmul(x.to(torch.float32), w.T.to(torch.float32)).to(torch.int64)
+    return torch.matmul(x, w.T)
 
 
 def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
