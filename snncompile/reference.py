@@ -181,6 +181,15 @@ def _exact_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, w.T)
 
 
+def _decay_(y: torch.Tensor, bits: int) -> torch.Tensor:
+    """`_decay` of an already multiplied y (owned: changed in place)."""
+    t = y >> 63
+    t &= (1 << bits) - 1
+    y += t
+    y >>= bits
+    return y
+
+
 def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
     n, t = x.shape[:2]
     w = torch.as_tensor(np.asarray(node.weight, dtype=np.int64))
@@ -270,20 +279,27 @@ class _Lif:
         a_in = _wrap(a_in * (1 << num.act_shift), 32)                  # shifted into u
         if bias_frames is not None:
             bias_all = (self.bias_mant + bias_frames.to(torch.int64)) * (1 << self.bias_exp)
+        bits, keep_u, keep_v = num.decay_bits, self.keep_u, self.keep_v
         for k in range(a.shape[1]):
             if bias_frames is not None:
                 bias = bias_all[:, k]
-            u = _wrap(_decay(u, self.keep_u, num.decay_bits) + a_in[:, k], 32)  # int32
-            u = torch.where(u > half, u - 2 * half, u)                  # 24-bit wrap (once)
-            u = torch.where(u <= -half, u + 2 * half, u)
-            v = _decay(v, self.keep_v, num.decay_bits) + u + bias
+            u = _decay_(u * keep_u, bits)
+            u += a_in[:, k]
+            lo, hi = torch.aminmax(u)
+            if int(lo) <= -half or int(hi) > half:   # else both wraps below are no-ops
+                u = _wrap(u, 32)                                        # int32 register
+                u = torch.where(u > half, u - 2 * half, u)              # 24-bit wrap (once)
+                u = torch.where(u <= -half, u + 2 * half, u)
+            v = _decay_(v * keep_v, bits)
+            v += u
+            v += bias
             v.clamp_(-half + 1, half - 1)
             s = v > self.vth
             v.masked_fill_(s, 0)
             out.append(s)
-            if record:
+            if record:           # u and v are new tensors every step: no copies needed
                 us.append(u)
-                vs.append(v.clone())
+                vs.append(v)
         self.u, self.v = u, v
         s = torch.stack(out, 1).to(torch.int64)
         if record:
