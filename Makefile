@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_simulator.py --neuron sdnn
 	$(PY) bench/bench_mapping.py
 	$(PY) bench/bench_compile.py
+	$(PY) bench/bench_verify.py
 	$(PY) bench/validate_published.py
 
 clean:

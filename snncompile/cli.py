@@ -169,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
                         "reference,sim,lava); add 'netx' for a build compiled from a netx "
                         "file to run it with lava-dl's own netx loader in Lava too")
     v.add_argument("--limit", type=positive_int, help="use only the first N samples")
+    v.add_argument("--lava-samples", type=positive_int, metavar="N",
+                   help="samples the Lava backends (lava, netx) run: the first N (the "
+                        "others run all). Default: what Lava's rate, estimated from the "
+                        "network's synapses and neurons, fits in about 2 minutes; the "
+                        "report and stderr say when Lava compared fewer samples than the "
+                        "others")
     _tolerance_args(v)
 
     e = sub.add_parser("energy", help="estimate on-chip energy and latency per inference",
@@ -386,7 +392,8 @@ def cmd_verify(args) -> int:
                              f"{', '.join(BACKENDS + EXTRA_BACKENDS)}, got '{args.backends}'")
     tol = _tolerance(args)
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
-    report = verify(build, x, labels, backends, progress=True, tolerance=tol)
+    report = verify(build, x, labels, backends, progress=True, tolerance=tol,
+                    lava_samples=args.lava_samples)
     print(report.text())
     from .pipeline import NETX_SOURCE
     if "netx" not in backends and (Path(args.build) / NETX_SOURCE).is_file():

@@ -19,13 +19,21 @@ from .target import Numerics, load_target
 
 
 def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Two's-complement wrap of int64 `x` to `bits` bits: ((x + half) mod 2 half) - half,
+    the modulo taken as a mask (int64 & is two's complement, so exact for negatives)."""
     half = 1 << (bits - 1)
-    return torch.remainder(x + half, 2 * half) - half
+    if x.numel() > 4096:     # large: skip the three passes when every value is in range
+        lo, hi = torch.aminmax(x)
+        if int(lo) >= -half and int(hi) < half:
+            return x
+    return ((x + half) & (2 * half - 1)) - half
 
 
 def _decay(x: torch.Tensor, keep: int, bits: int) -> torch.Tensor:
-    # multiply, then divide by 2**bits rounding toward zero
-    return torch.div(x * keep, 1 << bits, rounding_mode="trunc")
+    """x * keep / 2**bits rounded toward zero: a negative product is biased by 2**bits - 1
+    before the (flooring) arithmetic shift."""
+    y = x * keep
+    return (y + ((y >> 63) & ((1 << bits) - 1))) >> bits
 
 
 def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = None,
@@ -36,6 +44,15 @@ def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = 
 
     A feed-forward graph is evaluated layer by layer over the whole window; a graph with a
     top-down loop (FxDelay) one local step at a time, every node keeping its state."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # ops on a few MB: a second thread mostly waits on 2 cores
+    try:
+        return _run(graph, inputs, numerics, record_state)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(graph, inputs, numerics, record_state):
     num = numerics or load_target("loihi2").numerics
     x0 = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
     if graph.nodes(FxSigmaDelta):
@@ -116,7 +133,8 @@ def _evaluate(graph, x, start, num, state, parts, record_state):
 
 
 def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):
-    bad = (w < lo) | (w > hi) | (torch.remainder(w, step) != 0)
+    step = max(int(step), 1)                          # a power of 2
+    bad = (w < lo) | (w > hi) | ((w & (step - 1)) != 0)
     if bool(bad.any()):
         idx = tuple(int(i) for i in torch.nonzero(bad)[0])
         raise UnsupportedError(f"{node.name}: weight{list(idx)} = {int(w[idx])} is not a "
@@ -137,10 +155,10 @@ def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
     def shifted(acc):
         if node.num_message_bits:      # graded: Lava's int32 dot product and shift
             acc = _wrap(acc, 32)
-        acc = acc * (1 << e) if e > 0 else torch.div(acc, 1 << -e, rounding_mode="floor")
+        acc = acc * (1 << e) if e > 0 else acc >> -e    # >>: floor (arithmetic)
         return _wrap(acc, 32) if node.num_message_bits else acc
     if node.delay is None:
-        return shifted(torch.matmul(x, w.T))        # exact int64
+        return shifted(_exact_matmul(x, w))
     d = torch.as_tensor(np.asarray(node.delay, np.int64))
     out = torch.zeros(x.shape[:2] + (w.shape[0],), dtype=torch.int64)
     for k in torch.unique(d).tolist():             # delay k: step t gets what s(t-k) sent
@@ -151,18 +169,45 @@ def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _exact_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T of int64 tensors, exactly: in float32 (BLAS) when every partial sum is an
+    integer below 2**24 in magnitude (exact in any summation order), else in int64."""
+    if x.numel() and w.numel():
+        xl, xh = torch.aminmax(x)
+        wl, wh = torch.aminmax(w)
+        bound = max(-int(xl), int(xh)) * max(-int(wl), int(wh)) * w.shape[1]
+        if bound < 2 ** 24:
+            return torch.matmul(x.to(torch.float32), w.T.to(torch.float32)).to(torch.int64)
+    return torch.matmul(x, w.T)
+
+
+def _decay_(y: torch.Tensor, bits: int) -> torch.Tensor:
+    """`_decay` of an already multiplied y (owned: changed in place)."""
+    t = y >> 63
+    t &= (1 << bits) - 1
+    y += t
+    y >>= bits
+    return y
+
+
 def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
     n, t = x.shape[:2]
-    if node.num_message_bits == 0:
-        x = (x != 0).to(torch.int64)
     w = torch.as_tensor(np.asarray(node.weight, dtype=np.int64))
-    # float64 holds every partial sum exactly (|sum| < 2**53 checked below)
-    bound = int(w.abs().max()) * int(x.abs().max()) * w[0].numel()
+    if node.num_message_bits == 0:
+        x, xmax = x != 0, 1
+    else:
+        lo, hi = torch.aminmax(x)
+        xmax = max(-int(lo), int(hi))
+    # every partial sum is an integer below `bound` in magnitude: float32 holds them all
+    # exactly below 2**24 (in any summation order), float64 below 2**53
+    lo, hi = torch.aminmax(w)
+    bound = max(-int(lo), int(hi)) * xmax * w[0].numel()
     if bound >= 2 ** 53:
         raise UnsupportedError(f"{node.name}: conv sums up to {bound} exceed the reference's "
                                "exact range")
-    y = torch.nn.functional.conv2d(x.reshape((n * t,) + tuple(x.shape[2:])).double(),
-                                   w.double(), stride=node.stride, padding=node.padding,
+    dtype = torch.float32 if bound < 2 ** 24 else torch.float64
+    y = torch.nn.functional.conv2d(x.reshape((n * t,) + tuple(x.shape[2:])).to(dtype),
+                                   w.to(dtype), stride=node.stride, padding=node.padding,
                                    groups=node.groups)
     y = torch.round(y).to(torch.int64)
     return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
@@ -227,30 +272,41 @@ class _Lif:
         self.v = torch.zeros_like(self.u)
 
     def run(self, a: torch.Tensor, record: bool, bias_frames: torch.Tensor | None = None):
-        """bias_frames (N, k, *shape): per-step bias mantissas added to the node's own."""
+        """bias_frames (N, k, *shape): per-step bias mantissas added to the node's own.
+
+        What does not depend on the state (the int32 input port and its shift into u) is
+        computed for the whole chunk at once; only the recurrence steps one by one."""
         num, half = self.num, self.half
         out, us, vs = [], [], []
         u, v = self.u, self.v
         bias = self.bias
+        a_in = _wrap(a.to(torch.int64), 32)                            # int32 input port
+        a_in = _wrap(a_in * (1 << num.act_shift), 32)                  # shifted into u
+        if bias_frames is not None:
+            bias_all = (self.bias_mant + bias_frames.to(torch.int64)) * (1 << self.bias_exp)
+        bits, keep_u, keep_v = num.decay_bits, self.keep_u, self.keep_v
         for k in range(a.shape[1]):
             if bias_frames is not None:
-                bias = (self.bias_mant + bias_frames[:, k].to(torch.int64)) * \
-                    (1 << self.bias_exp)
-            a_in = _wrap(a[:, k].to(torch.int64), 32)                 # int32 input port
-            u = _wrap(_decay(u, self.keep_u, num.decay_bits)
-                      + _wrap(a_in * (1 << num.act_shift), 32), 32)   # int32 register
-            u = torch.where(u > half, u - 2 * half, u)                  # 24-bit wrap (once)
-            u = torch.where(u <= -half, u + 2 * half, u)
-            v = torch.clamp(_decay(v, self.keep_v, num.decay_bits) + u + bias,
-                            -half + 1, half - 1)
+                bias = bias_all[:, k]
+            u = _decay_(u * keep_u, bits)
+            u += a_in[:, k]
+            lo, hi = torch.aminmax(u)
+            if int(lo) <= -half or int(hi) > half:   # else both wraps below are no-ops
+                u = _wrap(u, 32)                                        # int32 register
+                u = torch.where(u > half, u - 2 * half, u)              # 24-bit wrap (once)
+                u = torch.where(u <= -half, u + 2 * half, u)
+            v = _decay_(v * keep_v, bits)
+            v += u
+            v += bias
+            v.clamp_(-half + 1, half - 1)
             s = v > self.vth
-            v = torch.where(s, torch.zeros_like(v), v)
-            out.append(s.to(torch.int64))
-            if record:
-                us.append(u.clone())
-                vs.append(v.clone())
+            v.masked_fill_(s, 0)
+            out.append(s)
+            if record:           # u and v are new tensors every step: no copies needed
+                us.append(u)
+                vs.append(v)
         self.u, self.v = u, v
-        s = torch.stack(out, 1)
+        s = torch.stack(out, 1).to(torch.int64)
         if record:
             return s, torch.stack(us, 1), torch.stack(vs, 1)
         return s, None, None

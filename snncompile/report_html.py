@@ -264,8 +264,10 @@ def verdicts(build, verify_doc, verify_path) -> list[str]:
                    "FILE --json BUILD.verify.json`; `snncompile report` and `inspect` "
                    "read it from there)")
     else:
-        names = ", ".join(map(str, verify_doc.get("backends", {})))
         samples = verify_doc.get("samples", "?")
+        names = ", ".join(   # a backend that compared fewer samples (Lava) says how many
+            f"{b} on {v['samples']}" if isinstance(v, dict) and v.get("samples", samples)
+            != samples else str(b) for b, v in verify_doc.get("backends", {}).items())
         verify_path = Path(str(verify_path)).name
         if verify_doc["equivalent"]:
             out.append(f"spike equivalence: EQUIVALENT ({names}; {samples} samples; "
