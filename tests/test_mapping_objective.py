@@ -159,3 +159,28 @@ def test_energy_prices_the_builds_mapping_unless_replacing(tmp_path):
     rep2, m2 = energy_report(build, x, replace=True)
     assert any("re-placed" in n for n in rep2.notes)
     assert m2.rates != m.rates
+
+
+def test_attention_current_travels_through_charged_relay_neurons():
+    """The gated current leaves the neurocores through relay neurons (a copy of the
+    synapses, graded spikes to the co-processor); gains come back on input axons."""
+    from test_attention_compile import compiled
+
+    build, x = compiled("tcsa", True, 0)
+    m = json.loads(json.dumps(build.extra_files["mapping.json"]))
+    relay = m["layers"]["lif1.relay"]
+    assert relay["relay_of"] == "lif1"
+    assert relay["neurons"] == m["layers"]["lif1"]["neurons"] == 4 * 5 * 5
+    assert relay["synapses"] == m["layers"]["lif1"]["synapses"]  # the synapses, copied
+    io = m["coproc_io"]
+    assert io["relay_messages_per_step"] == 100 and io["relay_bits"] == 24
+    # gains: t (1 element) + c (4) + s (25) reach lif1's blocks: one message each per block
+    n_blocks = m["layers"]["lif1"]["blocks"]
+    assert io["gain_messages_per_step"] == 30 * n_blocks
+    gated = [b for b in m["blocks"] if b["layer"] == "lif1"]
+    assert sum(b["usage"]["input_axons"] for b in gated) >= 30 * n_blocks
+    spec = build.target
+    for c in m["core_list"]:
+        for r in RESOURCES:
+            assert c["usage"][r] <= spec.limits.limit(r)
+    assert "relay neurons" in build.report_md

@@ -80,6 +80,7 @@ class Mapping:
     objective: str = "cores"
     work_cap: float | None = None  # latency objective: synaptic ops per step per core
     objectives: dict = field(default_factory=dict)  # both objectives' figures (compile)
+    coproc_io: dict = field(default_factory=dict)  # attention relay / gain traffic
 
     @property
     def core_work(self) -> list[float]:
@@ -133,6 +134,7 @@ class Mapping:
             "work_cap": self.work_cap,
             "core_work": [round(w, 6) for w in self.core_work],
             "objectives": _plain(self.objectives),
+            "coproc_io": _plain(self.coproc_io),
             "layers": _plain(self.layers),
             "layer_traffic": _plain(self.layer_traffic),
             "core_list": [c.to_json() for c in self.cores],
@@ -176,7 +178,8 @@ class Mapping:
                        max_route=dict(doc.get("max_route", {})),
                        objective=str(doc.get("objective", "cores")),
                        work_cap=doc.get("work_cap"),
-                       objectives=dict(doc.get("objectives", {})))
+                       objectives=dict(doc.get("objectives", {})),
+                       coproc_io=dict(doc.get("coproc_io", {})))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise InputFileError(f"{where}: not a mapping written by snncompile compile "
                                  f"({type(exc).__name__}: {exc}); recompile") from None
@@ -205,6 +208,15 @@ class Mapping:
             per = msgs / info["neurons"] if info["neurons"] else 0.0
             lines.append(f"{name:<16}{info['neurons']:>10,}{info['synapses']:>14,}"
                          f"{info['blocks']:>8}{per:>12.2f}{hops:>10.2f}")
+        io = self.coproc_io
+        if io:
+            lines.append(f"attention: {io['relay_messages_per_step']:,} relay neurons "
+                         f"({', '.join(io['relay_layers'])}) send the gated currents as "
+                         f"{io['relay_bits']}-bit graded spikes to the co-processor and "
+                         f"{io['gain_messages_per_step']:,} {io['gain_bits']}-bit gain "
+                         f"messages come back per step ({io['bytes_per_step']:,} bytes); "
+                         "relays and gain axons are charged neurons, axons, synapse memory "
+                         "and cores above")
         lines.append(f"{'resource':<16}{'limit':>12}{'mean':>8}{'max':>8}{'bound':>8}")
         for r in RESOURCES:
             u = [c.utilisation[r] for c in self.cores] or [0.0]
@@ -418,13 +430,15 @@ def place(part: Partition, spec: TargetSpec, chips: int | None = None,
         layers[name] = {"neurons": lp.neurons, "synapse": lp.synapse, "synapses": lp.synapses,
                         "blocks": 0 if lp.blocks == [-1] else len(lp.blocks),
                         "cores": sorted({int(core_of_block[b]) for b in lp.blocks if b >= 0})}
+        if lp.relay_of:
+            layers[name]["relay_of"] = lp.relay_of
     tiles = len({(int(grid.gx[s]), int(grid.gy[s])) for s in slot_of.tolist()})
     return Mapping(
         target=part.target, blocks=part.blocks, cores=cores, chips=chips, limits=lims,
         lower_bound=part.lower_bound, layers=layers, layer_traffic=traffic,
         core_of_block=core_of_block.tolist(), tiles_used=tiles,
         placement_cost={"initial_j_per_step": initial, "final_j_per_step": final},
-        max_route=max_route,
+        max_route=max_route, coproc_io=dict(part.coproc_io),
         rates={name: rates.get(name, 1.0) for name in part.layers})
 
 

@@ -103,6 +103,7 @@ class LayerPart:
     synapses: int
     blocks: list[int]  # global block indices
     owner: np.ndarray = field(repr=False)  # local block index of every neuron (layer shape)
+    relay_of: str | None = None  # relay neurons of a gated LIF's current (attention)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Partition:
     edges: np.ndarray  # (n_edges, 3) int64
     input_name: str
     work_cap: float | None = None  # synaptic ops per step per block and core (latency)
+    coproc_io: dict = field(default_factory=dict)  # attention traffic (see _attention_io)
 
     @property
     def n_cores(self) -> int:
@@ -137,6 +139,8 @@ class _Layer:
     syn: object  # FxDense | FxConv2d | None
     src: str | None
     consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name)]
+    relay_of: str | None = None  # attention: relay neurons of this gated LIF's current
+    gains: list = field(default_factory=list)  # attention: gain shapes applied to the LIF
 
 
 def _source_of(graph: Graph, name: str) -> str:
@@ -186,6 +190,16 @@ def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
                                        f"not {type(syn).__name__}")
             src = _source_of(graph, graph.inputs(syn.name)[0]) if syn is not None else None
             layers[name] = _Layer(name, graph.shape(name), syn, src)
+            gate = ins[0] if ins else None
+            while gate is not None and isinstance(graph.node(gate), FxGate):
+                layers[name].gains.append(tuple(graph.shape(graph.inputs(gate)[1])))
+                gate = graph.inputs(gate)[0]
+            if syn is not None and any(isinstance(graph.node(o), FxCoproc)
+                                       for o in graph.outputs(syn.name)):
+                # the current leaves for the co-processor: relay neurons with a copy of the
+                # synapses, sending it each step as a graded spike (see _attention_io)
+                relay = f"{name}.relay"
+                layers[relay] = _Layer(relay, graph.shape(name), syn, src, relay_of=name)
     for layer in layers.values():
         if layer.syn is not None:
             layers[layer.src].consumers.append((layer.syn, layer.name))
@@ -563,6 +577,82 @@ def _pack(blocks: list[Block], lims: np.ndarray, work_cap: float | None = None
     return cores, bins[order_c].reshape(-1, len(RESOURCES))
 
 
+# ------------------------------------------------------------------ attention traffic
+GAIN_BITS = 8  # FxCoprocOut gains are unsigned 8-bit
+
+
+def _gain_ids(layer: _Layer, shape) -> list[np.ndarray]:
+    """Per gate: the gain element (flat index) that scales each neuron of the layer."""
+    return [np.broadcast_to(np.arange(int(np.prod(g))).reshape(g), shape).ravel()
+            for g in layer.gains]
+
+
+def _gain_reserve(lim: Limits, layer: _Layer) -> Limits:
+    """Limits for splitting a gated layer, with room kept for the gain axons: every gain
+    element may need an input axon on a block, and its synapses cost at most
+    GAIN_BITS + (header + word) / group per neuron plus one header and word per axon."""
+    if not layer.gains:
+        return lim
+    import dataclasses
+    n_gain = sum(int(np.prod(g)) for g in layer.gains)
+    per_neuron = len(layer.gains) * -(-(GAIN_BITS * lim.synapse_group_size
+                                        + lim.synapse_group_header_bits + lim.synapse_word_bits)
+                                      // lim.synapse_group_size)
+    head = n_gain * (lim.synapse_group_header_bits + lim.synapse_word_bits)
+    if n_gain >= lim.input_axons or head >= lim.synapse_bits:
+        raise ResourceLimitError(
+            f"{layer.name}: attention gains ({n_gain:,} elements) leave no input axons or "
+            f"synapse memory on a core (limits {lim.input_axons:,} axons, "
+            f"{lim.synapse_bits:,} bits); use coarser gains")
+    return dataclasses.replace(lim, input_axons=lim.input_axons - n_gain,
+                               synapse_bits=lim.synapse_bits - head,
+                               neuron_state_bits=lim.neuron_state_bits + per_neuron)
+
+
+def _charge_gains(layer: _Layer, blocks: list[Block], owner: np.ndarray, lim: Limits):
+    """Exact gain cost of a gated layer's blocks (split with `_gain_reserve`'s room): an
+    input axon per gain element reaching the block, GAIN_BITS synapses onto the neurons it
+    scales; the reserve's per-neuron bits are taken back off."""
+    if not layer.gains:
+        return
+    reserve = _gain_reserve(lim, layer)
+    own = owner.ravel().astype(np.int64)
+    extra = reserve.neuron_state_bits - lim.neuron_state_bits
+    for blk in blocks:
+        blk.usage["synapse_bits"] -= extra * blk.n_neurons
+    blk_axons = np.zeros(len(blocks), np.int64)
+    for ids in _gain_ids(layer, layer.shape):
+        n_ids = int(ids.max()) + 1
+        pairs, counts = np.unique(own * n_ids + ids, return_counts=True)
+        b = pairs // n_ids
+        bits = axon_bits(counts, GAIN_BITS, lim)
+        np.add.at(blk_axons, b, 1)
+        add = np.bincount(b, weights=bits, minlength=len(blocks)).astype(np.int64)
+        for i, blk in enumerate(blocks):
+            blk.usage["synapse_bits"] += int(add[i])
+    for i, blk in enumerate(blocks):
+        blk.usage["input_axons"] += int(blk_axons[i])
+        blk.gain_axons = int(blk_axons[i])
+
+
+def _attention_io(layers, parts, blocks, spec: TargetSpec) -> dict:
+    """How the attention traffic travels, per step and sample: the synaptic current of a
+    gated layer cannot leave a neurocore as a current, so relay neurons (one per element,
+    with a copy of the layer's synapses, on neurocores: charged neurons, axons, synapse
+    memory and cores like any layer) send it as one graded spike each (the target's
+    graded_bits) to the co-processor; each gain element comes back as one graded message
+    (GAIN_BITS) to every core block holding neurons it scales (an input axon there)."""
+    relays = {n: parts[n].neurons for n, l in layers.items() if l.relay_of}
+    gains = sum(getattr(b, "gain_axons", 0) for b in blocks)
+    if not relays and not gains:
+        return {}
+    bits = int(spec.numerics.graded_bits)
+    return {"relay_layers": relays,
+            "relay_messages_per_step": int(sum(relays.values())), "relay_bits": bits,
+            "gain_messages_per_step": int(gains), "gain_bits": GAIN_BITS,
+            "bytes_per_step": int((sum(relays.values()) * bits + gains * GAIN_BITS + 7) // 8)}
+
+
 # ------------------------------------------------------------------ entry point
 def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None = None,
                 work_cap: float | None = None) -> Partition:
@@ -583,16 +673,24 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     lim = spec.limits
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     layers, inp = _layers(graph)
-    names = [n for n in graph.order() if n in layers]
+    names = []
+    for n in graph.order():
+        if n in layers:
+            names.append(n)
+            if f"{n}.relay" in layers and layers[f"{n}.relay"].relay_of == n:
+                names.append(f"{n}.relay")
     infos: dict = {}
     parts: dict[str, list[Block]] = {}
     local: dict[str, tuple] = {}
     for name in reversed(names):
         layer = layers[name]
         out_ax = _dest_counts(layer.shape, layer.consumers, parts, infos)
+        if layer.relay_of:  # one output axon per relay neuron: to the co-processor
+            out_ax = out_ax + 1
         if name == inp:
             local[name] = (out_ax,)
             continue
+        lim = _gain_reserve(spec.limits, layer)
         rate = float(rates.get(layer.src, 1.0)) if rates and layer.src else 1.0
         max_syn = (None if work_cap is None else
                    int(work_cap / rate) if rate > 0 else None)
@@ -609,6 +707,8 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
             blocks = [Block(-1, name, layer.syn.name if layer.syn is not None else None,
                             int(u[0]), s, dict(zip(RESOURCES, map(int, u))), start=a, stop=b)
                       for (a, b), u, s in zip(pieces, usages, syns)]
+        lim = spec.limits
+        _charge_gains(layer, blocks, owner, lim)
         for blk in blocks:
             blk.work = blk.synapses * rate if layer.src else 0.0
         infos[name] = info
@@ -633,7 +733,8 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
                      else int(info.syn_cum[-1]) if info.n_in else 0)
         layer_parts[name] = LayerPart(name, int(np.prod(layers[name].shape)),
                                       layers[name].syn.name if layers[name].syn else None,
-                                      syn_total, ids, local[name][1])
+                                      syn_total, ids, local[name][1],
+                                      relay_of=layers[name].relay_of)
     edges = []
     for name in names:
         for _, dst in layers[name].consumers:
@@ -644,7 +745,7 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
         limits={r: lim.limit(r) for r in RESOURCES},
         lower_bound=_lower_bound(layers, infos, layer_parts, local, inp, spec),
         layers=layer_parts, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp,
-        work_cap=work_cap)
+        work_cap=work_cap, coproc_io=_attention_io(layers, layer_parts, all_blocks, spec))
 
 
 def _kmax_full(n_in: int, bpw: int, lim: Limits) -> tuple[int, float]:
