@@ -582,9 +582,18 @@ GAIN_BITS = 8  # FxCoprocOut gains are unsigned 8-bit
 
 
 def _gain_ids(layer: _Layer, shape) -> list[np.ndarray]:
-    """Per gate: the gain element (flat index) that scales each neuron of the layer."""
-    return [np.broadcast_to(np.arange(int(np.prod(g))).reshape(g), shape).ravel()
-            for g in layer.gains]
+    """Per gate: the gain element (flat index) that scales each neuron of the layer; a
+    gain smaller than the layer along an axis covers equal runs of it (broadcast when 1,
+    nearest-neighbour upsampling otherwise, trailing axes aligned)."""
+    out = []
+    for g in layer.gains:
+        g = (1,) * (len(shape) - len(g)) + tuple(g)
+        idx = np.zeros(shape, np.int64)
+        for d, (gd, sd) in enumerate(zip(g, shape)):
+            ax = np.minimum(np.arange(sd) * gd // max(sd, 1), gd - 1)
+            idx = idx * gd + ax.reshape([-1 if i == d else 1 for i in range(len(shape))])
+        out.append(idx.ravel())
+    return out
 
 
 def _gain_reserve(lim: Limits, layer: _Layer) -> Limits:
