@@ -184,3 +184,21 @@ def test_attention_current_travels_through_charged_relay_neurons():
         for r in RESOURCES:
             assert c["usage"][r] <= spec.limits.limit(r)
     assert "relay neurons" in build.report_md
+
+
+def test_cli_objective_and_max_cores(tiny_files, tmp_path, capsys):
+    from snncompile.cli import main
+
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "lat.build"
+    assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(build),
+                 "--objective", "latency", "--max-cores", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "objective latency" in out and "cores / lower bound =" in out
+    rep = json.loads((build / "report.json").read_text())["mapping"]
+    assert rep["objective"] == "latency" and rep["cores"] <= 64
+    assert set(rep["objectives"]) == {"cores", "latency"}
+    assert main(["energy", str(build), "--inputs", str(inputs), "--json",
+                 str(tmp_path / "e.json")]) == 0
+    notes = json.loads((tmp_path / "e.json").read_text())["notes"]
+    assert any("build's own placement" in n for n in notes)
