@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from snncompile.ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output  # noqa: F401
 from snncompile.passes.place import place
 from snncompile.passes.split import split_graph
 from snncompile.target import load_target
@@ -58,12 +58,76 @@ def build(h: int, real: bool = False, seed: int = 0) -> Graph:
     ])
 
 
+def dense_net(*sizes) -> Graph:
+    """Input -> (FxDense all-to-all -> FxLIF) per size (shape-only weights)."""
+    nodes = [Input("in", shape=(sizes[0],))]
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:]), 1):
+        nodes += [FxDense(f"fc{i}", weight=np.broadcast_to(np.int8(1), (b, a))),
+                  FxLIF(f"lif{i}", shape=(b,))]
+    return Graph.sequential(nodes + [Output("out")])
+
+
+def conv_net(h: int, seed: int = 0) -> Graph:
+    """(2, h, h) -> conv 3x3 16 -> conv 3x3/2 32 -> conv 3x3/2 64, a LIF after each."""
+    rng = np.random.default_rng(seed)
+
+    def k(shape):
+        return rng.integers(1, 64, shape).astype(np.int32)
+
+    return Graph.sequential([
+        Input("in", shape=(2, h, h)),
+        FxConv2d("c1", weight=k((16, 2, 3, 3)), padding=(1, 1)), FxLIF("l1", shape=(16, h, h)),
+        FxConv2d("c2", weight=k((32, 16, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        FxLIF("l2", shape=(32, h // 2, h // 2)),
+        FxConv2d("c3", weight=k((64, 32, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        FxLIF("l3", shape=(64, h // 4, h // 4)), Output("out")])
+
+
+SHAPES = {  # the packing benchmark: name -> network (bench and tests/test_mapping_objective.py)
+    "dense 784-1024-1024-10": lambda: dense_net(784, 1024, 1024, 10),
+    "dense 1000-2000-500-100": lambda: dense_net(1000, 2000, 500, 100),
+    "dense 4096-4096-4096-10": lambda: dense_net(4096, 4096, 4096, 10),
+    "conv 64": lambda: conv_net(64),
+    "conv 128": lambda: conv_net(128),
+    "mixed H=32": lambda: build(32),
+    "mixed H=128": lambda: build(128),
+}
+
+
+def packing(targets=("loihi1", "loihi2")) -> list[dict]:
+    """Cores (objective cores) against the lower bound for every SHAPES network."""
+    rows = []
+    for t in targets:
+        spec = load_target(t)
+        for name, make in SHAPES.items():
+            g = make()
+            t0 = time.perf_counter()
+            part = split_graph(g, spec)
+            rows.append({"target": t, "network": name, "cores": part.n_cores,
+                         "bound": part.lower_bound["cores"],
+                         "ratio": part.n_cores / part.lower_bound["cores"],
+                         "seconds": time.perf_counter() - t0})
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="loihi1")
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--real", action="store_true", help="real int8 dense weights")
+    ap.add_argument("--packing-only", action="store_true",
+                    help="only the cores / lower bound table")
     args = ap.parse_args(argv)
+    print("packing (objective cores): cores / lower bound; the bound counts conv halos, "
+          "synapse encoding and all-to-all fan-out (passes/split.py _lower_bound)")
+    print(f"{'target':<8}{'network':<26}{'cores':>7}{'bound':>7}{'ratio':>7}{'map s':>7}")
+    for r in packing():
+        flag = "" if r["ratio"] <= 1.15 else "  > 1.15"
+        print(f"{r['target']:<8}{r['network']:<26}{r['cores']:>7}{r['bound']:>7}"
+              f"{r['ratio']:>7.2f}{r['seconds']:>7.2f}{flag}")
+    if args.packing_only:
+        return
+    print()
     spec = load_target(args.target)
     print(f"target {spec.name}; dense weights {'real int8' if args.real else 'shape-only'}")
     print(f"{'H':>5}{'neurons':>12}{'synapses':>14}{'cores':>8}{'bound':>7}{'chips':>7}"

@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--chips", type=positive_int,
                    help="number of chips to place on (default: as few as needed); too few is "
                         "an error naming the shortfall")
+    c.add_argument("--objective", choices=["cores", "latency"], default="cores",
+                   help="mapping objective: cores = fewest cores (default); latency = spread "
+                        "the busiest layers so the slowest core's synaptic ops per step are "
+                        "balanced within --max-cores; the report compares both")
+    c.add_argument("--max-cores", type=positive_int, metavar="N",
+                   help="core budget of --objective latency (default: every core of the "
+                        "chips the fewest-cores mapping needs)")
     c.add_argument("--input-bits", type=positive_int,
                    help="netx sigma-delta networks: width of the unsigned integer frames "
                         "the input delta encoder reads (default: 8); netx networks driven "
@@ -191,7 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--inputs", required=True, help="inputs .npz file")
     e.add_argument("--energy-table", help="alternative energy table: a target name (e.g. "
                    "loihi1-sanafe) or a .toml file with an [energy] section")
-    e.add_argument("--chips", type=positive_int, help="re-map on this many chips")
+    e.add_argument("--chips", type=positive_int, help="re-place on this many chips (default: "
+                   "price the build's own placement, mapping.json)")
+    e.add_argument("--replace", action="store_true",
+                   help="re-place the network with the firing rates of --inputs instead of "
+                        "pricing the build's own placement (mapping.json)")
     e.add_argument("--json", help="write the machine-readable report here")
     e.add_argument("--plot", help="write a per-layer breakdown chart (.png) here")
     e.add_argument("--limit", type=positive_int, help="use only the first N samples")
@@ -312,7 +323,8 @@ def cmd_compile(args) -> int:
                               input_bits=args.input_bits, input_signed=args.input_signed,
                               require_calib=not args.no_calib, strict=args.strict,
                               tolerance=_tolerance(args), dt=args.dt,
-                              nir_convention=args.nir_convention)
+                              nir_convention=args.nir_convention,
+                              objective=args.objective, max_cores=args.max_cores)
     for line in (build.report.get("nir") or {}).get("warnings", []):
         print(f"snncompile: warning: {line}", file=sys.stderr)  # e.g. a guessed NIR dt
 
@@ -412,7 +424,7 @@ def cmd_energy(args) -> int:
 
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
     report, mapping = energy_report(build, x, energy_table=args.energy_table,
-                                    chips=args.chips)
+                                    chips=args.chips, replace=args.replace)
     print(mapping.table())
     print()
     print(report.table())

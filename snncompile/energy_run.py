@@ -5,15 +5,20 @@ import numpy as np
 
 from .build import Build
 from .energy import estimate_energy
-from .passes.place import map_graph
+from .errors import InputFileError
+from .passes.place import Mapping, map_graph
 from .pipeline import firing_rates
 from .sim.simulator import Simulator
 from .target import load_target
 
 
 def energy_report(build: Build, inputs: np.ndarray, energy_table: str | None = None,
-                  chips: int | None = None):
-    """Return (EnergyReport, Mapping) for `inputs` run on the build's simulator."""
+                  chips: int | None = None, replace: bool = False):
+    """Return (EnergyReport, Mapping) for `inputs` run on the build's simulator.
+
+    The build's own placement (mapping.json, as compiled) is priced, unless `chips` or
+    `replace` asks to re-place: then the network is mapped again, with the build's
+    objective, weighted by the firing rates of `inputs`."""
     spec = build.target
     if energy_table:
         spec = load_target(build.target.path, energy=energy_table)
@@ -22,10 +27,43 @@ def energy_report(build: Build, inputs: np.ndarray, energy_table: str | None = N
     inp = build.graph.input_node()
     # bias frames are written into the input layer's bias_mant, not sent as spikes
     counts[inp.name] = {"spikes": 0 if inp.is_bias else int(np.count_nonzero(inputs))}
-    if chips is None:
-        chips = build.report.get("mapping", {}).get("chips")
-    mapping = map_graph(build.graph, spec, chips=chips,
-                        rates=firing_rates(build.graph, sim, inputs))
+    summary = build.report.get("mapping", {})
+    if chips is None and not replace and "mapping.json" in (build.members or {}):
+        mapping, placed = build_mapping(build), True
+    else:
+        placed = False
+        if chips is None:
+            chips = summary.get("chips")
+        mapping = map_graph(build.graph, spec, chips=chips,
+                            rates=firing_rates(build.graph, sim, inputs),
+                            objective=summary.get("objective", "cores"))
     report = estimate_energy(build.graph, mapping, counts, spec, samples=sim.samples,
                              steps=sim.steps)
+    report.notes.append(
+        f"priced the build's own placement (mapping.json, objective {mapping.objective})"
+        if placed else
+        f"re-placed for these inputs' firing rates (objective {mapping.objective}, "
+        f"{mapping.chips} chip(s)); the build's mapping.json was not used")
     return report, mapping
+
+
+def build_mapping(build: Build) -> Mapping:
+    """The placement the build was compiled with (mapping.json), checked against its graph."""
+    import json
+
+    path = build.member("mapping.json")
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"{path}: not JSON ({exc}); recompile") from None
+    if not isinstance(doc, dict):
+        raise InputFileError(f"{path}: not a mapping (a JSON object); recompile")
+    mapping = Mapping.from_json(doc, str(path))
+    lifs = [n for n in build.graph.order() if n in mapping.layers]
+    missing = [n for n in build.graph.order()
+               if type(build.graph.node(n)).__name__ in ("FxLIF", "FxSigmaDelta")
+               and n not in mapping.layers]
+    if missing or not lifs:
+        raise InputFileError(f"{path}: has no layer {', '.join(missing) or 'at all'} of the "
+                             "build's graph; recompile")
+    return mapping

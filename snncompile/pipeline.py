@@ -62,7 +62,8 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
                   input_bits: int | None = None, input_signed: bool = False,
                   require_calib: bool = False, strict: bool = False,
                   tolerance: Tolerance | None = None, dt: float | None = None,
-                  nir_convention: str | None = None) -> Build:
+                  nir_convention: str | None = None, objective: str = "cores",
+                  max_cores: int | None = None) -> Build:
     """Compile a model file (or float graph) for a target; returns an unsaved `Build`.
 
         >>> build = compile_model("examples/checkpoints/digits_mlp.pt", "loihi2",
@@ -109,7 +110,8 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         raise UnfaithfulError(f"{_name(source)}: {problems[0]}{more}; nothing written "
                               "(--strict)")
     rates = firing_rates(fixed, sim, x_cal) if sim is not None else None  # traffic weights
-    mapping = map_graph(fixed, spec, chips=chips, rates=rates)               # split + place
+    mapping = map_graph(fixed, spec, chips=chips, rates=rates,               # split + place
+                        objective=objective, max_cores=max_cores, compare=True)
     report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
     report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
@@ -202,7 +204,7 @@ def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:
 def mapping_summary(mapping) -> dict:
     """The mapping without its per-core and per-block lists (those go to mapping.json)."""
     full = mapping.to_json()
-    return {k: v for k, v in full.items() if k not in ("core_list", "blocks")}
+    return {k: v for k, v in full.items() if k not in ("core_list", "blocks", "core_work")}
 
 
 def _calibration(calib, graph: Graph, limit: int):

@@ -295,7 +295,8 @@ def core_traffic(graph, spec, mapping_json: dict) -> dict[tuple[int, int], float
     against mapping.json's blocks."""
     from .passes.split import split_graph
 
-    part = split_graph(graph, spec)
+    part = split_graph(graph, spec, rates=mapping_json.get("rates"),
+                       work_cap=mapping_json.get("work_cap"))  # as the build was split
     blocks = mapping_json.get("blocks", [])
     if len(part.blocks) != len(blocks) or any(
             b.layer != j["layer"] or b.n_neurons != j["neurons"]

@@ -207,7 +207,8 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
         t = 0.0
         for b in c.blocks:
             blk = mapping.blocks[b]
-            r = block_rate[blk.layer]
+            # attention relay neurons (mapping): the gated layer's synaptic events again
+            r = block_rate[mapping.layers[blk.layer].get("relay_of") or blk.layer]
             info = mapping.layers[blk.layer]
             fn = blk.n_neurons / info["neurons"]
             fs = blk.synapses / info["synapses"] if info["synapses"] else 0.0
@@ -236,7 +237,8 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
         n_c = sum(mapping.blocks[b].n_neurons for b in c.blocks)
         for b in c.blocks:
             blk = mapping.blocks[b]
-            share[blk.layer] += (blk.n_neurons / n_c if n_c else 1 / len(c.blocks)) \
+            owner = mapping.layers[blk.layer].get("relay_of") or blk.layer  # relays
+            share[owner] += (blk.n_neurons / n_c if n_c else 1 / len(c.blocks)) \
                 / mapping.n_cores
     for l in per_layer:
         per_layer[l]["static"] = static * share[l]

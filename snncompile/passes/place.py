@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ResourceLimitError, UnsupportedError
+from ..errors import InputFileError, ResourceLimitError, UnsupportedError
 from ..ir.graph import Graph
 from ..target import TargetSpec
 from .split import RESOURCES, Block, Partition, split_graph
@@ -77,6 +77,37 @@ class Mapping:
     placement_cost: dict[str, float]
     rates: dict[str, float] = field(default_factory=dict)
     max_route: dict = field(default_factory=dict)  # longest used route (hops, seconds)
+    objective: str = "cores"
+    work_cap: float | None = None  # latency objective: synaptic ops per step per core
+    objectives: dict = field(default_factory=dict)  # both objectives' figures (compile)
+    coproc_io: dict = field(default_factory=dict)  # attention relay / gain traffic
+
+    @property
+    def core_work(self) -> list[float]:
+        """Synaptic ops per step of every core (its blocks' synapses x source rates)."""
+        return [float(sum(self.blocks[b].work for b in c.blocks)) for c in self.cores]
+
+    def figures(self, spec: TargetSpec | None = None) -> dict:
+        """Cores, lower bound, busiest core's work per step and the latency it implies."""
+        work = self.core_work
+        busiest = int(np.argmax(work)) if work else 0
+        out = {"objective": self.objective, "cores": self.n_cores, "chips": self.chips,
+               "lower_bound_cores": int(self.lower_bound["cores"]),
+               "cores_over_lower_bound": round(self.n_cores / max(self.lower_bound["cores"],
+                                                                   1), 4),
+               "busiest_core": busiest,
+               "busiest_core_synops_per_step": float(work[busiest]) if work else 0.0,
+               "work_cap_synops_per_step": self.work_cap}
+        e = spec.energy if spec is not None else None
+        if e is not None and self.cores:
+            neurons = [sum(self.blocks[b].n_neurons for b in c.blocks) for c in self.cores]
+            core_s = [w * e.synop_s + n * e.neuron_update_inactive_s
+                      for w, n in zip(work, neurons)]
+            barrier = e.barrier_max_s if self.chips > 1 else e.barrier_s(self.tiles_used)
+            out["busiest_core_s"] = float(max(core_s))
+            out["latency_per_step_s"] = float(max(core_s) + barrier
+                                              + float(self.max_route.get("seconds", 0.0)))
+        return out
 
     @property
     def n_cores(self) -> int:
@@ -99,17 +130,75 @@ class Mapping:
             "placement_cost": {k: float(v) for k, v in self.placement_cost.items()},
             "rates": {k: float(v) for k, v in self.rates.items()},
             "max_route": _plain(self.max_route),
+            "objective": self.objective,
+            "work_cap": self.work_cap,
+            "core_work": [round(w, 6) for w in self.core_work],
+            "objectives": _plain(self.objectives),
+            "coproc_io": _plain(self.coproc_io),
             "layers": _plain(self.layers),
             "layer_traffic": _plain(self.layer_traffic),
             "core_list": [c.to_json() for c in self.cores],
             "blocks": [b.to_json() for b in self.blocks],
         }
 
+    @classmethod
+    def from_json(cls, doc: dict, where: str = "mapping.json") -> "Mapping":
+        """The mapping a build wrote (`to_json`), for pricing the build's own placement."""
+        try:
+            blocks = []
+            for j in doc["blocks"]:
+                rng = j.get("range", [0, 0])
+                blocks.append(Block(int(j["index"]), str(j["layer"]), j["synapse"],
+                                    int(j["neurons"]), int(j["synapses"]),
+                                    {r: int(j["usage"][r]) for r in RESOURCES},
+                                    start=int(rng[0]), stop=int(rng[1]),
+                                    tile=tuple(j["tile"]) if "tile" in j else None,
+                                    work=float(j.get("work", 0.0))))
+            cores = [Core(int(c["index"]), [int(b) for b in c["blocks"]], int(c["chip"]),
+                          (int(c["tile"][0]), int(c["tile"][1])), int(c["slot"]),
+                          {r: int(c["usage"][r]) for r in RESOURCES},
+                          {r: float(c["utilisation"][r]) for r in RESOURCES})
+                     for c in doc["core_list"]]
+            core_of_block = [0] * len(blocks)
+            for c in cores:
+                for b in c.blocks:
+                    if not 0 <= b < len(blocks) or blocks[b].index != b:
+                        raise ValueError(f"core {c.index} holds block {b}, which is not "
+                                         f"one of the {len(blocks)} blocks")
+                    core_of_block[b] = c.index
+            if [c.index for c in cores] != list(range(len(cores))):
+                raise ValueError("core indices are not 0, 1, 2, ...")
+            return cls(target=str(doc["target"]), blocks=blocks, cores=cores,
+                       chips=int(doc["chips"]), limits=dict(doc["limits"]),
+                       lower_bound=dict(doc["lower_bound"]), layers=dict(doc["layers"]),
+                       layer_traffic=dict(doc["layer_traffic"]), core_of_block=core_of_block,
+                       tiles_used=int(doc["tiles"]),
+                       placement_cost=dict(doc.get("placement_cost", {})),
+                       rates=dict(doc.get("rates", {})),
+                       max_route=dict(doc.get("max_route", {})),
+                       objective=str(doc.get("objective", "cores")),
+                       work_cap=doc.get("work_cap"),
+                       objectives=dict(doc.get("objectives", {})),
+                       coproc_io=dict(doc.get("coproc_io", {})))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise InputFileError(f"{where}: not a mapping written by snncompile compile "
+                                 f"({type(exc).__name__}: {exc}); recompile") from None
+
     def table(self) -> str:
         """Readable summary: per layer, then per-resource utilisation and the lower bound."""
+        lb = self.lower_bound["cores"]
+        work = self.core_work or [0.0]
         lines = [f"target {self.target}: {self.n_cores} cores on {self.chips} chip(s), "
-                 f"{self.tiles_used} tiles; lower bound {self.lower_bound['cores']} cores "
-                 f"(packing {self.lower_bound['cores'] / max(self.n_cores, 1):.0%})"]
+                 f"{self.tiles_used} tiles; lower bound {lb} cores "
+                 f"(cores / lower bound = {self.n_cores / max(lb, 1):.2f}); objective "
+                 f"{self.objective}; busiest core {int(np.argmax(work))}: "
+                 f"{max(work):,.0f} synaptic ops per step"]
+        for name, f in self.objectives.items():
+            lat = f.get("latency_per_step_s")
+            lines.append(f"  objective {name:<8} {f['cores']:>6} cores "
+                         f"({f['cores_over_lower_bound']:.2f} x bound), busiest core "
+                         f"{f['busiest_core_synops_per_step']:,.0f} synops/step"
+                         + (f", latency {lat * 1e6:.3g} us/step (estimate)" if lat else ""))
         lines.append(f"{'layer':<16}{'neurons':>10}{'synapses':>14}{'blocks':>8}"
                      f"{'msgs/spike':>12}{'hops/msg':>10}")
         for name, info in self.layers.items():
@@ -119,6 +208,15 @@ class Mapping:
             per = msgs / info["neurons"] if info["neurons"] else 0.0
             lines.append(f"{name:<16}{info['neurons']:>10,}{info['synapses']:>14,}"
                          f"{info['blocks']:>8}{per:>12.2f}{hops:>10.2f}")
+        io = self.coproc_io
+        if io:
+            lines.append(f"attention: {io['relay_messages_per_step']:,} relay neurons "
+                         f"({', '.join(io['relay_layers'])}) send the gated currents as "
+                         f"{io['relay_bits']}-bit graded spikes to the co-processor and "
+                         f"{io['gain_messages_per_step']:,} {io['gain_bits']}-bit gain "
+                         f"messages come back per step ({io['bytes_per_step']:,} bytes); "
+                         "relays and gain axons are charged neurons, axons, synapse memory "
+                         "and cores above")
         lines.append(f"{'resource':<16}{'limit':>12}{'mean':>8}{'max':>8}{'bound':>8}")
         for r in RESOURCES:
             u = [c.utilisation[r] for c in self.cores] or [0.0]
@@ -332,24 +430,86 @@ def place(part: Partition, spec: TargetSpec, chips: int | None = None,
         layers[name] = {"neurons": lp.neurons, "synapse": lp.synapse, "synapses": lp.synapses,
                         "blocks": 0 if lp.blocks == [-1] else len(lp.blocks),
                         "cores": sorted({int(core_of_block[b]) for b in lp.blocks if b >= 0})}
+        if lp.relay_of:
+            layers[name]["relay_of"] = lp.relay_of
     tiles = len({(int(grid.gx[s]), int(grid.gy[s])) for s in slot_of.tolist()})
     return Mapping(
         target=part.target, blocks=part.blocks, cores=cores, chips=chips, limits=lims,
         lower_bound=part.lower_bound, layers=layers, layer_traffic=traffic,
         core_of_block=core_of_block.tolist(), tiles_used=tiles,
         placement_cost={"initial_j_per_step": initial, "final_j_per_step": final},
-        max_route=max_route,
+        max_route=max_route, coproc_io=dict(part.coproc_io),
         rates={name: rates.get(name, 1.0) for name in part.layers})
 
 
+OBJECTIVES = ("cores", "latency")
+
+
 def map_graph(graph: Graph, spec: TargetSpec, chips: int | None = None,
-              rates: dict[str, float] | None = None) -> Mapping:
+              rates: dict[str, float] | None = None, objective: str = "cores",
+              max_cores: int | None = None, compare: bool = False) -> Mapping:
     """Split a fixed-stage graph into core-sized blocks and place them on `chips` chips.
 
-    rates: spikes per neuron per step of each layer (and of the input), to weight traffic;
-    default 1 for all.
+    rates: spikes per neuron per step of each layer (and of the input), to weight traffic
+    and to count each core's work (synaptic ops per step); default 1 for all.
+
+    objective "cores": the fewest cores (see split._pack). Objective "latency": the slowest
+    core's work per step as small as a core budget allows: `max_cores` (default: every
+    core of the chips the cores objective needs, or of `chips`); the work cap per block and
+    per core is found by bisection, each step re-splitting the network (every per-core
+    limit still holds). `compare` maps with both objectives and records both in
+    `mapping.objectives`.
 
         >>> m = map_graph(graph, load_target("loihi1"))        # doctest: +SKIP
         >>> m.n_cores, m.chips, m.lower_bound["cores"]          # doctest: +SKIP
     """
-    return place(split_graph(graph, spec), spec, chips=chips, rates=rates)
+    if objective not in OBJECTIVES:
+        raise UnsupportedError(f"objective '{objective}': choose one of "
+                               f"{', '.join(OBJECTIVES)}")
+    if max_cores is not None and max_cores < 1:
+        raise ResourceLimitError(f"max_cores={max_cores}: need at least one core")
+    packed = split_graph(graph, spec, rates=rates)
+    results = {}
+    if objective == "cores" or compare:
+        results["cores"] = place(packed, spec, chips=chips, rates=rates)
+    if objective == "latency" or compare:
+        part = _latency_partition(graph, spec, packed, rates, chips, max_cores)
+        m = place(part, spec, chips=chips, rates=rates)
+        m.objective, m.work_cap = "latency", part.work_cap
+        results["latency"] = m
+    chosen = results[objective]
+    if compare:
+        chosen.objectives = {k: v.figures(spec) for k, v in results.items()}
+    return chosen
+
+
+def _latency_partition(graph, spec, packed: Partition, rates, chips, max_cores) -> Partition:
+    """The partition with the smallest work cap (bisection) whose cores fit the budget."""
+    ch = spec.chip
+    if max_cores is None:
+        n_chips = chips or max(1, math.ceil(packed.n_cores / ch.cores_per_chip))
+        max_cores = n_chips * ch.cores_per_chip
+    elif chips is not None:
+        max_cores = min(max_cores, chips * ch.cores_per_chip)
+    if packed.n_cores > max_cores:
+        raise ResourceLimitError(
+            f"max_cores={max_cores}: below the {packed.n_cores} cores the network needs at "
+            "the fewest (objective cores); raise --max-cores")
+    work = [sum(packed.blocks[b].work for b in c) for c in packed.cores]
+    hi = max(work) if work else 0.0
+    best = packed
+    best.work_cap = None
+    if hi <= 0:
+        return best
+    lo = 0.0
+    for _ in range(12):
+        cap = (lo + hi) / 2
+        part = split_graph(graph, spec, rates=rates, work_cap=cap)
+        if part.n_cores <= max_cores:
+            best, hi = part, cap
+            best.work_cap = cap
+        else:
+            lo = cap
+        if hi - lo <= 0.01 * hi:
+            break
+    return best

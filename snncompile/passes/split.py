@@ -79,10 +79,12 @@ class Block:
     start: int = 0
     stop: int = 0
     tile: tuple[int, ...] | None = None
+    work: float = 0.0  # synaptic ops per step: synapses x the source layer's firing rate
 
     def to_json(self) -> dict:
         d = {"index": self.index, "layer": self.layer, "synapse": self.synapse,
              "neurons": self.n_neurons, "synapses": self.synapses,
+             "work": float(self.work),
              "usage": {k: int(v) for k, v in self.usage.items()}}
         if self.tile is not None:
             d["tile"] = [int(t) for t in self.tile]
@@ -101,6 +103,7 @@ class LayerPart:
     synapses: int
     blocks: list[int]  # global block indices
     owner: np.ndarray = field(repr=False)  # local block index of every neuron (layer shape)
+    relay_of: str | None = None  # relay neurons of a gated LIF's current (attention)
 
 
 @dataclass
@@ -120,6 +123,8 @@ class Partition:
     layers: dict[str, LayerPart]
     edges: np.ndarray  # (n_edges, 3) int64
     input_name: str
+    work_cap: float | None = None  # synaptic ops per step per block and core (latency)
+    coproc_io: dict = field(default_factory=dict)  # attention traffic (see _attention_io)
 
     @property
     def n_cores(self) -> int:
@@ -134,6 +139,8 @@ class _Layer:
     syn: object  # FxDense | FxConv2d | None
     src: str | None
     consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name)]
+    relay_of: str | None = None  # attention: relay neurons of this gated LIF's current
+    gains: list = field(default_factory=list)  # attention: gain shapes applied to the LIF
 
 
 def _source_of(graph: Graph, name: str) -> str:
@@ -183,6 +190,16 @@ def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
                                        f"not {type(syn).__name__}")
             src = _source_of(graph, graph.inputs(syn.name)[0]) if syn is not None else None
             layers[name] = _Layer(name, graph.shape(name), syn, src)
+            gate = ins[0] if ins else None
+            while gate is not None and isinstance(graph.node(gate), FxGate):
+                layers[name].gains.append(tuple(graph.shape(graph.inputs(gate)[1])))
+                gate = graph.inputs(gate)[0]
+            if syn is not None and any(isinstance(graph.node(o), FxCoproc)
+                                       for o in graph.outputs(syn.name)):
+                # the current leaves for the co-processor: relay neurons with a copy of the
+                # synapses, sending it each step as a graded spike (see _attention_io)
+                relay = f"{name}.relay"
+                layers[relay] = _Layer(relay, graph.shape(name), syn, src, relay_of=name)
     for layer in layers.values():
         if layer.syn is not None:
             layers[layer.src].consumers.append((layer.syn, layer.name))
@@ -335,7 +352,8 @@ _FIX = {"neurons": "the target allows no neurons per core",
 
 
 # ------------------------------------------------------------------ dense-fed layers
-def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits):
+def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
+                 max_syn: int | None = None):
     n = syn.n_out
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     out_cum = np.concatenate([[0], np.cumsum(out_ax, dtype=np.int64)])
@@ -351,7 +369,12 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits):
         return np.array([b - a, syn.fanin(a, b), out_cum[b] - out_cum[a],
                          syn.bits(a, b) + state * (b - a)], np.int64)
 
+    if max_syn is not None:  # latency objective: at most this many synapses per block
+        max_syn = max(int(max_syn), int(syn.row_nnz.max()) if n else 0)
+
     def fits(a, b):
+        if max_syn is not None and syn.syn_cum[b] - syn.syn_cum[a] > max_syn:
+            return False
         return bool(np.all(cost(a, b) <= lims))
 
     cuts = [0]
@@ -397,7 +420,8 @@ def _tile_grid(cs: _ConvSyn, cc: int, rh: int, cw: int):
     return [a.ravel() for a in (c0, c1, y0, y1, x0, x1)]
 
 
-def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits):
+def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits,
+                max_syn: int | None = None):
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     sat = _sat(out_ax.reshape(cs.c, cs.h, cs.w))
     # a single neuron at the worst position must fit, else no tiling can: fan-in and bits
@@ -410,6 +434,8 @@ def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits):
     for i, r in enumerate(RESOURCES):
         if single[i] > lims[i]:
             raise _too_big(name, r, single[i], lims[i], "one neuron", _FIX[r])
+    if max_syn is not None:  # a single neuron always meets the work cap
+        max_syn = max(int(max_syn), cs.ipg * cs.kh * cs.kw)
     # candidate tile sizes: channels x rows at full width; channels x few rows x columns
     cc, rh = np.meshgrid(np.arange(1, cs.c + 1), np.arange(1, cs.h + 1), indexing="ij")
     cand = [(cc.ravel(), rh.ravel(), np.full(cc.size, cs.w))]
@@ -435,13 +461,17 @@ def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits):
                                     x0, np.minimum(x0 + cw, cs.w), sat))
             ok &= np.all(use <= lims[:, None], axis=0)
             fanin = np.maximum(fanin, use[1])
+            if max_syn is not None:
+                ok &= cs.synapses(z, np.minimum(cc, cs.c), y0, np.minimum(y0 + rh, cs.h),
+                                  x0, np.minimum(x0 + cw, cs.w)) <= max_syn
     # fewest blocks; then the smallest fan-in per tile (= fewest input axons and messages in
     # total); then most channels per tile
     order = np.lexsort((-cw, -rh, -cc, fanin, blocks))
     for i in order[ok[order]]:
         tiles = _tile_grid(cs, int(cc[i]), int(rh[i]), int(cw[i]))
         use = np.stack(cs.costs(*tiles, sat))
-        if np.all(use <= lims[:, None]):
+        if np.all(use <= lims[:, None]) and (
+                max_syn is None or np.all(cs.synapses(*tiles) <= max_syn)):
             break
     else:  # pragma: no cover - single-neuron tiles always fit after the check above
         raise ResourceLimitError(f"{name}: no tiling fits the per-core limits")
@@ -508,41 +538,141 @@ def _traffic(src: LayerPart, dst: LayerPart, info, blocks: list[Block]) -> list:
 
 
 # ------------------------------------------------------------------ packing onto cores
-def _pack(blocks: list[Block], lims: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+def _pack(blocks: list[Block], lims: np.ndarray, work_cap: float | None = None
+          ) -> tuple[list[list[int]], np.ndarray]:
+    """Pack blocks onto cores: best-fit decreasing vector bin packing over every per-core
+    resource (adding the blocks' resources: conservative, two blocks that read one source
+    are charged two input axons). Blocks are taken largest first (by their largest share of
+    any limit) and each goes to the fullest core it still fits in, so blocks heavy in
+    different resources (a fan-out-heavy conv tile and a fan-in-heavy dense block) share a
+    core. `work_cap` (latency objective) also caps each core's synaptic ops per step."""
     use = np.array([[b.usage[r] for r in RESOURCES] for b in blocks], np.int64).reshape(
         len(blocks), len(RESOURCES))
+    work = np.array([b.work for b in blocks], float)
     frac = (use / lims).max(1) if len(blocks) else np.zeros(0)
-    cores: list[list[int]] = []
-    core_use: list[np.ndarray] = []
-    small = [int(i) for i in np.argsort(-frac, kind="stable") if frac[i] <= 0.5]
-    for i in range(len(blocks)):
-        if frac[i] > 0.5:
-            cores.append([i])
-            core_use.append(use[i].copy())
-    shared_use = np.zeros((len(small), len(RESOURCES)), np.int64)  # first-fit bins
-    shared_blocks: list[list[int]] = []
-    for i in small:
-        n = len(shared_blocks)
-        fit = np.nonzero(np.all(shared_use[:n] + use[i] <= lims, axis=1))[0]
+    order = np.lexsort((np.arange(len(blocks)), -frac))
+    bins = np.zeros((len(blocks), len(RESOURCES)), np.int64)
+    bins_work = np.zeros(len(blocks), float)
+    members: list[list[int]] = []
+    cap = np.inf if work_cap is None else float(work_cap)
+    for i in order.tolist():
+        n = len(members)
+        ok = np.all(bins[:n] + use[i] <= lims, axis=1)
+        if work_cap is not None:
+            ok &= bins_work[:n] + work[i] <= cap * (1 + 1e-9)
+        fit = np.nonzero(ok)[0]
         if len(fit):
-            shared_blocks[fit[0]].append(i)
-            shared_use[fit[0]] += use[i]
+            fullness = ((bins[fit] + use[i]) / lims).sum(1)
+            j = int(fit[np.argmax(fullness)])
         else:
-            shared_blocks.append([i])
-            shared_use[n] = use[i]
-    cores.extend(shared_blocks)
-    core_use.extend(shared_use[:len(shared_blocks)])
+            j = n
+            members.append([])
+        members[j].append(i)
+        bins[j] += use[i]
+        bins_work[j] += work[i]
     # keep cores in network order (first block's index) so placement sees layers in order
-    order = sorted(range(len(cores)), key=lambda c: min(cores[c]))
-    cores = [sorted(cores[c]) for c in order]
-    return cores, np.array([core_use[c] for c in order], np.int64).reshape(-1, len(RESOURCES))
+    k = len(members)
+    order_c = sorted(range(k), key=lambda c: min(members[c]))
+    cores = [sorted(members[c]) for c in order_c]
+    return cores, bins[order_c].reshape(-1, len(RESOURCES))
+
+
+# ------------------------------------------------------------------ attention traffic
+GAIN_BITS = 8  # FxCoprocOut gains are unsigned 8-bit
+
+
+def _gain_ids(layer: _Layer, shape) -> list[np.ndarray]:
+    """Per gate: the gain element (flat index) that scales each neuron of the layer; a
+    gain smaller than the layer along an axis covers equal runs of it (broadcast when 1,
+    nearest-neighbour upsampling otherwise, trailing axes aligned)."""
+    out = []
+    for g in layer.gains:
+        g = (1,) * (len(shape) - len(g)) + tuple(g)
+        idx = np.zeros(shape, np.int64)
+        for d, (gd, sd) in enumerate(zip(g, shape)):
+            ax = np.minimum(np.arange(sd) * gd // max(sd, 1), gd - 1)
+            idx = idx * gd + ax.reshape([-1 if i == d else 1 for i in range(len(shape))])
+        out.append(idx.ravel())
+    return out
+
+
+def _gain_reserve(lim: Limits, layer: _Layer) -> Limits:
+    """Limits for splitting a gated layer, with room kept for the gain axons: every gain
+    element may need an input axon on a block, and its synapses cost at most
+    GAIN_BITS + (header + word) / group per neuron plus one header and word per axon."""
+    if not layer.gains:
+        return lim
+    import dataclasses
+    n_gain = sum(int(np.prod(g)) for g in layer.gains)
+    per_neuron = len(layer.gains) * -(-(GAIN_BITS * lim.synapse_group_size
+                                        + lim.synapse_group_header_bits + lim.synapse_word_bits)
+                                      // lim.synapse_group_size)
+    head = n_gain * (lim.synapse_group_header_bits + lim.synapse_word_bits)
+    if n_gain >= lim.input_axons or head >= lim.synapse_bits:
+        raise ResourceLimitError(
+            f"{layer.name}: attention gains ({n_gain:,} elements) leave no input axons or "
+            f"synapse memory on a core (limits {lim.input_axons:,} axons, "
+            f"{lim.synapse_bits:,} bits); use coarser gains")
+    return dataclasses.replace(lim, input_axons=lim.input_axons - n_gain,
+                               synapse_bits=lim.synapse_bits - head,
+                               neuron_state_bits=lim.neuron_state_bits + per_neuron)
+
+
+def _charge_gains(layer: _Layer, blocks: list[Block], owner: np.ndarray, lim: Limits):
+    """Exact gain cost of a gated layer's blocks (split with `_gain_reserve`'s room): an
+    input axon per gain element reaching the block, GAIN_BITS synapses onto the neurons it
+    scales; the reserve's per-neuron bits are taken back off."""
+    if not layer.gains:
+        return
+    reserve = _gain_reserve(lim, layer)
+    own = owner.ravel().astype(np.int64)
+    extra = reserve.neuron_state_bits - lim.neuron_state_bits
+    for blk in blocks:
+        blk.usage["synapse_bits"] -= extra * blk.n_neurons
+    blk_axons = np.zeros(len(blocks), np.int64)
+    for ids in _gain_ids(layer, layer.shape):
+        n_ids = int(ids.max()) + 1
+        pairs, counts = np.unique(own * n_ids + ids, return_counts=True)
+        b = pairs // n_ids
+        bits = axon_bits(counts, GAIN_BITS, lim)
+        np.add.at(blk_axons, b, 1)
+        add = np.bincount(b, weights=bits, minlength=len(blocks)).astype(np.int64)
+        for i, blk in enumerate(blocks):
+            blk.usage["synapse_bits"] += int(add[i])
+    for i, blk in enumerate(blocks):
+        blk.usage["input_axons"] += int(blk_axons[i])
+        blk.gain_axons = int(blk_axons[i])
+
+
+def _attention_io(layers, parts, blocks, spec: TargetSpec) -> dict:
+    """How the attention traffic travels, per step and sample: the synaptic current of a
+    gated layer cannot leave a neurocore as a current, so relay neurons (one per element,
+    with a copy of the layer's synapses, on neurocores: charged neurons, axons, synapse
+    memory and cores like any layer) send it as one graded spike each (the target's
+    graded_bits) to the co-processor; each gain element comes back as one graded message
+    (GAIN_BITS) to every core block holding neurons it scales (an input axon there)."""
+    relays = {n: parts[n].neurons for n, l in layers.items() if l.relay_of}
+    gains = sum(getattr(b, "gain_axons", 0) for b in blocks)
+    if not relays and not gains:
+        return {}
+    bits = int(spec.numerics.graded_bits)
+    return {"relay_layers": relays,
+            "relay_messages_per_step": int(sum(relays.values())), "relay_bits": bits,
+            "gain_messages_per_step": int(gains), "gain_bits": GAIN_BITS,
+            "bytes_per_step": int((sum(relays.values()) * bits + gains * GAIN_BITS + 7) // 8)}
 
 
 # ------------------------------------------------------------------ entry point
-def split_graph(graph: Graph, spec: TargetSpec) -> Partition:
+def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None = None,
+                work_cap: float | None = None) -> Partition:
     """Split every FxLIF layer of a fixed-stage `graph` into blocks that fit one core of
     `spec` and pack the blocks onto cores. Raises `ResourceLimitError` naming layer,
     resource, need and limit when a single neuron cannot fit.
+
+    `rates` (spikes per neuron per step of each layer and of the input; default 1) give
+    each block's work: its synapses x its source's rate, synaptic ops per step.
+    `work_cap` (the latency objective) bounds every block's and every core's work; a single
+    neuron whose own work exceeds it is still placed (its block then is the busiest).
 
         >>> part = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
     """
@@ -552,29 +682,44 @@ def split_graph(graph: Graph, spec: TargetSpec) -> Partition:
     lim = spec.limits
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     layers, inp = _layers(graph)
-    names = [n for n in graph.order() if n in layers]
+    names = []
+    for n in graph.order():
+        if n in layers:
+            names.append(n)
+            if f"{n}.relay" in layers and layers[f"{n}.relay"].relay_of == n:
+                names.append(f"{n}.relay")
     infos: dict = {}
     parts: dict[str, list[Block]] = {}
     local: dict[str, tuple] = {}
     for name in reversed(names):
         layer = layers[name]
         out_ax = _dest_counts(layer.shape, layer.consumers, parts, infos)
+        if layer.relay_of:  # one output axon per relay neuron: to the co-processor
+            out_ax = out_ax + 1
         if name == inp:
             local[name] = (out_ax,)
             continue
+        lim = _gain_reserve(spec.limits, layer)
+        rate = float(rates.get(layer.src, 1.0)) if rates and layer.src else 1.0
+        max_syn = (None if work_cap is None else
+                   int(work_cap / rate) if rate > 0 else None)
         if isinstance(layer.syn, FxConv2d):
             info = _ConvSyn(layer.syn, graph.shape(graph.inputs(layer.syn.name)[0]),
                             layer.shape, spec)
-            pieces, usages, syns, owner = _split_conv(name, info, out_ax, lim)
+            pieces, usages, syns, owner = _split_conv(name, info, out_ax, lim, max_syn)
             blocks = [Block(-1, name, layer.syn.name, int(u[0]), s,
                             dict(zip(RESOURCES, map(int, u))), tile=tuple(p))
                       for p, u, s in zip(pieces, usages, syns)]
         else:
             info = _DenseSyn(layer.syn, int(np.prod(layer.shape)), lim)
-            pieces, usages, syns, owner = _split_dense(name, info, out_ax, lim)
+            pieces, usages, syns, owner = _split_dense(name, info, out_ax, lim, max_syn)
             blocks = [Block(-1, name, layer.syn.name if layer.syn is not None else None,
                             int(u[0]), s, dict(zip(RESOURCES, map(int, u))), start=a, stop=b)
                       for (a, b), u, s in zip(pieces, usages, syns)]
+        lim = spec.limits
+        _charge_gains(layer, blocks, owner, lim)
+        for blk in blocks:
+            blk.work = blk.synapses * rate if layer.src else 0.0
         infos[name] = info
         parts[name] = blocks
         local[name] = (out_ax, owner.reshape(layer.shape) if owner.ndim > 1 else owner)
@@ -597,39 +742,155 @@ def split_graph(graph: Graph, spec: TargetSpec) -> Partition:
                      else int(info.syn_cum[-1]) if info.n_in else 0)
         layer_parts[name] = LayerPart(name, int(np.prod(layers[name].shape)),
                                       layers[name].syn.name if layers[name].syn else None,
-                                      syn_total, ids, local[name][1])
+                                      syn_total, ids, local[name][1],
+                                      relay_of=layers[name].relay_of)
     edges = []
     for name in names:
         for _, dst in layers[name].consumers:
             edges.extend(_traffic(layer_parts[name], layer_parts[dst], infos[dst], all_blocks))
-    cores, core_use = _pack(all_blocks, lims)
+    cores, core_use = _pack(all_blocks, lims, work_cap)
     return Partition(
         target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
         limits={r: lim.limit(r) for r in RESOURCES},
-        lower_bound=_lower_bound(layers, infos, layer_parts, local, inp, lim),
-        layers=layer_parts, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp)
+        lower_bound=_lower_bound(layers, infos, layer_parts, local, inp, spec),
+        layers=layer_parts, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp,
+        work_cap=work_cap, coproc_io=_attention_io(layers, layer_parts, all_blocks, spec))
 
 
-def _lower_bound(layers, infos, parts, local, inp, lim: Limits) -> dict:
-    """Cores needed by the totals alone: max over resources of ceil(total / limit).
+def _kmax_full(n_in: int, bpw: int, lim: Limits) -> tuple[int, float]:
+    """For a layer fed all-to-all by `n_in` inputs: the most neurons one core can hold
+    (neurons, input axons and synapse memory as encoded, state included) and the smallest
+    synapse bits per neuron over the block sizes that fit. (0, inf) if none fits."""
+    if n_in > lim.input_axons:
+        return 0, math.inf
+    k = np.arange(1, lim.neurons + 1, dtype=np.int64)
+    bits = n_in * axon_bits(k, bpw, lim) + lim.neuron_state_bits * k
+    ok = bits <= lim.synapse_bits
+    if not ok.any():
+        return 0, math.inf
+    kmax = int(k[ok].max())
+    return kmax, float((bits[:kmax] / k[:kmax]).min())
 
-    Totals that no split can go below: all neurons; per layer the fan-in of its most
-    connected neuron (some core must hold it); one output axon per neuron that has
-    consumers; weight bits without group headers (conv kernels counted once per channel).
+
+def _subadditive(bpw: int, kmax: int, lim: Limits) -> bool:
+    """axon_bits(a + b) <= axon_bits(a) + axon_bits(b) for a + b <= kmax: then one block of
+    a + b neurons of all-to-all layers with equal fan-in is never dearer than two."""
+    k = np.arange(0, kmax + 1, dtype=np.int64)
+    bits = axon_bits(k, bpw, lim)
+    a, b = np.meshgrid(k, k, indexing="ij")
+    m = a + b <= kmax
+    return bool(np.all(bits[(a + b)[m]] <= bits[a[m]] + bits[b[m]]))
+
+
+def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
+    """Smallest input axons per neuron of any rectangular tile (channels x rows x columns,
+    at the map's corner, where padding makes the halo smallest) that fits the neuron and
+    input-axon limits: conv halos make every tile read more inputs than it has neurons'
+    worth of kernel taps."""
+    c = np.arange(1, info.c + 1)
+    h = np.arange(1, info.h + 1)
+    w = np.arange(1, info.w + 1)
+    if info.c * info.h * info.w > 4_000_000:  # keep it fast: powers of two and the extents
+        c, h, w = (np.unique(np.r_[2 ** np.arange(int(math.log2(n)) + 1), n])
+                   for n in (info.c, info.h, info.w))
+    cc, rh, cw = (a.ravel() for a in np.meshgrid(c, h, w, indexing="ij"))
+    z = np.zeros_like(cc)
+    ci0, ci1, r0, r1, q0, q1 = info.region(z, cc, z, rh, z, cw)
+    neurons = cc * rh * cw
+    fanin = (ci1 - ci0) * np.maximum(r1 - r0, 0) * np.maximum(q1 - q0, 0)
+    ok = (neurons <= lim.neurons) & (fanin <= lim.input_axons)
+    if not ok.any():
+        return 0.0
+    return float((fanin[ok] / neurons[ok]).min())
+
+
+def _lower_bound(layers, infos, parts, local, inp, spec: TargetSpec) -> dict:
+    """Cores that no split and packing can go below (every resource as encoded).
+
+    Per resource, ceil(total / limit) over totals no mapping goes below:
+
+    * neurons: all of them;
+    * input axons: an all-to-all layer occupies at least ceil(n / kmax) cores (kmax: the
+      most of its neurons one core holds) and each of them needs all its inputs; a conv
+      layer at least its neurons x the smallest input axons per neuron of any rectangular
+      tile (the halo); other layers the fan-in of their most connected neuron;
+    * output axons: a neuron feeding an all-to-all layer reaches every core of it (at least
+      ceil(n / kmax)); any other neuron with consumers at least one;
+    * synapse memory: all-to-all layers at their cheapest bits per neuron of any block size
+      that fits (group headers and word rounding included); sparse layers at the cheapest
+      bits per synapse of any group; conv kernels once per output channel; neuron state.
+
+    And, per group of all-to-all layers with equal fan-in and weight bits:
+    ceil(their neurons / kmax) (blocks of several such layers on one core could be merged
+    into one block: never dearer, checked). When a group's fan-in leaves no input axon for
+    a piece of any other layer, its cores hold nothing else: those cores plus the bound of
+    the other layers. The bound is the largest of all these.
     """
-    tot = dict.fromkeys(RESOURCES, 0)
+    lim = spec.limits
+    per: dict[str, dict[str, float]] = {}  # per layer: its share of every total
+    full_cores: dict[str, int] = {}
+    groups: dict[tuple[int, int], list] = {}
+    min_fanin: dict[str, int] = {}  # the fewest input axons any piece of the layer needs
     for name, info in infos.items():
         n = parts[name].neurons
-        tot["neurons"] += n
-        tot["output_axons"] += int(np.count_nonzero(local[name][0]))
-        tot["synapse_bits"] += lim.neuron_state_bits * n
+        t = per[name] = dict.fromkeys(RESOURCES, 0.0)
+        t["neurons"] = n
+        t["synapse_bits"] = lim.neuron_state_bits * n
         if isinstance(info, _ConvSyn):
-            tot["input_axons"] += info.ipg * info.kh * info.kw
-            per = info.c * info.ipg * info.kh * info.kw if lim.conv_weight_sharing \
+            t["input_axons"] = max(info.ipg * info.kh * info.kw,
+                                   n * _conv_fanin_per_neuron(info, lim))
+            kern = info.c * info.ipg * info.kh * info.kw if lim.conv_weight_sharing \
                 else info.total_synapses
-            tot["synapse_bits"] += per * info.bpw
+            t["synapse_bits"] += kern * info.bpw
+            min_fanin[name] = 1
+        elif info.n_in and info.nz is None:  # all-to-all
+            kmax, bits_per_neuron = _kmax_full(info.n_in, info.bpw, lim)
+            kmax = max(kmax, 1)
+            full_cores[name] = -(-n // kmax)
+            t["input_axons"] = full_cores[name] * info.n_in
+            if math.isfinite(bits_per_neuron):
+                t["synapse_bits"] = n * bits_per_neuron
+            else:
+                t["synapse_bits"] += n * info.n_in * info.bpw
+            groups.setdefault((info.n_in, info.bpw), [0, kmax, []])
+            groups[(info.n_in, info.bpw)][0] += n
+            groups[(info.n_in, info.bpw)][2].append(name)
+            min_fanin[name] = info.n_in
         else:
-            tot["input_axons"] += info.one_neuron()[0]
-            tot["synapse_bits"] += parts[name].synapses * info.bpw
-    cores = {r: math.ceil(tot[r] / lim.limit(r)) for r in RESOURCES}
+            t["input_axons"] = info.one_neuron()[0]
+            min_fanin[name] = int(info.row_nnz.min()) if info.n_in and n else 0
+            if info.n_in:
+                j = np.arange(1, lim.synapse_group_size + 1)
+                per_syn = float((axon_bits(j, info.bpw, lim) / j).min())
+                t["synapse_bits"] += parts[name].synapses * per_syn
+    for name in infos:
+        full = [dst for _, dst in layers[name].consumers if dst in full_cores]
+        other = len(layers[name].consumers) > len(full)
+        per[name]["output_axons"] = parts[name].neurons * sum(full_cores[d] for d in full)
+        if other and not full:
+            per[name]["output_axons"] += int(np.count_nonzero(local[name][0]))
+
+    def bound(names) -> dict[str, int]:
+        return {r: math.ceil(round(sum(per[n][r] for n in names), 6) / lim.limit(r))
+                for r in RESOURCES}
+
+    cores = bound(list(infos))
+    group_bound = exclusive = 0
+    excl_names: list[str] = []
+    for (n_in, bpw), (n, kmax, names) in groups.items():
+        if not _subadditive(bpw, kmax, lim):
+            continue
+        g = -(-n // kmax)
+        group_bound = max(group_bound, g)
+        others = [min_fanin[m] for m in infos if m not in names]
+        if others and n_in + min(others) > lim.input_axons:
+            # a core holding any of these neurons has no input axon left for anything else
+            exclusive += g
+            excl_names += names
+    cores["all_to_all_groups"] = group_bound
+    if exclusive:
+        rest = [m for m in infos if m not in excl_names]
+        cores["exclusive_groups_plus_rest"] = exclusive + (max(bound(rest).values())
+                                                           if rest else 0)
+    tot = {r: int(math.ceil(round(sum(p[r] for p in per.values()), 6))) for r in RESOURCES}
     return {"totals": tot, "cores_by_resource": cores, "cores": max(1, max(cores.values()))}
