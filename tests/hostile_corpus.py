@@ -668,8 +668,11 @@ def check(case: dict, rec: dict) -> list[str]:
         bad.append("traceback")
     if rc == 2 and (err.count("\n") != 1 or not err.startswith("snncompile: error: ")):
         bad.append(f"stderr is not one error line ({err.count(chr(10))} lines)")
-    if rc == 0 and err.strip():
-        bad.append("exit 0 with stderr output")
+    # a finished command may warn (compile's fidelity check, a guessed NIR dt): our own
+    # one-line warnings only; anything else on stderr (third-party noise) is a failure
+    if rc == 0 and any(not line.startswith("snncompile: warning: ")
+                       for line in err.splitlines() if line.strip()):
+        bad.append("exit 0 with stderr output other than snncompile warnings")
     for v in rec["violations"]:
         bad.append(v)
     if rec["seconds"] > case.get("seconds", CASE_SECONDS):
