@@ -84,7 +84,7 @@ def main() -> int:
         print(rep.text())
         (out / f"{stem}.loihi2.verify.json").write_text(json.dumps(rep.to_json(), indent=1))
         train_f, test_f = (_rel(p) for p in files[ds])
-        print(f"re-check from the CLI:\n  snncompile compile {ckpt.relative_to(ROOT)} "
+        print(f"re-check from the CLI:\n  snncompile compile {_rel(ckpt)} "
               f"--calib {train_f} -o {_rel(bdir)}\n"
               f"  snncompile verify {_rel(bdir)} --inputs {test_f}")
         from snncompile.build import Build

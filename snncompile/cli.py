@@ -194,9 +194,11 @@ def _parser() -> argparse.ArgumentParser:
               express exactly: dense/conv + CUBA (or sigma-delta) chains whose dense
               layers' effective weights (mantissa x 2**weight_exp) lie within [-256, 254]
               (mixed signs) or [0, 255] / [-256, 0] (one sign), since netx re-derives and
-              clips dense weights to 8 bits; a layer quantised with weight_exp > 0 (large
-              float weights, e.g. the demo's digits_conv fc2) is refused naming the layer
-              and its span, as is any node netx cannot express."""))
+              clips dense weights to 8 bits, LIF biases multiples of 64 (netx's
+              bias_exp = 6) and graded input only through a delta encoder; a layer quantised
+              with weight_exp > 0 (large float weights, e.g. the demo's digits_conv fc2) is
+              refused naming the layer and its span, as is anything else netx cannot
+              express. Nothing is written then."""))
     x.add_argument("build", help="build directory")
     x.add_argument("--format", required=True, choices=["nir", "netx"])
     x.add_argument("-o", "--output", required=True, help="file to write: .nir for nir; "
