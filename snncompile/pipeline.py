@@ -18,7 +18,7 @@ from .passes.htda import lower_htda
 from .passes.partition import partition, partition_markdown
 from .passes.place import map_graph
 from .passes.quantize import quantize
-from .report import compile_markdown, layer_rows
+from .report import SYNAPSE_COUNTS, compile_markdown, layer_rows
 from .sim.float_model import run_float
 from .sim.simulator import Simulator
 from .target import TargetSpec, load_target
@@ -242,6 +242,10 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
                    "synapses": sum(r["synapses"] for r in layers),
                    "nonzero_synapses": sum(r["nonzero_synapses"] for r in layers),
                    "layers": len(fixed.nodes(NEURON_TYPES))},
+        "counts": {"synapses": SYNAPSE_COUNTS["synapses"],          # what each count counts
+                   "nonzero_synapses": SYNAPSE_COUNTS["nonzero"],
+                   "kernel_weights": SYNAPSE_COUNTS["kernel"],
+                   "mapping.layers.*.synapses": SYNAPSE_COUNTS["mapped"]},
         "layers": layers,
         "quantization": [q.to_json() for q in quant],
         "saturation": {k: v for k, v in saturation.items() if any(v.values())},

@@ -131,8 +131,14 @@ def test_labelled_counts_and_ratio_direction(built):
     for label in ("- synapses: connections", "- non-zero: connections with a non-zero weight",
                   "- kernel weights: conv only", "mapped synapses: synapses stored on the cores"):
         assert label in md, label
-    # one definition, shared with the HTML report's legend
+    # one definition, shared with report.json and the HTML report's legend
+    import json
+
     from snncompile.report import SYNAPSE_COUNTS
+    rep = json.loads((build / "report.json").read_text())
+    assert rep["counts"]["nonzero_synapses"] == SYNAPSE_COUNTS["nonzero"]
+    assert rep["counts"]["mapping.layers.*.synapses"] == SYNAPSE_COUNTS["mapped"]
+    assert "synapses" in rep["mapping"]["layers"]["lif1"]
     from snncompile.report_html import SYN_TIPS
     assert SYN_TIPS is SYNAPSE_COUNTS
 
