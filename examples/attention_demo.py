@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from snncompile.data import save_inputs  # noqa: E402
 from snncompile.datasets_events import digits_images, event_timing  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
 from snncompile.nn import load_checkpoint  # noqa: E402
@@ -56,6 +57,11 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = {"digits": digits_images(steps=STEPS, encoding="bernoulli"),
             "events": event_timing(steps=STEPS, seed=0)}
+    files = {}   # the exact inputs used here, so every result can be re-checked from the CLI
+    for ds, (xtr, ytr, xte, yte) in data.items():
+        files[ds] = (out / f"attention_{ds}_train.npz", out / f"attention_{ds}_test.npz")
+        save_inputs(files[ds][0], xtr[:256], ytr[:256])
+        save_inputs(files[ds][1], xte[:args.samples], yte[:args.samples])
     rows, ok, t0 = [], True, time.perf_counter()
     for label, stem, ds in MODELS:
         xtr, ytr, xte, yte = data[ds]
@@ -77,6 +83,10 @@ def main() -> int:
         rep = verify(build, xte, yte, progress=True)
         print(rep.text())
         (out / f"{stem}.loihi2.verify.json").write_text(json.dumps(rep.to_json(), indent=1))
+        train_f, test_f = (_rel(p) for p in files[ds])
+        print(f"re-check from the CLI:\n  snncompile compile {_rel(ckpt)} "
+              f"--calib {train_f} -o {_rel(bdir)}\n"
+              f"  snncompile verify {_rel(bdir)} --inputs {test_f}")
         from snncompile.build import Build
         from snncompile.report_html import build_page
         page = build_page(Build.load(bdir), xte[:64], yte[:64], "test samples",
@@ -106,6 +116,14 @@ def main() -> int:
     print(f"\n{verdict}; {time.perf_counter() - t0:.0f} s")
     (out / "attention_summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0 if ok else 1
+
+
+def _rel(path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ STEPS = 16          # the tutorial's steps_per_sample
 
 def write(out: Path, samples: int = 3, seed: int = 0) -> tuple[Path, Path]:
     import h5py
-    from lava.lib.dl import slayer
+    from snncompile.third_party import import_quietly
+    slayer = import_quietly("lava.lib.dl.slayer")   # no Prophesee / CUDA import noise
 
     c = slayer.block.cuba
     torch.manual_seed(seed)

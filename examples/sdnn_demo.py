@@ -44,7 +44,8 @@ EPOCHS = 15
 
 def train(xtr, ytr, xte, yte, seed: int = 0):
     """slayer sigma-delta MLP; returns the model and its float test accuracy."""
-    import lava.lib.dl.slayer as slayer
+    from snncompile.third_party import import_quietly
+    slayer = import_quietly("lava.lib.dl.slayer")   # no Prophesee / CUDA import noise
 
     torch.manual_seed(seed)
     neuron = {"threshold": 0.1, "activation": torch.nn.functional.relu,

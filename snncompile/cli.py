@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         (every block and core). Scales are chosen from the weights and thresholds and from
         the calibration data. A float model needs --calib FILE or an explicit --no-calib;
         after quantisation the float and compiled networks run on the calibration samples
-        and every problem is one warning line on stderr (--strict: an error)."""))
+        and every problem is one warning line on stderr (--strict: an error)."""),
+        epilog=EPILOG)
     c.add_argument("model", help="model file: .pt (snncompile checkpoint), .nir (NIR graph) "
                    "or .net/.h5 (lava-dl netx, already fixed point: not re-quantised)")
     c.add_argument("--target", default="loihi2",
@@ -131,21 +132,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--nir-convention", choices=list(_nir_conventions()),
                    help="NIR files: the exporter whose conventions the file follows, when "
                         "it cannot be detected (default: detected from the file)")
-    c.add_argument("--quiet", action="store_true", help="print only the build path")
+    c.add_argument("--quiet", action="store_true", help="print only the build path (no "
+                   "report, no progress on stderr)")
 
     r = sub.add_parser("run", help="run a build on the simulator or on Lava",
                        formatter_class=fmt, description=textwrap.dedent("""\
         Run a compiled network on its inputs and write the output layer's spikes (uint8;
         int32 graded spikes for a sigma-delta output) and the predictions to an .npz file:
         the argmax of output spike counts, of the summed graded spikes, or of a sigma
-        readout's last value. Prints accuracy when the inputs file has labels."""),
+        readout's last value. Prints accuracy when the inputs file has labels. The build
+        directory is not written to: without -o the output goes beside the inputs file,
+        as INPUTS.BUILDNAME.BACKEND.npz (e.g. test.digits.sim.npz for --inputs test.npz
+        and digits.build)."""),
         epilog=EPILOG)
     r.add_argument("build", help="build directory written by `snncompile compile`")
     r.add_argument("--inputs", required=True, help="inputs .npz file")
     r.add_argument("--backend", choices=["sim", "lava", "reference"], default="sim",
                    help="sim: fast bit-accurate simulator (default); lava: Lava "
                         "Loihi2SimCfg(select_tag='fixed_pt'); reference: integer reference")
-    r.add_argument("-o", "--output", help="output .npz (default: BUILD/run_<backend>.npz)")
+    r.add_argument("-o", "--output", help="output .npz (default: beside the inputs file, "
+                   "INPUTS.BUILDNAME.BACKEND.npz)")
+    _quiet_arg(r)
     r.add_argument("--limit", type=positive_int, help="use only the first N samples")
     r.add_argument("--strict", action="store_true",
                    help="sim only: stop at the first wrap or saturation, naming it")
@@ -183,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
                         "report and stderr say when Lava compared fewer samples than the "
                         "others")
     _tolerance_args(v)
+    _quiet_arg(v)
 
     e = sub.add_parser("energy", help="estimate on-chip energy and latency per inference",
                        formatter_class=fmt, description=textwrap.dedent("""\
@@ -206,21 +214,34 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the machine-readable report here")
     e.add_argument("--plot", help="write a per-layer breakdown chart (.png) here")
     e.add_argument("--limit", type=positive_int, help="use only the first N samples")
+    _quiet_arg(e)
 
     x = sub.add_parser("export", help="write a build in another format (NIR, lava-dl netx)",
                        formatter_class=fmt, description=textwrap.dedent("""\
         nir:  the float spiking graph (after pool folding) as a NIR file (CubaLIF neurons,
               dt = --dt seconds), readable by NIR-aware tools.
         netx: the fixed-point graph as a lava-dl netx HDF5 network, for graphs netx can
-              express exactly (dense/conv + CUBA chains); anything else is refused with
-              the node that netx cannot express."""))
+              express exactly: dense/conv + CUBA (or sigma-delta) chains whose dense
+              layers' effective weights (mantissa x 2**weight_exp) lie within [-256, 254]
+              (mixed signs) or [0, 255] / [-256, 0] (one sign), since netx re-derives and
+              clips dense weights to 8 bits, LIF biases multiples of 64 (netx's
+              bias_exp = 6) and graded input only through a delta encoder; a layer quantised
+              with weight_exp > 0 (large float weights, e.g. the demo's digits_conv fc2) is
+              refused naming the layer and its span, as is anything else netx cannot
+              express. Nothing is written then."""))
     x.add_argument("build", help="build directory")
     x.add_argument("--format", required=True, choices=["nir", "netx"])
-    x.add_argument("-o", "--output", required=True, help="file to write (.nir or .net)")
+    x.add_argument("-o", "--output", required=True, help="file to write: .nir for nir; "
+                   ".net (or .h5/.hdf5) for netx; another extension is refused")
     x.add_argument("--dt", type=positive_float, default=1e-3, help="NIR time step in seconds "
                    "(default: 1e-3)")
     _add_report_parsers(sub, fmt)
     return p
+
+
+def _quiet_arg(p) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or progress lines on stderr")
 
 
 def _tolerance_args(p) -> None:
@@ -288,9 +309,10 @@ def _dispatch(args) -> int:
         for attr, is_dir in OUTPUTS.get(args.command, ()):
             if getattr(args, attr, None):
                 check_output_path(getattr(args, attr), directory=is_dir, make_parents=is_dir)
-        return {"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify,
-                "energy": cmd_energy, "export": cmd_export, "report": cmd_report,
-                "inspect": cmd_inspect}[args.command](args)
+        from .progress import cli_run   # progress on stderr for the command, unless --quiet
+        return cli_run({"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify,
+                        "energy": cmd_energy, "export": cmd_export, "report": cmd_report,
+                        "inspect": cmd_inspect}[args.command], args)
     except SnnCompileError as exc:
         print(f"snncompile: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -316,7 +338,8 @@ def cmd_compile(args) -> int:
 
     from .pipeline import FidelityWarning, compile_model
 
-    with warnings.catch_warnings():
+    from .cli_checks import naming
+    with warnings.catch_warnings(), naming("--calib", args.calib):
         warnings.simplefilter("ignore", FidelityWarning)   # printed below, one line each
         build = compile_model(args.model, args.target, calib=args.calib,
                               calib_samples=args.calib_samples, chips=args.chips,
@@ -341,12 +364,15 @@ def cmd_compile(args) -> int:
 
 def _load(build_dir, inputs, limit):
     from .build import Build
+    from .cli_checks import check_build_dir, naming
     from .data import load_inputs
 
+    check_build_dir(build_dir)
     build = Build.load(build_dir)
     out = build.graph.inputs(build.graph.output_node().name)[0]
     n_classes = int(np.prod(build.graph.shape(out)))
-    x, labels = load_inputs(inputs, build.graph.input_node(), n_classes, limit)
+    with naming("--inputs", inputs):
+        x, labels = load_inputs(inputs, build.graph.input_node(), n_classes, limit)
     from .fidelity import steps_warning
     msg = steps_warning(build, x)
     if msg:
@@ -359,7 +385,7 @@ def cmd_run(args) -> int:
     if args.backend == "sim":
         from .sim import Simulator
         res = Simulator(build.graph, build.target.numerics, strict=args.strict).run(
-            x, progress=sys.stderr.isatty())
+            x, progress=True)
         spikes, wall = res.spikes, res.wall_s
     elif args.backend == "lava":
         from .backends.lava_backend import run_lava
@@ -376,7 +402,9 @@ def cmd_run(args) -> int:
     out_spikes = spikes[out]
     pred = decision(build.graph.node(out), out_spikes)
     graded = out_spikes.dtype != bool
-    dest = Path(args.output) if args.output else Path(args.build) / f"run_{args.backend}.npz"
+    from .cli_checks import default_run_output
+    dest = (Path(args.output) if args.output
+            else default_run_output(args.inputs, args.build, args.backend))
     if dest.suffix != ".npz":
         raise InputFileError(f"{dest}: output must be an .npz file")
     arrays = {"output_spikes": out_spikes.astype(np.int32 if graded else np.uint8),
@@ -442,7 +470,10 @@ def cmd_energy(args) -> int:
 def cmd_export(args) -> int:
     from .build import Build
     from .safe_io import atomic_path
+    from .cli_checks import EXPORT_SUFFIXES, check_build_dir, check_suffix
 
+    check_suffix("-o", args.output, EXPORT_SUFFIXES[args.format], f"a {args.format} export")
+    check_build_dir(args.build)
     build = Build.load(args.build)
     if args.format == "nir":
         from .export.nir_export import write_nir
@@ -491,6 +522,7 @@ def _add_report_parsers(sub, fmt) -> None:
                     "show (default: the one beside the build, if any)")
     rp.add_argument("-o", "--output", help="HTML file to write (.html)")
     rp.add_argument("--png-dir", help="also write every figure as a PNG into this folder")
+    _quiet_arg(rp)
 
     ip = sub.add_parser("inspect", help="what a build expects as input, its target, cores "
                         "and verdicts so far", formatter_class=fmt)
@@ -517,6 +549,8 @@ def cmd_report(args) -> int:
         x = x_all[:args.limit]
         labels = None if labels is None else labels[:args.limit]
     else:
+        from .cli_checks import check_build_dir
+        check_build_dir(args.build)
         build = Build.load(args.build)
     page = build_page(build, x, labels, inputs_name=Path(args.inputs).name if args.inputs
                       else "", verify_json=args.verify_json, total_samples=total)
@@ -538,6 +572,8 @@ def cmd_inspect(args) -> int:
     from .build import Build
     from .report_html import describe, describe_text
 
+    from .cli_checks import check_build_dir
+    check_build_dir(args.build)
     d = describe(Build.load(args.build), args.verify_json)
     print(json.dumps(d, indent=1) if args.json else describe_text(d))
     return 0

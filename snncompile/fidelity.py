@@ -315,7 +315,7 @@ FloatRunner = Callable[[np.ndarray], dict]
 
 def graph_runner(float_graph: Graph) -> FloatRunner:
     from .sim.float_model import run_float
-    return lambda x: run_float(float_graph, x)
+    return lambda x: run_float(float_graph, x, progress="float model")
 
 
 def htda_runner(model) -> FloatRunner:

@@ -18,7 +18,7 @@ from .passes.htda import lower_htda
 from .passes.partition import partition, partition_markdown
 from .passes.place import map_graph
 from .passes.quantize import quantize
-from .report import compile_markdown, layer_rows
+from .report import SYNAPSE_COUNTS, compile_markdown, layer_rows
 from .sim.float_model import run_float
 from .sim.simulator import Simulator
 from .target import TargetSpec, load_target
@@ -78,6 +78,23 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     without `calib` warns that nothing was checked (`require_calib`, as the CLI does, makes
     that an error).
     """
+    from .progress import Stages
+    st = Stages(COMPILE_STAGES, "compile")
+    try:
+        return _compile(source, target, calib, calib_samples, chips, input_bits, input_signed,
+                        require_calib, strict, tolerance, st)
+    finally:
+        st.close()
+
+
+COMPILE_STAGES = ["import", "fold pools", "calibration: float model", "quantise",
+                  "calibration: simulate compiled", "map onto cores", "report"]
+"""The stages `compile_model` shows progress for (one bar, or periodic lines in a log)."""
+
+
+def _compile(source, target, calib, calib_samples, chips, input_bits, input_signed,
+             require_calib, strict, tolerance, st) -> Build:
+    st.start("import")
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     graph, htda = _frontend(source, input_bits, input_signed,  # HTDA: loop added later
                             dt=dt, nir_convention=nir_convention)
@@ -91,17 +108,24 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
             raise InputFileError(f"{_name(source)}: a float model needs calibration data to "
                                  "be compiled safely: pass --calib FILE.npz (sample inputs, "
                                  "e.g. training data) or --no-calib to skip the checks")
+        st.start("fold pools")
         graph, _ = fold_pools(graph)                                         # pools -> weights
         x_cal, cal_file = _calibration(calib, graph, calib_samples)
         stats: dict | None = {} if x_cal is not None else None
         if x_cal is not None:
-            float_cal = run_float(graph, x_cal, record=stats)                # peak |u|, |v|
+            st.start("calibration: float model")
+            float_cal = run_float(graph, x_cal, record=stats,                # peak |u|, |v|
+                                  progress="calibration: float model")
+        st.start("quantise")
         fixed, quant = quantize(graph, spec, stats)                          # fixed point
         float_graph = graph
     if htda is not None:                                                     # HTDA loop
         fixed, float_graph = lower_htda(htda, fixed, spec, x_cal), None
         float_cal = htda_runner(htda)(x_cal)             # the trained loop is the float side
-    sim = Simulator(fixed, spec.numerics).run(x_cal) if x_cal is not None else None
+    if x_cal is not None:
+        st.start("calibration: simulate compiled")
+    sim = (Simulator(fixed, spec.numerics).run(x_cal, progress="calibration: simulate")
+           if x_cal is not None else None)
     fid = _fidelity(fixed, graph.stage, sim, float_cal, tolerance, htda is not None)
     problems = ([NO_CALIB] if x_cal is None and graph.stage != "fixed" else []) + \
         fid.warnings()                                                 # float vs compiled
@@ -109,9 +133,11 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UnfaithfulError(f"{_name(source)}: {problems[0]}{more}; nothing written "
                               "(--strict)")
+    st.start("map onto cores")
     rates = firing_rates(fixed, sim, x_cal) if sim is not None else None  # traffic weights
     mapping = map_graph(fixed, spec, chips=chips, rates=rates,               # split + place
                         objective=objective, max_cores=max_cores, compare=True)
+    st.start("report")
     report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
     report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
@@ -130,7 +156,7 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     if htda is not None and not isinstance(source, Graph):
         onnx_files[HTDA_MODEL] = Path(source).read_bytes()   # the float side for verify
     for line in problems:
-        warnings.warn(line, FidelityWarning, stacklevel=2)
+        warnings.warn(line, FidelityWarning, stacklevel=3)
     return Build(graph=fixed, float_graph=float_graph, target=spec, report=report,
                  report_md=md, extra_files={"mapping.json": mapping.to_json()},
                  extra_bytes=onnx_files)
@@ -228,6 +254,10 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
                    "synapses": sum(r["synapses"] for r in layers),
                    "nonzero_synapses": sum(r["nonzero_synapses"] for r in layers),
                    "layers": len(fixed.nodes(NEURON_TYPES))},
+        "counts": {"synapses": SYNAPSE_COUNTS["synapses"],          # what each count counts
+                   "nonzero_synapses": SYNAPSE_COUNTS["nonzero"],
+                   "kernel_weights": SYNAPSE_COUNTS["kernel"],
+                   "mapping.layers.*.synapses": SYNAPSE_COUNTS["mapped"]},
         "layers": layers,
         "quantization": [q.to_json() for q in quant],
         "saturation": {k: v for k, v in saturation.items() if any(v.values())},

@@ -30,6 +30,31 @@ def _fmt(c) -> str:
     return str(c)
 
 
+SYNAPSE_COUNTS = {
+    "synapses": "connections: dense = weight-matrix entries (zeros included); conv = output "
+                "neurons x kernel taps per output (padding taps included)",
+    "nonzero": "connections with a non-zero weight: dense = non-zero entries; conv = non-zero "
+               "kernel weights x output positions (padding taps included)",
+    "kernel": "conv only: weights stored once and shared across positions",
+    "mapped": "synapses stored on the cores (mapping): conv = taps that land inside the "
+              "input (padding excluded, zeros included); dense = non-zero weights",
+}
+"""What each synapse count of the reports counts (report.md, the mapping table, report.json
+`synapses` / `nonzero_synapses` / `kernel_weights`, the HTML report's legend)."""
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 core', '2 cores', '1,024 neurons'."""
+    return f"{int(n):,} {word if int(n) == 1 else (many or word + 's')}"
+
+
+def count_legend(keys=("synapses", "nonzero", "kernel"), names=None) -> list[str]:
+    """One '- name: what it counts' line per count (Markdown list)."""
+    names = names or {"synapses": "synapses", "nonzero": "non-zero", "kernel": "kernel weights",
+                      "mapped": "mapped synapses"}
+    return [f"- {names[k]}: {SYNAPSE_COUNTS[k]}" for k in keys]
+
+
 def layer_rows(graph: Graph) -> list[dict]:
     """Per-layer structure: shapes, neuron and synapse counts."""
     rows = []
@@ -55,16 +80,24 @@ def layer_rows(graph: Graph) -> list[dict]:
 def compile_markdown(report: dict) -> str:
     src = report.get("source", "")
     out = [f"# Compile report: {src} -> {report['target']}", ""]
-    out.append(f"{report['totals']['neurons']:,} neurons, {report['totals']['synapses']:,} "
-               f"synapses ({report['totals']['nonzero_synapses']:,} non-zero), "
-               f"{report['totals']['layers']} neuron layers.")
+    tot = report["totals"]
+    out.append(f"{plural(tot['neurons'], 'neuron')}, {plural(tot['synapses'], 'synapse')} "
+               f"(connections, zeros included; {tot['nonzero_synapses']:,} with a non-zero "
+               f"weight), {plural(tot['layers'], 'neuron layer')}.")
     if report.get("nir"):
         out += [""] + _nir_lines(report["nir"])
     out += ["", "## Layers", ""]
-    out.append(table(["node", "op", "shape", "neurons", "synapses", "details"],
-                     [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["neurons"],
-                       r["synapses"], r.get("summary", "")] for r in report["layers"]],
-                     "lllrrl"))
+    syn = ("FxDense", "FxConv2d")
+    out.append(table(["node", "op", "shape", "neurons", "synapses", "non-zero",
+                      "kernel weights", "details"],
+                     [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["neurons"] or "",
+                       r["synapses"] if r["op"] in syn else "",
+                       r["nonzero_synapses"] if r["op"] in syn else "",
+                       r.get("kernel_weights", ""), r.get("summary", "")]
+                      for r in report["layers"]],
+                     "lllrrrrl"))
+    out += ["", "Counts (the mapping table's 'mapped synapses' are what the cores store):"] \
+        + count_legend()
     out += ["", "## Quantisation", ""] + (_quant_lines(report) if report["quantization"]
                                           else _fixed_import_lines(report))
     if report.get("fidelity"):

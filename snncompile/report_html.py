@@ -23,6 +23,7 @@ import numpy as np
 
 from . import plots
 from .errors import InputFileError
+from .report import SYNAPSE_COUNTS
 
 # A verify report is looked for, when none is given, in BUILD/verify.json, then
 # BUILD.verify.json beside the build directory, then NAME.verify.json for NAME.build (what
@@ -421,15 +422,7 @@ def _verdict_class(line: str) -> str:
     return "ok" if ": EQUIVALENT" in line or ": FAITHFUL" in line else ""
 
 
-SYN_TIPS = {
-    "synapses": "connections: dense = weight-matrix entries (zeros included); conv = output "
-                "neurons x kernel taps per output (padding taps included)",
-    "nonzero": "connections with a non-zero weight: dense = non-zero entries; conv = non-zero "
-               "kernel weights x output positions (padding taps included)",
-    "kernel": "conv only: weights stored once and shared across positions",
-    "mapped": "synapses stored on the cores (mapping): conv = taps that land inside the "
-              "input (padding excluded, zeros included); dense = non-zero weights",
-}
+SYN_TIPS = SYNAPSE_COUNTS   # one definition of what each count counts (report.py)
 
 
 def _layers(build, mapping) -> Section:

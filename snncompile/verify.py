@@ -169,11 +169,11 @@ class VerifyReport:
         if self.boundary:
             others = [b for b in names if b != "reference"]
             lines.append("")
-            lines.append(table(["co-processor output", "values per run"]
-                               + [f"mismatch {b}" for b in others],
-                               [[r["channel"], r["values"]]
+            lines.append(table(["neurocore/co-processor boundary", "direction",
+                                "values per run"] + [f"mismatch {b}" for b in others],
+                               [[r["channel"], _direction(r["channel"]), r["values"]]
                                 + [r["mismatches"].get(b, "") for b in others]
-                                for r in self.boundary]))
+                                for r in self.boundary], "ll" + "r" * (1 + len(others))))
         lines.append("")
         lines.append("wall time: " + ", ".join(
             f"{b} {v['wall_s']:.2f} s ({v.get('samples', self.samples)} samples)"
@@ -195,7 +195,9 @@ class VerifyReport:
         d = self.first_divergence
         if d and d.get("kind") == "co-processor value":
             sides = "; ".join(f"{b}: {v}" for b, v in d["sides"].items())
-            lines.append(f"first divergence: co-processor output {d['channel']}, element "
+            kind = ("co-processor input" if _direction(d["channel"]) == "into co-processor"
+                    else "co-processor output")
+            lines.append(f"first divergence: {kind} {d['channel']}, element "
                          f"{d['element']}, sample {d['sample']}, step {d['step']} (global "
                          f"step {d['global_step']}): {sides}")
         elif d:
@@ -208,6 +210,30 @@ class VerifyReport:
         if self.fidelity is not None:
             lines += ["", self.fidelity.text("samples")]
         return "\n".join(lines)
+
+
+def _direction(channel: str) -> str:
+    """A boundary channel is a co-processor output, or `partition<-source`: what a partition
+    receives from the neurocores."""
+    return "into co-processor" if "<-" in channel else "out of co-processor"
+
+
+def _reference(graph, inputs: np.ndarray, num, progress: bool, batch: int = 32) -> dict:
+    """`reference_run` over batches of samples (samples are independent), with progress."""
+    from .progress import bar
+    n = len(inputs)
+    if n <= batch:
+        with bar(n, "reference", "sample", enabled=progress) as p:
+            out = reference_run(graph, inputs, num)
+            p.update(n)
+        return out
+    parts: dict[str, list] = {}
+    with bar(n, "reference", "sample", enabled=progress) as p:
+        for start in range(0, n, batch):
+            for k, v in reference_run(graph, inputs[start:start + batch], num).items():
+                parts.setdefault(k, []).append(v)
+            p.update(min(batch, n - start))
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
@@ -235,7 +261,7 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
         x = inputs[:counts[b]]
         t0 = time.perf_counter()
         if b == "reference":
-            out = reference_run(graph, x, num)
+            out = _reference(graph, x, num, progress)
             results[b] = {k: v for k, v in out.items() if not k.startswith("@")}
             sent[b] = {k[1:]: v for k, v in out.items() if k.startswith("@")}
         elif b == "sim":

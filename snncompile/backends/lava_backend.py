@@ -467,10 +467,10 @@ def _run_steps(net: _Net, n_steps: int, progress: bool, desc: str = "lava") -> N
     if not progress:
         net.source.run(condition=RunSteps(num_steps=n_steps), run_cfg=cfg)
         return
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     chunk = max(1, math.ceil(n_steps / 20))  # ~5% per update
-    with tqdm(total=n_steps, desc=desc, unit="step", file=sys.stderr, disable=None) as bar:
+    with progress_bar(n_steps, desc, "step") as bar:
         done = 0
         while done < n_steps:
             k = min(chunk, n_steps - done)
@@ -621,8 +621,8 @@ def _run_bias_samples(net: _Net, n: int, t_len: int, tail: int, progress: bool) 
 def _progress(it, on: bool, desc: str):
     if not on:
         return it
-    from tqdm import tqdm
-    return tqdm(it, desc=desc, unit="sample", file=sys.stderr, disable=None)
+    from ..progress import track
+    return track(it, desc, "sample")
 
 
 def _unpermute(flat: np.ndarray, perm: np.ndarray) -> np.ndarray:

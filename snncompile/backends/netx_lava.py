@@ -71,6 +71,8 @@ def _known_netx_failures(path) -> None:
 
 
 def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    from ..third_party import import_quietly
+    import_quietly("lava.lib.dl.netx.hdf5")   # without lava-dl's import-time noise
     from lava.lib.dl.netx.hdf5 import Network
     from lava.lib.dl.netx.utils import NetDict
     from lava.magma.core.run_conditions import RunSteps

@@ -66,9 +66,11 @@ class EnergyReport:
 
     def table(self) -> str:
         """Readable summary: totals, then joules per layer and event type."""
+        from ..report import plural
         lines = [
-            f"target {self.target} ({self.energy_table}); {self.cores} cores, "
-            f"{self.chips} chip(s); {self.steps} steps per inference, {self.samples} samples",
+            f"target {self.target} ({self.energy_table}); {plural(self.cores, 'core')}, "
+            f"{plural(self.chips, 'chip')}; {plural(self.steps, 'step')} per inference, "
+            f"mean over {plural(self.samples, 'sample')}",
             f"energy per inference {_eng(self.energy_per_inference_j, 'J')} "
             f"(dynamic {_eng(self.dynamic_j, 'J')}, static {_eng(self.static_j, 'J')})",
             f"latency {_eng(self.latency_per_step_s, 's')}/step, "
@@ -89,9 +91,12 @@ class EnergyReport:
         a = self.ann
         lines.append(f"ANN comparison (Horowitz 2014 E_MAC/E_AC): ANN "
                      f"{_eng(a['ann_j'], 'J')}, SNN ops {_eng(a['snn_ops_j'], 'J')} "
-                     f"(ratio {a['ann_over_snn']:.2f}x)")
+                     f"(ANN / SNN ops = {a['ann_over_snn']:.2f})")
         if self.estimates:
             lines.append("estimates (not published figures): " + ", ".join(self.estimates))
+        if self.notes:
+            lines.append("notes (approximations in these numbers):")
+            lines += [f"  - {n}" for n in self.notes]
         return "\n".join(lines)
 
     def plot(self, path, model: str = "") -> None:

@@ -173,8 +173,10 @@ def _dense(node: FxDense) -> dict:
     if np.any(back % (1 << max(-back_exp, 0))) or \
             not np.array_equal(shift_exp(back, back_exp), weight):
         raise UnsupportedError(
-            f"{node.name}: effective weights span [{int(weight.min())}, {int(weight.max())}],"
-            " which netx's weight optimisation does not keep exact (8-bit synapses)")
+            f"{node.name}: effective weights (8-bit mantissas x 2**{exp}) span "
+            f"[{int(weight.min())}, {int(weight.max())}]; netx keeps a dense layer's weights "
+            "exact only within [-256, 254] (mixed signs) or [0, 255] / [-256, 0] (one sign), "
+            "i.e. weight_exp <= 0, so this build cannot be exported to netx")
     layer = {"type": "dense", "shape": np.array([node.weight.shape[0]], np.int64),
              "weight": weight.astype(np.int32)}
     if node.delay is not None:  # per synapse, read back by netx as is

@@ -186,27 +186,29 @@ class Mapping:
 
     def table(self) -> str:
         """Readable summary: per layer, then per-resource utilisation and the lower bound."""
+        from ..report import SYNAPSE_COUNTS, plural
         lb = self.lower_bound["cores"]
+        lines = [f"target {self.target}: {plural(self.n_cores, 'core')} on "
+                 f"{plural(self.chips, 'chip')}, {plural(self.tiles_used, 'tile')}; lower "
+                 f"bound {plural(lb, 'core')} (cores used / lower bound = "
+                 f"{self.n_cores / max(lb, 1):.2f})"]
         work = self.core_work or [0.0]
-        lines = [f"target {self.target}: {self.n_cores} cores on {self.chips} chip(s), "
-                 f"{self.tiles_used} tiles; lower bound {lb} cores "
-                 f"(cores / lower bound = {self.n_cores / max(lb, 1):.2f}); objective "
-                 f"{self.objective}; busiest core {int(np.argmax(work))}: "
-                 f"{max(work):,.0f} synaptic ops per step"]
+        lines[0] += (f"; objective {self.objective}; busiest core {int(np.argmax(work))}: "
+                     f"{max(work):,.0f} synaptic ops per step")
         for name, f in self.objectives.items():
             lat = f.get("latency_per_step_s")
-            lines.append(f"  objective {name:<8} {f['cores']:>6} cores "
-                         f"({f['cores_over_lower_bound']:.2f} x bound), busiest core "
-                         f"{f['busiest_core_synops_per_step']:,.0f} synops/step"
+            lines.append(f"  objective {name:<8} {plural(f['cores'], 'core'):>11} "
+                         f"(cores / lower bound = {f['cores_over_lower_bound']:.2f}), busiest "
+                         f"core {f['busiest_core_synops_per_step']:,.0f} synops/step"
                          + (f", latency {lat * 1e6:.3g} us/step (estimate)" if lat else ""))
-        lines.append(f"{'layer':<16}{'neurons':>10}{'synapses':>14}{'blocks':>8}"
+        lines.append(f"{'layer':<16}{'neurons':>10}{'mapped synapses':>17}{'blocks':>8}"
                      f"{'msgs/spike':>12}{'hops/msg':>10}")
         for name, info in self.layers.items():
             tr = self.layer_traffic.get(name, {})
             msgs = tr.get("messages", 0)
             hops = (tr.get("hops_ew", 0) + tr.get("hops_ns", 0)) / msgs if msgs else 0.0
             per = msgs / info["neurons"] if info["neurons"] else 0.0
-            lines.append(f"{name:<16}{info['neurons']:>10,}{info['synapses']:>14,}"
+            lines.append(f"{name:<16}{info['neurons']:>10,}{info['synapses']:>17,}"
                          f"{info['blocks']:>8}{per:>12.2f}{hops:>10.2f}")
         io = self.coproc_io
         if io:
@@ -217,11 +219,17 @@ class Mapping:
                          f"messages come back per step ({io['bytes_per_step']:,} bytes); "
                          "relays and gain axons are charged neurons, axons, synapse memory "
                          "and cores above")
-        lines.append(f"{'resource':<16}{'limit':>12}{'mean':>8}{'max':>8}{'bound':>8}")
+        lines.append(f"  mapped synapses: {SYNAPSE_COUNTS['mapped']}")
+        lines.append("  msgs/spike: messages one spike of a neuron sends (one per destination "
+                     "core); hops/msg: mesh hops per message")
+        lines.append(f"{'resource':<16}{'limit/core':>12}{'mean use':>10}{'max use':>9}"
+                     f"{'cores needed':>14}")
         for r in RESOURCES:
             u = [c.utilisation[r] for c in self.cores] or [0.0]
-            lines.append(f"{r:<16}{self.limits[r]:>12,}{np.mean(u):>8.0%}{max(u):>8.0%}"
-                         f"{self.lower_bound['cores_by_resource'][r]:>8}")
+            lines.append(f"{r:<16}{self.limits[r]:>12,}{np.mean(u):>10.0%}{max(u):>9.0%}"
+                         f"{self.lower_bound['cores_by_resource'][r]:>14}")
+        lines.append("  use: fraction of a core's limit used (mean and max over cores); cores "
+                     "needed: the lower bound from that resource alone")
         return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ from ..nn.layers import LIFLayer
 
 
 def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
-              record: dict | None = None) -> dict[str, np.ndarray]:
+              record: dict | None = None, progress: bool | str = False
+              ) -> dict[str, np.ndarray]:
     """Return spikes (bool, (N, T, *shape)) of every LIF node. `record`, if a dict, receives
     {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples, and
     record["captured"][attention_name]: the float current entering each attention node."""
@@ -20,7 +21,10 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
     lif_layers.update({n.name: attention_module(n, graph.shape(n.name))
                        for n in graph.nodes(Attention)})
     out: dict[str, list[np.ndarray]] = {name: [] for name in lif_layers}
-    with torch.no_grad():
+    from ..progress import bar
+    with torch.no_grad(), bar(len(inputs), progress if isinstance(progress, str) else
+                              "float model", "sample", enabled=bool(progress),
+                              leave=False) as pbar:
         for start in range(0, len(inputs), batch_size):
             x = torch.as_tensor(np.asarray(inputs[start:start + batch_size]), dtype=torch.float32)
             values: dict[str, torch.Tensor] = {}
@@ -36,6 +40,7 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
                 values[name] = y = _apply(node, a, lif_layers, record)
                 if isinstance(node, LIF):
                     out[name].append(y.numpy() > 0)
+            pbar.update(len(x))
     if record is not None and "captured" in record:
         record["captured"] = {k: np.concatenate(v) if isinstance(v, list) else v
                               for k, v in record["captured"].items()}

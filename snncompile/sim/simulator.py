@@ -565,7 +565,7 @@ class Simulator:
         self.kernel, self.kernel_reason = self._dispatch.kernel, self._dispatch.reason
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
-            progress: bool = False) -> SimResult:
+            progress: bool | str = False) -> SimResult:
         inputs = np.asarray(inputs)
         if inputs.ndim != 2 + len(self.input_shape) or inputs.shape[2:] != self.input_shape:
             raise GraphError(f"inputs have shape {inputs.shape}; expected (samples, steps, "
@@ -588,17 +588,13 @@ class Simulator:
         state = ({n: (np.zeros((n_samples, steps) + self.graph.shape(n), np.int32),
                       np.zeros((n_samples, steps) + self.graph.shape(n), np.int32))
                   for n in self.lifs} if record_state else None)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=n_samples, desc="simulate", unit="sample", leave=False, disable=None)
-        for start in range(0, n_samples, batch_size):
-            chunk = inputs[start:start + batch_size]
-            self._run_batch(chunk, spikes, state, start, boundary)
-            if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
+        from ..progress import bar
+        with bar(n_samples, progress if isinstance(progress, str) else "simulate", "sample",
+                 enabled=bool(progress), leave=False) as pbar:
+            for start in range(0, n_samples, batch_size):
+                chunk = inputs[start:start + batch_size]
+                self._run_batch(chunk, spikes, state, start, boundary)
+                pbar.update(len(chunk))
         counts, overflow = {}, {}
         for name, op in self.ops.items():
             if isinstance(op, _Coproc):
