@@ -82,7 +82,9 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
     st = Stages(COMPILE_STAGES, "compile")
     try:
         return _compile(source, target, calib, calib_samples, chips, input_bits, input_signed,
-                        require_calib, strict, tolerance, st)
+                        require_calib, strict, tolerance, st, dt=dt,
+                        nir_convention=nir_convention, objective=objective,
+                        max_cores=max_cores)
     finally:
         st.close()
 
@@ -93,7 +95,8 @@ COMPILE_STAGES = ["import", "fold pools", "calibration: float model", "quantise"
 
 
 def _compile(source, target, calib, calib_samples, chips, input_bits, input_signed,
-             require_calib, strict, tolerance, st) -> Build:
+             require_calib, strict, tolerance, st, *, dt, nir_convention, objective,
+             max_cores) -> Build:
     st.start("import")
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     graph, htda = _frontend(source, input_bits, input_signed,  # HTDA: loop added later
