@@ -162,8 +162,10 @@ def _parser() -> argparse.ArgumentParser:
         3 internal error."""),
         epilog=EPILOG)
     v.add_argument("build", help="build directory")
-    v.add_argument("--inputs", required=True, help="inputs .npz file")
+    v.add_argument("--inputs", required=True, help="inputs .npz file, or a data set: a "
+                   "directory or glob of .npz shards, read shard by shard")
     v.add_argument("--json", help="write the machine-readable report here")
+    _scale_args(v)
     v.add_argument("--backends", default="reference,sim,lava",
                    help="comma-separated, first is the baseline (default: "
                         "reference,sim,lava); add 'netx' for a build compiled from a netx "
@@ -204,6 +206,16 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: 1e-3)")
     _add_report_parsers(sub, fmt)
     return p
+
+
+def _scale_args(p) -> None:
+    p.add_argument("--workers", type=positive_int, help="data sets: run the shards on an "
+                   "embedded Dask LocalCluster of N worker processes (N > 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="data sets: run the shards on an "
+                   "existing Dask cluster (e.g. tcp://host:8786; workers must see the build "
+                   "and shards at the same paths)")
+    p.add_argument("--fresh", action="store_true", help="data sets: ignore the per-shard "
+                   "results stored by an earlier (interrupted) run and recompute all")
 
 
 def _tolerance_args(p) -> None:
@@ -385,8 +397,17 @@ def cmd_verify(args) -> int:
         raise InputFileError(f"--backends: need at least two different ones of "
                              f"{', '.join(BACKENDS + EXTRA_BACKENDS)}, got '{args.backends}'")
     tol = _tolerance(args)
-    build, out, x, labels = _load(args.build, args.inputs, args.limit)
-    report = verify(build, x, labels, backends, progress=True, tolerance=tol)
+    from .data import is_dataset
+    if is_dataset(args.inputs):
+        from .scale import dataset_report
+        report = dataset_report(args, backends, tol)
+    elif args.workers or args.scheduler or args.fresh:
+        raise InputFileError("--workers, --scheduler and --fresh apply to a data set (a "
+                             f"directory or glob of .npz shards); --inputs {args.inputs} is "
+                             "one file")
+    else:
+        build, out, x, labels = _load(args.build, args.inputs, args.limit)
+        report = verify(build, x, labels, backends, progress=True, tolerance=tol)
     print(report.text())
     from .pipeline import NETX_SOURCE
     if "netx" not in backends and (Path(args.build) / NETX_SOURCE).is_file():
