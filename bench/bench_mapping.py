@@ -8,6 +8,10 @@ connected"), so the largest network (H = 256: 1.6M neurons, 136M synapses) needs
 memory. `--real` makes the dense weights real int8 arrays (33M bytes at H = 256).
 
     .venv/bin/python bench/bench_mapping.py [--target loihi1] [--sizes 32 64 128 256] [--real]
+
+`--system` maps one network of H = 1280 (39M neurons) on the multi-board targets
+(targets/pohoiki-springs.toml, 768 Loihi chips; targets/hala-point.toml, 1,152 Loihi 2
+chips): a case of several hundred chips.
 """
 from __future__ import annotations
 
@@ -63,13 +67,22 @@ def main(argv=None) -> None:
     ap.add_argument("--target", default="loihi1")
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--real", action="store_true", help="real int8 dense weights")
+    ap.add_argument("--system", action="store_true", help="H = 1280 on pohoiki-springs and "
+                    "hala-point (hundreds of chips)")
     args = ap.parse_args(argv)
-    spec = load_target(args.target)
-    print(f"target {spec.name}; dense weights {'real int8' if args.real else 'shape-only'}")
+    if args.system:
+        for target in ("pohoiki-springs", "hala-point"):
+            run(load_target(target), [1280], args.real)
+        return
+    run(load_target(args.target), args.sizes, args.real)
+
+
+def run(spec, sizes, real) -> None:
+    print(f"target {spec.name}; dense weights {'real int8' if real else 'shape-only'}")
     print(f"{'H':>5}{'neurons':>12}{'synapses':>14}{'cores':>8}{'bound':>7}{'chips':>7}"
           f"{'split s':>9}{'place s':>9}{'total s':>9}{'us/neuron':>11}")
-    for h in args.sizes:
-        g = build(h, real=args.real)
+    for h in sizes:
+        g = build(h, real=real)
         t0 = time.perf_counter()
         part = split_graph(g, spec)
         t1 = time.perf_counter()
