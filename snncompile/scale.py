@@ -405,8 +405,9 @@ def _run_dask(todo, args, done, client, workers, scheduler):
             try:
                 doc = _canonical(fut.result())
             except Exception as exc:  # noqa: BLE001 - a task that kept failing: named
-                doc = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                                f" (after {RETRIES} retries)"}
+                msg = str(exc).splitlines()[0] if str(exc) else ""
+                doc = {"error": f"{type(exc).__name__}: {msg} (the task failed; Dask "
+                                f"retried it {RETRIES} times)"}
             done(p, doc)
     finally:
         if own:
