@@ -8,6 +8,11 @@ connected"), so the largest network (H = 256: 1.6M neurons, 136M synapses) needs
 memory. `--real` makes the dense weights real int8 arrays (33M bytes at H = 256).
 
     .venv/bin/python bench/bench_mapping.py [--target loihi1] [--sizes 32 64 128 256] [--real]
+
+`--system` maps an all-convolutional network (conv 3x3 16 ch -> conv 3x3/2 32 ch -> conv
+3x3/2 16 ch, a LIF after each) of H = 1280 (41M neurons) on the multi-board targets
+(targets/pohoiki-springs.toml, 768 Loihi chips; targets/hala-point.toml, 1,152 Loihi 2
+chips): a case of several hundred chips.
 """
 from __future__ import annotations
 
@@ -110,6 +115,26 @@ def packing(targets=("loihi1", "loihi2")) -> list[dict]:
     return rows
 
 
+def build_system(h: int, seed: int = 0) -> Graph:
+    """All-convolutional: fan-ins stay small (18, 144, 288) however large H grows."""
+    rng = np.random.default_rng(seed)
+
+    def kernel(shape):
+        return (rng.integers(1, 64, shape) * rng.choice([-1, 1], shape)).astype(np.int32)
+    h2 = (h + 2 - 3) // 2 + 1
+    h3 = (h2 + 2 - 3) // 2 + 1
+    return Graph.sequential([
+        Input("in", shape=(2, h, h)),
+        FxConv2d("conv1", weight=kernel((16, 2, 3, 3)), padding=(1, 1)),
+        FxLIF("lif1", shape=(16, h, h)),
+        FxConv2d("conv2", weight=kernel((32, 16, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        FxLIF("lif2", shape=(32, h2, h2)),
+        FxConv2d("conv3", weight=kernel((16, 32, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        FxLIF("lif3", shape=(16, h3, h3)),
+        Output("out"),
+    ])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="loihi1")
@@ -117,7 +142,13 @@ def main(argv=None) -> None:
     ap.add_argument("--real", action="store_true", help="real int8 dense weights")
     ap.add_argument("--packing-only", action="store_true",
                     help="only the cores / lower bound table")
+    ap.add_argument("--system", action="store_true", help="H = 1280 on pohoiki-springs and "
+                    "hala-point (hundreds of chips)")
     args = ap.parse_args(argv)
+    if args.system:
+        for target in ("pohoiki-springs", "hala-point"):
+            run(load_target(target), [1280], args.real, build_system)
+        return
     print("packing (objective cores): cores / lower bound; the bound counts conv halos, "
           "synapse encoding and all-to-all fan-out (passes/split.py _lower_bound)")
     print(f"{'target':<8}{'network':<26}{'cores':>7}{'bound':>7}{'ratio':>7}{'map s':>7}")
@@ -128,12 +159,15 @@ def main(argv=None) -> None:
     if args.packing_only:
         return
     print()
-    spec = load_target(args.target)
-    print(f"target {spec.name}; dense weights {'real int8' if args.real else 'shape-only'}")
+    run(load_target(args.target), args.sizes, args.real)
+
+
+def run(spec, sizes, real, network=None) -> None:
+    print(f"target {spec.name}; dense weights {'real int8' if real else 'shape-only'}")
     print(f"{'H':>5}{'neurons':>12}{'synapses':>14}{'cores':>8}{'bound':>7}{'chips':>7}"
           f"{'split s':>9}{'place s':>9}{'total s':>9}{'us/neuron':>11}")
-    for h in args.sizes:
-        g = build(h, real=args.real)
+    for h in sizes:
+        g = network(h) if network else build(h, real=real)
         t0 = time.perf_counter()
         part = split_graph(g, spec)
         t1 = time.perf_counter()

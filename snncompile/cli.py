@@ -176,8 +176,10 @@ def _parser() -> argparse.ArgumentParser:
         3 internal error."""),
         epilog=EPILOG)
     v.add_argument("build", help="build directory")
-    v.add_argument("--inputs", required=True, help="inputs .npz file")
+    v.add_argument("--inputs", required=True, help="inputs .npz file, or a data set: a "
+                   "directory or glob of .npz shards, read shard by shard")
     v.add_argument("--json", help="write the machine-readable report here")
+    _scale_args(v)
     v.add_argument("--backends", default="reference,sim,lava",
                    help="comma-separated, first is the baseline (default: "
                         "reference,sim,lava); add 'netx' for a build compiled from a netx "
@@ -242,6 +244,16 @@ def _parser() -> argparse.ArgumentParser:
 def _quiet_arg(p) -> None:
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars or progress lines on stderr")
+
+
+def _scale_args(p) -> None:
+    p.add_argument("--workers", type=positive_int, help="data sets: run the shards on an "
+                   "embedded Dask LocalCluster of N worker processes (N > 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="data sets: run the shards on an "
+                   "existing Dask cluster (e.g. tcp://host:8786; workers must see the build "
+                   "and shards at the same paths)")
+    p.add_argument("--fresh", action="store_true", help="data sets: ignore the per-shard "
+                   "results stored by an earlier (interrupted) run and recompute all")
 
 
 def _tolerance_args(p) -> None:
@@ -431,9 +443,18 @@ def cmd_verify(args) -> int:
         raise InputFileError(f"--backends: need at least two different ones of "
                              f"{', '.join(BACKENDS + EXTRA_BACKENDS)}, got '{args.backends}'")
     tol = _tolerance(args)
-    build, out, x, labels = _load(args.build, args.inputs, args.limit)
-    report = verify(build, x, labels, backends, progress=True, tolerance=tol,
-                    lava_samples=args.lava_samples)
+    from .data import is_dataset
+    if is_dataset(args.inputs):
+        from .scale import dataset_report
+        report = dataset_report(args, backends, tol)
+    elif args.workers or args.scheduler or args.fresh:
+        raise InputFileError("--workers, --scheduler and --fresh apply to a data set (a "
+                             f"directory or glob of .npz shards); --inputs {args.inputs} is "
+                             "one file")
+    else:
+        build, out, x, labels = _load(args.build, args.inputs, args.limit)
+        report = verify(build, x, labels, backends, progress=True, tolerance=tol,
+                        lava_samples=args.lava_samples)
     print(report.text())
     from .pipeline import NETX_SOURCE
     if "netx" not in backends and (Path(args.build) / NETX_SOURCE).is_file():

@@ -199,3 +199,39 @@ def save_inputs(path: str | Path, inputs: np.ndarray, labels: np.ndarray | None 
     if labels is not None:
         arrays["labels"] = np.asarray(labels)
     np.savez_compressed(path, **arrays)
+
+
+def is_dataset(spec: str | Path) -> bool:
+    """True when `spec` names a data set of shards (a directory or a glob) rather than one
+    `.npz` file."""
+    text = str(spec)
+    return Path(text).is_dir() or any(ch in text for ch in "*?[")
+
+
+def shard_paths(spec: str | Path) -> list[Path]:
+    """The `.npz` shards of a data set, in name order: a directory's `*.npz` files, or the
+    files a glob matches. Each shard is read (and validated like one file) on its own."""
+    import glob
+
+    text = str(spec)
+    if Path(text).is_dir():
+        found = sorted(p for p in Path(text).iterdir() if p.suffix == ".npz")
+    else:
+        found = sorted(Path(p) for p in glob.glob(text) if p.endswith(".npz"))
+    found = [p for p in found if p.is_file()]
+    if not found:
+        raise InputFileError(f"{text}: no .npz shards found (a data set is a directory or a "
+                             f"glob of shards, each {FORMAT_HELP})")
+    return found
+
+
+def iter_shards(spec: str | Path, inp: Input, n_classes: int | None = None):
+    """Yield (path, inputs, labels, error) shard by shard, never holding two at once; a shard
+    that fails validation yields its one-line error (inputs None) and the others go on."""
+    for path in shard_paths(spec):
+        try:
+            x, y = load_inputs(path, inp, n_classes)
+        except InputFileError as exc:
+            yield path, None, None, str(exc)
+            continue
+        yield path, x, y, None

@@ -30,6 +30,7 @@ CHECKED with the reason, never faithful. HTDA builds keep the trained checkpoint
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -211,46 +212,141 @@ def _per_neuron(a: np.ndarray) -> np.ndarray:
     return np.abs(flat.astype(np.int64)).sum(1)
 
 
-def _correlation(f: np.ndarray, c: np.ndarray) -> float | None:
-    f, c = f.astype(np.float64), c.astype(np.float64)
-    if f.size < 2 or f.std() == 0 or c.std() == 0:
+def _moments(f: np.ndarray, c: np.ndarray) -> list[int]:
+    """Exact integer sufficient statistics of Pearson's r: [n, sum f, sum c, sum f^2,
+    sum c^2, sum f*c] (they add up over disjoint sets of samples)."""
+    f, c = f.astype(np.int64).ravel(), c.astype(np.int64).ravel()
+    big = max(int(np.abs(f).max(initial=0)), int(np.abs(c).max(initial=0)))
+    if big * big * max(f.size, 1) >= 2 ** 62:      # int64 sums could wrap: Python ints
+        f, c = f.astype(object), c.astype(object)
+    return [int(f.size), int(f.sum()), int(c.sum()), int((f * f).sum()), int((c * c).sum()),
+            int((f * c).sum())]
+
+
+def _correlation(m: list[int] | None) -> float | None:
+    """Pearson's r from `_moments` (None where undefined: fewer than 2 pairs or a constant
+    side); exact integers up to one division and one square root."""
+    if m is None:
         return None
-    return float(np.corrcoef(f, c)[0, 1])
+    n, sf, sc, sff, scc, sfc = m
+    vf, vc = n * sff - sf * sf, n * scc - sc * sc
+    if n < 2 or vf <= 0 or vc <= 0:
+        return None
+    return max(-1.0, min(1.0, (n * sfc - sf * sc) / (math.sqrt(vf) * math.sqrt(vc))))
 
 
-def compare(graph: Graph, float_out: dict, compiled_out: dict, labels=None,
-            tol: Tolerance | None = None, overflow: dict | None = None,
-            float_model: str = "float graph") -> FidelityReport:
-    """Float vs compiled on the same inputs. `graph`: the compiled (fixed-point) graph;
-    `float_out`, `compiled_out`: layer name -> (N, T, *shape) spikes (bool) or graded
-    spikes; `overflow`: the simulator's per-node wrap/saturation counts (notes only)."""
-    tol = tol or Tolerance()
+def statistics(graph: Graph, float_out: dict | None, compiled_out: dict, labels=None,
+               overflow: dict | None = None) -> dict:
+    """What a fidelity verdict is made of, as additive integers: per neuron layer the float
+    and compiled activity and the rate-correlation moments; decisions agreed, labels right;
+    wrap counts. `merge_statistics` adds those of disjoint sample sets exactly, and
+    `from_statistics` judges them, so a verdict over shards equals the one over their union.
+    `float_out` None: there is no float model (compiled side only)."""
     out_name = graph.inputs(graph.output_node().name)[0]
     some = next(iter(compiled_out.values()))
-    n, t = int(some.shape[0]), int(some.shape[1])
-    rep = FidelityReport(checked=True, faithful=None, reason="", float_model=float_model,
-                         samples=n, steps=t, tolerance=dataclasses.asdict(tol),
-                         output=out_name)
-    fails = rep.failures
+    st = {"samples": int(some.shape[0]), "steps": int(some.shape[1]), "output": out_name,
+          "layers": [], "agree": None, "labelled": 0, "right_float": None,
+          "right_compiled": None,
+          "overflow": {k: {kk: int(vv) for kk, vv in v.items()}
+                       for k, v in (overflow or {}).items()}, "extra_notes": []}
     for node in graph.nodes(NEURON_TYPES):
         name = node.name
         if name not in compiled_out:
             continue
         c_n = _per_neuron(compiled_out[name])
-        if name not in float_out:
+        row = {"layer": name, "neurons": int(c_n.shape[1]), "float": None,
+               "compiled": int(c_n.sum()), "moments": None,
+               "graded": bool(compiled_out[name].dtype != bool)}
+        if float_out is not None and name in float_out:
+            f_n = _per_neuron(float_out[name])
+            row["float"] = int(f_n.sum())
+            if f_n.shape == c_n.shape:
+                row["moments"] = _moments(f_n, c_n)
+        row["has_float"] = float_out is not None and name in float_out
+        st["layers"].append(row)
+    if float_out is not None and out_name in compiled_out and out_name in float_out:
+        node = graph.node(out_name)
+        comp = decision(node, compiled_out[out_name])
+        flt = decision(node, float_out[out_name])
+        st["agree"] = int((comp == flt).sum())
+        if labels is not None:
+            labels = np.asarray(labels)
+            st["labelled"] = int(labels.size)
+            st["right_float"] = int((flt == labels).sum())
+            st["right_compiled"] = int((comp == labels).sum())
+    return st
+
+
+def merge_statistics(parts: list[dict]) -> dict:
+    """The statistics of the union of the (disjoint) sample sets `parts` were taken on."""
+    first = parts[0]
+    out = {"samples": sum(p["samples"] for p in parts), "steps": first["steps"],
+           "output": first["output"], "layers": [], "overflow": {}, "extra_notes": []}
+    for i, row in enumerate(first["layers"]):
+        rows = [p["layers"][i] for p in parts]
+        m = None
+        if all(r["moments"] is not None for r in rows):
+            m = [sum(r["moments"][k] for r in rows) for k in range(6)]
+        out["layers"].append(dict(row, compiled=sum(r["compiled"] for r in rows),
+                                  float=None if row["float"] is None else
+                                  sum(r["float"] for r in rows), moments=m))
+    for key in ("agree", "right_float", "right_compiled"):
+        vals = [p[key] for p in parts]
+        out[key] = None if any(v is None for v in vals) else sum(vals)
+    out["labelled"] = sum(p["labelled"] for p in parts)
+    for p in parts:
+        for name, counts in p["overflow"].items():
+            acc = out["overflow"].setdefault(name, {})
+            for k, v in counts.items():
+                acc[k] = acc.get(k, 0) + v
+        out["extra_notes"] += [n for n in p["extra_notes"] if n not in out["extra_notes"]]
+    return out
+
+
+def from_statistics(st: dict, tol: Tolerance | None = None, float_model: str = "float graph",
+                    reason: str | None = None) -> FidelityReport:
+    """The verdict on `statistics` (`reason`: why there is no float model, NOT CHECKED)."""
+    tol = tol or Tolerance()
+    n, out_name = st["samples"], st["output"]
+    if reason is not None:
+        rep = not_checked(reason, n, st["steps"], tol)
+        rep.output = out_name
+        for r in st["layers"]:
+            if r["compiled"] == 0:
+                rep.notes.append(f"{r['layer']}{' (output)' if r['layer'] == out_name else ''}"
+                                 f": silent in the compiled network on {n} samples")
+    else:
+        rep = FidelityReport(checked=True, faithful=None, reason="", float_model=float_model,
+                             samples=n, steps=st["steps"], tolerance=dataclasses.asdict(tol),
+                             output=out_name)
+        _judge(rep, st, tol)
+    for name, counts in sorted(st["overflow"].items()):
+        found = [f"{v:,} {OVERFLOW_WORDS.get(k, k)}" for k, v in counts.items() if v]
+        if found:
+            rep.notes.append(f"{name}: " + ", ".join(found) + f" on {n} samples")
+    rep.notes += st["extra_notes"]
+    if reason is None:
+        rep.faithful = not rep.failures
+    rep.statistics = st   # not part of the JSON: what shards merge (see scale.py)
+    return rep
+
+
+def _judge(rep: FidelityReport, st: dict, tol: Tolerance) -> None:
+    n, out_name, fails = st["samples"], st["output"], rep.failures
+    for r in st["layers"]:
+        name, cs = r["layer"], r["compiled"]
+        if not r["has_float"]:
             fails.append(f"{name}: has no counterpart in the float model")
-            rep.layers.append({"layer": name, "neurons": int(c_n.shape[1]), "float": None,
-                               "compiled": int(c_n.sum()), "difference": None,
-                               "correlation": None,
-                               "graded": compiled_out[name].dtype != bool})
+            rep.layers.append({"layer": name, "neurons": r["neurons"], "float": None,
+                               "compiled": cs, "difference": None, "correlation": None,
+                               "graded": r["graded"]})
             continue
-        f_n = _per_neuron(float_out[name])
-        fs, cs = int(f_n.sum()), int(c_n.sum())
+        fs = r["float"]
         diff = (cs - fs) / fs if fs else None
-        corr = _correlation(f_n.ravel(), c_n.ravel()) if f_n.shape == c_n.shape else None
-        rep.layers.append({"layer": name, "neurons": int(c_n.shape[1]), "float": fs,
+        corr = _correlation(r["moments"])
+        rep.layers.append({"layer": name, "neurons": r["neurons"], "float": fs,
                            "compiled": cs, "difference": diff, "correlation": corr,
-                           "graded": compiled_out[name].dtype != bool})
+                           "graded": r["graded"]})
         where = f"{name}{' (output)' if name == out_name else ''}"
         if fs == 0 and cs == 0:
             fails.append(f"{where}: silent in both the float model and the compiled network "
@@ -271,43 +367,32 @@ def compare(graph: Graph, float_out: dict, compiled_out: dict, labels=None,
     if scored:
         w = max(scored, key=lambda r: abs(r["difference"]))
         rep.worst = {"layer": w["layer"], "difference": w["difference"]}
-    if out_name in compiled_out and out_name in float_out:
-        node = graph.node(out_name)
-        comp = decision(node, compiled_out[out_name])
-        flt = decision(node, float_out[out_name])
-        rep.agreement = float((comp == flt).mean())
+    if st["agree"] is not None:
+        rep.agreement = st["agree"] / n
         if rep.agreement < tol.agreement:
             fails.append(f"output {out_name}: same decision as the float model on only "
                          f"{rep.agreement:.1%} of {n} samples (minimum {tol.agreement:.0%})")
-        if labels is not None:
-            labels = np.asarray(labels)
-            rep.accuracy = {"float": float((flt == labels).mean()),
-                            "compiled": float((comp == labels).mean())}
-    for name, counts in sorted((overflow or {}).items()):
-        found = [f"{v:,} {OVERFLOW_WORDS.get(k, k)}" for k, v in counts.items() if v]
-        if found:
-            rep.notes.append(f"{name}: " + ", ".join(found) + f" on {n} samples")
-    rep.faithful = not fails
-    return rep
+        if st["right_float"] is not None:
+            rep.accuracy = {"float": st["right_float"] / st["labelled"],
+                            "compiled": st["right_compiled"] / st["labelled"]}
+
+
+def compare(graph: Graph, float_out: dict, compiled_out: dict, labels=None,
+            tol: Tolerance | None = None, overflow: dict | None = None,
+            float_model: str = "float graph") -> FidelityReport:
+    """Float vs compiled on the same inputs. `graph`: the compiled (fixed-point) graph;
+    `float_out`, `compiled_out`: layer name -> (N, T, *shape) spikes (bool) or graded
+    spikes; `overflow`: the simulator's per-node wrap/saturation counts (notes only)."""
+    return from_statistics(statistics(graph, float_out, compiled_out, labels, overflow),
+                           tol, float_model)
 
 
 def compiled_only(graph: Graph, compiled_out: dict, reason: str, overflow: dict | None = None,
                   tol: Tolerance | None = None) -> FidelityReport:
     """No float model: NOT CHECKED, with what the compiled side alone shows (silent layers,
     an output that never fires, wraps) as notes."""
-    some = next(iter(compiled_out.values()))
-    rep = not_checked(reason, int(some.shape[0]), int(some.shape[1]), tol)
-    out_name = graph.inputs(graph.output_node().name)[0]
-    rep.output = out_name
-    for node in graph.nodes(NEURON_TYPES):
-        if node.name in compiled_out and not np.any(compiled_out[node.name]):
-            rep.notes.append(f"{node.name}{' (output)' if node.name == out_name else ''}: "
-                             f"silent in the compiled network on {rep.samples} samples")
-    for name, counts in sorted((overflow or {}).items()):
-        found = [f"{v:,} {OVERFLOW_WORDS.get(k, k)}" for k, v in counts.items() if v]
-        if found:
-            rep.notes.append(f"{name}: " + ", ".join(found) + f" on {rep.samples} samples")
-    return rep
+    return from_statistics(statistics(graph, None, compiled_out, None, overflow), tol,
+                           reason=reason)
 
 
 FloatRunner = Callable[[np.ndarray], dict]
@@ -363,11 +448,11 @@ def check(build, inputs: np.ndarray, compiled_out: dict, labels=None,
     runner, what = float_side(build)
     if runner is None:
         return compiled_only(build.graph, compiled_out, what, overflow, tol)
-    rep = compare(build.graph, runner(inputs), compiled_out, labels, tol, overflow, what)
+    st = statistics(build.graph, runner(inputs), compiled_out, labels, overflow)
     msg = steps_warning(build, inputs)
     if msg:
-        rep.notes.append(msg)
-    return rep
+        st["extra_notes"].append(msg)
+    return from_statistics(st, tol, what)
 
 
 def calibration_steps(build_report: dict) -> int | None:

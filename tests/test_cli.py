@@ -119,7 +119,7 @@ def test_bad_inputs_are_one_line_errors(tiny_files, tmp_path, capsys):
     one_line_error(capsys, ["run", build, "--inputs", inputs], "checksum mismatch")
     one_line_error(capsys, ["compile", ckpt, "--target", "loihi9", "--calib", inputs, "-o",
                             tmp_path / "d"],
-                   "unknown target 'loihi9'; built-in targets: loihi1")
+                   "unknown target 'loihi9'; built-in targets: hala-point, loihi1")
 
 
 def test_unsupported_layer_lists_supported(tmp_path, capsys):
