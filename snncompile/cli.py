@@ -213,6 +213,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--replace", action="store_true",
                    help="re-place the network with the firing rates of --inputs instead of "
                         "pricing the build's own placement (mapping.json)")
+    e.add_argument("--backend", choices=("model", "sanafe", "both"), default="model",
+                   help="model: snncompile's energy model; sanafe: also run the placed "
+                   "network through the SANA-FE simulator and print both side by side; "
+                   "both: the model's full breakdown and the SANA-FE comparison")
+    e.add_argument("--sanafe-samples", type=positive_int, default=16,
+                   help="samples SANA-FE simulates (it runs one sample at a time)")
     e.add_argument("--json", help="write the machine-readable report here")
     e.add_argument("--plot", help="write a per-layer breakdown chart (.png) here")
     e.add_argument("--limit", type=positive_int, help="use only the first N samples")
@@ -476,9 +482,17 @@ def cmd_energy(args) -> int:
                                     chips=args.chips, replace=args.replace)
     print(mapping.table())
     print()
-    print(report.table())
+    if args.backend != "sanafe":
+        print(report.table())
+    doc = report.to_json()
+    if args.backend != "model":
+        from .energy_run import sanafe_compare
+        sf, text = sanafe_compare(build, x, report, mapping, energy_table=args.energy_table,
+                                  max_samples=args.sanafe_samples)
+        print(text)
+        doc["sanafe"] = sf.to_json()
     if args.json:
-        _write_json(args.json, report.to_json())
+        _write_json(args.json, doc)
         print(f"wrote {args.json}")
     if args.plot:
         from .safe_io import atomic_path

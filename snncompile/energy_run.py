@@ -67,3 +67,18 @@ def build_mapping(build: Build) -> Mapping:
         raise InputFileError(f"{path}: has no layer {', '.join(missing) or 'at all'} of the "
                              "build's graph; recompile")
     return mapping
+
+
+def sanafe_compare(build: Build, inputs: np.ndarray, report, mapping, energy_table=None,
+                   max_samples: int | None = None):
+    """Run the placed network through SANA-FE; return (SanafeResult, comparison text).
+
+    SANA-FE gets the placement `report` priced (`mapping`), so both price the same one.
+    """
+    from .energy.sanafe_backend import compare_text, run_sanafe
+
+    spec = build.target
+    if energy_table:
+        spec = load_target(build.target.path, energy=energy_table)
+    sf = run_sanafe(build.graph, mapping.to_json(), inputs, spec, max_samples=max_samples)
+    return sf, compare_text(report, sf)

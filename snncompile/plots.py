@@ -30,6 +30,7 @@ EVENT_COLORS = {
     "hops": "#8c564b",
     "chip_hops": "#e377c2",
     "coproc": "#bcbd22",
+    "system": "#17becf",
     "static": "#7f7f7f",
 }
 #: Energy table keys each event's price comes from (to mark estimates).
@@ -37,7 +38,7 @@ EVENT_KEYS = {
     "synops": ("synop_",), "neuron_active": ("neuron_update_active",),
     "neuron_inactive": ("neuron_update_inactive",), "spikes_out": ("spike_out",),
     "messages": ("message_",), "hops": ("hop_ew", "hop_ns"), "chip_hops": ("chip_hop",),
-    "coproc": ("coproc",), "static": ("static_power",),
+    "coproc": ("coproc",), "system": ("system_step",), "static": ("static_power",),
 }
 SOURCE_COLORS = {
     "float": "#1f77b4",

@@ -133,6 +133,13 @@ class Energy:
     barrier_max_tiles: int
     static_power_w: float
     synop_sparse_j: float | None = None  # None: same as synop_j
+    # per-step system cost outside the neurocores (host / embedded-x86 I/O, management),
+    # charged once per time step; 0 when the table has none
+    system_step_j: float = 0.0
+    system_step_s: float = 0.0
+    # graded spikes: extra cost per payload bit of each message (Loihi 2); 0 when unknown
+    message_payload_bit_j: float = 0.0
+    message_payload_bit_s: float = 0.0
     estimates: frozenset = frozenset()
     source: str = ""  # file the table was read from
 
@@ -370,7 +377,8 @@ def load_target(name_or_path: str | Path, energy: str | Path | None = None) -> T
         raw = dict(raw, energy=_merged(energy_path).get("energy"))
         if raw["energy"] is None:
             raise InputFileError(f"{energy_path}: energy table file has no [energy] section")
-    energy_spec = _section(energy_path, raw, "energy", Energy, optional=("synop_sparse_j",))
+    energy_spec = _section(energy_path, raw, "energy", Energy, optional=("synop_sparse_j", "system_step_j", "system_step_s",
+                                   "message_payload_bit_j", "message_payload_bit_s"))
     if energy_spec is not None:
         energy_spec = dataclasses.replace(energy_spec, source=str(energy_path))
     chip = _section(path, raw, "chip", Chip)

@@ -181,6 +181,19 @@ def test_energy_command_json_plot_and_breakdown(tiny_files, tmp_path, capsys):
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_energy_backend_both_runs_sanafe(tiny_files, tmp_path, capsys):
+    pytest.importorskip("sanafe")
+    ckpt, inputs, x, y = tiny_files
+    build = tmp_path / "b"
+    assert main(["compile", str(ckpt), "--calib", str(inputs), "-o", str(build), "--quiet"]) == 0
+    assert main(["energy", str(build), "--inputs", str(inputs), "--backend", "both",
+                 "--sanafe-samples", "2", "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "energy per inference" in out and "SANA-FE backend" in out
+    sf = json.loads((tmp_path / "e.json").read_text())["sanafe"]
+    assert sf["dynamic_j"] > 0 and sf["latency_per_step_s"] > 0 and sf["samples"] == 2
+
+
 def test_network_too_large_names_layer_resource_and_limit(tiny_files, tmp_path, capsys):
     small = tmp_path / "small.toml"
     small.write_text('name = "small"\nbase = "loihi2"\n[limits]\nneurons = 8\n'

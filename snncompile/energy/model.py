@@ -101,6 +101,15 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
     block_rate: dict[str, dict[str, float]] = {}  # per-layer per-step events, for latency
     ann_j = snn_ops_j = 0.0
 
+    # graded senders: layers whose messages carry a payload (bits) to a graded synapse
+    payload_bits: dict[str, int] = {}
+    for n in graph.order():
+        bits = int(getattr(graph.node(n), "num_message_bits", 0) or 0)
+        if bits and getattr(graph.node(n), "is_synapse", False):
+            from ..passes.split import _source_of
+            src = _source_of(graph, graph.inputs(n)[0])
+            payload_bits[src] = max(payload_bits.get(src, 0), bits)
+
     def traffic(layer: str, spikes: float) -> tuple[dict, dict]:
         tr = mapping.layer_traffic.get(layer)
         n = mapping.layers[layer]["neurons"]
@@ -108,16 +117,20 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
             return ({"messages": 0.0, "hops_ew": 0.0, "hops_ns": 0.0, "chip_hops": 0.0},
                     {"messages": 0.0, "hops": 0.0, "chip_hops": 0.0})
         ev = {k: spikes * tr[k] / n for k in ("messages", "hops_ew", "hops_ns", "chip_hops")}
-        en = {"messages": ev["messages"] * e.message_j,
+        bits = payload_bits.get(layer, 0)
+        en = {"messages": ev["messages"] * (e.message_j + bits * e.message_payload_bit_j),
               "hops": ev["hops_ew"] * e.hop_ew_j + ev["hops_ns"] * e.hop_ns_j,
               "chip_hops": ev["chip_hops"] * e.chip_hop_j}
         return ev, en
 
     # ---- the graph input: its messages into the first layers
     lifs = [n for n in graph.order() if isinstance(graph.node(n), NEURON_TYPES)]
-    if any(getattr(graph.node(n), "num_message_bits", 0) for n in graph.order()):
+    if payload_bits:
         notes.append("graded-spike synaptic operations are priced as binary ones (no "
                      "published per-operation energy for graded messages): an underestimate")
+        if e.message_payload_bit_j:
+            notes.append("graded messages priced by payload width (message_payload_bit_j "
+                         "per bit)")
     missing = [n for n in lifs + [inp] if n not in mapping.layers]
     if missing:
         raise UnsupportedError(f"mapping has no layer {', '.join(missing)}; map this graph "
@@ -216,7 +229,8 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
                   + r["active_updates"] * fn * e.neuron_update_active_s
                   + r["inactive_updates"] * fn * e.neuron_update_inactive_s
                   + r["spikes"] * fn * e.spike_out_s
-                  + r["messages"] * fn * e.message_s)
+                  + r["messages"] * fn * (e.message_s + payload_bits.get(blk.layer, 0)
+                                          * e.message_payload_bit_s))
         core_t[c.index] = t
     busiest = int(np.argmax(core_t)) if len(core_t) else 0
     route_s = float(mapping.max_route.get("seconds", 0.0)) if mapping.max_route else 0.0
@@ -226,7 +240,13 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
         notes.append("barrier sync across chips modelled as the single-chip maximum")
         barrier = e.barrier_max_s
     parts = {"busiest_core_s": float(core_t[busiest]) if len(core_t) else 0.0,
-             "route_s": route_s, "barrier_s": barrier, "coproc_s": coproc_s}
+             "route_s": route_s, "barrier_s": barrier, "coproc_s": coproc_s,
+             "system_s": e.system_step_s}
+    # per-step system cost (host / x86 I/O and management), charged to the input row
+    per_layer[inp]["system"] = e.system_step_j * steps
+    if e.system_step_j or e.system_step_s:
+        notes.append(f"per-step system cost {e.system_step_j * 1e6:.3g} uJ and "
+                     f"{e.system_step_s * 1e6:.3g} us per step (host / x86 I/O) included")
     step_s = sum(parts.values())
     inference_s = step_s * steps
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 #: Event types of the breakdown, in report order.
 EVENTS = ("synops", "neuron_active", "neuron_inactive", "spikes_out", "messages", "hops",
-          "chip_hops", "coproc", "static")
+          "chip_hops", "coproc", "system", "static")
 
 
 @dataclass

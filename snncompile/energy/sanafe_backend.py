@@ -1,0 +1,412 @@
+"""SANA-FE as a second, independent energy and latency backend.
+
+SANA-FE (Boyle et al., "SANA-FE: Simulating Advanced Neuromorphic Architectures for Fast
+Exploration", IEEE TCAD 2025; PyPI `sanafe` 2.2.9) is an event-driven simulator of
+neuromorphic chips with its own timing model (per-core pipelines, NoC messages, barrier).
+This module rebuilds a compiled graph as a SANA-FE network, puts every neuron on the core
+snncompile's placement (the build's mapping.json) gave it, drives the input neurons with the
+same input spikes, and runs it.
+
+Architecture descriptions
+* loihi1 targets: SANA-FE's own `loihi.yaml` (shipped in the wheel; event energies from
+  Davies et al. 2018 Table 2 recalibrated by SANA-FE's authors against Loihi silicon).
+  Independent of snncompile's constants.
+* loihi2: SANA-FE ships no Loihi 2 description. `loihi2_arch_yaml` writes one in SANA-FE's
+  format from targets/loihi2.toml ([energy] and [chip]: 16 x 8 mesh, one core per
+  position). There SANA-FE contributes the simulation and timing model, not the constants.
+
+Neurons. Lava's fixed-point CUBA LIF (`FxLIF`) becomes SANA-FE's `leaky_integrate_fire` with
+input_decay = (4095 - du) / 4096, leak_decay = (4096 - dv) / 4096, threshold = vth << 6,
+bias = bias_mant << bias_exp, weights = (Lava-prepared w) * 2**weight_exp * 64, hard reset to 0. SANA-FE
+computes in floating point without Lava's truncation and 24-bit wrap: spikes are identical
+when du = 4095 and dv = 0 (no rounding occurs) and can differ slightly otherwise; the
+result carries both spike counts so any difference is visible.
+
+Time. SANA-FE delivers a spike one step later, like the simulator; a layer at depth d starts
+integrating at global step d. The run lasts steps + depth steps (input silent after `steps`)
+and each layer's spikes are counted in its own window [d, d + steps).
+
+Not supported (UnsupportedError naming the node): graded spikes, sigma-delta neurons, synaptic
+delays, co-processor partitions, multi-chip mappings.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir.graph import Graph
+from ..ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from ..sim.fixed import prepare_weights
+from ..target import TargetSpec
+
+SANAFE_VERSION = "2.2.9"
+INPUT_UNITS = 1024  # `input` soma units per core (one per input neuron; more slow SANA-FE)
+
+
+@dataclass
+class SanafeResult:
+    """Per inference (mean over the samples SANA-FE ran)."""
+
+    arch: str                 # which architecture description was used
+    constants: str            # where its event energies come from
+    samples: int
+    steps: int                # steps per inference (the input's)
+    steps_run: int            # steps simulated per inference (steps + pipeline depth)
+    dynamic_j: float
+    static_j: float           # static_power_w of snncompile's table x chips x sim time
+    energy_per_inference_j: float
+    latency_per_step_s: float
+    latency_per_inference_s: float
+    energy_parts_j: dict[str, float]
+    spikes: dict[str, float]  # per layer, per inference, SANA-FE's
+    packets: float
+    synaptic_events: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                for k, v in self.__dict__.items()}
+
+
+def _sanafe():
+    try:
+        import sanafe
+    except ImportError as exc:  # pragma: no cover - installed by requirements/base.txt
+        raise UnsupportedError(f"--backend sanafe needs the 'sanafe' package ({exc}); "
+                               f"pip install sanafe=={SANAFE_VERSION}") from exc
+    return sanafe
+
+
+def loihi2_arch_yaml(spec: TargetSpec) -> str:
+    """A Loihi 2 architecture description in SANA-FE's YAML format, from `spec`'s tables."""
+    e, raw = spec.energy, spec.raw.get("chip", {})
+    w, h = int(raw.get("mesh_x", 16)), int(raw.get("mesh_y", 8))
+    per_tile = int(raw.get("cores_per_tile", 1))
+    n_tiles = w * h
+    neurons = int(spec.raw.get("limits", {}).get("neurons", 8192))
+    lines = [
+        "# Loihi 2 for SANA-FE, written by snncompile from targets/loihi2.toml: every",
+        "# constant is snncompile's (see that file for sources and estimates).",
+        "architecture:",
+        "  name: loihi2_chip",
+        "  attributes: {topology: mesh, width: %d, height: %d, link_buffer_size: 16," % (w, h),
+        "               sync_model: fixed, latency_sync: %r}" % e.barrier_s(n_tiles),
+        "  tile:",
+        f"    - name: loihi2_tile[0..{n_tiles - 1}]",
+        "      attributes: {energy_north_hop: %r, latency_north_hop: %r, energy_south_hop: %r,"
+        % (e.hop_ns_j, e.hop_ns_s, e.hop_ns_j),
+        "                   latency_south_hop: %r, energy_east_hop: %r, latency_east_hop: %r,"
+        % (e.hop_ns_s, e.hop_ew_j, e.hop_ew_s),
+        "                   energy_west_hop: %r, latency_west_hop: %r}" % (e.hop_ew_j, e.hop_ew_s),
+        "      core:",
+        f"        - name: loihi2_core[0..{per_tile - 1}]",
+        "          attributes: {buffer_position: soma, buffer_inside_unit: false, "
+        f"max_neurons_supported: {neurons}}}",
+        "          axon_in:",
+        "            - name: l2_in",
+        "              attributes: {energy_message_in: 0.0, latency_message_in: %r}"
+        % e.message_s,
+        "          soma:",
+        "            - name: l2_lif",
+        "              attributes: {model: leaky_integrate_fire, energy_access_neuron: %r,"
+        % e.neuron_update_inactive_j,
+        "                           latency_access_neuron: %r, energy_update_neuron: %r,"
+        % (e.neuron_update_inactive_s, e.neuron_update_active_j - e.neuron_update_inactive_j),
+        "                           latency_update_neuron: %r, energy_spike_out: %r,"
+        % (e.neuron_update_active_s - e.neuron_update_inactive_s, e.spike_out_j),
+        "                           latency_spike_out: %r}" % e.spike_out_s,
+        "            - name: l2_inputs[0..%d]" % (INPUT_UNITS - 1),
+        "              attributes: {model: input, energy_access_neuron: 0.0, "
+        "latency_access_neuron: 0.0,",
+        "                           energy_update_neuron: 0.0, latency_update_neuron: 0.0,",
+        "                           energy_spike_out: 0.0, latency_spike_out: 0.0}",
+        "          dendrite:",
+        "            - name: l2_dendrites",
+        "              attributes: {model: accumulator, energy_update: 0.0, "
+        "latency_update: 0.0}",
+        "          synapse:",
+        "            - name: l2_dense_synapse",
+        "              attributes: {model: current_based, energy_process_spike: %r, "
+        "latency_process_spike: %r}" % (e.synop_j, e.synop_s),
+        "            - name: l2_conv_synapse",
+        "              attributes: {model: current_based, energy_process_spike: %r, "
+        "latency_process_spike: %r}" % (e.synop_conv_j, e.synop_s),
+        "          axon_out:",
+        "            - name: l2_out",
+        "              attributes: {energy_message_out: %r, latency_message_out: %r}"
+        % (e.message_j, e.message_s),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _arch(spec: TargetSpec):
+    """(sanafe Architecture, description, unit names) for `spec`."""
+    sf = _sanafe()
+    family = spec.name.split("-")[0]
+    if family == "loihi1":
+        units = {"lif": "loihi_lif", "input": "loihi_inputs", "capacity": 1024,
+                 "dense": "loihi_dense_synapse", "sparse": "loihi_sparse_synapse",
+                 "conv": "loihi_conv_synapse"}
+        return (sf.load_loihi(), "SANA-FE loihi.yaml (shipped with sanafe "
+                f"{SANAFE_VERSION})", "SANA-FE (silicon-calibrated Loihi 1 events)", units)
+    if family == "loihi2":
+        units = {"lif": "l2_lif", "input": "l2_inputs", "dense": "l2_dense_synapse",
+                 "capacity": int(spec.raw.get("limits", {}).get("neurons", 8192)),
+                 "sparse": "l2_dense_synapse", "conv": "l2_conv_synapse"}
+        fd, path = tempfile.mkstemp(suffix=".yaml", prefix="loihi2_sanafe_")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(loihi2_arch_yaml(spec))
+            arch = sf.load_arch(path)
+        finally:
+            os.unlink(path)
+        return (arch, "Loihi 2 description written from targets/loihi2.toml",
+                f"snncompile {spec.energy.source}", units)
+    raise UnsupportedError(f"--backend sanafe: no SANA-FE architecture for target "
+                           f"'{spec.name}' (loihi1* and loihi2 are supported)")
+
+
+def _check(graph: Graph) -> None:
+    for name in graph.order():
+        node = graph.node(name)
+        if isinstance(node, Input):
+            if node.encoding != "spikes":
+                raise UnsupportedError(f"--backend sanafe: input '{name}' is {node.encoding}; "
+                                       "only binary spike inputs are supported")
+        elif isinstance(node, (FxDense, FxConv2d)):
+            if getattr(node, "num_message_bits", 0):
+                raise UnsupportedError(f"--backend sanafe: '{name}' takes graded spikes "
+                                       "(SANA-FE's LIF sends binary spikes only)")
+            if getattr(node, "delay", None) is not None:
+                raise UnsupportedError(f"--backend sanafe: '{name}' has synaptic delays")
+        elif not isinstance(node, (FxLIF, Flatten, Output)):
+            raise UnsupportedError(f"--backend sanafe: node '{name}' "
+                                   f"({type(node).__name__}) is not supported")
+
+
+def _conv_edges(node: FxConv2d, in_shape, out_shape):
+    """(src, dst, weight) of every non-zero connection of a conv, C-order neuron indices."""
+    w = np.asarray(node.weight)
+    co_n, ci_g, kh, kw = w.shape
+    ci_n, ih, iw = in_shape
+    _, oh, ow = out_shape
+    sy, sx = node.stride
+    py, px = node.padding
+    groups = node.groups
+    co_per_g = co_n // groups
+    srcs, dsts, ws = [], [], []
+    oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+    for co, ci, ky, kx in zip(*np.nonzero(w)):
+        cin = (co // co_per_g) * ci_g + ci
+        y = oy * sy - py + ky
+        x = ox * sx - px + kx
+        ok = (y >= 0) & (y < ih) & (x >= 0) & (x < iw)
+        srcs.append(((cin * ih + y[ok]) * iw + x[ok]).ravel())
+        dsts.append(((co * oh + oy[ok]) * ow + ox[ok]).ravel())
+        ws.append(np.full(int(ok.sum()), float(w[co, ci, ky, kx])))
+    if not srcs:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
+
+
+def _block_neurons(block: dict, shape) -> np.ndarray:
+    if "range" in block:
+        return np.arange(block["range"][0], block["range"][1])
+    c0, c1, y0, y1, x0, x1 = block["tile"]
+    _, h, w = shape
+    c, y, x = np.meshgrid(np.arange(c0, c1), np.arange(y0, y1), np.arange(x0, x1),
+                          indexing="ij")
+    return ((c * h + y) * w + x).ravel()
+
+
+def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec,
+               max_samples: int | None = None) -> SanafeResult:
+    """Simulate `inputs` (samples, steps, *shape) on SANA-FE with `mapping` (mapping.json)."""
+    sf = _sanafe()
+    _check(graph)
+    if int(mapping.get("chips", 1)) > 1:
+        raise UnsupportedError("--backend sanafe: the mapping spans "
+                               f"{mapping['chips']} chips; SANA-FE models one chip here")
+    inputs = np.asarray(inputs)
+    n_samples = inputs.shape[0] if max_samples is None else min(inputs.shape[0], max_samples)
+    steps = int(inputs.shape[1])
+    inp = graph.input_node()
+    lifs = [n for n in graph.order() if isinstance(graph.node(n), FxLIF)]
+
+    # synapse node feeding each LIF and the spiking source of that synapse
+    feed: dict[str, tuple[str, str]] = {}
+    depth = {inp.name: 0}
+    for lif in lifs:
+        syn = graph.inputs(lif)
+        if len(syn) != 1 or not isinstance(graph.node(syn[0]), (FxDense, FxConv2d)):
+            raise UnsupportedError(f"--backend sanafe: '{lif}' must be fed by one dense or "
+                                   "conv synapse node")
+        src = graph.inputs(syn[0])[0]
+        while isinstance(graph.node(src), Flatten):
+            src = graph.inputs(src)[0]
+        feed[lif] = (syn[0], src)
+        depth[lif] = depth[src] + 1
+    max_depth = max(depth.values())
+    steps_run = steps + max_depth
+
+    blocks = mapping["blocks"]
+    core_of_block = {}
+    mesh_y = int(spec.raw.get("chip", {}).get("mesh_y", 1))
+    for c in mapping["core_list"]:
+        for b in c["blocks"]:
+            core_of_block[b] = (int(c["tile"][0]) * mesh_y + int(c["tile"][1]), int(c["slot"]))
+
+    notes: list[str] = []
+    exact = all(graph.node(l).du == 4095 and graph.node(l).dv == 0 for l in lifs)
+    if not exact:
+        notes.append("SANA-FE's LIF is floating point: with du != 4095 or dv != 0 "
+                     "its spikes can differ from Lava's truncating fixed point")
+    totals: dict[str, float] = {}
+    spikes = dict.fromkeys(lifs, 0.0)
+    packets = synev = sim_time = 0.0
+    arch, arch_desc, constants, units = _arch(spec)
+    tiles = arch.tiles
+    chip = sf.SpikingChip(arch)  # built once (seconds); reset and reloaded per sample
+    for s in range(n_samples):
+        net = sf.Network()
+        groups = {}
+        n_in = int(np.prod(inp.shape))
+        g_in = net.create_neuron_group(inp.name, n_in)
+        frames = inputs[s].reshape(steps, -1) != 0
+        groups[inp.name] = g_in
+        for lif in lifs:
+            node = graph.node(lif)
+            n = int(np.prod(node.shape))
+            syn = graph.node(feed[lif][0])
+            kind = "conv" if isinstance(syn, FxConv2d) else "dense"
+            attrs = {"threshold": float(node.vth << 6), "reset": 0.0, "reset_mode": "hard",
+                     "leak_decay": (4096 - node.dv) / 4096,
+                     "input_decay": (4095 - node.du) / 4096}
+            g = net.create_neuron_group(lif, n, model_attributes=attrs,
+                                        soma_hw_name=units["lif"],
+                                        default_synapse_hw_name=units[kind], log_spikes=True)
+            bias = np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape).ravel() \
+                * (1 << node.bias_exp)
+            for i in np.nonzero(bias)[0]:
+                g.neurons[int(i)].set_attributes(model_attributes={"bias": float(bias[i])})
+            groups[lif] = g
+        for lif in lifs:
+            syn_name, src = feed[lif]
+            syn = graph.node(syn_name)
+            if isinstance(syn, FxConv2d):
+                si, di, wv = _conv_edges(syn, graph.shape(graph.inputs(syn_name)[0]),
+                                         graph.shape(syn_name))
+                wv = wv * 64
+            else:
+                w = prepare_weights(syn.weight, syn.sign_mode, syn.num_weight_bits)
+                di, si = np.nonzero(w)
+                wv = w[di, si].astype(float) * 2.0 ** syn.weight_exp * 64
+            groups[src].connect_neurons_sparse(
+                groups[lif], {"weight": wv.tolist()},
+                list(zip(si.tolist(), di.tolist())))
+        # placement: the build's mapping; the input enters at tile 0 (as in snncompile)
+        for b, blk in enumerate(blocks):
+            layer = blk["layer"]
+            if layer not in groups or layer == inp.name:
+                continue
+            t, slot = core_of_block[b]
+            core = tiles[t].cores[slot]
+            for i in _block_neurons(blk, graph.shape(layer)):
+                groups[layer].neurons[int(i)].map_to_core(core)
+        # input neurons: on the free neuron slots of the cores nearest tile (0, 0); each
+        # needs its own `input` soma unit (sharing one loses spikes in SANA-FE 2.2.9)
+        used: dict[tuple[int, int], int] = {}
+        for b, blk in enumerate(blocks):
+            if blk["layer"] != inp.name and b in core_of_block:
+                used[core_of_block[b]] = used.get(core_of_block[b], 0) + int(blk["neurons"])
+        slots = sorted(((t, c) for t in range(len(tiles)) for c in range(len(tiles[t].cores))),
+                       key=lambda tc: ((tc[0] // mesh_y) + (tc[0] % mesh_y), tc))
+        i = 0
+        for t, c in slots:
+            free = min(units["capacity"] - used.get((t, c), 0), INPUT_UNITS)
+            for k in range(max(free, 0)):
+                if i == n_in:
+                    break
+                train = frames[:, i].tolist() + [False] * max_depth
+                g_in.neurons[i].set_attributes(soma_hw_name=f"{units['input']}[{k}]",
+                                               model_attributes={"spikes": train})
+                g_in.neurons[i].map_to_core(tiles[t].cores[c])
+                i += 1
+            if i == n_in:
+                break
+        if i < n_in:
+            raise UnsupportedError(f"--backend sanafe: no free neuron slots for input "
+                                   f"'{inp.name}' ({n_in - i} of {n_in} left over)")
+        chip.reset()
+        try:
+            chip.load(net)
+        except Exception as exc:  # SANA-FE reports capacity errors as RuntimeError
+            raise UnsupportedError(f"--backend sanafe: SANA-FE refused the mapped network: "
+                                   f"{exc}") from exc
+        res = chip.sim(steps_run, spike_trace=True)
+        for k, v in res["energy"].items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        packets += res["packets_sent"]
+        synev += res["spikes"]
+        sim_time += res["sim_time"]
+        for t, fired in enumerate(res["spike_trace"]):
+            for nid in fired:
+                layer = str(nid).split(".")[0]
+                if layer in spikes and depth[layer] <= t < depth[layer] + steps:
+                    spikes[layer] += 1
+    per = {k: v / n_samples for k, v in totals.items()}
+    dyn = per.pop("total")
+    inference_s = sim_time / n_samples
+    static = spec.energy.static_power_w * inference_s
+    notes.append(f"SANA-FE simulated {steps_run} steps per inference ({steps} input steps + "
+                 f"{max_depth} pipeline-drain steps) and {n_samples} sample(s); static energy "
+                 "is snncompile's static_power_w x SANA-FE's time (SANA-FE has no static "
+                 "power)")
+    return SanafeResult(
+        arch=arch_desc, constants=constants, samples=n_samples, steps=steps,
+        steps_run=steps_run, dynamic_j=dyn, static_j=static,
+        energy_per_inference_j=dyn + static, latency_per_step_s=inference_s / steps_run,
+        latency_per_inference_s=inference_s, energy_parts_j=per,
+        spikes={k: v / n_samples for k, v in spikes.items()},
+        packets=packets / n_samples, synaptic_events=synev / n_samples, notes=notes)
+
+
+def compare_text(ours, theirs: SanafeResult) -> str:
+    """Side-by-side table: snncompile's model and SANA-FE, with the ratio."""
+    rows = [("dynamic energy / inference", ours.dynamic_j, theirs.dynamic_j, "J"),
+            ("static energy / inference", ours.static_j, theirs.static_j, "J"),
+            ("total energy / inference", ours.energy_per_inference_j,
+             theirs.energy_per_inference_j, "J"),
+            ("latency / step", ours.latency_per_step_s, theirs.latency_per_step_s, "s"),
+            ("latency / inference", ours.latency_per_inference_s,
+             theirs.latency_per_inference_s, "s")]
+    ours_spk = sum(ours.events[l].get("spikes", 0.0) for l in theirs.spikes)
+    their_spk = sum(theirs.spikes.values())
+    ours_syn = sum(ours.events[l].get("synops", 0.0) for l in theirs.spikes)
+    ours_msg = sum(ev.get("messages", 0.0) for ev in ours.events.values())
+    rows += [("spikes / inference", ours_spk, their_spk, ""),
+             ("synaptic events / inference", ours_syn, theirs.synaptic_events, ""),
+             ("messages / inference", ours_msg, theirs.packets, "")]
+    lines = [f"SANA-FE backend: {theirs.arch}; event energies: {theirs.constants}",
+             f"{'':<30}{'snncompile':>14}{'SANA-FE':>14}{'SANA-FE/ours':>14}"]
+    for label, a, b, unit in rows:
+        ratio = b / a if a else math.inf if b else 1.0
+        lines.append(f"{label:<30}{_fmt(a, unit):>14}{_fmt(b, unit):>14}{ratio:>14.2f}")
+    for name, v in theirs.energy_parts_j.items():
+        lines.append(f"  SANA-FE {name:<21}{'':>14}{_fmt(v, 'J'):>14}")
+    lines += [f"note: {n}" for n in theirs.notes]
+    return "\n".join(lines)
+
+
+def _fmt(x: float, unit: str) -> str:
+    if not unit:
+        return f"{x:,.0f}"
+    for scale, p in ((1e-12, "p"), (1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1, "")):
+        if abs(x) < scale * 1000:
+            return f"{x / scale:.3g} {p}{unit}"
+    return f"{x:.3g} {unit}"
