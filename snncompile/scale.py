@@ -235,7 +235,9 @@ def merge(parts: list[tuple[str, dict, bool]], not_compared: list[dict],
             divergence = d
             break
     backends = {b: {"wall_s": round(sum(r.backends[b]["wall_s"] for r in reports), 4),
-                    "spikes": sum(r.backends[b]["spikes"] for r in reports)}
+                    "spikes": sum(r.backends[b]["spikes"] for r in reports),
+                    **({"samples": sum(r.backends[b]["samples"] for r in reports)}
+                       if "samples" in first.backends[b] else {})}
                 for b in first.backends}
     fid_first = first.fidelity
     stats = merge_statistics([r.fidelity.statistics for r in reports])
