@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements/base.txt requirements/lava.txt requirement
 	$(PIP) install -q -c requirements/constraints.txt --no-deps -r requirements/clients.txt
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements/lava.txt
 	$(PIP) install -q --no-deps -e .
-	$(PY) -c "import snncompile.backends.lava_backend as lb; lb.require_lava()"
+	$(PY) -c "import snncompile.backends.lava.run as lb; lb.require_lava()"
 	touch $(STAMP)
 
 demo: $(STAMP)

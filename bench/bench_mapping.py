@@ -23,8 +23,8 @@ import numpy as np
 
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output  # noqa: F401
-from snncompile.passes.place import place
-from snncompile.passes.split import split_graph
+from snncompile.mapping.place import place
+from snncompile.mapping.split import split_graph
 from snncompile.target import load_target
 
 

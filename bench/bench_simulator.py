@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from snncompile.ir import FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output  # noqa: E402
-from snncompile.sim import Simulator  # noqa: E402
+from snncompile.backends.sim import Simulator  # noqa: E402
 
 SIZES = (784, 2048, 2048, 1024)
 
@@ -73,7 +73,7 @@ def inputs(args, rng) -> np.ndarray:
 def peak_add_rate(reps: int = 5) -> float:
     """Adds/s of the compiled int8 row-add loop on one core, every row active (the best
     case of the event-driven kernel): the machine's limit the issue measures against."""
-    from snncompile.sim import kernels as K
+    from snncompile.backends.sim import kernels as K
     rng = np.random.default_rng(0)
     wt = rng.integers(-128, 128, (2048, 2048)).astype(np.int8)
     x = np.ones((8, 2048), np.uint8)
@@ -139,7 +139,7 @@ def main() -> int:
     rates = {k: float(np.count_nonzero(v) / v.size) for k, v in r64.spikes.items()}
     synops = sum(c.get("synops", 0) for c in r64.counts.values()) / args.batch
 
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     nl = args.lava_samples
     t0 = time.perf_counter()
     lava = run_lava(graph, x[:nl])

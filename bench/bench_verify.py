@@ -1,7 +1,7 @@
 """`verify` wall time per backend per sample on a gesture-sized attention network: 2x32x32
 spike input, conv 64 (TCSA attention) / 128 / 128, fc 256 / 11 LIF, T = 12 (106,763 neurons,
 about 53.6M synapses), compiled for Loihi 2 with calibration data. All backends are timed in
-this run, on this machine, through `snncompile.verify.verify` (setup included, as a user
+this run, on this machine, through `snncompile.verify.compare.verify` (setup included, as a user
 sees it).
 
     .venv/bin/python bench/bench_verify.py [--samples 4] [--lava-samples 1] [--json F]
@@ -83,7 +83,7 @@ def main() -> int:
                     help="alternated reference / numpy-simulator runs (medians)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args()
-    from snncompile.verify import default_lava_samples, verify
+    from snncompile.verify.compare import default_lava_samples, verify
     t0 = time.perf_counter()
     build, x = compiled(n=args.samples)
     graph = build.graph
@@ -98,8 +98,8 @@ def main() -> int:
                    "s_per_sample": v["wall_s"] / max(v["samples"], 1)}
     # the reference against the pure-numpy simulator (its speed target), alternated
     # `--repeat` times so that both see the same load; medians
-    from snncompile.reference import reference_run
-    from snncompile.sim import Simulator
+    from snncompile.backends.reference import reference_run
+    from snncompile.backends.sim import Simulator
     times = {"reference": [], "sim numpy": []}
     for _ in range(args.repeat):
         t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import numpy as np
 from snncompile.energy import estimate_energy
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import FxDense, FxLIF, Input, Output
-from snncompile.passes.place import map_graph
+from snncompile.mapping.place import map_graph
 from snncompile.target import load_target
 
 MEASURED_J = 0.00027  # dynamic J per inference (Blouw et al. 2019, Table 1)

@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from snncompile.data import save_inputs  # noqa: E402
-from snncompile.datasets_events import digits_images, event_timing  # noqa: E402
+from examples.datasets.events import digits_images, event_timing  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
 from snncompile.nn import load_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy  # noqa: E402
 from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
-from snncompile.report import table  # noqa: E402
-from snncompile.verify import verify  # noqa: E402
+from snncompile.report.compile import table  # noqa: E402
+from snncompile.verify.compare import verify  # noqa: E402
 
 STEPS = 16
 MODELS = [  # (label, checkpoint stem, data set)
@@ -88,7 +88,7 @@ def main() -> int:
               f"--calib {train_f} -o {_rel(bdir)}\n"
               f"  snncompile verify {_rel(bdir)} --inputs {test_f}")
         from snncompile.build import Build
-        from snncompile.report_html import build_page
+        from snncompile.report.html import build_page
         page = build_page(Build.load(bdir), xte[:64], yte[:64], "test samples",
                           total_samples=len(xte))
         print(f"wrote {page.write_html(out / f'{stem}.loihi2.report.html')} "
@@ -96,7 +96,7 @@ def main() -> int:
         ok &= rep.equivalent and rep.faithful is True
         w = rep.fidelity.worst
         fid = rep.fidelity.verdict + (f" ({w['layer']} {w['difference']:+.1%})" if w else "")
-        from snncompile.sim import Simulator
+        from snncompile.backends.sim import Simulator
         sim = Simulator(build.graph).run(xte)
         rates = " / ".join(f"{v.mean():.3f}" for v in sim.spikes.values())
         spikes = sum(int(v.sum()) for v in sim.spikes.values()) / len(xte)

@@ -25,14 +25,14 @@ sys.path.insert(0, str(ROOT))
 
 from snncompile.build import Build  # noqa: E402
 from snncompile.data import save_inputs  # noqa: E402
-from snncompile.datasets import digits  # noqa: E402
-from snncompile.energy_run import energy_report  # noqa: E402
+from examples.datasets.digits import digits  # noqa: E402
+from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
-from snncompile.report import table  # noqa: E402
-from snncompile.report_html import build_page  # noqa: E402
-from snncompile.verify import verify  # noqa: E402
+from snncompile.report.compile import table  # noqa: E402
+from snncompile.report.html import build_page  # noqa: E402
+from snncompile.verify.compare import verify  # noqa: E402
 
 STEPS = 16
 MODELS = {

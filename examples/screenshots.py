@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from snncompile.cli import main as cli  # noqa: E402
 from snncompile.data import save_inputs  # noqa: E402
-from snncompile.datasets import digits  # noqa: E402
+from examples.datasets.digits import digits  # noqa: E402
 
 
 def run(*args) -> None:

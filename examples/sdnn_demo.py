@@ -28,14 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import snncompile  # noqa: E402,F401  (installs the Lava import fix before lava-dl)
-from snncompile.backends.lava_backend import require_lava  # noqa: E402
+from snncompile.backends.lava.run import require_lava  # noqa: E402
 from snncompile.data import save_inputs  # noqa: E402
-from snncompile.datasets import digits  # noqa: E402
-from snncompile.energy_run import energy_report  # noqa: E402
+from examples.datasets.digits import digits  # noqa: E402
+from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.ir import FxSigmaDelta  # noqa: E402
 from snncompile.pipeline import compile_model  # noqa: E402
-from snncompile.sim import Simulator  # noqa: E402
-from snncompile.verify import decision, verify  # noqa: E402
+from snncompile.backends.sim import Simulator  # noqa: E402
+from snncompile.verify.compare import decision, verify  # noqa: E402
 
 STEPS = 8
 PIXEL_SCALE = 15          # integer frames 0..240; slayer sees them / 64 (6 fraction bits)
@@ -133,7 +133,7 @@ def main() -> int:
     print(energy.table())
     (out / "digits_sdnn.verify.json").write_text(json.dumps(report.to_json(), indent=1))
     from snncompile.build import Build
-    from snncompile.report_html import build_page
+    from snncompile.report.html import build_page
     page = build_page(Build.load(out / "digits_sdnn.build"), xte[:64], yte[:64],
                       "digits_sdnn_test.npz", total_samples=len(xte))
     print(f"wrote {page.write_html(out / 'digits_sdnn.report.html').relative_to(ROOT)} "

@@ -5,7 +5,7 @@
 Digits (8x8, T=16, Bernoulli spikes: pixel value / 16 per step, so that no single frame
 holds the whole image): (a) conv SNN, (b) + TCSA causal, (c) + CA causal, (d) HTDA
 (binary map, latency 1). Event timing data (2x8x8 spikes, T=16, see
-`snncompile.datasets_events`): (a) conv SNN, + TA causal (window 4), + TA window (as
+`examples.datasets.events`): (a) conv SNN, + TA causal (window 4), + TA window (as
 released). Attention sits before lif1 and lif2 on digits, before lif1 on events; every
 attention gain is rounded to 8 bits (gain_bits=8).
 Prints float test accuracy, mean firing rate per LIF layer and total spikes per inference
@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from snncompile.datasets_events import digits_images, event_timing  # noqa: E402
+from examples.datasets.events import digits_images, event_timing  # noqa: E402
 from snncompile.nn import SNN, save_checkpoint  # noqa: E402
 from snncompile.nn.attention import AttentionSNN  # noqa: E402
 from snncompile.nn.htda import HTDA, fit_htda  # noqa: E402

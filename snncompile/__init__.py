@@ -1,6 +1,6 @@
 """snncompile: compile trained spiking neural networks to Loihi fixed point, simulate them
 bit-accurately, run them on Lava, and verify that all of them agree spike for spike."""
-from . import _lava_compat
+from .backends.lava import compat as _lava_compat
 
 _lava_compat.install()
 

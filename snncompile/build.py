@@ -97,11 +97,12 @@ class Build:
                 raise OutputFileError(f"{path.parent}: cannot create folder "
                                       f"({exc.strerror or type(exc).__name__})") from None
         with atomic_directory(path) as tmp:
-            self._write(tmp)
-        self.path = path
+            files = self._write(tmp)
+        self.path, self.members = path, files    # as `load` would see them
         return path
 
-    def _write(self, tmp: Path) -> None:
+    def _write(self, tmp: Path) -> dict[str, str]:
+        """Write every member into `tmp`; return the manifest's {member: sha256}."""
         shutil.copyfile(self.target.path, tmp / "target.toml")
         self.graph.save(tmp)
         if self.float_graph is not None:
@@ -120,6 +121,7 @@ class Build:
                     "source": self.graph.meta.get("source", ""),
                     "files": {f: _sha256((tmp / f).read_bytes()) for f in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        return manifest["files"]
 
     @classmethod
     def load(cls, path: str | Path) -> "Build":
@@ -164,6 +166,17 @@ class Build:
             check_float_graph(float_graph, where=str(path / "float" / "graph.json"))
         return cls(graph=graph, float_graph=float_graph, target=target, report=report,
                    report_md=report_md, path=path, members=files)
+
+    NETX_SOURCE = "netx/network.net"
+    """Member holding a copy of the netx file a build was compiled from (the `netx` backend
+    runs it with lava-dl's own loader)."""
+
+    def netx_source(self) -> Path | None:
+        """The saved copy of the netx source file, or None (not compiled from netx, or not
+        saved yet)."""
+        if self.path is None or self.NETX_SOURCE not in self.members:
+            return None
+        return self.member(self.NETX_SOURCE)
 
     def member(self, name: str) -> Path:
         """Path of a member the manifest lists (and `load` verified); refuses others."""

@@ -56,7 +56,7 @@ EPILOG = textwrap.dedent("""\
 
 
 def _nir_conventions():
-    from .frontends.nir_import import CONVENTIONS
+    from snncompile.formats.nir.read import CONVENTIONS
     return CONVENTIONS
 
 
@@ -263,7 +263,7 @@ def _scale_args(p) -> None:
 
 
 def _tolerance_args(p) -> None:
-    from .fidelity import Tolerance
+    from snncompile.verify.fidelity import Tolerance
     d = Tolerance()
     p.add_argument("--tolerance", type=fraction, default=d.spikes, metavar="FRAC",
                    help="faithful: each layer's compiled spike count within this relative "
@@ -277,7 +277,7 @@ def _tolerance_args(p) -> None:
 
 
 def _tolerance(args):
-    from .fidelity import Tolerance
+    from snncompile.verify.fidelity import Tolerance
     return Tolerance(spikes=args.tolerance, correlation=args.min_correlation,
                      agreement=args.min_agreement)
 
@@ -391,7 +391,7 @@ def _load(build_dir, inputs, limit):
     n_classes = int(np.prod(build.graph.shape(out)))
     with naming("--inputs", inputs):
         x, labels = load_inputs(inputs, build.graph.input_node(), n_classes, limit)
-    from .fidelity import steps_warning
+    from snncompile.verify.fidelity import steps_warning
     msg = steps_warning(build, x)
     if msg:
         _warn(msg)
@@ -401,22 +401,22 @@ def _load(build_dir, inputs, limit):
 def cmd_run(args) -> int:
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
     if args.backend == "sim":
-        from .sim import Simulator
+        from snncompile.backends.sim import Simulator
         res = Simulator(build.graph, build.target.numerics, strict=args.strict).run(
             x, progress=True)
         spikes, wall = res.spikes, res.wall_s
     elif args.backend == "lava":
-        from .backends.lava_backend import run_lava
+        from snncompile.backends.lava.run import run_lava
         res = run_lava(build.graph, x, progress=True)
         spikes, wall = res.spikes, res.wall_s
     else:
         import time
 
-        from .reference import reference_run
+        from snncompile.backends.reference import reference_run
         t0 = time.perf_counter()
         spikes = reference_run(build.graph, x, build.target.numerics)
         wall = time.perf_counter() - t0
-    from .verify import decision
+    from snncompile.verify.compare import decision
     out_spikes = spikes[out]
     pred = decision(build.graph.node(out), out_spikes)
     graded = out_spikes.dtype != bool
@@ -441,7 +441,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import BACKENDS, EXTRA_BACKENDS, verify
+    from snncompile.verify.compare import BACKENDS, EXTRA_BACKENDS, verify
 
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     bad = [b for b in backends if b not in BACKENDS + EXTRA_BACKENDS]
@@ -475,7 +475,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_energy(args) -> int:
-    from .energy_run import energy_report
+    from snncompile.energy.run import energy_report
 
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
     report, mapping = energy_report(build, x, energy_table=args.energy_table,
@@ -486,7 +486,7 @@ def cmd_energy(args) -> int:
         print(report.table())
     doc = report.to_json()
     if args.backend != "model":
-        from .energy_run import sanafe_compare
+        from snncompile.energy.run import sanafe_compare
         sf, text = sanafe_compare(build, x, report, mapping, energy_table=args.energy_table,
                                   max_samples=args.sanafe_samples)
         print(text)
@@ -511,14 +511,14 @@ def cmd_export(args) -> int:
     check_build_dir(args.build)
     build = Build.load(args.build)
     if args.format == "nir":
-        from .export.nir_export import write_nir
+        from snncompile.formats.nir.write import write_nir
         if build.float_graph is None:
             raise InputFileError(f"{args.build}: has no float graph (it was imported in "
                                  "fixed point); NIR export needs one")
         with atomic_path(args.output) as tmp:
             write_nir(build.float_graph, tmp, dt=args.dt)
     else:
-        from .export.netx_export import export_netx
+        from snncompile.formats.netx.write import export_netx
         export_netx(build.graph, args.output)  # atomic itself
     print(f"wrote {args.output} ({args.format})")
     return 0
@@ -536,7 +536,7 @@ def _add_version(p) -> None:
 
 
 def _add_report_parsers(sub, fmt) -> None:
-    """`report` and `inspect`: what a researcher sees of a build (snncompile.report_html)."""
+    """`report` and `inspect`: what a researcher sees of a build (snncompile.report.html)."""
     rp = sub.add_parser("report", help="write one self-contained HTML page (and/or PNGs) "
                         "about a build", formatter_class=fmt, description=textwrap.dedent("""\
         One HTML page per build that opens without network access (inline CSS, figures as
@@ -569,7 +569,7 @@ def _add_report_parsers(sub, fmt) -> None:
 
 def cmd_report(args) -> int:
     from .build import Build
-    from .report_html import build_page
+    from snncompile.report.html import build_page
 
     if not args.output and not args.png_dir:
         raise InputFileError("report: give -o FILE.html and/or --png-dir DIR (nothing to "
@@ -605,7 +605,7 @@ def cmd_inspect(args) -> int:
     import json
 
     from .build import Build
-    from .report_html import describe, describe_text
+    from snncompile.report.html import describe, describe_text
 
     from .cli_checks import check_build_dir
     check_build_dir(args.build)

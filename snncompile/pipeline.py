@@ -9,18 +9,18 @@ import numpy as np
 from .build import Build
 from .data import load_inputs
 from .errors import InputFileError, UnsupportedError
-from .fidelity import (HTDA_MODEL, Tolerance, UnfaithfulError, compare, compiled_only,
+from snncompile.verify.fidelity import (HTDA_MODEL, Tolerance, UnfaithfulError, compare, compiled_only,
                        htda_runner, not_checked)
 from .frontends import import_checkpoint
 from .ir import NEURON_TYPES, FxCoproc, Graph
 from .passes.fold import fold_pools
 from .passes.htda import lower_htda
-from .passes.partition import partition, partition_markdown
-from .passes.place import map_graph
+from snncompile.mapping.coproc_assign import partition, partition_markdown
+from snncompile.mapping.place import map_graph
 from .passes.quantize import quantize
-from .report import SYNAPSE_COUNTS, compile_markdown, layer_rows
-from .sim.float_model import run_float
-from .sim.simulator import Simulator
+from snncompile.report.compile import SYNAPSE_COUNTS, compile_markdown, layer_rows
+from snncompile.backends.float_model import run_float
+from snncompile.backends.sim.simulator import Simulator
 from .target import TargetSpec, load_target
 
 
@@ -46,10 +46,10 @@ def import_model(source: str | Path, input_bits: int | None = None,
     if path.suffix in (".pt", ".pth", ".ckpt"):
         return import_checkpoint(path)
     if path.suffix == ".nir":
-        from .frontends.nir_import import import_nir
+        from snncompile.formats.nir.read import import_nir
         return import_nir(path, dt=dt, convention=nir_convention)
     if path.suffix in (".net", ".h5", ".hdf5"):
-        from .frontends.netx_import import import_netx
+        from snncompile.formats.netx.read import import_netx
         return import_netx(path, input_bits=input_bits, input_signed=input_signed)
     raise InputFileError(f"{path}: unknown model format '{path.suffix}'; supported: "
                          ".pt (snncompile checkpoint), .nir (NIR graph), .net/.h5 (lava-dl "
@@ -71,7 +71,7 @@ def compile_model(source: str | Path | Graph, target: str | Path | TargetSpec = 
         >>> build.save("out/digits.build")
 
     With `calib`, the float model and the compiled network run on the calibration samples
-    (snncompile.fidelity); each problem (a silent layer, wraps or saturation, a spike count
+    (snncompile.verify.fidelity); each problem (a silent layer, wraps or saturation, a spike count
     off beyond `tolerance`, an output that never fires) is a `FidelityWarning` and a line in
     `build.report["fidelity"]["warnings"]`; report.md gets a "Fidelity on calibration data"
     table. `strict` raises `UnfaithfulError` on the first problem instead. A float model
@@ -179,7 +179,7 @@ def _name(source) -> str:
 
 
 def _fidelity(fixed: Graph, stage: str, sim, float_cal, tolerance, htda: bool):
-    """Float vs compiled on the calibration samples (snncompile.fidelity)."""
+    """Float vs compiled on the calibration samples (snncompile.verify.fidelity)."""
     if sim is None:
         return not_checked("no calibration data" + (" (--no-calib)" if stage != "fixed"
                                                     else ""), tol=tolerance)

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputFileError, SnnCompileError
-from .fidelity import FidelityReport, Tolerance, from_statistics, merge_statistics
-from .verify import BACKENDS, VerifyReport
+from snncompile.verify.fidelity import FidelityReport, Tolerance, from_statistics, merge_statistics
+from snncompile.verify.compare import BACKENDS, VerifyReport
 
 FORMAT = 1
 """Version of a stored shard result; part of its key."""
@@ -126,7 +126,7 @@ def verify_shard(build_dir: str, shard: str, backends: tuple, tol: dict) -> dict
     {"error": one line} when the shard's inputs are bad."""
     from .build import Build
     from .data import load_inputs
-    from .verify import verify
+    from snncompile.verify.compare import verify
 
     if {"lava", "netx"} & set(backends):
         _lava_in_worker()

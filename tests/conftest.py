@@ -46,7 +46,7 @@ def pytest_configure(config):
     method when it is imported and fails if anything fixed it before (some tests import
     lava-dl's netx directly)."""
     try:
-        from snncompile.backends.lava_backend import require_lava
+        from snncompile.backends.lava.run import require_lava
         require_lava()
     except Exception:  # noqa: BLE001 - tests that need Lava report its absence themselves
         pass

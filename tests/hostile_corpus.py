@@ -82,8 +82,8 @@ def make_seeds(root: Path) -> None:
     import h5py
 
     from snncompile.data import save_inputs
-    from snncompile.export.netx_export import export_netx
-    from snncompile.export.nir_export import write_nir
+    from snncompile.formats.netx.write import export_netx
+    from snncompile.formats.nir.write import write_nir
     from snncompile.frontends import import_checkpoint
     from snncompile.pipeline import compile_model
 
@@ -877,9 +877,9 @@ def run_cases(root: Path, start: int) -> None:
 
     import snncompile  # noqa: F401
     from snncompile import cli
-    import snncompile.pipeline, snncompile.build, snncompile.energy_run  # noqa: E401,F401
-    import snncompile.frontends.nir_import, snncompile.frontends.netx_import  # noqa: E401,F401
-    import snncompile.sim, snncompile.reference, snncompile.verify  # noqa: E401,F401
+    import snncompile.pipeline, snncompile.build, snncompile.energy.run  # noqa: E401,F401
+    import snncompile.formats.nir.read, snncompile.formats.netx.read  # noqa: E401,F401
+    import snncompile.backends.sim, snncompile.backends.reference, snncompile.verify.compare  # noqa: E401,F401
 
     warnings.resetwarnings()   # what a user would see: the defaults, nothing silenced
     _warm_up(root, cli)

@@ -23,17 +23,17 @@ import snncompile.passes.attention as lowering
 from snncompile.coproc import CoprocGraph, ValueSpec
 from snncompile.coproc.ops import Mul, ReduceMean, div_round, shift_round
 from snncompile.coproc.onnx_export import build_onnx, run_onnx
-from snncompile.datasets_events import digits_images, event_timing
+from examples.datasets.events import digits_images, event_timing
 from snncompile.frontends import graph_from_model
 from snncompile.ir import FxGate
 from snncompile.nn import load_checkpoint
 from snncompile.nn.attention import AttentionLayer, AttentionSNN, gain_to_int
 from snncompile.nn.layers import LIFLayer
 from snncompile.pipeline import compile_model
-from snncompile.reference import _gate as reference_gate
-from snncompile.sim import Simulator
-from snncompile.sim.float_model import run_float
-from snncompile.sim.simulator import _Gate
+from snncompile.backends.reference import _gate as reference_gate
+from snncompile.backends.sim import Simulator
+from snncompile.backends.float_model import run_float
+from snncompile.backends.sim.simulator import _Gate
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 0.03      # per-layer relative spike-count difference, compiled vs float

@@ -15,8 +15,8 @@ from snncompile.frontends import graph_from_model
 from snncompile.ir import FxCoproc, FxGate
 from snncompile.nn.attention import AttentionSNN
 from snncompile.pipeline import compile_model
-from snncompile.reference import reference_run
-from snncompile.sim import Simulator
+from snncompile.backends.reference import reference_run
+from snncompile.backends.sim import Simulator
 
 SLOW_OK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIF = {"type": "lif", "du": 0.3, "dv": 0.1, "vth": 0.5}
@@ -75,7 +75,7 @@ def test_simulator_equals_reference_with_onnx_coprocessor(case):
 @settings(max_examples=6, **SLOW_OK)
 @given(cases)
 def test_simulator_equals_lava_on_random_attention_networks(case):
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     build, x = compiled(*case, n=3)
     sim = Simulator(build.graph).run(x)
     lava = run_lava(build.graph, x)
@@ -161,7 +161,7 @@ def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
     import sys
 
     from snncompile.data import save_inputs
-    from snncompile.datasets_events import digits_images
+    from examples.datasets.events import digits_images
     xtr, ytr, xte, yte = digits_images(steps=16, encoding="bernoulli")
     save_inputs(tmp_path / "cal.npz", xtr[:64], ytr[:64])
     save_inputs(tmp_path / "test.npz", xte[:20], yte[:20])
@@ -186,7 +186,7 @@ def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
 
 
 def test_energy_charges_coprocessor_ops_and_its_latency():
-    from snncompile.energy_run import energy_report
+    from snncompile.energy.run import energy_report
     build, x = compiled("ca", True, 4)
     report, _ = energy_report(build, x)
     e = report.to_json()
@@ -201,7 +201,7 @@ def test_energy_charges_coprocessor_ops_and_its_latency():
 def test_verify_names_a_diverging_coprocessor_value(monkeypatch):
     """Tamper with one gain the simulator's co-processor sends: verify reports the channel,
     element, sample and step with each side's integer value."""
-    from snncompile.verify import verify
+    from snncompile.verify.compare import verify
     build, x = compiled("ca", True, 5)
     real = Simulator.run
 
@@ -271,7 +271,7 @@ def test_htda_loop_simulator_equals_stepwise_reference(seed, tmp_path):
 
 @pytest.mark.lava
 def test_htda_loop_on_lava_equals_simulator(tmp_path):
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     build, x = compiled_htda(3, tmp_path, n=3)
     sim = Simulator(build.graph).run(x)
     lava = run_lava(build.graph, x)

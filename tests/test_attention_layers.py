@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from snncompile.datasets_events import CLASSES, digits_images, event_timing
+from examples.datasets.events import CLASSES, digits_images, event_timing
 from snncompile.errors import UnsupportedError
 from snncompile.nn import SNN, save_checkpoint
 from snncompile.nn.attention import (TCSA, AttentionSNN, ChannelAttention, SpatialAttention,

@@ -882,8 +882,8 @@ def test_fuzz_resealed_values_either_refused_or_safe(built, tmp_path):
     from hypothesis import strategies as st
 
     from snncompile.ir import load_npz
-    from snncompile.reference import reference_run
-    from snncompile.sim import Simulator
+    from snncompile.backends.reference import reference_run
+    from snncompile.backends.sim import Simulator
     src, _ = built
     x = (np.random.default_rng(3).random((2, 5, 6)) < 0.5).astype(np.int64)
     doc0 = json.loads((src / "graph.json").read_text())

@@ -205,8 +205,8 @@ def test_network_too_large_names_layer_resource_and_limit(tiny_files, tmp_path, 
 
 
 def test_export_nir_round_trips_and_netx_refusal_is_one_line(tiny_files, tmp_path, capsys):
-    from snncompile.frontends.nir_import import import_nir
-    from snncompile.sim.float_model import run_float
+    from snncompile.formats.nir.read import import_nir
+    from snncompile.backends.float_model import run_float
 
     ckpt, inputs, x, y = tiny_files
     build = tmp_path / "b"

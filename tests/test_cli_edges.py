@@ -15,10 +15,10 @@ from snncompile.energy import estimate_energy
 from snncompile.errors import UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import FxDense, FxLIF, Input, Output
-from snncompile.passes.place import map_graph
-from snncompile.report import plural
+from snncompile.mapping.place import map_graph
+from snncompile.report.compile import plural
 from snncompile.target import load_target
-from snncompile.verify import VerifyReport
+from snncompile.verify.compare import VerifyReport
 
 PROGRESS = "snncompile: progress:"
 
@@ -134,12 +134,12 @@ def test_labelled_counts_and_ratio_direction(built):
     # one definition, shared with report.json and the HTML report's legend
     import json
 
-    from snncompile.report import SYNAPSE_COUNTS
+    from snncompile.report.compile import SYNAPSE_COUNTS
     rep = json.loads((build / "report.json").read_text())
     assert rep["counts"]["nonzero_synapses"] == SYNAPSE_COUNTS["nonzero"]
     assert rep["counts"]["mapping.layers.*.synapses"] == SYNAPSE_COUNTS["mapped"]
     assert "synapses" in rep["mapping"]["layers"]["lif1"]
-    from snncompile.report_html import SYN_TIPS
+    from snncompile.report.html import SYN_TIPS
     assert SYN_TIPS is SYNAPSE_COUNTS
 
 
@@ -253,7 +253,7 @@ def test_netx_export_refusal_says_which_models_can():
                           FxDense("fc", weight=np.array([[100, -60, 4, 2], [8, 6, -4, 2]],
                                                         np.int32), weight_exp=4),
                           FxLIF("lif", shape=(2,)), Output("out")])
-    from snncompile.export.netx_export import export_netx
+    from snncompile.formats.netx.write import export_netx
     with pytest.raises(UnsupportedError) as exc:
         export_netx(g, "/nonexistent-dir/never.net")
     msg = str(exc.value)

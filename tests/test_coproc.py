@@ -389,8 +389,8 @@ def _lava_run(procs, source, n_steps):
     from lava.proc.io.source import PySendModelFixed
     from lava.proc.io.source import RingBuffer as Source
 
-    from snncompile.backends.lava_backend import _Net, _session
-    from snncompile.coproc.lava_proc import model_map
+    from snncompile.backends.lava.run import _Net, _session
+    from snncompile.backends.lava.coproc import model_map
 
     models = {Source: PySendModelFixed, Sink: PyReceiveModelFixed, Dense: PyDenseModelBitAcc}
     ex = {p: models[type(p)] for p in procs if type(p) in models}
@@ -405,14 +405,14 @@ def test_lava_same_step():
     """Source -> CoprocProcess -> sink: outputs == CoprocGraph.run at the same step, with
     the Window state carried across steps; Source -> Dense -> CoprocProcess -> sink: only
     Dense's one-step delay; a process with reset_interval=3 equals run() on 3-step chunks."""
-    from snncompile.backends.lava_backend import require_lava
+    from snncompile.backends.lava.run import require_lava
 
     require_lava()
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from snncompile.coproc.lava_proc import CoprocProcess, check_errors
+    from snncompile.backends.lava.coproc import CoprocProcess, check_errors
 
     rng = np.random.default_rng(4)
     t_len = 7
@@ -467,14 +467,14 @@ def test_lava_same_step():
 @pytest.mark.lava
 @pytest.mark.skipif(not HAS_LAVA, reason="lava-nc is not installed")
 def test_lava_input_out_of_range_is_reported_not_hung():
-    from snncompile.backends.lava_backend import require_lava
+    from snncompile.backends.lava.run import require_lava
     from snncompile.errors import BackendError
 
     require_lava()
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from snncompile.coproc.lava_proc import CoprocProcess, check_errors
+    from snncompile.backends.lava.coproc import CoprocProcess, check_errors
 
     g = CoprocGraph({"x": ValueSpec((2,), 8)}, [Relu("r", ("x",))], ["r"])
     src = Source(data=np.array([[1, 300, -4], [2, 3, 5]], np.int32))

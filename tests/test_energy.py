@@ -11,7 +11,7 @@ from snncompile.energy import E_AC_J, E_MAC_J, EVENTS, estimate_energy
 from snncompile.errors import InputFileError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
-from snncompile.passes.place import map_graph
+from snncompile.mapping.place import map_graph
 from snncompile.target import load_target
 
 LOIHI1 = load_target("loihi1")

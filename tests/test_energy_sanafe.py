@@ -7,8 +7,8 @@ import pytest
 from snncompile.energy import estimate_energy
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
-from snncompile.passes.place import map_graph
-from snncompile.sim.simulator import Simulator
+from snncompile.mapping.place import map_graph
+from snncompile.backends.sim.simulator import Simulator
 from snncompile.target import load_target
 
 pytest.importorskip("sanafe")

@@ -22,7 +22,7 @@ MLP = ROOT / "examples" / "checkpoints" / "digits_mlp.pt"
 
 @pytest.fixture(scope="module")
 def digits_files(tmp_path_factory):
-    from snncompile.datasets import digits
+    from examples.datasets.digits import digits
     d = tmp_path_factory.mktemp("digits")
     xtr, ytr, xte, yte = digits(steps=16)
     save_inputs(d / "train.npz", xtr[:256], ytr[:256])
@@ -171,8 +171,8 @@ def test_inputs_with_another_length_warn(tiny_files, tmp_path, capsys):
 
 
 def test_exit_code_combines_both_verdicts():
-    from snncompile.fidelity import not_checked
-    from snncompile.verify import VerifyReport
+    from snncompile.verify.fidelity import not_checked
+    from snncompile.verify.compare import VerifyReport
 
     def rep(equivalent, faithful):
         fid = not_checked("x")
@@ -186,7 +186,7 @@ def test_exit_code_combines_both_verdicts():
 
 
 def test_htda_float_side_is_the_trained_checkpoint(tmp_path, capsys):
-    from snncompile.datasets_events import digits_images
+    from examples.datasets.events import digits_images
     xtr, ytr, xte, yte = digits_images(steps=16, encoding="bernoulli")
     save_inputs(tmp_path / "train.npz", xtr[:64], ytr[:64])
     save_inputs(tmp_path / "test.npz", xte[:30], yte[:30])

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from snncompile.ir import FxDense, FxLIF, Graph, Input, Output
-from snncompile.reference import reference_run
-from snncompile.sim import Simulator
-from snncompile.sim.fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
+from snncompile.backends.reference import reference_run
+from snncompile.backends.sim import Simulator
+from snncompile.backends.sim.fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 from snncompile.errors import OverflowDetected
 
 

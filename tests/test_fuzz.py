@@ -75,8 +75,8 @@ KNOWN_LEAKS = {
     ("graph.py", "load_npz", "RuntimeError"):
         "snncompile/ir/graph.py:235 load_npz does not catch RuntimeError (zip member flagged "
         "encrypted)",
-    ("nir_import.py", "_conv2d", "ValueError"):
-        "snncompile/frontends/nir_import.py:320 np.broadcast_to of a conv bias to a huge "
+    ("read.py", "_conv2d", "ValueError"):
+        "snncompile/formats/nir/read.py:320 np.broadcast_to of a conv bias to a huge "
         "output shape raises ValueError ('iterator is too large'; conv padding 2**61)",
     ("build.py", "load", "JSONDecodeError"):
         "snncompile/build.py:98 Build.load parses report.json without catching "
@@ -149,8 +149,8 @@ def seeds(tmp_path_factory):
     from conftest import make_tiny
 
     from snncompile.data import save_inputs
-    from snncompile.export.netx_export import export_netx
-    from snncompile.export.nir_export import write_nir
+    from snncompile.formats.netx.write import export_netx
+    from snncompile.formats.nir.write import write_nir
     from snncompile.frontends import import_checkpoint
     from snncompile.pipeline import compile_model
 
@@ -187,9 +187,9 @@ def _loader(which: str):
         from snncompile.nn import load_checkpoint
         return load_checkpoint
     if which == "nir":
-        from snncompile.frontends.nir_import import import_nir
+        from snncompile.formats.nir.read import import_nir
         return import_nir
-    from snncompile.frontends.netx_import import import_netx
+    from snncompile.formats.netx.read import import_netx
     return import_netx
 
 
@@ -333,9 +333,9 @@ def test_known_leak_npz(tmp_path, request, case, site):
 def test_known_leak_nir_huge_padding(seeds, tmp_path, request):
     import h5py
 
-    from snncompile.frontends.nir_import import import_nir
+    from snncompile.formats.nir.read import import_nir
 
-    request.applymarker(_known(("nir_import.py", "_conv2d", "ValueError")))
+    request.applymarker(_known(("read.py", "_conv2d", "ValueError")))
     path = tmp_path / "x.nir"
     shutil.copyfile(seeds / "tiny.nir", path)
     with h5py.File(path, "a") as f:
@@ -386,7 +386,7 @@ def test_fuzz_netx_structure(seeds, work, seed):
     and a sigma-delta seed)."""
     import h5py
 
-    from snncompile.frontends.netx_import import import_netx
+    from snncompile.formats.netx.read import import_netx
 
     with h5py.File(seeds / seed, "r") as f:
         n_layers = len(f["layer"])

@@ -13,7 +13,7 @@ import pytest
 import snncompile  # noqa: F401
 from snncompile.cli import main
 from snncompile.errors import InputFileError
-from snncompile.frontends.h5safe import MAX_DATASET_BYTES, MAX_DEPTH, check_hdf5
+from snncompile.formats.h5safe import MAX_DATASET_BYTES, MAX_DEPTH, check_hdf5
 from snncompile.ir import FxDense, FxLIF, Graph, Input, Output
 
 SECRET = b"root:x:0:0:SECRET-CANARY:/root:/bin/bash\n" * 4
@@ -32,8 +32,8 @@ def _graph() -> Graph:
 def seeds(tmp_path_factory):
     from conftest import make_tiny
 
-    from snncompile.export.netx_export import export_netx
-    from snncompile.export.nir_export import write_nir
+    from snncompile.formats.netx.write import export_netx
+    from snncompile.formats.nir.write import write_nir
     from snncompile.frontends import import_checkpoint
 
     root = tmp_path_factory.mktemp("h5seeds")
@@ -170,7 +170,7 @@ def test_not_hdf5_and_missing(tmp_path):
 def test_nir_values_of_the_wrong_type_are_one_line(seeds, tmp_path, key, value, match):
     """Valid HDF5, hostile NIR contents (found by the long hostile corpus: exit 3 with
     ValueError / OverflowError)."""
-    from snncompile.frontends.nir_import import import_nir
+    from snncompile.formats.nir.read import import_nir
 
     path = tmp_path / "x.nir"
     shutil.copyfile(seeds / "tiny.nir", path)

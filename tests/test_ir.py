@@ -57,7 +57,7 @@ def test_corrupt_graph_json_is_one_clear_error(tmp_path):
 
 
 def test_fold_pools_is_exact_in_float(tiny_files):
-    from snncompile.sim.float_model import run_float
+    from snncompile.backends.float_model import run_float
     g = import_checkpoint(tiny_files[0])
     f, changed = fold_pools(g)
     assert changed and "sumpool2d1" not in f and isinstance(f.node("flatten1"), Flatten)

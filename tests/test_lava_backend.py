@@ -203,7 +203,7 @@ def _lava_children() -> list[int]:
 
 
 def _check(graph, x):
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
 
     got = run_lava(graph, x)
     want = reference(graph, x)
@@ -253,7 +253,7 @@ def test_single_step_samples_reset_every_step():
 @pytest.mark.parametrize("make, node, step", [(dense_binary_graph, "lif2", 4),
                                                (conv_graph, "lif1", 3)])
 def test_lava_state_matches_replica(make, node, step):
-    from snncompile.backends.lava_backend import lava_state
+    from snncompile.backends.lava.run import lava_state
 
     graph = make()
     x = _spikes((1, 5) + graph.input_node().shape, np.random.default_rng(11))
@@ -268,7 +268,7 @@ def test_lava_state_matches_replica(make, node, step):
 
 
 def test_progress_bar_only_when_asked_and_on_a_terminal(capsys, monkeypatch):
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
 
     x = _spikes((2, 3, 12), np.random.default_rng(12))
     run_lava(dense_binary_graph(), x, progress=True)   # captured stderr is not a terminal
@@ -282,8 +282,8 @@ def test_progress_bar_only_when_asked_and_on_a_terminal(capsys, monkeypatch):
 
 
 def test_worker_failure_is_one_line_backend_error(monkeypatch):
-    from snncompile.backends import lava_procs
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava import procs as lava_procs
+    from snncompile.backends.lava.run import run_lava
 
     def boom(self):
         raise RuntimeError("boom in worker\nsecond line")
@@ -296,7 +296,7 @@ def test_worker_failure_is_one_line_backend_error(monkeypatch):
 
 
 def test_missing_lava_is_backend_error(monkeypatch):
-    from snncompile.backends.lava_backend import require_lava
+    from snncompile.backends.lava.run import require_lava
 
     monkeypatch.setitem(sys.modules, "lava.magma.core.run_configs", None)
     with pytest.raises(BackendError, match=r"lava-nc is not installed: run `make venv`"):
@@ -304,7 +304,7 @@ def test_missing_lava_is_backend_error(monkeypatch):
 
 
 def test_bad_inputs_are_rejected():
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
 
     with pytest.raises(InputFileError, match="not \\(N, T"):
         run_lava(dense_binary_graph(), np.zeros((2, 3, 11), np.int32))
@@ -313,7 +313,7 @@ def test_bad_inputs_are_rejected():
 
 
 def test_float_graph_is_unsupported():
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
 
     graph = Graph.sequential([Input("in", shape=(3,)), Dense("fc", weight=np.ones((2, 3))),
                               LIF("lif", shape=(2,)), Output("out")])
@@ -327,7 +327,7 @@ def test_lava_imports_after_start_method_was_fixed():
     code = ("import multiprocessing, numpy as np; multiprocessing.get_start_method()\n"
             "import sys; sys.path.insert(0, 'tests')\n"
             "import test_lava_backend as t\n"
-            "from snncompile.backends.lava_backend import run_lava\n"
+            "from snncompile.backends.lava.run import run_lava\n"
             "g = t.image_flatten_graph()\n"
             "x = t._spikes((1, 2, 2, 3, 4), np.random.default_rng(0))\n"
             "assert (run_lava(g, x).spikes['lif1'] == t.reference(g, x)['lif1']).all()\n"

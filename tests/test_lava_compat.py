@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from snncompile import _lava_compat
+from snncompile.backends.lava import compat as _lava_compat
 
 HAS_LAVA = importlib.util.find_spec("lava") is not None
 needs_lava = pytest.mark.skipif(not HAS_LAVA, reason="lava-nc is not installed")

@@ -11,8 +11,8 @@ import pytest
 from snncompile.errors import ResourceLimitError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import LIF, Dense, Flatten, FxConv2d, FxDense, FxLIF, Input, Output
-from snncompile.passes.place import map_graph
-from snncompile.passes.split import axon_bits, split_graph
+from snncompile.mapping.place import map_graph
+from snncompile.mapping.split import axon_bits, split_graph
 from snncompile.target import load_target
 
 LOIHI1 = load_target("loihi1")

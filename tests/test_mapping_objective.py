@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from snncompile.ir.nodes import FxConv2d, FxDense
-from snncompile.passes.place import map_graph
-from snncompile.passes.split import RESOURCES, _DenseSyn, axon_bits
+from snncompile.mapping.place import map_graph
+from snncompile.mapping.split import RESOURCES, _DenseSyn, axon_bits
 from snncompile.target import load_target
 
 from strategies import fixed_networks
@@ -39,7 +39,7 @@ def check_limits(graph, m, spec):
     n_blocks = len(m.blocks)
     fan_in = np.zeros(n_blocks, np.int64)
     fan_out = np.zeros(n_blocks, np.int64)
-    from snncompile.passes.split import split_graph
+    from snncompile.mapping.split import split_graph
     part = split_graph(graph, spec, rates=m.rates, work_cap=m.work_cap)
     assert [b.n_neurons for b in part.blocks] == [b.n_neurons for b in m.blocks]
     for s, d, n in part.edges.tolist():
@@ -99,7 +99,7 @@ KNOWN_GAPS = [("loihi1", "mixed H=128"), ("loihi2", "dense 784-1024-1024-10"),
 
 
 def _ratio(target, name):
-    from snncompile.passes.split import split_graph
+    from snncompile.mapping.split import split_graph
     part = split_graph(bench_mapping.SHAPES[name](), load_target(target))
     assert part.n_cores >= part.lower_bound["cores"]  # a bound below the packing, always
     return part.n_cores / part.lower_bound["cores"]
@@ -135,7 +135,7 @@ def test_latency_objective_lowers_the_busiest_cores_work():
 
 def test_energy_prices_the_builds_mapping_unless_replacing(tmp_path):
     from snncompile.build import Build
-    from snncompile.energy_run import energy_report
+    from snncompile.energy.run import energy_report
     from snncompile.pipeline import compile_model
 
     from snncompile.ir import FxLIF, Graph, Input, Output

@@ -1,6 +1,6 @@
 """netx HDF5 import/export, verified spike for spike against lava-dl's own netx loader.
 
-Alignment used throughout (see `snncompile.frontends.netx_import`): the RingBuffer source
+Alignment used throughout (see `snncompile.formats.netx.read`): the RingBuffer source
 sends input frame t at Lava step t + 1 into the first synapse; a layer at depth d (d
 synapses from the input) emits the spikes of its local step k at Lava step k + d + 1, i.e.
 sink column k + d. netx is built with `reset_interval` longer than the run and
@@ -18,12 +18,12 @@ import pytest
 
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from snncompile.errors import InputFileError, UnsupportedError
-from snncompile.export.netx_export import export_netx
-from snncompile.frontends.netx_import import (import_netx, lava_network_kwargs,
+from snncompile.formats.netx.write import export_netx
+from snncompile.formats.netx.read import (import_netx, lava_network_kwargs,
                                               netx_dense_weights)
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, Graph, Input, Output
 from snncompile.ir.graph import graphs_equal
-from snncompile.sim.simulator import Simulator
+from snncompile.backends.sim.simulator import Simulator
 from netx_files import export_blocks
 
 torch = pytest.importorskip("torch")
@@ -48,7 +48,7 @@ def _add_bias(path, layer: int, bias):
 def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     """lava-dl's `hdf5.Network` in Lava (fixed_pt) on x (T, *input_shape CHW): each layer's
     spikes in our local time and CHW order, keyed by our node name."""
-    from snncompile.backends.netx_lava import run_netx
+    from snncompile.formats.netx.run_lava import run_netx
     return run_netx(path, graph, x)
 
 

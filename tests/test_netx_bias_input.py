@@ -19,10 +19,10 @@ import pytest
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from snncompile.data import load_inputs, save_inputs
 from snncompile.errors import InputFileError, UnsupportedError
-from snncompile.frontends.netx_import import import_netx, lava_network_kwargs
+from snncompile.formats.netx.read import import_netx, lava_network_kwargs
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
-from snncompile.reference import reference_run
-from snncompile.sim.simulator import Simulator
+from snncompile.backends.reference import reference_run
+from snncompile.backends.sim.simulator import Simulator
 from netx_files import add_dataset, export_blocks
 
 torch = pytest.importorskip("torch")
@@ -111,8 +111,8 @@ def test_conv_network_matches_netx_in_lava_value_for_value(tmp_path):
     """Every layer, including the input layer netx itself runs, spike for spike against
     lava-dl's netx Network with the frame in `in_layer.neuron.bias_mant`; and our own Lava
     lowering on two samples back to back (bias_mant set between them)."""
-    from snncompile.backends.lava_backend import run_lava
-    from snncompile.backends.netx_lava import run_netx
+    from snncompile.backends.lava.run import run_lava
+    from snncompile.formats.netx.run_lava import run_netx
 
     path = _conv_net(tmp_path / "conv.net")
     rng = np.random.default_rng(3)
@@ -132,7 +132,7 @@ def test_conv_network_matches_netx_in_lava_value_for_value(tmp_path):
         np.testing.assert_array_equal(lava[name], ours[name], err_msg=name)
     assert ours["L0_lif"][1].sum() != ours["L0_lif"][0].sum()   # the second frame mattered
     # verify's divergence diagnostics read (u, v) back from Lava: same state as ours
-    from snncompile.backends.lava_backend import lava_state
+    from snncompile.backends.lava.run import lava_state
     u, v = lava_state(graph, x[1], "L0_lif", 4)
     state = Simulator(graph).run(x[1:], record_state=True).state["L0_lif"]
     np.testing.assert_array_equal(u, state[0][0, 4])
@@ -178,7 +178,7 @@ def test_report_mapping_and_energy_include_the_input_layer(tmp_path):
     """Without Lava: the compile report counts the input layer's neurons, the mapping
     places them on a core and the energy estimate prices their updates."""
     from snncompile.build import Build
-    from snncompile.energy_run import energy_report
+    from snncompile.energy.run import energy_report
     from snncompile.pipeline import compile_model
 
     path = _conv_net(tmp_path / "conv.net")
@@ -199,7 +199,7 @@ def test_report_mapping_and_energy_include_the_input_layer(tmp_path):
 
 
 def test_export_round_trip_keeps_the_bias_input(tmp_path):
-    from snncompile.export.netx_export import export_netx
+    from snncompile.formats.netx.write import export_netx
     from snncompile.ir.graph import graphs_equal
 
     graph = import_netx(_conv_net(tmp_path / "conv.net"))

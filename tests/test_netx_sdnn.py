@@ -11,15 +11,15 @@ from hypothesis import given, settings
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from netx_files import add_dataset, export_blocks
 from strategies import sigma_delta_networks
-from snncompile.backends.netx_lava import run_netx
+from snncompile.formats.netx.run_lava import run_netx
 from snncompile.errors import OverflowDetected, UnsupportedError
-from snncompile.export.netx_export import export_netx
-from snncompile.frontends.netx_import import import_netx, lava_network_kwargs
+from snncompile.formats.netx.write import export_netx
+from snncompile.formats.netx.read import import_netx, lava_network_kwargs
 from snncompile.ir import (Flatten, FxConv2d, FxDense, FxSigmaDelta, Graph, Input,
                            NEURON_TYPES, Output)
 from snncompile.ir.graph import graphs_equal
-from snncompile.reference import reference_run
-from snncompile.sim.simulator import Simulator
+from snncompile.backends.reference import reference_run
+from snncompile.backends.sim.simulator import Simulator
 
 torch = pytest.importorskip("torch")
 slayer = pytest.importorskip("lava.lib.dl.slayer")
@@ -74,7 +74,7 @@ def test_slayer_sigma_delta_network_matches_netx_in_lava(tmp_path):
     ours = Simulator(graph, strict=True).run(x[None]).spikes
     _all_equal({k: v[None] for k, v in netx.items()}, ours, "simulator vs netx in Lava")
     _all_equal(ours, reference_run(graph, x[None]), "reference vs simulator")
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     _all_equal(ours, run_lava(graph, x[None]).spikes, "our Lava lowering vs simulator")
     assert all(np.count_nonzero(v) > 10 for v in netx.values()), \
         {k: int(np.count_nonzero(v)) for k, v in netx.items()}
@@ -158,7 +158,7 @@ def test_signed_input_frames_match_netx_in_lava(tmp_path):
     ours = Simulator(graph, strict=False).run(x[None]).spikes
     _all_equal({k: v[None] for k, v in netx.items()}, ours, "simulator vs netx in Lava")
     _all_equal(ours, reference_run(graph, x[None]), "reference vs simulator")
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     _all_equal(ours, run_lava(graph, x[None]).spikes, "our Lava lowering vs simulator")
     assert (netx["L0_delta"] < 0).sum() > 50
     from snncompile.errors import InputFileError
@@ -357,7 +357,7 @@ def test_simulator_equals_reference_on_random_sigma_delta_networks(case):
 @settings(max_examples=4, deadline=None)
 @given(sigma_delta_networks(max_layers=2))
 def test_lava_lowering_equals_simulator_on_random_sigma_delta_networks(case):
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     graph, x = case
     _all_equal(Simulator(graph).run(x).spikes, run_lava(graph, x).spikes,
                "our Lava lowering vs simulator")
@@ -368,7 +368,7 @@ def test_verify_names_the_first_graded_divergence(monkeypatch):
     side's graded value (and does not re-run anything for u/v, which these neurons lack)."""
     from snncompile.build import Build
     from snncompile.target import load_target
-    from snncompile.verify import verify
+    from snncompile.verify.compare import verify
 
     graph = _hand_graph(bias=3)
     x = np.random.default_rng(11).integers(0, 256, (3, 7, 5))

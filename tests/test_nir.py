@@ -8,13 +8,13 @@ import pytest
 nir = pytest.importorskip("nir")
 
 from snncompile.errors import InputFileError, UnsupportedError  # noqa: E402
-from snncompile.export import export_nir, write_nir  # noqa: E402
-from snncompile.frontends.nir_import import SUPPORTED, import_nir  # noqa: E402
+from snncompile.formats.nir import export_nir, write_nir  # noqa: E402
+from snncompile.formats.nir.read import SUPPORTED, import_nir  # noqa: E402
 from snncompile.ir import (LIF, Conv2d, Dense, Flatten, Graph, Input, Output,  # noqa: E402
                            SumPool2d)
 from snncompile.pipeline import compile_model  # noqa: E402
-from snncompile.sim import Simulator  # noqa: E402
-from snncompile.sim.float_model import run_float  # noqa: E402
+from snncompile.backends.sim import Simulator  # noqa: E402
+from snncompile.backends.float_model import run_float  # noqa: E402
 
 DT = 1e-3
 
@@ -230,7 +230,7 @@ def test_norse_model_imports_matches_and_compiles():
     build = compile_model(graph, "loihi2", calib=xi)
     assert Simulator(build.graph).run(xi).spikes[lif.name].shape == (3, 20, 4)
     # and the compiled norse model verifies: reference == simulator == Lava, every spike
-    from snncompile.verify import verify
+    from snncompile.verify.compare import verify
     report = verify(build, xi)
     assert report.equivalent and report.backends["lava"]["spikes"] > 0, report.text()
 
@@ -255,7 +255,7 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
     parameters need the no-compression fallback and whose tau*dt is auto-detected."""
     import torch
 
-    from snncompile.export.nir_export import write_nir_graph
+    from snncompile.formats.nir.write import write_nir_graph
     from snncompile.frontends.norse_import import import_norse
 
     torch.manual_seed(0)
@@ -303,7 +303,7 @@ def _delayed_graph(delays_s, seed=2):
 
 
 def test_nir_delays_become_synaptic_delays_and_verify_with_lava():
-    from snncompile.verify import verify
+    from snncompile.verify.compare import verify
     steps = [0, 1, 3, 0, 2, 5]
     graph = import_nir(_delayed_graph(np.asarray(steps) * DT), dt=DT)
     d1 = graph.node("fc1").delay
@@ -336,7 +336,7 @@ def test_nir_delay_in_the_wrong_place_or_too_long_is_refused():
 
 
 def test_nir_delays_round_trip_through_export(tmp_path):
-    from snncompile.export.nir_export import write_nir
+    from snncompile.formats.nir.write import write_nir
     graph = import_nir(_delayed_graph(np.asarray([0, 1, 3, 0, 2, 5]) * DT), dt=DT)
     write_nir(graph, tmp_path / "d.nir", dt=DT)
     back = import_nir(tmp_path / "d.nir", dt=DT)

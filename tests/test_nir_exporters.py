@@ -56,7 +56,7 @@ ACC_TOL = 0.02
 
 @pytest.fixture(scope="session")
 def digits_data():
-    from snncompile.datasets import digits
+    from examples.datasets.digits import digits
     xtr, ytr, xte, yte = digits(steps=T, image=True, spikes=True)
     return xtr[:N_TRAIN], ytr[:N_TRAIN], xte, yte
 
@@ -419,9 +419,9 @@ def test_exported_network_compiles_faithfully(networks, digits_data, name, conv,
     assert f"NIR time step: dt = {dt:g}" in md and f"convention: {name}" in md
 
     from snncompile.build import Build
-    from snncompile.sim import Simulator
-    from snncompile.sim.float_model import run_float
-    from snncompile.verify import decision
+    from snncompile.backends.sim import Simulator
+    from snncompile.backends.float_model import run_float
+    from snncompile.verify.compare import decision
     build = Build.load(tmp_path / "b")
     # the float graph spikes like the library, layer by layer
     floats = run_float(build.float_graph, xte)

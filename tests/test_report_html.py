@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from snncompile import plots
+from snncompile.report import plots
 from snncompile.cli import main
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -107,7 +107,7 @@ def built(tiny_files, tmp_path):
 def _diverging_verify_json(build, x, y, dest, monkeypatch):
     """A verify report with a real first divergence: the simulator is made to drop one
     spike of the output layer (as a simulator bug would), reference stays right."""
-    import snncompile.verify as verify_mod
+    import snncompile.verify.compare as verify_mod
     from snncompile.build import Build
 
     real = verify_mod.Simulator
@@ -235,7 +235,7 @@ def test_attention_build_shows_its_partition(tmp_path):
     from test_attention_compile import compiled
 
     from snncompile.build import Build
-    from snncompile.report_html import build_page
+    from snncompile.report.html import build_page
     build, x = compiled("ca", True, 4)
     build.save(tmp_path / "att.build")
     page = build_page(Build.load(tmp_path / "att.build"))
@@ -301,12 +301,12 @@ def test_layer_names_with_dollar_signs_draw(tmp_path):
 
 
 def test_fidelity_entries_of_compile_and_verify_are_shown(tiny_files, tmp_path):
-    """report.json's and verify's "fidelity" entries (the format snncompile.fidelity
+    """report.json's and verify's "fidelity" entries (the format snncompile.verify.fidelity
     writes: verdict, layers with float/compiled activity, failures) become a table, a plot
     and a verdict line each."""
     from snncompile.build import Build
     from snncompile.pipeline import compile_model
-    from snncompile.report_html import build_page, describe
+    from snncompile.report.html import build_page, describe
 
     ckpt, inputs, x, y = tiny_files
     build = compile_model(ckpt, "loihi2", calib=inputs)

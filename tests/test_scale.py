@@ -12,7 +12,7 @@ from snncompile import scale
 from snncompile.build import Build
 from snncompile.cli import main
 from snncompile.data import save_inputs
-from snncompile.verify import verify
+from snncompile.verify.compare import verify
 
 from conftest import make_tiny
 
@@ -159,7 +159,7 @@ def test_first_divergence_is_renumbered_over_the_data_set(data, monkeypatch):
     """A simulator that flips one lif1 spike of global sample 5 (shard s2, sample 1): the
     sharded report names the same place as verify over the union."""
     d, x, y = data
-    from snncompile.sim import simulator as simmod
+    from snncompile.backends.sim import simulator as simmod
     target = x[5].astype(np.int64)
     real_run = simmod.Simulator.run
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from snncompile.errors import OverflowDetected, UnsupportedError
 from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLIF, FxSigmaDelta, Graph,
                            Input, Output)
-from snncompile.sim import Simulator, kernels_plan
+from snncompile.backends.sim import Simulator, kernels_plan
 
 from strategies import fixed_networks, sigma_delta_networks
 
@@ -267,7 +267,7 @@ def test_neuron_fed_by_the_input_directly():
 @settings(max_examples=6, **FAST)
 @given(fixed_networks(conv=None, max_layers=2))
 def test_kernel_equals_lava(case):
-    from snncompile.backends.lava_backend import run_lava
+    from snncompile.backends.lava.run import run_lava
     graph, x = case
     res = Simulator(graph, kernel="numba").run(x)
     lava = run_lava(graph, x)

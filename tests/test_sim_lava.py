@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from snncompile.backends.lava_backend import run_lava
-from snncompile.sim import Simulator
+from snncompile.backends.lava.run import run_lava
+from snncompile.backends.sim import Simulator
 
 from strategies import fixed_networks
 

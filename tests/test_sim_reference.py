@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from snncompile.build import Build
 from snncompile.errors import OverflowDetected
 from snncompile.ir import FxDense
-from snncompile.reference import reference_run
-from snncompile.sim import Simulator
+from snncompile.backends.reference import reference_run
+from snncompile.backends.sim import Simulator
 from snncompile.target import load_target
-from snncompile.verify import verify
+from snncompile.verify.compare import verify
 
 from strategies import fixed_networks
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from snncompile.cli import main
-from snncompile.sim import simulator as sim_module
-from snncompile import verify as V
+from snncompile.backends.sim import simulator as sim_module
+from snncompile.verify import compare as V
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UnsupportedError
+from snncompile.errors import UnsupportedError
 
 CLASSES = ("A->B", "B->A", "AB early", "AB late")
 
@@ -87,7 +87,7 @@ def digits_images(steps: int = 16, test_fraction: float = 0.2, seed: int = 0,
     shape (N, steps, 1, 8, 8). encoding "graded": the pixel values 0..16 repeated at every
     step; "bernoulli": 0/1 spikes, each pixel firing with probability value/16 at each step
     independently (deterministic from `seed`), so no single frame holds the whole image."""
-    from .datasets import digits
+    from examples.datasets.digits import digits
     if encoding not in ("graded", "bernoulli"):
         raise UnsupportedError(f"digits_images: encoding '{encoding}' is not supported; "
                                "supported: graded, bernoulli")

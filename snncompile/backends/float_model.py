@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import UnsupportedError
-from ..ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
+from snncompile.errors import UnsupportedError
+from snncompile.ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
                   SumPool2d)
-from ..nn.layers import LIFLayer
+from snncompile.nn.layers import LIFLayer
 
 
 def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
@@ -21,7 +21,7 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
     lif_layers.update({n.name: attention_module(n, graph.shape(n.name))
                        for n in graph.nodes(Attention)})
     out: dict[str, list[np.ndarray]] = {name: [] for name in lif_layers}
-    from ..progress import bar
+    from snncompile.progress import bar
     with torch.no_grad(), bar(len(inputs), progress if isinstance(progress, str) else
                               "float model", "sample", enabled=bool(progress),
                               leave=False) as pbar:
@@ -56,7 +56,7 @@ def _lif_module(node: LIF) -> LIFLayer:
 
 def attention_module(node: Attention, shape: tuple[int, ...]):
     """The training layer (snncompile.nn.attention.AttentionLayer) with the node's weights."""
-    from ..nn.attention import AttentionLayer
+    from snncompile.nn.attention import AttentionLayer
 
     spec = {"kind": node.variant, "mode": node.mode, "window": node.window or None,
             "steps": node.steps or None, "gain_bits": node.gain_bits or None}

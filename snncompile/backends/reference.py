@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import UnsupportedError
-from .ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
+from snncompile.backends.base import Run, register_backend
+from snncompile.errors import UnsupportedError
+from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
                  FxSigmaDelta, Graph, Input, Output)
-from .target import Numerics, load_target
+from snncompile.target import Numerics, load_target
 
 
 def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -220,13 +221,13 @@ class _Coproc:
     def __init__(self, node: FxCoproc, n: int):
         from onnx.reference import ReferenceEvaluator
 
-        from .coproc.onnx_export import build_onnx
+        from snncompile.coproc.onnx_export import build_onnx
         self.cg = node.cgraph
         self.evaluator = ReferenceEvaluator(build_onnx(self.cg))
         self.state = self.cg.init_state(n)
 
     def run(self, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        from .coproc.onnx_export import run_onnx
+        from snncompile.coproc.onnx_export import run_onnx
 
         xs = [x.numpy() for x in ins]
         steps = []
@@ -383,3 +384,39 @@ def _sigma_delta(node: FxSigmaDelta, a: torch.Tensor) -> torch.Tensor:
         prev = act
         outs.append(torch.div(s, 1 << node.state_exp, rounding_mode="floor"))
     return torch.stack(outs, 1)
+
+
+# ------------------------------------------------------------------ the backend
+class ReferenceBackend:
+    """The `reference` backend: `reference_run` over batches of samples (samples are
+    independent), with progress."""
+
+    name = "reference"
+    description = "integer reference (PyTorch int64, written independently of the simulator)"
+    is_lava = False
+
+    def unsupported(self, graph, source=None) -> str | None:
+        return None
+
+    def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
+            batch: int = 32, **options) -> Run:
+        import time
+
+        from snncompile.progress import bar
+        x = np.asarray(inputs)
+        n = len(x)
+        t0 = time.perf_counter()
+        parts: dict[str, list] = {}
+        with bar(n, "reference", "sample", enabled=progress) as p:
+            for start in range(0, max(n, 1), batch):
+                for k, v in reference_run(graph, x[start:start + batch], numerics).items():
+                    parts.setdefault(k, []).append(v)
+                p.update(min(batch, n - start))
+        out = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
+        return Run(values={k: v for k, v in out.items() if not k.startswith("@")},
+                   samples=n, steps=x.shape[1], wall_s=time.perf_counter() - t0,
+                   backend="reference",
+                   boundary={k[1:]: v for k, v in out.items() if k.startswith("@")})
+
+
+register_backend(ReferenceBackend())

@@ -51,7 +51,7 @@ import numpy as np
 from ..errors import InputFileError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import NEURON_TYPES, FxConv2d, FxCoproc, FxDense, FxLIF
-from ..passes.place import Mapping
+from snncompile.mapping.place import Mapping
 from ..target import TargetSpec
 from .report import EVENTS, EnergyReport
 
@@ -106,7 +106,7 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
     for n in graph.order():
         bits = int(getattr(graph.node(n), "num_message_bits", 0) or 0)
         if bits and getattr(graph.node(n), "is_synapse", False):
-            from ..passes.split import _source_of
+            from snncompile.mapping.split import _source_of
             src = _source_of(graph, graph.inputs(n)[0])
             payload_bits[src] = max(payload_bits.get(src, 0), bits)
 
@@ -199,7 +199,7 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
     coproc_s = 0.0
     coprocs = [n for n in graph.order() if isinstance(graph.node(n), FxCoproc)]
     if coprocs:
-        from ..passes.partition import partition
+        from snncompile.mapping.coproc_assign import partition
         cp = spec.raw.get("coproc", {})
         for name in coprocs:
             ops = sum(_count(counts, name, k) for k in
@@ -298,7 +298,7 @@ def _gated_lif(graph: Graph, coproc: str) -> str:
 
 def _source(graph: Graph, mapping: Mapping, layer: str) -> str:
     """The spiking source (Input or FxLIF) of `layer`'s synapse node."""
-    from ..passes.split import _source_of
+    from snncompile.mapping.split import _source_of
 
     syn = mapping.layers[layer]["synapse"]
     if syn is None:

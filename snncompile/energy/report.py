@@ -66,7 +66,7 @@ class EnergyReport:
 
     def table(self) -> str:
         """Readable summary: totals, then joules per layer and event type."""
-        from ..report import plural
+        from snncompile.report.compile import plural
         lines = [
             f"target {self.target} ({self.energy_table}); {plural(self.cores, 'core')}, "
             f"{plural(self.chips, 'chip')}; {plural(self.steps, 'step')} per inference, "
@@ -101,9 +101,9 @@ class EnergyReport:
 
     def plot(self, path, model: str = "") -> None:
         """Energy chart (PNG): dynamic energy per layer stacked by event type, and dynamic
-        against static apart; fixed colours per event (snncompile.plots), the title names
+        against static apart; fixed colours per event (snncompile.report.plots), the title names
         `model`."""
-        from ..plots import energy_figure, save_png
+        from snncompile.report.plots import energy_figure, save_png
 
         save_png(energy_figure(self.to_json(), model=model), path)
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .build import Build
-from .energy import estimate_energy
-from .errors import InputFileError
-from .passes.place import Mapping, map_graph
-from .pipeline import firing_rates
-from .sim.simulator import Simulator
-from .target import load_target
+from snncompile.build import Build
+from snncompile.energy import estimate_energy
+from snncompile.errors import InputFileError
+from snncompile.mapping.place import Mapping, map_graph
+from snncompile.pipeline import firing_rates
+from snncompile.backends.sim.simulator import Simulator
+from snncompile.target import load_target
 
 
 def energy_report(build: Build, inputs: np.ndarray, energy_table: str | None = None,
@@ -75,7 +75,7 @@ def sanafe_compare(build: Build, inputs: np.ndarray, report, mapping, energy_tab
 
     SANA-FE gets the placement `report` priced (`mapping`), so both price the same one.
     """
-    from .energy.sanafe_backend import compare_text, run_sanafe
+    from snncompile.energy.sanafe_backend import compare_text, run_sanafe
 
     spec = build.target
     if energy_table:

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
-from ..sim.fixed import prepare_weights
+from snncompile.backends.sim.fixed import prepare_weights
 from ..target import TargetSpec
 
 SANAFE_VERSION = "2.2.9"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..errors import InputFileError
+from snncompile.errors import InputFileError
 
 MAX_DATASET_BYTES = 1 << 28   # one dataset as declared (decompressed): 256 MiB
 MAX_TOTAL_BYTES = 1 << 29     # all datasets of the file together: 512 MiB

@@ -21,7 +21,7 @@ from functools import partial
 
 from ..errors import BackendError, UnsupportedError
 from ..ir import Graph
-from .nir_import import import_nir
+from snncompile.formats.nir.read import import_nir
 
 SUPPORTED_MODULES = ("Linear", "Conv2d", "Flatten", "LIFCell", "LIFBoxCell", "IAFCell")
 _READOUTS = ("LICell", "LIBoxCell", "LI", "LIBox")

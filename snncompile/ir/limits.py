@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import InputFileError
-from ..sim.fixed import prepare_weights
+from snncompile.backends.sim.fixed import prepare_weights
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                     FxLIF, FxSigmaDelta, Input, Node)
 

@@ -81,6 +81,16 @@ class Node:
     kind: ClassVar[str] = "real"
     #: True for nodes that delay their output by one time step (synapses).
     is_synapse: ClassVar[bool] = False
+    #: True for fixed-point neurons: their outputs are what backends produce per step and
+    #: what verify compares (spikes, graded spikes, or a readout's voltage).
+    is_neuron: ClassVar[bool] = False
+    #: True for nodes that run on the co-processor partition (not on neurocores).
+    on_coproc: ClassVar[bool] = False
+    #: True for nodes that never reset between samples' time windows and run from global
+    #: step 0 (sigma-delta neurons); see `ir/timing.py`.
+    runs_in_global_time: ClassVar[bool] = False
+    #: "float" (trained model, real numbers), "fixed" (what the chip computes) or "both".
+    stage: ClassVar[str] = "float"
 
     def out_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         raise NotImplementedError
@@ -112,6 +122,7 @@ class Input(Node):
     `bias_mant`); a frame is held for every step of its sample (backends on Lava set the
     bias once per sample), see `snncompile.data`.
     """
+    stage: ClassVar[str] = "both"
 
     shape: tuple[int, ...] = ()
     encoding: str = "spikes"
@@ -260,6 +271,7 @@ class AvgPool2d(SumPool2d):
 @dataclass
 class Flatten(Node):
     """Reshape (C, H, W) -> (C*H*W,) in C order. No arithmetic, no delay."""
+    stage: ClassVar[str] = "both"
 
     def out_shape(self, in_shapes):
         return (int(np.prod(self._one(in_shapes))),)
@@ -335,6 +347,7 @@ class Attention(Node):
 class Output(Node):
     """Marks a spiking node whose spikes are the network's output (prediction = argmax of
     spike counts over the run)."""
+    stage: ClassVar[str] = "both"
 
     def out_shape(self, in_shapes):
         return self._one(in_shapes)
@@ -358,6 +371,7 @@ class FxDense(Node):
     time the node's output at step t is sum_k a_k(t - k); what would arrive after the
     window is dropped.
     """
+    stage: ClassVar[str] = "fixed"
 
     weight: np.ndarray = None
     weight_exp: int = 0
@@ -393,6 +407,7 @@ class FxConv2d(Node):
     """Loihi convolution synapses (Lava `Conv`, PyConvModelFixed): integer cross-correlation
     in PyTorch OIHW layout, result wrapped to 24 bits, delivered one step later. Lava's Conv
     ignores weight exponents, so mantissas are the effective weights."""
+    stage: ClassVar[str] = "fixed"
 
     weight: np.ndarray = None
     stride: tuple[int, int] = (1, 1)
@@ -417,6 +432,8 @@ class FxLIF(Node):
 
     with bias = bias_mant << bias_exp. trunc rounds toward zero.
     """
+    stage: ClassVar[str] = "fixed"
+    is_neuron: ClassVar[bool] = True
 
     shape: tuple[int, ...] = ()
     du: int = 0
@@ -457,6 +474,7 @@ class FxGate(Node):
     on average, and TCSA chains three); "floor" is the default for builds written before
     the field existed, and is exact for HTDA's 0/1 map (shift 0).
     """
+    stage: ClassVar[str] = "fixed"
 
     shift: int = 8
     gain_bits: int = 8
@@ -505,6 +523,8 @@ class FxCoproc(Node):
     (snncompile.coproc) run once per time step, with no delay, on the values of its graph
     inputs (in order: the graph's input names `cgraph.inputs`). Its outputs are taken by
     `FxCoprocOut` nodes. Stored as the graph's JSON document (`doc`) and its arrays."""
+    stage: ClassVar[str] = "fixed"
+    on_coproc: ClassVar[bool] = True
 
     doc: dict = None
     arrays: dict = None
@@ -543,6 +563,7 @@ class FxDelay(Node):
 
         latency (local steps) = steps + depth(source) - depth(target)
     """
+    stage: ClassVar[str] = "fixed"
 
     steps: int = 1
     latency: int = 1
@@ -566,6 +587,8 @@ class FxDelay(Node):
 @dataclass
 class FxCoprocOut(Node):
     """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits)."""
+    stage: ClassVar[str] = "fixed"
+    on_coproc: ClassVar[bool] = True
 
     port: str = ""
     shape: tuple[int, ...] = ()
@@ -599,6 +622,9 @@ class FxSigmaDelta(Node):
     positive bias can send messages before the first input arrives; outputs are recorded
     in local time like every neuron's (step t of a node at depth d is global step t + d).
     """
+    stage: ClassVar[str] = "fixed"
+    is_neuron: ClassVar[bool] = True
+    runs_in_global_time: ClassVar[bool] = True
 
     shape: tuple[int, ...] = ()
     role: str = "sigma_delta"
@@ -649,10 +675,9 @@ NODE_TYPES: dict[str, type[Node]] = {
                 FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
                 FxSigmaDelta)
 }
-FLOAT_TYPES = (Dense, Conv2d, SumPool2d, AvgPool2d, LIF, Attention)
-FIXED_TYPES = (FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
-               FxSigmaDelta)
-NEURON_TYPES = (FxLIF, FxSigmaDelta)
+FLOAT_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "float")
+FIXED_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "fixed")
+NEURON_TYPES = tuple(t for t in NODE_TYPES.values() if t.is_neuron)
 """Fixed-point neurons: the nodes whose outputs are spikes (binary or graded) and that
 verify compares."""
 

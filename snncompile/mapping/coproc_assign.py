@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-from ..ir import FxCoproc, FxCoprocOut, FxDelay, Graph
-from ..target import TargetSpec
+from snncompile.ir import FxCoproc, FxCoprocOut, FxDelay, Graph
+from snncompile.target import TargetSpec
 
 
 COPROC_NODES = (FxCoproc, FxCoprocOut, FxDelay)  # a loop delay buffers on the x86 core
@@ -86,7 +86,7 @@ def partition(graph: Graph, spec: TargetSpec) -> dict:
 
 
 def partition_markdown(p: dict) -> str:
-    from ..report import table
+    from snncompile.report.compile import table
 
     lines = ["Nodes on the co-processor: "
              + (", ".join(n for n, w in p["assignment"].items() if w == "coproc") or "none")

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputFileError, ResourceLimitError, UnsupportedError
-from ..ir.graph import Graph
-from ..target import TargetSpec
-from .split import RESOURCES, Block, Partition, split_graph
+from snncompile.errors import InputFileError, ResourceLimitError, UnsupportedError
+from snncompile.ir.graph import Graph
+from snncompile.target import TargetSpec
+from snncompile.mapping.split import RESOURCES, Block, Partition, split_graph
 
 
 @dataclass
@@ -186,7 +186,7 @@ class Mapping:
 
     def table(self) -> str:
         """Readable summary: per layer, then per-resource utilisation and the lower bound."""
-        from ..report import SYNAPSE_COUNTS, plural
+        from snncompile.report.compile import SYNAPSE_COUNTS, plural
         lb = self.lower_bound["cores"]
         lines = [f"target {self.target}: {plural(self.n_cores, 'core')} on "
                  f"{plural(self.chips, 'chip')}, {plural(self.tiles_used, 'tile')}; lower "

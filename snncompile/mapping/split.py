@@ -51,11 +51,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ResourceLimitError, UnsupportedError
-from ..ir.graph import Graph
-from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+from snncompile.errors import ResourceLimitError, UnsupportedError
+from snncompile.ir.graph import Graph
+from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                         FxLIF, FxSigmaDelta, Input, Output)
-from ..target import Limits, TargetSpec
+from snncompile.target import Limits, TargetSpec
 
 RESOURCES = Limits.RESOURCES
 _WHAT = {"neurons": "neurons", "input_axons": "input axons", "output_axons": "output axons",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import NEURON_TYPES, FxConv2d, FxDense, Graph
+from snncompile.ir import NEURON_TYPES, FxConv2d, FxDense, Graph
 
 
 def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -101,7 +101,7 @@ def compile_markdown(report: dict) -> str:
     out += ["", "## Quantisation", ""] + (_quant_lines(report) if report["quantization"]
                                           else _fixed_import_lines(report))
     if report.get("fidelity"):
-        from .fidelity import FidelityReport
+        from snncompile.verify.fidelity import FidelityReport
         out += ["", "## Fidelity on calibration data", "",
                 FidelityReport.from_json(report["fidelity"]).markdown()]
     for extra in report.get("sections", []):

@@ -5,7 +5,7 @@ partition, verify and fidelity verdicts) and, given inputs, runs the float model
 simulator and the energy model on them; `Page.html()` renders one self-contained HTML file
 (inline CSS, figures as base64 PNG: it opens without network access) and
 `Page.write_pngs(dir)` writes the same figures as PNG files. Every figure comes from
-snncompile.plots, so each category keeps one colour everywhere.
+snncompile.report.plots, so each category keeps one colour everywhere.
 
 `describe(build)` is what `inspect` prints: the input the build expects, its target, its
 cores and its verdicts so far.
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from .errors import InputFileError
-from .report import SYNAPSE_COUNTS
+from snncompile.report import plots
+from snncompile.errors import InputFileError
+from snncompile.report.compile import SYNAPSE_COUNTS
 
 # A verify report is looked for, when none is given, in BUILD/verify.json, then
 # BUILD.verify.json beside the build directory, then NAME.verify.json for NAME.build (what
@@ -127,13 +127,13 @@ def _e(x) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from .safe_io import atomic_write_bytes
+    from snncompile.safe_io import atomic_write_bytes
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
 
 
 def _fmt(c) -> str:
-    from .report import _fmt as fmt
+    from snncompile.report.compile import _fmt as fmt
     return fmt(c)
 
 
@@ -176,7 +176,7 @@ def input_spec(build) -> dict:
     lo, hi = inp.value_range()
     steps, why = None, "any: every sample is as many frames as the inputs file holds"
     if build.float_graph is not None:
-        from .ir import Attention
+        from snncompile.ir import Attention
         fixed = sorted({int(n.steps) for n in build.float_graph.nodes(Attention) if n.steps})
         if fixed:
             steps = fixed[0]
@@ -212,7 +212,7 @@ def find_verify(build, given: str | Path | None) -> tuple[dict | None, str | Non
                                  "'layers'; write one with `snncompile verify --json`)")
         _check_verify(doc, p)
         lifs = {r.get("layer") for r in doc["layers"]}
-        from .ir import NEURON_TYPES
+        from snncompile.ir import NEURON_TYPES
         mine = {n.name for n in build.graph.nodes(NEURON_TYPES)}
         if lifs != mine:
             raise InputFileError(f"{p}: its layers ({', '.join(sorted(map(str, lifs)))}) are "
@@ -554,15 +554,15 @@ def _cell(v):
 
 
 def _activity(build, x, labels=None) -> tuple[Section, object]:
-    from .ir import NEURON_TYPES
-    from .sim.simulator import Simulator
+    from snncompile.ir import NEURON_TYPES
+    from snncompile.backends.sim.simulator import Simulator
 
     sim = Simulator(build.graph, build.target.numerics).run(x)
     compiled = {n.name: sim.spikes[n.name] for n in build.graph.nodes(NEURON_TYPES)}
     spikes = {}
     note = ""
     if build.float_graph is not None:
-        from .sim.float_model import run_float
+        from snncompile.backends.float_model import run_float
         fl = run_float(build.float_graph, x)
         spikes["float"] = {k: v for k, v in fl.items() if k in compiled}
         missing = [k for k in compiled if k not in fl]
@@ -592,7 +592,7 @@ def _activity(build, x, labels=None) -> tuple[Section, object]:
                        rows)
     acc = ""
     if labels is not None and len(labels) == len(x):
-        from .verify import decision
+        from snncompile.verify.compare import decision
         out = build.graph.inputs(build.graph.output_node().name)[0]
         comp = float((decision(build.graph.node(out), compiled[out]) == labels).mean())
         fl = spikes.get("float", {}).get(out)
@@ -622,8 +622,8 @@ def _membrane_traces(build, one, per_layer: int = 3, max_layers: int = 4) -> dic
     """v and spikes of `per_layer` neurons (spiking closest to every other step) of the
     first LIF layers over one sample (simulator, state recorded); empty for sigma-delta
     graphs (no v)."""
-    from .ir import FxLIF, FxSigmaDelta
-    from .sim.simulator import Simulator
+    from snncompile.ir import FxLIF, FxSigmaDelta
+    from snncompile.backends.sim.simulator import Simulator
 
     if build.graph.nodes(FxSigmaDelta):
         return {}
@@ -656,7 +656,7 @@ def _coremap(build, mapping, model, page) -> Section:
     except ValueError as exc:
         note = f'<p class="note">Traffic not drawn: {_e(exc)}.</p>'
         page.warnings.append(f"core map: traffic not drawn ({exc})")
-    from .ir import NEURON_TYPES
+    from snncompile.ir import NEURON_TYPES
     order = [n.name for n in build.graph.nodes(NEURON_TYPES)]
     fig = plots.coremap_figure(mapping, dataclasses.asdict(chip), traffic, order, model)
     rows = []
@@ -713,7 +713,7 @@ def _energy(build, x, model) -> Section:
                                   "events of a run"))
     if build.target.energy is None:
         return Section(title, _na(f"target {build.target.name} has no energy table"))
-    from .energy_run import energy_report
+    from snncompile.energy.run import energy_report
     rep, _ = energy_report(build, x)
     e = rep.to_json()
     est = plots.estimated_events(e["estimates"])
@@ -731,7 +731,7 @@ def _energy(build, x, model) -> Section:
                                 f"E_MAC/E_AC): the ANN takes {e['ann']['ann_over_snn']:.2f}x "
                                 "the SNN's energy")]
     notes = "".join(f"<li>{_e(n)}</li>" for n in e.get("notes", []))
-    from .energy.report import EVENTS
+    from snncompile.energy.report import EVENTS
     rows = [[layer] + [plots.eng(d.get(ev, 0.0), "J") for ev in EVENTS]
             + [plots.eng(sum(d.values()), "J")] for layer, d in e["per_layer"].items()]
     head = ["layer"] + [ev + (" (est.)" if ev in est else "") for ev in EVENTS] + ["total"]
@@ -806,9 +806,9 @@ def _traces_agree(traces: dict) -> bool:
 def _divergence_traces(build, div, x) -> dict | None:
     """u, v, spike of the diverging neuron over the sample's steps, re-run on the reference
     and the simulator (Lava's side is the value verify recorded)."""
-    from .ir import FxLIF
-    from .reference import reference_run
-    from .sim.simulator import Simulator
+    from snncompile.ir import FxLIF
+    from snncompile.backends.reference import reference_run
+    from snncompile.backends.sim.simulator import Simulator
 
     layer, s, k = div["layer"], int(div["sample"]), int(div["neuron"])
     node = build.graph.node(layer) if layer in build.graph else None

@@ -122,7 +122,7 @@ def energy_figure(e: dict, model: str = ""):
     against static (leakage and clock over the inference's latency, not changed by the
     network's activity). Every event keeps its colour, empty ones included; events priced
     from estimates are marked '(est.)'."""
-    from .energy.report import EVENTS
+    from snncompile.energy.report import EVENTS
 
     plt = _plt()
     layers = list(e["per_layer"])
@@ -294,7 +294,7 @@ def core_traffic(graph, spec, mapping_json: dict) -> dict[tuple[int, int], float
     port), from the build's placement (mapping.json) and the firing rates it was placed
     with; the block edges are recomputed with split_graph (deterministic) and checked
     against mapping.json's blocks."""
-    from .passes.split import split_graph
+    from snncompile.mapping.split import split_graph
 
     part = split_graph(graph, spec, rates=mapping_json.get("rates"),
                        work_cap=mapping_json.get("work_cap"))  # as the build was split

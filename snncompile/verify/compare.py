@@ -12,14 +12,14 @@ import time
 
 import numpy as np
 
-from . import fidelity
-from .build import Build
-from .errors import UnsupportedError
-from .fidelity import FidelityReport, Tolerance, decision  # noqa: F401 (decision: API)
-from .ir import NEURON_TYPES, FxConv2d, FxCoproc, FxDense, FxSigmaDelta
-from .reference import reference_run
-from .report import table
-from .sim.simulator import Simulator
+from snncompile.verify import fidelity
+from snncompile.build import Build
+from snncompile.errors import UnsupportedError
+from snncompile.verify.fidelity import FidelityReport, Tolerance, decision  # noqa: F401 (decision: API)
+from snncompile.ir import NEURON_TYPES, FxConv2d, FxCoproc, FxDense, FxSigmaDelta
+from snncompile.backends.reference import reference_run
+from snncompile.report.compile import table
+from snncompile.backends.sim.simulator import Simulator
 
 BACKENDS = ("reference", "sim", "lava")
 EXTRA_BACKENDS = ("netx",)
@@ -93,7 +93,7 @@ class VerifyReport:
     integer the co-processor sent at every step)."""
     fidelity: FidelityReport | None = None
     """The second verdict: the compiled network against the float model
-    (`snncompile.fidelity`)."""
+    (`snncompile.verify.fidelity`)."""
     lava_samples: dict | None = None
     """When a Lava backend ran: samples asked (N) and run, whether the count is the default,
     the limit, Lava's estimated seconds per sample and the budget the default aimed at."""
@@ -220,7 +220,7 @@ def _direction(channel: str) -> str:
 
 def _reference(graph, inputs: np.ndarray, num, progress: bool, batch: int = 32) -> dict:
     """`reference_run` over batches of samples (samples are independent), with progress."""
-    from .progress import bar
+    from snncompile.progress import bar
     n = len(inputs)
     if n <= batch:
         with bar(n, "reference", "sample", enabled=progress) as p:
@@ -268,12 +268,12 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
             res = Simulator(graph, num).run(x, progress=progress)
             results[b], sent[b], overflow = res.spikes, res.boundary, res.overflow
         elif b == "lava":
-            from .backends.lava_backend import run_lava
+            from snncompile.backends.lava.run import run_lava
             res = run_lava(graph, x, progress=progress)
             results[b], sent[b] = res.spikes, res.boundary or {}
         elif b == "netx":
-            from .backends.netx_lava import run_netx_samples
-            from .pipeline import NETX_SOURCE
+            from snncompile.formats.netx.run_lava import run_netx_samples
+            from snncompile.pipeline import NETX_SOURCE
             src = build.member(NETX_SOURCE) if NETX_SOURCE in build.members else None
             if src is None:
                 raise UnsupportedError("the netx backend needs a build compiled from a netx "
@@ -381,7 +381,7 @@ def _explain(build, inputs, first, results, backends, counts) -> dict:
             u, v = st[name][0][0, step], st[name][1][0, step]
         elif b == "lava":
             try:
-                from .backends.lava_backend import lava_state
+                from snncompile.backends.lava.run import lava_state
                 u, v = lava_state(graph, one[0], name, step)
             except Exception as exc:  # diagnostics must not hide the mismatch itself
                 u = v = f"unavailable ({type(exc).__name__})"

@@ -37,9 +37,9 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import SnnCompileError
-from .ir import NEURON_TYPES, FxSigmaDelta, Graph
-from .report import table
+from snncompile.errors import SnnCompileError
+from snncompile.ir import NEURON_TYPES, FxSigmaDelta, Graph
+from snncompile.report.compile import table
 
 HTDA_MODEL = "htda/model.pt"
 """Where an HTDA build keeps a copy of its checkpoint (the float side of its fidelity)."""
@@ -399,7 +399,7 @@ FloatRunner = Callable[[np.ndarray], dict]
 
 
 def graph_runner(float_graph: Graph) -> FloatRunner:
-    from .sim.float_model import run_float
+    from snncompile.backends.float_model import run_float
     return lambda x: run_float(float_graph, x, progress="float model")
 
 
@@ -425,7 +425,7 @@ def float_side(build) -> tuple[FloatRunner | None, str]:
     """(runner, description) of a build's float model, or (None, why there is none)."""
     if build.float_graph is not None and build.float_graph.stage != "fixed":
         return graph_runner(build.float_graph), "float graph, float/"
-    from .nn.htda import load_htda_checkpoint
+    from snncompile.nn.htda import load_htda_checkpoint
     if build.path is not None and (build.path / HTDA_MODEL).is_file():
         model, _ = load_htda_checkpoint(build.path / HTDA_MODEL)
         return htda_runner(model), f"HTDA checkpoint, {HTDA_MODEL}"

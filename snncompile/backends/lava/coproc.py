@@ -37,7 +37,7 @@ Model selection: Lava's compiler looks the process INSTANCE up in
 miss, scans this package's directory exec'ing every .py file as a top-level module, which
 fails on our relative imports. `model_map(procs)` returns {instance: model class} for
 every CoprocProcess given; merge it into the run config's map, as
-`snncompile.backends.lava_backend` does for its processes.
+`snncompile.backends.lava.run` does for its processes.
 
 Import this module only when Lava is installed (it imports Lava at module level) and
 after `import snncompile` (which installs the Python 3.11 fix).
@@ -61,8 +61,8 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from ..errors import BackendError, GraphError
-from .graph import CoprocGraph
+from snncompile.errors import BackendError, GraphError
+from snncompile.coproc.graph import CoprocGraph
 
 PORT_BITS = 32  # Lava message dtype int32
 

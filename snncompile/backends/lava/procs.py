@@ -5,7 +5,7 @@ element per message (512k values took ~10 s), so the recorder keeps every record
 its own worker, bit-packed, and writes the whole record once, with `np.save`, at its last
 recorded step. The parent process reads that file after the run.
 
-Import this module only after `snncompile._lava_compat.install()` (importing `snncompile`
+Import this module only after `snncompile.backends.lava.compat.install()` (importing `snncompile`
 does that) and only when Lava is installed: it imports Lava at module level.
 """
 from __future__ import annotations

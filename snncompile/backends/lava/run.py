@@ -42,11 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lava_compat
-from ..sim.simulator import inbound
-from ..errors import BackendError, InputFileError, UnsupportedError
-from ..ir.graph import Graph
-from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+from snncompile.backends.lava import compat as _lava_compat
+from snncompile.backends.base import Run, register_backend
+from snncompile.backends.sim.simulator import inbound
+from snncompile.errors import BackendError, InputFileError, UnsupportedError
+from snncompile.ir.graph import Graph
+from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                         FxLIF, FxSigmaDelta, Input, Output)
 
 SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc, FxCoprocOut,
@@ -101,19 +102,10 @@ def _fork_start_method():
         mp.set_start_method = original
 
 
-@dataclass
-class LavaRun:
-    """Result of `run_lava`.
-
-    spikes: every FxLIF node name -> bool array (N, T, *node_shape) in the node's local time
-    (FxSigmaDelta nodes: int32 graded spikes)
-    (index t = the node's response to input frame t). wall_s: seconds for build, compile,
-    run and read-back.
-    """
-
-    spikes: dict[str, np.ndarray]
-    wall_s: float
-    boundary: dict[str, np.ndarray] = None  # FxCoprocOut -> values sent, (N, T, *shape)
+LavaRun = Run
+"""`run_lava` returns the shared `snncompile.backends.Run`: values (every neuron, local time,
+our layout), boundary (values crossing the partition), wall_s (build, compile, run and
+read-back)."""
 
 
 # ------------------------------------------------------------------ layout helpers
@@ -194,7 +186,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
     from lava.proc.sdn.process import ActivationMode, Delta, Sigma, SigmaDelta
     from lava.utils.weightutils import SignMode
 
-    from .lava_procs import (DelayProcess, GateProcess, PyDelayModel, PyGateModel,
+    from snncompile.backends.lava.procs import (DelayProcess, GateProcess, PyDelayModel, PyGateModel,
                              PySpikeRecorderModel, PyValueRecorderModel, SpikeRecorder,
                              ValueRecorder)
 
@@ -324,7 +316,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
                 procs.append(rec)
                 graded[name] = (path, perm, lshape)
         elif isinstance(node, FxCoproc):
-            from ..coproc.lava_proc import CoprocProcess
+            from snncompile.backends.lava.coproc import CoprocProcess
             cg = node.cgraph
             names = list(cg.inputs)
             outs_g = {o: cg.specs[o].shape for o in cg.outputs}
@@ -388,7 +380,7 @@ def _build(graph: Graph, x: np.ndarray, n_steps: int, record_dir: Path | None) -
         if type(proc) in models:
             exceptions[proc] = models[type(proc)]
     if any(isinstance(graph.node(n), FxCoproc) for n in graph.order()):
-        from ..coproc.lava_proc import model_map
+        from snncompile.backends.lava.coproc import model_map
         exceptions.update(model_map(procs))
     if source is None:     # a bias-driven input: no source process, run any of them
         source = procs[0]
@@ -467,7 +459,7 @@ def _run_steps(net: _Net, n_steps: int, progress: bool, desc: str = "lava") -> N
     if not progress:
         net.source.run(condition=RunSteps(num_steps=n_steps), run_cfg=cfg)
         return
-    from ..progress import bar as progress_bar
+    from snncompile.progress import bar as progress_bar
 
     chunk = max(1, math.ceil(n_steps / 20))  # ~5% per update
     with progress_bar(n_steps, desc, "step") as bar:
@@ -568,8 +560,9 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
         spikes = {k: np.concatenate([r.spikes[k] for r in runs]) for k in runs[0].spikes}
         boundary = {k: np.concatenate([r.boundary[k] for r in runs])
                     for k in (runs[0].boundary or {})}
-        return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
-    from .lava_procs import read_record  # imports Lava
+        return Run(values=spikes, samples=len(x), steps=x.shape[1],
+                   wall_s=time.perf_counter() - start, backend="lava", boundary=boundary)
+    from snncompile.backends.lava.procs import read_record  # imports Lava
 
     n, t_len = x.shape[:2]
     max_depth = max(graph.depth(name) for name in graph.order())
@@ -583,9 +576,9 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
             else:
                 _run_steps(box[0], n_steps, progress)
             if any(isinstance(graph.node(k), FxCoproc) for k in graph.order()):
-                from ..coproc.lava_proc import check_errors
+                from snncompile.backends.lava.coproc import check_errors
                 check_errors(box[0].procs)
-        from .lava_procs import read_values
+        from snncompile.backends.lava.procs import read_values
         net = box[0]
 
         def back(name, path, read, perm, lshape, shape, what):
@@ -603,7 +596,8 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
         boundary = {name: back(name, path, read_values, perm, lshape, shape,
                                "value").astype(np.int64)
                     for name, (path, perm, lshape, shape) in net.values.items()}
-    return LavaRun(spikes=spikes, wall_s=time.perf_counter() - start, boundary=boundary)
+    return Run(values=spikes, samples=n, steps=t_len, wall_s=time.perf_counter() - start,
+               backend="lava", boundary=boundary)
 
 
 def _run_bias_samples(net: _Net, n: int, t_len: int, tail: int, progress: bool) -> None:
@@ -621,7 +615,7 @@ def _run_bias_samples(net: _Net, n: int, t_len: int, tail: int, progress: bool) 
 def _progress(it, on: bool, desc: str):
     if not on:
         return it
-    from ..progress import track
+    from snncompile.progress import track
     return track(it, desc, "sample")
 
 
@@ -661,3 +655,21 @@ def lava_state(graph: Graph, sample: np.ndarray, node: str,
     if perm is not None:
         flat = [_unpermute(a, perm) for a in flat]
     return flat[0].reshape(shape), flat[1].reshape(shape)
+
+
+class LavaBackend:
+    """The `lava` backend: the graph lowered to Lava processes, Loihi2SimCfg fixed_pt."""
+
+    name = "lava"
+    description = "Lava's bit-accurate CPU models (Loihi2SimCfg fixed_pt)"
+    is_lava = True
+
+    def unsupported(self, graph, source=None) -> str | None:
+        return None
+
+    def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
+            **options) -> Run:
+        return run_lava(graph, inputs, progress=progress)
+
+
+register_backend(LavaBackend())

@@ -1,4 +1,4 @@
 """Simulators: the bit-accurate fixed-point simulator and the float model evaluator."""
-from .simulator import SimResult, Simulator, simulate
+from snncompile.backends.sim.simulator import SimResult, Simulator, simulate
 
 __all__ = ["SimResult", "Simulator", "simulate"]

@@ -38,9 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
-from .fixed import wrap
+from snncompile.errors import UnsupportedError
+from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
+from snncompile.backends.sim.fixed import wrap
 
 CHOICES = ("auto", "numba", "numpy")
 ENV = "SNNCOMPILE_SIM_KERNEL"
@@ -114,7 +114,7 @@ class Dispatch:
             return None
         if self.plan is None:
             try:
-                from . import kernels  # noqa: F401  (numba import and kernel definitions)
+                from snncompile.backends.sim import kernels  # noqa: F401  (numba import and kernel definitions)
             except Exception as e:  # installed but broken (llvmlite, numpy mismatch)
                 if self.choice == "numba":
                     raise UnsupportedError(f"numba kernel requested but numba does not "
@@ -151,7 +151,7 @@ def _threads() -> int:
 
 class _DenseK:
     def __init__(self, op):
-        from . import kernels as K
+        from snncompile.backends.sim import kernels as K
         node = op.node
         mixed = int(node.sign_mode == "mixed")
         self.nt = nt = 8 - int(node.num_weight_bits) + mixed
@@ -284,7 +284,7 @@ class Plan:
     def _sample(self, xb, b, offset, spikes, state, steps, glob, pool=None):
         """Run sample `b` of the batch (xb: (T, *in) ints) through every node; returns
         this sample's counters {name: array}."""
-        from . import kernels as K
+        from snncompile.backends.sim import kernels as K
         sim = self.sim
         series = {}      # name -> (array (rows, n), global step of row 0)
         bufs = getattr(self._local, "bufs", None)   # this thread's buffers, reused by

@@ -27,37 +27,20 @@ import time
 
 import numpy as np
 
-from ..coproc.ops import shift_round
-from ..errors import GraphError, OverflowDetected, UnsupportedError
-from ..ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
+from snncompile.coproc.ops import shift_round
+from snncompile.backends.base import Run, register_backend
+from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
+from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
                   FxSigmaDelta, Graph, Input, Output)
-from ..target import Numerics, load_target
-from .fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
+from snncompile.target import Numerics, load_target
+from snncompile.backends.sim.fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
 I32 = 32
 
 
-@dataclasses.dataclass
-class SimResult:
-    spikes: dict[str, np.ndarray]          # FxLIF name -> bool (N, T, *shape), local time;
-    #                                        FxSigmaDelta name -> int32 graded spikes
-    counts: dict[str, dict[str, int]]      # per node event counts, summed over samples/steps
-    overflow: dict[str, dict[str, int]]    # per node wrap/saturation counts
-    samples: int
-    steps: int
-    wall_s: float
-    state: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # u, v (N, T, *shape)
-    boundary: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    """Values crossing the partition, (N, T, *shape), local time: FxCoprocOut name -> what
-    the co-processor sent; "coproc<-src" -> what it received from `src`."""
-    kernel: str = "numpy"   # which path ran: "numba" (kernels_plan.py) or "numpy"
-
-    def predictions(self, output: str) -> np.ndarray:
-        """Class = argmax of spike counts (ties: lowest index); for a sigma-delta output
-        layer use `snncompile.verify.decision`, which knows a sigma readout's rule."""
-        counts = self.spikes[output].reshape(self.samples, self.steps, -1).sum(1)
-        return counts.argmax(1)
-
+SimResult = Run
+"""The simulator's result is the shared `snncompile.backends.Run` (values, boundary, counts,
+overflow, state, wall_s, kernel)."""
 
 def _exact_dtype(bound: float):
     if bound < 2 ** 24:
@@ -559,7 +542,7 @@ class Simulator:
         self.bias_fed = graph.bias_fed()   # LIFs whose bias the input frames are
         # compiled kernels where the graph allows (kernels_plan.py); `kernel` "numpy" or
         # SNNCOMPILE_SIM_KERNEL=numpy selects the pure-numpy path below
-        from .kernels_plan import Dispatch
+        from snncompile.backends.sim.kernels_plan import Dispatch
         self._dispatch = Dispatch(self, kernel)
         self._fast = None
         self.kernel, self.kernel_reason = self._dispatch.kernel, self._dispatch.reason
@@ -588,7 +571,7 @@ class Simulator:
         state = ({n: (np.zeros((n_samples, steps) + self.graph.shape(n), np.int32),
                       np.zeros((n_samples, steps) + self.graph.shape(n), np.int32))
                   for n in self.lifs} if record_state else None)
-        from ..progress import bar
+        from snncompile.progress import bar
         with bar(n_samples, progress if isinstance(progress, str) else "simulate", "sample",
                  enabled=bool(progress), leave=False) as pbar:
             for start in range(0, n_samples, batch_size):
@@ -624,9 +607,10 @@ class Simulator:
                     overflow[name] = {"conv_wrap": op.wraps}
                 elif op.graded:
                     overflow[name] = {"int32_wrap": op.wraps}
-        return SimResult(spikes, counts, overflow, n_samples, steps,
-                         time.perf_counter() - t0, state, boundary,
-                         "numba" if self._fast is not None else "numpy")
+        return Run(values=spikes, samples=n_samples, steps=steps,
+                   wall_s=time.perf_counter() - t0, backend="sim", boundary=boundary,
+                   state=state, counts=counts, overflow=overflow,
+                   kernel="numba" if self._fast is not None else "numpy")
 
     def _run_batch(self, x, spikes, state, offset, boundary):
         if self._fast is not None:
@@ -715,3 +699,22 @@ def simulate(graph: Graph, inputs: np.ndarray, **kwargs) -> SimResult:
     numerics = kwargs.pop("numerics", None)
     kernel = kwargs.pop("kernel", None)
     return Simulator(graph, numerics, strict, kernel).run(inputs, **kwargs)
+
+
+class SimBackend:
+    """The `sim` backend: `Simulator(graph, numerics, strict).run(inputs)`."""
+
+    name = "sim"
+    description = "bit-accurate simulator (numpy / numba kernels, batched)"
+    is_lava = False
+
+    def unsupported(self, graph, source=None) -> str | None:
+        return None
+
+    def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
+            strict: bool = False, **options) -> Run:
+        return Simulator(graph, numerics, strict=strict).run(inputs, progress=progress,
+                                                             **options)
+
+
+register_backend(SimBackend())

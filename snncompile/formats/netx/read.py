@@ -88,11 +88,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, SnnCompileError, UnsupportedError
-from ..ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
+from snncompile.errors import InputFileError, SnnCompileError, UnsupportedError
+from snncompile.ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
                   Input, Output)
-from ..sim.fixed import prepare_weights
-from .h5safe import open_hdf5
+from snncompile.backends.sim.fixed import prepare_weights
+from snncompile.formats.h5safe import open_hdf5
 
 SUPPORTED_LAYERS = ("input", "dense", "conv", "flatten")
 SUPPORTED_NEURONS = ("CUBA/LOIHI with refDelay <= 1 and binary spikes (gradedSpike false); "

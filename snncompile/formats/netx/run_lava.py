@@ -4,7 +4,7 @@ netx block's output in our local time and (C, H, W) layout: the `netx` backend o
 `snncompile verify` (builds compiled from a netx file keep a copy of it) and the
 independent side of the netx equivalence tests.
 
-Alignment (see `snncompile.frontends.netx_import`): a RingBuffer source sends input frame
+Alignment (see `snncompile.formats.netx.read`): a RingBuffer source sends input frame
 t at Lava step t + 1; a block at depth d (d synapses from the input) emits its output for
 local step k at Lava step k + d + 1, i.e. sink column k + d.
 
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BackendError, InputFileError
-from ..frontends.netx_import import lava_network_kwargs
-from ..ir import NEURON_TYPES, FxSigmaDelta, Graph
-from .lava_backend import (_natural_perm, _Net, _one_line, _progress, _shutdown, _to_lava,
+from snncompile.backends.base import Run, register_backend
+from snncompile.errors import BackendError, InputFileError
+from snncompile.formats.netx.read import lava_network_kwargs
+from snncompile.ir import NEURON_TYPES, FxSigmaDelta, Graph
+from snncompile.backends.lava.run import (_natural_perm, _Net, _one_line, _progress, _shutdown, _to_lava,
                            _worker_error, require_lava)
 
 
@@ -71,7 +72,7 @@ def _known_netx_failures(path) -> None:
 
 
 def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
-    from ..third_party import import_quietly
+    from snncompile.third_party import import_quietly
     import_quietly("lava.lib.dl.netx.hdf5")   # without lava-dl's import-time noise
     from lava.lib.dl.netx.hdf5 import Network
     from lava.lib.dl.netx.utils import NetDict
@@ -145,3 +146,34 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
                           else r.astype(bool))
     return out
 
+
+
+class NetxBackend:
+    """The `netx` backend: the build's copy of its netx source file run by lava-dl's own
+    loader in Lava (independent of our lowering)."""
+
+    name = "netx"
+    description = "lava-dl's netx loader on the build's netx source, in Lava"
+    is_lava = True
+
+    def unsupported(self, graph, source=None) -> str | None:
+        if source is None:
+            return "the netx backend needs a build compiled from a netx file (it keeps a copy"\
+                " of that file)"
+        return None
+
+    def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
+            **options) -> Run:
+        import time
+        why = self.unsupported(graph, source)
+        if why:
+            from snncompile.errors import UnsupportedError
+            raise UnsupportedError(why)
+        t0 = time.perf_counter()
+        values = run_netx_samples(source, graph, inputs, progress)
+        x = np.asarray(inputs)
+        return Run(values=values, samples=len(x), steps=x.shape[1],
+                   wall_s=time.perf_counter() - t0, backend="netx")
+
+
+register_backend(NetxBackend())

@@ -1,5 +1,5 @@
 """Export a FIXED-stage `Graph` as a lava-dl netx HDF5 network (inverse of
-`snncompile.frontends.netx_import`, same conventions).
+`snncompile.formats.netx.read`, same conventions).
 
 netx can express chains `Input -> [Flatten] -> (FxDense | FxConv2d) -> FxLIF -> ...` with
 binary spikes, and the same chains of sigma-delta neurons (`FxSigmaDelta`) with graded
@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from ..frontends.netx_import import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSAGE_BITS,
+from snncompile.errors import UnsupportedError
+from snncompile.formats.netx.read import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSAGE_BITS,
                                      NETX_SPIKE_EXP, netx_dense_weights)
-from ..ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
-from ..sim.fixed import prepare_weights, shift_exp
+from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
+from snncompile.backends.sim.fixed import prepare_weights, shift_exp
 
 SUPPORTED = ("Input (spikes, graded into a delta encoder, or bias frames of a LIF input "
              "layer), FxDense, FxConv2d, FxLIF or "
@@ -54,7 +54,7 @@ def export_netx(graph: Graph, path: str | Path) -> Path:
     """
     import h5py
 
-    from ..safe_io import atomic_path
+    from snncompile.safe_io import atomic_path
 
     path = Path(path)
     layers = _layers(graph)

@@ -1,4 +1,4 @@
 """Exporters: write a float intermediate graph in other formats (NIR)."""
-from .nir_export import export_nir, write_nir
+from snncompile.formats.nir.write import export_nir, write_nir
 
 __all__ = ["export_nir", "write_nir"]

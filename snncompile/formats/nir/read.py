@@ -65,9 +65,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, UnsupportedError
-from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
-from .h5safe import check_hdf5
+from snncompile.errors import InputFileError, UnsupportedError
+from snncompile.ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from snncompile.formats.h5safe import check_hdf5
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
              "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")

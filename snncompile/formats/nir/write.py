@@ -1,7 +1,7 @@
 """Export a float `Graph` as a NIR graph (the inverse of `frontends.nir_import`).
 
 Each LIF(du, dv, vth, bias) becomes a CubaLIF whose forward-Euler discretisation with step
-`dt` (see `snncompile.frontends.nir_import`) is that LIF exactly:
+`dt` (see `snncompile.formats.nir.read`) is that LIF exactly:
 
     tau_syn = dt / du, w_in = 1 / du      (current gain du * w_in = 1)
     tau_mem = dt / dv, r = 1 / dv         (voltage gain dv * r = 1)
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from ..ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from snncompile.errors import UnsupportedError
+from snncompile.ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
 
 NO_DECAY = 1e-12
 
