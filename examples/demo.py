@@ -105,7 +105,7 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
             print(f"  {q['layer']}: scale {q['scale']:.4g}, weight exp {q['weight_exp']}, vth "
                   f"{q['vth']}, du/dv {q['du']}/{q['dv']}, weight error "
                   f"{q['weight_rel_error']:.2%}, limited by {q['limited_by']}")
-        print(f"  wrote {bdir.relative_to(ROOT)}/ (report.md, report.json, mapping.json)")
+        print(f"  wrote {_shown(bdir)}/ (report.md, report.json, mapping.json)")
 
         step(f"{name} -> {target}: verify on {len(xte)} held-out samples: integer "
              "reference vs simulator vs Lava (Loihi2SimCfg fixed_pt), and compiled vs float")
@@ -122,7 +122,7 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
         energy.plot(out / f"{name}.{target}.energy.png", model=f"{name}.pt")
         page = build_page(Build.load(bdir), xte[:64], yte[:64], f"{name}_test.npz",
                           total_samples=len(xte))   # finds the verify.json beside the build
-        print(f"  wrote {page.write_html(out / f'{name}.{target}.report.html').relative_to(ROOT)}"
+        print(f"  wrote {_shown(page.write_html(out / f'{name}.{target}.report.html'))}"
               " (snncompile report)")
         rows.append({"model": name, "target": target, "float": rep.accuracy["float"],
                      "compiled": rep.accuracy["compiled"], "mismatches": rep.mismatches,
@@ -131,6 +131,12 @@ def run_model(name: str, spec: dict, args, out: Path) -> list[dict]:
                      "energy_j": ej["energy_per_inference_j"],
                      "latency_s": ej["latency_per_inference_s"]})
     return rows
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when inside it (--out may point elsewhere)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _fidelity_cell(r: dict) -> str:
