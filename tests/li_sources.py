@@ -20,8 +20,10 @@ user would, each listed in `LISource.quirks`), and returns an `LISource`:
 
 Builders (`SOURCES`): sinabs `ExpLeak` (NIR LI), norse `LIBoxCell` (LI), norse `LICell`
 (CubaLI: norse 1.1.0's to_nir cannot export it, so the node is written by hand in norse's
-own export convention), rockpool `ExpSynTorch` (LI). snnTorch and spikingjelly have no
-non-spiking readout that their NIR exporters write.
+own export convention), rockpool `ExpSynTorch` (LI; its hidden LIFTorch resets by
+subtraction, so `hidden_exact` is False) and rockpool `ExpSynTorch` straight on the input
+spikes (`-direct`: Input -> Linear -> LI). snnTorch and spikingjelly have no non-spiking
+readout that their NIR exporters write.
 
 `nir_li_params(node, convention, dt)` reads an LI/CubaLI node the way each exporter meant
 it, as the per-step recurrence `li_update` runs (Loihi's order: current first, then the
@@ -58,6 +60,7 @@ over the steps, or of its maximum over the steps."""
 class LISource:
     """One library's network, its own run, and its NIR export."""
 
+    name: str               # the builder's id in SOURCES, e.g. "sinabs-ExpLeak"
     library: str            # "sinabs", "norse", "rockpool"
     module: str             # the library's readout module, e.g. "ExpLeak"
     readout: str            # NIR node type the exporter writes: "LI" or "CubaLI"
@@ -72,12 +75,15 @@ class LISource:
     rule: str               # one of RULES: how the library's typical use decides
     decision: np.ndarray    # (N,) int64: argmax under `rule` of `voltage`
     quirks: list            # exporter bugs worked around here, one line each
+    hidden_exact: bool      # snncompile's float graph of the file spikes exactly as the
+    #                         library's hidden layer (False: rockpool's LIFTorch subtracts
+    #                         the threshold on a spike; NIR and Loihi reset to 0)
     model: object = None    # the library's model (for further runs)
 
     def write(self, directory) -> Path:
-        """Write `graph` to DIRECTORY/<library>_<module>.nir; returns the path."""
+        """Write `graph` to DIRECTORY/<name>.nir; returns the path."""
         from test_nir_exporters import _write
-        path = Path(directory) / f"{self.library}_{self.module}.nir"
+        path = Path(directory) / f"{self.name}.nir"
         _write(self.graph, path)
         return path
 
@@ -248,12 +254,13 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float64)
 
 
-def _make(library, module, readout, key, convention, dt, graph, x, hidden, current, voltage,
-          rule, quirks, model) -> LISource:
-    return LISource(library=library, module=module, readout=readout, readout_key=key,
-                    convention=convention, dt=dt, graph=graph, inputs=x, hidden=hidden,
-                    current=current, voltage=voltage, rule=rule,
-                    decision=decide(voltage, rule), quirks=quirks, model=model)
+def _make(name, library, module, readout, key, convention, dt, graph, x, hidden, current,
+          voltage, rule, quirks, model, hidden_exact=True) -> LISource:
+    return LISource(name=name, library=library, module=module, readout=readout,
+                    readout_key=key, convention=convention, dt=dt, graph=graph, inputs=x,
+                    hidden=hidden, current=current, voltage=voltage, rule=rule,
+                    decision=decide(voltage, rule), quirks=quirks, hidden_exact=hidden_exact,
+                    model=model)
 
 
 def _key_of(graph, kind: str) -> str:
@@ -294,7 +301,7 @@ def sinabs_expleak(samples: int = SAMPLES, steps: int = STEPS, seed: int = 0,
     quirks = ["to_nir writes the sample's (batch, time) dimensions into the Input type "
               "(snncompile's reader strips them)",
               "to_nir writes 0-d LI parameters: nir.write needs compression=None"]
-    return _make("sinabs", "ExpLeak", "LI", _key_of(graph, "LI"), "sinabs", 1.0, graph, x,
+    return _make("sinabs-ExpLeak", "sinabs", "ExpLeak", "LI", _key_of(graph, "LI"), "sinabs", 1.0, graph, x,
                  _np(hid[0]), _np(cur[0]), _np(volt[0]), "sum", quirks, model)
 
 
@@ -351,7 +358,7 @@ def norse_liboxcell(samples: int = SAMPLES, steps: int = STEPS, seed: int = 1,
     hid, cur, volt = _norse_run(model, x, norse.LIBoxCell, norse.LIFCell)
     quirks: list[str] = []
     graph = _norse_export(model, quirks)
-    return _make("norse", "LIBoxCell", "LI", _key_of(graph, "LI"), "norse", NORSE_DT, graph,
+    return _make("norse-LIBoxCell", "norse", "LIBoxCell", "LI", _key_of(graph, "LI"), "norse", NORSE_DT, graph,
                  x, hid, cur, volt, "max", quirks, model)
 
 
@@ -391,14 +398,17 @@ def norse_licell(samples: int = SAMPLES, steps: int = STEPS, seed: int = 2,
         r=zero + 1.0, v_leak=zero + v_leak, w_in=1.0)
     quirks.append("to_nir has no LICell branch (node None): CubaLI written by hand in "
                   "norse's own export convention (tau = dt / tau_inv, r = 1, w_in = 1)")
-    return _make("norse", "LICell", "CubaLI", missing[0], "norse", NORSE_DT, graph, x, hid,
+    return _make("norse-LICell", "norse", "LICell", "CubaLI", missing[0], "norse", NORSE_DT, graph, x, hid,
                  cur, volt, "max", quirks, model)
 
 
 # ------------------------------------------------------------------ rockpool
 def rockpool_expsyn(samples: int = SAMPLES, steps: int = STEPS, seed: int = 3,
-                    tau: float = 0.02) -> LISource:
-    """rockpool 3.1.0: LinearTorch -> LIFTorch -> LinearTorch -> ExpSynTorch (dt = 1e-3).
+                    tau: float = 0.02, hidden: bool = True) -> LISource:
+    """rockpool 3.1.0: LinearTorch -> LIFTorch -> LinearTorch -> ExpSynTorch (dt = 1e-3);
+    hidden=False: LinearTorch -> ExpSynTorch on the input spikes (`hidden` then holds the
+    inputs), the case snncompile can reproduce end to end exactly: LIFTorch resets by
+    subtracting the threshold, so the hidden layer's spikes differ from NIR's reset to 0.
 
     ExpSynTorch: isyn = (isyn + x) * exp(-dt/tau); to_nir writes LI(tau, r = tau/dt *
     exp(-dt/tau), v_leak = 0) and names nodes '<i>_ExpSynTorch' (the rockpool convention)."""
@@ -411,18 +421,28 @@ def rockpool_expsyn(samples: int = SAMPLES, steps: int = STEPS, seed: int = 3,
     w1, w2, _ = _weights(seed, gain1=3.0, gain2=1.0)
     lif = dict(tau_mem=0.01, tau_syn=0.002, dt=ROCKPOOL_DT, max_spikes_per_dt=1,
                spike_generation_fn=PeriodicExponential)
-    model = Sequential(LinearTorch((N_IN, HIDDEN), has_bias=False), LIFTorch(HIDDEN, **lif),
-                       LinearTorch((HIDDEN, CLASSES), has_bias=False),
-                       ExpSynTorch(CLASSES, tau=torch.full((CLASSES,), tau), dt=ROCKPOOL_DT))
-    with torch.no_grad():   # LinearTorch holds weight as (in, out)
-        model[0].weight.copy_(torch.as_tensor(w1.T))
-        model[2].weight.copy_(torch.as_tensor(w2.T))
+    readout = ExpSynTorch(CLASSES, tau=torch.full((CLASSES,), tau), dt=ROCKPOOL_DT)
     x = _spikes(seed, samples, steps)
+    if hidden:
+        model = Sequential(LinearTorch((N_IN, HIDDEN), has_bias=False),
+                           LIFTorch(HIDDEN, **lif),
+                           LinearTorch((HIDDEN, CLASSES), has_bias=False), readout)
+        with torch.no_grad():   # LinearTorch holds weight as (in, out)
+            model[0].weight.copy_(torch.as_tensor(w1.T))
+            model[2].weight.copy_(torch.as_tensor(w2.T))
+    else:
+        w_direct = _weights(seed, gain1=1.0, gain2=0.0)[0][:CLASSES]
+        model = Sequential(LinearTorch((N_IN, CLASSES), has_bias=False), readout)
+        with torch.no_grad():
+            model[0].weight.copy_(torch.as_tensor(w_direct.T))
     model.reset_state()
     with torch.no_grad():
         out, _, rec = model(torch.as_tensor(x), record=True)
-    hid = next(v for k, v in rec.items() if k.endswith("_LIFTorch_output"))
-    cur = rec["2_LinearTorch_output"]
+    if hidden:
+        hid = _np(next(v for k, v in rec.items() if k.endswith("_LIFTorch_output")))
+        cur = rec["2_LinearTorch_output"]
+    else:
+        hid, cur = x.astype(np.float64), rec["0_LinearTorch_output"]
     graph = to_nir(model)
     key = _key_of(graph, "LI")
     node = graph.nodes[key]
@@ -433,8 +453,17 @@ def rockpool_expsyn(samples: int = SAMPLES, steps: int = STEPS, seed: int = 3,
               "by hand for nir.write",
               "to_nir writes r = tau/dt * exp(-dt/tau) (not a resistance): dt is solved "
               "from it"]
-    return _make("rockpool", "ExpSynTorch", "LI", key, "rockpool", ROCKPOOL_DT, graph, x,
-                 _np(hid), _np(cur), _np(out), "sum", quirks, model)
+    if hidden:
+        quirks.append("LIFTorch subtracts the threshold on a spike (NIR, Loihi: reset to "
+                      "0): snncompile's hidden spikes differ from rockpool's")
+    return _make("rockpool-ExpSynTorch" + ("" if hidden else "-direct"), "rockpool",
+                 "ExpSynTorch", "LI", key, "rockpool", ROCKPOOL_DT, graph, x, hid, _np(cur),
+                 _np(out), "sum", quirks, model, hidden_exact=not hidden)
+
+
+def rockpool_expsyn_direct(**kw) -> LISource:
+    """`rockpool_expsyn(hidden=False)`: LinearTorch -> ExpSynTorch on the input spikes."""
+    return rockpool_expsyn(hidden=False, **kw)
 
 
 SOURCES: dict[str, Callable[..., LISource]] = {
@@ -442,5 +471,6 @@ SOURCES: dict[str, Callable[..., LISource]] = {
     "norse-LIBoxCell": norse_liboxcell,
     "norse-LICell": norse_licell,
     "rockpool-ExpSynTorch": rockpool_expsyn,
+    "rockpool-ExpSynTorch-direct": rockpool_expsyn_direct,
 }
 """Every builder by id (library-module)."""
