@@ -301,8 +301,8 @@ def sinabs_expleak(samples: int = SAMPLES, steps: int = STEPS, seed: int = 0,
     quirks = ["to_nir writes the sample's (batch, time) dimensions into the Input type "
               "(snncompile's reader strips them)",
               "to_nir writes 0-d LI parameters: nir.write needs compression=None"]
-    return _make("sinabs-ExpLeak", "sinabs", "ExpLeak", "LI", _key_of(graph, "LI"), "sinabs", 1.0, graph, x,
-                 _np(hid[0]), _np(cur[0]), _np(volt[0]), "sum", quirks, model)
+    return _make("sinabs-ExpLeak", "sinabs", "ExpLeak", "LI", _key_of(graph, "LI"), "sinabs",
+                 1.0, graph, x, _np(hid[0]), _np(cur[0]), _np(volt[0]), "sum", quirks, model)
 
 
 # ------------------------------------------------------------------ norse
@@ -358,8 +358,8 @@ def norse_liboxcell(samples: int = SAMPLES, steps: int = STEPS, seed: int = 1,
     hid, cur, volt = _norse_run(model, x, norse.LIBoxCell, norse.LIFCell)
     quirks: list[str] = []
     graph = _norse_export(model, quirks)
-    return _make("norse-LIBoxCell", "norse", "LIBoxCell", "LI", _key_of(graph, "LI"), "norse", NORSE_DT, graph,
-                 x, hid, cur, volt, "max", quirks, model)
+    return _make("norse-LIBoxCell", "norse", "LIBoxCell", "LI", _key_of(graph, "LI"), "norse",
+                 NORSE_DT, graph, x, hid, cur, volt, "max", quirks, model)
 
 
 def norse_licell(samples: int = SAMPLES, steps: int = STEPS, seed: int = 2,
@@ -398,7 +398,8 @@ def norse_licell(samples: int = SAMPLES, steps: int = STEPS, seed: int = 2,
         r=zero + 1.0, v_leak=zero + v_leak, w_in=1.0)
     quirks.append("to_nir has no LICell branch (node None): CubaLI written by hand in "
                   "norse's own export convention (tau = dt / tau_inv, r = 1, w_in = 1)")
-    return _make("norse-LICell", "norse", "LICell", "CubaLI", missing[0], "norse", NORSE_DT, graph, x, hid,
+    return _make("norse-LICell", "norse", "LICell", "CubaLI", missing[0], "norse", NORSE_DT,
+                 graph, x, hid,
                  cur, volt, "max", quirks, model)
 
 

@@ -227,12 +227,14 @@ def test_norse_decides_by_max_over_time(sources):
 
 # ------------------------------------------------------------------ the Loihi recipe
 def _quantise_and_run(src, p, numerics, peak_state):
-    """li_notes.md's recipe in numpy: gain folded into the weights (W' = gain * W, bias'
-    = gain * b + leak - dv * v0, offset v0 added on reading), one scale sigma (weight mantissa, 1.5x state headroom, bias range),
-    du_q = round(4096 du) - 1, dv_q = round(4096 dv), vth at the mantissa maximum; Lava's
-    PyLifModelBitAcc arithmetic on the library's hidden spikes. Returns (float voltages
-    v_int / (64 sigma) + offset, vth << 6, peak |v_int|, the float weights the mantissas
-    stand for, the float bias the bias mantissa stands for)."""
+    """li_notes.md's recipe in numpy. Gain folded into the weights (W' = gain * W, bias' =
+    gain * b + leak - dv * v0, offset v0 added on reading); one scale sigma, the largest
+    that the weight mantissa, 1.5x state headroom and the bias range allow; du_q =
+    round(4096 du) - 1, dv_q = round(4096 dv); vth at the mantissa maximum; Lava's
+    PyLifModelBitAcc arithmetic on the library's hidden spikes.
+
+    Returns (float voltages v_int / (64 sigma) + offset, vth << 6, peak |v_int|, the float
+    weights the mantissas stand for, the float bias the bias mantissa stands for)."""
     g = src.graph
     pred = {dst: s for s, dst in g.edges}
     syn = g.nodes[pred[src.readout_key]]
