@@ -1,9 +1,12 @@
 """Custom Lava processes used by the Lava backend.
 
-`SpikeRecorder` replaces `Var.get()` for reading spike trains back: Lava's `get` moves one
-element per message (512k values took ~10 s), so the recorder keeps every recorded step in
-its own worker, bit-packed, and writes the whole record once, with `np.save`, at its last
-recorded step. The parent process reads that file after the run.
+The recorders replace `Var.get()` for reading values back: Lava's `get` moves one element
+per message (512k values took ~10 s), so a recorder keeps every recorded step in its own
+worker and writes the whole record once, with `np.save`, at its last recorded step. The
+parent process reads that file after the run. Each recorder watches one thing, given to
+`watch`: `SpikeRecorder` and `ValueRecorder` an OutPort (spikes bit-packed, values int32),
+`VarRecorder` a Var of another process (e.g. a neuron layer's voltage `v`), read whole
+through a RefPort after every step.
 
 Import this module only after `snncompile.backends.lava.compat.install()` (importing `snncompile`
 does that) and only when Lava is installed: it imports Lava at module level.
@@ -15,9 +18,9 @@ import os
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
@@ -31,6 +34,10 @@ class _Recorder(AbstractProcess):
         super().__init__(shape=tuple(shape), path=str(path), start=int(start),
                          count=int(count), name=name)
         self.a_in = InPort(shape=tuple(shape))
+
+    def watch(self, port) -> None:
+        """Record what the OutPort (or port view) `port` sends."""
+        port.connect(self.a_in)
 
 
 class SpikeRecorder(_Recorder):
@@ -68,7 +75,9 @@ class _RecorderModel(PyLoihiProcessModel):
         self._buf = None
 
     def run_spk(self) -> None:
-        s = self.a_in.recv()  # always drain the channel, recorded or not
+        self._store(self.a_in.recv())  # always drain the channel, recorded or not
+
+    def _store(self, s) -> None:
         k = self.time_step - self._start
         if 0 <= k < self._count:
             row = self._row(np.asarray(s).reshape(-1))
@@ -105,6 +114,44 @@ class PyValueRecorderModel(_RecorderModel):
     """int32 values."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+
+    def _row(self, s):
+        return s.astype(np.int32)
+
+
+class VarRecorder(AbstractProcess):
+    """As `ValueRecorder`, for a Var of another process (a neuron layer's `v`, say): after
+    each time step t in [start, start + count) it reads the whole Var through a RefPort
+    (its value at the end of step t) into row t - start of an (count, n) int32 file."""
+
+    def __init__(self, *, shape: tuple[int, ...], path: str, start: int, count: int,
+                 name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), path=str(path), start=int(start),
+                         count=int(count), name=name)
+        self.ref = RefPort(shape=tuple(shape))
+
+    def watch(self, var) -> None:
+        """Record the Var `var` (same shape as this recorder)."""
+        self.ref.connect_var(var)
+
+
+@implements(proc=VarRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PyVarRecorderModel(_RecorderModel):
+    """int32 values of the watched Var, read in the management phase after each step."""
+
+    ref: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32, precision=32)
+
+    def run_spk(self) -> None:
+        pass
+
+    def post_guard(self) -> bool:
+        k = self.time_step - self._start
+        return 0 <= k < self._count
+
+    def run_post_mgmt(self) -> None:
+        self._store(self.ref.read())
 
     def _row(self, s):
         return s.astype(np.int32)
@@ -199,3 +246,9 @@ class PyDelayModel(PyLoihiProcessModel):
             out = old
         self.s_out.send(out)
         self._buf[t] = np.asarray(self.s_in.recv(), np.int32).copy()
+
+
+MODELS = {SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,
+          VarRecorder: PyVarRecorderModel, GateProcess: PyGateModel,
+          DelayProcess: PyDelayModel}
+"""Our processes -> their bit-accurate models (to pin in `exception_proc_model_map`)."""

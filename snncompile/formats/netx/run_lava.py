@@ -23,11 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from snncompile.backends.base import Run, register_backend
+from snncompile.backends.lava.layout import natural_perm, to_lava
+from snncompile.backends.lava.session import (lava_session, one_line, over_samples,
+                                              require_lava)
 from snncompile.errors import BackendError, InputFileError
 from snncompile.formats.netx.read import lava_network_kwargs
-from snncompile.ir import NEURON_TYPES, FxSigmaDelta, Graph
-from snncompile.backends.lava.run import (_natural_perm, _Net, _one_line, _progress, _shutdown, _to_lava,
-                           _worker_error, require_lava)
+from snncompile.ir import NEURON_TYPES, Graph
+from snncompile.ir.timing import timing
 
 
 def run_netx_samples(path, graph: Graph, inputs: np.ndarray, progress: bool = False
@@ -40,7 +42,7 @@ def run_netx_samples(path, graph: Graph, inputs: np.ndarray, progress: bool = Fa
         raise InputFileError(f"inputs: shape {x.shape} is not (N, T, "
                              f"*{graph.input_node().shape})")
     runs = [run_netx(path, graph, x[i])
-            for i in _progress(range(len(x)), progress, "netx in Lava")]
+            for i in over_samples(range(len(x)), progress, "netx in Lava")]
     return {k: np.stack([r[k] for r in runs]) for k in runs[0]}
 
 
@@ -54,7 +56,7 @@ def run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     except (BackendError, InputFileError):
         raise
     except Exception as exc:  # netx and Lava raise bare Exceptions of many kinds
-        raise BackendError(f"{path}: lava-dl netx failed on it: {_one_line(exc)}") from exc
+        raise BackendError(f"{path}: lava-dl netx failed on it: {one_line(exc)}") from exc
 
 
 def _known_netx_failures(path) -> None:
@@ -75,32 +77,57 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     from snncompile.third_party import import_quietly
     import_quietly("lava.lib.dl.netx.hdf5")   # without lava-dl's import-time noise
     from lava.lib.dl.netx.hdf5 import Network
-    from lava.lib.dl.netx.utils import NetDict
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
 
     neurons = graph.nodes(NEURON_TYPES)
-    depth = {n.name: graph.depth(n.name) for n in neurons}
     steps = x.shape[0]
-    total = steps + max(depth.values())
+    when = timing(graph, steps)
+    total = when.global_steps
     net = Network(net_config=str(path), **lava_network_kwargs(graph, steps))
-    encoder = None
-    if isinstance(neurons[0], FxSigmaDelta) and neurons[0].role == "delta":
-        params = dict(Network.get_neuron_params(NetDict(str(path))["layer"][0]["neuron"],
-                                                input=True))
-        proc = params.pop("neuron_proc")
-        params.pop("num_message_bits", None)
-        encoder = proc(shape=net.inp.shape, **params)
+    encoder = _input_encoder(path, net, neurons[0])
     blocks = ([encoder] if encoder is not None else []) + list(net.layers)
     if len(blocks) != len(neurons):
         raise BackendError(f"{path}: netx built {len(blocks)} blocks for the graph's "
                            f"{len(neurons)} neuron layers")
+    _feed(path, graph, net, encoder, x, total)
+    sinks = _sinks(blocks, encoder, total)
+    # a run left open keeps Lava's workers alive; a failed one must be forced
+    with lava_session(f"{path}: netx network failed in Lava") as session:
+        session.start(net)
+        session.run(total)
+        raw = [sink.data.get() for sink in sinks]
+    out = {}
+    for node, r in zip(neurons, raw):
+        r = np.moveaxis(r[..., when.window(node.name)], -1, 0)  # local k: column k + depth
+        if r.ndim == 4:
+            r = r.transpose(0, 3, 2, 1)              # (T, W, H, C) -> (T, C, H, W)
+        out[node.name] = r.astype(np.int64) if node.kind == "graded" else r.astype(bool)
+    return out
+
+
+def _input_encoder(path, net, first_neuron):
+    """The Delta process that encodes the input of a network whose input layer is an SDNN
+    neuron (netx leaves that layer's encoder unwired), else None."""
+    if getattr(first_neuron, "role", None) != "delta":
+        return None
+    from lava.lib.dl.netx.hdf5 import Network
+    from lava.lib.dl.netx.utils import NetDict
+
+    params = dict(Network.get_neuron_params(NetDict(str(path))["layer"][0]["neuron"],
+                                            input=True))
+    proc = params.pop("neuron_proc")
+    params.pop("num_message_bits", None)
+    return proc(shape=net.inp.shape, **params)
+
+
+def _feed(path, graph: Graph, net, encoder, x: np.ndarray, total: int) -> None:
+    """Connect the sample `x` (T, *input shape) to the netx network: a RingBuffer of
+    `total` steps (through `encoder` when there is one), or a bias input's frame."""
+    from lava.proc.io.source import RingBuffer as Source
+
     inp_shape, shape = tuple(net.inp.shape), graph.input_node().shape
     # (T, C, H, W) -> (T, W, H, C); a first dense layer reads the frames flat in C order
-    perm = _natural_perm(shape) if len(inp_shape) == 3 else None
-    frames = _to_lava(x, shape, perm, inp_shape)
+    perm = natural_perm(shape) if len(inp_shape) == 3 else None
+    frames = to_lava(x, shape, perm, inp_shape)
     if graph.input_node().is_bias:
         # as lava-dl's netx tests and PilotNet do: the frame is the input layer's bias_mant
         # (its inp port is not wired); one frame per run, held for all steps
@@ -108,44 +135,28 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
             raise InputFileError(f"{path}: a bias input frame must be held for all steps of "
                                  "its sample; this sample changes it")
         net.in_layer.neuron.bias_mant.init = frames[0].astype(np.int32)
+        return
+    data = np.zeros(inp_shape + (total,), np.int32)
+    data[..., :x.shape[0]] = np.moveaxis(frames, 0, -1)
+    source = Source(data=data)
+    if encoder is not None:
+        source.s_out.connect(encoder.a_in)
+        encoder.s_out.connect(net.inp)
     else:
-        data = np.zeros(inp_shape + (total,), np.int32)
-        data[..., :steps] = np.moveaxis(frames, 0, -1)
-        source = Source(data=data)
-        if encoder is not None:
-            source.s_out.connect(encoder.a_in)
-            encoder.s_out.connect(net.inp)
-        else:
-            source.s_out.connect(net.inp)
+        source.s_out.connect(net.inp)
+
+
+def _sinks(blocks: list, encoder, total: int) -> list:
+    """A RingBuffer sink of `total` steps on each block's output."""
+    from lava.proc.io.sink import RingBuffer as Sink
+
     sinks = []
     for block in blocks:
         port = block.s_out if block is encoder else block.out
         sink = Sink(shape=port.shape, buffer=total)
         port.connect(sink.a_in)
         sinks.append(sink)
-    holder = _Net(source=net, lifs={}, recorders={}, values={}, exceptions={}, procs=[])
-    ok = False
-    try:
-        net.run(condition=RunSteps(num_steps=total),
-                run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        raw = [sink.data.get() for sink in sinks]
-        ok = True
-    except Exception as exc:
-        detail = _worker_error(holder)
-        raise BackendError(f"{path}: netx network failed in Lava: "
-                           f"{detail or _one_line(exc)}") from exc
-    finally:   # a run left open keeps Lava's workers alive; a failed one must be forced
-        _shutdown(holder, graceful=ok)
-    out = {}
-    for node, r in zip(neurons, raw):
-        d = depth[node.name]
-        r = np.moveaxis(r[..., d:d + steps], -1, 0)   # local step k is sink column k + d
-        if r.ndim == 4:
-            r = r.transpose(0, 3, 2, 1)              # (T, W, H, C) -> (T, C, H, W)
-        out[node.name] = (r.astype(np.int64) if isinstance(node, FxSigmaDelta)
-                          else r.astype(bool))
-    return out
-
+    return sinks
 
 
 class NetxBackend:

@@ -1,0 +1,189 @@
+"""Running Lava networks and shutting Lava down: the one place that starts, steps and stops
+Lava, used by the lowering backend (run.py) and by the netx runner
+(snncompile.formats.netx.run_lava).
+
+    require_lava()
+    with lava_session("lava run failed") as session:   # always shuts Lava down
+        ...build and connect processes...
+        session.start(any_process, models)             # what to run, pinned models
+        session.run(n_steps, progress=True)
+        ...read Vars (Var.get) here, before the shutdown...
+
+Lava's CPU simulation forks one worker per process and costs about 2 ms per step at least;
+a run left open keeps its workers alive, and after a failure Lava's own `stop()` can hang,
+so `lava_session` always shuts down (forced after a failure) and turns Lava's bare
+Exceptions into one-line BackendErrors naming the first worker exception.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from snncompile.backends.lava import compat as _lava_compat
+from snncompile.errors import BackendError, InputFileError, UnsupportedError
+
+
+def require_lava() -> None:
+    """Import Lava (with the Python 3.11 fix installed) or raise BackendError."""
+    _lava_compat.install()
+    try:
+        with _fork_start_method():
+            import lava.magma.core.run_configs  # noqa: F401
+            import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+            import lava.proc.conv.process  # noqa: F401
+            import lava.proc.dense.process  # noqa: F401
+            import lava.proc.lif.process  # noqa: F401
+    except ImportError:
+        raise BackendError("lava-nc is not installed: run `make venv`") from None
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"lava-nc failed to import: {one_line(exc)}") from exc
+
+
+@contextmanager
+def _fork_start_method():
+    """Lava calls `mp.set_start_method('fork')` when first imported
+    (lava/magma/runtime/message_infrastructure/multiprocessing.py:47). That raises
+    'context has already been set' as soon as anything fixed the start method before, even
+    a plain `multiprocessing.get_start_method()`. Lava's workers rely on fork; if the method
+    is already 'fork', let Lava's call be a no-op during its import."""
+    current = mp.get_start_method(allow_none=True)
+    if current is None or "lava.magma.runtime.message_infrastructure.multiprocessing" \
+            in sys.modules:
+        yield
+        return
+    if current != "fork":
+        raise BackendError(f"Lava needs the 'fork' multiprocessing start method, but it is "
+                           f"already set to '{current}'; import snncompile's Lava backend "
+                           "before anything sets it")
+    original = mp.set_start_method
+
+    def set_start_method(method, force=False):
+        if method != "fork" or force:
+            original(method, force)
+
+    mp.set_start_method = set_start_method
+    try:
+        yield
+    finally:
+        mp.set_start_method = original
+
+
+def one_line(exc: BaseException) -> str:
+    """'Type: first line of the message' of an exception."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def over_samples(items, progress: bool, desc: str):
+    """`items`, with a per-sample progress bar when `progress` is on."""
+    if not progress:
+        return items
+    from snncompile.progress import track
+    return track(items, desc, "sample")
+
+
+class LavaSession:
+    """One Lava network being run: `runner` (any process of the connected network; Lava
+    compiles and starts the whole network at its first run) and `models` (process class and
+    instance -> process model class, Lava's `exception_proc_model_map`)."""
+
+    def __init__(self) -> None:
+        self.runner = None
+        self.models: dict = {}
+
+    def start(self, runner, models: dict | None = None) -> None:
+        """Name the network to run and the models to pin; nothing runs yet."""
+        self.runner = runner
+        self.models = dict(models or {})
+
+    def run(self, steps: int, *, progress: bool = False, desc: str = "lava") -> None:
+        """Run `steps` more time steps (Loihi2SimCfg, fixed_pt); with `progress`, in ~5%
+        chunks under a progress bar."""
+        if self.runner is None:
+            raise BackendError("lava session: run() before start()")
+        if not progress:
+            self._run(steps)
+            return
+        from snncompile.progress import bar as progress_bar
+
+        chunk = max(1, math.ceil(steps / 20))  # ~5% per update
+        with progress_bar(steps, desc, "step") as bar:
+            done = 0
+            while done < steps:
+                k = min(chunk, steps - done)
+                self._run(k)
+                done += k
+                bar.update(k)
+
+    def _run(self, steps: int) -> None:
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=self.models)
+        self.runner.run(condition=RunSteps(num_steps=int(steps)), run_cfg=cfg)
+
+    def _runtime(self):
+        return getattr(self.runner, "runtime", None) if self.runner is not None else None
+
+    def worker_error(self) -> str | None:
+        """The first exception a Lava worker raised, in one line (Lava itself only says
+        'See output above'); None when there is none or it cannot be read."""
+        try:
+            for actor in self._runtime()._messaging_infrastructure.actors:
+                if actor.exception:
+                    return one_line(actor.exception[0])
+        except Exception:  # best effort: private Lava internals
+            return None
+        return None
+
+    def shutdown(self, graceful: bool) -> None:
+        """Stop the Lava runtime. After a failure, Lava's Runtime.stop() would wait forever
+        for TERMINATED answers from runtime services that already exited
+        (lava/magma/runtime/runtime.py:478-492), so terminate what is left and free the
+        shared memory instead; then mark the runtime stopped so that
+        AbstractProcess.__del__ (which calls stop()) cannot hang at garbage collection."""
+        rt = self._runtime()
+        if rt is None:
+            return
+        if graceful:
+            try:
+                self.runner.stop()
+                return
+            except Exception:  # fall through to the forced path
+                pass
+        try:
+            infra = rt._messaging_infrastructure
+            for actor in infra.actors:
+                if not getattr(actor, "_is_done", True):
+                    if actor.is_alive():
+                        actor.terminate()
+                    actor.join()
+            if infra.smm is not None:
+                infra.smm.shutdown()
+            rt._watchdog_manager.stop()
+        finally:
+            rt._is_started = False
+            rt._is_running = False
+
+
+@contextmanager
+def lava_session(failure: str = "lava run failed") -> Iterator[LavaSession]:
+    """A LavaSession that is always shut down on the way out (gracefully after success,
+    forced after a failure). Our own one-line errors pass through; any other exception
+    becomes BackendError(f"{failure}: <first worker exception or the exception>")."""
+    session = LavaSession()
+    ok = False
+    try:
+        yield session
+        ok = True
+    except (UnsupportedError, BackendError, InputFileError):
+        raise
+    except Exception as exc:  # Lava raises bare Exceptions, its workers' ones re-wrapped
+        raise BackendError(f"{failure}: {session.worker_error() or one_line(exc)}") from exc
+    finally:
+        session.shutdown(graceful=ok)
