@@ -6,7 +6,7 @@ embedded LocalCluster of WORKERS worker processes (cluster start-up included), c
 two reports are identical (wall times apart) and prints the speed-up.
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_scale.py [--shards 8] [--samples 16]
-        [--backends reference,sim,lava] [--workers 2]
+        [--backends reference,sim,lava] [--workers 2]     (default: verify's backends)
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def main(argv=None) -> None:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--backends", default="reference,sim,lava")
+    ap.add_argument("--backends", help="comma-separated names (default: verify's)")
     args = ap.parse_args(argv)
-    backends = tuple(args.backends.split(","))
+    backends = tuple(args.backends.split(",")) if args.backends else None
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         make_tiny(d / "tiny.pt")
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
         same = strip(one) == strip(many)
     n = one.samples
     print(f"data set: {args.shards} shards x {args.samples} samples x {args.steps} steps, "
-          f"backends {','.join(backends)}")
+          f"backends {','.join(one.backends)}")
     print(f"one process:        {t1 - t0:7.2f} s ({n / (t1 - t0):.2f} samples/s)")
     print(f"{args.workers} local workers:    {t2 - t1:7.2f} s ({n / (t2 - t1):.2f} samples/s, "
           "cluster start-up included)")

@@ -139,10 +139,10 @@ def main() -> int:
     rates = {k: float(np.count_nonzero(v) / v.size) for k, v in r64.spikes.items()}
     synops = sum(c.get("synops", 0) for c in r64.counts.values()) / args.batch
 
-    from snncompile.backends.lava.run import run_lava
+    from snncompile.backends import get_backend
     nl = args.lava_samples
     t0 = time.perf_counter()
-    lava = run_lava(graph, x[:nl])
+    lava = get_backend("lava").run(graph, x[:nl])
     t_lava = time.perf_counter() - t0
     same = all(np.array_equal(lava.spikes[k], r64.spikes[k][:nl]) for k in lava.spikes)
     lava_sps = nl / t_lava

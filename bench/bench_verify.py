@@ -98,12 +98,13 @@ def main() -> int:
                    "s_per_sample": v["wall_s"] / max(v["samples"], 1)}
     # the reference against the pure-numpy simulator (its speed target), alternated
     # `--repeat` times so that both see the same load; medians
-    from snncompile.backends.reference import reference_run
+    from snncompile.backends import get_backend
     from snncompile.backends.sim import Simulator
+    reference = get_backend("reference")
     times = {"reference": [], "sim numpy": []}
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        reference_run(graph, x, build.target.numerics)
+        reference.run(graph, x, numerics=build.target.numerics, batch=len(x))
         times["reference"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         Simulator(graph, build.target.numerics, kernel="numpy").run(x)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputFileError, SnnCompileError
+from .backends import backend_names, get_backend
+from .errors import InputFileError, SnnCompileError, UnsupportedError
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (so a limit of 0 or -5 is a usage error, not a
@@ -147,9 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG)
     r.add_argument("build", help="build directory written by `snncompile compile`")
     r.add_argument("--inputs", required=True, help="inputs .npz file")
-    r.add_argument("--backend", choices=["sim", "lava", "reference"], default="sim",
+    r.add_argument("--backend", default="sim", metavar="{" + ",".join(backend_names()) + "}",
                    help="sim: fast bit-accurate simulator (default); lava: Lava "
-                        "Loihi2SimCfg(select_tag='fixed_pt'); reference: integer reference")
+                        "Loihi2SimCfg(select_tag='fixed_pt'); reference: integer reference; "
+                        "netx: lava-dl's netx loader on the build's netx source (builds "
+                        "compiled from a netx file)")
     r.add_argument("-o", "--output", help="output .npz (default: beside the inputs file, "
                    "INPUTS.BUILDNAME.BACKEND.npz)")
     _quiet_arg(r)
@@ -180,10 +183,11 @@ def _parser() -> argparse.ArgumentParser:
                    "directory or glob of .npz shards, read shard by shard")
     v.add_argument("--json", help="write the machine-readable report here")
     _scale_args(v)
-    v.add_argument("--backends", default="reference,sim,lava",
-                   help="comma-separated, first is the baseline (default: "
-                        "reference,sim,lava); add 'netx' for a build compiled from a netx "
-                        "file to run it with lava-dl's own netx loader in Lava too")
+    v.add_argument("--backends",
+                   help="comma-separated, of " + ", ".join(backend_names()) + "; first is "
+                        "the baseline (default: every backend that runs the build from its "
+                        "graph: reference,sim,lava); add 'netx' for a build compiled from a "
+                        "netx file to run it with lava-dl's own netx loader in Lava too")
     v.add_argument("--limit", type=positive_int, help="use only the first N samples")
     v.add_argument("--lava-samples", type=positive_int, metavar="N",
                    help="samples the Lava backends (lava, netx) run: the first N (the "
@@ -399,23 +403,15 @@ def _load(build_dir, inputs, limit):
 
 
 def cmd_run(args) -> int:
+    backend = get_backend(args.backend)       # an unknown name: one line, exit 2
     build, out, x, labels = _load(args.build, args.inputs, args.limit)
-    if args.backend == "sim":
-        from snncompile.backends.sim import Simulator
-        res = Simulator(build.graph, build.target.numerics, strict=args.strict).run(
-            x, progress=True)
-        spikes, wall = res.spikes, res.wall_s
-    elif args.backend == "lava":
-        from snncompile.backends.lava.run import run_lava
-        res = run_lava(build.graph, x, progress=True)
-        spikes, wall = res.spikes, res.wall_s
-    else:
-        import time
-
-        from snncompile.backends.reference import reference_run
-        t0 = time.perf_counter()
-        spikes = reference_run(build.graph, x, build.target.numerics)
-        wall = time.perf_counter() - t0
+    why = backend.unsupported(build.graph, build.netx_source())
+    if why:
+        raise UnsupportedError(f"--backend {args.backend}: {why}")
+    options = {"strict": True} if args.strict else {}     # the simulator's option
+    res = backend.run(build.graph, x, numerics=build.target.numerics,
+                      source=build.netx_source(), progress=True, **options)
+    spikes, wall = res.values, res.wall_s
     from snncompile.verify.compare import decision
     out_spikes = spikes[out]
     pred = decision(build.graph.node(out), out_spikes)
@@ -440,14 +436,24 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
-    from snncompile.verify.compare import BACKENDS, EXTRA_BACKENDS, verify
-
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    bad = [b for b in backends if b not in BACKENDS + EXTRA_BACKENDS]
-    if bad or len(backends) < 2 or len(set(backends)) != len(backends):
+def _backend_list(text: str | None) -> tuple[str, ...] | None:
+    """`--backends a,b,...` -> names (None: verify's default); at least two different
+    registered names, else one line naming them."""
+    if text is None:
+        return None
+    names = backend_names()
+    backends = tuple(b.strip() for b in text.split(",") if b.strip())
+    if any(b not in names for b in backends) or len(backends) < 2 \
+            or len(set(backends)) != len(backends):
         raise InputFileError(f"--backends: need at least two different ones of "
-                             f"{', '.join(BACKENDS + EXTRA_BACKENDS)}, got '{args.backends}'")
+                             f"{', '.join(names)}, got '{text}'")
+    return backends
+
+
+def cmd_verify(args) -> int:
+    from snncompile.verify.compare import verify
+
+    backends = _backend_list(args.backends)
     tol = _tolerance(args)
     from .data import is_dataset
     if is_dataset(args.inputs):
@@ -462,16 +468,29 @@ def cmd_verify(args) -> int:
         report = verify(build, x, labels, backends, progress=True, tolerance=tol,
                         lava_samples=args.lava_samples)
     print(report.text())
-    from .pipeline import NETX_SOURCE
-    if "netx" not in backends and (Path(args.build) / NETX_SOURCE).is_file():
-        print("tip: this build comes from a netx file; add 'netx' to --backends to compare "
-              "with lava-dl's own netx loader in Lava too")
+    for name in _source_backends_not_run(args.build, report.backends):
+        print(f"tip: this build comes from a netx file; add '{name}' to --backends to "
+              "compare with lava-dl's own netx loader in Lava too")
     if args.json:
         _write_json(args.json, report.to_json())
         print(f"wrote {args.json}")
     for line in report.summary():      # what failed, or could not be checked
         print(f"snncompile: verify: {line}", file=sys.stderr)
     return report.exit_code()
+
+
+def _source_backends_not_run(build_dir, ran) -> list[str]:
+    """Backends that run only a build with a netx source (netx), when this build has one
+    and they were not among `ran`."""
+    from .pipeline import NETX_SOURCE
+    source = Path(build_dir) / NETX_SOURCE
+    if not source.is_file():
+        return []
+    rest = [b for b in backend_names() if b not in ran]
+    from .build import Build
+    graph = Build.load(build_dir).graph if rest else None
+    return [b for b in rest if get_backend(b).unsupported(graph, None)
+            and not get_backend(b).unsupported(graph, source)]
 
 
 def cmd_energy(args) -> int:

@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import InputFileError, SnnCompileError
 from snncompile.verify.fidelity import FidelityReport, Tolerance, from_statistics, merge_statistics
-from snncompile.verify.compare import BACKENDS, VerifyReport
+from snncompile.verify.compare import VerifyReport
 
 FORMAT = 1
 """Version of a stored shard result; part of its key."""
@@ -128,7 +128,8 @@ def verify_shard(build_dir: str, shard: str, backends: tuple, tol: dict) -> dict
     from .data import load_inputs
     from snncompile.verify.compare import verify
 
-    if {"lava", "netx"} & set(backends):
+    from snncompile.verify.compare import is_lava
+    if any(is_lava(b) for b in backends):
         _lava_in_worker()
     if build_dir not in _BUILDS:              # one load per worker process
         _BUILDS.clear()
@@ -333,15 +334,17 @@ def _client(workers: int | None, scheduler: str | None):
     return Client(cluster), cluster
 
 
-def verify_dataset(build_dir, spec, backends: tuple = BACKENDS,
+def verify_dataset(build_dir, spec, backends: tuple | None = None,
                    tolerance: Tolerance | None = None, *, workers: int | None = None,
                    scheduler: str | None = None, client=None, fresh: bool = False,
                    cache_dir=None, progress: bool = True, on_result=None) -> DatasetReport:
     """Verify every shard of data set `spec` (directory or glob). `workers` > 1: an embedded
     LocalCluster; `scheduler`: an existing cluster; `client`: a Dask client to use; none of
-    them: in-process. `on_result(shard_name)` is called after each shard is stored."""
+    them: in-process. `on_result(shard_name)` is called after each shard is stored.
+    `backends` None: `verify`'s default for this build (`default_backends`)."""
     from .build import Build
     from .data import shard_paths
+    from snncompile.verify.compare import default_backends
 
     tol = tolerance or Tolerance()
     build_dir = str(Path(build_dir).resolve())
@@ -349,7 +352,9 @@ def verify_dataset(build_dir, spec, backends: tuple = BACKENDS,
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
         raise InputFileError(f"{spec}: two shards share a file name; name shards uniquely")
-    bh = build_hash(Build.load(build_dir))
+    build = Build.load(build_dir)
+    bh = build_hash(build)
+    backends = default_backends(build) if backends is None else tuple(backends)
     cache = Path(cache_dir) if cache_dir else cache_dir_for(build_dir)
     cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, tuple[dict, bool]] = {}

@@ -107,8 +107,9 @@ def built(tiny_files, tmp_path):
 def _diverging_verify_json(build, x, y, dest, monkeypatch):
     """A verify report with a real first divergence: the simulator is made to drop one
     spike of the output layer (as a simulator bug would), reference stays right."""
-    import snncompile.verify.compare as verify_mod
+    import snncompile.backends.sim.simulator as verify_mod   # the sim backend's Simulator
     from snncompile.build import Build
+    from snncompile.verify.compare import verify
 
     real = verify_mod.Simulator
 
@@ -121,7 +122,7 @@ def _diverging_verify_json(build, x, y, dest, monkeypatch):
             return res
 
     monkeypatch.setattr(verify_mod, "Simulator", Broken)
-    rep = verify_mod.verify(Build.load(build), x, y, ("reference", "sim"))
+    rep = verify(Build.load(build), x, y, ("reference", "sim"))
     monkeypatch.setattr(verify_mod, "Simulator", real)
     assert not rep.equivalent and rep.first_divergence["layer"] == "lif2"
     dest.write_text(json.dumps(rep.to_json()))

@@ -399,13 +399,19 @@ class ReferenceBackend:
         return None
 
     def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
-            batch: int = 32, **options) -> Run:
+            batch: int = 32, record_state: bool = False, **options) -> Run:
         import time
 
         from snncompile.progress import bar
         x = np.asarray(inputs)
         n = len(x)
         t0 = time.perf_counter()
+        if record_state:   # (u, v) of every FxLIF: one call, for diagnostics
+            out, state = reference_run(graph, x, numerics, record_state=True)
+            return Run(values={k: v for k, v in out.items() if not k.startswith("@")},
+                       samples=n, steps=x.shape[1], wall_s=time.perf_counter() - t0,
+                       backend="reference", state=state,
+                       boundary={k[1:]: v for k, v in out.items() if k.startswith("@")})
         parts: dict[str, list] = {}
         with bar(n, "reference", "sample", enabled=progress) as p:
             for start in range(0, max(n, 1), batch):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncompile.backends import get_backend
 from snncompile.build import Build
 from snncompile.energy import estimate_energy
 from snncompile.errors import InputFileError
 from snncompile.mapping.place import Mapping, map_graph
 from snncompile.pipeline import firing_rates
-from snncompile.backends.sim.simulator import Simulator
 from snncompile.target import load_target
 
 
@@ -22,7 +22,8 @@ def energy_report(build: Build, inputs: np.ndarray, energy_table: str | None = N
     spec = build.target
     if energy_table:
         spec = load_target(build.target.path, energy=energy_table)
-    sim = Simulator(build.graph, spec.numerics).run(inputs, progress=True)
+    # the simulator counts events per node (Run.counts)
+    sim = get_backend("sim").run(build.graph, inputs, numerics=spec.numerics, progress=True)
     counts = dict(sim.counts)
     inp = build.graph.input_node()
     # bias frames are written into the input layer's bias_mant, not sent as spikes
@@ -61,7 +62,7 @@ def build_mapping(build: Build) -> Mapping:
     mapping = Mapping.from_json(doc, str(path))
     lifs = [n for n in build.graph.order() if n in mapping.layers]
     missing = [n for n in build.graph.order()
-               if type(build.graph.node(n)).__name__ in ("FxLIF", "FxSigmaDelta")
+               if build.graph.node(n).is_neuron
                and n not in mapping.layers]
     if missing or not lifs:
         raise InputFileError(f"{path}: has no layer {', '.join(missing) or 'at all'} of the "

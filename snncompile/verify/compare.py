@@ -13,21 +13,27 @@ import time
 import numpy as np
 
 from snncompile.verify import fidelity
+from snncompile.backends import backend_names, get_backend
 from snncompile.build import Build
 from snncompile.errors import UnsupportedError
 from snncompile.verify.fidelity import FidelityReport, Tolerance, decision  # noqa: F401 (decision: API)
-from snncompile.ir import NEURON_TYPES, FxConv2d, FxCoproc, FxDense, FxSigmaDelta
-from snncompile.backends.reference import reference_run
+from snncompile.ir import FxCoproc
+from snncompile.ir.timing import timing
 from snncompile.report.compile import table
-from snncompile.backends.sim.simulator import Simulator
 
-BACKENDS = ("reference", "sim", "lava")
-EXTRA_BACKENDS = ("netx",)
-"""`netx`: lava-dl's own netx loader running the build's copy of the netx file in Lava
-(builds compiled from a netx file only)."""
 
-LAVA_BACKENDS = ("lava", "netx")
-"""Backends that run in Lava: they get `lava_samples` of the samples, the others all."""
+def default_backends(build: Build) -> tuple[str, ...]:
+    """The backends `verify` runs unless told: every registered one that runs the build from
+    its graph alone, in registry order (the first is the baseline). A backend that needs the
+    build's netx source (netx) is added by asking for it."""
+    return tuple(b for b in backend_names()
+                 if get_backend(b).unsupported(build.graph, None) is None)
+
+
+def is_lava(name: str) -> bool:
+    """True for a backend that runs in Lava (verify runs it on `lava_samples` samples)."""
+    return get_backend(name).is_lava
+
 
 LAVA_BUDGET_S = 120.0
 """Seconds of Lava time the default `lava_samples` aims at (so `verify` stays within a few
@@ -48,14 +54,16 @@ def lava_seconds_per_sample(graph, steps: int) -> float:
     """Estimated Lava wall time of one sample of `steps` steps (the cost model above)."""
     conv = dense = neurons = coproc = 0
     for node in graph.nodes():
-        if isinstance(node, FxConv2d):
+        if node.is_synapse:   # outputs x fan-in (a dense layer: its weight count)
             w = np.shape(node.weight)
-            conv += int(np.prod(graph.shape(node.name))) * int(np.prod(w[1:]))
-        elif isinstance(node, FxDense):
-            dense += int(np.size(node.weight))
-        elif isinstance(node, NEURON_TYPES):
+            synapses = int(np.prod(graph.shape(node.name))) * int(np.prod(w[1:]))
+            if len(w) > 2:    # a convolution's kernel (out, in, kh, kw)
+                conv += synapses
+            else:
+                dense += synapses
+        elif node.is_neuron:
             neurons += int(np.prod(graph.shape(node.name)))
-        elif isinstance(node, FxCoproc):
+        elif isinstance(node, FxCoproc):   # a partition (not its output ports)
             coproc += 1
     return steps * (conv * LAVA_S_PER_CONV_SYNAPSE + dense * LAVA_S_PER_DENSE_SYNAPSE
                     + neurons * LAVA_S_PER_NEURON + coproc * LAVA_S_PER_COPROC)
@@ -108,14 +116,14 @@ class VerifyReport:
         info = self.lava_samples
         if not info or info["ran"] >= info["asked"]:
             return None
-        names = [b for b in self.backends if b in LAVA_BACKENDS]
+        names = [b for b in self.backends if is_lava(b)]
         why = (f"the default for this network: Lava estimated at "
                f"{info['estimated_s_per_sample']:.2f} s/sample, {info['budget_s']:.0f} s "
                f"budget; pass --lava-samples N for more" if info["default"]
                else f"--lava-samples {info['limit']}")
         base = next(iter(self.backends))
         rest = (f"{base} is the baseline, so every comparison is on those {info['ran']}"
-                if base in LAVA_BACKENDS else
+                if is_lava(base) else
                 f"the other backends compared all {info['asked']} with {base}")
         return (f"{' and '.join(names)} compared only {info['ran']} of {info['asked']} "
                 f"samples ({why}); {rest}")
@@ -218,36 +226,20 @@ def _direction(channel: str) -> str:
     return "into co-processor" if "<-" in channel else "out of co-processor"
 
 
-def _reference(graph, inputs: np.ndarray, num, progress: bool, batch: int = 32) -> dict:
-    """`reference_run` over batches of samples (samples are independent), with progress."""
-    from snncompile.progress import bar
-    n = len(inputs)
-    if n <= batch:
-        with bar(n, "reference", "sample", enabled=progress) as p:
-            out = reference_run(graph, inputs, num)
-            p.update(n)
-        return out
-    parts: dict[str, list] = {}
-    with bar(n, "reference", "sample", enabled=progress) as p:
-        for start in range(0, n, batch):
-            for k, v in reference_run(graph, inputs[start:start + batch], num).items():
-                parts.setdefault(k, []).append(v)
-            p.update(min(batch, n - start))
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
-           backends: tuple[str, ...] = BACKENDS, progress: bool = False,
+           backends: tuple[str, ...] | None = None, progress: bool = False,
            tolerance: Tolerance | None = None, lava_samples: int | None = None) -> VerifyReport:
-    """Run `backends` on `inputs` (N, T, *shape) and compare every LIF's spikes (verdict 1),
-    then the first backend's spikes with the float model's (verdict 2, `tolerance`).
+    """Run `backends` (None: `default_backends(build)`) on `inputs` (N, T, *shape) and
+    compare every neuron layer's values (verdict 1), then the first backend's with the float
+    model's (verdict 2, `tolerance`). Backends are looked up by name in the registry
+    (`snncompile.backends.get_backend`).
 
-    The Lava backends (`LAVA_BACKENDS`) run only the first `lava_samples` samples (None:
+    The Lava backends (`is_lava`) run only the first `lava_samples` samples (None:
     `default_lava_samples`, what the estimated Lava rate fits in `LAVA_BUDGET_S`); the
     others run all N. Each backend is compared with the first one on the samples both ran;
     the report names every backend's count."""
-    graph, num = build.graph, build.target.numerics
-    lifs = [n.name for n in graph.nodes(NEURON_TYPES)]
+    graph = build.graph
+    backends = default_backends(build) if backends is None else tuple(backends)
     n, t = inputs.shape[:2]
     est = lava_seconds_per_sample(graph, t)
     lava_default = lava_samples is None
@@ -255,100 +247,23 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
         lava_samples = default_lava_samples(graph, t)
     elif int(lava_samples) < 1:
         raise ValueError(f"lava_samples must be at least 1, got {lava_samples}")
-    counts = {b: (min(int(lava_samples), n) if b in LAVA_BACKENDS else n) for b in backends}
-    results, walls, sent, overflow = {}, {}, {}, None
-    for b in backends:
-        x = inputs[:counts[b]]
-        t0 = time.perf_counter()
-        if b == "reference":
-            out = _reference(graph, x, num, progress)
-            results[b] = {k: v for k, v in out.items() if not k.startswith("@")}
-            sent[b] = {k[1:]: v for k, v in out.items() if k.startswith("@")}
-        elif b == "sim":
-            res = Simulator(graph, num).run(x, progress=progress)
-            results[b], sent[b], overflow = res.spikes, res.boundary, res.overflow
-        elif b == "lava":
-            from snncompile.backends.lava.run import run_lava
-            res = run_lava(graph, x, progress=progress)
-            results[b], sent[b] = res.spikes, res.boundary or {}
-        elif b == "netx":
-            from snncompile.formats.netx.run_lava import run_netx_samples
-            from snncompile.pipeline import NETX_SOURCE
-            src = build.member(NETX_SOURCE) if NETX_SOURCE in build.members else None
-            if src is None:
-                raise UnsupportedError("the netx backend needs a build compiled from a netx "
-                                       f"file (it keeps a copy in {NETX_SOURCE})")
-            results[b], sent[b] = run_netx_samples(src, graph, x, progress), {}
-        else:
-            raise ValueError(f"unknown backend '{b}'; choose from "
-                             f"{BACKENDS + EXTRA_BACKENDS}")
-        walls[b] = time.perf_counter() - t0
+    counts = {b: (min(int(lava_samples), n) if is_lava(b) else n) for b in backends}
+    runs, walls = _run_backends(build, inputs, backends, counts, progress)
+    cmp = _Comparison(graph, runs, backends, counts, t)
+    layers, first = cmp.layers()
+    boundary, first_value = cmp.boundary()
+    divergence = _first_divergence(build, inputs, cmp, first, first_value)
     base = backends[0]
-    total, first, layers = 0, None, []
-    order = {name: i for i, name in enumerate(lifs)}
-    for name in lifs:
-        row = {"layer": name, "neurons": int(np.prod(graph.shape(name))),
-               "spikes": {b: int(np.count_nonzero(results[b][name])) for b in backends},
-               "mismatches": {}}
-        for b in backends[1:]:
-            k = min(counts[b], counts[base])      # the samples both ran
-            diff = results[b][name][:k] != results[base][name][:k]
-            cnt = int(diff.sum())
-            row["mismatches"][b] = cnt
-            total += cnt
-            if cnt:
-                d = np.argwhere(diff.reshape(k, t, -1))
-                key = sorted(d.tolist(), key=lambda r: (r[0], r[1] + graph.depth(name), r[2]))[0]
-                cand = (key[0], key[1] + graph.depth(name), order[name], key[2], name, key[1], b)
-                if first is None or cand[:4] < first[:4]:
-                    first = cand
-        layers.append(row)
-    boundary, first_value = [], None
-    for name in sorted(sent[base]):
-        row = {"channel": name, "values": int(sent[base][name].size), "mismatches": {}}
-        for b in backends[1:]:
-            k = min(counts[b], counts[base])
-            diff = np.asarray(sent[b][name])[:k] != np.asarray(sent[base][name])[:k]
-            row["mismatches"][b] = int(diff.sum())
-            if diff.any():
-                depth = graph.depth(name.split("<-")[0])  # an output, or a partition's input
-                kk = np.argwhere(diff.reshape(k, t, -1))
-                kk = min(kk.tolist(), key=lambda r: (r[0], r[1] + depth, r[2]))
-                cand = (kk[0], kk[1] + depth, name, kk[2], kk[1])
-                if first_value is None or cand < first_value:
-                    first_value = cand
-        total += sum(row["mismatches"].values())
-        boundary.append(row)
-    divergence = _explain(build, inputs, first, results, backends, counts) if first else None
-    if first_value is not None:  # what crossed the partition: each side's integer value
-        sample, gstep, name, elem, step = first_value
-        sides = {b: int(np.asarray(sent[b][name])[sample, step].reshape(-1)[elem])
-                 for b in backends if sample < counts[b]}
-        value = {"channel": name, "element": int(elem), "sample": int(sample),
-                 "step": int(step), "global_step": int(gstep), "sides": sides}
-        if divergence is None or (sample, gstep) <= (divergence["sample"],
-                                                     divergence["global_step"]):
-            divergence = dict(value, kind="co-processor value")
-    nb = counts[base]          # the faithfulness verdict is the first backend's samples
-    lab = labels[:nb] if labels is not None else None
-    fid = fidelity.check(build, inputs[:nb], results[base], lab, tolerance, overflow)
-    accuracy = None
-    if labels is not None:
-        out = graph.inputs(graph.output_node().name)[0]
-        compiled = decision(graph.node(out), results[base][out])
-        accuracy = {"samples": int(nb), "float": None,
-                    "compiled": float((compiled == lab).mean()), "agreement": None}
-        if fid.accuracy is not None:  # models imported in fixed point have no float side
-            accuracy.update({"float": fid.accuracy["float"], "agreement": fid.agreement})
-    compared = sum(row["neurons"] for row in layers) * n * t
-    lava = [b for b in backends if b in LAVA_BACKENDS]
+    fid, accuracy = _faithfulness(build, inputs, labels, runs, base, counts[base], tolerance)
+    lava = [b for b in backends if is_lava(b)]
     lava_info = None
     if lava:
         lava_info = {"asked": int(n), "ran": int(counts[lava[0]]), "default": lava_default,
                      "limit": int(lava_samples), "estimated_s_per_sample": round(est, 3),
                      "budget_s": LAVA_BUDGET_S if lava_default else None}
-    return VerifyReport(equivalent=total == 0, mismatches=total, samples=int(n), steps=int(t),
-                        neurons_compared=int(compared), boundary=boundary,
+    compared = sum(row["neurons"] for row in layers) * n * t
+    return VerifyReport(equivalent=cmp.total == 0, mismatches=cmp.total, samples=int(n),
+                        steps=int(t), neurons_compared=int(compared), boundary=boundary,
                         backends={b: {"wall_s": round(walls[b], 4), "samples": counts[b],
                                       "spikes": int(sum(r["spikes"][b] for r in layers))}
                                   for b in backends},
@@ -357,37 +272,167 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
                         fidelity=fid)
 
 
-def _explain(build, inputs, first, results, backends, counts) -> dict:
-    """u, v and spike of each backend that ran the sample of the first divergence (re-runs
-    that one sample)."""
+def _run_backends(build: Build, inputs, backends, counts, progress) -> tuple[dict, dict]:
+    """({backend: Run}, {backend: wall seconds of its run call, setup included}); each runs
+    its first `counts[backend]` samples. Every backend is checked before any runs: one that
+    cannot run the build (netx without a netx source) is refused in one line."""
+    graph, num, source = build.graph, build.target.numerics, build.netx_source()
+    chosen = {b: get_backend(b) for b in backends}     # unknown names: one line
+    for b, backend in chosen.items():
+        why = backend.unsupported(graph, source)
+        if why:
+            raise UnsupportedError(f"backend '{b}': {why}")
+    runs, walls = {}, {}
+    for b, backend in chosen.items():
+        t0 = time.perf_counter()
+        runs[b] = backend.run(graph, inputs[:counts[b]], numerics=num, source=source,
+                              progress=progress)
+        walls[b] = time.perf_counter() - t0
+    return runs, walls
+
+
+class _Comparison:
+    """Every backend's Run against the first one's, on the samples both ran; `total` adds
+    up the mismatches found. Places are ordered by (sample, global step, ...): a node's
+    local step is turned into global time by `snncompile.ir.timing`."""
+
+    def __init__(self, graph, runs: dict, backends: tuple, counts: dict, steps: int):
+        self.graph, self.runs, self.backends, self.counts = graph, runs, backends, counts
+        self.steps, self.time = steps, timing(graph, steps)
+        self.base, self.total = backends[0], 0
+
+    def _diff(self, b: str, a, ref):
+        """(samples both ran, where backend `b`'s array differs from the baseline's)."""
+        k = min(self.counts[b], self.counts[self.base])
+        return k, np.asarray(a)[:k] != np.asarray(ref)[:k]
+
+    def _earliest(self, diff, k: int, node: str) -> tuple[int, int, int, int]:
+        """(sample, global step, element, local step) of the earliest differing element."""
+        d = np.argwhere(diff.reshape(k, self.steps, -1)).tolist()
+        s, step, elem = min(d, key=lambda r: (r[0], self.time.to_global(node, r[1]), r[2]))
+        return s, self.time.to_global(node, step), elem, step
+
+    def layers(self) -> tuple[list, tuple | None]:
+        """Per neuron layer: neurons, nonzero values per backend, mismatches per backend;
+        and the first divergence (sample, global step, layer index, neuron, layer, local
+        step, backend), or None."""
+        graph, base = self.graph, self.base
+        neurons = [node.name for node in graph.nodes() if node.is_neuron]
+        rows, first = [], None
+        for index, name in enumerate(neurons):
+            values = {b: self.runs[b].values[name] for b in self.backends}
+            row = {"layer": name, "neurons": int(np.prod(graph.shape(name))),
+                   "spikes": {b: int(np.count_nonzero(v)) for b, v in values.items()},
+                   "mismatches": {}}
+            for b in self.backends[1:]:
+                k, diff = self._diff(b, values[b], values[base])
+                cnt = int(diff.sum())
+                row["mismatches"][b] = cnt
+                self.total += cnt
+                if cnt:
+                    s, g, elem, step = self._earliest(diff, k, name)
+                    cand = (s, g, index, elem, name, step, b)
+                    if first is None or cand[:4] < first[:4]:
+                        first = cand
+            rows.append(row)
+        return rows, first
+
+    def boundary(self) -> tuple[list, tuple | None]:
+        """Per channel crossing the partition (the baseline's): values per run and
+        mismatches per backend; and the first differing value (sample, global step,
+        channel, element, local step), or None."""
+        sent = {b: self.runs[b].boundary or {} for b in self.backends}
+        rows, first = [], None
+        for name in sorted(sent[self.base]):
+            ref = sent[self.base][name]
+            row = {"channel": name, "values": int(np.asarray(ref).size), "mismatches": {}}
+            for b in self.backends[1:]:
+                k, diff = self._diff(b, sent[b][name], ref)
+                row["mismatches"][b] = int(diff.sum())
+                if diff.any():   # an output, or a partition's input: the partition's time
+                    s, g, elem, step = self._earliest(diff, k, name.split("<-")[0])
+                    cand = (s, g, name, elem, step)
+                    if first is None or cand < first:
+                        first = cand
+            self.total += sum(row["mismatches"].values())
+            rows.append(row)
+        return rows, first
+
+
+def _first_divergence(build, inputs, cmp: _Comparison, first, first_value) -> dict | None:
+    """The earliest place where a backend departs from the baseline: a neuron's value
+    (with each side's u and v, `_explain`) or a value crossing the partition, whichever
+    comes first (a value crossing the partition wins a tie)."""
+    divergence = _explain(build, inputs, first, cmp) if first else None
+    if first_value is not None:  # what crossed the partition: each side's integer value
+        sample, gstep, name, elem, step = first_value
+        sides = {b: int(np.asarray(cmp.runs[b].boundary[name])[sample, step].reshape(-1)[elem])
+                 for b in cmp.backends if sample < cmp.counts[b]}
+        value = {"channel": name, "element": int(elem), "sample": int(sample),
+                 "step": int(step), "global_step": int(gstep), "sides": sides}
+        if divergence is None or (sample, gstep) <= (divergence["sample"],
+                                                     divergence["global_step"]):
+            divergence = dict(value, kind="co-processor value")
+    return divergence
+
+
+def _faithfulness(build, inputs, labels, runs, base, nb, tolerance):
+    """(FidelityReport, accuracy dict or None) of the baseline's first `nb` samples (the
+    ones it ran) against the float model; wrap/saturation counts from the backend that
+    counts them (the simulator)."""
+    graph, values = build.graph, runs[base].values
+    overflow = next((r.overflow for r in runs.values() if r.overflow), None)
+    lab = labels[:nb] if labels is not None else None
+    fid = fidelity.check(build, inputs[:nb], values, lab, tolerance, overflow)
+    accuracy = None
+    if labels is not None:
+        out = graph.inputs(graph.output_node().name)[0]
+        compiled = decision(graph.node(out), values[out])
+        accuracy = {"samples": int(nb), "float": None,
+                    "compiled": float((compiled == lab).mean()), "agreement": None}
+        if fid.accuracy is not None:  # models imported in fixed point have no float side
+            accuracy.update({"float": fid.accuracy["float"], "agreement": fid.agreement})
+    return fid, accuracy
+
+
+def _explain(build, inputs, first, cmp: _Comparison) -> dict:
+    """Each side's value at the first divergence, for every backend that ran its sample:
+    a graded value on its own, a spike with the neuron's u and v (re-runs that sample)."""
     sample, gstep, _, neuron, name, step, _ = first
-    backends = [b for b in backends if sample < counts[b]]
-    graph, num = build.graph, build.target.numerics
-    if isinstance(graph.node(name), FxSigmaDelta):   # graded: each side's value
-        sides = {b: {"spike": int(np.asarray(results[b][name])[sample, step].reshape(-1)[
-            neuron]), "u": None, "v": None} for b in backends}
-        return {"layer": name, "neuron": int(neuron), "sample": int(sample),
-                "step": int(step), "global_step": int(gstep), "sides": sides}
+    backends = [b for b in cmp.backends if sample < cmp.counts[b]]
+    value = {b: np.asarray(cmp.runs[b].values[name])[sample, step].reshape(-1)[neuron]
+             for b in backends}
+    where = {"layer": name, "neuron": int(neuron), "sample": int(sample), "step": int(step),
+             "global_step": int(gstep)}
+    if np.asarray(cmp.runs[cmp.base].values[name]).dtype != bool:   # graded: no u, v
+        return dict(where, sides={b: {"spike": int(v), "u": None, "v": None}
+                                  for b, v in value.items()})
     one = inputs[sample:sample + 1]
     sides = {}
     for b in backends:
-        spike = bool(results[b][name][sample, step].reshape(-1)[neuron])
-        u = v = None
-        if b == "reference":
-            _, st = reference_run(graph, one, num, record_state=True)
-            u, v = st[name][0][0, step], st[name][1][0, step]
-        elif b == "sim":
-            st = Simulator(graph, num).run(one, record_state=True).state
-            u, v = st[name][0][0, step], st[name][1][0, step]
-        elif b == "lava":
-            try:
-                from snncompile.backends.lava.run import lava_state
-                u, v = lava_state(graph, one[0], name, step)
-            except Exception as exc:  # diagnostics must not hide the mismatch itself
-                u = v = f"unavailable ({type(exc).__name__})"
+        u, v = _lif_state(build, b, one, name, step)
         if not isinstance(u, str):
             u = int(np.asarray(u).reshape(-1)[neuron])
             v = int(np.asarray(v).reshape(-1)[neuron])
-        sides[b] = {"spike": spike, "u": u, "v": v}
-    return {"layer": name, "neuron": int(neuron), "sample": int(sample), "step": int(step),
-            "global_step": int(gstep), "sides": sides}
+        sides[b] = {"spike": bool(value[b]), "u": u, "v": v}
+    return dict(where, sides=sides)
+
+
+def _lif_state(build, b: str, one: np.ndarray, name: str, step: int):
+    """(u, v) of neuron layer `name` after local `step` of the single sample `one`
+    (1, T, ...) on backend `b`: its `lif_state(graph, sample, node, step)` when it has one
+    (Lava reads one run's Vars), else its Run with `record_state=True`. A backend that
+    records no state, or fails, gives "unavailable (...)" (diagnostics must not hide the
+    mismatch itself)."""
+    graph, num, source = build.graph, build.target.numerics, build.netx_source()
+    backend = get_backend(b)
+    try:
+        if hasattr(backend, "lif_state"):
+            return backend.lif_state(graph, one[0], name, step, numerics=num, source=source)
+        state = backend.run(graph, one, numerics=num, source=source,
+                            record_state=True).state
+    except Exception as exc:
+        return (f"unavailable ({type(exc).__name__})",) * 2
+    if not state or name not in state:
+        return ("unavailable (no state)",) * 2
+    return state[name][0][0, step], state[name][1][0, step]

@@ -179,6 +179,10 @@ class LavaBackend:
             **options) -> Run:
         return run_lava(graph, inputs, progress=progress)
 
+    def lif_state(self, graph, sample, node, local_step, *, numerics=None, source=None):
+        """(u, v) of FxLIF `node` after `local_step` of one sample (`lava_state`)."""
+        return lava_state(graph, sample, node, local_step)
+
 
 register_backend(LavaBackend())
 
