@@ -106,8 +106,8 @@ def test_refusals_explain_why():
     with pytest.raises(UnsupportedError, match=r"v_reset \(-0.5\)"):
         import_nir(g, dt=DT)
     g, _, _ = _hand_graph()
-    g.nodes["lif2"] = nir.LI(tau=np.full(3, 1e-2), r=np.ones(3), v_leak=np.zeros(3))
-    with pytest.raises(UnsupportedError, match="non-spiking"):
+    g.nodes["lif1"] = nir.LI(tau=np.full(12, 1e-2), r=np.ones(12), v_leak=np.zeros(12))
+    with pytest.raises(UnsupportedError, match="non-spiking"):  # only before Output
         import_nir(g, dt=DT)
     g, _, _ = _hand_graph()
     g.edges.append(("lif2", "fc1"))
@@ -240,8 +240,9 @@ def test_norse_readout_and_unknown_layers_are_refused():
 
     from snncompile.frontends.norse_import import import_norse
 
-    model = norse.SequentialState(torch.nn.Linear(4, 3, bias=False), norse.LICell())
-    with pytest.raises(UnsupportedError, match="non-spiking"):
+    model = norse.SequentialState(torch.nn.Linear(4, 3, bias=False), norse.LICell(),
+                                  torch.nn.Linear(3, 2, bias=False), norse.LIFCell())
+    with pytest.raises(UnsupportedError, match="non-spiking"):  # only before Output
         import_norse(model, torch.zeros(1, 4))
     model = norse.SequentialState(torch.nn.Linear(4, 3, bias=False), torch.nn.ReLU())
     with pytest.raises(UnsupportedError, match="ReLU is not supported; supported: Linear"):

@@ -1,11 +1,14 @@
 """Import a norse model (`SequentialState` of Linear/Conv2d/Flatten and LIFCell,
-LIFBoxCell or IAFCell) into a float `Graph`, through NIR.
+LIFBoxCell or IAFCell, optionally ending in a LICell or LIBoxCell readout) into a float
+`Graph`, through NIR.
 
 norse 1.1.0 provides `norse.torch.to_nir` (norse/torch/utils/export_nir.py). We call the
 same tracer (`nirtorch.extract_nir_graph`) with norse's own per-module translation, adding
 `torch.nn.Flatten`, which norse 1.1.0 leaves out (its node comes back as None), and
 Linear/Conv2d without bias (norse writes an Affine with zero bias for Linear and crashes
-on a Conv2d without bias: `module.bias.detach()` on None). Then
+on a Conv2d without bias: `module.bias.detach()` on None), and LICell, which norse 1.1.0
+cannot export (written as NIR CubaLI in norse's own convention: tau = dt / tau_inv, r = 1,
+w_in = 1, as its LIFCell branch writes CubaLIF). Then
 `import_nir(..., norse_quirks=True)` undoes what norse writes differently from the NIR
 equations: tau stored as tau * dt (norse#411) and input current added with gain 1.
 
@@ -23,8 +26,8 @@ from ..errors import BackendError, UnsupportedError
 from ..ir import Graph
 from snncompile.formats.nir.read import import_nir
 
-SUPPORTED_MODULES = ("Linear", "Conv2d", "Flatten", "LIFCell", "LIFBoxCell", "IAFCell")
-_READOUTS = ("LICell", "LIBoxCell", "LI", "LIBox")
+SUPPORTED_MODULES = ("Linear", "Conv2d", "Flatten", "LIFCell", "LIFBoxCell", "IAFCell",
+                     "LICell", "LIBoxCell")
 
 
 def import_norse(model, sample_input, dt: float = 1e-3) -> Graph:
@@ -64,6 +67,12 @@ def _module_to_nir(module, norse_fn, dt: float):
                           stride=module.stride, padding=module.padding,
                           dilation=module.dilation, groups=module.groups,
                           bias=np.zeros(weight.shape[0], np.float32))
+    if type(module).__name__ == "LICell":   # norse 1.1.0's to_nir has no LICell branch
+        p = module.p
+        v_leak = np.asarray(p.v_leak.detach().cpu().numpy(), dtype=np.float32)
+        return nir.CubaLI(tau_syn=dt / p.tau_syn_inv.detach().cpu().numpy(),
+                          tau_mem=dt / p.tau_mem_inv.detach().cpu().numpy(),
+                          r=np.ones_like(v_leak), v_leak=v_leak, w_in=np.ones_like(v_leak))
     return norse_fn(module, dt=dt)
 
 
@@ -71,11 +80,6 @@ def _check_modules(model) -> None:
     children = list(model.children()) or [model]
     for i, child in enumerate(children):
         kind = type(child).__name__
-        if kind in _READOUTS:
-            raise UnsupportedError(
-                f"norse layer {i} ({kind}): a leaky-integrator readout is non-spiking; "
-                "Loihi outputs here are spike counts, so it cannot be mapped; end the model "
-                "with a LIFCell instead")
         if kind not in SUPPORTED_MODULES:
             raise UnsupportedError(f"norse layer {i}: {kind} is not supported; supported: "
                                    + ", ".join(SUPPORTED_MODULES))

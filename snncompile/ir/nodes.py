@@ -669,11 +669,138 @@ class FxSigmaDelta(Node):
                 f"{' cum_error' if self.cum_error else ''}, {self.num_message_bits}b messages")
 
 
+READOUT_DECISIONS = ("last", "sum", "max")
+"""How a leaky-integrator readout picks a class: argmax over classes of the voltage at the
+last step, of its sum over the steps, or of its maximum over the steps."""
+
+
+def _decision(node: "Node", value) -> str:
+    if not isinstance(value, str) or value not in READOUT_DECISIONS:
+        raise GraphError(f"{node.name}: {type(node).__name__} decision = {value!r:.40} must "
+                         f"be one of {', '.join(READOUT_DECISIONS)}")
+    return value
+
+
+def _real(node: "Node", field: str, value, ok, what: str) -> float:
+    """`value` as a float if it is a finite real number (not a bool) with ok(value);
+    otherwise one GraphError naming node, field, value and `what` it must be."""
+    good = isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+    try:
+        good = good and bool(np.isfinite(float(value))) and ok(float(value))
+    except OverflowError:   # an int beyond float range
+        good = False
+    if not good:
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} = {value!r:.40} must "
+                         f"be {what}")
+    return float(value)
+
+
+def _per_neuron(node: "Node", field: str, value, dtype) -> np.ndarray:
+    """`value` (None: zeros, a scalar or an array broadcastable to the node's shape) as a
+    finite array of the node's shape; otherwise one GraphError naming node and field."""
+    a = np.zeros(node.shape) if value is None else np.asarray(value)
+    try:
+        ok = a.dtype.kind in "biuf" and bool(np.all(np.isfinite(a)))
+        a = np.broadcast_to(a, node.shape).astype(dtype) if ok else a
+    except ValueError:
+        ok = False
+    if not ok:
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} (shape {a.shape}) must "
+                         f"be finite numbers broadcastable to the shape {node.shape}")
+    return a
+
+
+@dataclass
+class LI(Node):
+    """Float non-spiking leaky-integrator readout (NIR `LI` / `CubaLI`), in Loihi's update
+    order (per time step, from u = v = 0 at the start of each sample):
+
+        u = (1 - du) * u + x          # current decays, then adds input (du = 1: u = x)
+        v = (1 - dv) * v + u + bias   # voltage decays, then adds current and bias
+        out = v + offset              # the readout value: no threshold, no spike, no reset
+
+    du, dv: decay fractions in [0, 1]. bias, offset: per neuron (float32). offset is the
+    source library's initial voltage v0 (norse starts at v_leak): the state runs as
+    v - v0, whose bias is leak - dv * v0. The input gain of the source's equations is
+    already folded into the feeding synapse's weights. decision (one of
+    READOUT_DECISIONS): how a class is picked from `out` over the steps.
+    """
+
+    shape: tuple[int, ...] = ()
+    du: float = 1.0
+    dv: float = 0.0
+    bias: np.ndarray = None
+    offset: np.ndarray = None
+    decision: str = "sum"
+    kind: ClassVar[str] = "real"
+
+    def __post_init__(self):
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
+        for f in ("du", "dv"):
+            setattr(self, f, _real(self, f, getattr(self, f), lambda v: 0.0 <= v <= 1.0,
+                                   "a number in [0, 1]"))
+        self.bias = _per_neuron(self, "bias", self.bias, np.float32)
+        self.offset = _per_neuron(self, "offset", self.offset, np.float32)
+        self.decision = _decision(self, self.decision)
+
+    out_shape = LIF.out_shape
+
+    def summary(self):
+        return f"du={self.du:.4g} dv={self.dv:.4g} readout ({self.decision})"
+
+
+@dataclass
+class FxLI(Node):
+    """Loihi CUBA compartment used as a non-spiking readout (a Lava `LIF` whose threshold
+    lies above the state range; the voltage is read every step). Per step, as `FxLIF`:
+
+        u = trunc(u * (4096 - du - 1) / 4096) + (a_in << 6), wrapped once to 24 bits
+        v = clip(trunc(v * (4096 - dv) / 4096) + u + bias, -(2**23 - 1), 2**23 - 1)
+        out = v                       # int32, every step; never spikes, never resets
+
+    with bias = bias_mant << bias_exp, from u = v = 0 at local step 0 of each sample. The
+    readout value in the float model's units is v / scale + offset (scale: 64 x the
+    quantisation scale; offset per neuron, float32); decision as in `LI`.
+    """
+    stage: ClassVar[str] = "fixed"
+    is_neuron: ClassVar[bool] = True
+
+    shape: tuple[int, ...] = ()
+    du: int = 4095
+    dv: int = 0
+    bias_mant: np.ndarray = None
+    bias_exp: int = 0
+    scale: float = 1.0
+    offset: np.ndarray = None
+    decision: str = "sum"
+    kind: ClassVar[str] = "graded"
+
+    def __post_init__(self):
+        self.shape = _ints(self, "shape", self.shape, minimum=1)
+        self.du, self.dv = _int(self, "du", self.du, 0, 4095), _int(self, "dv", self.dv, 0,
+                                                                     4095)
+        self.bias_exp = _int(self, "bias_exp", self.bias_exp, -MAX_DIM)
+        mant = _per_neuron(self, "bias_mant", self.bias_mant, np.float64)
+        if np.any(mant != np.round(mant)):
+            raise GraphError(f"{self.name}: FxLI bias_mant must be integers")
+        self.bias_mant = mant.astype(np.int32)
+        self.scale = _real(self, "scale", self.scale, lambda v: v > 0.0,
+                           "a finite number > 0")
+        self.offset = _per_neuron(self, "offset", self.offset, np.float32)
+        self.decision = _decision(self, self.decision)
+
+    out_shape = LIF.out_shape
+
+    def summary(self):
+        return (f"du={self.du} dv={self.dv} bias_exp={self.bias_exp} scale={self.scale:.4g} "
+                f"readout ({self.decision})")
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
                 FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
-                FxSigmaDelta)
+                FxSigmaDelta, LI, FxLI)
 }
 FLOAT_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "float")
 FIXED_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "fixed")

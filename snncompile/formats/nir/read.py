@@ -53,6 +53,22 @@ bias when the next neuron has no current state (LIF, IF, Threshold, or CubaLIF w
 tau_syn = dt); into a CubaLIF current that decays it would build up over the first steps,
 which Loihi (no synaptic bias) cannot reproduce, so that case is refused.
 
+A non-spiking leaky-integrator readout (NIR `LI`, `CubaLI`: sinabs ExpLeak, norse
+LIBoxCell/LICell, rockpool ExpSynTorch) is accepted as the node before Output only (its
+real-valued voltage cannot feed a synapse) and becomes an `LI` node. Each convention reads
+it as the library computes it, in Loihi's order (`_Builder._readout`):
+
+    u = (1 - du) u + x      v = (1 - dv) v + gain u + dv v_leak      from u = 0, v = v0
+
+sinabs: dv = 1 - exp(-1/tau), gain r; rockpool: dv = 1 - exp(-dt/tau), gain r dt / tau;
+norse: tau / dt, dv = dt/tau, gain dv r w_in, v0 = v_leak (norse's initial state); NIR:
+forward Euler, gain dv r du w_in. `gain` is folded into the feeding Linear/Affine/Conv2d
+(one value per output channel), the state runs as v - v0 (bias dv v_leak - dv v0, plus
+gain times a synapse bias when du = 1), and v0 becomes the node's `offset`. The decision
+(argmax of the voltage's last value, sum or maximum over the steps) is norse's `max`,
+else `sum`, or the caller's (`decision=`), recorded in the node, in
+`graph.meta["nir"]["readout"]` and in the assumptions.
+
     >>> graph = import_nir("model.nir")            # convention and dt from the file
     >>> graph = import_nir("model.nir", dt=1e-3)   # dt for a file that does not record it
 """
@@ -66,11 +82,12 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import InputFileError, UnsupportedError
-from snncompile.ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv2d, Dense, Flatten,
+                           Graph, Input, Output, SumPool2d)
 from snncompile.formats.h5safe import check_hdf5
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
-             "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold")
+             "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold", "LI", "CubaLI")
 CONVENTIONS = ("nir", "snncompile", "snntorch", "sinabs", "spikingjelly", "rockpool", "norse")
 """Exporter conventions `import_nir` knows (see the module docstring)."""
 DEFAULT_DT = {"nir": 1e-3, "norse": 1e-3, "spikingjelly": 1e-4, "snntorch": 1e-4}
@@ -81,6 +98,7 @@ SNNTORCH_DT = 1e-4
 _REL_TOL = 1e-6  # per-neuron parameters closer than this count as one per-layer value
 _DT_TOL = 1e-5   # two dt implied by float32 parameters of one file agree to this
 _NEURONS = ("LIF", "CubaLIF", "IF")
+_READOUTS = ("LI", "CubaLI")  # non-spiking leaky readouts: only as the node before Output
 _ASSUME = {
     "nir": ["forward-Euler discretisation of the NIR equations with step dt",
             "reset to v_reset (= 0) after a spike, one spike per step (NIR states neither)"],
@@ -117,8 +135,31 @@ _ASSUME = {
 }
 
 
+_ASSUME_LI = {
+    "nir": "{kind} readout: forward Euler of tau_mem dv/dt = v_leak - v + r I (CubaLI: "
+           "tau_syn dI/dt = -I + w_in x) with step dt, from v = 0",
+    "snncompile": "{kind} readout written by snncompile's export: forward Euler with the "
+                  "recorded dt, from v = 0",
+    "sinabs": "{kind} readout (sinabs ExpLeak): v = exp(-1/tau) v + x per step, "
+              "norm_input=False (ExpLeak's default and what sinabs' from_nir builds; to_nir "
+              "writes r = 1 either way)",
+    "rockpool": "{kind} readout (rockpool ExpSynTorch): isyn = (isyn + x) exp(-dt/tau), "
+                "written as r = tau/dt exp(-dt/tau): input gain r dt / tau, from 0",
+    "norse": "{kind} readout (norse LIBoxCell/LICell): tau written as tau * dt, input added "
+             "with gain 1; the voltage starts at v_leak (norse's initial_state), kept as an "
+             "offset added to the read voltage",
+}
+"""How each convention's LI/CubaLI readout is read (added to the assumptions when a file
+has one); conventions missing here have no exporter that writes a readout."""
+_ASSUME_CUBALI_NORSE = ("CubaLI readout: norse 1.1.0's to_nir cannot write LICell; read as "
+                        "written by hand in norse's convention (tau = dt / tau_inv, r = 1, "
+                        "w_in = 1)")
+DEFAULT_DECISION = {"norse": ("max", "norse's task scripts take the maximum over time")}
+"""Readout decision per convention where the library defines one; elsewhere "sum"."""
+
+
 def import_nir(source, dt: float | None = None, *, convention: str | None = None,
-               norse_quirks: bool | None = None) -> Graph:
+               norse_quirks: bool | None = None, decision: str | None = None) -> Graph:
     """Read a NIR file (path) or a `nir.NIRGraph` into a float `Graph`.
 
     dt: simulation step in seconds, for files that do not record it (a file that does and
@@ -126,6 +167,8 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
     `graph.meta["nir"]["dt_guessed"]`).
     convention: one of `CONVENTIONS`; None detects it from what the exporter writes.
     norse_quirks: older spelling of convention="norse" (True) / "nir" (False).
+    decision: for a file ending in an LI/CubaLI readout, how a class is picked (one of
+    READOUT_DECISIONS); None: the source library's rule (`DEFAULT_DECISION`), else "sum".
 
         >>> g = import_nir("net.nir"); g.meta["nir"]["dt"], g.meta["nir"]["dt_source"]
         (0.0001, 'recorded by the exporter: r = tau / dt (snnTorch)')
@@ -137,6 +180,9 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
     if convention is not None and convention not in CONVENTIONS:
         raise UnsupportedError(f"import_nir: convention '{convention}' is unknown; known: "
                                + ", ".join(CONVENTIONS))
+    if decision is not None and decision not in READOUT_DECISIONS:
+        raise UnsupportedError(f"import_nir: readout decision '{decision}' is unknown; known: "
+                               + ", ".join(READOUT_DECISIONS))
     nirgraph, where = _load(source)
     chain = _chain(nirgraph, where)
     metadata = nirgraph.metadata if isinstance(nirgraph.metadata, dict) else {}
@@ -156,7 +202,7 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
     meta = {"source": where, "frontend": "nir", "dt": step, "discretisation": (
                 "exponential" if convention in ("sinabs", "rockpool") else "forward-euler"),
             "nir": info, "nir_quirks": quirks, "nir_approximation": []}
-    return _Builder(step, convention, meta).build(chain)
+    return _Builder(step, convention, meta, decision).build(chain)
 
 
 # ---------------------------------------------------------------- exporter conventions
@@ -248,7 +294,7 @@ def _rockpool_dt(chain, where: str) -> float:
     Newton), every neuron layer agreeing."""
     found = []
     for key, n in chain:
-        if _type(n) not in ("LIF", "CubaLIF"):
+        if _type(n) not in ("LIF", "CubaLIF", "LI"):   # ExpSynTorch writes LI the same way
             continue
         tau, r = _params_of(n, "tau_mem" if _type(n) == "CubaLIF" else "tau", "r")
         t, g = _one(tau, "tau", where), _one(r, "r", where)
@@ -260,7 +306,7 @@ def _rockpool_dt(chain, where: str) -> float:
             x = max(x - (x + math.log(x) + math.log(g)) / (1.0 + 1.0 / x), x / 10)
         found.append((key, x * t))
     if not found:
-        raise UnsupportedError(f"{where}: rockpool convention but no LIF/CubaLIF node to "
+        raise UnsupportedError(f"{where}: rockpool convention but no LIF/CubaLIF/LI node to "
                                "recover dt from; pass --nir-convention nir --dt")
     for key, d in found:
         if abs(d / found[0][1] - 1) > 1e-4:
@@ -317,7 +363,7 @@ def _resolve_dt(convention: str, chain, metadata: dict, dt: float | None,
         return float(dt), "given by the caller: --dt", False
     guess = DEFAULT_DT.get(convention, DEFAULT_DT["nir"])
     per_step_if = convention in ("norse", "sinabs")
-    if not any(_type(n) in ("LIF", "CubaLIF", "Delay") or (_type(n) == "IF" and not
+    if not any(_type(n) in ("LIF", "CubaLIF", "Delay") + _READOUTS or (_type(n) == "IF" and not
                                                            per_step_if) for _, n in chain):
         return guess, "not used: the file has no time constants or delays", False
     why = {"norse": "norse.torch.to_nir's default",
@@ -362,11 +408,6 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
         if isinstance(node, nir.NIRGraph):
             raise UnsupportedError(f"{where}: node '{name}' is a nested graph (a recurrent "
                                    "layer?); only feed-forward chains are supported")
-        if _type(node) in ("LI", "CubaLI"):
-            raise UnsupportedError(
-                f"{where}: node '{name}' is a {_type(node)}, a non-spiking leaky readout; "
-                "Loihi outputs here are spike counts of a spiking layer, and a real-valued "
-                "membrane cannot be read out; replace it by a LIF/CubaLIF readout")
         if _type(node) not in SUPPORTED:
             raise UnsupportedError(f"{where}: node '{name}' has unsupported type "
                                    f"{_type(node)}; supported: " + ", ".join(SUPPORTED))
@@ -405,6 +446,12 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
         left = sorted(set(g.nodes) - seen)
         raise UnsupportedError(f"{where}: the nodes do not form one chain from Input to "
                                f"Output (not reached: {left or [cur]})")
+    for (name, node), (after, nxt) in zip(order, order[1:]):
+        if _type(node) in _READOUTS and _type(nxt) != "Output":
+            raise UnsupportedError(
+                f"{where}: node '{name}' is a {_type(node)}, a non-spiking leaky readout, "
+                f"followed by '{after}' ({_type(nxt)}); its real-valued voltage cannot feed "
+                "a synapse on Loihi, so it is supported only as the node before Output")
     return order
 
 
@@ -434,8 +481,9 @@ class _Builder:
     """Walks the chain keeping the current per-step shape, a constant added to the signal
     by synapse biases (`bias`), and a per-element scale waiting for the next synapse."""
 
-    def __init__(self, dt: float, convention: str, meta: dict):
+    def __init__(self, dt: float, convention: str, meta: dict, decision: str | None = None):
         self.dt, self.conv, self.meta = dt, convention, meta
+        self.decision = decision  # the caller's readout decision (None: the library's)
         self.norse = convention == "norse"
         self.exact = convention in ("sinabs", "rockpool")  # decay exp(-dt/tau) per step
         self.nodes: list = []
@@ -474,10 +522,10 @@ class _Builder:
         self.nodes.append(Input(name, shape=shape))
 
     def _output(self, name, node, where, nxt):
-        if not self.nodes or not isinstance(self.nodes[-1], LIF):
+        if not self.nodes or not isinstance(self.nodes[-1], (LIF, LI)):
             raise UnsupportedError(f"{where}: the output must be fed by a spiking neuron "
-                                   "layer (LIF, CubaLIF, IF, Threshold); a non-spiking "
-                                   "readout cannot be compiled")
+                                   "layer (LIF, CubaLIF, IF, Threshold) or a leaky readout "
+                                   "(LI, CubaLI)")
         if self.in_scale is not None:
             raise UnsupportedError(f"{where}: a Scale on the output spikes cannot be "
                                    "compiled; outputs are spike counts")
@@ -758,6 +806,105 @@ class _Builder:
         p["leak"] = np.zeros(self.shape)
         self._neuron(name, where, 1.0, 0.0, g, p, pending_exact=True)
         self._report(name, "IF", {})
+
+    # ---- the non-spiking readout (only before Output: `_chain` checks)
+    def _li(self, name, node, where, nxt):
+        p = self._params(node, ("tau", "r", "v_leak"), where)
+        self._readout(name, "LI", where, None, p.get("tau"), p)
+
+    def _cubali(self, name, node, where, nxt):
+        p = self._params(node, ("tau_syn", "tau_mem", "r", "v_leak", "w_in"), where)
+        if p.get("tau_syn") is None:
+            raise UnsupportedError(f"{where}: tau_syn is missing")
+        self._readout(name, "CubaLI", where, p["tau_syn"], p.get("tau_mem"), p)
+
+    def _readout_gain(self, du: float, dv: float, tau_mem: float, p: dict) -> np.ndarray:
+        """Per-neuron gain from the readout's input x to its voltage, per convention:
+        sinabs r (ExpLeak adds x unscaled), rockpool r dt / tau (= exp(-dt/tau)), norse
+        dv r w_in (input added to the current unscaled), NIR dv r du w_in (forward Euler,
+        input entering I with du w_in)."""
+        r, w_in = p.get("r", np.ones(self.shape)), p.get("w_in", np.ones(self.shape))
+        if self.conv == "sinabs":
+            return np.asarray(r, dtype=np.float64)
+        if self.conv == "rockpool":
+            return r * self.dt / tau_mem
+        if self.norse:
+            return dv * r * w_in
+        return dv * r * du * w_in
+
+    def _readout(self, name, kind, where, tau_syn, tau_mem, p):
+        """Add LI(du, dv, bias, offset, decision) for an LI/CubaLI node: the voltage of
+        u = (1 - du) u + x, v = (1 - dv) v + gain u + leak (leak = dv v_leak), from v = v0
+        (norse: v_leak, else 0); gain folded into the feeding synapse, the state run as
+        v - v0 (bias leak - dv v0, offset v0)."""
+        key = "tau_mem" if kind == "CubaLI" else "tau"
+        if self.conv not in _ASSUME_LI:
+            raise UnsupportedError(
+                f"{where}: a non-spiking {kind} readout in a file of the {self.conv} "
+                "convention, whose exporter writes none; pass --nir-convention nir (the NIR "
+                "equations) or the convention of the exporter that wrote it")
+        if tau_mem is None:
+            raise UnsupportedError(f"{where}: {key} is missing")
+        dv = self._tau(tau_mem, key, where)
+        du = 1.0 if tau_syn is None else self._tau(tau_syn, "tau_syn", where)
+        t_mem = _one(tau_mem, key, where)
+        gain = np.broadcast_to(self._readout_gain(du, dv, t_mem, p), self.shape)
+        if not np.all(np.isfinite(gain)) or np.any(gain == 0):
+            raise UnsupportedError(f"{where}: input gain ({_show(gain)}) must be finite and "
+                                   "not 0 (check tau, r, w_in)")
+        v_leak = p.get("v_leak", np.zeros(self.shape))
+        v0 = v_leak if self.norse else np.zeros(self.shape)
+        bias = dv * v_leak - dv * v0
+        if self.bias is not None:
+            if du != 1.0:
+                raise UnsupportedError(
+                    f"{where}: the preceding synapse has a bias ({_show(self.bias)}); into a "
+                    "decaying readout current (tau_syn > dt) it builds up over time, which "
+                    "is not a constant bias and Loihi has no synaptic bias; retrain without "
+                    "synapse bias, or use LI or tau_syn = dt")
+            bias = bias + gain * self.bias
+            self.bias = None
+        self._fold_gain(where, kind, gain)
+        rule, why = self._decision()
+        self.nodes.append(LI(name, shape=self.shape, du=float(du), dv=float(dv),
+                             bias=bias.astype(np.float32), offset=v0.astype(np.float32),
+                             decision=rule))
+        info = self.meta["nir"]
+        info["assumptions"].append(_ASSUME_LI[self.conv].format(kind=kind))
+        if kind == "CubaLI" and self.norse:
+            info["assumptions"].append(_ASSUME_CUBALI_NORSE)
+        word = {"last": "value at the last step", "sum": "sum over the steps",
+                "max": "maximum over the steps"}[rule]
+        info["assumptions"].append(f"readout decision: argmax over classes of the voltage's "
+                                   f"{word} ({why})")
+        info["readout"] = {"node": name, "nir_type": kind, "decision": rule,
+                           "decision_source": why}
+        self._report(name, kind, {"du": du, "dv": dv} if kind == "CubaLI" else {"dv": dv})
+
+    def _decision(self) -> tuple[str, str]:
+        """(rule, where it came from): the caller's, the library's, else "sum"."""
+        if self.decision is not None:
+            return self.decision, "given by the caller"
+        return DEFAULT_DECISION.get(self.conv, (
+            "sum", f"the {self.conv} convention defines no readout decision: snncompile's "
+                   "default"))
+
+    def _fold_gain(self, where, kind, gain):
+        """Multiply the feeding synapse's output rows (channels) by `gain`, one value per
+        output channel (Loihi adds the current to the voltage with gain 1)."""
+        last = self.nodes[-1] if self.nodes else None
+        if last is None or not last.is_synapse:
+            raise UnsupportedError(
+                f"{where}: a {kind} readout must directly follow a Linear, Affine or Conv2d "
+                f"(its input gain is folded into those weights), not "
+                f"{type(last).__name__ if last is not None else 'nothing'}")
+        per = gain.reshape(gain.shape[0], -1)
+        if not np.allclose(per, per[:, :1], rtol=_REL_TOL):
+            raise UnsupportedError(f"{where}: the input gain ({_show(gain)}) differs within "
+                                   "a channel; it must be one value per output channel to "
+                                   "fold into the synapse weights")
+        shape = (-1,) + (1,) * (last.weight.ndim - 1)
+        last.weight = (last.weight * per[:, 0].reshape(shape)).astype(np.float32)
 
     def _threshold(self, name, node, where, nxt):
         p = self._params(node, ("threshold",), where)
