@@ -109,10 +109,13 @@ def test_sigma_delta_values_are_read_in_local_time():
     via = get_backend("sim").run(g, x)
     _assert_runs_equal(res, via)
     assert res.values["sd"].dtype == np.int32
-    # the encoder at depth 0 differences the frames directly
+    # sigma-delta nodes update at every global step (T + max depth), not only in T
     assert res.counts["sd"]["neuron_updates"] == 2 * (7 + 1) * 3   # every global step
     assert res.counts["enc"]["neuron_updates"] == 2 * (7 + 1) * 5
     assert np.count_nonzero(res.values["enc"]) > 0
+    # every neuron has a state entry (sigma-delta ones stay zero), as verify expects
+    state = sim.run(x, record_state=True).state
+    assert set(state) == {"enc", "sd"} and not state["sd"][0].any()
 
 
 def test_mixing_global_time_with_resetting_nodes_is_refused():

@@ -102,7 +102,6 @@ class _Op:
 
     records_values = False        # a neuron: its outputs are Run.values[name]
     value_dtype = None            # ... of this dtype
-    records_state = False         # its (u, v) are Run.state[name] with record_state
     answers_early = False         # a loop delay: `early(n)` is its output at step n
     mixes_with_global_time = True  # may share a graph with nodes that run in global time
 
@@ -575,7 +574,7 @@ def _flag(op, kind: str, mask: np.ndarray, what: str, where: str = "") -> None:
 class _LIF(_Op):
     """Lava's PyLifModelBitAcc (FxLIF): computes in its local window, from zero state."""
 
-    records_values, value_dtype, records_state = True, bool, True
+    records_values, value_dtype = True, bool
     mixes_with_global_time = False
 
     def __init__(self, node: FxLIF, num: Numerics, strict: bool, bias_fed: bool):
@@ -845,9 +844,9 @@ class Simulator:
                   for n in self.neurons}
         boundary = {ch: series(shape, np.int64) for op in self.ops.values()
                     for ch, shape in op.channels(self.graph).items()}
+        # every neuron has an entry; only LIF neurons write their (u, v) into it
         state = ({n: (series(self.graph.shape(n), np.int32),
-                      series(self.graph.shape(n), np.int32))
-                  for n in self.neurons if self.ops[n].records_state}
+                      series(self.graph.shape(n), np.int32)) for n in self.neurons}
                  if record_state else None)
         return values, boundary, state
 
