@@ -30,6 +30,13 @@ def _wrap32(x):
 
 
 @njit(inline="always")
+def _wrap32_flag(x):
+    """x in a 32-bit register, and 1 when that wrapped it (counted as int32_wrap)."""
+    y = _wrap32(x)
+    return y, np.int64(y != x)
+
+
+@njit(inline="always")
 def _shift(a, exp):
     if exp > 0:
         return a << exp
@@ -266,14 +273,10 @@ def lif(a, keep_u, keep_v, shift, half, act_shift, vth, bias, spikes, u_rec, v_r
         for j in range(n):
             ain = at[j]
             c_a += ain != 0
-            a32 = _wrap32(ain)
-            c_i32 += a32 != ain
-            a6 = a32 << act_shift
-            a6w = _wrap32(a6)
-            c_i32 += a6w != a6
-            cur = _decay(u[j], keep_u, shift) + a6w
-            cur32 = _wrap32(cur)
-            c_i32 += cur32 != cur
+            a32, w0 = _wrap32_flag(ain)
+            a6w, w1 = _wrap32_flag(a32 << act_shift)
+            cur32, w2 = _wrap32_flag(_decay(u[j], keep_u, shift) + a6w)
+            c_i32 += w0 + w1 + w2
             un = cur32
             if cur32 > half:
                 un = cur32 - 2 * half
@@ -317,48 +320,36 @@ def sigma_delta(a, role, up, state_exp, vth, bias, cum_error, msg_max, out, coun
         at = a[t]
         ot = out[t]
         for j in range(n):
-            x = at[j]
-            y = _wrap32(x)
-            c_w += y != x
+            y, w = _wrap32_flag(at[j])
             c_a += y != 0
             if role == 2:
-                x = sigma[j] + y
-                sigma[j] = _wrap32(x)
-                c_w += sigma[j] != x
+                sigma[j], w1 = _wrap32_flag(sigma[j] + y)
+                w += w1
                 o = sigma[j]
             else:
                 if role == 1:
-                    x = y << up
-                    act = _wrap32(x)
-                    c_w += act != x
+                    act, w1 = _wrap32_flag(y << up)
                 else:
-                    x = sigma[j] + y
-                    sigma[j] = _wrap32(x)
-                    c_w += sigma[j] != x
-                    x = sigma[j] + bias[j]
-                    act = _wrap32(x)
-                    c_w += act != x
+                    sigma[j], w1 = _wrap32_flag(sigma[j] + y)
+                    act, w2 = _wrap32_flag(sigma[j] + bias[j])
+                    w1 += w2
                     act = max(act, 0)
-                x = act - act_p[j]
-                d1 = _wrap32(x)
-                c_w += d1 != x
-                x = d1 + residue[j]
-                delta = _wrap32(x)
-                c_w += delta != x
+                d1, w2 = _wrap32_flag(act - act_p[j])
+                delta, w3 = _wrap32_flag(d1 + residue[j])
+                w += w1 + w2 + w3
                 if cum_error:
-                    x = error[j] + delta
-                    e = _wrap32(x)
-                    c_w += e != x
+                    e, w1 = _wrap32_flag(error[j] + delta)
+                    w += w1
                     s = delta if abs(e) >= vth else 0
                     error[j] = 0 if s != 0 else e
                 else:
                     s = delta if abs(delta) >= vth else 0
-                x = delta - s
-                residue[j] = _wrap32(x)
-                c_w += residue[j] != x
+                residue[j], w1 = _wrap32_flag(delta - s)
+                w += w1
                 act_p[j] = act
                 o = s >> state_exp
                 c_m += abs(o) >= msg_max
+            c_w += w
             c_s += o != 0
             ot[j] = o
     counts[0] += c_w

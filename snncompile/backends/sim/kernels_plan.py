@@ -6,14 +6,17 @@ n depends only on its inputs at steps <= n, so each node's whole time series can
 computed once its sources' series are known, in topological order. The numpy simulator
 steps all nodes together; both give the same integers (tests/test_sim_kernel.py).
 
-Supported: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
+Supported: the node types of the `KERNELS` table, each registered next to its kernel class
+below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
 padding; pooling folded into a conv is a conv), FxLIF, FxSigmaDelta, Flatten, Output. A
 graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
-path whole; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
+path whole, and the reason names the first such node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
 Parameters are read from the numpy operations the Simulator builds (`_LIF.keep_u`,
-`_Dense.w`, ...), so both paths share one definition of each node's constants, and the
-numpy operations keep the counters `Simulator.run` reports.
+`_Dense.w`, `_Conv.im2col`, ...), so both paths share one definition of each node's
+constants, and the numpy operations keep the counters `Simulator.run` reports. Time (the
+local window of a LIF, the global steps of a sigma-delta node) is the batch's
+`snncompile.ir.timing.Timing`, as on the numpy path.
 
 Strict mode: the kernels count every wrap and clip; if a batch counted any, that batch is
 run again on the numpy path, which raises the same error, naming the same node, sample,
@@ -40,7 +43,7 @@ import numpy as np
 
 from snncompile.errors import UnsupportedError
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
-from snncompile.backends.sim.fixed import wrap
+from snncompile.ir.registry import Rules
 
 CHOICES = ("auto", "numba", "numpy")
 ENV = "SNNCOMPILE_SIM_KERNEL"
@@ -51,7 +54,9 @@ CONV_BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_CONV_BLAS_DENSITY", "0.
 # the shared 2-core machine it measured slower than one thread (the second thread is
 # often not scheduled in time); SNNCOMPILE_SIM_SPLIT=1 turns it on
 SPLIT = os.environ.get("SNNCOMPILE_SIM_SPLIT", "0") == "1"
-_SUPPORTED = (Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, Output)
+KERNELS = Rules("simulator kernels")
+"""Node type -> its compiled kernel class (built from the node's numpy op); a graph runs on
+the kernels when every node type has one."""
 _ROLES = {"sigma_delta": 0, "delta": 1, "sigma": 2}
 
 
@@ -96,7 +101,7 @@ class Dispatch:
             return
         for name in sim.order:
             node = sim.nodes[name]
-            if type(node) not in _SUPPORTED:
+            if not KERNELS.supports(node):
                 self.kernel, self.reason = "numpy", (
                     f"{name}: {type(node).__name__} has no compiled kernel; the numpy path "
                     "runs the graph")
@@ -149,9 +154,85 @@ def _threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _DenseK:
+class _SampleRun:
+    """One sample of a batch on one thread: its input, the batch it belongs to, the
+    counters its kernels produce (name -> counters) and this thread's reusable buffers."""
+
+    def __init__(self, K, xb, row: int, batch, bufs: dict, pool=None):
+        self.K, self.xb, self.row, self.batch, self.pool = K, xb, row, batch, pool
+        self.time = batch.time
+        self.bufs = bufs
+        self.counters: dict[str, object] = {}
+
+    def buffer(self, key, shape, zero):
+        """This thread's int64 buffer `key` of `shape` (zeroed when `zero`), reused by every
+        sample the thread runs (no page faults)."""
+        a = self.bufs.get(key)
+        if a is None or a.shape != shape:
+            a = self.bufs[key] = np.empty(shape, np.int64)
+        if zero:
+            a.fill(0)
+        return a
+
+
+class _Kernel:
+    """A node's compiled step: `series` turns its sources' series (each (array (rows, n),
+    global step of row 0)) into its own; `account` adds a batch's counters to the numpy
+    op, which `Simulator.run` reports. The default passes its one source through."""
+
+    def __init__(self, op):
+        self.op, self.name = op, op.name
+
+    def series(self, srcs, run: _SampleRun):
+        return srcs[0]
+
+    def account(self, counters: list, samples: int, time) -> bool:
+        """Add the counters of a batch of `samples` (one entry per sample; `time` its
+        Timing) to the op; True when anything wrapped or clipped."""
+        return False
+
+
+class _InputK(_Kernel):
+    def __init__(self, op):
+        super().__init__(op)
+        self.n_in = int(np.prod(op.node.shape))
+
+    def series(self, srcs, run):
+        return run.xb.reshape(run.time.steps, self.n_in), 0
+
+
+KERNELS.register(Input)(_InputK)
+KERNELS.register(Flatten, Output)(_Kernel)
+
+
+class _SynapseK(_Kernel):
+    """Common part of the synapse kernels: one output series, input events and wraps."""
+
+    lag = 1                     # rows between an input row and the output row it reaches
+
+    def series(self, srcs, run):
+        arr, off = srcs[0]
+        out = run.buffer(self.name, (off + arr.shape[0] + self.lag, self.n_out), True)
+        ic = np.zeros(self.n_in, np.int64)
+        wraps = np.zeros(1, np.int64)
+        self.run(run.K, arr, out[off:], ic, wraps, run.pool)
+        run.counters[self.name] = (ic, int(wraps[0]))
+        return out, 0
+
+    def account(self, counters, samples, time):
+        op = self.op
+        ic = sum(c[0] for c in counters)
+        wraps = sum(c[1] for c in counters)
+        op.events += int(ic.sum())
+        op.synops += int(ic @ op.fanout)
+        op.wraps += wraps
+        return wraps > 0
+
+
+class _DenseK(_SynapseK):
     def __init__(self, op):
         from snncompile.backends.sim import kernels as K
+        super().__init__(op)
         node = op.node
         mixed = int(node.sign_mode == "mixed")
         self.nt = nt = 8 - int(node.num_weight_bits) + mixed
@@ -183,6 +264,7 @@ class _DenseK:
             d = np.asarray(node.delay).astype(np.int64)
             self.n_delays = int(d.max(initial=0)) + 1
             self.dl = np.ascontiguousarray(d.T.astype(_int_dtype(0, self.n_delays)))
+        self.lag = 1 + max(self.n_delays - 1, 0)
         self._wf = None
 
     def wf(self):
@@ -213,13 +295,13 @@ class _DenseK:
                 K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype), self.nt,
                                self.exp, out, in_counts, 0, n, True)
 
-    @property
-    def lag(self):
-        return 1 + max(self.n_delays - 1, 0)
+
+KERNELS.register(FxDense)(_DenseK)
 
 
-class _ConvK:
+class _ConvK(_SynapseK):
     def __init__(self, op):
+        super().__init__(op)
         w = np.asarray(op.node.weight).astype(np.int64)
         self.w2 = np.ascontiguousarray(
             w.transpose(1, 2, 3, 0).astype(_int_dtype(int(w.min(initial=0)),
@@ -229,127 +311,117 @@ class _ConvK:
         self.geom = np.array((op.ig, op.o // op.g, op.sh, op.sw, op.ph, op.pw), np.int64)
         self.n_in = int(np.prod(op.in_shape))
         self.n_out = op.o * op.oh * op.ow
-        self.lag = 1
-        self.op = op
 
     def run(self, K, src, out, in_counts, wraps, pool=None):
         rows = min(src.shape[0], out.shape[0] - 1)
         if (self.op.dtype is not np.int64 and rows > 0
                 and np.count_nonzero(src) > CONV_BLAS_DENSITY * src.size):
             K.count_nonzero_rows(src, in_counts)   # dense input: im2col and one product
-            out[1:rows + 1] = self._blas(src[:rows], wraps).reshape(rows, -1)
+            # the numpy simulator's product (exact float32/float64 per group, 24-bit wrap)
+            # over all rows of one sample at once
+            wrapped, exact = self.op.im2col(src[:rows])
+            wraps[0] += int(np.count_nonzero(wrapped != exact))
+            out[1:rows + 1] = wrapped.reshape(rows, -1)
         else:
             K.conv(src, self.w2, self.shape_in, self.shape_out, self.geom, out, in_counts,
                    wraps)
 
-    def _blas(self, x, wraps):
-        """The numpy simulator's convolution (im2col, exact float32/float64 product per
-        group, 24-bit wrap) over all rows of one sample at once, wraps counted here."""
-        op = self.op
-        b = x.shape[0]
-        xp = np.pad(x.reshape((b,) + tuple(op.in_shape)),
-                    ((0, 0), (0, 0), (op.ph, op.ph), (op.pw, op.pw)))
-        win = np.lib.stride_tricks.sliding_window_view(xp, (op.kh, op.kw), axis=(2, 3))
-        win = win[:, :, ::op.sh, ::op.sw][:, :, :op.oh, :op.ow]
-        outs = []
-        for gi in range(op.g):
-            cols = win[:, gi * op.ig:(gi + 1) * op.ig]
-            cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(b * op.oh * op.ow, -1)
-            y = (cols.astype(op.dtype) @ op.wg[gi]).astype(np.int64)
-            outs.append(y.reshape(b, op.oh, op.ow, -1))
-        y = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
-        wrapped = wrap(y, 24)
-        wraps[0] += int(np.count_nonzero(wrapped != y))
-        return wrapped
+
+KERNELS.register(FxConv2d)(_ConvK)
+
+
+class _LIFK(_Kernel):
+    """FxLIF over its local window from zero state; spikes straight into Run.values."""
+
+    def series(self, srcs, run):
+        op, tm, batch = self.op, run.time, run.batch
+        window = tm.window(self.name)
+        a = _window(srcs, window.start, tm.steps, op.n)
+        row = batch.offset + run.row
+        spk = batch.values[self.name][row].reshape(tm.steps, op.n).view(np.uint8)
+        rec = batch.state is not None
+        u_rec = batch.state[self.name][0][row].reshape(tm.steps, op.n) if rec else _E32
+        v_rec = batch.state[self.name][1][row].reshape(tm.steps, op.n) if rec else _E32
+        c = np.zeros(5, np.int64)
+        run.K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift, int(op.vth),
+                  _flat(op.bias), spk, u_rec, v_rec, rec, c)
+        run.counters[self.name] = c
+        return spk, window.start
+
+    def account(self, counters, samples, time):
+        op, c = self.op, sum(counters)
+        op.overflow["int32_wrap"] += int(c[0])
+        op.overflow["u_wrap"] += int(c[1])
+        op.overflow["v_clip"] += int(c[2])
+        op.spike_count += int(c[3])
+        op.active += int(c[4])
+        return bool(c[:3].any())
+
+
+KERNELS.register(FxLIF)(_LIFK)
+
+
+class _SigmaDeltaK(_Kernel):
+    """FxSigmaDelta in global time (from global step 0, never reset); its local window is
+    copied into Run.values."""
+
+    def series(self, srcs, run):
+        op, tm, batch = self.op, run.time, run.batch
+        n = int(np.prod(op.shape))
+        a = _window(srcs, 0, tm.global_steps, n)
+        out = run.buffer(self.name, (tm.global_steps, n), False)
+        c = np.zeros(4, np.int64)
+        run.K.sigma_delta(a, _ROLES[op.role], op.up, op.state_exp, op.vth, _flat(op.bias),
+                          bool(op.cum_error), op.msg_max, out, c)
+        batch.values[self.name][batch.offset + run.row] = out[tm.window(self.name)].reshape(
+            (tm.steps,) + tuple(op.shape))
+        run.counters[self.name] = c
+        return out, 0
+
+    def account(self, counters, samples, time):
+        op, c = self.op, sum(counters)
+        op.overflow["int32_wrap"] += int(c[0])
+        op.overflow["message_bits"] += int(c[1])
+        op.spike_count += int(c[2])
+        op.active += int(c[3])
+        op.updates += samples * time.global_steps * int(np.prod(op.shape))  # every step
+        return bool(c[:2].any())
+
+
+KERNELS.register(FxSigmaDelta)(_SigmaDeltaK)
 
 
 class Plan:
+    """The compiled kernels of one Simulator's graph (one `_Kernel` per node)."""
+
     def __init__(self, sim):
         self.sim = sim
-        self.syn = {}
-        self.order = [n for n in sim.order]
-        for name in self.order:
-            op = sim.ops.get(name)
-            node = sim.nodes[name]
-            if isinstance(node, FxDense):
-                self.syn[name] = _DenseK(op)
-            elif isinstance(node, FxConv2d):
-                self.syn[name] = _ConvK(op)
+        self.order = list(sim.order)
+        self.kernels = {name: KERNELS.rule(sim.nodes[name])(sim.ops[name])
+                        for name in self.order}
         self.threads = _threads()
         self._pool = None
         self._local = threading.local()
-        self.n_in = int(np.prod(sim.input_shape))
 
-    # -------------------------------------------------------------- one sample
-    def _sample(self, xb, b, offset, spikes, state, steps, glob, pool=None):
-        """Run sample `b` of the batch (xb: (T, *in) ints) through every node; returns
-        this sample's counters {name: array}."""
+    def _sample(self, xb, row, batch, pool=None):
+        """Run sample `row` of the batch (xb: (T, *in) ints) through every node; returns
+        this sample's counters {name: counters}."""
         from snncompile.backends.sim import kernels as K
-        sim = self.sim
-        series = {}      # name -> (array (rows, n), global step of row 0)
-        bufs = getattr(self._local, "bufs", None)   # this thread's buffers, reused by
-        if bufs is None:                            # every sample it runs (no page faults)
+        bufs = getattr(self._local, "bufs", None)   # this thread's buffers
+        if bufs is None:
             bufs = self._local.bufs = {}
-
-        def buffer(key, shape, zero):
-            a = bufs.get(key)
-            if a is None or a.shape != shape:
-                a = bufs[key] = np.empty(shape, np.int64)
-            if zero:
-                a.fill(0)
-            return a
-        counts = {}
+        run = _SampleRun(K, xb, row, batch, bufs, pool)
+        series = {}      # name -> (array (rows, n), global step of row 0)
+        inputs = self.sim.inputs
         for name in self.order:
-            node = sim.nodes[name]
-            srcs = [series[s] for s in sim.inputs[name]]
-            if isinstance(node, Input):
-                series[name] = (xb.reshape(steps, self.n_in), 0)
-            elif isinstance(node, (Flatten, Output)):
-                series[name] = srcs[0]
-            elif name in self.syn:
-                k = self.syn[name]
-                arr, off = srcs[0]
-                out = buffer(name, (off + arr.shape[0] + k.lag, k.n_out), True)
-                ic = np.zeros(k.n_in, np.int64)
-                wraps = np.zeros(1, np.int64)
-                k.run(K, arr, out[off:], ic, wraps, pool)
-                series[name] = (out, 0)
-                counts[name] = (ic, int(wraps[0]))
-            elif isinstance(node, FxLIF):
-                op = sim.ops[name]
-                d = op.depth
-                a = _window(srcs, d, steps, op.n)
-                spk = spikes[name][offset + b].reshape(steps, op.n).view(np.uint8)
-                rec = state is not None
-                u_rec = state[name][0][offset + b].reshape(steps, op.n) if rec else _E32
-                v_rec = state[name][1][offset + b].reshape(steps, op.n) if rec else _E32
-                c = np.zeros(5, np.int64)
-                K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift,
-                      int(op.vth), _flat(op.bias), spk, u_rec, v_rec, rec, c)
-                series[name] = (spk, d)
-                counts[name] = c
-            else:  # FxSigmaDelta: runs from global step 0, never reset
-                op = sim.ops[name]
-                n = int(np.prod(op.shape))
-                a = _window(srcs, 0, glob, n)
-                out = buffer(name, (glob, n), False)
-                c = np.zeros(4, np.int64)
-                K.sigma_delta(a, _ROLES[op.role], op.up, op.state_exp, op.vth,
-                              _flat(op.bias), bool(op.cum_error), op.msg_max, out, c)
-                d = op.depth
-                spikes[name][offset + b] = out[d:d + steps].reshape(
-                    (steps,) + tuple(op.shape))
-                series[name] = (out, 0)
-                counts[name] = c
-        return counts
+            series[name] = self.kernels[name].series([series[s] for s in inputs[name]], run)
+        return run.counters
 
-    # -------------------------------------------------------------- one batch
-    def run_batch(self, x, spikes, state, offset) -> None:
-        """Run a batch of integer inputs (x (B, T, *shape)) into `spikes` (and `state`)
-        rows offset..offset+B-1."""
-        sim = self.sim
-        b, steps = x.shape[:2]
-        glob = steps + sim.max_depth
+    def run_batch(self, batch) -> None:
+        """Run a batch (a simulator `Batch` of integer inputs x (B, T, *shape)) into its
+        values (and state) rows offset..offset+B-1."""
+        sim, x = self.sim, batch.x
+        b = x.shape[0]
         # one input dtype where possible: uint8 like the spikes of LIF layers (fewer kernel
         # specialisations to compile), int64 otherwise
         if x.dtype == np.bool_:
@@ -360,56 +432,31 @@ class Plan:
             xs = x.astype(np.int64, copy=False)
 
         def one(i):
-            return self._sample(xs[i], i, offset, spikes, state, steps, glob)
+            return self._sample(xs[i], i, batch)
 
         if self.threads > 1 and self._pool is None:
             self._pool = _pool(self.threads)
         if self.threads > 1 and b > 1:      # samples on the threads
             results = list(self._pool.map(one, range(b)))
         elif self.threads > 1 and SPLIT:    # one sample: big layers split across threads
-            results = [self._sample(xs[0], 0, offset, spikes, state, steps, glob,
-                                    self._pool)]
+            results = [self._sample(xs[0], 0, batch, self._pool)]
         else:
             results = [one(i) for i in range(b)]
-        flagged = self._account(results, b, glob)
+        flagged = self._account(results, b, batch.time)
         if flagged and sim.strict:
             # the numpy path raises the first error in its own order, exactly as a
             # numpy-only run would
-            sim._run_batch_numpy(x, spikes, state, offset, {})
+            sim._run_batch_numpy(batch)
             raise RuntimeError("internal error: the compiled simulator counted a wrap or "
                                "clip that the numpy simulator did not; please report")
 
-    def _account(self, results, b, glob) -> bool:
+    def _account(self, results, b, time) -> bool:
         """Add the samples' counters to the numpy operations' (which Simulator.run
         reports); True when anything wrapped or clipped."""
-        sim = self.sim
         flagged = False
         for name in self.order:
-            op = sim.ops.get(name)
-            node = sim.nodes[name]
-            if name in self.syn:
-                ic = sum(r[name][0] for r in results)
-                wraps = sum(r[name][1] for r in results)
-                op.events += int(ic.sum())
-                op.synops += int(ic @ op.fanout)
-                op.wraps += wraps
-                flagged |= wraps > 0
-            elif isinstance(node, FxLIF):
-                c = sum(r[name] for r in results)
-                op.overflow["int32_wrap"] += int(c[0])
-                op.overflow["u_wrap"] += int(c[1])
-                op.overflow["v_clip"] += int(c[2])
-                op.spike_count += int(c[3])
-                op.active += int(c[4])
-                flagged |= bool(c[:3].any())
-            elif isinstance(node, FxSigmaDelta):
-                c = sum(r[name] for r in results)
-                op.overflow["int32_wrap"] += int(c[0])
-                op.overflow["message_bits"] += int(c[1])
-                op.spike_count += int(c[2])
-                op.active += int(c[3])
-                op.updates += b * glob * int(np.prod(op.shape))
-                flagged |= bool(c[:2].any())
+            if results and name in results[0]:
+                flagged |= self.kernels[name].account([r[name] for r in results], b, time)
         return flagged
 
 

@@ -1,23 +1,31 @@
 """Fast bit-accurate simulator of a fixed-point graph: the living definition of what Lava's
 `fixed_pt` models (and Loihi) compute, vectorised with numpy and batched over samples.
 
-`step()` reads like the chip's cycle. Every synapse node (FxDense, FxConv2d) sends the
-buffer it computed in the previous step, then accumulates this step's input; every FxLIF
-node at depth d is zeroed when its first input arrives (global step d) and integrates for T
-steps; spikes are returned in each node's local time (see `snncompile.ir.nodes`). Every
-FxSigmaDelta node runs from global step 0 without reset (Lava's sigma-delta models) and
-returns its int32 graded spikes in local time too.
+How a run goes: `Simulator(graph)` builds one operation per node from the `SIM` rule table
+(node type -> op factory, registered next to each op class below; a node type without a
+rule is refused in one line). `Simulator.run(inputs)` splits the samples into batches and
+runs each batch either on the compiled kernels (kernels_plan.py, node by node over all
+steps) or on the numpy loop `_run_batch_numpy`, which steps the chip's global time
+n = 0 .. T + max depth - 1 (`snncompile.ir.timing`): at every step the loop delays
+(FxDelay) answer first with what they stored earlier, then every node, in topological
+order, `advance`s one step from its inputs' values of this step. A synapse (FxDense,
+FxConv2d) sends the buffer it computed in the previous step and accumulates this step's
+input; a node that resets (FxLIF, a co-processor partition) computes only in its local
+window [depth, depth + T), from zero state; a node that runs in global time
+(`runs_in_global_time`: FxSigmaDelta, Lava's sigma-delta models) runs from global step 0
+without reset. Neurons (`records_values`) write their outputs, in local time, into the
+Run's values; partitions and their outputs write what crosses the boundary.
 
 Speed: integer matrix products are computed with BLAS in float32 or float64 when the
 largest possible partial sum is exactly representable (|sum| < 2**24 or 2**53), which
 gives bit-identical integers; otherwise in int64. Batch 1 with binary spikes uses
-event-driven gathering of the active inputs' weight rows. Graphs of dense, conv, LIF and
-sigma-delta nodes run on compiled kernels instead (kernels_plan.py, chosen in `run`);
+event-driven gathering of the active inputs' weight rows. Graphs whose node types all have
+a compiled kernel (`kernels_plan.KERNELS`) run on those kernels instead (chosen in `run`);
 `kernel="numpy"` or SNNCOMPILE_SIM_KERNEL=numpy keeps this numpy path, which the kernels
 are tested against.
 
 `strict=True` raises `OverflowDetected` on the first wrap or saturation, naming node,
-sample, neuron and step; otherwise they are counted in `SimResult.overflow`.
+sample, neuron and step; otherwise they are counted in `Run.overflow`.
 """
 from __future__ import annotations
 
@@ -30,17 +38,103 @@ import numpy as np
 from snncompile.coproc.ops import shift_round
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
-                  FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+                           FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir.registry import Rules
+from snncompile.ir.timing import Timing, timing
 from snncompile.target import Numerics, load_target
 from snncompile.backends.sim.fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
 I32 = 32
 
+SIM = Rules("simulator")
+"""Node type -> op factory `(node, Setup) -> op` (an `_Op`) of the numpy simulator."""
+
 
 SimResult = Run
 """The simulator's result is the shared `snncompile.backends.Run` (values, boundary, counts,
 overflow, state, wall_s, kernel)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What an op factory may read about the graph it builds for."""
+
+    graph: Graph
+    numerics: Numerics
+    strict: bool
+    in_max: int              # largest |value| of the graph's input
+    global_time: bool        # the graph has nodes that run in global time (sigma-delta)
+    bias_fed: frozenset      # FxLIF names whose bias the input frames are
+
+    def source_max(self, name: str) -> int:
+        """Largest |value| a synapse `name` can receive: the input's range when the input
+        feeds it, any int32 for graded messages, else 1 (binary spikes)."""
+        src = self.graph.inputs(name)
+        if src and src[0] == self.graph.input_node().name:
+            return self.in_max
+        return 2 ** 31 if getattr(self.graph.node(name), "num_message_bits", 0) else 1
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch of the numpy loop: its inputs, its time, and where its results go."""
+
+    x: np.ndarray                                  # (B, T, *input shape)
+    offset: int                                    # row of sample 0 in the run's arrays
+    time: Timing
+    values: dict[str, np.ndarray]                  # Run.values being filled
+    boundary: dict[str, np.ndarray]                # Run.boundary being filled
+    state: dict | None                             # Run.state being filled, or None
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.offset, self.offset + self.size)
+
+
+class _Op:
+    """One node's operation in the numpy loop. The defaults are a stateless pass-through
+    with no counters; op classes override what their node needs."""
+
+    records_values = False        # a neuron: its outputs are Run.values[name]
+    value_dtype = None            # ... of this dtype
+    answers_early = False         # a loop delay: `early(n)` is its output at step n
+    mixes_with_global_time = True  # may share a graph with nodes that run in global time
+
+    def __init__(self, node):
+        self.node, self.name = node, node.name
+        self.clear_counters()
+
+    def clear_counters(self) -> None:
+        """Zero the counters `counts` / `overflow_counts` report (once per run)."""
+
+    def reset(self, batch: Batch) -> None:
+        """State at the start of a batch."""
+
+    def advance(self, n: int, srcs: list, batch: Batch):
+        """This node's value at global step `n` from its inputs' values at `n` (None: no
+        value this step)."""
+        return srcs[0]
+
+    def finish(self) -> None:
+        """End of a batch (synapses add up their input events here)."""
+
+    def counts(self, samples: int, steps: int) -> dict | None:
+        """Run.counts[name] for a run of `samples` x `steps`, or None (no entry)."""
+        return None
+
+    def overflow_counts(self) -> dict | None:
+        """Run.overflow[name], or None (no entry)."""
+        return None
+
+    def channels(self, graph: Graph) -> dict[str, tuple]:
+        """Run.boundary channels this op writes: name -> per-step shape."""
+        return {}
+
 
 def _exact_dtype(bound: float):
     if bound < 2 ** 24:
@@ -50,20 +144,64 @@ def _exact_dtype(bound: float):
     return np.int64
 
 
-class _Synapse:
+# ----------------------------------------------------------------- stateless nodes
+class _Input(_Op):
+    """The input frames; after the last frame None, or zeros when the graph runs in global
+    time (a sigma-delta encoder keeps seeing zeros)."""
+
+    def __init__(self, node: Input, zeros_after: bool):
+        super().__init__(node)
+        self.zeros_after = zeros_after
+
+    def advance(self, n, srcs, batch):
+        if n < batch.time.steps:
+            return batch.x[:, n]
+        if self.zeros_after:
+            return np.zeros((batch.size,) + self.node.shape, np.int64)
+        return None
+
+
+class _Flatten(_Op):
+    def advance(self, n, srcs, batch):
+        return None if srcs[0] is None else srcs[0].reshape(batch.size, -1)
+
+
+class _CoprocOut(_Op):
+    """One output port of a co-processor partition: what it sent is a boundary channel."""
+
+    def advance(self, n, srcs, batch):
+        value = None if srcs[0] is None else srcs[0][self.node.port]
+        if value is not None:
+            batch.boundary[self.name][batch.rows, batch.time.local(self.name, n)] = value
+        return value
+
+    def channels(self, graph):
+        return {self.name: tuple(self.node.shape)}
+
+
+SIM.register(Input)(lambda node, setup: _Input(node, setup.global_time))
+SIM.register(Flatten)(lambda node, setup: _Flatten(node))
+SIM.register(Output)(lambda node, setup: _Op(node))
+SIM.register(FxCoprocOut)(lambda node, setup: _CoprocOut(node))
+
+
+# ----------------------------------------------------------------- synapses
+class _Synapse(_Op):
     """Common part of dense and conv synapses: the one-step output buffer."""
 
-    def __init__(self, node, depth: int, in_max: int, strict: bool):
-        self.node, self.name, self.depth, self.strict = node, node.name, depth, strict
-        self.in_max = in_max
-        self.clear_counters()
+    def __init__(self, node, in_max: int, strict: bool, out_shape: tuple):
+        self.in_max, self.strict, self.out_shape = in_max, strict, tuple(out_shape)
+        super().__init__(node)
 
     def clear_counters(self):
         self.synops = self.events = self.wraps = 0
 
-    def reset(self, batch: int, out_shape):
-        self.buf = np.zeros((batch,) + tuple(out_shape), np.int64)
+    def reset(self, batch):
+        self.buf = np.zeros((batch.size,) + self.out_shape, np.int64)
         self.in_counts = None
+
+    def advance(self, n, srcs, batch):
+        return self.step(srcs[0])
 
     def step(self, x: np.ndarray | None) -> np.ndarray:
         out = self.buf
@@ -71,19 +209,25 @@ class _Synapse:
             self.buf = np.zeros_like(out)
         else:
             self.buf = self.compute(x)
-            nz = (x != 0).reshape(x.shape[0], -1).sum(0)
-            self.in_counts = nz if self.in_counts is None else self.in_counts + nz
+            self._count_inputs(x)
         return out
+
+    def _count_inputs(self, x):
+        nz = (x != 0).reshape(x.shape[0], -1).sum(0)
+        self.in_counts = nz if self.in_counts is None else self.in_counts + nz
 
     def finish(self):
         if self.in_counts is not None:
             self.events += int(self.in_counts.sum())
             self.synops += int(self.in_counts.astype(np.int64) @ self.fanout)
 
+    def counts(self, samples, steps):
+        return {"synops": self.synops, "input_events": self.events}
+
 
 class _Dense(_Synapse):
-    def __init__(self, node: FxDense, depth, in_max, strict):
-        super().__init__(node, depth, in_max, strict)
+    def __init__(self, node: FxDense, in_max, strict, out_shape):
+        super().__init__(node, in_max, strict, out_shape)
         self.exp = int(node.weight_exp)
         self.graded = node.num_message_bits > 0
         prepare_weights(np.zeros((0, 0)), node.sign_mode, node.num_weight_bits)  # checks
@@ -95,6 +239,9 @@ class _Dense(_Synapse):
                     f"{node.name}: weight[{i[0]}, {i[1]}] = {node.weight[tuple(i)]} is not "
                     f"representable with {node.num_weight_bits}-bit {node.sign_mode} "
                     f"weights (Loihi uses {w[tuple(i)]})")
+
+    def overflow_counts(self):
+        return {"int32_wrap": self.wraps} if self.graded else None
 
     # weight arrays are built on first use: the compiled kernels (kernels_plan.py) prepare
     # their own int8/int16 copy and the fan-outs in one pass, so Simulator setup is cheap
@@ -143,8 +290,8 @@ class _Dense(_Synapse):
         return [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T.astype(dt)))
                 for k in np.unique(node.delay)]
 
-    def reset(self, batch, out_shape):
-        super().reset(batch, out_shape)
+    def reset(self, batch):
+        super().reset(batch)
         self.ring, self.t = {}, 0
 
     def step(self, x):
@@ -161,8 +308,7 @@ class _Dense(_Synapse):
                 acc = (xf @ wt).astype(np.int64)
                 slot = self.t + 1 + k
                 self.ring[slot] = self.ring.get(slot, 0) + shift_exp(acc, self.exp)
-            nz = (x != 0).reshape(x.shape[0], -1).sum(0)
-            self.in_counts = nz if self.in_counts is None else self.in_counts + nz
+            self._count_inputs(x)
         self.t += 1
         return out
 
@@ -195,18 +341,24 @@ class _Dense(_Synapse):
         return out
 
 
+@SIM.register(FxDense)
+def _dense(node, setup: Setup):
+    return _Dense(node, setup.source_max(node.name), setup.strict,
+                  setup.graph.shape(node.name))
+
+
 class _Conv(_Synapse):
     """Lava Conv: cross-correlation in OIHW terms, wrapped to 24 bits; no weight exponent,
     no clipping or truncation of weights (PyConvModelFixed)."""
 
-    def __init__(self, node: FxConv2d, depth, in_shape, in_max, strict):
-        super().__init__(node, depth, in_max, strict)
+    def __init__(self, node: FxConv2d, in_shape, in_max, strict, out_shape):
+        super().__init__(node, in_max, strict, out_shape)
         w = np.asarray(node.weight).astype(np.int64)
         self.o, self.ig, self.kh, self.kw = w.shape
         self.g = node.groups
         self.sh, self.sw = node.stride
         self.ph, self.pw = node.padding
-        self.in_shape = in_shape
+        self.in_shape = tuple(in_shape)
         c, h, wd = in_shape
         self.oh = (h + 2 * self.ph - self.kh) // self.sh + 1
         self.ow = (wd + 2 * self.pw - self.kw) // self.sw + 1
@@ -217,6 +369,9 @@ class _Conv(_Synapse):
         self.wg = [np.ascontiguousarray(
             w[gi * og:(gi + 1) * og].reshape(og, k).T.astype(self.dtype)) for gi in range(self.g)]
         self.fanout = self._fanout(w).reshape(-1)
+
+    def overflow_counts(self):
+        return {"conv_wrap": self.wraps}
 
     def _fanout(self, w):
         c, h, wd = self.in_shape
@@ -232,9 +387,13 @@ class _Conv(_Synapse):
                     nz[:, i, j][:, None, None]
         return fan[:, self.ph:self.ph + h, self.pw:self.pw + wd]
 
-    def compute(self, x):
+    def im2col(self, x):
+        """The sums of a batch x (B, C*H*W or C, H, W) by im2col and one exact product per
+        group: (wrapped to 24 bits, exact), both (B, O, OH, OW) int64. The compiled path
+        (kernels_plan.py) uses it too, for dense inputs."""
         b = x.shape[0]
-        xp = np.pad(x, ((0, 0), (0, 0), (self.ph, self.ph), (self.pw, self.pw)))
+        xp = np.pad(x.reshape((b,) + self.in_shape),
+                    ((0, 0), (0, 0), (self.ph, self.ph), (self.pw, self.pw)))
         win = np.lib.stride_tricks.sliding_window_view(xp, (self.kh, self.kw), axis=(2, 3))
         win = win[:, :, ::self.sh, ::self.sw][:, :, :self.oh, :self.ow]  # B,C,OH,OW,kh,kw
         outs = []
@@ -247,7 +406,10 @@ class _Conv(_Synapse):
                 y = (cols.astype(self.dtype) @ self.wg[gi]).astype(np.int64)
             outs.append(y.reshape(b, self.oh, self.ow, -1))
         y = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
-        wrapped = wrap(y, 24)
+        return wrap(y, 24), y
+
+    def compute(self, x):
+        wrapped, y = self.im2col(x)
         if self.strict and not np.array_equal(wrapped, y):
             bad = np.argwhere(wrapped != y)[0]
             raise OverflowDetected(f"{self.name}: convolution sum {y[tuple(bad)]} at sample "
@@ -256,20 +418,36 @@ class _Conv(_Synapse):
         return wrapped
 
 
-class _Gate:
+@SIM.register(FxConv2d)
+def _conv(node, setup: Setup):
+    graph = setup.graph
+    return _Conv(node, graph.shape(graph.inputs(node.name)[0]), setup.source_max(node.name),
+                 setup.strict, graph.shape(node.name))
+
+
+# ----------------------------------------------------------------- attention loop
+class _Gate(_Op):
     """Programmable-neuron gain: (a * g) / 2**shift rounded as the node says (floor or
     nearest_even), optional ReLU, same step (FxGate)."""
 
+    mixes_with_global_time = False
+
     def __init__(self, node: FxGate, strict: bool):
-        self.node, self.name, self.strict = node, node.name, strict
+        self.strict = strict
         self.shift, self.relu = int(node.shift), bool(node.relu)
         self.rounding = node.rounding
         self.gmax = (1 << node.gain_bits) - 1
         self.up = tuple(node.upsample)
-        self.clear_counters()
+        super().__init__(node)
 
     def clear_counters(self):
         self.products = 0
+
+    def counts(self, samples, steps):
+        return {"gate_products": self.products}
+
+    def advance(self, n, srcs, batch):
+        return self.step(srcs[0], srcs[1])
 
     def step(self, a, g):
         if a is None:
@@ -288,51 +466,76 @@ class _Gate:
         return np.maximum(out, 0) if self.relu else out
 
 
+SIM.register(FxGate)(lambda node, setup: _Gate(node, setup.strict))
+
+
 def inbound(coproc: str, src: str) -> str:
     """Name of the boundary channel carrying `src`'s values into co-processor `coproc`."""
     return f"{coproc}<-{src}"
 
 
-class _Delay:
+class _Delay(_Op):
     """A top-down loop's delay (FxDelay): at global step n the gated node's local step is
     n - target_depth; for the first `latency` local steps the output is `init`, then the
     value pushed `steps` global steps earlier."""
 
-    def __init__(self, node, shape):
-        self.node, self.name, self.shape = node, node.name, tuple(shape)
+    answers_early = True
+    mixes_with_global_time = False
 
-    def clear_counters(self):
-        pass
+    def __init__(self, node, shape):
+        super().__init__(node)
+        self.shape = tuple(shape)
 
     def reset(self, batch):
-        self.b, self.buf = batch, {}
+        self.b, self.buf = batch.size, {}
 
-    def output(self, n):
+    def early(self, n):
+        """The output at global step n, known before any node computes step n."""
         v = self.buf.pop(n - self.node.steps, None)
         if n - self.node.target_depth < self.node.latency or v is None:
             return np.full((self.b,) + self.shape, self.node.init, np.int64)
         return v
 
-    def push(self, n, value):
-        if value is not None:
-            self.buf[n] = value
+    def advance(self, n, srcs, batch):
+        """Store this step's input for later (the output was `early(n)`)."""
+        if srcs[0] is not None:
+            self.buf[n] = srcs[0]
 
 
-class _Coproc:
+SIM.register(FxDelay)(lambda node, setup: _Delay(node, setup.graph.shape(node.name)))
+
+
+class _Coproc(_Op):
     """A co-processor partition: its integer graph once per step, same step, with state
     reset when its first input arrives (as the chip's x86 program would be)."""
 
-    def __init__(self, node: FxCoproc, depth: int, in_names: list[str]):
-        self.node, self.name, self.depth = node, node.name, depth
+    mixes_with_global_time = False
+
+    def __init__(self, node: FxCoproc, in_names: list[str]):
         self.cg = node.cgraph
         self.in_names = list(self.cg.inputs)
-        self.clear_counters()
+        self.sources = list(in_names)           # the graph nodes feeding it
+        super().__init__(node)
 
     def clear_counters(self):
         self.steps = 0
 
     def reset(self, batch):
-        self.state = self.cg.init_state(batch)
+        self.state = self.cg.init_state(batch.size)
+
+    def advance(self, n, srcs, batch):
+        tm = batch.time
+        if n == tm.to_global(self.name, 0):   # its first input arrives: fresh state
+            self.reset(batch)
+        if not tm.active(self.name, n):
+            return None
+        out = self.step(srcs)
+        if out is not None:
+            t = tm.local(self.name, n)
+            for src, v in zip(self.sources, srcs):
+                channel = batch.boundary[inbound(self.name, src)]
+                channel[batch.rows, t] = v.reshape((batch.size,) + channel.shape[2:])
+        return out
 
     def step(self, xs):
         if any(x is None for x in xs):
@@ -341,7 +544,20 @@ class _Coproc:
         self.steps += xs[0].shape[0]
         return {k: v.astype(np.int64) for k, v in out.items()}
 
+    def counts(self, samples, steps):
+        c, io, k = self.cg.op_counts(), self.cg.io_bytes(), self.steps
+        return {"coproc_steps": k, "coproc_macs": c.macs * k, "coproc_adds": c.adds * k,
+                "coproc_compares": c.compares * k, "coproc_lookups": c.lut * k,
+                "bytes_to_coproc": io.inp * k, "bytes_from_coproc": io.out * k}
 
+    def channels(self, graph):
+        return {inbound(self.name, src): tuple(graph.shape(src)) for src in self.sources}
+
+
+SIM.register(FxCoproc)(lambda node, setup: _Coproc(node, setup.graph.inputs(node.name)))
+
+
+# ----------------------------------------------------------------- neurons
 def _flag(op, kind: str, mask: np.ndarray, what: str, where: str = "") -> None:
     """Count the True entries of `mask` (batch, *shape) as `op.overflow[kind]`; with
     `op.strict`, raise on the first, naming sample and neuron."""
@@ -355,9 +571,14 @@ def _flag(op, kind: str, mask: np.ndarray, what: str, where: str = "") -> None:
                 f"{int(np.ravel_multi_index(tuple(idx[1:]), op.shape))}{where}")
 
 
-class _LIF:
-    def __init__(self, node: FxLIF, depth: int, num: Numerics, strict: bool):
-        self.node, self.name, self.depth, self.strict = node, node.name, depth, strict
+class _LIF(_Op):
+    """Lava's PyLifModelBitAcc (FxLIF): computes in its local window, from zero state."""
+
+    records_values, value_dtype = True, bool
+    mixes_with_global_time = False
+
+    def __init__(self, node: FxLIF, num: Numerics, strict: bool, bias_fed: bool):
+        self.strict, self.bias_fed = strict, bias_fed   # bias_fed: input frames are bias
         self.shape = node.shape
         self.keep_u = num.decay_unity - (node.du + 1)   # ds_offset = 1
         self.keep_v = num.decay_unity - node.dv          # dm_offset = 0
@@ -370,40 +591,66 @@ class _LIF:
         self.bias_mant, self.bias_exp = bm, e
         self.bias = bm << e if e >= 0 else bm >> -e
         self.n = int(np.prod(self.shape))
-        self.clear_counters()
+        super().__init__(node)
 
     def clear_counters(self):
         self.overflow = {"u_wrap": 0, "v_clip": 0, "int32_wrap": 0}
         self.spike_count = 0
         self.active = 0
 
+    def counts(self, samples, steps):
+        return {"spikes": self.spike_count, "neuron_updates": self.n * steps * samples,
+                "active_updates": self.active}
+
+    def overflow_counts(self):
+        return dict(self.overflow)
+
     def reset(self, batch):
-        self.u = np.zeros((batch,) + self.shape, np.int64)
+        self.u = np.zeros((batch.size,) + self.shape, np.int64)
         self.v = np.zeros_like(self.u)
 
-    def _flag(self, kind, mask, n, what):
-        _flag(self, kind, mask, what, f", local step {n - self.depth}")
+    def advance(self, n, srcs, batch):
+        tm = batch.time
+        if not tm.active(self.name, n):
+            return None
+        frame, b = None, batch.size
+        if self.bias_fed:     # the frame is bias, not synaptic input
+            frame, srcs = srcs[0].reshape((b,) + self.shape), []
+        a_in = sum(s for s in srcs if s is not None)
+        if isinstance(a_in, int):   # no input this step
+            a_in = np.zeros((b,) + self.shape, np.int64)
+        t = tm.local(self.name, n)
+        s = self.step(a_in, t, frame)
+        batch.values[self.name][batch.rows, t] = s
+        if batch.state is not None:
+            batch.state[self.name][0][batch.rows, t] = self.u
+            batch.state[self.name][1][batch.rows, t] = self.v
+        return s
 
-    def step(self, a_in: np.ndarray, n: int, frame: np.ndarray | None = None) -> np.ndarray:
-        """frame: this step's bias mantissas from a bias input, added to the node's own."""
+    def _flag(self, kind, mask, t, what):
+        _flag(self, kind, mask, what, f", local step {t}")
+
+    def step(self, a_in: np.ndarray, t: int, frame: np.ndarray | None = None) -> np.ndarray:
+        """One update at local step t. frame: this step's bias mantissas from a bias
+        input, added to the node's own."""
         bias = self.bias
         if frame is not None:
             bm = self.bias_mant + frame.astype(np.int64)
             bias = bm << self.bias_exp if self.bias_exp >= 0 else bm >> -self.bias_exp
         # a_in arrives as int32; Lava shifts it by 6 and adds the decayed current in int32
         a32 = wrap(a_in, I32)
-        self._flag("int32_wrap", a32 != a_in, n, "input current exceeds int32")
+        self._flag("int32_wrap", a32 != a_in, t, "input current exceeds int32")
         a6 = a32 << self.act_shift
         a6w = wrap(a6, I32)
-        self._flag("int32_wrap", a6w != a6, n, f"input << {self.act_shift} exceeds int32")
+        self._flag("int32_wrap", a6w != a6, t, f"input << {self.act_shift} exceeds int32")
         cur = trunc_decay(self.u, self.keep_u, self.shift) + a6w
         cur32 = wrap(cur, I32)
-        self._flag("int32_wrap", cur32 != cur, n, "current sum exceeds int32")
+        self._flag("int32_wrap", cur32 != cur, t, "current sum exceeds int32")
         u = wrap_once(cur32, self.half)
-        self._flag("u_wrap", u != cur32, n, "current u wraps at 24 bits")
+        self._flag("u_wrap", u != cur32, t, "current u wraps at 24 bits")
         v = trunc_decay(self.v, self.keep_v, self.shift) + u + bias
         vc = np.clip(v, -self.half + 1, self.half - 1)
-        self._flag("v_clip", vc != v, n, "voltage v saturates at 24 bits")
+        self._flag("v_clip", vc != v, t, "voltage v saturates at 24 bits")
         s = vc > self.vth
         self.u, self.v = u, np.where(s, 0, vc)
         self.spike_count += int(np.count_nonzero(s))
@@ -412,12 +659,20 @@ class _LIF:
         return s
 
 
-class _SigmaDelta:
-    """Lava's fixed_pt sigma-delta models (PySigmaDeltaModelFixed, PyDeltaModelFixed,
-    PySigmaModelFixed) with their numpy int32 registers made explicit (FxSigmaDelta)."""
+SIM.register(FxLIF)(lambda node, setup: _LIF(node, setup.numerics, setup.strict,
+                                             node.name in setup.bias_fed))
 
-    def __init__(self, node: FxSigmaDelta, depth: int, strict: bool):
-        self.node, self.name, self.depth, self.strict = node, node.name, depth, strict
+
+class _SigmaDelta(_Op):
+    """Lava's fixed_pt sigma-delta models (PySigmaDeltaModelFixed, PyDeltaModelFixed,
+    PySigmaModelFixed) with their numpy int32 registers made explicit (FxSigmaDelta).
+    Runs in global time (from global step 0, never reset); its outputs are read in its
+    local window."""
+
+    records_values, value_dtype = True, np.int32
+
+    def __init__(self, node: FxSigmaDelta, strict: bool):
+        self.strict = strict
         self.shape, self.role = node.shape, node.role
         self.up = node.spike_exp + node.state_exp
         self.state_exp = node.state_exp
@@ -426,7 +681,7 @@ class _SigmaDelta:
         self.bias = wrap(bm << self.up, I32)
         self.cum_error = node.cum_error
         self.msg_max = 1 << max(node.num_message_bits - 1, 0)
-        self.clear_counters()
+        super().__init__(node)
 
     def clear_counters(self):
         self.overflow = {"int32_wrap": 0, "message_bits": 0}
@@ -434,11 +689,28 @@ class _SigmaDelta:
         self.active = 0
         self.updates = 0
 
+    def counts(self, samples, steps):
+        return {"spikes": self.spike_count, "neuron_updates": self.updates,
+                "active_updates": self.active}
+
+    def overflow_counts(self):
+        return dict(self.overflow)
+
     def reset(self, batch):
-        self.sigma = np.zeros((batch,) + self.shape, np.int64)
+        self.sigma = np.zeros((batch.size,) + self.shape, np.int64)
         self.act = np.zeros_like(self.sigma)
         self.residue = np.zeros_like(self.sigma)
         self.error = np.zeros_like(self.sigma)
+
+    def advance(self, n, srcs, batch):
+        b = batch.size
+        a_in = sum(v.astype(np.int64) for v in srcs if v is not None)
+        if isinstance(a_in, int):   # no input this step
+            a_in = np.zeros((b,) + self.shape, np.int64)
+        out = self.step(a_in.reshape((b,) + self.shape))
+        if batch.time.active(self.name, n):
+            batch.values[self.name][batch.rows, batch.time.local(self.name, n)] = out
+        return out
 
     def _w(self, x):
         """int32 register write; counted (or raised in strict mode) when it wraps."""
@@ -480,11 +752,20 @@ class _SigmaDelta:
         return out
 
 
+
+
+SIM.register(FxSigmaDelta)(lambda node, setup: _SigmaDelta(node, setup.strict))
+
+
+# ----------------------------------------------------------------- the simulator
 class Simulator:
     """Compile a fixed-point graph once, run it on many batches.
 
         >>> result = Simulator(graph).run(inputs)            # inputs (N, T, *input_shape)
-        >>> result.spikes["lif2"].shape                      # (N, T, 10)
+        >>> result.values["lif2"].shape                      # (N, T, 10)
+
+    ops: node name -> its op (built by the SIM rule of the node's type); neurons: the
+    names of the nodes whose outputs are Run.values (LIF and sigma-delta neurons).
     """
 
     def __init__(self, graph: Graph, numerics: Numerics | None = None, strict: bool = False,
@@ -503,43 +784,18 @@ class Simulator:
         inp = graph.input_node()
         self.input_name, self.input_shape = inp.name, inp.shape
         self.in_max = max(abs(v) for v in inp.value_range())
-        self.ops: dict[str, object] = {}
-        self.depth = {n: graph.depth(n) for n in self.order}
-        for name in self.order:
-            node = graph.node(name)
-            src = graph.inputs(name)
-            if src and isinstance(graph.node(src[0]), Input):
-                in_max = self.in_max
-            else:   # graded messages from neurons can be any int32
-                in_max = 2 ** 31 if getattr(node, "num_message_bits", 0) else 1
-            if isinstance(node, FxDense):
-                self.ops[name] = _Dense(node, self.depth[name], in_max, strict)
-            elif isinstance(node, FxConv2d):
-                self.ops[name] = _Conv(node, self.depth[name], graph.shape(src[0]), in_max,
-                                       strict)
-            elif isinstance(node, FxLIF):
-                self.ops[name] = _LIF(node, self.depth[name], self.num, strict)
-            elif isinstance(node, FxGate):
-                self.ops[name] = _Gate(node, strict)
-            elif isinstance(node, FxCoproc):
-                self.ops[name] = _Coproc(node, self.depth[name], src)
-            elif isinstance(node, FxDelay):
-                self.ops[name] = _Delay(node, graph.shape(name))
-            elif isinstance(node, FxSigmaDelta):
-                self.ops[name] = _SigmaDelta(node, self.depth[name], strict)
-            elif not isinstance(node, (Input, Flatten, Output, FxCoprocOut, FxDelay)):
-                raise UnsupportedError(
-                    f"{name}: {type(node).__name__} is not supported by the simulator; "
-                    "supported: Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, FxGate, "
-                    "FxCoproc, FxCoprocOut, Flatten, Output")
-        self.lifs = [n for n in self.order if isinstance(self.ops.get(n), (_LIF, _SigmaDelta))]
-        self.sdn = any(isinstance(op, _SigmaDelta) for op in self.ops.values())
-        if self.sdn and any(isinstance(op, (_LIF, _Coproc, _Delay, _Gate))
-                            for op in self.ops.values()):
+        self.bias_fed = graph.bias_fed()   # LIFs whose bias the input frames are
+        SIM.check(self.nodes.values())
+        setup = Setup(graph, self.num, strict, self.in_max,
+                      any(node.runs_in_global_time for node in self.nodes.values()),
+                      frozenset(self.bias_fed))
+        self.ops = {name: SIM.rule(node)(node, setup) for name, node in self.nodes.items()}
+        self.neurons = [n for n in self.order if self.ops[n].records_values]
+        self.early = [n for n in self.order if self.ops[n].answers_early]
+        if setup.global_time and not all(op.mixes_with_global_time
+                                         for op in self.ops.values()):
             raise UnsupportedError("graphs that mix sigma-delta neurons with LIF neurons, "
                                    "gates or co-processor partitions are not supported")
-        self.max_depth = max(self.depth.values())
-        self.bias_fed = graph.bias_fed()   # LIFs whose bias the input frames are
         # compiled kernels where the graph allows (kernels_plan.py); `kernel` "numpy" or
         # SNNCOMPILE_SIM_KERNEL=numpy selects the pure-numpy path below
         from snncompile.backends.sim.kernels_plan import Dispatch
@@ -548,7 +804,7 @@ class Simulator:
         self.kernel, self.kernel_reason = self._dispatch.kernel, self._dispatch.reason
 
     def run(self, inputs: np.ndarray, *, batch_size: int = 64, record_state: bool = False,
-            progress: bool | str = False) -> SimResult:
+            progress: bool | str = False) -> Run:
         inputs = np.asarray(inputs)
         if inputs.ndim != 2 + len(self.input_shape) or inputs.shape[2:] != self.input_shape:
             raise GraphError(f"inputs have shape {inputs.shape}; expected (samples, steps, "
@@ -559,141 +815,64 @@ class Simulator:
                       if inputs.dtype.kind in "biu" else None)
         for op in self.ops.values():
             op.clear_counters()
-        spikes = {n: np.zeros((n_samples, steps) + self.graph.shape(n),
-                              np.int32 if isinstance(self.ops[n], _SigmaDelta) else bool)
-                  for n in self.lifs}
-        boundary = {n.name: np.zeros((n_samples, steps) + n.shape, np.int64)
-                    for n in self.graph.nodes(FxCoprocOut)}
-        for c in self.graph.nodes(FxCoproc):  # and what each partition receives
-            for src in self.graph.inputs(c.name):
-                boundary[inbound(c.name, src)] = np.zeros(
-                    (n_samples, steps) + self.graph.shape(src), np.int64)
-        state = ({n: (np.zeros((n_samples, steps) + self.graph.shape(n), np.int32),
-                      np.zeros((n_samples, steps) + self.graph.shape(n), np.int32))
-                  for n in self.lifs} if record_state else None)
+        tm = timing(self.graph, steps)
+        values, boundary, state = self._allocate(n_samples, steps, record_state)
         from snncompile.progress import bar
         with bar(n_samples, progress if isinstance(progress, str) else "simulate", "sample",
                  enabled=bool(progress), leave=False) as pbar:
             for start in range(0, n_samples, batch_size):
                 chunk = inputs[start:start + batch_size]
-                self._run_batch(chunk, spikes, state, start, boundary)
+                self._run_batch(Batch(chunk, start, tm, values, boundary, state))
                 pbar.update(len(chunk))
         counts, overflow = {}, {}
         for name, op in self.ops.items():
-            if isinstance(op, _Coproc):
-                c = op.cg.op_counts()
-                io = op.cg.io_bytes()
-                counts[name] = {"coproc_steps": op.steps, "coproc_macs": c.macs * op.steps,
-                                "coproc_adds": c.adds * op.steps,
-                                "coproc_compares": c.compares * op.steps,
-                                "coproc_lookups": c.lut * op.steps,
-                                "bytes_to_coproc": io.inp * op.steps,
-                                "bytes_from_coproc": io.out * op.steps}
-                continue
-            if isinstance(op, (_LIF, _SigmaDelta)):
-                counts[name] = {"spikes": op.spike_count,
-                                "neuron_updates": (op.updates if isinstance(op, _SigmaDelta)
-                                                   else op.n * steps * n_samples),
-                                "active_updates": op.active}
-                overflow[name] = dict(op.overflow)
-            else:
-                if isinstance(op, _Gate):
-                    counts[name] = {"gate_products": op.products}
-                    continue
-                if isinstance(op, _Delay):
-                    continue
-                counts[name] = {"synops": op.synops, "input_events": op.events}
-                if isinstance(op, _Conv):
-                    overflow[name] = {"conv_wrap": op.wraps}
-                elif op.graded:
-                    overflow[name] = {"int32_wrap": op.wraps}
-        return Run(values=spikes, samples=n_samples, steps=steps,
+            c, o = op.counts(n_samples, steps), op.overflow_counts()
+            if c is not None:
+                counts[name] = c
+            if o is not None:
+                overflow[name] = o
+        return Run(values=values, samples=n_samples, steps=steps,
                    wall_s=time.perf_counter() - t0, backend="sim", boundary=boundary,
                    state=state, counts=counts, overflow=overflow,
                    kernel="numba" if self._fast is not None else "numpy")
 
-    def _run_batch(self, x, spikes, state, offset, boundary):
+    def _allocate(self, samples: int, steps: int, record_state: bool):
+        """Zeroed Run.values, Run.boundary and Run.state (None unless recorded)."""
+        def series(shape, dtype):
+            return np.zeros((samples, steps) + tuple(shape), dtype)
+        values = {n: series(self.graph.shape(n), self.ops[n].value_dtype)
+                  for n in self.neurons}
+        boundary = {ch: series(shape, np.int64) for op in self.ops.values()
+                    for ch, shape in op.channels(self.graph).items()}
+        # every neuron has an entry; only LIF neurons write their (u, v) into it
+        state = ({n: (series(self.graph.shape(n), np.int32),
+                      series(self.graph.shape(n), np.int32)) for n in self.neurons}
+                 if record_state else None)
+        return values, boundary, state
+
+    def _run_batch(self, batch: Batch):
         if self._fast is not None:
-            return self._fast.run_batch(x, spikes, state, offset)
-        self._run_batch_numpy(x, spikes, state, offset, boundary)
+            return self._fast.run_batch(batch)
+        self._run_batch_numpy(batch)
 
-    def _run_batch_numpy(self, x, spikes, state, offset, boundary):
-        b, steps = x.shape[:2]
-        for name, op in self.ops.items():
-            if isinstance(op, (_LIF, _Coproc, _Delay, _SigmaDelta)):
-                op.reset(b)
-            elif isinstance(op, _Synapse):
-                op.reset(b, self.graph.shape(name))
-        delays = [n for n in self.order if isinstance(self.ops.get(n), _Delay)]
-        for n in range(steps + self.max_depth):
-            # loop delays answer first: their outputs were computed in earlier steps
-            values: dict[str, np.ndarray | None] = {d: self.ops[d].output(n) for d in delays}
-            for name in self.order:
-                node = self.nodes[name]
-                srcs = [values[s] for s in self.inputs[name]]
-                if name in values:  # a loop delay: store this step's input for later
-                    self.ops[name].push(n, srcs[0])
-                    continue
-                if isinstance(node, Input):
-                    values[name] = x[:, n] if n < steps else None
-                    if values[name] is None and self.sdn:  # the encoder sees zeros
-                        values[name] = np.zeros((b,) + self.input_shape, np.int64)
-                    continue
-                op = self.ops.get(name)
-                if isinstance(op, _Synapse):
-                    values[name] = op.step(srcs[0])
-                elif isinstance(op, _LIF):
-                    d = op.depth
-                    if not (d <= n < d + steps):
-                        values[name] = None
-                        continue
-                    frame = None
-                    if name in self.bias_fed:     # the frame is bias, not synaptic input
-                        frame, srcs = srcs[0].reshape((b,) + op.shape), []
-                    a_in = sum(s for s in srcs if s is not None)
-                    if isinstance(a_in, int):
-                        a_in = np.zeros((b,) + op.shape, np.int64)
-                    s = op.step(a_in, n, frame)
-                    values[name] = s
-                    spikes[name][offset:offset + b, n - d] = s
-                    if state is not None:
-                        state[name][0][offset:offset + b, n - d] = op.u
-                        state[name][1][offset:offset + b, n - d] = op.v
-                elif isinstance(op, _SigmaDelta):  # never reset: runs from global step 0
-                    a_in = sum(v.astype(np.int64) for v in srcs if v is not None)
-                    if isinstance(a_in, int):
-                        a_in = np.zeros((b,) + op.shape, np.int64)
-                    out = op.step(a_in.reshape((b,) + op.shape))
-                    values[name] = out
-                    if op.depth <= n < op.depth + steps:
-                        spikes[name][offset:offset + b, n - op.depth] = out
-                elif isinstance(op, _Gate):
-                    values[name] = op.step(srcs[0], srcs[1])
-                elif isinstance(op, _Coproc):
-                    d = op.depth  # active (and reset on entry) in its window, like the LIFs
-                    if n == d:
-                        op.reset(b)
-                    values[name] = op.step(srcs) if d <= n < d + steps else None
-                    if values[name] is not None:
-                        for src, v in zip(self.inputs[name], srcs):
-                            boundary[inbound(name, src)][offset:offset + b, n - d] = \
-                                v.reshape((b,) + self.graph.shape(src))
-                elif isinstance(node, FxCoprocOut):
-                    g = None if srcs[0] is None else srcs[0][node.port]
-                    values[name] = g
-                    if g is not None:
-                        d = self.depth[name]
-                        boundary[name][offset:offset + b, n - d] = g
-                elif isinstance(node, Flatten):
-                    values[name] = None if srcs[0] is None else srcs[0].reshape(b, -1)
-                else:  # Output
-                    values[name] = srcs[0]
+    def _run_batch_numpy(self, batch: Batch):
+        """Step the chip's global time over one batch (see the module docstring)."""
         for op in self.ops.values():
-            if isinstance(op, _Synapse):
-                op.finish()
+            op.reset(batch)
+        for n in range(batch.time.global_steps):
+            # loop delays answer first: their outputs were computed in earlier steps
+            values: dict[str, np.ndarray | None] = {d: self.ops[d].early(n)
+                                                    for d in self.early}
+            for name in self.order:
+                op = self.ops[name]
+                out = op.advance(n, [values[s] for s in self.inputs[name]], batch)
+                if not op.answers_early:
+                    values[name] = out
+        for op in self.ops.values():
+            op.finish()
 
 
-def simulate(graph: Graph, inputs: np.ndarray, **kwargs) -> SimResult:
+def simulate(graph: Graph, inputs: np.ndarray, **kwargs) -> Run:
     """One-shot convenience: `Simulator(graph, strict=...).run(inputs, ...)`."""
     strict = kwargs.pop("strict", False)
     numerics = kwargs.pop("numerics", None)
@@ -709,6 +888,10 @@ class SimBackend:
     is_lava = False
 
     def unsupported(self, graph, source=None) -> str | None:
+        """The SIM table's refusal of the first node without a simulator rule, or None."""
+        for name in graph.order():
+            if not SIM.supports(graph.node(name)):
+                return SIM.refusal(graph.node(name))
         return None
 
     def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
