@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputFileError
 from snncompile.backends.sim.fixed import prepare_weights
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                    FxLIF, FxSigmaDelta, Input, Node)
+                    FxLI, FxLIF, FxSigmaDelta, Input, Node)
 
 MAX_ELEMENTS = 1 << 24     # neurons per node (a Loihi 2 chip holds about 2**20)
 MAX_WEIGHTS = 1 << 28      # synapses per node
@@ -185,6 +185,28 @@ def _lif(ctx: _Ctx, node: FxLIF, shape) -> None:
               MAX_ELEMENTS)
     ctx.scalar(node, "bias_exp", 0, min(int(num.bias_exp_max), 7),
                "the target's bias exponent range")
+
+
+@_check(FxLI)
+def _li(ctx: _Ctx, node: FxLI, shape) -> None:
+    """The readout runs as a CUBA compartment at the largest threshold: its decays, bias
+    mantissa and exponent have FxLIF's target limits; its read scale must be usable."""
+    num = ctx.num
+    unity = 1 << min(int(num.decay_bits), 12)
+    ctx.scalar(node, "du", 0, unity - 1, f"{num.decay_bits}-bit decay")
+    ctx.scalar(node, "dv", 0, unity, f"{num.decay_bits}-bit decay")
+    _bias_shape(ctx, node, shape)
+    bmax = (1 << (min(int(num.bias_mant_bits), CAP_MANT_BITS) - 1)) - 1
+    ctx.array(node, "bias_mant", -bmax - 1, bmax, f"{num.bias_mant_bits}-bit bias mantissa",
+              MAX_ELEMENTS)
+    ctx.scalar(node, "bias_exp", 0, min(int(num.bias_exp_max), 7),
+               "the target's bias exponent range")
+    if not (np.isfinite(node.scale) and node.scale > 0):
+        raise InputFileError(f"{ctx.where}: node '{node.name}': scale ({node.scale}) is not "
+                             "a finite number > 0; recompile")
+    if not np.all(np.isfinite(node.offset)):
+        raise InputFileError(f"{ctx.where}: node '{node.name}': offset is not finite; "
+                             "recompile")
 
 
 @_check(FxSigmaDelta)

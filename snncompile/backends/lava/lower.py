@@ -7,6 +7,7 @@
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
     Flatten, Output -> views of their input's port
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc); spikes recorded
+    FxLI     -> LIFReset at the largest threshold mantissa; its voltage v recorded (VOLTAGE)
     FxSigmaDelta -> lava.proc.sdn.process SigmaDelta / Delta / Sigma (fixed_pt models);
                 graded spikes recorded
     FxGate   -> procs.GateProcess;  FxDelay -> procs.DelayProcess (a loop's back edge)
@@ -45,7 +46,7 @@ from snncompile.backends.sim.simulator import inbound
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense,
-                                 FxGate, FxLIF, FxSigmaDelta, Input, Output)
+                                 FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 
@@ -367,6 +368,29 @@ def _lif(node: FxLIF, ins: list[Lowered], net: LavaNet) -> Lowered:
         _connect(ins, proc.a_in)
     net.neurons[name] = (proc, perm, lshape)
     net.record(name, name, proc.s_out, perm, lshape, net.graph.shape(name), SPIKES)
+    return Lowered(proc.s_out, perm, lshape)
+
+
+@LOWER.register(FxLI)
+def _li(node: FxLI, ins: list[Lowered], net: LavaNet) -> Lowered:
+    """A non-spiking readout: a LIFReset at the largest threshold mantissa (it never
+    reaches it while the quantiser's headroom holds), its voltage `v` read whole every
+    step by a VarRecorder (int32, our layout) as the node's values."""
+    from lava.proc.lif.models import PyLifResetModelBitAcc
+    from lava.proc.lif.process import LIFReset
+    from snncompile.target import load_target
+
+    name = node.name
+    perm, lshape = _neuron_layout(node, ins, net)
+    vth = load_target("loihi2").numerics.vth_max    # Lava's bit-accurate LIF is Loihi 2's
+    proc = LIFReset(shape=lshape, du=int(node.du), dv=int(node.dv), vth=int(vth),
+                    bias_mant=_lava_bias(node, perm, lshape), bias_exp=int(node.bias_exp),
+                    reset_interval=net.steps,
+                    reset_offset=net.timing.lava_reset_offset(name), name=name)
+    net.add(proc, PyLifResetModelBitAcc)
+    _connect(ins, proc.a_in)
+    net.neurons[name] = (proc, perm, lshape)
+    net.record(name, name, proc.v, perm, lshape, net.graph.shape(name), VOLTAGE)
     return Lowered(proc.s_out, perm, lshape)
 
 

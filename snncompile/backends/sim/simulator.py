@@ -39,7 +39,7 @@ from snncompile.coproc.ops import shift_round
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
 from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                           FxLIF, FxSigmaDelta, Graph, Input, Output)
+                           FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 from snncompile.target import Numerics, load_target
@@ -585,13 +585,18 @@ class _LIF(_Op):
         self.shift = num.decay_bits
         self.half = num.state_max
         self.act_shift = num.act_shift
-        self.vth = np.int64(node.vth) << num.vth_shift
+        self.vth = np.int64(self.threshold(node, num)) << num.vth_shift
         bm = np.broadcast_to(np.asarray(node.bias_mant, np.int64), self.shape)
         e = int(node.bias_exp)
         self.bias_mant, self.bias_exp = bm, e
         self.bias = bm << e if e >= 0 else bm >> -e
         self.n = int(np.prod(self.shape))
         super().__init__(node)
+
+    @staticmethod
+    def threshold(node, num: Numerics) -> int:
+        """The threshold mantissa (compared as v > vth << vth_shift)."""
+        return node.vth
 
     def clear_counters(self):
         self.overflow = {"u_wrap": 0, "v_clip": 0, "int32_wrap": 0}
@@ -661,6 +666,39 @@ class _LIF(_Op):
 
 SIM.register(FxLIF)(lambda node, setup: _LIF(node, setup.numerics, setup.strict,
                                              node.name in setup.bias_fed))
+
+
+class _LI(_LIF):
+    """The non-spiking readout (FxLI): a Lava LIFReset at the largest threshold mantissa
+    (`num.vth_max`) whose voltage is read every step; its value is v (int32) after the
+    update. A step where v would exceed vth << 6 is counted as `would_spike` (the chip
+    would spike and reset there; so does this op, as Lava does); the headroom the
+    quantiser keeps means it does not happen."""
+
+    value_dtype = np.int32
+
+    def __init__(self, node: FxLI, num: Numerics, strict: bool):
+        super().__init__(node, num, strict, False)
+
+    @staticmethod
+    def threshold(node, num: Numerics) -> int:
+        return num.vth_max
+
+    def clear_counters(self):
+        super().clear_counters()
+        self.overflow["would_spike"] = 0
+
+    def counts(self, samples, steps):
+        return {"spikes": 0, "neuron_updates": self.n * steps * samples,
+                "active_updates": self.active}
+
+    def step(self, a_in, t, frame=None):
+        s = super().step(a_in, t, frame)
+        self._flag("would_spike", s, t, "readout voltage exceeds vth << 6 (would spike)")
+        return self.v.astype(np.int32)
+
+
+SIM.register(FxLI)(lambda node, setup: _LI(node, setup.numerics, setup.strict))
 
 
 class _SigmaDelta(_Op):
