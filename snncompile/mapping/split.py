@@ -306,6 +306,19 @@ def axon_bits(n, bits_per_synapse: int, lim: Limits):
     return full * words(size) + np.where(rem > 0, words(rem), 0)
 
 
+@dataclass(frozen=True)
+class _BoundShare:
+    """One layer's share of the lower bound: input axons and synapse bits no mapping goes
+    below, the fewest input axons any piece needs; all-to-all layers also the most neurons
+    one core holds (`kmax`) and the cores that takes (`cores`)."""
+
+    input_axons: float
+    synapse_bits: float
+    min_fanin: int
+    kmax: int | None = None
+    cores: int = 0
+
+
 class _DenseSyn:
     """Connectivity of a dense-fed layer; `nz` is None when every weight is non-zero."""
 
@@ -352,6 +365,23 @@ class _DenseSyn:
     @property
     def total_synapses(self) -> int:
         return int(self.syn_cum[-1]) if self.n_in else 0
+
+    def bound_share(self, n: int, synapses: int, lim: Limits) -> "_BoundShare":
+        """This layer's share of the lower bound's totals (see `_lower_bound`)."""
+        state = lim.neuron_state_bits * n
+        if self.n_in and self.nz is None:  # all-to-all
+            kmax, bits_per_neuron = _kmax_full(self.n_in, self.bpw, lim)
+            kmax = max(kmax, 1)
+            cores = -(-n // kmax)
+            bits = (n * bits_per_neuron if math.isfinite(bits_per_neuron)
+                    else state + n * self.n_in * self.bpw)
+            return _BoundShare(cores * self.n_in, bits, self.n_in, kmax, cores)
+        bits = state
+        if self.n_in:
+            j = np.arange(1, lim.synapse_group_size + 1)
+            bits += synapses * float((axon_bits(j, self.bpw, lim) / j).min())
+        return _BoundShare(self.one_neuron()[0], bits,
+                           int(self.row_nnz.min()) if self.n_in and n else 0)
 
     def split(self, name: str, syn_name: str | None, out_ax: np.ndarray, lim: Limits,
               max_syn: int | None) -> tuple[list[Block], np.ndarray]:
@@ -416,6 +446,15 @@ class _ConvSyn:
 
     def synapses(self, c0, c1, y0, y1, x0, x1):
         return (c1 - c0) * self.ipg * (self.cvh[y1] - self.cvh[y0]) * (self.cvw[x1] - self.cvw[x0])
+
+    def bound_share(self, n: int, synapses: int, lim: Limits) -> "_BoundShare":
+        """This layer's share of the lower bound's totals: the halo's input axons, the
+        kernel once per output channel (when the target shares conv weights)."""
+        kern = (self.c * self.ipg * self.kh * self.kw if lim.conv_weight_sharing
+                else self.total_synapses)
+        return _BoundShare(max(self.ipg * self.kh * self.kw,
+                               n * _conv_fanin_per_neuron(self, lim)),
+                           lim.neuron_state_bits * n + kern * self.bpw, 1)
 
     def split(self, name: str, syn_name: str | None, out_ax: np.ndarray, lim: Limits,
               max_syn: int | None) -> tuple[list[Block], np.ndarray]:
@@ -934,6 +973,37 @@ def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
     return float((fanin[ok] / neurons[ok]).min())
 
 
+def _layer_shares(layers, infos, layers_split, local, lim: Limits):
+    """Per layer: its share of every total no mapping goes below (see `_lower_bound`) and
+    the fewest input axons any piece of it needs; the groups of all-to-all layers by
+    (fan-in, weight bits): [neurons, kmax, layer names]."""
+    per: dict[str, dict[str, float]] = {}
+    full_cores: dict[str, int] = {}
+    groups: dict[tuple[int, int], list] = {}
+    min_fanin: dict[str, int] = {}
+    for name, info in infos.items():
+        n = layers_split[name].neurons
+        share = info.bound_share(n, layers_split[name].synapses, lim)
+        t = per[name] = dict.fromkeys(RESOURCES, 0.0)
+        t["neurons"] = n
+        t["input_axons"] = share.input_axons
+        t["synapse_bits"] = share.synapse_bits
+        min_fanin[name] = share.min_fanin
+        if share.kmax is not None:  # all-to-all
+            full_cores[name] = share.cores
+            group = groups.setdefault((info.n_in, info.bpw), [0, share.kmax, []])
+            group[0] += n
+            group[2].append(name)
+    for name in infos:
+        full = [dst for _, dst in layers[name].consumers if dst in full_cores]
+        other = len(layers[name].consumers) > len(full)
+        per[name]["output_axons"] = layers_split[name].neurons * sum(full_cores[d]
+                                                                     for d in full)
+        if other and not full:
+            per[name]["output_axons"] += int(np.count_nonzero(local[name][0]))
+    return per, groups, min_fanin
+
+
 def _lower_bound(layers, infos, layers_split, local, inp, spec: TargetSpec) -> dict:
     """Cores that no split and packing can go below (every resource as encoded).
 
@@ -957,48 +1027,7 @@ def _lower_bound(layers, infos, layers_split, local, inp, spec: TargetSpec) -> d
     the other layers. The bound is the largest of all these.
     """
     lim = spec.limits
-    per: dict[str, dict[str, float]] = {}  # per layer: its share of every total
-    full_cores: dict[str, int] = {}
-    groups: dict[tuple[int, int], list] = {}
-    min_fanin: dict[str, int] = {}  # the fewest input axons any piece of the layer needs
-    for name, info in infos.items():
-        n = layers_split[name].neurons
-        t = per[name] = dict.fromkeys(RESOURCES, 0.0)
-        t["neurons"] = n
-        t["synapse_bits"] = lim.neuron_state_bits * n
-        if isinstance(info, _ConvSyn):
-            t["input_axons"] = max(info.ipg * info.kh * info.kw,
-                                   n * _conv_fanin_per_neuron(info, lim))
-            kern = info.c * info.ipg * info.kh * info.kw if lim.conv_weight_sharing \
-                else info.total_synapses
-            t["synapse_bits"] += kern * info.bpw
-            min_fanin[name] = 1
-        elif info.n_in and info.nz is None:  # all-to-all
-            kmax, bits_per_neuron = _kmax_full(info.n_in, info.bpw, lim)
-            kmax = max(kmax, 1)
-            full_cores[name] = -(-n // kmax)
-            t["input_axons"] = full_cores[name] * info.n_in
-            if math.isfinite(bits_per_neuron):
-                t["synapse_bits"] = n * bits_per_neuron
-            else:
-                t["synapse_bits"] += n * info.n_in * info.bpw
-            groups.setdefault((info.n_in, info.bpw), [0, kmax, []])
-            groups[(info.n_in, info.bpw)][0] += n
-            groups[(info.n_in, info.bpw)][2].append(name)
-            min_fanin[name] = info.n_in
-        else:
-            t["input_axons"] = info.one_neuron()[0]
-            min_fanin[name] = int(info.row_nnz.min()) if info.n_in and n else 0
-            if info.n_in:
-                j = np.arange(1, lim.synapse_group_size + 1)
-                per_syn = float((axon_bits(j, info.bpw, lim) / j).min())
-                t["synapse_bits"] += layers_split[name].synapses * per_syn
-    for name in infos:
-        full = [dst for _, dst in layers[name].consumers if dst in full_cores]
-        other = len(layers[name].consumers) > len(full)
-        per[name]["output_axons"] = layers_split[name].neurons * sum(full_cores[d] for d in full)
-        if other and not full:
-            per[name]["output_axons"] += int(np.count_nonzero(local[name][0]))
+    per, groups, min_fanin = _layer_shares(layers, infos, layers_split, local, lim)
 
     def bound(names) -> dict[str, int]:
         return {r: math.ceil(round(sum(per[n][r] for n in names), 6) / lim.limit(r))
