@@ -26,7 +26,7 @@ import math
 
 from snncompile.ir import FxCoproc, FxCoprocOut, FxDelay, Graph
 from snncompile.ir.registry import Rules
-from snncompile.mapping.split import role
+from snncompile.mapping.split import core_role
 from snncompile.target import TargetSpec
 
 
@@ -34,7 +34,7 @@ def assign(graph: Graph) -> dict[str, str]:
     """Node name -> "coproc" for the nodes whose mapping rule (split.SPLIT) puts them on
     the co-processor (FxCoproc, FxCoprocOut, and FxDelay: a loop delay buffers on the x86
     core), "neuro" for every other node."""
-    return {n: "coproc" if role(graph, n) == "coproc" else "neuro" for n in graph.order()}
+    return {n: "coproc" if core_role(graph, n) == "coproc" else "neuro" for n in graph.order()}
 
 
 BOUNDARY = Rules("co-processor boundary")

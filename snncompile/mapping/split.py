@@ -181,23 +181,17 @@ def _trait_role(node_type: type) -> str:
     raise TypeError(f"{node_type.__name__}: no trait says its mapping role; register one")
 
 
-for _t in (FxLIF, FxSigmaDelta, FxCoproc, FxCoprocOut):
-    SPLIT.add(_t, CoreCost(_trait_role(_t)))
-SPLIT.add(FxDense, CoreCost(_trait_role(FxDense),
-                            lambda node, graph, shape, spec, lim:
-                            _DenseSyn(node, int(np.prod(shape)), lim)))
-SPLIT.add(FxConv2d, CoreCost(_trait_role(FxConv2d),
-                             lambda node, graph, shape, spec, lim:
-                             _ConvSyn(node, graph.shape(graph.inputs(node.name)[0]), shape,
-                                      spec)))
 SPLIT.add(Input, CoreCost("input"))
 SPLIT.add(Flatten, CoreCost("reshape"))
 SPLIT.add(Output, CoreCost("output"))
+for _t in (FxLIF, FxSigmaDelta, FxCoproc, FxCoprocOut):
+    SPLIT.add(_t, CoreCost(_trait_role(_t)))
 SPLIT.add(FxGate, CoreCost("gate"))      # the gated LIF's own programmable neuron applies it
 SPLIT.add(FxDelay, CoreCost("coproc"))   # a loop delay buffers on the x86 core
+# FxDense and FxConv2d: next to their connectivity (_DenseSyn, _ConvSyn) below
 
 
-def role(graph: Graph, name: str) -> str | None:
+def core_role(graph: Graph, name: str) -> str | None:
     """The mapping role of node `name` (None when the mapping has no rule for its type)."""
     rule = SPLIT.get(graph.node(name))
     return rule.role if rule is not None else None
@@ -233,7 +227,7 @@ def _source_of(graph: Graph, name: str) -> str:
     """Walk back through reshapes (Flatten) to the node sending the messages (the graph
     input or a neuron)."""
     while True:
-        here = role(graph, name)
+        here = core_role(graph, name)
         if here in ("input", "neuron"):
             return name
         ins = graph.inputs(name)
@@ -250,7 +244,7 @@ def _through_gates(graph: Graph, name: str) -> tuple[str, list[tuple]]:
     neuron's own programmable neuron: same core, no extra synapses), and the shapes of the
     gains those gates apply."""
     gains = []
-    while role(graph, name) == "gate":
+    while core_role(graph, name) == "gate":
         gains.append(tuple(graph.shape(graph.inputs(name)[1])))
         name = graph.inputs(name)[0]
     return name, gains
@@ -261,9 +255,9 @@ def _neuron_layer(graph: Graph, name: str) -> list[_Layer]:
     and its relay layer when the synapse's current also leaves for the co-processor."""
     ins = graph.inputs(name)
     syn, gains = _through_gates(graph, ins[0]) if ins else (None, [])
-    if syn is not None and role(graph, syn) == "input":  # a delta encoder reads the frames
-        syn = None
-    if syn is not None and role(graph, syn) != "synapse":
+    if syn is not None and core_role(graph, syn) == "input":
+        syn = None  # a delta encoder reads the input frames directly
+    if syn is not None and core_role(graph, syn) != "synapse":
         raise UnsupportedError(f"{name}: an {type(graph.node(name)).__name__} must be fed by "
                                f"{_names('synapse')}, not {type(graph.node(syn)).__name__}")
     syn_node = graph.node(syn) if syn is not None else None
@@ -284,7 +278,7 @@ def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
     inp = graph.input_node().name
     layers = {inp: _Layer(inp, graph.shape(inp), None, None)}
     for name in graph.order():
-        if role(graph, name) == "neuron":
+        if core_role(graph, name) == "neuron":
             layers.update((lay.name, lay) for lay in _neuron_layer(graph, name))
     for layer in layers.values():
         if layer.syn is not None:
@@ -409,6 +403,14 @@ class _DenseSyn:
                            minlength=n_src)
 
 
+def _dense_connectivity(node: FxDense, graph: Graph, shape, spec: TargetSpec,
+                        lim: Limits) -> _DenseSyn:
+    return _DenseSyn(node, int(np.prod(shape)), lim)
+
+
+SPLIT.add(FxDense, CoreCost(_trait_role(FxDense), _dense_connectivity))
+
+
 class _ConvSyn:
     """Geometry of a conv-fed layer: tiles of the output map to rectangles of the input."""
 
@@ -504,6 +506,14 @@ class _ConvSyn:
         bits = bits + lim.neuron_state_bits * neurons
         out = _sat_sum(out_sat, c0, c1, y0, y1, x0, x1)
         return np.broadcast_arrays(neurons, fanin, out, bits)
+
+
+def _conv_connectivity(node: FxConv2d, graph: Graph, shape, spec: TargetSpec,
+                       lim: Limits) -> _ConvSyn:
+    return _ConvSyn(node, graph.shape(graph.inputs(node.name)[0]), shape, spec)
+
+
+SPLIT.add(FxConv2d, CoreCost(_trait_role(FxConv2d), _conv_connectivity))
 
 
 def _sat(a: np.ndarray) -> np.ndarray:
