@@ -7,13 +7,19 @@ deterministically (same inputs give byte-identical files).
       graph.json           fixed-point graph (format: snncompile.ir.graph)
       arrays.npz           its integer arrays
       float/graph.json     float graph after pool folding (for float accuracy; absent for
-                           models that arrive in fixed point, e.g. netx)
+                           models that arrive in fixed point, e.g. netx); an HTDA model's
+                           includes its top-down loop (TopDown, Delay, Gate nodes)
       float/arrays.npz
       report.json          compile report for programs
       report.md            compile report for people
       mapping.json         core mapping: every block and core, utilisation, placement
       coproc/NAME.onnx     each co-processor partition as a standalone integer ONNX model
                            (attention models only; checked with onnx.checker)
+      netx/network.net     a copy of the lava-dl netx file the build was compiled from
+                           (`Build.source_copy`; the `netx` backend runs it; netx only)
+
+(Builds of HTDA models written before the loop was part of the float graph also held
+htda/model.pt, a copy of the checkpoint; they have no float/ and verify as "not checked".)
 
 A build is untrusted input when it is loaded (it may come from anyone, or be edited and
 re-hashed): the manifest must list every file the loader reads, by a relative path inside
@@ -79,6 +85,7 @@ class Build:
     extra_files: dict = dataclasses.field(default_factory=dict)  # name -> JSON document
     extra_bytes: dict = dataclasses.field(default_factory=dict)  # relative path -> bytes
     members: dict = dataclasses.field(default_factory=dict)  # loaded: name -> sha256
+    source_copy: bytes | None = None  # the netx file compiled from (member NETX_SOURCE)
 
     def save(self, path: str | Path) -> Path:
         """Write into `path` atomically (snncompile.safe_io.atomic_directory): a failure
@@ -112,6 +119,11 @@ class Build:
         (tmp / "report.md").write_text(self.report_md)
         members = {**{n: (json.dumps(d, indent=1) + "\n").encode()
                       for n, d in self.extra_files.items()}, **self.extra_bytes}
+        if self.source_copy is not None:
+            if self.NETX_SOURCE in members:
+                raise OutputFileError(f"{tmp}: build member {self.NETX_SOURCE} is the netx "
+                                      "source copy (Build.source_copy), not an extra file")
+            members[self.NETX_SOURCE] = bytes(self.source_copy)
         for name, data in sorted(members.items()):
             dest = _member_dest(tmp, name)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +158,7 @@ class Build:
             if _sha256(blob) != digest:
                 raise InputFileError(f"{path / name}: modified since compile (checksum "
                                      "mismatch); recompile")
-            if name in REQUIRED or name.startswith("float/"):
+            if name in REQUIRED or name.startswith("float/") or name == cls.NETX_SOURCE:
                 data[name] = blob
         report = _parse_json(data["report.json"], path / "report.json")
         mapping = report.get("mapping", {}) if isinstance(report, dict) else None
@@ -165,15 +177,16 @@ class Build:
         if float_graph is not None:
             check_float_graph(float_graph, where=str(path / "float" / "graph.json"))
         return cls(graph=graph, float_graph=float_graph, target=target, report=report,
-                   report_md=report_md, path=path, members=files)
+                   report_md=report_md, path=path, members=files,
+                   source_copy=data.get(cls.NETX_SOURCE))
 
     NETX_SOURCE = "netx/network.net"
     """Member holding a copy of the netx file a build was compiled from (the `netx` backend
     runs it with lava-dl's own loader)."""
 
     def netx_source(self) -> Path | None:
-        """The saved copy of the netx source file, or None (not compiled from netx, or not
-        saved yet)."""
+        """The saved copy of the netx source file (`source_copy` as written by `save`), or
+        None (not compiled from netx, or not saved yet)."""
         if self.path is None or self.NETX_SOURCE not in self.members:
             return None
         return self.member(self.NETX_SOURCE)

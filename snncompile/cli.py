@@ -334,7 +334,7 @@ def _dispatch(args) -> int:
         from .progress import cli_run   # progress on stderr for the command, unless --quiet
         return cli_run({"compile": cmd_compile, "run": cmd_run, "verify": cmd_verify,
                         "energy": cmd_energy, "export": cmd_export, "report": cmd_report,
-                        "inspect": cmd_inspect}[args.command], args)
+                        "inspect": cmd_inspect, "nodes": cmd_nodes}[args.command], args)
     except SnnCompileError as exc:
         print(f"snncompile: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -585,6 +585,13 @@ def _add_report_parsers(sub, fmt) -> None:
                     "the build, as for `report`)")
     ip.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    np_ = sub.add_parser("nodes", help="which node types every stage (simulator, reference, "
+                         "Lava, mapping, energy, exporters, ...) has a rule for",
+                         formatter_class=fmt, description="Each stage keeps one table of "
+                         "rules keyed on node type (snncompile/ir/registry.py); this prints "
+                         "them as one matrix: x = the stage handles that node type.")
+    np_.add_argument("--json", action="store_true", help="print {stage: [node types]}")
+
 
 def cmd_report(args) -> int:
     from .build import Build
@@ -630,6 +637,14 @@ def cmd_inspect(args) -> int:
     check_build_dir(args.build)
     d = describe(Build.load(args.build), args.verify_json)
     print(json.dumps(d, indent=1) if args.json else describe_text(d))
+    return 0
+
+
+def cmd_nodes(args) -> int:
+    import json
+
+    from .ir.registry import support_matrix, support_table
+    print(json.dumps(support_matrix(), indent=1) if args.json else support_table())
     return 0
 
 

@@ -1,6 +1,7 @@
 """The compiler as one readable function: one line per stage."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -9,12 +10,12 @@ import numpy as np
 from .build import Build
 from .data import load_inputs
 from .errors import InputFileError, UnsupportedError
-from snncompile.verify.fidelity import (HTDA_MODEL, Tolerance, UnfaithfulError, compare, compiled_only,
-                       htda_runner, not_checked)
+from snncompile.verify.fidelity import (Tolerance, UnfaithfulError, compare, compiled_only,
+                                        not_checked)
 from .frontends import import_checkpoint
 from .ir import NEURON_TYPES, FxCoproc, Graph
 from .passes.fold import fold_pools
-from .passes.htda import lower_htda
+from .passes.htda import insert_loop, lower_htda, set_aside_loop
 from snncompile.mapping.coproc_assign import partition, partition_markdown
 from snncompile.mapping.place import map_graph
 from .passes.quantize import quantize
@@ -24,8 +25,8 @@ from snncompile.backends.sim.simulator import Simulator
 from .target import TargetSpec, load_target
 
 
-NETX_SOURCE = "netx/network.net"
-"""Where a build compiled from a netx file keeps a copy of it."""
+NETX_SOURCE = Build.NETX_SOURCE
+"""Where a build compiled from a netx file keeps a copy of it (`Build.source_copy`)."""
 
 
 def import_model(source: str | Path, input_bits: int | None = None,
@@ -94,42 +95,34 @@ COMPILE_STAGES = ["import", "fold pools", "calibration: float model", "quantise"
 """The stages `compile_model` shows progress for (one bar, or periodic lines in a log)."""
 
 
+@dataclasses.dataclass
+class _Lowered:
+    """What the float-to-fixed stages produced: the fixed-point graph, the quantisation
+    reports, the build's float graph (None for a model imported in fixed point), the float
+    graph's spikes on the calibration samples and those samples (None without)."""
+
+    fixed: Graph
+    quant: list
+    float_graph: Graph | None
+    float_cal: dict | None
+    x_cal: np.ndarray | None
+    cal_file: str | None
+
+
 def _compile(source, target, calib, calib_samples, chips, input_bits, input_signed,
              require_calib, strict, tolerance, st, *, dt, nir_convention, objective,
              max_cores) -> Build:
     st.start("import")
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    graph, htda = _frontend(source, input_bits, input_signed,  # HTDA: loop added later
-                            dt=dt, nir_convention=nir_convention)
+    graph = _frontend(source, input_bits, input_signed, dt=dt, nir_convention=nir_convention)
     graph.validate()                                                         # shapes, DAG
-    float_cal = None
-    if graph.stage == "fixed":                          # netx: already Loihi integers
-        fixed, quant, float_graph = graph, [], None
-        x_cal, cal_file = _calibration(calib, graph, calib_samples)
-    else:
-        if calib is None and require_calib:
-            raise InputFileError(f"{_name(source)}: a float model needs calibration data to "
-                                 "be compiled safely: pass --calib FILE.npz (sample inputs, "
-                                 "e.g. training data) or --no-calib to skip the checks")
-        st.start("fold pools")
-        graph, _ = fold_pools(graph)                                         # pools -> weights
-        x_cal, cal_file = _calibration(calib, graph, calib_samples)
-        stats: dict | None = {} if x_cal is not None else None
-        if x_cal is not None:
-            st.start("calibration: float model")
-            float_cal = run_float(graph, x_cal, record=stats,                # peak |u|, |v|
-                                  progress="calibration: float model")
-        st.start("quantise")
-        fixed, quant = quantize(graph, spec, stats)                          # fixed point
-        float_graph = graph
-    if htda is not None:                                                     # HTDA loop
-        fixed, float_graph = lower_htda(htda, fixed, spec, x_cal), None
-        float_cal = htda_runner(htda)(x_cal)             # the trained loop is the float side
+    low = _lower(graph, source, spec, calib, calib_samples, require_calib, st)
+    fixed, x_cal = low.fixed, low.x_cal
     if x_cal is not None:
         st.start("calibration: simulate compiled")
     sim = (Simulator(fixed, spec.numerics).run(x_cal, progress="calibration: simulate")
            if x_cal is not None else None)
-    fid = _fidelity(fixed, graph.stage, sim, float_cal, tolerance, htda is not None)
+    fid = _fidelity(fixed, graph.stage, sim, low.float_cal, tolerance)
     problems = ([NO_CALIB] if x_cal is None and graph.stage != "fixed" else []) + \
         fid.warnings()                                                 # float vs compiled
     if strict and problems:
@@ -141,7 +134,7 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
     mapping = map_graph(fixed, spec, chips=chips, rates=rates,               # split + place
                         objective=objective, max_cores=max_cores, compare=True)
     st.start("report")
-    report = _report(fixed, spec, quant, sim.overflow if sim else {}, x_cal, cal_file)
+    report = _report(fixed, spec, low.quant, sim.overflow if sim else {}, x_cal, low.cal_file)
     report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
     if graph.meta.get("nir"):                   # NIR: the dt used, where from, what assumed
@@ -153,16 +146,53 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
         md += "\n## Partition (neurocores / co-processor)\n\n" + \
             partition_markdown(report["partition"]) + "\n"
         onnx_files = coproc_onnx(fixed)
-    if fixed.meta.get("frontend") == "netx" and not isinstance(source, Graph):
-        # the original file, for `verify --backends ...,netx` (lava-dl's own loader)
-        onnx_files[NETX_SOURCE] = Path(source).read_bytes()
-    if htda is not None and not isinstance(source, Graph):
-        onnx_files[HTDA_MODEL] = Path(source).read_bytes()   # the float side for verify
     for line in problems:
         warnings.warn(line, FidelityWarning, stacklevel=3)
-    return Build(graph=fixed, float_graph=float_graph, target=spec, report=report,
+    return Build(graph=fixed, float_graph=low.float_graph, target=spec, report=report,
                  report_md=md, extra_files={"mapping.json": mapping.to_json()},
-                 extra_bytes=onnx_files)
+                 extra_bytes=onnx_files, source_copy=_netx_copy(source, fixed))
+
+
+def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib: bool,
+           st) -> _Lowered:
+    """Float graph -> fixed-point graph: fold pools, calibrate (peak |u|, |v| on the float
+    graph), quantise; an HTDA graph's top-down loop is set aside before quantisation and
+    lowered after it (snncompile.passes.htda). A fixed-point import passes as it is."""
+    if graph.stage == "fixed":                          # netx: already Loihi integers
+        x_cal, cal_file = _calibration(calib, graph, calib_samples)
+        return _Lowered(graph, [], None, None, x_cal, cal_file)
+    if calib is None and require_calib:
+        raise InputFileError(f"{_name(source)}: a float model needs calibration data to "
+                             "be compiled safely: pass --calib FILE.npz (sample inputs, "
+                             "e.g. training data) or --no-calib to skip the checks")
+    graph, loop = set_aside_loop(graph)                 # HTDA: its loop is lowered last
+    st.start("fold pools")
+    graph, _ = fold_pools(graph)                                             # pools -> weights
+    x_cal, cal_file = _calibration(calib, graph, calib_samples)
+    stats: dict | None = {} if x_cal is not None else None
+    float_cal = None
+    if x_cal is not None:
+        st.start("calibration: float model")
+        float_cal = run_float(graph, x_cal, record=stats,                    # peak |u|, |v|
+                              progress="calibration: float model")
+    st.start("quantise")
+    fixed, quant = quantize(graph, spec, stats)                              # fixed point
+    if loop is None:
+        return _Lowered(fixed, quant, graph, float_cal, x_cal, cal_file)
+    float_graph = insert_loop(graph, loop)              # the whole network, for float/
+    if x_cal is not None:                               # the float side, loop included
+        float_cal = run_float(float_graph, x_cal, progress="calibration: float model")
+    fixed = lower_htda(loop, fixed, spec,
+                       None if float_cal is None else float_cal[loop.source])
+    return _Lowered(fixed, quant, float_graph, float_cal, x_cal, cal_file)
+
+
+def _netx_copy(source, fixed: Graph) -> bytes | None:
+    """The bytes of the netx file compiled (for `verify --backends ...,netx`, which runs
+    it with lava-dl's own loader), or None for other sources."""
+    if fixed.meta.get("frontend") == "netx" and not isinstance(source, Graph):
+        return Path(source).read_bytes()
+    return None
 
 
 NO_CALIB = ("no calibration data: scales ignore the 24-bit state headroom, and wraps, "
@@ -178,7 +208,7 @@ def _name(source) -> str:
     return "<graph>" if isinstance(source, Graph) else str(source)
 
 
-def _fidelity(fixed: Graph, stage: str, sim, float_cal, tolerance, htda: bool):
+def _fidelity(fixed: Graph, stage: str, sim, float_cal, tolerance):
     """Float vs compiled on the calibration samples (snncompile.verify.fidelity)."""
     if sim is None:
         return not_checked("no calibration data" + (" (--no-calib)" if stage != "fixed"
@@ -187,8 +217,8 @@ def _fidelity(fixed: Graph, stage: str, sim, float_cal, tolerance, htda: bool):
         return compiled_only(fixed, sim.spikes, "the model was imported in fixed point "
                              "(lava-dl netx): there is no float model to compare with",
                              sim.overflow, tolerance)
-    what = f"HTDA checkpoint, {HTDA_MODEL}" if htda else "float graph, float/"
-    return compare(fixed, float_cal, sim.spikes, None, tolerance, sim.overflow, what)
+    return compare(fixed, float_cal, sim.spikes, None, tolerance, sim.overflow,
+                   "float graph, float/")
 
 
 def coproc_onnx(graph: Graph) -> dict[str, bytes]:
@@ -205,21 +235,11 @@ def coproc_onnx(graph: Graph) -> dict[str, bytes]:
 
 
 def _frontend(source, input_bits: int | None = None, input_signed: bool = False,
-              dt: float | None = None, nir_convention: str | None = None
-              ) -> tuple[Graph, object]:
-    """(float graph, the HTDA model or None). A checkpoint is loaded once; an HTDA model's
-    graph is its feed-forward SNN, its top-down branch is lowered after quantisation."""
+              dt: float | None = None, nir_convention: str | None = None) -> Graph:
+    """The source's graph (float, or fixed point for netx); a graph passes as it is."""
     if isinstance(source, Graph):
-        return source, None
-    if Path(source).suffix not in (".pt", ".pth", ".ckpt") or input_bits is not None \
-            or input_signed or dt is not None or nir_convention is not None:
-        return import_model(source, input_bits, input_signed, dt, nir_convention), None
-    from .frontends.torch_checkpoint import model_graph
-    from .nn.checkpoint import load_checkpoint
-    from .nn.htda import HTDA
-    model, ckpt = load_checkpoint(source)
-    htda = model if isinstance(model, HTDA) else None
-    return model_graph(source, model, ckpt, htda_snn=htda is not None), htda
+        return source
+    return import_model(source, input_bits, input_signed, dt, nir_convention)
 
 
 def firing_rates(graph: Graph, sim, x: np.ndarray) -> dict[str, float]:

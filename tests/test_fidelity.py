@@ -3,7 +3,7 @@
 Through the command line on the committed digits MLP (the issue's case: compiled without
 calibration, 24-bit current wraps in lif1 and verify used to say EQUIVALENT, exit 0), a
 build whose layers are all silent, a lava-dl netx file that wraps (no float model exists),
-and the HTDA checkpoint (its trained top-down loop is the float side)."""
+and the HTDA checkpoint (its float graph holds the trained top-down loop)."""
 import json
 from pathlib import Path
 
@@ -185,7 +185,7 @@ def test_exit_code_combines_both_verdicts():
                                                (False, False), (True, None)]] == [0, 1, 4, 5, 0]
 
 
-def test_htda_float_side_is_the_trained_checkpoint(tmp_path, capsys):
+def test_htda_float_side_is_the_float_graph_with_its_loop(tmp_path, capsys):
     from examples.datasets.events import digits_images
     xtr, ytr, xte, yte = digits_images(steps=16, encoding="bernoulli")
     save_inputs(tmp_path / "train.npz", xtr[:64], ytr[:64])
@@ -193,14 +193,15 @@ def test_htda_float_side_is_the_trained_checkpoint(tmp_path, capsys):
     build = tmp_path / "htda.build"
     assert main(["compile", str(ROOT / "examples/checkpoints/attention_digits_htda.pt"),
                  "--calib", str(tmp_path / "train.npz"), "-o", str(build), "--quiet"]) == 0
-    assert (build / "htda" / "model.pt").is_file()
+    assert (build / "float" / "graph.json").is_file()        # the loop is in float/
+    assert not (build / "htda" / "model.pt").exists()        # no checkpoint copy any more
     js = tmp_path / "v.json"
     rc = main(["verify", str(build), "--inputs", str(tmp_path / "test.npz"), "--backends",
                "reference,sim", "--json", str(js)])
     out, err = _stderr_lines(capsys)
     fid = json.loads(js.read_text())["fidelity"]
     assert rc == 0 and fid["verdict"] == "FAITHFUL", out + "\n".join(err)
-    assert "HTDA checkpoint" in fid["float_model"]
+    assert fid["float_model"] == "float graph, float/"
     assert [r["layer"] for r in fid["layers"]] == ["lif1", "lif2", "lif3"]
     assert all(r["float"] > 0 for r in fid["layers"])
 

@@ -1,14 +1,51 @@
 """Evaluate a float-stage graph in PyTorch (float32, delay-free local time), for float
-accuracy and for calibration statistics (peak |u|, |v| per LIF node)."""
+accuracy and for calibration statistics (peak |u|, |v| per LIF node).
+
+Each float node type has one rule in `FLOAT` (registered next to its code below):
+`rule(node, ins, ctx) -> values`, with `ins` the values of the node's inputs and the
+result, all (B, T', *shape) tensors for the T' steps from local step `ctx.t0` on. A graph
+without a loop is evaluated over the whole window at once (T' = T, one call per node). A
+graph with a loop (HTDA's top-down branch: a `Delay` closes it) is evaluated step by step
+(T' = 1): at each step the loop delays answer first, from their input's earlier steps,
+then every other node in topological order; rules that carry state from one step to the
+next (LIF, TopDown) keep it in `ctx.state`.
+"""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
-                  SumPool2d)
+from snncompile.ir import (LIF, Attention, AvgPool2d, Conv2d, Delay, Dense, Flatten, Gate,
+                           Graph, Input, Output, SumPool2d, TopDown)
+from snncompile.ir.registry import Rules
 from snncompile.nn.layers import LIFLayer
+
+FLOAT = Rules("float evaluation")
+"""Float node type -> rule(node, ins, ctx) -> (B, T', *shape) tensor (module docstring)."""
+
+
+@dataclasses.dataclass
+class FloatContext:
+    """What rules share while one graph is evaluated: the batch's input chunk `x`, the
+    first local step `t0` of the chunk, whether the graph is evaluated step by step
+    (`stepping`), per-node state carried between chunks of one batch (`state`), per-node
+    PyTorch modules built once per run (`modules`) and the caller's `record` (or None)."""
+
+    x: torch.Tensor = None
+    t0: int = 0
+    stepping: bool = False
+    state: dict = dataclasses.field(default_factory=dict)
+    modules: dict = dataclasses.field(default_factory=dict)
+    record: dict | None = None
+
+    def module(self, node, build):
+        """The module of `node`, built by `build(node)` the first time it is asked for."""
+        if node.name not in self.modules:
+            self.modules[node.name] = build(node)
+        return self.modules[node.name]
 
 
 def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
@@ -17,29 +54,20 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
     """Return spikes (bool, (N, T, *shape)) of every LIF node. `record`, if a dict, receives
     {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples, and
     record["captured"][attention_name]: the float current entering each attention node."""
-    lif_layers = {n.name: _lif_module(n) for n in graph.nodes(LIF)}
-    lif_layers.update({n.name: attention_module(n, graph.shape(n.name))
-                       for n in graph.nodes(Attention)})
-    out: dict[str, list[np.ndarray]] = {name: [] for name in lif_layers}
+    FLOAT.check(graph.node(n) for n in graph.order())
+    lifs = [n.name for n in graph.nodes(LIF)]
+    out: dict[str, list[np.ndarray]] = {name: [] for name in lifs}
+    ctx = FloatContext(record=record)
     from snncompile.progress import bar
     with torch.no_grad(), bar(len(inputs), progress if isinstance(progress, str) else
                               "float model", "sample", enabled=bool(progress),
                               leave=False) as pbar:
         for start in range(0, len(inputs), batch_size):
             x = torch.as_tensor(np.asarray(inputs[start:start + batch_size]), dtype=torch.float32)
-            values: dict[str, torch.Tensor] = {}
-            for name in graph.order():
-                node = graph.node(name)
-                ins = [values[i] for i in graph.inputs(name)]
-                if isinstance(node, Input):
-                    values[name] = x
-                    continue
-                a = ins[0] if len(ins) == 1 else sum(ins)
-                if record is not None and isinstance(node, Attention):
-                    record.setdefault("captured", {}).setdefault(name, []).append(a.numpy())
-                values[name] = y = _apply(node, a, lif_layers, record)
-                if isinstance(node, LIF):
-                    out[name].append(y.numpy() > 0)
+            ctx.state = {}
+            values = evaluate(graph, x, ctx)
+            for name in lifs:
+                out[name].append(values[name].numpy() > 0)
             pbar.update(len(x))
     if record is not None and "captured" in record:
         record["captured"] = {k: np.concatenate(v) if isinstance(v, list) else v
@@ -47,11 +75,150 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
     return {k: np.concatenate(v) if v else np.zeros((0,), bool) for k, v in out.items()}
 
 
+def evaluate(graph: Graph, x: torch.Tensor, ctx: FloatContext) -> dict[str, torch.Tensor]:
+    """Every node's values (B, T, *shape) on the input batch `x` (B, T, *input shape)."""
+    loops = graph.loop_delays()
+    if not loops:
+        ctx.x, ctx.t0, ctx.stepping = x, 0, False
+        return _chunk(graph, ctx, {})
+    ctx.stepping = True
+    feeds = {d.name: graph.inputs(d.name)[0] for d in loops}
+    past = {d: x.new_zeros((x.shape[0], 0) + tuple(graph.shape(d))) for d in feeds}
+    steps: list[dict] = []
+    for t in range(x.shape[1]):
+        ctx.x, ctx.t0 = x[:, t:t + 1], t
+        early = {d.name: FLOAT.rule(d)(d, [past[d.name]], ctx) for d in loops}
+        values = _chunk(graph, ctx, early)
+        for d, src in feeds.items():
+            past[d] = torch.cat([past[d], values[src]], 1)
+        steps.append(values)
+    return {name: torch.cat([s[name] for s in steps], 1) for name in steps[0]}
+
+
+def _chunk(graph: Graph, ctx: FloatContext, values: dict) -> dict[str, torch.Tensor]:
+    """Evaluate every node not in `values` on the chunk `ctx.x`, in topological order."""
+    for name in graph.order():
+        if name not in values:
+            node = graph.node(name)
+            values[name] = FLOAT.rule(node)(node, [values[i] for i in graph.inputs(name)],
+                                            ctx)
+    return values
+
+
+def _sum(ins: list[torch.Tensor]) -> torch.Tensor:
+    """A node's input: the one input, or the sum of several."""
+    return ins[0] if len(ins) == 1 else sum(ins)
+
+
+def _frames(fn, a):
+    b, t = a.shape[:2]
+    y = fn(a.reshape((b * t,) + tuple(a.shape[2:])))
+    return y.reshape((b, t) + tuple(y.shape[1:]))
+
+
+def _whole_window_only(node, ctx: FloatContext, what: str) -> None:
+    if ctx.stepping:
+        raise UnsupportedError(f"{node.name}: {type(node).__name__} {what} cannot be "
+                               "evaluated step by step (the graph has a loop, see Delay)")
+
+
+@FLOAT.register(Input)
+def _input(node: Input, ins, ctx: FloatContext):
+    return ctx.x
+
+
+@FLOAT.register(Dense)
+def _dense(node: Dense, ins, ctx: FloatContext):
+    a = _sum(ins)
+    w = torch.as_tensor(node.weight, dtype=torch.float32)
+    if node.delay is None:
+        return a @ w.T
+    _whole_window_only(node, ctx, "with synaptic delays")
+    d = torch.as_tensor(np.asarray(node.delay, np.int64))
+    out = torch.zeros(a.shape[:2] + (w.shape[0],), dtype=a.dtype)
+    for k in torch.unique(d).tolist():   # delay k: step t gets the input of t - k
+        if k < a.shape[1]:
+            part = a @ torch.where(d == k, w, torch.zeros_like(w)).T
+            out[:, k:] += part[:, :a.shape[1] - k] if k else part
+    return out
+
+
+@FLOAT.register(Conv2d)
+def _conv(node: Conv2d, ins, ctx: FloatContext):
+    w = torch.as_tensor(node.weight, dtype=torch.float32)
+    return _frames(lambda f: torch.nn.functional.conv2d(
+        f, w, stride=node.stride, padding=node.padding, groups=node.groups), _sum(ins))
+
+
+@FLOAT.register(AvgPool2d)
+def _avg_pool(node: AvgPool2d, ins, ctx: FloatContext):
+    return _frames(lambda f: torch.nn.functional.avg_pool2d(f, node.kernel), _sum(ins))
+
+
+@FLOAT.register(SumPool2d)
+def _sum_pool(node: SumPool2d, ins, ctx: FloatContext):
+    k = node.kernel
+    return _frames(lambda f: torch.nn.functional.avg_pool2d(f, k) * (k[0] * k[1]), _sum(ins))
+
+
+@FLOAT.register(Flatten)
+def _flatten(node: Flatten, ins, ctx: FloatContext):
+    a = _sum(ins)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+@FLOAT.register(Output)
+def _output(node: Output, ins, ctx: FloatContext):
+    return _sum(ins)
+
+
 def _lif_module(node: LIF) -> LIFLayer:
     layer = LIFLayer(node.shape, node.du, node.dv, node.vth, bias=True)
     layer.bias.data = torch.as_tensor(np.broadcast_to(node.bias, node.shape).copy(),
                                       dtype=torch.float32)
     return layer
+
+
+@FLOAT.register(LIF)
+def _lif(node: LIF, ins, ctx: FloatContext):
+    layer = ctx.module(node, _lif_module)
+    a = _sum(ins)
+    rec = {} if ctx.record is not None else None
+    if ctx.stepping:
+        y = _lif_steps(layer, a, ctx.state, node.name, rec)
+    else:
+        y = layer(a, rec)
+    if rec is not None:
+        old = ctx.record.get(node.name, {"peak_u": 0.0, "peak_v": 0.0})
+        ctx.record[node.name] = {k: max(old[k], rec[k]) for k in old}
+    return y
+
+
+def _lif_steps(layer: LIFLayer, x: torch.Tensor, state: dict, name: str,
+               rec: dict | None) -> torch.Tensor:
+    """`LIFLayer.forward` (same operations, in the same order) continued from the (u, v)
+    kept in `state[name]` by the previous chunk of steps; peaks into `rec`."""
+    from snncompile.nn.layers import spike_fn
+    if name in state:
+        u, v = state[name]
+    else:
+        u = torch.zeros((x.shape[0],) + layer.shape, dtype=x.dtype)
+        v = torch.zeros_like(u)
+    out = []
+    peak_u = peak_v = torch.zeros((), dtype=x.dtype)
+    for step in range(x.shape[1]):
+        u = (1.0 - layer.du) * u + x[:, step]
+        v = (1.0 - layer.dv) * v + u
+        v = v + layer.bias
+        peak_u = torch.maximum(peak_u, u.abs().max())
+        peak_v = torch.maximum(peak_v, v.abs().max())
+        s = spike_fn((v - layer.vth) / layer.vth)
+        v = v * (1.0 - s)
+        out.append(s)
+    state[name] = (u, v)
+    if rec is not None:
+        rec["peak_u"], rec["peak_v"] = float(peak_u), float(peak_v)
+    return torch.stack(out, dim=1)
 
 
 def attention_module(node: Attention, shape: tuple[int, ...]):
@@ -85,44 +252,53 @@ def attention_module(node: Attention, shape: tuple[int, ...]):
     return layer.eval()
 
 
-def _frames(fn, a):
-    b, t = a.shape[:2]
-    y = fn(a.reshape((b * t,) + tuple(a.shape[2:])))
-    return y.reshape((b, t) + tuple(y.shape[1:]))
+@FLOAT.register(Attention)
+def _attention(node: Attention, ins, ctx: FloatContext):
+    _whole_window_only(node, ctx, "(it pools over time)")
+    a = _sum(ins)
+    if ctx.record is not None:
+        ctx.record.setdefault("captured", {}).setdefault(node.name, []).append(a.numpy())
+    layer = ctx.module(node, lambda n: attention_module(n, tuple(a.shape[2:])))
+    return layer(a)
 
 
-def _apply(node, a, lif_layers, record):
-    if isinstance(node, Dense):
-        w = torch.as_tensor(node.weight, dtype=torch.float32)
-        if node.delay is None:
-            return a @ w.T
-        d = torch.as_tensor(np.asarray(node.delay, np.int64))
-        out = torch.zeros(a.shape[:2] + (w.shape[0],), dtype=a.dtype)
-        for k in torch.unique(d).tolist():   # delay k: step t gets the input of t - k
-            if k < a.shape[1]:
-                part = a @ torch.where(d == k, w, torch.zeros_like(w)).T
-                out[:, k:] += part[:, :a.shape[1] - k] if k else part
-        return out
-    if isinstance(node, Conv2d):
-        w = torch.as_tensor(node.weight, dtype=torch.float32)
-        return _frames(lambda f: torch.nn.functional.conv2d(
-            f, w, stride=node.stride, padding=node.padding, groups=node.groups), a)
-    if isinstance(node, AvgPool2d):
-        return _frames(lambda f: torch.nn.functional.avg_pool2d(f, node.kernel), a)
-    if isinstance(node, SumPool2d):
-        k = node.kernel
-        return _frames(lambda f: torch.nn.functional.avg_pool2d(f, k) * (k[0] * k[1]), a)
-    if isinstance(node, Flatten):
-        return a.reshape(a.shape[0], a.shape[1], -1)
-    if isinstance(node, LIF):
-        rec = {} if record is not None else None
-        y = lif_layers[node.name](a, rec)
-        if record is not None:
-            old = record.get(node.name, {"peak_u": 0.0, "peak_v": 0.0})
-            record[node.name] = {k: max(old[k], rec[k]) for k in old}
-        return y
-    if isinstance(node, Attention):
-        return lif_layers[node.name](a)
-    if isinstance(node, Output):
-        return a
-    raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be evaluated in float")
+# ------------------------------------------------ HTDA's top-down loop (snncompile.nn.htda)
+@FLOAT.register(Gate)
+def _gate(node: Gate, ins, ctx: FloatContext):
+    current, gain = ins
+    return current * gain
+
+
+@FLOAT.register(Delay)
+def _delay(node: Delay, ins, ctx: FloatContext):
+    """ins[0]: the input's values at steps 0 .. t0 - 1 (a loop delay answers before its
+    input is computed); the value of step t0 - latency, or `init` before that."""
+    past = ins[0]
+    b, shape = past.shape[0], tuple(past.shape[2:])
+    t = ctx.t0 - node.latency
+    if t >= 0:
+        return past[:, t:t + 1]
+    if node.init is None:
+        return torch.ones((b, 1) + shape, dtype=past.dtype)
+    init = torch.as_tensor(np.asarray(node.init), dtype=past.dtype)
+    return init.expand((b, 1) + shape)
+
+
+@FLOAT.register(TopDown)
+def _top_down(node: TopDown, ins, ctx: FloatContext):
+    """The map of every step of the chunk, from the source's spikes summed from step 0
+    (the running sum is kept in ctx.state between chunks)."""
+    from snncompile.nn.htda import top_down_map
+    spikes = ins[0]
+    weights = ctx.module(node, lambda n: tuple(torch.as_tensor(np.asarray(a),
+                                                               dtype=torch.float32)
+                                               for a in (n.w1, n.b1, n.w2, n.b2)))
+    count = ctx.state.get(node.name)
+    maps = []
+    for i in range(spikes.shape[1]):
+        count = spikes[:, i] if count is None else count + spikes[:, i]
+        act = count / (ctx.t0 + i + 1) if node.read == "rate" else count
+        maps.append(top_down_map(act, *weights, upsample=node.upsample, mask=node.mask,
+                                 gain_bits=node.gain_bits or None))
+    ctx.state[node.name] = count
+    return torch.stack(maps, 1)

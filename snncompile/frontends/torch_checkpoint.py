@@ -17,8 +17,8 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
     if not isinstance(model, SNN):
         raise UnsupportedError(
             f"{type(model).__name__}: its top-down loop has no feed-forward float graph; "
-            "compile the checkpoint with `snncompile compile` / pipeline.compile_model, which "
-            "lowers the loop after quantisation (snncompile.passes.htda)")
+            "use model_graph (the SNN's graph with the loop's TopDown, Delay and Gate "
+            "nodes, see snncompile.passes.htda)")
     cfg = model.config
     inp = cfg["input"]
     nodes = [Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
@@ -81,12 +81,15 @@ def import_checkpoint(path: str | Path) -> Graph:
     return model_graph(path, *load_checkpoint(path))
 
 
-def model_graph(path: str | Path, model, ckpt: dict, htda_snn: bool = False) -> Graph:
-    """The float graph of a loaded model. An HTDA model is refused unless `htda_snn`, which
-    returns the graph of its feed-forward SNN (the compiler lowers the top-down branch
-    separately, see snncompile.passes.htda)."""
+def model_graph(path: str | Path, model, ckpt: dict) -> Graph:
+    """The float graph of a loaded model; an HTDA model's is its SNN's graph with the
+    top-down loop in it (`HTDA.top_down_nodes`, snncompile.passes.htda.insert_loop)."""
     meta = {"source": Path(path).name, "frontend": "snncompile-checkpoint"}
     if isinstance(ckpt.get("extra"), dict):
         meta["extra"] = {k: v for k, v in ckpt["extra"].items()
                          if isinstance(v, (str, int, float, bool))}
-    return graph_from_model(model.snn if htda_snn and hasattr(model, "snn") else model, meta)
+    if not hasattr(model, "top_down_nodes"):
+        return graph_from_model(model, meta)
+    from ..passes.htda import TopDownLoop, insert_loop
+    loop = TopDownLoop(*model.top_down_nodes(), source=model.source, target=model.target)
+    return insert_loop(graph_from_model(model.snn, meta), loop)

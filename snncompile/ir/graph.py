@@ -8,7 +8,8 @@ On-disk format (version 1), documented for people and programs:
       "nodes": [{"name": str, "op": NodeClass, "attrs": {field: value},
                  "arrays": {field: key-in-arrays.npz}, "inputs": [str], "shape": [int]}],
                                     # in insertion order: inputs first, except that a loop
-                                    # delay (FxDelay) is read before the node that feeds it
+                                    # delay (FxDelay, Delay) is read before the node that
+                                    # feeds it
       "edges": [{"src": str, "dst": str, "shape": [int], "kind": "spikes|graded|real"}],
       "meta":  {...}                                            # free-form, JSON only
     }
@@ -27,8 +28,8 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphError, InputFileError
-from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxDelay, FxLIF, Input,
-                    Node, Output, fx_coproc_equal, node_fields)
+from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxLIF, Input, Node,
+                    Output, fx_coproc_equal, node_fields)
 
 FORMAT = "snncompile-graph"
 VERSION = 1
@@ -120,8 +121,9 @@ class Graph:
             self.g.add_edge(src, node.name, shape=self.shape(src), kind=self.kind(src))
         return node
 
-    def add_delay(self, node: "FxDelay", shape: tuple[int, ...]) -> Node:
-        """Add a loop delay before its input exists (close the loop with `connect`)."""
+    def add_delay(self, node: Node, shape: tuple[int, ...]) -> Node:
+        """Add a loop delay (a node that `closes_loop`: FxDelay, Delay) before its input
+        exists (close the loop with `connect`)."""
         self._check_name(node.name)
         if node.name in self.g:
             raise GraphError(f"duplicate node name '{node.name}'")
@@ -130,15 +132,16 @@ class Graph:
 
     def connect(self, src: str, delay: str) -> None:
         """Feed a loop delay from `src` (a later node): the loop's back edge."""
-        if not isinstance(self.node(delay), FxDelay) or self.inputs(delay):
-            raise GraphError(f"{delay}: only an FxDelay without input can close a loop")
+        if not self.node(delay).closes_loop or self.inputs(delay):
+            raise GraphError(f"{delay}: only a loop delay (FxDelay, Delay) without input can "
+                             "close a loop")
         if self.shape(src) != self.shape(delay):
             raise GraphError(f"{delay}: fed with {self.shape(src)}, declared {self.shape(delay)}")
         self.g.add_edge(src, delay, shape=self.shape(src), kind=self.kind(src))
 
     def _forward(self) -> nx.DiGraph:
         """The graph without the edges out of loop delays (the back edges)."""
-        back = [(u, v) for u, v in self.g.edges if isinstance(self.node(u), FxDelay)]
+        back = [(u, v) for u, v in self.g.edges if self.node(u).closes_loop]
         if not back:
             return self.g
         fwd = self.g.copy()
@@ -193,7 +196,7 @@ class Graph:
 
     def order(self) -> list[str]:
         """Node names in a deterministic topological order (ties broken by insertion);
-        edges out of loop delays (FxDelay) are ignored."""
+        edges out of loop delays (FxDelay, Delay) are ignored."""
         return list(self._cached("order", self._topological_order))
 
     def _topological_order(self) -> tuple[str, ...]:
@@ -206,6 +209,10 @@ class Graph:
 
     def nodes(self, cls: type | tuple = Node) -> list[Node]:
         return [self.node(n) for n in self.order() if isinstance(self.node(n), cls)]
+
+    def loop_delays(self) -> list[Node]:
+        """The nodes that close a loop (`closes_loop`: FxDelay, Delay), in order."""
+        return [self.node(n) for n in self.order() if self.node(n).closes_loop]
 
     def input_node(self) -> Input:
         ins = self.nodes(Input)
@@ -241,7 +248,7 @@ class Graph:
         node whose inputs disagree (nodes after it have no depth)."""
         depths: dict[str, int] = {}
         for n in self.order():
-            ins = [i for i in self.inputs(n) if not isinstance(self.node(i), FxDelay)]
+            ins = [i for i in self.inputs(n) if not self.node(i).closes_loop]
             ds = {depths[i] + int(self.node(i).is_synapse) for i in ins} if ins else {0}
             if len(ds) != 1:
                 return depths, GraphError(f"{n}: inputs arrive with different delays "
@@ -254,7 +261,7 @@ class Graph:
         if not nx.is_directed_acyclic_graph(self._forward()):
             raise GraphError("graph has a cycle without a loop delay (FxDelay); recurrent "
                              "graphs need an explicit delay")
-        for d in self.nodes(FxDelay):
+        for d in self.loop_delays():
             if len(self.inputs(d.name)) != 1:
                 raise GraphError(f"{d.name}: a loop delay needs exactly one input")
         self.input_node()
@@ -340,7 +347,7 @@ class Graph:
                     if isinstance(value, list) and key != "doc":
                         kwargs[key] = tuple(value)
                 node = op_cls(name=entry["name"], **kwargs)
-                if op_cls is FxDelay:  # its input comes later: close the loop afterwards
+                if op_cls.closes_loop:  # its input comes later: close the loop afterwards
                     graph.add_delay(node, tuple(entry["shape"]))
                     loops.append((entry["inputs"], node.name))
                 else:

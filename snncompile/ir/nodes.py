@@ -91,6 +91,8 @@ class Node:
     runs_in_global_time: ClassVar[bool] = False
     #: "float" (trained model, real numbers), "fixed" (what the chip computes) or "both".
     stage: ClassVar[str] = "float"
+    #: True for loop delays (FxDelay, Delay): edges out of them are a loop's back edges.
+    closes_loop: ClassVar[bool] = False
 
     def out_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         raise NotImplementedError
@@ -564,6 +566,7 @@ class FxDelay(Node):
         latency (local steps) = steps + depth(source) - depth(target)
     """
     stage: ClassVar[str] = "fixed"
+    closes_loop: ClassVar[bool] = True
 
     steps: int = 1
     latency: int = 1
@@ -796,11 +799,113 @@ class FxLI(Node):
         return (f"du={self.du} dv={self.dv} bias_exp={self.bias_exp} scale={self.scale:.4g} "
                 f"readout ({self.decision})")
 
+
+# ---------------------------------------------------------------- float top-down loop
+@dataclass
+class TopDown(Node):
+    """Float HTDA top-down branch (snncompile.nn.htda): a small ANN reading the spikes S of
+    a later LIF (its input, (C, H', W')) and producing a spatial map m (1, H, W) for the
+    encoding LIF's current. Per local step t, from the source's spikes at steps 0 .. t:
+
+        r_t = sum_{s<=t} S[s]             (read "count";  "rate": that sum / (t + 1))
+        m_t = finish(up(sigmoid(conv(w2, b2)(relu(conv(w1, b1)(r_t))))))
+
+    both convolutions with bias and "same" padding (odd kernels); `up`: nearest upsampling
+    by `upsample` (H = upsample[0] * H'); finish: "binary" mask -> [m >= 0.5] in {0, 1},
+    "soft" -> m on the 1/2**gain_bits grid as the MA-SNN gains are
+    (snncompile.nn.attention.quantize_gain; 0: unrounded). The loop's `Delay` brings m_t to the `Gate` `latency` steps later.
+    w1 (hidden, C, k, k), b1 (hidden,), w2 (1, hidden, k, k), b2 (1,).
+    """
+
+    w1: np.ndarray = None
+    b1: np.ndarray = None
+    w2: np.ndarray = None
+    b2: np.ndarray = None
+    read: str = "rate"
+    mask: str = "soft"
+    gain_bits: int = 0
+    upsample: tuple[int, int] = (1, 1)
+
+    READS: ClassVar[tuple[str, ...]] = ("rate", "count")
+    MASKS: ClassVar[tuple[str, ...]] = ("soft", "binary")
+
+    def __post_init__(self):
+        for f, allowed in (("read", self.READS), ("mask", self.MASKS)):
+            if getattr(self, f) not in allowed:
+                raise GraphError(f"{self.name}: TopDown {f} {getattr(self, f)!r:.40} is not "
+                                 f"one of {', '.join(allowed)}")
+        self.upsample = _ints(self, "upsample", self.upsample, minimum=1, length=2)
+        self.gain_bits = _int(self, "gain_bits", self.gain_bits, 0, 16)
+        shapes = [np.shape(a) for a in (self.w1, self.b1, self.w2, self.b2)]
+        ok = len(shapes[0]) == 4 and len(shapes[2]) == 4 and shapes[2][:2] == (1, shapes[0][0]) \
+            and shapes[1] == shapes[0][:1] and shapes[3] == (1,) \
+            and shapes[0][2:] == shapes[2][2:] and shapes[0][2] == shapes[0][3] \
+            and shapes[0][2] % 2 == 1
+        if not ok:
+            raise GraphError(f"{self.name}: TopDown weights w1 {shapes[0]}, b1 {shapes[1]}, "
+                             f"w2 {shapes[2]}, b2 {shapes[3]} must be (hidden, C, k, k), "
+                             "(hidden,), (1, hidden, k, k), (1,) with an odd k")
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 3 or shape[0] != self.w1.shape[1]:
+            raise GraphError(f"{self.name}: TopDown expects a ({self.w1.shape[1]}, H, W) "
+                             f"input, got {shape}")
+        return (1, shape[1] * self.upsample[0], shape[2] * self.upsample[1])
+
+    def summary(self):
+        k = self.w1.shape[-1]
+        return (f"{self.w1.shape[1]}->{self.w1.shape[0]}->1, k{k}x{k}, read {self.read}, "
+                f"mask {self.mask}")
+
+
+@dataclass
+class Delay(Node):
+    """Float loop delay (HTDA): at local step t its consumer receives what its input
+    produced at step t - latency, and `init` for t < latency (None: ones, so a `Gate`
+    passes the current unchanged; else an array that broadcasts to the node's shape, e.g.
+    HTDA's learned initial map). Edges out of it are back edges (`closes_loop`)."""
+
+    latency: int = 1
+    init: np.ndarray = None
+    closes_loop: ClassVar[bool] = True
+
+    def __post_init__(self):
+        self.latency = _int(self, "latency", self.latency, minimum=1)
+
+    def out_shape(self, in_shapes):
+        return self._one(in_shapes)
+
+    def summary(self):
+        return f"latency {self.latency}, init {'ones' if self.init is None else 'learned'}"
+
+
+@dataclass
+class Gate(Node):
+    """Float multiplicative gate on a LIF's input current: inputs, in order, the current
+    `a` and the gain `g` (same number of axes, broadcasting to `a`); out = a * g per step,
+    no delay (HTDA's map times the encoding layer's current)."""
+
+    def out_shape(self, in_shapes):
+        if len(in_shapes) != 2:
+            raise GraphError(f"{self.name}: Gate takes (current, gain), got "
+                             f"{len(in_shapes)} inputs")
+        a, g = tuple(in_shapes[0]), tuple(in_shapes[1])
+        try:
+            b = np.broadcast_shapes(a, g)
+        except ValueError:
+            b = None
+        if b != a or len(g) != len(a):
+            raise GraphError(f"{self.name}: gain shape {g} does not broadcast to the current "
+                             f"shape {a}")
+        return a
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
                 FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
-                FxSigmaDelta, LI, FxLI)
+                FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate)
 }
 FLOAT_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "float")
 FIXED_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "fixed")

@@ -99,3 +99,39 @@ class Rules:
 
     def __repr__(self) -> str:
         return f"Rules({self.stage!r}: {self.names()})"
+
+
+STAGE_MODULES = (   # the modules that define the stage tables, in pipeline order
+    "snncompile.formats.nir.read", "snncompile.backends.float_model",
+    "snncompile.passes.quantize", "snncompile.mapping.split",
+    "snncompile.mapping.coproc_assign", "snncompile.backends.reference",
+    "snncompile.backends.sim.simulator", "snncompile.backends.sim.kernels_plan",
+    "snncompile.backends.lava.lower", "snncompile.energy.model",
+    "snncompile.energy.sanafe_backend", "snncompile.formats.netx.write",
+    "snncompile.formats.nir.write",
+)
+
+
+def support_matrix() -> dict[str, list[str]]:
+    """{stage: node type names it has a rule for}, over every stage table (importing the
+    modules that define them; none of them imports Lava)."""
+    import importlib
+    for mod in STAGE_MODULES:
+        importlib.import_module(mod)
+    return {stage: [t.__name__ for t in table.types] for stage, table in ALL_TABLES.items()}
+
+
+def support_table() -> str:
+    """`support_matrix` as text: one row per node type, one column per stage."""
+    from .nodes import NODE_TYPES
+    matrix = support_matrix()
+    stages = list(matrix)
+    width = max(len(n) for n in NODE_TYPES)
+    lines = ["stages: " + "; ".join(f"{i + 1} = {s}" for i, s in enumerate(stages)), "",
+             f"{'node type':<{width}}  stage  " + " ".join(f"{i + 1:>2}"
+                                                          for i in range(len(stages)))]
+    for name, cls in NODE_TYPES.items():
+        marks = " ".join(f"{'x' if ALL_TABLES[s].supports(cls) else '.':>2}"
+                         for s in stages)
+        lines.append(f"{name:<{width}}  {cls.stage:<5}  {marks}")
+    return "\n".join(lines)

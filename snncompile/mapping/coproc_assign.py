@@ -1,8 +1,10 @@
 """Partition a fixed-point graph between the neurocores and the co-processor.
 
 Every node is assigned to `neuro` (synapses, LIFs, gates: the programmable neurons) or
-`coproc` (FxCoproc partitions and their outputs: the embedded x86 cores). Each edge that
-crosses is a boundary channel carrying one integer value per element per time step:
+`coproc` (FxCoproc partitions, their outputs and loop delays: the embedded x86 cores), as
+its mapping rule (split.SPLIT) says. Each edge that crosses is a boundary channel carrying
+one integer value per element per time step (its width: the BOUNDARY rule of the
+co-processor end's node type):
 
 * neuro -> coproc: the synapse's current, at the co-processor graph's declared input width;
 * coproc -> neuro: an 8-bit unsigned gain per element of the gain tensor.
@@ -23,15 +25,42 @@ from __future__ import annotations
 import math
 
 from snncompile.ir import FxCoproc, FxCoprocOut, FxDelay, Graph
+from snncompile.ir.registry import Rules
+from snncompile.mapping.split import core_role
 from snncompile.target import TargetSpec
 
 
-COPROC_NODES = (FxCoproc, FxCoprocOut, FxDelay)  # a loop delay buffers on the x86 core
-
-
 def assign(graph: Graph) -> dict[str, str]:
-    return {n: "coproc" if isinstance(graph.node(n), COPROC_NODES) else "neuro"
-            for n in graph.order()}
+    """Node name -> "coproc" for the nodes whose mapping rule (split.SPLIT) puts them on
+    the co-processor (FxCoproc, FxCoprocOut, and FxDelay: a loop delay buffers on the x86
+    core), "neuro" for every other node."""
+    return {n: "coproc" if core_role(graph, n) == "coproc" else "neuro" for n in graph.order()}
+
+
+BOUNDARY = Rules("co-processor boundary")
+"""Co-processor node type -> `rule(graph, name, neuro)`: the ValueSpec (shape, bits,
+signed) of the channel between co-processor node `name` and neurocore node `neuro`."""
+
+
+@BOUNDARY.register(FxCoproc)
+def _into_coproc(graph: Graph, name: str, neuro: str):
+    """neuro -> coproc: the synapse's current, at the co-processor graph's input width."""
+    cg = graph.node(name).cgraph
+    return cg.inputs[list(cg.inputs)[graph.inputs(name).index(neuro)]]
+
+
+@BOUNDARY.register(FxCoprocOut)
+def _out_of_coproc(graph: Graph, name: str, neuro: str):
+    """coproc -> neuro: the output port's value (a gain)."""
+    cg = graph.node(graph.inputs(name)[0]).cgraph
+    return cg.specs[graph.node(name).port]
+
+
+@BOUNDARY.register(FxDelay)
+def _through_delay(graph: Graph, name: str, neuro: str):
+    """coproc -> neuro through a loop delay: the value the delay holds (its input's)."""
+    src = graph.inputs(name)[0]
+    return BOUNDARY.rule(graph.node(src))(graph, src, neuro)
 
 
 def partition(graph: Graph, spec: TargetSpec) -> dict:
@@ -42,20 +71,11 @@ def partition(graph: Graph, spec: TargetSpec) -> dict:
     for src, dst in graph.g.edges:
         if where[src] == where[dst]:
             continue
-        edge_src = src
-        if where[dst] == "coproc":       # neuro -> coproc: the current
-            cg = graph.node(dst).cgraph
-            spec_in = cg.inputs[list(cg.inputs)[graph.inputs(dst).index(src)]]
-            shape, bits, signed = spec_in.shape, spec_in.bits, spec_in.signed
-        else:                            # coproc -> neuro: a gain (or a delayed map)
-            while isinstance(graph.node(src), FxDelay):
-                src = graph.inputs(src)[0]
-            out = graph.node(src)
-            cg = graph.node(graph.inputs(src)[0]).cgraph
-            s = cg.specs[out.port]
-            shape, bits, signed = s.shape, s.bits, s.signed
+        coproc, neuro = (dst, src) if where[dst] == "coproc" else (src, dst)
+        value = BOUNDARY.rule(graph.node(coproc))(graph, coproc, neuro)
+        shape, bits, signed = value.shape, value.bits, value.signed
         values = int(math.prod(shape))
-        channels.append({"src": src if where[dst] == "coproc" else edge_src, "dst": dst,
+        channels.append({"src": src, "dst": dst,
                          "direction": f"{where[src]}->{where[dst]}",
                          "values_per_step": values, "bits": int(bits), "signed": bool(signed),
                          "bytes_per_step": (values * int(bits) + 7) // 8})

@@ -33,7 +33,7 @@ import numpy as np
 from snncompile.errors import InputFileError, ResourceLimitError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.target import TargetSpec
-from snncompile.mapping.split import RESOURCES, Block, Partition, split_graph
+from snncompile.mapping.split import RESOURCES, Block, Split, split_graph
 
 
 @dataclass
@@ -299,155 +299,213 @@ class _Grid:
 
 
 # ------------------------------------------------------------------ placement
-def place(part: Partition, spec: TargetSpec, chips: int | None = None,
+def place(split: Split, spec: TargetSpec, chips: int | None = None,
           rates: dict[str, float] | None = None, passes: int = 4) -> Mapping:
-    """Place the cores of `part` on `chips` chips (default: as few as hold them)."""
+    """Place the cores of `split` on `chips` chips (default: as few as hold them)."""
+    chips = _chips(split.n_cores, spec, chips)
+    rates = dict(rates or {})
+    for name in rates:
+        if name not in split.layers:
+            raise UnsupportedError(f"rates: '{name}' is not a layer; layers are "
+                                   f"{', '.join(split.layers)}")
+    grid = _Grid(spec, chips)
+    traffic = _CoreTraffic(split, rates)
+    slot_of = np.arange(split.n_cores)  # greedy: network order along the serpentine
+    initial = traffic.total(grid, slot_of)
+    _improve(traffic, grid, slot_of, passes)
+    final = traffic.total(grid, slot_of)
+    layer_traffic, max_route = _layer_traffic(split, spec, grid, traffic, slot_of)
+    return Mapping(
+        target=split.target, blocks=split.blocks, cores=_cores(split, grid, slot_of),
+        chips=chips, limits=split.limits, lower_bound=split.lower_bound,
+        layers=_layer_summary(split, traffic.core_of_block), layer_traffic=layer_traffic,
+        core_of_block=traffic.core_of_block.tolist(),
+        tiles_used=len({(int(grid.gx[s]), int(grid.gy[s])) for s in slot_of.tolist()}),
+        placement_cost={"initial_j_per_step": initial, "final_j_per_step": final},
+        max_route=max_route, coproc_io=dict(split.coproc_io),
+        rates={name: rates.get(name, 1.0) for name in split.layers})
+
+
+def _chips(n: int, spec: TargetSpec, chips: int | None) -> int:
+    """The chips `n` cores are placed on: `chips`, checked, or as few as hold them."""
     if spec.chip is None:
         raise UnsupportedError(f"target '{spec.name}' has no [chip] section; placement needs "
                                "the mesh size and cores per chip")
     ch = spec.chip
-    n = part.n_cores
     need = max(1, math.ceil(n / ch.cores_per_chip))
     if chips is None:
-        chips = need
-        if chips > ch.max_chips:
+        if need > ch.max_chips:
             raise ResourceLimitError(
                 f"network: cores ({n:,}) exceeds what {ch.max_chips} chips hold "
                 f"({ch.max_chips * ch.cores_per_chip:,}); the largest {spec.name} system has "
                 f"{ch.max_chips} chips")
-    elif chips < 1:
+        return need
+    if chips < 1:
         raise ResourceLimitError(f"chips={chips}: need at least one chip")
-    elif n > chips * ch.cores_per_chip:
+    if n > chips * ch.cores_per_chip:
         raise ResourceLimitError(
             f"network: cores ({n:,}) exceeds what {chips} chip(s) hold "
             f"({chips * ch.cores_per_chip:,}, {ch.cores_per_chip} cores each); "
             f"use chips={need} or more")
-    rates = dict(rates or {})
-    for name in rates:
-        if name not in part.layers:
-            raise UnsupportedError(f"rates: '{name}' is not a layer; layers are "
-                                   f"{', '.join(part.layers)}")
-    layer_of_block = {b.index: b.layer for b in part.blocks}
-    core_of_block = np.zeros(len(part.blocks), np.int64)
-    for c, blocks in enumerate(part.cores):
-        core_of_block[blocks] = c
-    grid = _Grid(spec, chips)
+    return chips
 
-    # traffic between cores (messages per step at the given rates); -1 = input port
-    src_b, dst_b, cnt = part.edges.T if len(part.edges) else (np.zeros(0, np.int64),) * 3
-    src_layer = [part.input_name if s < 0 else layer_of_block[s] for s in src_b.tolist()]
-    rate = np.array([rates.get(l, 1.0) for l in src_layer], float)
-    src_c = np.where(src_b < 0, -1, core_of_block[np.maximum(src_b, 0)])
-    dst_c = core_of_block[dst_b] if len(dst_b) else np.zeros(0, np.int64)
-    w = cnt * rate
-    nbr: list[dict[int, float]] = [dict() for _ in range(n)]
-    fixed: list[float] = [0.0] * n  # traffic with the input port
-    for s, d, x in zip(src_c.tolist(), dst_c.tolist(), w.tolist()):
-        if s == d:
-            continue
-        if s < 0:
-            fixed[d] += x
-            continue
-        nbr[s][d] = nbr[s].get(d, 0.0) + x
-        nbr[d][s] = nbr[d].get(s, 0.0) + x
 
-    nbr_i = [np.fromiter(d.keys(), np.int64, len(d)) for d in nbr]
-    nbr_w = [np.fromiter(d.values(), float, len(d)) for d in nbr]
-    slot_of = np.arange(n)  # greedy: network order along the serpentine
-    occupant = np.full(len(grid.slots), -1)
-    occupant[:n] = np.arange(n)
+class _CoreTraffic:
+    """Messages per step between cores at the given rates (the placement objective's
+    weights): per traffic edge of the split its source layer, rate and source / destination
+    cores (-1: the input port); per core its neighbours' traffic (`nbr_i`, `nbr_w`) and its
+    traffic with the input port (`fixed`)."""
 
-    def core_cost(c: int, slot: int) -> float:
-        cost = fixed[c] * grid.cost1(-1, slot) if fixed[c] else 0.0
-        if len(nbr_i[c]):
-            cost += float(nbr_w[c] @ grid.cost(slot, slot_of[nbr_i[c]]))
+    def __init__(self, split: Split, rates: dict[str, float]):
+        n = split.n_cores
+        layer_of_block = {b.index: b.layer for b in split.blocks}
+        self.core_of_block = np.zeros(len(split.blocks), np.int64)
+        for c, blocks in enumerate(split.cores):
+            self.core_of_block[blocks] = c
+        edges = split.edges
+        self.src_b, self.dst_b, self.cnt = (edges.T if len(edges)
+                                            else (np.zeros(0, np.int64),) * 3)
+        self.src_layer = [split.input_name if s < 0 else layer_of_block[s]
+                          for s in self.src_b.tolist()]
+        rate = np.array([rates.get(l, 1.0) for l in self.src_layer], float)
+        self.src_c = np.where(self.src_b < 0, -1,
+                              self.core_of_block[np.maximum(self.src_b, 0)])
+        self.dst_c = (self.core_of_block[self.dst_b] if len(self.dst_b)
+                      else np.zeros(0, np.int64))
+        nbr: list[dict[int, float]] = [dict() for _ in range(n)]
+        self.fixed: list[float] = [0.0] * n  # traffic with the input port
+        for s, d, x in zip(self.src_c.tolist(), self.dst_c.tolist(),
+                           (self.cnt * rate).tolist()):
+            if s == d:
+                continue
+            if s < 0:
+                self.fixed[d] += x
+                continue
+            nbr[s][d] = nbr[s].get(d, 0.0) + x
+            nbr[d][s] = nbr[d].get(s, 0.0) + x
+        self.nbr = nbr
+        self.nbr_i = [np.fromiter(d.keys(), np.int64, len(d)) for d in nbr]
+        self.nbr_w = [np.fromiter(d.values(), float, len(d)) for d in nbr]
+
+    def core_cost(self, grid: "_Grid", slot_of: np.ndarray, c: int, slot: int) -> float:
+        """Hop energy per step of core `c`'s traffic were it at `slot`."""
+        cost = self.fixed[c] * grid.cost1(-1, slot) if self.fixed[c] else 0.0
+        if len(self.nbr_i[c]):
+            cost += float(self.nbr_w[c] @ grid.cost(slot, slot_of[self.nbr_i[c]]))
         return cost
 
-    def total() -> float:
-        t = sum(fixed[c] * grid.cost1(-1, int(slot_of[c])) for c in range(n) if fixed[c])
+    def total(self, grid: "_Grid", slot_of: np.ndarray) -> float:
+        """Hop energy per step of all traffic with the cores at `slot_of`."""
+        n = len(self.fixed)
+        t = sum(self.fixed[c] * grid.cost1(-1, int(slot_of[c])) for c in range(n)
+                if self.fixed[c])
         for c in range(n):
-            if len(nbr_i[c]):
-                t += 0.5 * float(nbr_w[c] @ grid.cost(slot_of[c], slot_of[nbr_i[c]]))
+            if len(self.nbr_i[c]):
+                t += 0.5 * float(self.nbr_w[c] @ grid.cost(slot_of[c],
+                                                           slot_of[self.nbr_i[c]]))
         return t
 
-    initial = total()
+
+def _improve(traffic: _CoreTraffic, grid: "_Grid", slot_of: np.ndarray, passes: int) -> None:
+    """Local improvement, in place: swap each core with the cores or free slots of the
+    tiles one hop away while that lowers the hop energy; at most `passes` sweeps."""
+    n = len(slot_of)
+    occupant = np.full(len(grid.slots), -1)
+    occupant[:n] = np.arange(n)
     for _ in range(passes):
         changed = False
         for c in range(n):
-            if not nbr[c] and not fixed[c]:
+            if not traffic.nbr[c] and not traffic.fixed[c]:
                 continue
-            here = int(slot_of[c])
-            gx, gy = int(grid.gx[here]), int(grid.gy[here])
-            c_here = core_cost(c, here)
-            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                for s in grid.by_tile.get((gx + dx, gy + dy), ()):
-                    o = int(occupant[s])
-                    if o == c:
-                        continue
-                    before = c_here + (core_cost(o, s) if o >= 0 else 0.0)
-                    # both moved; the c-o edge is counted twice before and after alike
-                    slot_of[c] = s
-                    if o >= 0:
-                        slot_of[o] = here
-                    after = core_cost(c, s) + (core_cost(o, here) if o >= 0 else 0.0)
-                    slot_of[c] = here
-                    if o >= 0:
-                        slot_of[o] = s
-                    if after < before * (1 - 1e-12):
-                        occupant[s], occupant[here] = c, o
-                        slot_of[c] = s
-                        if o >= 0:
-                            slot_of[o] = here
-                        here = s
-                        c_here = core_cost(c, here)
-                        changed = True
+            changed |= _improve_core(traffic, grid, slot_of, occupant, c)
         if not changed:
             break
-    final = total()
 
+
+def _improve_core(traffic: _CoreTraffic, grid: "_Grid", slot_of: np.ndarray,
+                  occupant: np.ndarray, c: int) -> bool:
+    """Try core `c` in every slot of the four neighbouring tiles (swapping with their
+    occupant); keep each swap that lowers the two cores' cost. True when one was kept."""
+    cost = traffic.core_cost
+    here = int(slot_of[c])
+    gx, gy = int(grid.gx[here]), int(grid.gy[here])
+    c_here = cost(grid, slot_of, c, here)
+    changed = False
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        for s in grid.by_tile.get((gx + dx, gy + dy), ()):
+            o = int(occupant[s])
+            if o == c:
+                continue
+            before = c_here + (cost(grid, slot_of, o, s) if o >= 0 else 0.0)
+            # both moved; the c-o edge is counted twice before and after alike
+            slot_of[c] = s
+            if o >= 0:
+                slot_of[o] = here
+            after = cost(grid, slot_of, c, s) + (cost(grid, slot_of, o, here) if o >= 0
+                                                 else 0.0)
+            slot_of[c] = here
+            if o >= 0:
+                slot_of[o] = s
+            if after < before * (1 - 1e-12):
+                occupant[s], occupant[here] = c, o
+                slot_of[c] = s
+                if o >= 0:
+                    slot_of[o] = here
+                here = s
+                c_here = cost(grid, slot_of, c, here)
+                changed = True
+    return changed
+
+
+def _cores(split: Split, grid: "_Grid", slot_of: np.ndarray) -> list[Core]:
+    """Every core with its blocks, position and usage."""
     cores = []
-    lims = part.limits
-    for c, blocks in enumerate(part.cores):
+    lims = split.limits
+    for c, blocks in enumerate(split.cores):
         k, tx, ty, sl = (int(v) for v in grid.slots[slot_of[c], :4])
-        usage = {r: int(part.core_usage[c, i]) for i, r in enumerate(RESOURCES)}
+        usage = {r: int(split.core_usage[c, i]) for i, r in enumerate(RESOURCES)}
         cores.append(Core(c, list(blocks), k, (tx, ty), sl, usage,
                           {r: usage[r] / lims[r] for r in RESOURCES}))
+    return cores
 
-    # per-layer message and hop totals (one spike of every neuron)
-    traffic: dict[str, dict] = {}
+
+def _layer_traffic(split: Split, spec: TargetSpec, grid: "_Grid", traffic: _CoreTraffic,
+                   slot_of: np.ndarray) -> tuple[dict, dict]:
+    """Per layer: message and hop totals for one spike of every neuron; and the longest
+    used route (hops and seconds)."""
+    out: dict[str, dict] = {}
     max_route = {"hops_ew": 0, "hops_ns": 0, "chip_hops": 0, "seconds": 0.0}
-    if len(src_b):
-        s_slot = np.where(src_c < 0, -1, slot_of[np.maximum(src_c, 0)])
-        d_slot = slot_of[dst_c]
-        ew, ns, chp = grid.hops(s_slot, d_slot)
-        if spec.energy is not None:
-            e = spec.energy
-            route = ew * e.hop_ew_s + ns * e.hop_ns_s + chp * e.chip_hop_s
-            worst = int(np.argmax(route))
-            max_route = {"hops_ew": int(ew[worst]), "hops_ns": int(ns[worst]),
-                         "chip_hops": int(chp[worst]), "seconds": float(route[worst])}
-        for name in part.layers:
-            m = np.array([l == name for l in src_layer])
-            if m.any():
-                traffic[name] = {"messages": int(cnt[m].sum()),
-                                 "hops_ew": int((cnt[m] * ew[m]).sum()),
-                                 "hops_ns": int((cnt[m] * ns[m]).sum()),
-                                 "chip_hops": int((cnt[m] * chp[m]).sum())}
+    if not len(traffic.src_b):
+        return out, max_route
+    src_c, cnt = traffic.src_c, traffic.cnt
+    s_slot = np.where(src_c < 0, -1, slot_of[np.maximum(src_c, 0)])
+    ew, ns, chp = grid.hops(s_slot, slot_of[traffic.dst_c])
+    if spec.energy is not None:
+        e = spec.energy
+        route = ew * e.hop_ew_s + ns * e.hop_ns_s + chp * e.chip_hop_s
+        worst = int(np.argmax(route))
+        max_route = {"hops_ew": int(ew[worst]), "hops_ns": int(ns[worst]),
+                     "chip_hops": int(chp[worst]), "seconds": float(route[worst])}
+    for name in split.layers:
+        m = np.array([l == name for l in traffic.src_layer])
+        if m.any():
+            out[name] = {"messages": int(cnt[m].sum()),
+                         "hops_ew": int((cnt[m] * ew[m]).sum()),
+                         "hops_ns": int((cnt[m] * ns[m]).sum()),
+                         "chip_hops": int((cnt[m] * chp[m]).sum())}
+    return out, max_route
+
+
+def _layer_summary(split: Split, core_of_block: np.ndarray) -> dict[str, dict]:
+    """Per layer: neurons, synapse node, synapses, blocks and the cores holding them."""
     layers = {}
-    for name, lp in part.layers.items():
-        layers[name] = {"neurons": lp.neurons, "synapse": lp.synapse, "synapses": lp.synapses,
-                        "blocks": 0 if lp.blocks == [-1] else len(lp.blocks),
-                        "cores": sorted({int(core_of_block[b]) for b in lp.blocks if b >= 0})}
-        if lp.relay_of:
-            layers[name]["relay_of"] = lp.relay_of
-    tiles = len({(int(grid.gx[s]), int(grid.gy[s])) for s in slot_of.tolist()})
-    return Mapping(
-        target=part.target, blocks=part.blocks, cores=cores, chips=chips, limits=lims,
-        lower_bound=part.lower_bound, layers=layers, layer_traffic=traffic,
-        core_of_block=core_of_block.tolist(), tiles_used=tiles,
-        placement_cost={"initial_j_per_step": initial, "final_j_per_step": final},
-        max_route=max_route, coproc_io=dict(part.coproc_io),
-        rates={name: rates.get(name, 1.0) for name in part.layers})
+    for name, lb in split.layers.items():
+        layers[name] = {"neurons": lb.neurons, "synapse": lb.synapse, "synapses": lb.synapses,
+                        "blocks": 0 if lb.blocks == [-1] else len(lb.blocks),
+                        "cores": sorted({int(core_of_block[b]) for b in lb.blocks if b >= 0})}
+        if lb.relay_of:
+            layers[name]["relay_of"] = lb.relay_of
+    return layers
 
 
 OBJECTIVES = ("cores", "latency")
@@ -481,9 +539,9 @@ def map_graph(graph: Graph, spec: TargetSpec, chips: int | None = None,
     if objective == "cores" or compare:
         results["cores"] = place(packed, spec, chips=chips, rates=rates)
     if objective == "latency" or compare:
-        part = _latency_partition(graph, spec, packed, rates, chips, max_cores)
-        m = place(part, spec, chips=chips, rates=rates)
-        m.objective, m.work_cap = "latency", part.work_cap
+        split = _latency_split(graph, spec, packed, rates, chips, max_cores)
+        m = place(split, spec, chips=chips, rates=rates)
+        m.objective, m.work_cap = "latency", split.work_cap
         results["latency"] = m
     chosen = results[objective]
     if compare:
@@ -491,8 +549,8 @@ def map_graph(graph: Graph, spec: TargetSpec, chips: int | None = None,
     return chosen
 
 
-def _latency_partition(graph, spec, packed: Partition, rates, chips, max_cores) -> Partition:
-    """The partition with the smallest work cap (bisection) whose cores fit the budget."""
+def _latency_split(graph, spec, packed: Split, rates, chips, max_cores) -> Split:
+    """The split with the smallest work cap (bisection) whose cores fit the budget."""
     ch = spec.chip
     if max_cores is None:
         n_chips = chips or max(1, math.ceil(packed.n_cores / ch.cores_per_chip))
@@ -512,9 +570,9 @@ def _latency_partition(graph, spec, packed: Partition, rates, chips, max_cores) 
     lo = 0.0
     for _ in range(12):
         cap = (lo + hi) / 2
-        part = split_graph(graph, spec, rates=rates, work_cap=cap)
-        if part.n_cores <= max_cores:
-            best, hi = part, cap
+        split = split_graph(graph, spec, rates=rates, work_cap=cap)
+        if split.n_cores <= max_cores:
+            best, hi = split, cap
             best.work_cap = cap
         else:
             lo = cap

@@ -1,8 +1,11 @@
 """Split every neuron layer of a fixed-stage graph into core-sized blocks.
 
-A *layer* is one `FxLIF` node together with the synapse node (`FxDense` / `FxConv2d`) that
-feeds it: a core holds neurons and the synapses that end on them. Every block honours each
-per-core limit of the target (`spec.limits`):
+A *layer* is one neuron node (`FxLIF`, `FxSigmaDelta`) together with the synapse node
+(`FxDense` / `FxConv2d`) that feeds it: a core holds neurons and the synapses that end on
+them. What each node type costs on a core is its rule in the `SPLIT` table (`CoreCost`: a
+neuron has blocks of its own, a synapse and a gate are folded into the layer they feed, a
+Flatten into its consumers, co-processor nodes hold no neurocore); a node type without a
+rule is refused. Every block honours each per-core limit of the target (`spec.limits`):
 
 * ``neurons``       compartments in the block;
 * ``input_axons``   distinct presynaptic neurons with at least one synapse into the block;
@@ -41,20 +44,22 @@ Small blocks (every resource at most half its limit) are then packed together on
 cores, first-fit decreasing, adding their resources (conservative: two blocks that share a
 source are charged two input axons).
 
-    >>> part = split_graph(graph, load_target("loihi1"))   # doctest: +SKIP
-    >>> part.n_cores, part.lower_bound["cores"]             # doctest: +SKIP
+    >>> split = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
+    >>> split.n_cores, split.lower_bound["cores"]           # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from snncompile.errors import ResourceLimitError, UnsupportedError
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                        FxLIF, FxSigmaDelta, Input, Output)
+from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense,
+                                 FxGate, FxLIF, FxSigmaDelta, Input, Output)
+from snncompile.ir.registry import Rules
 from snncompile.target import Limits, TargetSpec
 
 RESOURCES = Limits.RESOURCES
@@ -94,8 +99,8 @@ class Block:
 
 
 @dataclass
-class LayerPart:
-    """How one layer (or the graph input) was split."""
+class LayerBlocks:
+    """How one layer (or the graph input) was split into blocks."""
 
     name: str
     neurons: int
@@ -107,7 +112,7 @@ class LayerPart:
 
 
 @dataclass
-class Partition:
+class Split:
     """Result of `split_graph`: blocks, their grouping into cores, and traffic edges.
 
     `edges[i] = (src_block, dst_block, n)`: `n` neurons of `src_block` (-1: the graph input)
@@ -120,7 +125,7 @@ class Partition:
     core_usage: np.ndarray  # (n_cores, len(RESOURCES)) int64
     limits: dict[str, int]
     lower_bound: dict
-    layers: dict[str, LayerPart]
+    layers: dict[str, LayerBlocks]
     edges: np.ndarray  # (n_edges, 3) int64
     input_name: str
     work_cap: float | None = None  # synaptic ops per step per block and core (latency)
@@ -131,12 +136,87 @@ class Partition:
         return len(self.cores)
 
 
+# ------------------------------------------------------------------ per node type: core cost
+ROLES = {
+    "input": "the graph input: sends messages (output axons), holds no core",
+    "neuron": "a layer: blocks of its own (its neurons, the input axons and synapse memory "
+              "of the synapses ending on them, the output axons to the blocks they reach)",
+    "synapse": "folded into the neuron layer it feeds (input axons, synapse memory)",
+    "gate": "folded into the neuron layer it feeds (an input axon and synapses per gain "
+            "element reaching a block)",
+    "reshape": "no resources: its consumers read its source",
+    "output": "no resources: marks the network's output",
+    "coproc": "runs on the co-processor: nothing on neurocores",
+}
+"""What each mapping role costs on a neurocore."""
+
+
+@dataclass(frozen=True)
+class CoreCost:
+    """The mapping rule of one node type: its `role` (a key of ROLES: where its resources
+    are charged) and, for synapse types, `connectivity(node, graph, out_shape, spec, lim)`,
+    which builds the object that counts the fan-in, synapse memory and traffic of the
+    neuron layer the synapse feeds and cuts that layer into blocks."""
+
+    role: str
+    connectivity: Callable | None = None
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise TypeError(f"mapping role '{self.role}' is not one of {', '.join(ROLES)}")
+
+
+SPLIT = Rules("mapping")
+"""Node type -> its `CoreCost`. A node type without one cannot be mapped."""
+
+
+def _trait_role(node_type: type) -> str:
+    """The role the node type's traits give it (neurons, synapses, co-processor nodes)."""
+    if node_type.on_coproc:
+        return "coproc"
+    if node_type.is_neuron:
+        return "neuron"
+    if node_type.is_synapse:
+        return "synapse"
+    raise TypeError(f"{node_type.__name__}: no trait says its mapping role; register one")
+
+
+SPLIT.add(Input, CoreCost("input"))
+SPLIT.add(Flatten, CoreCost("reshape"))
+SPLIT.add(Output, CoreCost("output"))
+for _t in (FxLIF, FxSigmaDelta, FxCoproc, FxCoprocOut):
+    SPLIT.add(_t, CoreCost(_trait_role(_t)))
+SPLIT.add(FxGate, CoreCost("gate"))      # the gated LIF's own programmable neuron applies it
+SPLIT.add(FxDelay, CoreCost("coproc"))   # a loop delay buffers on the x86 core
+# FxDense and FxConv2d: next to their connectivity (_DenseSyn, _ConvSyn) below
+
+
+def core_role(graph: Graph, name: str) -> str | None:
+    """The mapping role of node `name` (None when the mapping has no rule for its type)."""
+    rule = SPLIT.get(graph.node(name))
+    return rule.role if rule is not None else None
+
+
+def _names(*roles: str) -> str:
+    """The registered node types with one of `roles`, for messages."""
+    return ", ".join(t.__name__ for t in SPLIT.types if SPLIT.get(t).role in roles)
+
+
+def _refuse_unmappable(graph: Graph) -> None:
+    """The table's one-line refusal of the first node the mapping has no rule for."""
+    for name in graph.order():
+        node = graph.node(name)
+        if not SPLIT.supports(node):
+            raise UnsupportedError(f"{SPLIT.refusal(node)}; mapping needs a fixed-stage "
+                                   "graph (run quantize first)")
+
+
 # ------------------------------------------------------------------ graph structure
 @dataclass
 class _Layer:
     name: str
     shape: tuple
-    syn: object  # FxDense | FxConv2d | None
+    syn: object  # a node with role "synapse", or None
     src: str | None
     consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name)]
     relay_of: str | None = None  # attention: relay neurons of this gated LIF's current
@@ -144,62 +224,62 @@ class _Layer:
 
 
 def _source_of(graph: Graph, name: str) -> str:
-    """Walk back through Flatten nodes to the spiking source (Input or FxLIF)."""
+    """Walk back through reshapes (Flatten) to the node sending the messages (the graph
+    input or a neuron)."""
     while True:
-        node = graph.node(name)
-        if isinstance(node, (Input, FxLIF, FxSigmaDelta)):
+        here = core_role(graph, name)
+        if here in ("input", "neuron"):
             return name
         ins = graph.inputs(name)
-        if not isinstance(node, Flatten) or len(ins) != 1:
+        if here != "reshape" or len(ins) != 1:
             raise UnsupportedError(
-                f"{name}: {type(node).__name__} cannot feed a synapse layer on a core; "
-                "supported sources are Input, FxLIF and Flatten of them")
+                f"{name}: {type(graph.node(name)).__name__} cannot feed a synapse layer on a "
+                f"core; supported sources are {_names('input', 'neuron')} and "
+                f"{_names('reshape')} of them")
         name = ins[0]
 
 
-def _through_gates(graph: Graph, name: str) -> str:
-    """An FxLIF's synapse, walking back through FxGate nodes (attention gains applied by
-    the LIF's own programmable neuron: same core, no extra synapses)."""
-    while isinstance(graph.node(name), FxGate):
+def _through_gates(graph: Graph, name: str) -> tuple[str, list[tuple]]:
+    """A neuron's synapse, walking back through gates (attention gains applied by the
+    neuron's own programmable neuron: same core, no extra synapses), and the shapes of the
+    gains those gates apply."""
+    gains = []
+    while core_role(graph, name) == "gate":
+        gains.append(tuple(graph.shape(graph.inputs(name)[1])))
         name = graph.inputs(name)[0]
-    return name
+    return name, gains
+
+
+def _neuron_layer(graph: Graph, name: str) -> list[_Layer]:
+    """The layer of neuron `name` (its synapse, the synapse's source, the gains applied),
+    and its relay layer when the synapse's current also leaves for the co-processor."""
+    ins = graph.inputs(name)
+    syn, gains = _through_gates(graph, ins[0]) if ins else (None, [])
+    if syn is not None and core_role(graph, syn) == "input":
+        syn = None  # a delta encoder reads the input frames directly
+    if syn is not None and core_role(graph, syn) != "synapse":
+        raise UnsupportedError(f"{name}: an {type(graph.node(name)).__name__} must be fed by "
+                               f"{_names('synapse')}, not {type(graph.node(syn)).__name__}")
+    syn_node = graph.node(syn) if syn is not None else None
+    src = _source_of(graph, graph.inputs(syn)[0]) if syn is not None else None
+    layers = [_Layer(name, graph.shape(name), syn_node, src, gains=gains)]
+    if syn is not None and any(graph.node(o).on_coproc for o in graph.outputs(syn)):
+        # the current leaves for the co-processor: relay neurons with a copy of the
+        # synapses, sending it each step as a graded spike (see _attention_io)
+        relay = f"{name}.relay"
+        layers.append(_Layer(relay, graph.shape(name), syn_node, src, relay_of=name))
+    return layers
 
 
 def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
-    # FxCoproc / FxCoprocOut run on the embedded x86 cores (see passes/partition.py)
-    allowed = (Input, FxDense, FxConv2d, FxLIF, Flatten, Output, FxGate, FxCoproc,
-               FxCoprocOut, FxDelay, FxSigmaDelta)
-    for name in graph.order():
-        node = graph.node(name)
-        if not isinstance(node, allowed):
-            raise UnsupportedError(
-                f"{name}: {type(node).__name__} cannot be mapped to cores; mapping needs a "
-                "fixed-stage graph of Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta, Flatten, "
-                "Output (run quantize first)")
+    """Every layer (the graph input and each neuron node with its synapse) by name, in
+    graph order, each with its consumers; and the input's name."""
+    _refuse_unmappable(graph)
     inp = graph.input_node().name
     layers = {inp: _Layer(inp, graph.shape(inp), None, None)}
     for name in graph.order():
-        node = graph.node(name)
-        if isinstance(node, (FxLIF, FxSigmaDelta)):
-            ins = graph.inputs(name)
-            syn = graph.node(_through_gates(graph, ins[0])) if ins else None
-            if isinstance(syn, Input):  # a delta encoder reads the input frames directly
-                syn = None
-            if syn is not None and not isinstance(syn, (FxDense, FxConv2d)):
-                raise UnsupportedError(f"{name}: an FxLIF must be fed by FxDense or FxConv2d, "
-                                       f"not {type(syn).__name__}")
-            src = _source_of(graph, graph.inputs(syn.name)[0]) if syn is not None else None
-            layers[name] = _Layer(name, graph.shape(name), syn, src)
-            gate = ins[0] if ins else None
-            while gate is not None and isinstance(graph.node(gate), FxGate):
-                layers[name].gains.append(tuple(graph.shape(graph.inputs(gate)[1])))
-                gate = graph.inputs(gate)[0]
-            if syn is not None and any(isinstance(graph.node(o), FxCoproc)
-                                       for o in graph.outputs(syn.name)):
-                # the current leaves for the co-processor: relay neurons with a copy of the
-                # synapses, sending it each step as a graded spike (see _attention_io)
-                relay = f"{name}.relay"
-                layers[relay] = _Layer(relay, graph.shape(name), syn, src, relay_of=name)
+        if core_role(graph, name) == "neuron":
+            layers.update((lay.name, lay) for lay in _neuron_layer(graph, name))
     for layer in layers.values():
         if layer.syn is not None:
             layers[layer.src].consumers.append((layer.syn, layer.name))
@@ -218,6 +298,19 @@ def axon_bits(n, bits_per_synapse: int, lim: Limits):
 
     full, rem = np.divmod(n, size)
     return full * words(size) + np.where(rem > 0, words(rem), 0)
+
+
+@dataclass(frozen=True)
+class _BoundShare:
+    """One layer's share of the lower bound: input axons and synapse bits no mapping goes
+    below, the fewest input axons any piece needs; all-to-all layers also the most neurons
+    one core holds (`kmax`) and the cores that takes (`cores`)."""
+
+    input_axons: float
+    synapse_bits: float
+    min_fanin: int
+    kmax: int | None = None
+    cores: int = 0
 
 
 class _DenseSyn:
@@ -263,6 +356,60 @@ class _DenseSyn:
         worst = int(self.row_nnz.max()) if self.n_out else 0
         return worst, int(worst * axon_bits(1, self.bpw, self.lim))
 
+    @property
+    def total_synapses(self) -> int:
+        return int(self.syn_cum[-1]) if self.n_in else 0
+
+    def bound_share(self, n: int, synapses: int, lim: Limits) -> "_BoundShare":
+        """This layer's share of the lower bound's totals (see `_lower_bound`)."""
+        state = lim.neuron_state_bits * n
+        if self.n_in and self.nz is None:  # all-to-all
+            kmax, bits_per_neuron = _kmax_full(self.n_in, self.bpw, lim)
+            kmax = max(kmax, 1)
+            cores = -(-n // kmax)
+            bits = (n * bits_per_neuron if math.isfinite(bits_per_neuron)
+                    else state + n * self.n_in * self.bpw)
+            return _BoundShare(cores * self.n_in, bits, self.n_in, kmax, cores)
+        bits = state
+        if self.n_in:
+            j = np.arange(1, lim.synapse_group_size + 1)
+            bits += synapses * float((axon_bits(j, self.bpw, lim) / j).min())
+        return _BoundShare(self.one_neuron()[0], bits,
+                           int(self.row_nnz.min()) if self.n_in and n else 0)
+
+    def split(self, name: str, syn_name: str | None, out_ax: np.ndarray, lim: Limits,
+              max_syn: int | None) -> tuple[list[Block], np.ndarray]:
+        """The layer's blocks (contiguous neuron ranges) and the block of every neuron."""
+        ranges, usages, syns, owner = _split_dense(name, self, out_ax, lim, max_syn)
+        blocks = [Block(-1, name, syn_name, int(u[0]), s, dict(zip(RESOURCES, map(int, u))),
+                        start=a, stop=b) for (a, b), u, s in zip(ranges, usages, syns)]
+        return blocks, owner
+
+    def dest_counts(self, blocks: list[Block]) -> np.ndarray:
+        """Per source neuron: how many of `blocks` (this layer's) it has synapses into."""
+        if self.nz is None:
+            return len(blocks) if self.n_in else 0
+        starts = np.array([b.start for b in blocks])
+        return np.logical_or.reduceat(self.nz, starts, axis=0).sum(0)
+
+    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int) -> np.ndarray | None:
+        """Per source block: how many of its neurons have synapses into `blk` (None: the
+        layer has no synaptic input)."""
+        if self.n_in == 0:
+            return None
+        if self.nz is None:
+            return np.bincount(src_owner.ravel(), minlength=n_src)
+        return np.bincount(src_owner.ravel()[self.nz[blk.start:blk.stop].any(0)],
+                           minlength=n_src)
+
+
+def _dense_connectivity(node: FxDense, graph: Graph, shape, spec: TargetSpec,
+                        lim: Limits) -> _DenseSyn:
+    return _DenseSyn(node, int(np.prod(shape)), lim)
+
+
+SPLIT.add(FxDense, CoreCost(_trait_role(FxDense), _dense_connectivity))
+
 
 class _ConvSyn:
     """Geometry of a conv-fed layer: tiles of the output map to rectangles of the input."""
@@ -302,6 +449,42 @@ class _ConvSyn:
     def synapses(self, c0, c1, y0, y1, x0, x1):
         return (c1 - c0) * self.ipg * (self.cvh[y1] - self.cvh[y0]) * (self.cvw[x1] - self.cvw[x0])
 
+    def bound_share(self, n: int, synapses: int, lim: Limits) -> "_BoundShare":
+        """This layer's share of the lower bound's totals: the halo's input axons, the
+        kernel once per output channel (when the target shares conv weights)."""
+        kern = (self.c * self.ipg * self.kh * self.kw if lim.conv_weight_sharing
+                else self.total_synapses)
+        return _BoundShare(max(self.ipg * self.kh * self.kw,
+                               n * _conv_fanin_per_neuron(self, lim)),
+                           lim.neuron_state_bits * n + kern * self.bpw, 1)
+
+    def split(self, name: str, syn_name: str | None, out_ax: np.ndarray, lim: Limits,
+              max_syn: int | None) -> tuple[list[Block], np.ndarray]:
+        """The layer's blocks (tiles of the output map) and the block of every neuron."""
+        tiles, usages, syns, owner = _split_conv(name, self, out_ax, lim, max_syn)
+        blocks = [Block(-1, name, syn_name, int(u[0]), s, dict(zip(RESOURCES, map(int, u))),
+                        tile=tuple(p)) for p, u, s in zip(tiles, usages, syns)]
+        return blocks, owner
+
+    def dest_counts(self, blocks: list[Block]) -> np.ndarray:
+        """Per source neuron: how many of `blocks` (this layer's) read it (a difference
+        array over the input rectangles the tiles read)."""
+        diff = np.zeros((self.cin + 1, self.hin + 1, self.win + 1), np.int64)
+        t = np.array([b.tile for b in blocks]).T
+        ci0, ci1, r0, r1, q0, q1 = self.region(*t)
+        for sign, (c, r, q) in (
+                (1, (ci0, r0, q0)), (-1, (ci1, r0, q0)), (-1, (ci0, r1, q0)),
+                (-1, (ci0, r0, q1)), (1, (ci1, r1, q0)), (1, (ci1, r0, q1)),
+                (1, (ci0, r1, q1)), (-1, (ci1, r1, q1))):
+            np.add.at(diff, (c, r, q), sign)
+        return diff.cumsum(0).cumsum(1).cumsum(2)[:-1, :-1, :-1].ravel()
+
+    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int) -> np.ndarray:
+        """Per source block: how many of its neurons `blk` reads (its input rectangle)."""
+        ci0, ci1, r0, r1, q0, q1 = self.region(*blk.tile)
+        return np.bincount(src_owner.reshape(self.cin, self.hin, self.win)
+                           [ci0:ci1, r0:r1, q0:q1].ravel(), minlength=n_src)
+
     def costs(self, c0, c1, y0, y1, x0, x1, out_sat):
         """Resource use of tiles (vectorised): neurons, input axons, output axons, bits."""
         lim = self.lim
@@ -323,6 +506,14 @@ class _ConvSyn:
         bits = bits + lim.neuron_state_bits * neurons
         out = _sat_sum(out_sat, c0, c1, y0, y1, x0, x1)
         return np.broadcast_arrays(neurons, fanin, out, bits)
+
+
+def _conv_connectivity(node: FxConv2d, graph: Graph, shape, spec: TargetSpec,
+                       lim: Limits) -> _ConvSyn:
+    return _ConvSyn(node, graph.shape(graph.inputs(node.name)[0]), shape, spec)
+
+
+SPLIT.add(FxConv2d, CoreCost(_trait_role(FxConv2d), _conv_connectivity))
 
 
 def _sat(a: np.ndarray) -> np.ndarray:
@@ -488,50 +679,22 @@ def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits,
 
 
 # ------------------------------------------------------------------ fan-out bookkeeping
-def _dest_counts(src_shape, consumers, parts: dict, infos: dict) -> np.ndarray:
+def _dest_counts(src_shape, consumers, layer_blocks: dict, infos: dict) -> np.ndarray:
     """Per source neuron: number of destination blocks it reaches (its output axons)."""
-    n = int(np.prod(src_shape))
-    total = np.zeros(n, np.int64)
-    for syn_node, dst in consumers:
-        info = infos[dst]
-        blocks = parts[dst]
-        if isinstance(info, _DenseSyn):
-            if info.nz is None:
-                total += len(blocks) if info.n_in else 0
-            else:
-                starts = np.array([b.start for b in blocks])
-                total += np.logical_or.reduceat(info.nz, starts, axis=0).sum(0)
-        else:
-            diff = np.zeros((info.cin + 1, info.hin + 1, info.win + 1), np.int64)
-            t = np.array([b.tile for b in blocks]).T
-            ci0, ci1, r0, r1, q0, q1 = info.region(*t)
-            for sign, (c, r, q) in (
-                    (1, (ci0, r0, q0)), (-1, (ci1, r0, q0)), (-1, (ci0, r1, q0)),
-                    (-1, (ci0, r0, q1)), (1, (ci1, r1, q0)), (1, (ci1, r0, q1)),
-                    (1, (ci0, r1, q1)), (-1, (ci1, r1, q1))):
-                np.add.at(diff, (c, r, q), sign)
-            total += diff.cumsum(0).cumsum(1).cumsum(2)[:-1, :-1, :-1].ravel()
+    total = np.zeros(int(np.prod(src_shape)), np.int64)
+    for _, dst in consumers:
+        total += infos[dst].dest_counts(layer_blocks[dst])
     return total
 
 
-def _traffic(src: LayerPart, dst: LayerPart, info, blocks: list[Block]) -> list:
+def _traffic(src: LayerBlocks, dst: LayerBlocks, info, blocks: list[Block]) -> list:
     """Edges (src_block, dst_block, n_source_neurons) of one projection."""
-    owner = src.owner.ravel()
-    n_src = len(src.blocks)
     src_ids = np.array(src.blocks)
     out = []
-    full = np.bincount(owner, minlength=n_src)
     for gid in dst.blocks:
-        blk = blocks[gid]
-        if isinstance(info, _DenseSyn):
-            if info.n_in == 0:
-                continue
-            cnt = full if info.nz is None else np.bincount(
-                owner[info.nz[blk.start:blk.stop].any(0)], minlength=n_src)
-        else:
-            ci0, ci1, r0, r1, q0, q1 = info.region(*blk.tile)
-            cnt = np.bincount(src.owner.reshape(info.cin, info.hin, info.win)
-                              [ci0:ci1, r0:r1, q0:q1].ravel(), minlength=n_src)
+        cnt = info.sources(blocks[gid], src.owner, len(src.blocks))
+        if cnt is None:
+            continue
         nzi = np.nonzero(cnt)[0]
         out.extend(zip(src_ids[nzi].tolist(), [gid] * len(nzi), cnt[nzi].tolist()))
     return out
@@ -644,14 +807,14 @@ def _charge_gains(layer: _Layer, blocks: list[Block], owner: np.ndarray, lim: Li
         blk.gain_axons = int(blk_axons[i])
 
 
-def _attention_io(layers, parts, blocks, spec: TargetSpec) -> dict:
+def _attention_io(layers, layers_split, blocks, spec: TargetSpec) -> dict:
     """How the attention traffic travels, per step and sample: the synaptic current of a
     gated layer cannot leave a neurocore as a current, so relay neurons (one per element,
     with a copy of the layer's synapses, on neurocores: charged neurons, axons, synapse
     memory and cores like any layer) send it as one graded spike each (the target's
     graded_bits) to the co-processor; each gain element comes back as one graded message
     (GAIN_BITS) to every core block holding neurons it scales (an input axon there)."""
-    relays = {n: parts[n].neurons for n, l in layers.items() if l.relay_of}
+    relays = {n: layers_split[n].neurons for n, l in layers.items() if l.relay_of}
     gains = sum(getattr(b, "gain_axons", 0) for b in blocks)
     if not relays and not gains:
         return {}
@@ -664,8 +827,8 @@ def _attention_io(layers, parts, blocks, spec: TargetSpec) -> dict:
 
 # ------------------------------------------------------------------ entry point
 def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None = None,
-                work_cap: float | None = None) -> Partition:
-    """Split every FxLIF layer of a fixed-stage `graph` into blocks that fit one core of
+                work_cap: float | None = None) -> Split:
+    """Split every neuron layer of a fixed-stage `graph` into blocks that fit one core of
     `spec` and pack the blocks onto cores. Raises `ResourceLimitError` naming layer,
     resource, need and limit when a single neuron cannot fit.
 
@@ -674,7 +837,7 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     `work_cap` (the latency objective) bounds every block's and every core's work; a single
     neuron whose own work exceeds it is still placed (its block then is the busiest).
 
-        >>> part = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
+        >>> split = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
     """
     if spec.limits is None:
         raise UnsupportedError(f"target '{spec.name}' has no [limits] section; mapping needs "
@@ -682,18 +845,46 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     lim = spec.limits
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     layers, inp = _layers(graph)
+    names = _network_order(graph, layers)
+    infos, layer_blocks, local = _split_layers(graph, spec, layers, names, inp, rates,
+                                               work_cap)
+    all_blocks, layers_split = _number_blocks(layers, names, inp, infos, layer_blocks, local)
+    edges = []
+    for name in names:
+        for _, dst in layers[name].consumers:
+            edges.extend(_traffic(layers_split[name], layers_split[dst], infos[dst],
+                                  all_blocks))
+    cores, core_use = _pack(all_blocks, lims, work_cap)
+    return Split(
+        target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
+        limits={r: lim.limit(r) for r in RESOURCES},
+        lower_bound=_lower_bound(layers, infos, layers_split, local, inp, spec),
+        layers=layers_split, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp,
+        work_cap=work_cap, coproc_io=_attention_io(layers, layers_split, all_blocks, spec))
+
+
+def _network_order(graph: Graph, layers: dict[str, _Layer]) -> list[str]:
+    """Layer names in graph order, each relay layer right after the layer it relays."""
     names = []
     for n in graph.order():
         if n in layers:
             names.append(n)
             if f"{n}.relay" in layers and layers[f"{n}.relay"].relay_of == n:
                 names.append(f"{n}.relay")
+    return names
+
+
+def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
+    """Every layer's blocks, consumers first (a neuron's output axons depend on how many
+    blocks of the next layers it reaches). Returns, per layer: its connectivity (`infos`),
+    its blocks, and (output axons per neuron, block of every neuron) in `local` (the input:
+    output axons only)."""
     infos: dict = {}
-    parts: dict[str, list[Block]] = {}
+    layer_blocks: dict[str, list[Block]] = {}
     local: dict[str, tuple] = {}
     for name in reversed(names):
         layer = layers[name]
-        out_ax = _dest_counts(layer.shape, layer.consumers, parts, infos)
+        out_ax = _dest_counts(layer.shape, layer.consumers, layer_blocks, infos)
         if layer.relay_of:  # one output axon per relay neuron: to the co-processor
             out_ax = out_ax + 1
         if name == inp:
@@ -703,58 +894,46 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
         rate = float(rates.get(layer.src, 1.0)) if rates and layer.src else 1.0
         max_syn = (None if work_cap is None else
                    int(work_cap / rate) if rate > 0 else None)
-        if isinstance(layer.syn, FxConv2d):
-            info = _ConvSyn(layer.syn, graph.shape(graph.inputs(layer.syn.name)[0]),
-                            layer.shape, spec)
-            pieces, usages, syns, owner = _split_conv(name, info, out_ax, lim, max_syn)
-            blocks = [Block(-1, name, layer.syn.name, int(u[0]), s,
-                            dict(zip(RESOURCES, map(int, u))), tile=tuple(p))
-                      for p, u, s in zip(pieces, usages, syns)]
-        else:
-            info = _DenseSyn(layer.syn, int(np.prod(layer.shape)), lim)
-            pieces, usages, syns, owner = _split_dense(name, info, out_ax, lim, max_syn)
-            blocks = [Block(-1, name, layer.syn.name if layer.syn is not None else None,
-                            int(u[0]), s, dict(zip(RESOURCES, map(int, u))), start=a, stop=b)
-                      for (a, b), u, s in zip(pieces, usages, syns)]
-        lim = spec.limits
-        _charge_gains(layer, blocks, owner, lim)
+        info = _connectivity(graph, layer, spec, lim)
+        blocks, owner = info.split(name, layer.syn.name if layer.syn is not None else None,
+                                   out_ax, lim, max_syn)
+        _charge_gains(layer, blocks, owner, spec.limits)
         for blk in blocks:
             blk.work = blk.synapses * rate if layer.src else 0.0
         infos[name] = info
-        parts[name] = blocks
+        layer_blocks[name] = blocks
         local[name] = (out_ax, owner.reshape(layer.shape) if owner.ndim > 1 else owner)
-    # global block numbering in network order
+    return infos, layer_blocks, local
+
+
+def _connectivity(graph: Graph, layer: _Layer, spec: TargetSpec, lim: Limits):
+    """The connectivity of the synapses feeding `layer`, by the synapse type's rule (a
+    layer without synapses: a dense layer with no inputs)."""
+    if layer.syn is None:
+        return _DenseSyn(None, int(np.prod(layer.shape)), lim)
+    return SPLIT.rule(layer.syn).connectivity(layer.syn, graph, layer.shape, spec, lim)
+
+
+def _number_blocks(layers, names, inp, infos, layer_blocks, local):
+    """Number the blocks globally in network order; every layer's `LayerBlocks`."""
     all_blocks: list[Block] = []
-    layer_parts: dict[str, LayerPart] = {}
+    layers_split: dict[str, LayerBlocks] = {}
     for name in names:
+        layer = layers[name]
         if name == inp:
-            shape = layers[name].shape
-            layer_parts[name] = LayerPart(name, int(np.prod(shape)), None, 0, [-1],
-                                          np.zeros(shape, np.int32))
+            layers_split[name] = LayerBlocks(name, int(np.prod(layer.shape)), None, 0, [-1],
+                                             np.zeros(layer.shape, np.int32))
             continue
         ids = []
-        for b in parts[name]:
+        for b in layer_blocks[name]:
             b.index = len(all_blocks)
             ids.append(b.index)
             all_blocks.append(b)
-        info = infos[name]
-        syn_total = (info.total_synapses if isinstance(info, _ConvSyn)
-                     else int(info.syn_cum[-1]) if info.n_in else 0)
-        layer_parts[name] = LayerPart(name, int(np.prod(layers[name].shape)),
-                                      layers[name].syn.name if layers[name].syn else None,
-                                      syn_total, ids, local[name][1],
-                                      relay_of=layers[name].relay_of)
-    edges = []
-    for name in names:
-        for _, dst in layers[name].consumers:
-            edges.extend(_traffic(layer_parts[name], layer_parts[dst], infos[dst], all_blocks))
-    cores, core_use = _pack(all_blocks, lims, work_cap)
-    return Partition(
-        target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
-        limits={r: lim.limit(r) for r in RESOURCES},
-        lower_bound=_lower_bound(layers, infos, layer_parts, local, inp, spec),
-        layers=layer_parts, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp,
-        work_cap=work_cap, coproc_io=_attention_io(layers, layer_parts, all_blocks, spec))
+        layers_split[name] = LayerBlocks(name, int(np.prod(layer.shape)),
+                                         layer.syn.name if layer.syn else None,
+                                         infos[name].total_synapses, ids, local[name][1],
+                                         relay_of=layer.relay_of)
+    return all_blocks, layers_split
 
 
 def _kmax_full(n_in: int, bpw: int, lim: Limits) -> tuple[int, float]:
@@ -804,7 +983,38 @@ def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
     return float((fanin[ok] / neurons[ok]).min())
 
 
-def _lower_bound(layers, infos, parts, local, inp, spec: TargetSpec) -> dict:
+def _layer_shares(layers, infos, layers_split, local, lim: Limits):
+    """Per layer: its share of every total no mapping goes below (see `_lower_bound`) and
+    the fewest input axons any piece of it needs; the groups of all-to-all layers by
+    (fan-in, weight bits): [neurons, kmax, layer names]."""
+    per: dict[str, dict[str, float]] = {}
+    full_cores: dict[str, int] = {}
+    groups: dict[tuple[int, int], list] = {}
+    min_fanin: dict[str, int] = {}
+    for name, info in infos.items():
+        n = layers_split[name].neurons
+        share = info.bound_share(n, layers_split[name].synapses, lim)
+        t = per[name] = dict.fromkeys(RESOURCES, 0.0)
+        t["neurons"] = n
+        t["input_axons"] = share.input_axons
+        t["synapse_bits"] = share.synapse_bits
+        min_fanin[name] = share.min_fanin
+        if share.kmax is not None:  # all-to-all
+            full_cores[name] = share.cores
+            group = groups.setdefault((info.n_in, info.bpw), [0, share.kmax, []])
+            group[0] += n
+            group[2].append(name)
+    for name in infos:
+        full = [dst for _, dst in layers[name].consumers if dst in full_cores]
+        other = len(layers[name].consumers) > len(full)
+        per[name]["output_axons"] = layers_split[name].neurons * sum(full_cores[d]
+                                                                     for d in full)
+        if other and not full:
+            per[name]["output_axons"] += int(np.count_nonzero(local[name][0]))
+    return per, groups, min_fanin
+
+
+def _lower_bound(layers, infos, layers_split, local, inp, spec: TargetSpec) -> dict:
     """Cores that no split and packing can go below (every resource as encoded).
 
     Per resource, ceil(total / limit) over totals no mapping goes below:
@@ -827,48 +1037,7 @@ def _lower_bound(layers, infos, parts, local, inp, spec: TargetSpec) -> dict:
     the other layers. The bound is the largest of all these.
     """
     lim = spec.limits
-    per: dict[str, dict[str, float]] = {}  # per layer: its share of every total
-    full_cores: dict[str, int] = {}
-    groups: dict[tuple[int, int], list] = {}
-    min_fanin: dict[str, int] = {}  # the fewest input axons any piece of the layer needs
-    for name, info in infos.items():
-        n = parts[name].neurons
-        t = per[name] = dict.fromkeys(RESOURCES, 0.0)
-        t["neurons"] = n
-        t["synapse_bits"] = lim.neuron_state_bits * n
-        if isinstance(info, _ConvSyn):
-            t["input_axons"] = max(info.ipg * info.kh * info.kw,
-                                   n * _conv_fanin_per_neuron(info, lim))
-            kern = info.c * info.ipg * info.kh * info.kw if lim.conv_weight_sharing \
-                else info.total_synapses
-            t["synapse_bits"] += kern * info.bpw
-            min_fanin[name] = 1
-        elif info.n_in and info.nz is None:  # all-to-all
-            kmax, bits_per_neuron = _kmax_full(info.n_in, info.bpw, lim)
-            kmax = max(kmax, 1)
-            full_cores[name] = -(-n // kmax)
-            t["input_axons"] = full_cores[name] * info.n_in
-            if math.isfinite(bits_per_neuron):
-                t["synapse_bits"] = n * bits_per_neuron
-            else:
-                t["synapse_bits"] += n * info.n_in * info.bpw
-            groups.setdefault((info.n_in, info.bpw), [0, kmax, []])
-            groups[(info.n_in, info.bpw)][0] += n
-            groups[(info.n_in, info.bpw)][2].append(name)
-            min_fanin[name] = info.n_in
-        else:
-            t["input_axons"] = info.one_neuron()[0]
-            min_fanin[name] = int(info.row_nnz.min()) if info.n_in and n else 0
-            if info.n_in:
-                j = np.arange(1, lim.synapse_group_size + 1)
-                per_syn = float((axon_bits(j, info.bpw, lim) / j).min())
-                t["synapse_bits"] += parts[name].synapses * per_syn
-    for name in infos:
-        full = [dst for _, dst in layers[name].consumers if dst in full_cores]
-        other = len(layers[name].consumers) > len(full)
-        per[name]["output_axons"] = parts[name].neurons * sum(full_cores[d] for d in full)
-        if other and not full:
-            per[name]["output_axons"] += int(np.count_nonzero(local[name][0]))
+    per, groups, min_fanin = _layer_shares(layers, infos, layers_split, local, lim)
 
     def bound(names) -> dict[str, int]:
         return {r: math.ceil(round(sum(per[n][r] for n in names), 6) / lim.limit(r))

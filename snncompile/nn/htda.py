@@ -167,9 +167,7 @@ class HTDA(nn.Module):
         self.tv = float(spec.get("tv", 0.05))
 
     def _finish(self, m: torch.Tensor) -> torch.Tensor:
-        if self.mask == "binary":
-            return _Binary.apply(m)
-        return quantize_gain(m, self.gain_bits)
+        return finish_map(m, self.mask, self.gain_bits)
 
     def attention_map(self, activity: torch.Tensor) -> torch.Tensor:
         """Map (B, 1, H, W) from source activity (B, C', H', W') (rate or count)."""
@@ -183,6 +181,27 @@ class HTDA(nn.Module):
         if self.init_logit is None:
             return torch.ones((batch,) + self.map_shape)
         return self._finish(torch.sigmoid(self.init_logit)).expand(batch, -1, -1, -1)
+
+    def top_down_nodes(self, prefix: str = "htda"):
+        """The top-down branch as float graph nodes (snncompile.ir): `TopDown` (the ANN,
+        reading the source's spikes), `Delay` (latency L; the initial map before it) and
+        `Gate` (the map times the target's current), named `prefix`.top_down / .delay /
+        .gate. snncompile.passes.htda.insert_loop puts them into the SNN's graph."""
+        from ..ir import Delay, Gate, TopDown
+        if self.gain_bits is not None and int(self.gain_bits) < 1:
+            raise UnsupportedError(f"HTDA: gain_bits ({self.gain_bits}) must be at least 1 "
+                                   "(or null: unrounded)")
+
+        def w(t):
+            return t.detach().cpu().numpy().astype(np.float32)
+        conv1, conv2 = self.ann[0], self.ann[2]
+        top = TopDown(f"{prefix}.top_down", w1=w(conv1.weight), b1=w(conv1.bias),
+                      w2=w(conv2.weight), b2=w(conv2.bias), read=self.read, mask=self.mask,
+                      gain_bits=int(self.gain_bits or 0), upsample=self.upsample)
+        with torch.no_grad():
+            init = None if self.init_logit is None else w(self.initial_map(1)[0])
+        return top, Delay(f"{prefix}.delay", latency=self.latency, init=init), \
+            Gate(f"{prefix}.gate")
 
     @property
     def first_live_step(self) -> int:
@@ -229,6 +248,27 @@ class HTDA(nn.Module):
         if return_maps:
             return out, torch.stack(maps, 1)
         return out
+
+
+def finish_map(m: torch.Tensor, mask: str, gain_bits: int | None) -> torch.Tensor:
+    """The map's last step: "binary" -> [m >= 0.5] (straight-through gradient); "soft" ->
+    m on the 1/2**gain_bits grid (quantize_gain; None: as is)."""
+    if mask == "binary":
+        return _Binary.apply(m)
+    return quantize_gain(m, gain_bits)
+
+
+def top_down_map(activity: torch.Tensor, w1, b1, w2, b2, upsample: tuple[int, int],
+                 mask: str, gain_bits: int | None) -> torch.Tensor:
+    """`HTDA.attention_map` from the ANN's weights (the float graph's TopDown rule):
+    activity (B, C', H', W') -> map (B, 1, H, W)."""
+    pad = w1.shape[-1] // 2
+    f = torch.nn.functional
+    m = torch.sigmoid(f.conv2d(torch.relu(f.conv2d(activity, w1, b1, padding=pad)), w2, b2,
+                               padding=pad))
+    if tuple(upsample) != (1, 1):
+        m = m.repeat_interleave(upsample[0], 2).repeat_interleave(upsample[1], 3)
+    return finish_map(m, mask, gain_bits)
 
 
 def tv_term(maps: torch.Tensor) -> torch.Tensor:

@@ -24,15 +24,13 @@ the gates); the MLP compiled without calibration is 46% off in lif1 (correlation
 with 26% agreement.
 
 Where there is no float model (a netx file is fixed point already) the report is NOT
-CHECKED with the reason, never faithful. HTDA builds keep the trained checkpoint
-(`HTDA_MODEL`), whose PyTorch forward (with its top-down loop) is the float side.
+CHECKED with the reason, never faithful. An HTDA model's float graph holds its top-down
+loop (TopDown, Delay, Gate nodes), so HTDA builds are checked like every other.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -40,9 +38,6 @@ import numpy as np
 from snncompile.errors import SnnCompileError
 from snncompile.ir import NEURON_TYPES, FxSigmaDelta, Graph
 from snncompile.report.compile import table
-
-HTDA_MODEL = "htda/model.pt"
-"""Where an HTDA build keeps a copy of its checkpoint (the float side of its fidelity)."""
 
 OVERFLOW_WORDS = {"u_wrap": "24-bit current (u) wraps", "v_clip": "24-bit voltage (v) "
                   "saturations", "int32_wrap": "int32 wraps", "conv_wrap": "conv "
@@ -397,44 +392,23 @@ def compiled_only(graph: Graph, compiled_out: dict, reason: str, overflow: dict 
 
 FloatRunner = Callable[[np.ndarray], dict]
 
+LEGACY_HTDA_MODEL = "htda/model.pt"
+"""The checkpoint copy HTDA builds kept before their float graph held the loop."""
+
 
 def graph_runner(float_graph: Graph) -> FloatRunner:
     from snncompile.backends.float_model import run_float
     return lambda x: run_float(float_graph, x, progress="float model")
 
 
-def htda_runner(model) -> FloatRunner:
-    """The trained HTDA model's own forward (top-down loop included): spikes per LIF."""
-    import torch
-
-    def run(x):
-        out: dict[str, list] = {}
-        with torch.no_grad():
-            for i in range(0, len(x), 256):
-                rec: dict = {}
-                model(torch.as_tensor(np.asarray(x[i:i + 256]), dtype=torch.float32),
-                      record=rec)
-                for k, v in rec.items():
-                    if k != "maps":
-                        out.setdefault(k, []).append(v["spikes"].numpy() > 0)
-        return {k: np.concatenate(v) for k, v in out.items()}
-    return run
-
-
 def float_side(build) -> tuple[FloatRunner | None, str]:
     """(runner, description) of a build's float model, or (None, why there is none)."""
     if build.float_graph is not None and build.float_graph.stage != "fixed":
         return graph_runner(build.float_graph), "float graph, float/"
-    from snncompile.nn.htda import load_htda_checkpoint
-    if build.path is not None and (build.path / HTDA_MODEL).is_file():
-        model, _ = load_htda_checkpoint(build.path / HTDA_MODEL)
-        return htda_runner(model), f"HTDA checkpoint, {HTDA_MODEL}"
-    if HTDA_MODEL in build.extra_bytes:            # an unsaved build
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "model.pt"
-            p.write_bytes(build.extra_bytes[HTDA_MODEL])
-            model, _ = load_htda_checkpoint(p)
-        return htda_runner(model), f"HTDA checkpoint, {HTDA_MODEL}"
+    if LEGACY_HTDA_MODEL in build.members:
+        return None, (f"an HTDA build written before its top-down loop was part of the "
+                      f"float graph (it keeps {LEGACY_HTDA_MODEL}, no float/): recompile it "
+                      "for the float-vs-compiled check")
     if build.graph.meta.get("frontend") == "netx":
         return None, ("the model was imported from a lava-dl netx file, which is fixed point "
                       "already: there is no float model to compare with (the backend "
