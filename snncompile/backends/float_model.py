@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LIF, Attention, AvgPool2d, Conv2d, Delay, Dense, Flatten, Gate,
+from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv2d, Delay, Dense, Flatten, Gate,
                            Graph, Input, Output, SumPool2d, TopDown)
 from snncompile.ir.registry import Rules
 from snncompile.nn.layers import LIFLayer
@@ -51,12 +51,15 @@ class FloatContext:
 def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
               record: dict | None = None, progress: bool | str = False
               ) -> dict[str, np.ndarray]:
-    """Return spikes (bool, (N, T, *shape)) of every LIF node. `record`, if a dict, receives
-    {lif_name: {"peak_u": float, "peak_v": float}} maxima over all samples, and
+    """Return the outputs (N, T, *shape) of every neuron node (a rule with a `read`): the
+    spikes (bool) of every LIF, the readout values (float32, v + offset) of every LI.
+    `record`, if a dict, receives {neuron_name: {"peak_u": float, "peak_v": float}}
+    maxima over all samples (an LI's v without its offset), and
     record["captured"][attention_name]: the float current entering each attention node."""
     FLOAT.check(graph.node(n) for n in graph.order())
-    lifs = [n.name for n in graph.nodes(LIF)]
-    out: dict[str, list[np.ndarray]] = {name: [] for name in lifs}
+    reads = {n: FLOAT.rule(graph.node(n)).read for n in graph.order()
+             if hasattr(FLOAT.rule(graph.node(n)), "read")}   # the neurons' outputs
+    out: dict[str, list[np.ndarray]] = {name: [] for name in reads}
     ctx = FloatContext(record=record)
     from snncompile.progress import bar
     with torch.no_grad(), bar(len(inputs), progress if isinstance(progress, str) else
@@ -66,8 +69,8 @@ def run_float(graph: Graph, inputs: np.ndarray, batch_size: int = 256,
             x = torch.as_tensor(np.asarray(inputs[start:start + batch_size]), dtype=torch.float32)
             ctx.state = {}
             values = evaluate(graph, x, ctx)
-            for name in lifs:
-                out[name].append(values[name].numpy() > 0)
+            for name, read in reads.items():
+                out[name].append(read(values[name]))
             pbar.update(len(x))
     if record is not None and "captured" in record:
         record["captured"] = {k: np.concatenate(v) if isinstance(v, list) else v
@@ -194,6 +197,9 @@ def _lif(node: LIF, ins, ctx: FloatContext):
     return y
 
 
+_lif.read = lambda y: y.numpy() > 0      # run_float returns a LIF's spikes
+
+
 def _lif_steps(layer: LIFLayer, x: torch.Tensor, state: dict, name: str,
                rec: dict | None) -> torch.Tensor:
     """`LIFLayer.forward` (same operations, in the same order) continued from the (u, v)
@@ -219,6 +225,39 @@ def _lif_steps(layer: LIFLayer, x: torch.Tensor, state: dict, name: str,
     if rec is not None:
         rec["peak_u"], rec["peak_v"] = float(peak_u), float(peak_v)
     return torch.stack(out, dim=1)
+
+
+@FLOAT.register(LI)
+def _li(node: LI, ins, ctx: FloatContext):
+    """The readout's recurrence (see `LI`) from u = v = 0 (step by step: continued from
+    the (u, v) kept in ctx.state);
+    the peaks of |u| and |v| (v without the offset) go to ctx.record for calibration."""
+    x = _sum(ins)
+    keep_u, keep_v = 1.0 - node.du, 1.0 - node.dv
+    bias = torch.as_tensor(np.broadcast_to(node.bias, node.shape).copy())
+    offset = torch.as_tensor(np.broadcast_to(node.offset, node.shape).copy())
+    if ctx.stepping and node.name in ctx.state:
+        u, v = ctx.state[node.name]
+    else:
+        u = torch.zeros((x.shape[0],) + tuple(node.shape), dtype=x.dtype)
+        v = torch.zeros_like(u)
+    out = []
+    peak_u = peak_v = 0.0
+    for step in range(x.shape[1]):
+        u = keep_u * u + x[:, step].reshape(u.shape)
+        v = keep_v * v + u + bias
+        peak_u, peak_v = max(peak_u, float(u.abs().max())), max(peak_v, float(v.abs().max()))
+        out.append(v + offset)
+    if ctx.stepping:
+        ctx.state[node.name] = (u, v)
+    if ctx.record is not None:
+        old = ctx.record.get(node.name, {"peak_u": 0.0, "peak_v": 0.0})
+        ctx.record[node.name] = {"peak_u": max(old["peak_u"], peak_u),
+                                 "peak_v": max(old["peak_v"], peak_v)}
+    return torch.stack(out, dim=1)
+
+
+_li.read = lambda y: y.numpy()           # run_float returns an LI's readout values
 
 
 def attention_module(node: Attention, shape: tuple[int, ...]):

@@ -58,7 +58,7 @@ import numpy as np
 from snncompile.errors import ResourceLimitError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense,
-                                 FxGate, FxLIF, FxSigmaDelta, Input, Output)
+                                 FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.target import Limits, TargetSpec
 
@@ -186,6 +186,7 @@ SPLIT.add(Flatten, CoreCost("reshape"))
 SPLIT.add(Output, CoreCost("output"))
 for _t in (FxLIF, FxSigmaDelta, FxCoproc, FxCoprocOut):
     SPLIT.add(_t, CoreCost(_trait_role(_t)))
+SPLIT.add(FxLI, CoreCost(_trait_role(FxLI)))   # a readout: compartments, no output axons
 SPLIT.add(FxGate, CoreCost("gate"))      # the gated LIF's own programmable neuron applies it
 SPLIT.add(FxDelay, CoreCost("coproc"))   # a loop delay buffers on the x86 core
 # FxDense and FxConv2d: next to their connectivity (_DenseSyn, _ConvSyn) below
