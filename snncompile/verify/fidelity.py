@@ -36,7 +36,8 @@ from typing import Callable
 import numpy as np
 
 from snncompile.errors import SnnCompileError
-from snncompile.ir import NEURON_TYPES, FxSigmaDelta, Graph
+from snncompile.ir import NEURON_TYPES, FxLI, FxSigmaDelta, Graph
+from snncompile.ir.registry import Rules
 from snncompile.report.compile import table
 
 OVERFLOW_WORDS = {"u_wrap": "24-bit current (u) wraps", "v_clip": "24-bit voltage (v) "
@@ -186,15 +187,64 @@ def not_checked(reason: str, samples: int = 0, steps: int = 0,
                           tolerance=dataclasses.asdict(tol or Tolerance()))
 
 
+READING = Rules("fidelity reading")
+"""Neuron type -> how fidelity reads its records, where spike counts do not apply: an object
+with `decision(node, out)` (class per sample) and `activity(node, out)` (per sample and
+neuron, additive integers comparable between the float and the compiled side)."""
+
+
+class _Readout:
+    """A leaky-integrator readout (FxLI). Its compiled records are v_int (integers, the
+    value is v_int / scale + offset), the float model's are the values themselves."""
+
+    @staticmethod
+    def values(node: FxLI, out: np.ndarray) -> np.ndarray:
+        """(N, T, neurons) readout values, float64."""
+        a = np.asarray(out)
+        flat = a.reshape(a.shape[0], a.shape[1], -1).astype(np.float64)
+        offset = np.broadcast_to(np.asarray(node.offset, np.float64), node.shape).ravel()
+        return flat / node.scale + offset if a.dtype.kind in "biu" else flat
+
+    def decision(self, node: FxLI, out: np.ndarray) -> np.ndarray:
+        """argmax over classes of the values' last step, sum or maximum (node.decision)."""
+        v = self.values(node, out)
+        agg = {"last": lambda a: a[:, -1], "sum": lambda a: a.sum(1),
+               "max": lambda a: a.max(1)}[node.decision]
+        return agg(v).argmax(1)
+
+    def activity(self, node: FxLI, out: np.ndarray) -> np.ndarray:
+        """Sum over steps of |v| (the state, without offset) in the compiled integer units:
+        the float model's values are scaled by `scale` and rounded."""
+        a = np.asarray(out)
+        if a.dtype.kind in "biu":
+            return np.abs(a.reshape(a.shape[0], a.shape[1], -1).astype(np.int64)).sum(1)
+        offset = np.broadcast_to(np.asarray(node.offset, np.float64), node.shape).ravel()
+        state = (self.values(node, a) - offset) * node.scale
+        return np.rint(np.abs(state).sum(1)).astype(np.int64)
+
+
+READING.add(FxLI, _Readout())
+
+
 def decision(node, out: np.ndarray) -> np.ndarray:
     """Class per sample from an output layer's (N, T, ...) record: the spike count of a LIF
     layer, the last value of a sigma readout (it accumulates), the sum of a sigma-delta
-    layer's graded spikes (they add up to its activation)."""
+    layer's graded spikes (they add up to its activation); a type in READING decides by
+    its own rule (a leaky-integrator readout: last / sum / max of its values)."""
+    reading = READING.get(node)
+    if reading is not None:
+        return reading.decision(node, out)
     n, t = out.shape[:2]
     flat = out.reshape(n, t, -1).astype(np.int64)
     if isinstance(node, FxSigmaDelta) and node.role == "sigma":
         return flat[:, -1].argmax(1)
     return flat.sum(1).argmax(1)
+
+
+def _activity(node, a: np.ndarray) -> np.ndarray:
+    """Activity (N, neurons) of `node`'s record: its READING rule's, else `_per_neuron`."""
+    reading = READING.get(node)
+    return reading.activity(node, a) if reading is not None else _per_neuron(a)
 
 
 def _per_neuron(a: np.ndarray) -> np.ndarray:
@@ -248,12 +298,12 @@ def statistics(graph: Graph, float_out: dict | None, compiled_out: dict, labels=
         name = node.name
         if name not in compiled_out:
             continue
-        c_n = _per_neuron(compiled_out[name])
+        c_n = _activity(node, compiled_out[name])
         row = {"layer": name, "neurons": int(c_n.shape[1]), "float": None,
                "compiled": int(c_n.sum()), "moments": None,
                "graded": bool(compiled_out[name].dtype != bool)}
         if float_out is not None and name in float_out:
-            f_n = _per_neuron(float_out[name])
+            f_n = _activity(node, float_out[name])
             row["float"] = int(f_n.sum())
             if f_n.shape == c_n.shape:
                 row["moments"] = _moments(f_n, c_n)
