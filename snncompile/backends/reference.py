@@ -6,19 +6,180 @@ time window in local time (delay-free), in PyTorch int64, straight from the arit
 the FxLIF / FxDense / FxConv2d docstrings. It does NOT reproduce Lava's weight preparation:
 it requires the compiled weights to be representable, so a quantiser bug that relied on
 Lava silently truncating weights shows up as a mismatch. Both are compared in `verify`.
+
+What each node type computes is one rule per type in one of two tables:
+
+* `REFERENCE` (local time): feed-forward graphs, evaluated node by node over the whole
+  window at once, and graphs with a top-down loop (FxDelay), evaluated one local step at a
+  time with every node keeping its state;
+* `REFERENCE_GLOBAL` (global time): graphs with nodes that `runs_in_global_time`
+  (sigma-delta neurons are never reset), evaluated node by node over the T + max depth
+  global steps of one sample, each synapse delivering one step later; every neuron's
+  values are then cut to its local window (`snncompile.ir.timing`).
+
+A rule is called `rule(node, ins, ctx)`: `ins` are the node's input values (N, k, *shape)
+in graph order, `ctx` the `_Context` of the run; it returns the node's value. A graph with
+a node that the table has no rule for is refused in one line before anything runs.
 """
 from __future__ import annotations
+
+import dataclasses
+import time
 
 import numpy as np
 import torch
 
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLIF,
-                 FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+                           FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir.registry import Rules
+from snncompile.ir.timing import Timing, loop_source_step, timing
 from snncompile.target import Numerics, load_target
 
+REFERENCE = Rules("integer reference")
+"""Node type -> rule in local time (feed-forward and top-down-loop graphs)."""
+REFERENCE_GLOBAL = Rules("integer reference (global time)")
+"""Node type -> rule in global time (graphs with sigma-delta neurons)."""
 
+
+# ------------------------------------------------------------------ entry point
+def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = None,
+                  record_state: bool = False):
+    """Return {neuron: (N, T, *shape)} (bool spikes of FxLIF, int32 graded values of
+    FxSigmaDelta) and, if record_state, also {FxLIF: (u, v) int arrays}. What crosses the
+    co-processor boundary (see `Run.boundary`) is in the same dict under "@" + its key, so
+    that verify can compare what crosses the partition.
+
+    A feed-forward graph is evaluated layer by layer over the whole window; a graph with a
+    top-down loop (FxDelay) one local step at a time, every node keeping its state."""
+    recorded, states = _reference(graph, inputs, numerics, record_state)
+    merged = {("@" + key if where == "boundary" else key): value
+              for (where, key), value in recorded.items()}
+    return (merged, states) if record_state else merged
+
+
+def _reference(graph, inputs, numerics, record_state):
+    """(recorded, states): {("values" | "boundary", key): array} in the order first
+    recorded, and {FxLIF name: (u, v)} (empty unless record_state)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # ops on a few MB: a second thread mostly waits on 2 cores
+    try:
+        num = numerics or load_target("loihi2").numerics
+        frames = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
+        if any(graph.node(name).runs_in_global_time for name in graph.order()):
+            if record_state:
+                raise UnsupportedError("sigma-delta graphs have no recorded (u, v) state")
+            ctx = _run_global(graph, frames, num)
+        else:
+            ctx = _run_local(graph, frames, num, record_state)
+        return ctx.collect()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclasses.dataclass
+class _Context:
+    """What the rules of one run share.
+
+    graph, numerics, timing (of the whole window), samples (N), record_state;
+    start / steps: the first local step of the values being computed and how many steps
+      they hold along axis 1 (a chunk of local time, or all global steps of a sample);
+    frames: the input frames of those steps (N, steps, *input shape), global time: the
+      T frames of the sample (the rule pads them);
+    bias_fed: the FxLIF nodes whose bias the input frames are (netx input layers);
+    state: node name -> what the node keeps from one chunk to the next (LIF registers, the
+      co-processor's evaluator, a loop delay's history);
+    chunks: ("values" | "boundary", key) -> the recorded tensors of every chunk;
+    state_chunks: FxLIF name -> its (u, v) tensors of every chunk, when record_state."""
+
+    graph: Graph
+    numerics: Numerics
+    timing: Timing
+    samples: int
+    record_state: bool
+    bias_fed: set
+    start: int = 0
+    steps: int = 0
+    frames: torch.Tensor | None = None
+    state: dict = dataclasses.field(default_factory=dict)
+    chunks: dict = dataclasses.field(default_factory=dict)
+    state_chunks: dict = dataclasses.field(default_factory=dict)
+
+    def record(self, name: str, value: torch.Tensor, u=None, v=None) -> None:
+        """Keep what neuron `name` computed over this chunk (and its state, if given)."""
+        self.chunks.setdefault(("values", name), []).append(value)
+        if u is not None:
+            self.state_chunks.setdefault(name, []).append((u, v))
+
+    def cross(self, key: str, value: torch.Tensor) -> None:
+        """Keep what crossed the co-processor boundary under `key` over this chunk."""
+        self.chunks.setdefault(("boundary", key), []).append(value)
+
+    def collect(self):
+        """(recorded, states) as numpy arrays, every chunk joined along time."""
+        recorded = {key: torch.cat(parts, 1).numpy() for key, parts in self.chunks.items()}
+        states = {name: tuple(torch.cat(p, 1).numpy() for p in zip(*parts))
+                  for name, parts in self.state_chunks.items()}
+        return recorded, states
+
+
+def _rules(table: Rules, graph: Graph) -> dict:
+    """Node name -> its rule in `table`, in graph order (refuses, in one line, the first node
+    the table has no rule for)."""
+    return {name: table.rule(graph.node(name)) for name in graph.order()}
+
+
+def _run_local(graph: Graph, x: torch.Tensor, num: Numerics, record_state: bool) -> _Context:
+    """Evaluate every node in local time: the whole window at once, or one local step at a
+    time when a rule closes a loop (its value is read before its input is computed)."""
+    n, t = x.shape[:2]
+    rules = _rules(REFERENCE, graph)
+    stepwise = any(getattr(rule, "closes_loop", False) for rule in rules.values())
+    if stepwise and any(getattr(graph.node(name), "delay", None) is not None
+                        for name in rules):
+        raise UnsupportedError("a graph with both a top-down loop and synaptic delays has no "
+                               "integer reference yet")
+    ctx = _Context(graph, num, timing(graph, t), n, record_state, graph.bias_fed())
+    chunk = 1 if stepwise else t
+    for start in range(0, t, chunk):
+        ctx.start, ctx.frames = start, x[:, start:start + chunk]
+        ctx.steps = ctx.frames.shape[1]
+        values = {name: rule.opening(graph.node(name), ctx)
+                  for name, rule in rules.items() if hasattr(rule, "opening")}
+        for name, rule in rules.items():
+            values[name] = rule(graph.node(name), [values[i] for i in graph.inputs(name)], ctx)
+    return ctx
+
+
+def _run_global(graph: Graph, x: torch.Tensor, num: Numerics) -> _Context:
+    """Evaluate every node over the T + max depth global steps of one sample (the input
+    padded with zero frames), every synapse (`is_synapse`) delivering one step later."""
+    n, t = x.shape[:2]
+    rules = _rules(REFERENCE_GLOBAL, graph)
+    clock = timing(graph, t)
+    ctx = _Context(graph, num, clock, n, False, set(), steps=clock.global_steps, frames=x)
+    values: dict[str, torch.Tensor] = {}
+    for name, rule in rules.items():
+        node = graph.node(name)
+        value = rule(node, [values[i] for i in graph.inputs(name)], ctx)
+        values[name] = _one_step_later(value) if node.is_synapse else value
+    return ctx
+
+
+def _one_step_later(y: torch.Tensor) -> torch.Tensor:
+    """y delayed by one step along time (axis 1): step 0 receives zeros."""
+    out = torch.zeros_like(y)
+    out[:, 1:] = y[:, :-1]
+    return out
+
+
+def _summed(ins: list[torch.Tensor]) -> torch.Tensor:
+    """A neuron's input: the sum of what its synapses deliver."""
+    return ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
+
+
+# ------------------------------------------------------------------ arithmetic
 def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Two's-complement wrap of int64 `x` to `bits` bits: ((x + half) mod 2 half) - half,
     the modulo taken as a mask (int64 & is two's complement, so exact for negatives)."""
@@ -37,100 +198,54 @@ def _decay(x: torch.Tensor, keep: int, bits: int) -> torch.Tensor:
     return (y + ((y >> 63) & ((1 << bits) - 1))) >> bits
 
 
-def reference_run(graph: Graph, inputs: np.ndarray, numerics: Numerics | None = None,
-                  record_state: bool = False):
-    """Return {lif: bool (N, T, *shape)} and, if record_state, {lif: (u, v) int arrays}.
-    Co-processor outputs (FxCoprocOut values, (N, T, *shape)) are in `spikes["@" + name]`
-    when the graph has any, so that verify can compare what crosses the partition.
-
-    A feed-forward graph is evaluated layer by layer over the whole window; a graph with a
-    top-down loop (FxDelay) one local step at a time, every node keeping its state."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # ops on a few MB: a second thread mostly waits on 2 cores
-    try:
-        return _run(graph, inputs, numerics, record_state)
-    finally:
-        torch.set_num_threads(threads)
+def _decay_(y: torch.Tensor, bits: int) -> torch.Tensor:
+    """`_decay` of an already multiplied y (owned: changed in place)."""
+    t = y >> 63
+    t &= (1 << bits) - 1
+    y += t
+    y >>= bits
+    return y
 
 
-def _run(graph, inputs, numerics, record_state):
-    num = numerics or load_target("loihi2").numerics
-    x0 = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
-    if graph.nodes(FxSigmaDelta):
-        if record_state:
-            raise UnsupportedError("sigma-delta graphs have no recorded (u, v) state")
-        return _global_run(graph, x0)
-    n, t = x0.shape[:2]
-    chunk = 1 if graph.nodes(FxDelay) else t
-    if graph.nodes(FxDelay) and any(n.delay is not None for n in graph.nodes(FxDense)):
-        raise UnsupportedError("a graph with both a top-down loop and synaptic delays has no "
-                               "integer reference yet")
-    state: dict[str, object] = {}
-    parts: dict[str, list] = {}
-    for start in range(0, t, chunk):
-        _evaluate(graph, x0[:, start:start + chunk], start, num, state, parts, record_state)
-    spikes, states = {}, {}
-    for name, seq in parts.items():
-        cat = [torch.cat(p, 1).numpy() for p in zip(*seq)]
-        if name.startswith("@"):
-            spikes[name] = cat[0]
-        else:
-            spikes[name] = cat[0].astype(bool)
-            if record_state:
-                states[name] = (cat[1], cat[2])
-    return (spikes, states) if record_state else spikes
+# ------------------------------------------------------------------ pass-through nodes
+@REFERENCE.register(Input)
+def _input(node: Input, ins, ctx: _Context) -> torch.Tensor:
+    """The frames of this chunk."""
+    return ctx.frames
 
 
-def _evaluate(graph, x, start, num, state, parts, record_state):
-    """Evaluate local steps [start, start + len) of every node; `state` carries LIF,
-    co-processor and loop-delay state across calls."""
-    n, k = x.shape[:2]
-    values: dict[str, torch.Tensor] = {}
-    bias_fed = graph.bias_fed()  # LIFs whose bias the input frames are (netx input layers)
-    for d in graph.nodes(FxDelay):  # a loop delay: init, or its input `latency` steps ago
-        hist = state.setdefault(d.name, [])
-        tau = start - d.latency
-        shape = (n, k) + tuple(graph.shape(d.name))
-        values[d.name] = (torch.full(shape, d.init, dtype=torch.int64) if tau < 0
-                          else torch.cat(hist[tau:tau + k], 1))
-    for name in graph.order():
-        node = graph.node(name)
-        ins = [values[i] for i in graph.inputs(name)]
-        if isinstance(node, FxDelay):
-            state[name].append(ins[0])
-        elif isinstance(node, Input):
-            values[name] = x
-        elif isinstance(node, FxDense):
-            values[name] = _dense(node, ins[0])
-        elif isinstance(node, FxConv2d):
-            values[name] = _conv(node, ins[0])
-        elif isinstance(node, Flatten):
-            values[name] = ins[0].reshape(n, k, -1)
-        elif isinstance(node, Output):
-            values[name] = ins[0]
-        elif isinstance(node, FxGate):
-            values[name] = _gate(node, ins[0], ins[1])
-        elif isinstance(node, FxCoproc):
-            if name not in state:
-                state[name] = _Coproc(node, n)
-            values[name] = state[name].run(ins)
-            for src, v in zip(graph.inputs(name), ins):
-                parts.setdefault(f"@{name}<-{src}", []).append((v.to(torch.int64),))
-        elif isinstance(node, FxCoprocOut):
-            values[name] = ins[0][node.port]
-            parts.setdefault("@" + name, []).append((values[name],))
-        elif isinstance(node, FxLIF):
-            if name not in state:
-                state[name] = _Lif(node, n, num)
-            a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
-            frames = None
-            if name in bias_fed:           # the frames add to bias_mant; no synaptic input
-                a, frames = torch.zeros_like(a), a
-            s, u, v = state[name].run(a, record_state, frames)
-            values[name] = s
-            parts.setdefault(name, []).append((s, u, v) if record_state else (s,))
-        else:
-            raise UnsupportedError(f"{name}: {type(node).__name__} has no integer reference")
+@REFERENCE_GLOBAL.register(Input)
+def _input_global(node: Input, ins, ctx: _Context) -> torch.Tensor:
+    """The T frames of the sample, then zero frames up to the last global step."""
+    x = ctx.frames
+    padded = torch.zeros((x.shape[0], ctx.steps) + tuple(x.shape[2:]), dtype=torch.int64)
+    padded[:, :x.shape[1]] = x
+    return padded
+
+
+@REFERENCE_GLOBAL.register(Flatten)
+@REFERENCE.register(Flatten)
+def _flatten(node: Flatten, ins, ctx: _Context) -> torch.Tensor:
+    return ins[0].reshape(tuple(ins[0].shape[:2]) + (-1,))
+
+
+@REFERENCE_GLOBAL.register(Output)
+@REFERENCE.register(Output)
+def _output(node: Output, ins, ctx: _Context) -> torch.Tensor:
+    return ins[0]
+
+
+# ------------------------------------------------------------------ synapses
+@REFERENCE_GLOBAL.register(FxDense)
+@REFERENCE.register(FxDense)
+def _dense_rule(node: FxDense, ins, ctx: _Context) -> torch.Tensor:
+    return _dense(node, ins[0])
+
+
+@REFERENCE_GLOBAL.register(FxConv2d)
+@REFERENCE.register(FxConv2d)
+def _conv_rule(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
+    return _conv(node, ins[0])
 
 
 def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):
@@ -182,15 +297,6 @@ def _exact_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, w.T)
 
 
-def _decay_(y: torch.Tensor, bits: int) -> torch.Tensor:
-    """`_decay` of an already multiplied y (owned: changed in place)."""
-    t = y >> 63
-    t &= (1 << bits) - 1
-    y += t
-    y >>= bits
-    return y
-
-
 def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
     n, t = x.shape[:2]
     w = torch.as_tensor(np.asarray(node.weight, dtype=np.int64))
@@ -214,7 +320,27 @@ def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
     return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
 
 
-class _Coproc:
+# ------------------------------------------------------------------ co-processor and gate
+@REFERENCE.register(FxCoproc)
+def _coproc(node: FxCoproc, ins, ctx: _Context) -> dict[str, torch.Tensor]:
+    """Every output port of the co-processor partition over this chunk; what it receives
+    from each source crosses the boundary under "<node><-<source>"."""
+    if node.name not in ctx.state:
+        ctx.state[node.name] = _CoprocEvaluator(node, ctx.samples)
+    for src, value in zip(ctx.graph.inputs(node.name), ins):
+        ctx.cross(f"{node.name}<-{src}", value.to(torch.int64))
+    return ctx.state[node.name].run(ins)
+
+
+@REFERENCE.register(FxCoprocOut)
+def _coproc_out(node: FxCoprocOut, ins, ctx: _Context) -> torch.Tensor:
+    """One output port of the co-processor; it crosses the boundary under its name."""
+    value = ins[0][node.port]
+    ctx.cross(node.name, value)
+    return value
+
+
+class _CoprocEvaluator:
     """The co-processor partition through its exported ONNX model, run by onnx's reference
     evaluator step by step (an implementation independent of the simulator's numpy one)."""
 
@@ -240,6 +366,11 @@ class _Coproc:
                 for o in self.cg.outputs}
 
 
+@REFERENCE.register(FxGate)
+def _gate_rule(node: FxGate, ins, ctx: _Context) -> torch.Tensor:
+    return _gate(node, ins[0], ins[1])
+
+
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """(a * g) / 2**shift, floor or to nearest with ties to even (node.rounding); the gain
     broadcasts (same number of axes)."""
@@ -257,7 +388,23 @@ def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return torch.clamp(out, min=0) if node.relu else out
 
 
-class _Lif:
+# ------------------------------------------------------------------ LIF neurons
+@REFERENCE.register(FxLIF)
+def _lif(node: FxLIF, ins, ctx: _Context) -> torch.Tensor:
+    """Spikes (int64 0/1) over this chunk; a bias-fed LIF adds its input frames to its bias
+    mantissas and has no synaptic input."""
+    if node.name not in ctx.state:
+        ctx.state[node.name] = _LifRegisters(node, ctx.samples, ctx.numerics)
+    a = _summed(ins)
+    frames = None
+    if node.name in ctx.bias_fed:
+        a, frames = torch.zeros_like(a), a
+    s, u, v = ctx.state[node.name].run(a, ctx.record_state, frames)
+    ctx.record(node.name, s.to(torch.bool), u, v)
+    return s
+
+
+class _LifRegisters:
     """Integer LIF state (u, v) of one node, advanced over a chunk of local steps."""
 
     def __init__(self, node: FxLIF, n: int, num: Numerics):
@@ -313,42 +460,51 @@ class _Lif:
         return s, None, None
 
 
-# ------------------------------------------------------------------ sigma-delta graphs
-def _global_run(graph: Graph, x: torch.Tensor) -> dict[str, np.ndarray]:
-    """Sigma-delta neurons are never reset, so such graphs are evaluated layer by layer in
-    global time: the input window padded with zero frames to T + max depth, every synapse
-    shifting its output one step later; each neuron's outputs are then cut to its local
-    window [depth, depth + T)."""
-    n, t = x.shape[:2]
-    order = graph.order()
-    depth = {name: graph.depth(name) for name in order}
-    total = t + max(depth.values())
-    values: dict[str, torch.Tensor] = {}
-    out: dict[str, np.ndarray] = {}
-    for name in order:
-        node = graph.node(name)
-        ins = [values[i] for i in graph.inputs(name)]
-        if isinstance(node, Input):
-            v = torch.zeros((n, total) + tuple(x.shape[2:]), dtype=torch.int64)
-            v[:, :t] = x
-        elif isinstance(node, (FxDense, FxConv2d)):
-            y = _dense(node, ins[0]) if isinstance(node, FxDense) else _conv(node, ins[0])
-            v = torch.zeros_like(y)
-            v[:, 1:] = y[:, :-1]                     # delivered one step later
-        elif isinstance(node, Flatten):
-            v = ins[0].reshape(n, total, -1)
-        elif isinstance(node, Output):
-            v = ins[0]
-        elif isinstance(node, FxSigmaDelta):
-            a = ins[0] if len(ins) == 1 else torch.stack(ins).sum(0)
-            v = _sigma_delta(node, a.reshape((n, total) + tuple(node.shape)))
-            d = depth[name]
-            out[name] = v[:, d:d + t].numpy().astype(np.int32)
+# ------------------------------------------------------------------ top-down loop delay
+class _LoopHistory:
+    """What a loop delay keeps: every local step its source sent (one tensor per step),
+    and what it passes on during the current chunk."""
+
+    def __init__(self):
+        self.sent: list[torch.Tensor] = []
+        self.reading: torch.Tensor | None = None
+
+
+class _LoopDelayRule:
+    """FxDelay: its consumers read it before its source is computed (a back edge), so the
+    graph is evaluated one local step at a time; `opening` gives what it passes on at this
+    step (`init`, or what its source sent `latency` steps ago), the call records what its
+    source sent at this step."""
+
+    closes_loop = True
+
+    def opening(self, node: FxDelay, ctx: _Context) -> torch.Tensor:
+        hist = ctx.state.setdefault(node.name, _LoopHistory())
+        source_step = loop_source_step(node, ctx.start)
+        if source_step < 0:
+            shape = (ctx.samples, ctx.steps) + tuple(ctx.graph.shape(node.name))
+            hist.reading = torch.full(shape, node.init, dtype=torch.int64)
         else:
-            raise UnsupportedError(f"{name}: {type(node).__name__} is not supported in a "
-                                   "sigma-delta graph's integer reference")
-        values[name] = v
-    return out
+            hist.reading = torch.cat(hist.sent[source_step:source_step + ctx.steps], 1)
+        return hist.reading
+
+    def __call__(self, node: FxDelay, ins, ctx: _Context) -> torch.Tensor:
+        hist = ctx.state[node.name]
+        hist.sent.append(ins[0])
+        return hist.reading
+
+
+REFERENCE.add(FxDelay, _LoopDelayRule())
+
+
+# ------------------------------------------------------------------ sigma-delta neurons
+@REFERENCE_GLOBAL.register(FxSigmaDelta)
+def _sigma_delta_rule(node: FxSigmaDelta, ins, ctx: _Context) -> torch.Tensor:
+    """Graded outputs over every global step; its local window is recorded (int32)."""
+    a = _summed(ins)
+    value = _sigma_delta(node, a.reshape((ctx.samples, ctx.steps) + tuple(node.shape)))
+    ctx.record(node.name, value[:, ctx.timing.window(node.name)].to(torch.int32))
+    return value
 
 
 def _sigma_delta(node: FxSigmaDelta, a: torch.Tensor) -> torch.Tensor:
@@ -388,7 +544,7 @@ def _sigma_delta(node: FxSigmaDelta, a: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------ the backend
 class ReferenceBackend:
-    """The `reference` backend: `reference_run` over batches of samples (samples are
+    """The `reference` backend: the reference over batches of samples (samples are
     independent), with progress."""
 
     name = "reference"
@@ -400,29 +556,33 @@ class ReferenceBackend:
 
     def run(self, graph, inputs, *, numerics=None, source=None, progress=False,
             batch: int = 32, record_state: bool = False, **options) -> Run:
-        import time
-
         from snncompile.progress import bar
         x = np.asarray(inputs)
         n = len(x)
         t0 = time.perf_counter()
-        if record_state:   # (u, v) of every FxLIF: one call, for diagnostics
-            out, state = reference_run(graph, x, numerics, record_state=True)
-            return Run(values={k: v for k, v in out.items() if not k.startswith("@")},
-                       samples=n, steps=x.shape[1], wall_s=time.perf_counter() - t0,
-                       backend="reference", state=state,
-                       boundary={k[1:]: v for k, v in out.items() if k.startswith("@")})
-        parts: dict[str, list] = {}
+        parts: dict[tuple[str, str], list] = {}
+        state_parts: dict[str, list] = {}
         with bar(n, "reference", "sample", enabled=progress) as p:
             for start in range(0, max(n, 1), batch):
-                for k, v in reference_run(graph, x[start:start + batch], numerics).items():
-                    parts.setdefault(k, []).append(v)
+                recorded, states = _reference(graph, x[start:start + batch], numerics,
+                                              record_state)
+                for key, value in recorded.items():
+                    parts.setdefault(key, []).append(value)
+                for name, uv in states.items():
+                    state_parts.setdefault(name, []).append(uv)
                 p.update(min(batch, n - start))
-        out = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
-        return Run(values={k: v for k, v in out.items() if not k.startswith("@")},
+        joined = {key: _join(v) for key, v in parts.items()}
+        return Run(values={k: v for (where, k), v in joined.items() if where == "values"},
                    samples=n, steps=x.shape[1], wall_s=time.perf_counter() - t0,
                    backend="reference",
-                   boundary={k[1:]: v for k, v in out.items() if k.startswith("@")})
+                   boundary={k: v for (where, k), v in joined.items() if where == "boundary"},
+                   state={name: tuple(_join(list(p)) for p in zip(*uvs))
+                          for name, uvs in state_parts.items()} if record_state else None)
+
+
+def _join(batches: list[np.ndarray]) -> np.ndarray:
+    """Batches of samples joined along axis 0."""
+    return batches[0] if len(batches) == 1 else np.concatenate(batches)
 
 
 register_backend(ReferenceBackend())

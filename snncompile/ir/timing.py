@@ -83,3 +83,9 @@ def timing(graph, steps: int) -> Timing:
     """The Timing of `graph` for windows of `steps` local steps (depths from the graph's
     cached order; see `Graph.depth`)."""
     return Timing(int(steps), {name: graph.depth(name) for name in graph.order()})
+
+
+def loop_source_step(delay, local_step: int) -> int:
+    """The local step of its source whose value loop delay `delay` (FxDelay) passes on at
+    its target's local step `local_step`: local_step - latency (negative: `delay.init`)."""
+    return local_step - delay.latency

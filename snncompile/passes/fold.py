@@ -7,6 +7,10 @@ weight is replicated rather than approximated):
 * pool(k) -> [Flatten] -> Dense:  W'[o, c, h, w] = W[o, c, h//k, w//k] * (1/k^2 for avg)
 * pool(k) -> Conv2d(K, s, p):     kernel W'[o, c, k*a + i, k*b + j] = W[o, c, a, b] (* 1/k^2),
                                   stride k*s, padding k*p  (input size divisible by k)
+
+Two tables say what takes part: `POOLS` (pool type -> the factor every replicated weight
+gets) and `FOLD_INTO` (the node type a pool feeds -> how the pool folds into it; a Flatten
+on the way is passed through).
 """
 from __future__ import annotations
 
@@ -14,61 +18,78 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import AvgPool2d, Conv2d, Dense, Flatten, Graph, SumPool2d
+from ..ir.registry import Rules
+
+POOLS = Rules("pool folding")
+"""Pool type -> factor(pool): what each weight replicated over its window is multiplied by."""
+FOLD_INTO = Rules("pool folding (into the next synapse)")
+"""Node type a pool feeds -> fold(pool, factor, synapse, graph, chain) -> the synapse with
+the pool folded in; `chain` is the pool and the Flatten nodes between it and the synapse.
+Flatten's entry is `THROUGH`: the chain goes on past it."""
+
+THROUGH = "through"
+
+
+@POOLS.register(SumPool2d)
+def _sum_factor(pool: SumPool2d) -> float:
+    return 1.0
+
+
+@POOLS.register(AvgPool2d)
+def _average_factor(pool: AvgPool2d) -> float:
+    return 1.0 / (pool.kernel[0] * pool.kernel[1])
+
+
+FOLD_INTO.add(Flatten, THROUGH)
+
+
+@FOLD_INTO.register(Dense)
+def _into_dense(pool, factor: float, syn: Dense, graph: Graph, chain: list[str]) -> Dense:
+    if syn.delay is not None:
+        raise UnsupportedError(f"{syn.name}: a pool cannot be folded into a Dense "
+                               "with synaptic delays")
+    if len(chain) == 1:
+        raise UnsupportedError(f"{syn.name}: Dense after a pool needs a Flatten")
+    kh, kw = pool.kernel
+    c, ph, pw = graph.shape(pool.name)
+    w = syn.weight.reshape(syn.weight.shape[0], c, ph, pw)
+    w = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) * factor
+    return Dense(syn.name, weight=w.reshape(w.shape[0], -1).astype(syn.weight.dtype))
+
+
+@FOLD_INTO.register(Conv2d)
+def _into_conv(pool, factor: float, syn: Conv2d, graph: Graph, chain: list[str]) -> Conv2d:
+    if len(chain) > 1:
+        raise UnsupportedError(f"{syn.name}: Conv2d cannot follow a Flatten")
+    kh, kw = pool.kernel
+    w = np.repeat(np.repeat(syn.weight, kh, axis=2), kw, axis=3) * factor
+    return Conv2d(syn.name, weight=w.astype(syn.weight.dtype),
+                  stride=(syn.stride[0] * kh, syn.stride[1] * kw),
+                  padding=(syn.padding[0] * kh, syn.padding[1] * kw),
+                  groups=syn.groups)
 
 
 def fold_pools(graph: Graph) -> tuple[Graph, bool]:
     """Return (new graph, changed)."""
-    pools = [n.name for n in graph.nodes(SumPool2d)]
+    pools = [name for name in graph.order() if POOLS.supports(graph.node(name))]
     if not pools:
         return graph, False
-    new = Graph(graph.meta)
-    skip: set[str] = set()
     replace: dict[str, object] = {}
     rename: dict[str, str] = {}
     for name in pools:
         pool = graph.node(name)
-        chain = [name]
-        succ = graph.outputs(name)
-        while len(succ) == 1 and isinstance(graph.node(succ[0]), Flatten):
-            chain.append(succ[0])
-            succ = graph.outputs(succ[0])
-        if len(succ) != 1 or not isinstance(graph.node(succ[0]), (Dense, Conv2d)) \
-                or any(len(graph.outputs(c)) != 1 for c in chain):
-            raise UnsupportedError(
-                f"{name}: a pooling layer must feed exactly one Dense or Conv2d (optionally "
-                "through Flatten) so it can be folded into its weights; Loihi has no pooling "
-                "unit")
-        syn = graph.node(succ[0])
+        chain, target = _chain_to_synapse(graph, name)
+        replace[target] = FOLD_INTO.rule(graph.node(target))(
+            pool, POOLS.rule(pool)(pool), graph.node(target), graph, chain)
         pshape = graph.shape(graph.inputs(name)[0])
-        scale = 1.0 / (pool.kernel[0] * pool.kernel[1]) if isinstance(pool, AvgPool2d) else 1.0
         kh, kw = pool.kernel
-        if isinstance(syn, Dense):
-            if syn.delay is not None:
-                raise UnsupportedError(f"{syn.name}: a pool cannot be folded into a Dense "
-                                       "with synaptic delays")
-            c, ph, pw = graph.shape(name)
-            w = syn.weight.reshape(syn.weight.shape[0], c, ph, pw)
-            w = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) * scale
-            flat = len(chain) > 1
-            replace[succ[0]] = Dense(syn.name, weight=w.reshape(w.shape[0], -1)
-                                     .astype(syn.weight.dtype))
-            if not flat:
-                raise UnsupportedError(f"{syn.name}: Dense after a pool needs a Flatten")
-        else:
-            if len(chain) > 1:
-                raise UnsupportedError(f"{syn.name}: Conv2d cannot follow a Flatten")
-            w = np.repeat(np.repeat(syn.weight, kh, axis=2), kw, axis=3) * scale
-            replace[succ[0]] = Conv2d(syn.name, weight=w.astype(syn.weight.dtype),
-                                      stride=(syn.stride[0] * kh, syn.stride[1] * kw),
-                                      padding=(syn.padding[0] * kh, syn.padding[1] * kw),
-                                      groups=syn.groups)
         if pshape[1] % kh or pshape[2] % kw:
             raise UnsupportedError(f"{name}: input {pshape[1]}x{pshape[2]} not divisible by "
                                    f"the pooling kernel {kh}x{kw}")
-        skip.add(name)
         rename[name] = graph.inputs(name)[0]
+    new = Graph(graph.meta)
     for n in graph.order():
-        if n in skip:
+        if n in rename:
             continue
         ins = []
         for i in graph.inputs(n):
@@ -78,3 +99,20 @@ def fold_pools(graph: Graph) -> tuple[Graph, bool]:
         new.add(replace.get(n, graph.node(n)), ins)
     new.validate()
     return new, True
+
+
+def _chain_to_synapse(graph: Graph, pool: str) -> tuple[list[str], str]:
+    """(the pool and the Flatten nodes after it, the node they feed); refused unless that
+    node is one a pool folds into and nothing else reads the chain."""
+    chain = [pool]
+    succ = graph.outputs(pool)
+    while len(succ) == 1 and FOLD_INTO.get(graph.node(succ[0])) is THROUGH:
+        chain.append(succ[0])
+        succ = graph.outputs(succ[0])
+    if len(succ) != 1 or not FOLD_INTO.supports(graph.node(succ[0])) \
+            or any(len(graph.outputs(c)) != 1 for c in chain):
+        raise UnsupportedError(
+            f"{pool}: a pooling layer must feed exactly one Dense or Conv2d (optionally "
+            "through Flatten) so it can be folded into its weights; Loihi has no pooling "
+            "unit")
+    return chain, succ[0]

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
 from ..ir import (LIF, Attention, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLIF, Graph,
-                  Input, Output)
+                  Input, Output, SumPool2d)
+from ..ir.registry import Rules
 from ..target import TargetSpec
 
 HEADROOM = 1.5  # calibrated peak state may grow by this factor before it wraps
@@ -140,6 +141,36 @@ def _decay(name: str, key: str, value: float, unity: int, offset: int) -> tuple[
     return q, (q + offset) / unity
 
 
+QUANTIZE = Rules("quantisation")
+"""Float node type -> its rule, an object with
+
+* `emit(node, ins, plan)`: add the node's fixed-point node(s) to `plan.new`, fed by `ins`;
+* optionally `plan(node, plan)`, run for every node before any is emitted: a neuron's rule
+  quantises the neuron together with the synapse (and attention layer) feeding it there.
+
+A pool's rule refuses it: `fold_pools` folds pools into the next synapse first."""
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What the quantiser decided, node by node, and the fixed-point graph it builds.
+
+    fixed: float node name -> its fixed-point node (synapses and neurons);
+    lowered: attention name -> (FxCoproc, [(variant, FxCoprocOut, FxGate)]);
+    rename: float node name -> the fixed-point node that now carries its value (an
+      attention layer's last gate); reports: one LayerQuant per neuron, in graph order."""
+
+    graph: Graph
+    spec: TargetSpec
+    calib: dict
+    new: Graph
+    state_units: int
+    fixed: dict = dataclasses.field(default_factory=dict)
+    lowered: dict = dataclasses.field(default_factory=dict)
+    rename: dict = dataclasses.field(default_factory=dict)
+    reports: list = dataclasses.field(default_factory=list)
+
+
 def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
              ) -> tuple[Graph, list[LayerQuant]]:
     """Map a float graph (pools already folded) to a fixed-point graph.
@@ -148,70 +179,159 @@ def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
     and {"captured": {attention_name: float currents (N, T, *shape)}} for attention layers.
     """
     num = spec.numerics
-    state_units = (num.state_max - 1) >> num.act_shift  # largest |u|, |v| in input units
-    inp = graph.input_node()
-    if inp.encoding == "graded":
-        if num.graded_bits == 0:
-            raise UnsupportedError(f"{inp.name}: graded inputs are not supported on target "
-                                   f"'{spec.name}'; encode the input as spikes")
-        if inp.bits > num.graded_bits:
-            raise QuantizationError(f"{inp.name}: graded input width ({inp.bits} bits) exceeds "
-                                    f"the target's graded spike width ({num.graded_bits})")
-    new = Graph(dict(graph.meta, target=spec.name))
-    reports: list[LayerQuant] = []
-    fixed: dict[str, object] = {}
-    lowered: dict[str, tuple] = {}   # attention name -> (FxCoproc, [(variant, out, gate)])
-    captured = (calib or {}).get("captured", {})
+    graph.input_node()              # exactly one Input
+    plan = _Plan(graph, spec, calib or {}, Graph(dict(graph.meta, target=spec.name)),
+                 state_units=(num.state_max - 1) >> num.act_shift)  # largest |u|, |v|
+    for name in graph.order():
+        rule = QUANTIZE.get(graph.node(name))
+        if hasattr(rule, "plan"):
+            rule.plan(graph.node(name), plan)
     for name in graph.order():
         node = graph.node(name)
-        if not isinstance(node, LIF):
-            continue
+        ins = [plan.rename.get(i, i) for i in graph.inputs(name)]
+        QUANTIZE.rule(node).emit(node, ins, plan)
+    plan.new.validate()
+    return plan.new, plan.reports
+
+
+def _not_here(node) -> UnsupportedError:
+    return UnsupportedError(f"{node.name}: {type(node).__name__} cannot be quantised here; "
+                            "run fold_pools first")
+
+
+class _Keep:
+    """Input, Flatten, Output: the same node in the fixed-point graph."""
+
+    def emit(self, node, ins, plan: _Plan) -> None:
+        plan.new.add(node, ins)
+
+
+class _InputRule(_Keep):
+    """The network input: kept; graded values must fit the target's graded spikes."""
+
+    def plan(self, inp: Input, plan: _Plan) -> None:
+        num, spec = plan.spec.numerics, plan.spec
+        if inp.encoding == "graded":
+            if num.graded_bits == 0:
+                raise UnsupportedError(f"{inp.name}: graded inputs are not supported on "
+                                       f"target '{spec.name}'; encode the input as spikes")
+            if inp.bits > num.graded_bits:
+                raise QuantizationError(f"{inp.name}: graded input width ({inp.bits} bits) "
+                                        f"exceeds the target's graded spike width "
+                                        f"({num.graded_bits})")
+
+
+class _Planned:
+    """A node the neuron it feeds (or is) quantised: its planned fixed-point node."""
+
+    def emit(self, node, ins, plan: _Plan) -> None:
+        if node.name not in plan.fixed:
+            raise _not_here(node)
+        plan.new.add(plan.fixed[node.name], ins)
+
+
+class _SynapseRule(_Planned):
+    """A synapse layer, quantised with the LIF it feeds: `exponent_range(numerics)` (the
+    weight exponents it may use), `lower(...)` (its fixed-point node), `accumulator_bits`
+    (the width of its output) and `limit_note` (appended to its scale limit's name)."""
+
+
+class _DenseRule(_SynapseRule):
+    """Dense -> FxDense with a weight exponent (and its synaptic delays)."""
+
+    accumulator_bits = 32          # the synapse output the attention lowering reads
+    limit_note = ""                # appended to the "weight mantissa" scale limit
+
+    def exponent_range(self, num) -> tuple[int, int]:
+        return num.weight_exp_min, num.weight_exp_max
+
+    def lower(self, syn: Dense, wq, e: int, mode: str, msg_bits: int, num) -> FxDense:
+        return FxDense(syn.name, weight=wq, weight_exp=e, num_weight_bits=num.weight_bits,
+                       sign_mode=mode, num_message_bits=msg_bits, delay=syn.delay)
+
+
+class _ConvRule(_SynapseRule):
+    """Conv2d -> FxConv2d; Lava's Conv ignores weight exponents, so e = 0."""
+
+    accumulator_bits = 24          # Conv wraps at 24 bits
+    limit_note = " (conv: no exponent)"
+
+    def exponent_range(self, num) -> tuple[int, int]:
+        return 0, 0
+
+    def lower(self, syn: Conv2d, wq, e: int, mode: str, msg_bits: int, num) -> FxConv2d:
+        return FxConv2d(syn.name, weight=wq, stride=syn.stride, padding=syn.padding,
+                        groups=syn.groups, num_message_bits=msg_bits)
+
+
+class _LIFRule(_Planned):
+    """LIF -> FxLIF, quantised with the synapse feeding it (through an attention layer,
+    which is then lowered to the co-processor at the same scale)."""
+
+    def plan(self, node: LIF, plan: _Plan) -> None:
+        graph, name = plan.graph, node.name
         preds = graph.inputs(name)
         att = None
-        if len(preds) == 1 and isinstance(graph.node(preds[0]), Attention):
+        if len(preds) == 1 and isinstance(QUANTIZE.get(graph.node(preds[0])), _AttentionRule):
             att = graph.node(preds[0])
             preds = graph.inputs(att.name)
-        if len(preds) != 1 or not isinstance(graph.node(preds[0]), (Dense, Conv2d)):
+        syn_rule = QUANTIZE.get(graph.node(preds[0])) if len(preds) == 1 else None
+        if not isinstance(syn_rule, _SynapseRule):
             raise UnsupportedError(f"{name}: a LIF must be fed by exactly one Dense or Conv2d "
                                    "layer (optionally through an attention layer)")
         syn = graph.node(preds[0])
-        stats = (calib or {}).get(name)
         in_kind = graph.kind(graph.inputs(syn.name)[0])
-        msg_bits = _msg_bits(syn.name, in_kind, inp.bits)
-        fs, fl, rep = _quantize_pair(syn, node, msg_bits, stats, spec, state_units)
-        fixed[syn.name], fixed[name] = fs, fl
-        reports.append(rep)
+        msg_bits = _msg_bits(syn.name, in_kind, graph.input_node().bits)
+        fs, fl, rep = _quantize_pair(syn, node, msg_bits, plan.calib.get(name), plan.spec,
+                                     plan.state_units)
+        plan.fixed[syn.name], plan.fixed[name] = fs, fl
+        plan.reports.append(rep)
         if att is not None:
             from .attention import lower_attention
-            in_bits = 24 if isinstance(syn, Conv2d) else 32  # Conv wraps at 24 bits
-            lowered[att.name] = lower_attention(att, graph.shape(att.name), rep.scale,
-                                                in_bits, captured.get(att.name), spec)
-    rename: dict[str, str] = {}
-    for name in graph.order():
-        node = graph.node(name)
-        ins = [rename.get(i, i) for i in graph.inputs(name)]
-        if isinstance(node, (Input, Flatten, Output)):
-            new.add(node, ins)
-        elif name in fixed:
-            new.add(fixed[name], ins)
-        elif name in lowered:
-            coproc, chain = lowered[name]
-            new.add(coproc, ins)
-            current = ins[0]
-            for _, out, gate in chain:
-                new.add(out, [coproc.name])
-                new.add(gate, [current, out.name])
-                current = gate.name
-            rename[name] = current
-        else:
-            raise UnsupportedError(f"{name}: {type(node).__name__} cannot be quantised here; "
-                                   "run fold_pools first")
-    new.validate()
-    return new, reports
+            plan.lowered[att.name] = lower_attention(
+                att, graph.shape(att.name), rep.scale, syn_rule.accumulator_bits,
+                plan.calib.get("captured", {}).get(att.name), plan.spec)
+
+
+class _AttentionRule:
+    """Attention -> an FxCoproc computing its gains and one FxCoprocOut + FxGate per gain,
+    chained on the current (lowered when the LIF it feeds was quantised)."""
+
+    def emit(self, node: Attention, ins, plan: _Plan) -> None:
+        if node.name not in plan.lowered:
+            raise _not_here(node)
+        coproc, chain = plan.lowered[node.name]
+        plan.new.add(coproc, ins)
+        current = ins[0]
+        for _, out, gate in chain:
+            plan.new.add(out, [coproc.name])
+            plan.new.add(gate, [current, out.name])
+            current = gate.name
+        plan.rename[node.name] = current
+
+
+class _NotFolded:
+    """A pool: folded into the next synapse by `fold_pools`, never quantised itself."""
+
+    def emit(self, node, ins, plan: _Plan) -> None:
+        raise _not_here(node)
+
+
+for _type in (Flatten, Output):
+    QUANTIZE.add(_type, _Keep())
+QUANTIZE.add(Input, _InputRule())
+QUANTIZE.add(Dense, _DenseRule())
+QUANTIZE.add(Conv2d, _ConvRule())
+QUANTIZE.add(LIF, _LIFRule())
+QUANTIZE.add(Attention, _AttentionRule())
+QUANTIZE.add(SumPool2d, _NotFolded())     # and AvgPool2d, its subclass
 
 
 def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_units: int):
+    """(fixed synapse, FxLIF, LayerQuant) for one synapse and the LIF it feeds, at the
+    largest scale every limit allows."""
     num = spec.numerics
+    syn_rule = QUANTIZE.rule(syn)      # a _SynapseRule: its exponents and lowering
     name = lif.name
     ws = _WeightStats(syn.weight)
     bias = np.broadcast_to(np.asarray(lif.bias, dtype=np.float64), lif.shape)
@@ -236,12 +356,9 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     if bias_abs > 0:  # bias_mant << bias_exp must hold bias * sigma * 64
         caps["bias range"] = (num.bias_mant_max << num.bias_exp_max) / (
             bias_abs * (1 << num.act_shift))
-    is_conv = isinstance(syn, Conv2d)
-    e_max = 0 if is_conv else num.weight_exp_max
-    e_min = 0 if is_conv else num.weight_exp_min
+    e_min, e_max = syn_rule.exponent_range(num)
     if m > 0:
-        caps["weight mantissa" + (" (conv: no exponent)" if is_conv else "")] = \
-            mant * 2.0 ** e_max / m
+        caps["weight mantissa" + syn_rule.limit_note] = mant * 2.0 ** e_max / m
     limited_by = min(caps, key=caps.get)
     sigma = caps[limited_by]
     if not (sigma > 0 and math.isfinite(sigma)):   # e.g. a weight of 1e38 overflowed calib
@@ -284,12 +401,7 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     peak_frac = None
     if stats:
         peak_frac = max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
-    if is_conv:
-        fs = FxConv2d(syn.name, weight=wq, stride=syn.stride, padding=syn.padding,
-                      groups=syn.groups, num_message_bits=msg_bits)
-    else:
-        fs = FxDense(syn.name, weight=wq, weight_exp=e, num_weight_bits=num.weight_bits,
-                     sign_mode=mode, num_message_bits=msg_bits, delay=syn.delay)
+    fs = syn_rule.lower(syn, wq, e, mode, msg_bits, num)
     fl = FxLIF(name, shape=lif.shape, du=du, dv=dv, vth=vth,
                bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp)
     rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,
