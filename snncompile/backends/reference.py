@@ -32,7 +32,7 @@ import torch
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import UnsupportedError
 from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                           FxLIF, FxSigmaDelta, Graph, Input, Output)
+                           FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, loop_source_step, timing
 from snncompile.target import Numerics, load_target
@@ -458,6 +458,38 @@ class _LifRegisters:
         if record:
             return s, torch.stack(us, 1), torch.stack(vs, 1)
         return s, None, None
+
+
+@REFERENCE.register(FxLI)
+def _li(node: FxLI, ins, ctx: _Context) -> torch.Tensor:
+    """The readout's voltage v (int32) over this chunk, from the FxLI docstring: u, v
+    from 0 at local step 0, trunc-toward-zero decays, u wrapped once to 24 bits, v
+    saturated at 24 bits, never a spike or a reset (a chip would spike above vth << 6;
+    the simulator flags that, this reference does not model it)."""
+    num = ctx.numerics
+    half, unity = num.state_max, num.decay_unity
+    shape = (ctx.samples,) + tuple(node.shape)
+    u, v = ctx.state.get(node.name, (torch.zeros(shape, dtype=torch.int64),
+                                     torch.zeros(shape, dtype=torch.int64)))
+    bias = torch.as_tensor(np.broadcast_to(np.asarray(node.bias_mant, np.int64),
+                                           node.shape).copy()) * (1 << node.bias_exp)
+    a = _wrap(_wrap(_summed(ins).to(torch.int64), 32) * (1 << num.act_shift), 32)
+    vs, us = [], []
+    for k in range(a.shape[1]):
+        u = torch.div(u * (unity - node.du - 1), unity, rounding_mode="trunc") + a[:, k]
+        u = _wrap(u, 32)
+        u = torch.where(u > half, u - 2 * half, torch.where(u <= -half, u + 2 * half, u))
+        v = torch.div(v * (unity - node.dv), unity, rounding_mode="trunc") + u + bias
+        v = v.clamp(-half + 1, half - 1)
+        vs.append(v)
+        us.append(u)
+    ctx.state[node.name] = (u, v)
+    value = torch.stack(vs, 1)
+    if ctx.record_state:
+        ctx.record(node.name, value.to(torch.int32), torch.stack(us, 1), value)
+    else:
+        ctx.record(node.name, value.to(torch.int32))
+    return value
 
 
 # ------------------------------------------------------------------ top-down loop delay

@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
-from ..ir import (LIF, Attention, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLIF, Graph,
-                  Input, Output, SumPool2d)
+from ..ir import (LI, LIF, Attention, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLI, FxLIF,
+                  Graph, Input, Output, SumPool2d)
 from ..ir.registry import Rules
 from ..target import TargetSpec
 
@@ -385,19 +385,8 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     # --- decays (Loihi adds 1 to du: ds_offset; none to dv)
     du, du_eff = _decay(name, "du", lif.du, num.decay_unity, 1)
     dv, dv_eff = _decay(name, "dv", lif.dv, num.decay_unity, 0)
-    # --- bias = bias_mant << bias_exp, in 24-bit state units (not shifted by 6)
-    b_int = bias * sigma * (1 << num.act_shift)
-    bmax = float(np.abs(b_int).max()) if b_int.size else 0.0
-    bias_exp = 0
-    while bmax / 2 ** bias_exp > num.bias_mant_max and bias_exp < num.bias_exp_max:
-        bias_exp += 1
-    bias_mant = np.round(b_int / 2 ** bias_exp)
-    if np.abs(bias_mant).max(initial=0) > num.bias_mant_max:
-        raise QuantizationError(
-            f"{name}: bias ({bmax:.4g} state units) exceeds the largest representable bias "
-            f"({num.bias_mant_max} << {num.bias_exp_max}); reduce the bias or the threshold")
-    bias_err = float(np.abs(bias_mant * 2 ** bias_exp - b_int).max(initial=0)
-                     / (sigma * (1 << num.act_shift)))
+    bias_mant, bias_exp, bias_err = _bias_mant(name, bias, sigma, num,
+                                               "; reduce the bias or the threshold")
     peak_frac = None
     if stats:
         peak_frac = max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
@@ -412,6 +401,145 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
                      limited_by=limited_by)
     return fs, fl, rep
+
+
+def _bias_mant(name: str, bias: np.ndarray, sigma: float, num, hint: str = ""):
+    """(bias_mant, bias_exp, largest error in float units): bias = bias_mant << bias_exp,
+    in 24-bit state units (not shifted by 6), the smallest exponent that fits."""
+    b_int = bias * sigma * (1 << num.act_shift)
+    bmax = float(np.abs(b_int).max()) if b_int.size else 0.0
+    bias_exp = 0
+    while bmax / 2 ** bias_exp > num.bias_mant_max and bias_exp < num.bias_exp_max:
+        bias_exp += 1
+    bias_mant = np.round(b_int / 2 ** bias_exp)
+    if np.abs(bias_mant).max(initial=0) > num.bias_mant_max:
+        raise QuantizationError(
+            f"{name}: bias ({bmax:.4g} state units) exceeds the largest representable bias "
+            f"({num.bias_mant_max} << {num.bias_exp_max}){hint}")
+    bias_err = float(np.abs(bias_mant * 2 ** bias_exp - b_int).max(initial=0)
+                     / (sigma * (1 << num.act_shift)))
+    return bias_mant, bias_exp, bias_err
+
+
+# ------------------------------------------------------------------ leaky-integrator readout
+class _LIRule(_Planned):
+    """LI -> FxLI, quantised with the one synapse feeding it (`_quantize_li`)."""
+
+    def plan(self, node: LI, plan: _Plan) -> None:
+        graph, name = plan.graph, node.name
+        preds = graph.inputs(name)
+        syn_rule = QUANTIZE.get(graph.node(preds[0])) if len(preds) == 1 else None
+        if not hasattr(syn_rule, "lower"):       # a _SynapseRule
+            raise UnsupportedError(f"{name}: an LI readout must be fed by exactly one Dense "
+                                   "or Conv2d layer")
+        syn = graph.node(preds[0])
+        src = graph.inputs(syn.name)[0]
+        in_kind = graph.kind(src)
+        msg_bits = _msg_bits(syn.name, in_kind, graph.input_node().bits)
+        in_max = (max(abs(v) for v in graph.input_node().value_range())
+                  if in_kind == "graded" else 1.0)
+        fs, fx, rep = _quantize_li(syn, node, msg_bits, plan.calib.get(name), plan.spec,
+                                   plan.state_units, in_max=in_max)
+        plan.fixed[syn.name], plan.fixed[name] = fs, fx
+        plan.reports.append(rep)
+
+
+QUANTIZE.add(LI, _LIRule())
+
+
+def _readout_peak_bound(ws_rows: np.ndarray, bias: np.ndarray, du_eff: float,
+                        dv_eff: float, in_max: float) -> float | None:
+    """A sure bound on max(|u|, |v|) without calibration: |x| <= in_max * sum_j |W'_ij|
+    per output (row), |u| <= |x| / du_eff, |v| <= (|u| + |bias|) / dv_eff; None when a
+    decay is 0 (a pure integrator grows with the number of steps)."""
+    if du_eff <= 0 or dv_eff <= 0:
+        return None
+    u = in_max * ws_rows / du_eff
+    v = (u + np.abs(bias).reshape(u.shape)) / dv_eff
+    return float(max(u.max(initial=0), v.max(initial=0)))
+
+
+def _li_caps(syn, li: LI, bias, stats, num, state_units: int, du_eff: float,
+             dv_eff: float, in_max: float) -> dict:
+    """Scale limit name -> the largest scale it allows, for a readout: the state headroom
+    (calibrated, or a sure bound) and the bias range; no threshold (vth is vth_max)."""
+    caps = {}
+    if stats:
+        peak = max(stats["peak_u"], stats["peak_v"])
+        if peak > 0:
+            caps["state headroom"] = state_units / (HEADROOM * peak)
+    else:
+        w = np.abs(np.asarray(syn.weight, dtype=np.float64))
+        rows = w.reshape(w.shape[0], -1).sum(axis=1)           # per output channel
+        rows = np.broadcast_to(rows.reshape((-1,) + (1,) * (len(li.shape) - 1)), li.shape)
+        bound = _readout_peak_bound(rows, bias, du_eff, dv_eff, in_max)
+        if bound is None:
+            raise QuantizationError(
+                f"{li.name}: a readout with du or dv 0 has no state bound without "
+                "calibration data (its voltage grows with the steps); pass --calib FILE.npz")
+        if bound > 0:
+            caps["state headroom (uncalibrated: sure bound)"] = state_units / bound
+    bias_abs = float(np.abs(bias).max(initial=0))
+    if bias_abs > 0:  # bias_mant << bias_exp must hold bias * sigma * 64
+        caps["bias range"] = (num.bias_mant_max << num.bias_exp_max) / (
+            bias_abs * (1 << num.act_shift))
+    return caps
+
+
+def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_units: int,
+                 *, in_max: float = 1.0):
+    """(fixed synapse, FxLI, LayerQuant) for a leaky-integrator readout and its synapse: one
+    scale sigma, the largest the weight mantissa, the 1.5x state headroom and the bias range
+    allow (no threshold: vth is the mantissa maximum, never reached while the headroom
+    holds); weights, weight_exp and bias as `_quantize_pair`; the read value is
+    v_int / (64 sigma) + offset (`scale` = 64 sigma)."""
+    num = spec.numerics
+    syn_rule = QUANTIZE.rule(syn)
+    name = li.name
+    ws = _WeightStats(syn.weight)
+    bias = np.broadcast_to(np.asarray(li.bias, dtype=np.float64), li.shape)
+    if not ws.finite:
+        raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
+    if not np.all(np.isfinite(bias)):
+        raise QuantizationError(f"{name}: bias contains NaN or inf")
+    mode, lo, hi = ws.sign_mode()
+    mant = hi if mode != "inhibitory" else -lo
+    m = ws.absmax
+    du, du_eff = _decay(name, "du", li.du, num.decay_unity, 1)
+    dv, dv_eff = _decay(name, "dv", li.dv, num.decay_unity, 0)
+    caps = _li_caps(syn, li, bias, stats, num, state_units, du_eff, dv_eff, in_max)
+    e_min, e_max = syn_rule.exponent_range(num)
+    if m > 0:
+        caps["weight mantissa" + syn_rule.limit_note] = mant * 2.0 ** e_max / m
+    if not caps:
+        raise QuantizationError(f"{name}: the readout's weights and bias are all 0: no "
+                                "scale to choose")
+    limited_by = min(caps, key=caps.get)
+    sigma = caps[limited_by]
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise QuantizationError(f"{name}: no fixed-point scale fits ({limited_by} allows "
+                                f"{sigma:.3g}); weights reach {m:.3g}")
+    e = (int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max))
+         if m > 0 else 0)
+    wq, clipped, err_norm = ws.quantize(sigma, e, 2 if mode == "mixed" else 1, lo, hi)
+    if clipped:
+        raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
+                                f"range [{lo}, {hi}] at weight exponent {e}")
+    bias_mant, bias_exp, bias_err = _bias_mant(name, bias, sigma, num)
+    peak_frac = (max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
+                 if stats else None)
+    fs = syn_rule.lower(syn, wq, e, mode, msg_bits, num)
+    fx = FxLI(name, shape=li.shape, du=du, dv=dv, bias_mant=bias_mant.astype(np.int32),
+              bias_exp=bias_exp, scale=float(sigma * (1 << num.act_shift)),
+              offset=li.offset, decision=li.decision)
+    rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,
+                     sign_mode=mode, weight_max_mant=int(np.abs(wq).max(initial=0)),
+                     weight_rel_error=float(err_norm / max(ws.norm, 1e-30)),
+                     weights_clipped=clipped, vth=num.vth_max, vth_rel_error=0.0,
+                     du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
+                     bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
+                     limited_by=limited_by)
+    return fs, fx, rep
 
 
 def _msg_bits(name: str, in_kind: str, input_bits: int) -> int:
