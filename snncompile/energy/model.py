@@ -39,24 +39,108 @@ ANN comparison, as the attention-SNN literature computes it (Horowitz ISSCC 2014
 overrides) + synops x E_AC for the others (synops = T x dense ops x input firing rate).
 Dense ops count real connections (padding taps excluded).
 
+The per-node-type part lives in the `ENERGY` table: each node type's `NodeEnergy` rule says
+how its counts become chip operations (a neuron layer's updates, spikes and messages, a
+synapse type's price per synop, a co-processor partition's ops and bytes); node types
+without a rule are refused in one line. The rest (latency, static energy, the report) is
+common to all.
+
     >>> rep = estimate_energy(graph, mapping, counts, load_target("loihi1"))  # doctest: +SKIP
     >>> rep.energy_per_inference_j, rep.latency_per_step_s                    # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InputFileError, UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import NEURON_TYPES, FxConv2d, FxCoproc, FxDense, FxLIF
+from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
+                        FxLIF, FxSigmaDelta, Input, Output)
+from ..ir.registry import Rules
 from snncompile.mapping.place import Mapping
 from ..target import TargetSpec
 from .report import EVENTS, EnergyReport
 
 E_MAC_J = 4.6e-12  # 32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)
 E_AC_J = 0.9e-12  # 32-bit float add, 45 nm (Horowitz, ISSCC 2014)
+
+ENERGY = Rules("energy counts")
+"""Node type -> `NodeEnergy`: how that node's event counts become chip operations."""
+
+# The phases in which `NodeEnergy.price` runs, in this order over the whole graph (each in
+# graph order): the input row first, then the neuron layers, then the co-processor charges
+# (added to the rows of the layers they gate, so those rows must exist).
+INPUT, LAYERS, COPROC = "input", "layers", "coproc"
+PHASES = (INPUT, LAYERS, COPROC)
+
+
+@dataclass
+class Pricing:
+    """The state of one `estimate_energy` call: its inputs and the rows built so far."""
+
+    graph: Graph
+    mapping: Mapping
+    counts: dict
+    spec: TargetSpec
+    samples: int
+    steps: int
+    first_layer_mac: bool | None
+    notes: list[str] = field(default_factory=list)
+    per_layer: dict[str, dict[str, float]] = field(default_factory=dict)   # joules per row
+    events: dict[str, dict[str, float]] = field(default_factory=dict)      # events per row
+    block_rate: dict[str, dict[str, float]] = field(default_factory=dict)  # per step, latency
+    payload_bits: dict[str, int] = field(default_factory=dict)  # graded sender -> bits
+    coprocs: list[str] = field(default_factory=list)            # co-processor partitions
+    ann_j: float = 0.0
+    snn_ops_j: float = 0.0
+
+    @property
+    def e(self):
+        return self.spec.energy
+
+    @property
+    def inp(self) -> str:
+        return self.graph.input_node().name
+
+    def count(self, node: str, key: str, required: bool = True) -> float:
+        """counts[node][key] per inference (NaN when absent and not required)."""
+        return _count(self.counts, node, key, required) / self.samples
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def traffic(self, layer: str, spikes: float) -> tuple[dict, dict]:
+        """(events, joules) of the messages `spikes` of `layer` send, from the placement."""
+        e, tr = self.e, self.mapping.layer_traffic.get(layer)
+        n = self.mapping.layers[layer]["neurons"]
+        if not tr or not n:
+            return ({"messages": 0.0, "hops_ew": 0.0, "hops_ns": 0.0, "chip_hops": 0.0},
+                    {"messages": 0.0, "hops": 0.0, "chip_hops": 0.0})
+        ev = {k: spikes * tr[k] / n for k in ("messages", "hops_ew", "hops_ns", "chip_hops")}
+        bits = self.payload_bits.get(layer, 0)
+        en = {"messages": ev["messages"] * (e.message_j + bits * e.message_payload_bit_j),
+              "hops": ev["hops_ew"] * e.hop_ew_j + ev["hops_ns"] * e.hop_ns_j,
+              "chip_hops": ev["chip_hops"] * e.chip_hop_j}
+        return ev, en
+
+
+class NodeEnergy:
+    """A node type's energy rule. `price` adds what the node's counts cost to the estimate
+    in phase `phase`; a synapse type also answers `synops` (what its neuron layer pays)."""
+
+    phase: str | None = None  # None: the node costs nothing of its own
+
+    def price(self, p: Pricing, name: str) -> None:
+        pass
+
+    def synops(self, p: Pricing, name: str) -> tuple[float, float]:
+        """(synaptic events per inference, joules per event) of synapse node `name`."""
+        raise UnsupportedError(f"{name}: {type(p.graph.node(name)).__name__} is not a "
+                               "synapse node; a neuron layer's synapse must be one")
 
 
 def _count(counts: dict, node: str, key: str, required: bool = True) -> float:
@@ -79,6 +163,130 @@ def _has_zeros(node) -> bool:
     return int(np.count_nonzero(w)) < w.size
 
 
+# ---------------------------------------------------------------------- the rules
+def _rule(*types: type):
+    """Class decorator: an instance of the class is ENERGY's rule for `types`."""
+    def deco(cls):
+        ENERGY.register(*types)(cls())
+        return cls
+    return deco
+
+
+@_rule(Input)
+class _InputEnergy(NodeEnergy):
+    """The graph input: its messages into the first layers, charged to the input row.
+    Its spike count is derived from the first layer's synops when not given."""
+
+    phase = INPUT
+
+    def price(self, p: Pricing, name: str) -> None:
+        spikes_in = p.count(name, "spikes", required=False)
+        if math.isnan(spikes_in):
+            spikes_in = 0.0
+            lifs = [n for n in p.graph.order() if p.graph.node(n).is_neuron]
+            first = [l for l in lifs if _source(p.graph, p.mapping, l) == name]
+            if first:
+                syn = p.mapping.layers[first[0]]["synapse"]
+                n_syn = p.mapping.layers[first[0]]["synapses"]
+                if n_syn:
+                    spikes_in = (p.count(syn, "synops")
+                                 * p.mapping.layers[name]["neurons"] / n_syn)
+                p.notes.append("input spikes derived from the first layer's synops assuming "
+                               "uniform fan-out")
+        ev, en = p.traffic(name, spikes_in)
+        p.per_layer[name] = dict.fromkeys(EVENTS, 0.0) | en
+        p.events[name] = {"spikes": spikes_in, **ev}
+
+
+@_rule(FxLIF, FxSigmaDelta)
+class _NeuronLayerEnergy(NodeEnergy):
+    """A neuron layer with the synapse node feeding it: synops (priced by the synapse's
+    rule), active / inactive neuron updates, spikes out and their messages; plus the
+    literature-style ANN / SNN operation energy of the layer."""
+
+    phase = LAYERS
+
+    def price(self, p: Pricing, layer: str) -> None:
+        e, info = p.e, p.mapping.layers[layer]
+        syn = info["synapse"]
+        synops, e_syn = ENERGY.rule(p.graph.node(syn)).synops(p, syn) if syn else (0.0, 0.0)
+        updates = p.count(layer, "neuron_updates")
+        spikes = p.count(layer, "spikes")
+        active = p.count(layer, "active_updates", required=False)
+        if math.isnan(active):
+            active = updates * (1.0 - math.exp(-synops / updates)) if updates else 0.0
+            p.note("active neuron updates estimated as updates x (1 - exp(-synops / "
+                   "updates)) (events on random neuron-steps)")
+        active = min(active, updates)
+        inactive = updates - active
+        ev, en = p.traffic(layer, spikes)
+        p.per_layer[layer] = dict.fromkeys(EVENTS, 0.0) | {
+            "synops": synops * e_syn,
+            "neuron_active": active * e.neuron_update_active_j,
+            "neuron_inactive": inactive * e.neuron_update_inactive_j,
+            "spikes_out": spikes * e.spike_out_j,
+        } | en
+        p.events[layer] = {"synops": synops, "neuron_updates": updates,
+                           "active_updates": active, "inactive_updates": inactive,
+                           "spikes": spikes, **ev}
+        p.block_rate[layer] = {k: v / p.steps for k, v in p.events[layer].items()}
+        dense_ops = float(info["synapses"])
+        p.ann_j += dense_ops * E_MAC_J
+        encoding = _source(p.graph, p.mapping, layer) == p.inp
+        mac_first = (p.graph.input_node().encoding == "graded" if p.first_layer_mac is None
+                     else p.first_layer_mac)
+        p.snn_ops_j += (p.steps * dense_ops * E_MAC_J if encoding and mac_first
+                        else synops * E_AC_J)
+
+
+@_rule(FxDense)
+class _DenseEnergy(NodeEnergy):
+    """Dense synapses: synop_j per event, synop_sparse_j when some weights are zero and the
+    table has one."""
+
+    def synops(self, p: Pricing, name: str) -> tuple[float, float]:
+        e = p.e
+        sparse = _has_zeros(p.graph.node(name)) and e.synop_sparse_j is not None
+        return p.count(name, "synops"), (e.synop_sparse_j if sparse else e.synop_j)
+
+
+@_rule(FxConv2d)
+class _ConvEnergy(NodeEnergy):
+    """Convolution synapses: synop_conv_j per event."""
+
+    def synops(self, p: Pricing, name: str) -> tuple[float, float]:
+        return p.count(name, "synops"), p.e.synop_conv_j
+
+
+@_rule(FxCoproc)
+class _CoprocEnergy(NodeEnergy):
+    """A co-processor partition (attention): its ops and boundary bytes at the target's
+    [coproc] prices, charged to the neuron layer whose current its gains multiply."""
+
+    phase = COPROC
+
+    def price(self, p: Pricing, name: str) -> None:
+        cp = p.spec.raw.get("coproc", {})
+        ops = sum(_count(p.counts, name, k) for k in
+                  ("coproc_macs", "coproc_adds", "coproc_compares", "coproc_lookups"))
+        nbytes = sum(_count(p.counts, name, k) for k in
+                     ("bytes_to_coproc", "bytes_from_coproc"))
+        j = (ops * cp.get("energy_per_op_j", 0.0)
+             + nbytes * cp.get("energy_per_byte_j", 0.0)) / p.samples
+        lif = _gated_lif(p.graph, name)
+        p.per_layer[lif]["coproc"] += j
+        p.events[lif].update({"coproc_ops": ops / p.samples,
+                              "coproc_bytes": nbytes / p.samples})
+        p.coprocs.append(name)
+
+
+# Nodes without events of their own: Flatten and Output only rewire; a gate's
+# multiplication and a delay are part of the synaptic events of the layer they feed; the
+# co-processor's output bytes are counted by its partition (FxCoproc).
+ENERGY.register(Flatten, Output, FxGate, FxDelay, FxCoprocOut)(NodeEnergy())
+
+
+# ---------------------------------------------------------------------- the estimate
 def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSpec,
                     samples: int | None = None, steps: int | None = None,
                     first_layer_mac: bool | None = None) -> EnergyReport:
@@ -86,142 +294,66 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
 
     `counts`: event counts summed over all samples and steps (see the module docstring).
     """
-    e = spec.energy
-    if e is None:
+    if spec.energy is None:
         raise UnsupportedError(f"target '{spec.name}' has no [energy] section; pass an "
                                "energy table (load_target(name, energy=...))")
     samples = int(samples if samples is not None else counts.get("samples", 0))
     steps = int(steps if steps is not None else counts.get("steps", 0))
     if samples < 1 or steps < 1:
         raise InputFileError(f"counts: samples ({samples}) and steps ({steps}) must be >= 1")
-    inp = graph.input_node().name
-    notes: list[str] = []
-    per_layer: dict[str, dict[str, float]] = {}
-    events: dict[str, dict[str, float]] = {}
-    block_rate: dict[str, dict[str, float]] = {}  # per-layer per-step events, for latency
-    ann_j = snn_ops_j = 0.0
-
-    # graded senders: layers whose messages carry a payload (bits) to a graded synapse
-    payload_bits: dict[str, int] = {}
-    for n in graph.order():
-        bits = int(getattr(graph.node(n), "num_message_bits", 0) or 0)
-        if bits and getattr(graph.node(n), "is_synapse", False):
-            from snncompile.mapping.split import _source_of
-            src = _source_of(graph, graph.inputs(n)[0])
-            payload_bits[src] = max(payload_bits.get(src, 0), bits)
-
-    def traffic(layer: str, spikes: float) -> tuple[dict, dict]:
-        tr = mapping.layer_traffic.get(layer)
-        n = mapping.layers[layer]["neurons"]
-        if not tr or not n:
-            return ({"messages": 0.0, "hops_ew": 0.0, "hops_ns": 0.0, "chip_hops": 0.0},
-                    {"messages": 0.0, "hops": 0.0, "chip_hops": 0.0})
-        ev = {k: spikes * tr[k] / n for k in ("messages", "hops_ew", "hops_ns", "chip_hops")}
-        bits = payload_bits.get(layer, 0)
-        en = {"messages": ev["messages"] * (e.message_j + bits * e.message_payload_bit_j),
-              "hops": ev["hops_ew"] * e.hop_ew_j + ev["hops_ns"] * e.hop_ns_j,
-              "chip_hops": ev["chip_hops"] * e.chip_hop_j}
-        return ev, en
-
-    # ---- the graph input: its messages into the first layers
-    lifs = [n for n in graph.order() if isinstance(graph.node(n), NEURON_TYPES)]
-    if payload_bits:
-        notes.append("graded-spike synaptic operations are priced as binary ones (no "
-                     "published per-operation energy for graded messages): an underestimate")
-        if e.message_payload_bit_j:
-            notes.append("graded messages priced by payload width (message_payload_bit_j "
-                         "per bit)")
-    missing = [n for n in lifs + [inp] if n not in mapping.layers]
+    ENERGY.check(graph.node(n) for n in graph.order())
+    p = Pricing(graph, mapping, counts, spec, samples, steps, first_layer_mac)
+    _graded_senders(p)
+    missing = [n for n in graph.order()
+               if (graph.node(n).is_neuron or n == p.inp) and n not in mapping.layers]
     if missing:
         raise UnsupportedError(f"mapping has no layer {', '.join(missing)}; map this graph "
                                "with map_graph first")
-    spikes_in = _count(counts, inp, "spikes", required=False) / samples
-    if math.isnan(spikes_in):
-        spikes_in = 0.0
-        first = [l for l in lifs if _source(graph, mapping, l) == inp]
-        if first:
-            syn = mapping.layers[first[0]]["synapse"]
-            n_syn = mapping.layers[first[0]]["synapses"]
-            if n_syn:
-                spikes_in = (_count(counts, syn, "synops") / samples
-                             * mapping.layers[inp]["neurons"] / n_syn)
-            notes.append("input spikes derived from the first layer's synops assuming "
-                         "uniform fan-out")
-    ev, en = traffic(inp, spikes_in)
-    per_layer[inp] = dict.fromkeys(EVENTS, 0.0) | en
-    events[inp] = {"spikes": spikes_in, **ev}
-
-    # ---- neuron layers
-    for layer in lifs:
-        info = mapping.layers[layer]
-        syn = info["synapse"]
-        synops = _count(counts, syn, "synops") / samples if syn else 0.0
-        updates = _count(counts, layer, "neuron_updates") / samples
-        spikes = _count(counts, layer, "spikes") / samples
-        active = _count(counts, layer, "active_updates", required=False) / samples
-        if math.isnan(active):
-            active = updates * (1.0 - math.exp(-synops / updates)) if updates else 0.0
-            note = ("active neuron updates estimated as updates x (1 - exp(-synops / "
-                    "updates)) (events on random neuron-steps)")
-            if note not in notes:
-                notes.append(note)
-        active = min(active, updates)
-        inactive = updates - active
-        node = graph.node(syn) if syn else None
-        if isinstance(node, FxConv2d):
-            e_syn = e.synop_conv_j
-        elif isinstance(node, FxDense) and _has_zeros(node) and e.synop_sparse_j is not None:
-            e_syn = e.synop_sparse_j
-        else:
-            e_syn = e.synop_j
-        ev, en = traffic(layer, spikes)
-        per_layer[layer] = dict.fromkeys(EVENTS, 0.0) | {
-            "synops": synops * e_syn,
-            "neuron_active": active * e.neuron_update_active_j,
-            "neuron_inactive": inactive * e.neuron_update_inactive_j,
-            "spikes_out": spikes * e.spike_out_j,
-        } | en
-        events[layer] = {"synops": synops, "neuron_updates": updates, "active_updates": active,
-                         "inactive_updates": inactive, "spikes": spikes, **ev}
-        block_rate[layer] = {k: v / steps for k, v in events[layer].items()}
-        # literature-style ANN / SNN operation energy
-        dense_ops = float(info["synapses"])
-        ann_j += dense_ops * E_MAC_J
-        src = _source(graph, mapping, layer)
-        encoding = src == inp
-        mac_first = (graph.input_node().encoding == "graded" if first_layer_mac is None
-                     else first_layer_mac)
-        snn_ops_j += (steps * dense_ops * E_MAC_J if encoding and mac_first
-                      else synops * E_AC_J)
-
-    # ---- co-processor partitions (attention): ops and boundary bytes, charged to the LIF
-    # whose current they gate; their per-step latency from the partition report
+    for phase in PHASES:
+        for name in graph.order():
+            rule = ENERGY.rule(graph.node(name))
+            if rule.phase == phase:
+                rule.price(p, name)
     coproc_s = 0.0
-    coprocs = [n for n in graph.order() if isinstance(graph.node(n), FxCoproc)]
-    if coprocs:
+    if p.coprocs:
         from snncompile.mapping.coproc_assign import partition
-        cp = spec.raw.get("coproc", {})
-        for name in coprocs:
-            ops = sum(_count(counts, name, k) for k in
-                      ("coproc_macs", "coproc_adds", "coproc_compares", "coproc_lookups"))
-            nbytes = sum(_count(counts, name, k) for k in
-                         ("bytes_to_coproc", "bytes_from_coproc"))
-            j = (ops * cp.get("energy_per_op_j", 0.0)
-                 + nbytes * cp.get("energy_per_byte_j", 0.0)) / samples
-            lif = _gated_lif(graph, name)
-            per_layer[lif]["coproc"] += j
-            events[lif].update({"coproc_ops": ops / samples, "coproc_bytes": nbytes / samples})
         coproc_s = partition(graph, spec)["added_latency_per_step_s"]
-        notes.append("co-processor energy and latency from the target's [coproc] estimates")
+        p.notes.append("co-processor energy and latency from the target's [coproc] estimates")
+    core_t = _core_times(p)
+    parts, busiest = _latency_parts(p, core_t, coproc_s)
+    step_s = sum(parts.values())
+    _static(p, step_s * steps)
+    return _report(p, parts, busiest, step_s)
 
-    # ---- latency: busiest core, longest route, barrier
+
+def _graded_senders(p: Pricing) -> None:
+    """Layers whose messages carry a payload (bits) to a graded synapse, and their notes."""
+    from snncompile.mapping.split import _source_of
+
+    for n in p.graph.order():
+        node = p.graph.node(n)
+        bits = int(getattr(node, "num_message_bits", 0) or 0)
+        if bits and node.is_synapse:
+            src = _source_of(p.graph, p.graph.inputs(n)[0])
+            p.payload_bits[src] = max(p.payload_bits.get(src, 0), bits)
+    if p.payload_bits:
+        p.notes.append("graded-spike synaptic operations are priced as binary ones (no "
+                       "published per-operation energy for graded messages): an underestimate")
+        if p.e.message_payload_bit_j:
+            p.notes.append("graded messages priced by payload width (message_payload_bit_j "
+                           "per bit)")
+
+
+def _core_times(p: Pricing) -> np.ndarray:
+    """Seconds per step of each core: its blocks' share of their layers' per-step events."""
+    e, mapping = p.e, p.mapping
     core_t = np.zeros(mapping.n_cores)
     for c in mapping.cores:
         t = 0.0
         for b in c.blocks:
             blk = mapping.blocks[b]
             # attention relay neurons (mapping): the gated layer's synaptic events again
-            r = block_rate[mapping.layers[blk.layer].get("relay_of") or blk.layer]
+            r = p.block_rate[mapping.layers[blk.layer].get("relay_of") or blk.layer]
             info = mapping.layers[blk.layer]
             fn = blk.n_neurons / info["neurons"]
             fs = blk.synapses / info["synapses"] if info["synapses"] else 0.0
@@ -229,30 +361,38 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
                   + r["active_updates"] * fn * e.neuron_update_active_s
                   + r["inactive_updates"] * fn * e.neuron_update_inactive_s
                   + r["spikes"] * fn * e.spike_out_s
-                  + r["messages"] * fn * (e.message_s + payload_bits.get(blk.layer, 0)
+                  + r["messages"] * fn * (e.message_s + p.payload_bits.get(blk.layer, 0)
                                           * e.message_payload_bit_s))
         core_t[c.index] = t
+    return core_t
+
+
+def _latency_parts(p: Pricing, core_t: np.ndarray, coproc_s: float) -> tuple[dict, int]:
+    """(seconds per step by part: busiest core, route, barrier, co-processor, system;
+    index of the busiest core). Also charges the per-step system energy to the input row."""
+    e, mapping = p.e, p.mapping
     busiest = int(np.argmax(core_t)) if len(core_t) else 0
     route_s = float(mapping.max_route.get("seconds", 0.0)) if mapping.max_route else 0.0
-    tiles = mapping.tiles_used
-    barrier = e.barrier_s(tiles)
+    barrier = e.barrier_s(mapping.tiles_used)
     if mapping.chips > 1:
-        notes.append("barrier sync across chips modelled as the single-chip maximum")
+        p.notes.append("barrier sync across chips modelled as the single-chip maximum")
         barrier = e.barrier_max_s
     parts = {"busiest_core_s": float(core_t[busiest]) if len(core_t) else 0.0,
              "route_s": route_s, "barrier_s": barrier, "coproc_s": coproc_s,
              "system_s": e.system_step_s}
     # per-step system cost (host / x86 I/O and management), charged to the input row
-    per_layer[inp]["system"] = e.system_step_j * steps
+    p.per_layer[p.inp]["system"] = e.system_step_j * p.steps
     if e.system_step_j or e.system_step_s:
-        notes.append(f"per-step system cost {e.system_step_j * 1e6:.3g} uJ and "
-                     f"{e.system_step_s * 1e6:.3g} us per step (host / x86 I/O) included")
-    step_s = sum(parts.values())
-    inference_s = step_s * steps
+        p.notes.append(f"per-step system cost {e.system_step_j * 1e6:.3g} uJ and "
+                       f"{e.system_step_s * 1e6:.3g} us per step (host / x86 I/O) included")
+    return parts, busiest
 
-    # ---- static energy, shared by the cores each layer occupies
-    static = e.static_power_w * mapping.chips * inference_s
-    share = {l: 0.0 for l in per_layer}
+
+def _static(p: Pricing, inference_s: float) -> None:
+    """Static energy of the inference, shared by the cores each layer occupies."""
+    mapping = p.mapping
+    static = p.e.static_power_w * mapping.chips * inference_s
+    share = {l: 0.0 for l in p.per_layer}
     for c in mapping.cores:
         n_c = sum(mapping.blocks[b].n_neurons for b in c.blocks)
         for b in c.blocks:
@@ -260,44 +400,48 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
             owner = mapping.layers[blk.layer].get("relay_of") or blk.layer  # relays
             share[owner] += (blk.n_neurons / n_c if n_c else 1 / len(c.blocks)) \
                 / mapping.n_cores
-    for l in per_layer:
-        per_layer[l]["static"] = static * share[l]
+    for l in p.per_layer:
+        p.per_layer[l]["static"] = static * share[l]
     if not mapping.cores:  # nothing placed: the whole static energy on the input row
-        per_layer[inp]["static"] = static
+        p.per_layer[p.inp]["static"] = static
 
+
+def _report(p: Pricing, parts: dict, busiest: int, step_s: float) -> EnergyReport:
+    e, per_layer = p.e, p.per_layer
+    inference_s = step_s * p.steps
     per_event = {ev_: sum(d[ev_] for d in per_layer.values()) for ev_ in EVENTS}
     total = sum(sum(d.values()) for d in per_layer.values())
     static_j = per_event["static"]
     estimates = sorted(e.estimates)
-    if coprocs:
+    if p.coprocs:
         estimates = sorted(set(estimates) | {f"coproc.{k}" for k, v in dict(
-            spec.raw.get("coproc", {}).get("estimate", {})).items() if v})
+            p.spec.raw.get("coproc", {}).get("estimate", {})).items() if v})
     return EnergyReport(
-        target=spec.name, energy_table=e.source, samples=samples, steps=steps,
+        target=p.spec.name, energy_table=e.source, samples=p.samples, steps=p.steps,
         energy_per_inference_j=total, dynamic_j=total - static_j, static_j=static_j,
         latency_per_step_s=step_s, latency_per_inference_s=inference_s,
-        edp_js=total * inference_s, cores=mapping.n_cores, chips=mapping.chips,
-        per_layer=per_layer, per_event=per_event, events=events, latency_parts_s=parts,
+        edp_js=total * inference_s, cores=p.mapping.n_cores, chips=p.mapping.chips,
+        per_layer=per_layer, per_event=per_event, events=p.events, latency_parts_s=parts,
         busiest_core=busiest,
-        ann={"ann_j": ann_j, "snn_ops_j": snn_ops_j,
-             "ann_over_snn": ann_j / snn_ops_j if snn_ops_j else math.inf,
+        ann={"ann_j": p.ann_j, "snn_ops_j": p.snn_ops_j,
+             "ann_over_snn": p.ann_j / p.snn_ops_j if p.snn_ops_j else math.inf,
              "e_mac_j": E_MAC_J, "e_ac_j": E_AC_J},
-        estimates=estimates, notes=notes)
+        estimates=estimates, notes=p.notes)
 
 
 def _gated_lif(graph: Graph, coproc: str) -> str:
-    """The FxLIF whose input current the co-processor partition's gains multiply."""
+    """The neuron layer whose input current the co-processor partition's gains multiply."""
     todo = list(graph.outputs(coproc))
     while todo:
         n = todo.pop(0)
-        if isinstance(graph.node(n), FxLIF):
+        if graph.node(n).is_neuron:
             return n
         todo.extend(graph.outputs(n))
     raise UnsupportedError(f"{coproc}: feeds no LIF")
 
 
 def _source(graph: Graph, mapping: Mapping, layer: str) -> str:
-    """The spiking source (Input or FxLIF) of `layer`'s synapse node."""
+    """The spiking source (Input or neuron layer) of `layer`'s synapse node."""
     from snncompile.mapping.split import _source_of
 
     syn = mapping.layers[layer]["synapse"]

@@ -26,8 +26,10 @@ Time. SANA-FE delivers a spike one step later, like the simulator; a layer at de
 integrating at global step d. The run lasts steps + depth steps (input silent after `steps`)
 and each layer's spikes are counted in its own window [d, d + steps).
 
-Not supported (UnsupportedError naming the node): graded spikes, sigma-delta neurons, synaptic
-delays, co-processor partitions, multi-chip mappings.
+What each node type becomes is its rule in the `SANAFE` table; node types without one
+(sigma-delta neurons, co-processor partitions, ...) are refused in one line naming the node.
+Also not supported (UnsupportedError naming the node): graded spikes, synaptic delays,
+multi-chip mappings.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from ..ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights
 from ..target import TargetSpec
 
@@ -171,22 +174,105 @@ def _arch(spec: TargetSpec):
                            f"'{spec.name}' (loihi1* and loihi2 are supported)")
 
 
+SANAFE = Rules("SANA-FE export")
+"""Node type -> `SanafeNode`: how a node of that type becomes SANA-FE neurons / synapses."""
+
+
+class SanafeNode:
+    """A node type's SANA-FE rule. `check` refuses (one line) what SANA-FE cannot model;
+    `forwards` marks nodes that pass their source's spikes on unchanged (no neurons)."""
+
+    forwards = False
+
+    def check(self, node) -> None:
+        pass
+
+
+def _rule(*types: type):
+    """Class decorator: an instance of the class is SANAFE's rule for `types`."""
+    def deco(cls):
+        SANAFE.register(*types)(cls())
+        return cls
+    return deco
+
+
+@_rule(Input)
+class _SanafeInput(SanafeNode):
+    """The graph input: a group of `input` soma units replaying the input spike trains."""
+
+    def check(self, node: Input) -> None:
+        if node.encoding != "spikes":
+            raise UnsupportedError(f"--backend sanafe: input '{node.name}' is "
+                                   f"{node.encoding}; only binary spike inputs are supported")
+
+
+class _SanafeSynapse(SanafeNode):
+    """A synapse node: the sparse connections from its source's group to its neuron's,
+    on the synapse unit named `unit` in the architecture's unit table."""
+
+    unit = "dense"
+
+    def check(self, node) -> None:
+        if getattr(node, "num_message_bits", 0):
+            raise UnsupportedError(f"--backend sanafe: '{node.name}' takes graded spikes "
+                                   "(SANA-FE's LIF sends binary spikes only)")
+        if getattr(node, "delay", None) is not None:
+            raise UnsupportedError(f"--backend sanafe: '{node.name}' has synaptic delays")
+
+    def edges(self, node, graph: Graph):
+        """(source index, destination index, SANA-FE weight) of every connection."""
+        raise NotImplementedError
+
+
+@_rule(FxDense)
+class _SanafeDense(_SanafeSynapse):
+    def edges(self, node: FxDense, graph: Graph):
+        w = prepare_weights(node.weight, node.sign_mode, node.num_weight_bits)
+        di, si = np.nonzero(w)
+        return si, di, w[di, si].astype(float) * 2.0 ** node.weight_exp * 64
+
+
+@_rule(FxConv2d)
+class _SanafeConv(_SanafeSynapse):
+    unit = "conv"
+
+    def edges(self, node: FxConv2d, graph: Graph):
+        si, di, wv = _conv_edges(node, graph.shape(graph.inputs(node.name)[0]),
+                                 graph.shape(node.name))
+        return si, di, wv * 64
+
+
+@_rule(FxLIF)
+class _SanafeLIF(SanafeNode):
+    """Lava's CUBA LIF as SANA-FE's leaky_integrate_fire (see the module docstring)."""
+
+    def attributes(self, node: FxLIF) -> dict:
+        return {"threshold": float(node.vth << 6), "reset": 0.0, "reset_mode": "hard",
+                "leak_decay": (4096 - node.dv) / 4096, "input_decay": (4095 - node.du) / 4096}
+
+    def biases(self, node: FxLIF) -> np.ndarray:
+        return np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape).ravel() \
+            * (1 << node.bias_exp)
+
+    def exact(self, node: FxLIF) -> bool:
+        """Whether SANA-FE's float LIF computes exactly Lava's fixed point for `node`."""
+        return node.du == 4095 and node.dv == 0
+
+
+@_rule(Flatten)
+class _SanafeFlatten(SanafeNode):
+    forwards = True
+
+
+SANAFE.register(Output)(SanafeNode())
+
+
 def _check(graph: Graph) -> None:
     for name in graph.order():
         node = graph.node(name)
-        if isinstance(node, Input):
-            if node.encoding != "spikes":
-                raise UnsupportedError(f"--backend sanafe: input '{name}' is {node.encoding}; "
-                                       "only binary spike inputs are supported")
-        elif isinstance(node, (FxDense, FxConv2d)):
-            if getattr(node, "num_message_bits", 0):
-                raise UnsupportedError(f"--backend sanafe: '{name}' takes graded spikes "
-                                       "(SANA-FE's LIF sends binary spikes only)")
-            if getattr(node, "delay", None) is not None:
-                raise UnsupportedError(f"--backend sanafe: '{name}' has synaptic delays")
-        elif not isinstance(node, (FxLIF, Flatten, Output)):
-            raise UnsupportedError(f"--backend sanafe: node '{name}' "
-                                   f"({type(node).__name__}) is not supported")
+        if not SANAFE.supports(node):
+            raise UnsupportedError(f"--backend sanafe: {SANAFE.refusal(node)}")
+        SANAFE.rule(node).check(node)
 
 
 def _conv_edges(node: FxConv2d, in_shape, out_shape):
@@ -224,6 +310,120 @@ def _block_neurons(block: dict, shape) -> np.ndarray:
     return ((c * h + y) * w + x).ravel()
 
 
+@dataclass
+class _Plan:
+    """What every sample's SANA-FE network shares: the layers, their wiring and timing,
+    the architecture and where the mapping puts each block."""
+
+    graph: Graph
+    lifs: list[str]                    # neuron layers, graph order
+    feed: dict[str, tuple[str, str]]   # layer -> (its synapse node, that synapse's source)
+    depth: dict[str, int]              # global step at which each layer starts integrating
+    steps: int
+    blocks: list[dict]
+    core_of_block: dict[int, tuple[int, int]]  # block -> (tile index, core slot)
+    mesh_y: int
+    arch: object
+    units: dict
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth.values())
+
+
+def _plan(graph: Graph, mapping: dict, spec: TargetSpec, steps: int, arch, units) -> _Plan:
+    """Layers, the synapse feeding each and its spiking source, depths and placement."""
+    inp = graph.input_node()
+    lifs = [n for n in graph.order() if graph.node(n).is_neuron]
+    feed: dict[str, tuple[str, str]] = {}
+    depth = {inp.name: 0}
+    for lif in lifs:
+        syn = graph.inputs(lif)
+        if len(syn) != 1 or not graph.node(syn[0]).is_synapse:
+            raise UnsupportedError(f"--backend sanafe: '{lif}' must be fed by one dense or "
+                                   "conv synapse node")
+        src = graph.inputs(syn[0])[0]
+        while SANAFE.rule(graph.node(src)).forwards:
+            src = graph.inputs(src)[0]
+        feed[lif] = (syn[0], src)
+        depth[lif] = depth[src] + 1
+    core_of_block = {}
+    mesh_y = int(spec.raw.get("chip", {}).get("mesh_y", 1))
+    for c in mapping["core_list"]:
+        for b in c["blocks"]:
+            core_of_block[b] = (int(c["tile"][0]) * mesh_y + int(c["tile"][1]), int(c["slot"]))
+    return _Plan(graph, lifs, feed, depth, steps, mapping["blocks"], core_of_block, mesh_y,
+                 arch, units)
+
+
+def _network(sf, plan: _Plan, frames: np.ndarray):
+    """One sample's SANA-FE network: groups, connections, placement and input trains."""
+    graph, units = plan.graph, plan.units
+    inp = graph.input_node()
+    net = sf.Network()
+    n_in = int(np.prod(inp.shape))
+    groups = {inp.name: net.create_neuron_group(inp.name, n_in)}
+    for lif in plan.lifs:
+        node = graph.node(lif)
+        rule = SANAFE.rule(node)
+        unit = SANAFE.rule(graph.node(plan.feed[lif][0])).unit
+        g = net.create_neuron_group(lif, int(np.prod(node.shape)),
+                                    model_attributes=rule.attributes(node),
+                                    soma_hw_name=units["lif"],
+                                    default_synapse_hw_name=units[unit], log_spikes=True)
+        bias = rule.biases(node)
+        for i in np.nonzero(bias)[0]:
+            g.neurons[int(i)].set_attributes(model_attributes={"bias": float(bias[i])})
+        groups[lif] = g
+    for lif in plan.lifs:
+        syn_name, src = plan.feed[lif]
+        syn = graph.node(syn_name)
+        si, di, wv = SANAFE.rule(syn).edges(syn, graph)
+        groups[src].connect_neurons_sparse(groups[lif], {"weight": wv.tolist()},
+                                           list(zip(si.tolist(), di.tolist())))
+    # placement: the build's mapping; the input enters at tile 0 (as in snncompile)
+    tiles = plan.arch.tiles
+    for b, blk in enumerate(plan.blocks):
+        layer = blk["layer"]
+        if layer not in groups or layer == inp.name:
+            continue
+        t, slot = plan.core_of_block[b]
+        core = tiles[t].cores[slot]
+        for i in _block_neurons(blk, graph.shape(layer)):
+            groups[layer].neurons[int(i)].map_to_core(core)
+    _place_inputs(plan, groups[inp.name], n_in, frames)
+    return net
+
+
+def _place_inputs(plan: _Plan, g_in, n_in: int, frames: np.ndarray) -> None:
+    """Input neurons on the free neuron slots of the cores nearest tile (0, 0); each needs
+    its own `input` soma unit (sharing one loses spikes in SANA-FE 2.2.9)."""
+    inp, units, tiles = plan.graph.input_node().name, plan.units, plan.arch.tiles
+    used: dict[tuple[int, int], int] = {}
+    for b, blk in enumerate(plan.blocks):
+        if blk["layer"] != inp and b in plan.core_of_block:
+            used[plan.core_of_block[b]] = (used.get(plan.core_of_block[b], 0)
+                                           + int(blk["neurons"]))
+    slots = sorted(((t, c) for t in range(len(tiles)) for c in range(len(tiles[t].cores))),
+                   key=lambda tc: ((tc[0] // plan.mesh_y) + (tc[0] % plan.mesh_y), tc))
+    i = 0
+    for t, c in slots:
+        free = min(units["capacity"] - used.get((t, c), 0), INPUT_UNITS)
+        for k in range(max(free, 0)):
+            if i == n_in:
+                break
+            train = frames[:, i].tolist() + [False] * plan.max_depth
+            g_in.neurons[i].set_attributes(soma_hw_name=f"{units['input']}[{k}]",
+                                           model_attributes={"spikes": train})
+            g_in.neurons[i].map_to_core(tiles[t].cores[c])
+            i += 1
+        if i == n_in:
+            break
+    if i < n_in:
+        raise UnsupportedError(f"--backend sanafe: no free neuron slots for input "
+                               f"'{inp}' ({n_in - i} of {n_in} left over)")
+
+
 def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec,
                max_samples: int | None = None) -> SanafeResult:
     """Simulate `inputs` (samples, steps, *shape) on SANA-FE with `mapping` (mapping.json)."""
@@ -235,113 +435,19 @@ def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec
     inputs = np.asarray(inputs)
     n_samples = inputs.shape[0] if max_samples is None else min(inputs.shape[0], max_samples)
     steps = int(inputs.shape[1])
-    inp = graph.input_node()
-    lifs = [n for n in graph.order() if isinstance(graph.node(n), FxLIF)]
-
-    # synapse node feeding each LIF and the spiking source of that synapse
-    feed: dict[str, tuple[str, str]] = {}
-    depth = {inp.name: 0}
-    for lif in lifs:
-        syn = graph.inputs(lif)
-        if len(syn) != 1 or not isinstance(graph.node(syn[0]), (FxDense, FxConv2d)):
-            raise UnsupportedError(f"--backend sanafe: '{lif}' must be fed by one dense or "
-                                   "conv synapse node")
-        src = graph.inputs(syn[0])[0]
-        while isinstance(graph.node(src), Flatten):
-            src = graph.inputs(src)[0]
-        feed[lif] = (syn[0], src)
-        depth[lif] = depth[src] + 1
-    max_depth = max(depth.values())
-    steps_run = steps + max_depth
-
-    blocks = mapping["blocks"]
-    core_of_block = {}
-    mesh_y = int(spec.raw.get("chip", {}).get("mesh_y", 1))
-    for c in mapping["core_list"]:
-        for b in c["blocks"]:
-            core_of_block[b] = (int(c["tile"][0]) * mesh_y + int(c["tile"][1]), int(c["slot"]))
-
+    arch, arch_desc, constants, units = _arch(spec)
+    plan = _plan(graph, mapping, spec, steps, arch, units)
+    steps_run = steps + plan.max_depth
     notes: list[str] = []
-    exact = all(graph.node(l).du == 4095 and graph.node(l).dv == 0 for l in lifs)
-    if not exact:
+    if not all(SANAFE.rule(graph.node(l)).exact(graph.node(l)) for l in plan.lifs):
         notes.append("SANA-FE's LIF is floating point: with du != 4095 or dv != 0 "
                      "its spikes can differ from Lava's truncating fixed point")
     totals: dict[str, float] = {}
-    spikes = dict.fromkeys(lifs, 0.0)
+    spikes = dict.fromkeys(plan.lifs, 0.0)
     packets = synev = sim_time = 0.0
-    arch, arch_desc, constants, units = _arch(spec)
-    tiles = arch.tiles
     chip = sf.SpikingChip(arch)  # built once (seconds); reset and reloaded per sample
     for s in range(n_samples):
-        net = sf.Network()
-        groups = {}
-        n_in = int(np.prod(inp.shape))
-        g_in = net.create_neuron_group(inp.name, n_in)
-        frames = inputs[s].reshape(steps, -1) != 0
-        groups[inp.name] = g_in
-        for lif in lifs:
-            node = graph.node(lif)
-            n = int(np.prod(node.shape))
-            syn = graph.node(feed[lif][0])
-            kind = "conv" if isinstance(syn, FxConv2d) else "dense"
-            attrs = {"threshold": float(node.vth << 6), "reset": 0.0, "reset_mode": "hard",
-                     "leak_decay": (4096 - node.dv) / 4096,
-                     "input_decay": (4095 - node.du) / 4096}
-            g = net.create_neuron_group(lif, n, model_attributes=attrs,
-                                        soma_hw_name=units["lif"],
-                                        default_synapse_hw_name=units[kind], log_spikes=True)
-            bias = np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape).ravel() \
-                * (1 << node.bias_exp)
-            for i in np.nonzero(bias)[0]:
-                g.neurons[int(i)].set_attributes(model_attributes={"bias": float(bias[i])})
-            groups[lif] = g
-        for lif in lifs:
-            syn_name, src = feed[lif]
-            syn = graph.node(syn_name)
-            if isinstance(syn, FxConv2d):
-                si, di, wv = _conv_edges(syn, graph.shape(graph.inputs(syn_name)[0]),
-                                         graph.shape(syn_name))
-                wv = wv * 64
-            else:
-                w = prepare_weights(syn.weight, syn.sign_mode, syn.num_weight_bits)
-                di, si = np.nonzero(w)
-                wv = w[di, si].astype(float) * 2.0 ** syn.weight_exp * 64
-            groups[src].connect_neurons_sparse(
-                groups[lif], {"weight": wv.tolist()},
-                list(zip(si.tolist(), di.tolist())))
-        # placement: the build's mapping; the input enters at tile 0 (as in snncompile)
-        for b, blk in enumerate(blocks):
-            layer = blk["layer"]
-            if layer not in groups or layer == inp.name:
-                continue
-            t, slot = core_of_block[b]
-            core = tiles[t].cores[slot]
-            for i in _block_neurons(blk, graph.shape(layer)):
-                groups[layer].neurons[int(i)].map_to_core(core)
-        # input neurons: on the free neuron slots of the cores nearest tile (0, 0); each
-        # needs its own `input` soma unit (sharing one loses spikes in SANA-FE 2.2.9)
-        used: dict[tuple[int, int], int] = {}
-        for b, blk in enumerate(blocks):
-            if blk["layer"] != inp.name and b in core_of_block:
-                used[core_of_block[b]] = used.get(core_of_block[b], 0) + int(blk["neurons"])
-        slots = sorted(((t, c) for t in range(len(tiles)) for c in range(len(tiles[t].cores))),
-                       key=lambda tc: ((tc[0] // mesh_y) + (tc[0] % mesh_y), tc))
-        i = 0
-        for t, c in slots:
-            free = min(units["capacity"] - used.get((t, c), 0), INPUT_UNITS)
-            for k in range(max(free, 0)):
-                if i == n_in:
-                    break
-                train = frames[:, i].tolist() + [False] * max_depth
-                g_in.neurons[i].set_attributes(soma_hw_name=f"{units['input']}[{k}]",
-                                               model_attributes={"spikes": train})
-                g_in.neurons[i].map_to_core(tiles[t].cores[c])
-                i += 1
-            if i == n_in:
-                break
-        if i < n_in:
-            raise UnsupportedError(f"--backend sanafe: no free neuron slots for input "
-                                   f"'{inp.name}' ({n_in - i} of {n_in} left over)")
+        net = _network(sf, plan, inputs[s].reshape(steps, -1) != 0)
         chip.reset()
         try:
             chip.load(net)
@@ -354,19 +460,15 @@ def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec
         packets += res["packets_sent"]
         synev += res["spikes"]
         sim_time += res["sim_time"]
-        for t, fired in enumerate(res["spike_trace"]):
-            for nid in fired:
-                layer = str(nid).split(".")[0]
-                if layer in spikes and depth[layer] <= t < depth[layer] + steps:
-                    spikes[layer] += 1
+        _count_spikes(res["spike_trace"], spikes, plan)
     per = {k: v / n_samples for k, v in totals.items()}
     dyn = per.pop("total")
     inference_s = sim_time / n_samples
     static = spec.energy.static_power_w * inference_s
     notes.append(f"SANA-FE simulated {steps_run} steps per inference ({steps} input steps + "
-                 f"{max_depth} pipeline-drain steps) and {n_samples} sample(s); static energy "
-                 "is snncompile's static_power_w x SANA-FE's time (SANA-FE has no static "
-                 "power)")
+                 f"{plan.max_depth} pipeline-drain steps) and {n_samples} sample(s); static "
+                 "energy is snncompile's static_power_w x SANA-FE's time (SANA-FE has no "
+                 "static power)")
     return SanafeResult(
         arch=arch_desc, constants=constants, samples=n_samples, steps=steps,
         steps_run=steps_run, dynamic_j=dyn, static_j=static,
@@ -374,6 +476,15 @@ def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec
         latency_per_inference_s=inference_s, energy_parts_j=per,
         spikes={k: v / n_samples for k, v in spikes.items()},
         packets=packets / n_samples, synaptic_events=synev / n_samples, notes=notes)
+
+
+def _count_spikes(trace, spikes: dict[str, float], plan: _Plan) -> None:
+    """Add each layer's spikes of one sample's trace within its window [d, d + steps)."""
+    for t, fired in enumerate(trace):
+        for nid in fired:
+            layer = str(nid).split(".")[0]
+            if layer in spikes and plan.depth[layer] <= t < plan.depth[layer] + plan.steps:
+                spikes[layer] += 1
 
 
 def compare_text(ours, theirs: SanafeResult) -> str:

@@ -26,12 +26,16 @@ What netx computes must equal what the graph computes, so the exporter refuses (
   that must be netx's default of 16 (netx 0.6.0 fails on files with a `messageBits`
   entry); a sigma readout has no bias.
 
+Each node type's part of the file is its writer in the `NETX_EXPORT` table; node types
+without one are refused in one line naming the node and the supported types.
+
 The file is written to a temporary name and renamed, so a refusal leaves no file behind.
 
     >>> export_netx(build.graph, "model.net")
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +44,20 @@ from snncompile.errors import UnsupportedError
 from snncompile.formats.netx.read import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSAGE_BITS,
                                      NETX_SPIKE_EXP, netx_dense_weights)
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
+from snncompile.ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights, shift_exp
 
-SUPPORTED = ("Input (spikes, graded into a delta encoder, or bias frames of a LIF input "
-             "layer), FxDense, FxConv2d, FxLIF or "
-             "FxSigmaDelta (not both), Flatten, Output in a single chain")
+NETX_EXPORT = Rules("netx export")
+"""Node type -> `NetxWriter`: the netx layer (or layer part) a node of that type becomes."""
+
+CHAIN = ("in a single chain Input (spikes, graded into a delta encoder, or bias frames of a "
+         "LIF input layer) -> [Flatten] -> synapse -> neuron -> ... -> Output, with LIF or "
+         "sigma-delta neurons (not both)")
+
+
+def supported() -> str:
+    """What the exporter takes: the registered node types and the chain they must form."""
+    return f"{NETX_EXPORT.names()} {CHAIN}"
 
 
 def export_netx(graph: Graph, path: str | Path) -> Path:
@@ -71,69 +84,51 @@ def export_netx(graph: Graph, path: str | Path) -> Path:
     return path
 
 
+@dataclass
+class _Chain:
+    """The graph's chain of nodes being written and the netx layers written so far."""
+
+    graph: Graph
+    names: list[str]
+    layers: list[dict] = field(default_factory=list)
+    bits: int = 0          # message bits the next synapse reads
+
+    def node(self, i: int):
+        return self.graph.node(self.names[i]) if i < len(self.names) else None
+
+
+class NetxWriter:
+    """A node type's netx writer: `write(chain, i)` appends what node `i` of the chain
+    becomes and returns the index of the next node to write."""
+
+    def write(self, ch: _Chain, i: int) -> int:
+        raise NotImplementedError
+
+
+def _writer(*types: type):
+    """Class decorator: an instance of the class is NETX_EXPORT's writer for `types`."""
+    def deco(cls):
+        NETX_EXPORT.register(*types)(cls())
+        return cls
+    return deco
+
+
 def _layers(graph: Graph) -> list[dict]:
     """The netx layer descriptions (flat dicts; 'neuron/x' keys make the neuron group)."""
     graph.validate()
     if graph.stage != "fixed":
         raise UnsupportedError("netx export needs a fixed-point graph; quantise first "
                                "(snncompile compile)")
-    chain = _chain(graph)
-    inp = graph.node(chain[0])
-    if not isinstance(inp, Input):
-        raise UnsupportedError(f"{chain[0]}: the chain must start at the Input")
-    layers = [{"type": "input", "shape": np.array(inp.shape, np.int64)}]
-    i, bits = 1, 0          # bits: message bits the next synapse reads
-    if graph.nodes(FxLIF) and graph.nodes(FxSigmaDelta):
+    ch = _Chain(graph, _chain(graph))
+    if ch.names[0] != graph.input_node().name:
+        raise UnsupportedError(f"{ch.names[0]}: the chain must start at the Input")
+    if len({type(graph.node(n)) for n in ch.names if graph.node(n).is_neuron}) > 1:
         raise UnsupportedError("netx export: the graph mixes LIF and sigma-delta neurons; "
-                               f"supported: {SUPPORTED}")
-    if inp.is_bias:     # the input layer's CUBA neuron, which netx drives by its bias
-        enc = graph.node(chain[1])
-        if np.any(np.asarray(enc.bias_mant)) or len(inp.shape) == 2:
-            raise UnsupportedError(f"{enc.name}: a bias-driven input layer with its own bias "
-                                   "or of 2 axes cannot be expressed in netx (its input "
-                                   "block takes the frame as its whole bias)")
-        layers[0].update(_neuron(enc, False))
-        i = 2
-    elif inp.encoding != "spikes":
-        enc = graph.node(chain[1]) if len(chain) > 1 else None
-        if not (isinstance(enc, FxSigmaDelta) and enc.role == "delta"):
-            raise UnsupportedError(f"{inp.name}: netx export takes graded input only through "
-                                   "a sigma-delta (delta) encoder")
-        layers[0].update(_sdnn_neuron(enc, False))
-        bits, i = enc.num_message_bits, 2
-    while i < len(chain):
-        node = graph.node(chain[i])
-        if isinstance(node, Output):
-            break
-        if isinstance(node, Flatten):
-            if i > 1:                        # netx flattens only between layers
-                layers.append({"type": "flatten",
-                               "shape": np.array(graph.shape(node.name), np.int64)})
-            else:
-                _flatten_first(graph, node, chain)
-            i += 1
-            continue
-        if not isinstance(node, (FxDense, FxConv2d)):
-            raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be expressed "
-                                   f"in netx; supported: {SUPPORTED}")
-        lif = graph.node(chain[i + 1]) if i + 1 < len(chain) else None
-        if not isinstance(lif, (FxLIF, FxSigmaDelta)) or getattr(lif, "role", "") == "delta":
-            raise UnsupportedError(f"{node.name}: netx needs every synapse followed by a "
-                                   f"neuron layer; supported: {SUPPORTED}")
-        if node.num_message_bits != bits:
-            raise UnsupportedError(f"{node.name}: reads {node.num_message_bits} message bits "
-                                   f"but its source sends {bits}; netx wires them equal")
-        layer = _dense(node) if isinstance(node, FxDense) else _conv(node, graph)
-        conv = isinstance(node, FxConv2d)
-        if isinstance(lif, FxLIF):
-            layer.update(_neuron(lif, conv))
-            bits = 0
-        else:
-            layer.update(_sdnn_neuron(lif, conv))
-            bits = lif.num_message_bits
-        layers.append(layer)
-        i += 2
-    return layers
+                               f"supported: {supported()}")
+    i = 0
+    while i < len(ch.names):
+        i = NETX_EXPORT.rule(ch.node(i)).write(ch, i)
+    return ch.layers
 
 
 def _chain(graph: Graph) -> list[str]:
@@ -141,20 +136,135 @@ def _chain(graph: Graph) -> list[str]:
     for name in order:
         if len(graph.outputs(name)) > 1 or len(graph.inputs(name)) > 1:
             raise UnsupportedError(f"{name}: branching graphs cannot be expressed in netx; "
-                                   f"supported: {SUPPORTED}")
+                                   f"supported: {supported()}")
         node = graph.node(name)
-        if not isinstance(node, (Input, Flatten, FxDense, FxConv2d, FxLIF, FxSigmaDelta,
-                                 Output)):
-            raise UnsupportedError(f"{name}: {type(node).__name__} cannot be expressed in "
-                                   f"netx; supported: {SUPPORTED}")
+        if not NETX_EXPORT.supports(node):
+            raise UnsupportedError(f"{NETX_EXPORT.refusal(node)}; netx takes them {CHAIN}")
     return order
+
+
+@_writer(Input)
+class _InputWriter(NetxWriter):
+    """netx's `input` layer; with the encoder neuron that follows a bias or graded input."""
+
+    def write(self, ch: _Chain, i: int) -> int:
+        inp = ch.node(i)
+        ch.layers.append({"type": "input", "shape": np.array(inp.shape, np.int64)})
+        enc = ch.node(i + 1)
+        if inp.is_bias:     # the input layer's CUBA neuron, which netx drives by its bias
+            if np.any(np.asarray(enc.bias_mant)) or len(inp.shape) == 2:
+                raise UnsupportedError(f"{enc.name}: a bias-driven input layer with its own "
+                                       "bias or of 2 axes cannot be expressed in netx (its "
+                                       "input block takes the frame as its whole bias)")
+            ch.layers[0].update(NETX_EXPORT.rule(enc).fields(enc, False))
+            return i + 2
+        if inp.encoding != "spikes":
+            if not (enc is not None and enc.is_neuron
+                    and getattr(enc, "role", None) == "delta"):
+                raise UnsupportedError(f"{inp.name}: netx export takes graded input only "
+                                       "through a sigma-delta (delta) encoder")
+            rule = NETX_EXPORT.rule(enc)
+            ch.layers[0].update(rule.fields(enc, False))
+            ch.bits = rule.sends(enc)
+            return i + 2
+        return i + 1
+
+
+class _SynapseWriter(NetxWriter):
+    """A synapse node with the neuron layer after it: one netx layer."""
+
+    conv = False
+    reads_flat = False     # reads a flat vector (may follow a Flatten right after the input)
+
+    def layer(self, node, graph: Graph) -> dict:
+        raise NotImplementedError
+
+    def write(self, ch: _Chain, i: int) -> int:
+        node, lif = ch.node(i), ch.node(i + 1)
+        if lif is None or not lif.is_neuron or getattr(lif, "role", "") == "delta":
+            raise UnsupportedError(f"{node.name}: netx needs every synapse followed by a "
+                                   f"neuron layer; supported: {supported()}")
+        if node.num_message_bits != ch.bits:
+            raise UnsupportedError(f"{node.name}: reads {node.num_message_bits} message bits "
+                                   f"but its source sends {ch.bits}; netx wires them equal")
+        layer = self.layer(node, ch.graph)
+        neuron = NETX_EXPORT.rule(lif)
+        layer.update(neuron.fields(lif, self.conv))
+        ch.bits = neuron.sends(lif)
+        ch.layers.append(layer)
+        return i + 2
+
+
+@_writer(FxDense)
+class _DenseWriter(_SynapseWriter):
+    reads_flat = True
+
+    def layer(self, node: FxDense, graph: Graph) -> dict:
+        return _dense(node)
+
+
+@_writer(FxConv2d)
+class _ConvWriter(_SynapseWriter):
+    conv = True
+
+    def layer(self, node: FxConv2d, graph: Graph) -> dict:
+        return _conv(node, graph)
+
+
+class _NeuronWriter(NetxWriter):
+    """A neuron layer: the `neuron/...` fields of the netx layer its synapse starts."""
+
+    def fields(self, node, conv: bool) -> dict:
+        raise NotImplementedError
+
+    def sends(self, node) -> int:
+        """Message bits of what the neuron sends (0: binary spikes)."""
+        return 0
+
+    def write(self, ch: _Chain, i: int) -> int:  # a neuron layer without a synapse before it
+        node = ch.node(i)
+        raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be expressed in "
+                               f"netx without a synapse before it; supported: {supported()}")
+
+
+@_writer(FxLIF)
+class _LIFWriter(_NeuronWriter):
+    def fields(self, node: FxLIF, conv: bool) -> dict:
+        return _neuron(node, conv)
+
+
+@_writer(FxSigmaDelta)
+class _SigmaDeltaWriter(_NeuronWriter):
+    def fields(self, node: FxSigmaDelta, conv: bool) -> dict:
+        return _sdnn_neuron(node, conv)
+
+    def sends(self, node: FxSigmaDelta) -> int:
+        return node.num_message_bits
+
+
+@_writer(Flatten)
+class _FlattenWriter(NetxWriter):
+    def write(self, ch: _Chain, i: int) -> int:
+        node = ch.node(i)
+        if i > 1:                        # netx flattens only between layers
+            ch.layers.append({"type": "flatten",
+                              "shape": np.array(ch.graph.shape(node.name), np.int64)})
+        else:
+            _flatten_first(ch.graph, node, ch.names)
+        return i + 1
+
+
+@_writer(Output)
+class _OutputWriter(NetxWriter):
+    def write(self, ch: _Chain, i: int) -> int:
+        return len(ch.names)
 
 
 def _flatten_first(graph: Graph, node: Flatten, chain: list[str]) -> None:
     """Flatten right after the input: netx's first dense layer reads the user's flat
     vector; the importer re-inserts the Flatten for a multi-dimensional input layer."""
     nxt = graph.node(chain[2]) if len(chain) > 2 else None
-    if not isinstance(nxt, FxDense):
+    if not getattr(NETX_EXPORT.get(nxt), "reads_flat", False):
         raise UnsupportedError(f"{node.name}: Flatten after the input must feed a dense "
                                "layer for netx")
 

@@ -12,6 +12,9 @@ is written as the decay fraction `NO_DECAY` (1e-12): tau = dt * 1e12. The differ
 below float32 resolution of every state the model can reach. Every parameter is written as
 an array of the layer's shape: `nir.write` (nir 1.0.8) fails on 0-d arrays with gzip.
 
+Each float node type's NIR form is its writer in the `NIR_EXPORT` table; node types without
+one (fixed-stage nodes, attention) are refused in one line naming the node.
+
     >>> write_nir(graph, "model.nir")
 """
 from __future__ import annotations
@@ -22,57 +25,117 @@ import numpy as np
 
 from snncompile.errors import UnsupportedError
 from snncompile.ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from snncompile.ir.registry import Rules
 
 NO_DECAY = 1e-12
 
+NIR_EXPORT = Rules("NIR export")
+"""Float node type -> writer `(node, out)` adding the NIR node(s) that node becomes."""
+
+
+class _NirOut:
+    """The NIR graph being written: its nodes and edges, and the float graph read."""
+
+    def __init__(self, graph: Graph, dt: float):
+        self.graph, self.dt = graph, dt
+        self.nodes: dict = {}
+        self.edges: list[tuple[str, str]] = []
+
+    def shape(self, name: str) -> np.ndarray:
+        return np.array(self.graph.shape(name), dtype=np.int64)
+
+    def in_shape(self, name: str) -> tuple:
+        ins = self.graph.inputs(name)
+        return tuple(self.graph.shape(ins[0])) if ins else ()
+
+    def add(self, name: str, nir_node) -> None:
+        """`nir_node` as node `name`, fed by the same nodes as in the float graph."""
+        self.nodes[name] = nir_node
+        self.edges += [(src, name) for src in self.graph.inputs(name)]
+
 
 def export_nir(graph: Graph, dt: float = 1e-3):
-    """The float graph as a `nir.NIRGraph` (Input, Linear, Conv2d, pools, Flatten,
-    CubaLIF, Output), node names kept."""
+    """The float graph as a `nir.NIRGraph` (one node per float node, by NIR_EXPORT's
+    writers: Input, Linear, Conv2d, pools, Flatten, CubaLIF, Output), node names kept."""
     import nir
 
     graph.validate()
-    nodes, edges = {}, []
+    out = _NirOut(graph, dt)
     for name in graph.order():
         node = graph.node(name)
-        shape = np.array(graph.shape(name), dtype=np.int64)
-        in_shape = (tuple(graph.shape(graph.inputs(name)[0])) if graph.inputs(name) else ())
-        if isinstance(node, Input):
-            nodes[name] = nir.Input(input_type={"input": shape})
-        elif isinstance(node, Dense):
-            nodes[name] = nir.Linear(weight=np.asarray(node.weight, np.float32))
-            if node.delay is not None:  # per input column -> a Delay in front of it
-                d = np.asarray(node.delay)
-                if not (d == d[:1]).all():
-                    raise UnsupportedError(f"{name}: per-synapse delays that differ within "
-                                           "a column have no NIR form (NIR delays are per "
-                                           "input)")
-                nodes[f"{name}_delay"] = nir.Delay(delay=(d[0] * dt).astype(np.float32))
-                edges += [(src, f"{name}_delay") for src in graph.inputs(name)]
-                edges.append((f"{name}_delay", name))
-                continue
-        elif isinstance(node, Conv2d):
-            nodes[name] = nir.Conv2d(
-                input_shape=tuple(in_shape[1:]), weight=np.asarray(node.weight, np.float32),
-                stride=tuple(node.stride), padding=tuple(node.padding), dilation=(1, 1),
-                groups=node.groups, bias=np.zeros(node.weight.shape[0], np.float32))
-        elif isinstance(node, (SumPool2d, AvgPool2d)):  # AvgPool2d subclasses SumPool2d
-            cls = nir.AvgPool2d if isinstance(node, AvgPool2d) else nir.SumPool2d
-            k = np.array(node.kernel, dtype=np.int64)
-            nodes[name] = cls(kernel_size=k, stride=k.copy(), padding=np.zeros(2, np.int64))
-        elif isinstance(node, Flatten):
-            nodes[name] = nir.Flatten(input_type={"input": np.array(in_shape, np.int64)},
-                                      start_dim=0, end_dim=-1)
-        elif isinstance(node, LIF):
-            nodes[name] = _cubalif(node, dt)
-        elif isinstance(node, Output):
-            nodes[name] = nir.Output(output_type={"output": shape})
-        else:
-            raise UnsupportedError(f"{name}: {type(node).__name__} cannot be exported to NIR; "
-                                   "export the float graph (Build.float_graph)")
-        edges += [(src, name) for src in graph.inputs(name)]
+        if not NIR_EXPORT.supports(node):
+            raise UnsupportedError(f"{NIR_EXPORT.refusal(node)}; export the float graph "
+                                   "(Build.float_graph)")
+        NIR_EXPORT.rule(node)(node, out)
     meta = {"exporter": "snncompile", "dt": float(dt), "discretisation": "forward-euler"}
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+    return nir.NIRGraph(nodes=out.nodes, edges=out.edges, metadata=meta, type_check=False)
+
+
+@NIR_EXPORT.register(Input)
+def _input(node: Input, out: _NirOut) -> None:
+    import nir
+    out.add(node.name, nir.Input(input_type={"input": out.shape(node.name)}))
+
+
+@NIR_EXPORT.register(Dense)
+def _linear(node: Dense, out: _NirOut) -> None:
+    """nir.Linear; per-input-column delays become a nir.Delay in front of it."""
+    import nir
+    name = node.name
+    if node.delay is None:
+        out.add(name, nir.Linear(weight=np.asarray(node.weight, np.float32)))
+        return
+    out.nodes[name] = nir.Linear(weight=np.asarray(node.weight, np.float32))
+    d = np.asarray(node.delay)
+    if not (d == d[:1]).all():
+        raise UnsupportedError(f"{name}: per-synapse delays that differ within a column "
+                               "have no NIR form (NIR delays are per input)")
+    out.nodes[f"{name}_delay"] = nir.Delay(delay=(d[0] * out.dt).astype(np.float32))
+    out.edges += [(src, f"{name}_delay") for src in out.graph.inputs(name)]
+    out.edges.append((f"{name}_delay", name))
+
+
+@NIR_EXPORT.register(Conv2d)
+def _conv2d(node: Conv2d, out: _NirOut) -> None:
+    import nir
+    out.add(node.name, nir.Conv2d(
+        input_shape=tuple(out.in_shape(node.name)[1:]),
+        weight=np.asarray(node.weight, np.float32), stride=tuple(node.stride),
+        padding=tuple(node.padding), dilation=(1, 1), groups=node.groups,
+        bias=np.zeros(node.weight.shape[0], np.float32)))
+
+
+def _pool(nir_class: str):
+    """Writer of a pooling node as `nir.<nir_class>` (stride = kernel, no padding)."""
+    def write(node: SumPool2d, out: _NirOut) -> None:
+        import nir
+        k = np.array(node.kernel, dtype=np.int64)
+        out.add(node.name, getattr(nir, nir_class)(kernel_size=k, stride=k.copy(),
+                                                   padding=np.zeros(2, np.int64)))
+    return write
+
+
+NIR_EXPORT.add(SumPool2d, _pool("SumPool2d"))
+NIR_EXPORT.add(AvgPool2d, _pool("AvgPool2d"))
+
+
+@NIR_EXPORT.register(Flatten)
+def _flatten(node: Flatten, out: _NirOut) -> None:
+    import nir
+    out.add(node.name, nir.Flatten(
+        input_type={"input": np.array(out.in_shape(node.name), np.int64)},
+        start_dim=0, end_dim=-1))
+
+
+@NIR_EXPORT.register(LIF)
+def _lif(node: LIF, out: _NirOut) -> None:
+    out.add(node.name, _cubalif(node, out.dt))
+
+
+@NIR_EXPORT.register(Output)
+def _output(node: Output, out: _NirOut) -> None:
+    import nir
+    out.add(node.name, nir.Output(output_type={"output": out.shape(node.name)}))
 
 
 def _cubalif(node: LIF, dt: float):
