@@ -13,7 +13,7 @@ import pytest
 from snncompile.errors import BackendError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (FIXED_TYPES, Flatten, FxConv2d, FxCoproc, FxCoprocOut,
-                                 FxDelay, FxDense, FxGate, FxLIF, FxSigmaDelta, Input, Node,
+                                 FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Node,
                                  Output)
 
 HAS_LAVA = importlib.util.find_spec("lava") is not None
@@ -46,7 +46,7 @@ def test_lower_types_are_what_run_lava_supports():
     from snncompile.backends.lava.lower import LOWER
 
     assert set(LOWER.types) == {Input, FxDense, FxConv2d, Flatten, Output, FxLIF,
-                                FxSigmaDelta, FxGate, FxCoproc, FxCoprocOut, FxDelay}
+                                FxSigmaDelta, FxGate, FxCoproc, FxCoprocOut, FxDelay, FxLI}
     assert run.SUPPORTED == LOWER.types
     # every fixed-stage node type of the IR has a lowering (none forgotten)
     assert all(LOWER.supports(t) for t in FIXED_TYPES), \

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, FxDense, FxLIF,
+from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, FxDense, FxLIF,
                            Graph, Input, Output, SumPool2d)
 from snncompile.passes.fold import FOLD_INTO, POOLS, fold_pools
 from snncompile.passes.quantize import QUANTIZE, quantize
@@ -33,7 +33,7 @@ def pooled(pool_type, after=Dense):
 
 def test_quantize_table_lists_the_float_node_types():
     assert set(QUANTIZE.types) == {Input, Flatten, Output, Dense, Conv2d, LIF, Attention,
-                                   SumPool2d}
+                                   SumPool2d, LI}
     assert QUANTIZE.rule(AvgPool2d("p")) is QUANTIZE.rule(SumPool2d("p"))  # inherited
 
 

@@ -58,7 +58,7 @@ import numpy as np
 from ..errors import InputFileError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                        FxLIF, FxSigmaDelta, Input, Output)
+                        FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from ..ir.registry import Rules
 from snncompile.mapping.place import Mapping
 from ..target import TargetSpec
@@ -237,6 +237,29 @@ class _NeuronLayerEnergy(NodeEnergy):
                      else p.first_layer_mac)
         p.snn_ops_j += (p.steps * dense_ops * E_MAC_J if encoding and mac_first
                         else synops * E_AC_J)
+
+
+READOUT_BITS = 24
+"""Width of the voltage a leaky-integrator readout sends to the host each step (Loihi 2
+graded spikes carry up to 24 bits)."""
+
+
+@_rule(FxLI)
+class _ReadoutEnergy(_NeuronLayerEnergy):
+    """A leaky-integrator readout: priced as a neuron layer (synops, updates; it never
+    spikes), plus one host read of each neuron's voltage every step, priced as one message
+    with a 24-bit payload (an assumption, noted: no published figure for reading a
+    compartment's voltage)."""
+
+    def price(self, p: Pricing, layer: str) -> None:
+        super().price(p, layer)
+        e = p.e
+        reads = float(p.mapping.layers[layer]["neurons"]) * p.steps
+        p.per_layer[layer]["messages"] += reads * (e.message_j
+                                                   + READOUT_BITS * e.message_payload_bit_j)
+        p.events[layer]["host_reads"] = reads
+        p.note(f"{layer}: its voltage read by the host once per neuron per step, priced as "
+               f"one {READOUT_BITS}-bit graded message each (assumed)")
 
 
 @_rule(FxDense)

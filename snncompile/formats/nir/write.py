@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d
+from snncompile.ir import (LI, LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
+                           SumPool2d)
 from snncompile.ir.registry import Rules
 
 NO_DECAY = 1e-12
@@ -130,6 +131,32 @@ def _flatten(node: Flatten, out: _NirOut) -> None:
 @NIR_EXPORT.register(LIF)
 def _lif(node: LIF, out: _NirOut) -> None:
     out.add(node.name, _cubalif(node, out.dt))
+
+
+@NIR_EXPORT.register(LI)
+def _li(node: LI, out: _NirOut) -> None:
+    """A leaky-integrator readout in the forward-Euler reading of NIR (the one the
+    importer's generic convention reads back): du = 1 -> LI(tau = dt/dv, r = 1/dv,
+    v_leak = bias/dv); du < 1 -> CubaLI with tau_syn = dt/du and w_in = 1/du as well. NIR
+    has no initial state and no decision rule: an offset is refused in one line, the
+    decision is not written."""
+    import nir
+
+    offset = np.asarray(node.offset, np.float64)
+    if np.any(offset != 0):
+        raise UnsupportedError(f"{node.name}: LI offset (initial voltage, up to "
+                               f"{float(np.abs(offset).max()):.4g}) cannot be written to NIR, "
+                               "which has no initial state")
+    shape = tuple(node.shape)
+    dv = max(float(node.dv), NO_DECAY)
+    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
+    v_leak = np.broadcast_to(np.asarray(node.bias, np.float64), shape) / dv
+    if node.du >= 1.0:
+        out.add(node.name, nir.LI(tau=full(out.dt / dv), r=full(1.0 / dv), v_leak=v_leak))
+        return
+    du = max(float(node.du), NO_DECAY)
+    out.add(node.name, nir.CubaLI(tau_syn=full(out.dt / du), tau_mem=full(out.dt / dv),
+                                  r=full(1.0 / dv), v_leak=v_leak, w_in=full(1.0 / du)))
 
 
 @NIR_EXPORT.register(Output)
