@@ -43,7 +43,8 @@ from snncompile.report.compile import table
 OVERFLOW_WORDS = {"u_wrap": "24-bit current (u) wraps", "v_clip": "24-bit voltage (v) "
                   "saturations", "int32_wrap": "int32 wraps", "conv_wrap": "conv "
                   "accumulator wraps", "message_bits": "graded spikes wider than the "
-                  "message width"}
+                  "message width", "would_spike": "readout voltages above vth << 6 (a chip "
+                  "would spike and reset)"}
 
 
 class UnfaithfulError(SnnCompileError):
