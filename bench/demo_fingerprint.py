@@ -7,7 +7,8 @@ write and print.
 The fingerprint holds the sha256 of every file the demos write inside a build directory
 (out/**/*.build/**) and every line the demos print, with wall-clock times (a number
 followed by "s" or "ms" after "in", "time", or in a timing column) replaced by "<t>",
-since those change from run to run and are not behaviour. Everything else must be
+since those change from run to run and are not behaviour, and the checkout's path by
+"<repo>" (the recording may come from another clone). Everything else must be
 byte-identical: a restructuring that changes a build file or a printed number fails.
 Takes as long as `make demo` (several minutes on 2 cores).
 """
@@ -31,7 +32,9 @@ _RATE = re.compile(r"(?<![\w.])\d+(\.\d+)?\s?(samples|steps)/s\b")
 
 
 def normalise(line: str) -> str:
-    return _RATE.sub("<rate>", _TIME.sub("<t>", line.rstrip()))
+    """Wall-clock times -> <t>, rates -> <rate>, this checkout's path -> <repo>."""
+    line = line.rstrip().replace(str(ROOT), "<repo>")
+    return _RATE.sub("<rate>", _TIME.sub("<t>", line))
 
 
 def run_demos(out: Path) -> dict:

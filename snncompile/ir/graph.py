@@ -28,8 +28,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphError, InputFileError
-from .nodes import (FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, FxCoproc, FxLIF, Input, Node,
-                    Output, fx_coproc_equal, node_fields)
+from .nodes import FIXED_TYPES, FLOAT_TYPES, NODE_TYPES, Input, Node, Output, node_fields
 
 FORMAT = "snncompile-graph"
 VERSION = 1
@@ -279,7 +278,7 @@ class Graph:
             return set()
         fed = set(self.outputs(inp.name))
         for n in fed:
-            if not isinstance(self.node(n), FxLIF) or len(self.inputs(n)) != 1:
+            if not self.node(n).takes_bias_frames or len(self.inputs(n)) != 1:
                 raise GraphError(f"{n}: a bias input ('{inp.name}') can only drive FxLIF "
                                  f"nodes with no other input, not {type(self.node(n)).__name__}"
                                  f" with {len(self.inputs(n))} input(s)")
@@ -419,19 +418,8 @@ def graphs_equal(a: Graph, b: Graph) -> bool:
         na, nb = a.node(name), b.node(name)
         if type(na) is not type(nb) or a.inputs(name) != b.inputs(name):
             return False
-        if isinstance(na, FxCoproc):
-            if not fx_coproc_equal(na, nb):
-                return False
-            continue
-        fa, fb = node_fields(na), node_fields(nb)
-        for key in fa:
-            va, vb = fa[key], fb[key]
-            if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
-                if not (isinstance(va, np.ndarray) and isinstance(vb, np.ndarray)
-                        and va.dtype == vb.dtype and np.array_equal(va, vb)):
-                    return False
-            elif va != vb:
-                return False
+        if not na.same_as(nb):
+            return False
         if a.shape(name) != b.shape(name) or a.kind(name) != b.kind(name):
             return False
     return True

@@ -91,6 +91,10 @@ class Node:
     runs_in_global_time: ClassVar[bool] = False
     #: "float" (trained model, real numbers), "fixed" (what the chip computes) or "both".
     stage: ClassVar[str] = "float"
+    #: True for neurons with a (u, v) state that backends record and report (FxLIF).
+    records_uv: ClassVar[bool] = False
+    #: True for neurons whose bias an input layer may drive per step (netx bias input).
+    takes_bias_frames: ClassVar[bool] = False
     #: True for loop delays (FxDelay, Delay): edges out of them are a loop's back edges.
     closes_loop: ClassVar[bool] = False
 
@@ -109,6 +113,24 @@ class Node:
     def summary(self) -> str:
         """One-line description of the node's parameters for reports."""
         return ""
+
+    def connections(self, out_shape: tuple[int, ...]) -> dict[str, int]:
+        """Synapse counts of a synapse node for reports ({} for other nodes): `synapses`
+        (connections), `nonzero_synapses`, and for shared kernels `kernel_weights`."""
+        return {}
+
+    def same_as(self, other: "Node") -> bool:
+        """Field-by-field equality (arrays by dtype and value); `graphs_equal` asks it."""
+        fa, fb = node_fields(self), node_fields(other)
+        for key in fa:
+            va, vb = fa[key], fb[key]
+            if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+                if not (isinstance(va, np.ndarray) and isinstance(vb, np.ndarray)
+                        and va.dtype == vb.dtype and np.array_equal(va, vb)):
+                    return False
+            elif va != vb:
+                return False
+        return True
 
 
 @dataclass
@@ -403,6 +425,10 @@ class FxDense(Node):
         return (f"{self.weight.shape[1]} -> {self.weight.shape[0]}, w_exp={self.weight_exp}, "
                 f"{self.num_weight_bits}b {self.sign_mode}{extra}")
 
+    def connections(self, out_shape):
+        return {"synapses": int(self.weight.size),
+                "nonzero_synapses": int(np.count_nonzero(self.weight))}
+
 
 @dataclass
 class FxConv2d(Node):
@@ -423,6 +449,12 @@ class FxConv2d(Node):
     out_shape = Conv2d.out_shape
     summary = Conv2d.summary
 
+    def connections(self, out_shape):
+        o, oh, ow = out_shape
+        return {"synapses": int(o * oh * ow * self.weight[0].size),   # kernel shared
+                "kernel_weights": int(self.weight.size),
+                "nonzero_synapses": int(np.count_nonzero(self.weight)) * oh * ow}
+
 
 @dataclass
 class FxLIF(Node):
@@ -434,6 +466,8 @@ class FxLIF(Node):
 
     with bias = bias_mant << bias_exp. trunc rounds toward zero.
     """
+    records_uv: ClassVar[bool] = True
+    takes_bias_frames: ClassVar[bool] = True
     stage: ClassVar[str] = "fixed"
     is_neuron: ClassVar[bool] = True
 
@@ -549,6 +583,9 @@ class FxCoproc(Node):
             raise GraphError(f"{self.name}: co-processor inputs {[s.shape for s in specs]} "
                              f"fed with {in_shapes}")
         return (0,)  # a bundle of outputs: see FxCoprocOut
+
+    def same_as(self, other) -> bool:
+        return fx_coproc_equal(self, other)
 
     def summary(self):
         c = self.cgraph.op_counts()

@@ -37,7 +37,9 @@ class Rules:
     """One stage's table: node type -> rule (any callable or object the stage defines)."""
 
     def __init__(self, stage: str):
+        import sys
         self.stage = stage
+        self.module = sys._getframe(1).f_globals.get("__name__", "")   # where it is defined
         self._rules: dict[type, object] = {}
         ALL_TABLES[stage] = self
 
@@ -118,7 +120,9 @@ def support_matrix() -> dict[str, list[str]]:
     import importlib
     for mod in STAGE_MODULES:
         importlib.import_module(mod)
-    return {stage: [t.__name__ for t in table.types] for stage, table in ALL_TABLES.items()}
+    rank = {m: i for i, m in enumerate(STAGE_MODULES)}
+    tables = sorted(ALL_TABLES.values(), key=lambda t: rank.get(t.module, len(rank)))
+    return {t.stage: [c.__name__ for c in t.types] for t in tables}
 
 
 def support_table() -> str:

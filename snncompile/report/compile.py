@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncompile.ir import NEURON_TYPES, FxConv2d, FxDense, Graph
+from snncompile.ir import Graph
 
 
 def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -62,17 +62,10 @@ def layer_rows(graph: Graph) -> list[dict]:
         node = graph.node(name)
         row = {"name": name, "op": type(node).__name__, "shape": list(graph.shape(name)),
                "neurons": 0, "synapses": 0, "nonzero_synapses": 0}
-        if isinstance(node, NEURON_TYPES):
+        if node.is_neuron:
             row["neurons"] = int(np.prod(node.shape))
-        elif isinstance(node, FxDense):
-            row["synapses"] = int(node.weight.size)
-            row["nonzero_synapses"] = int(np.count_nonzero(node.weight))
-        elif isinstance(node, FxConv2d):
-            o, oh, ow = graph.shape(name)
-            per_out = node.weight[0].size
-            row["synapses"] = int(o * oh * ow * per_out)  # connections, kernel shared
-            row["kernel_weights"] = int(node.weight.size)
-            row["nonzero_synapses"] = int(np.count_nonzero(node.weight)) * oh * ow
+        else:
+            row.update(node.connections(tuple(graph.shape(name))))
         rows.append(row)
     return rows
 

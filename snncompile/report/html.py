@@ -806,13 +806,12 @@ def _traces_agree(traces: dict) -> bool:
 def _divergence_traces(build, div, x) -> dict | None:
     """u, v, spike of the diverging neuron over the sample's steps, re-run on the reference
     and the simulator (Lava's side is the value verify recorded)."""
-    from snncompile.ir import FxLIF
     from snncompile.backends.reference import reference_run
     from snncompile.backends.sim.simulator import Simulator
 
     layer, s, k = div["layer"], int(div["sample"]), int(div["neuron"])
     node = build.graph.node(layer) if layer in build.graph else None
-    if not isinstance(node, FxLIF) or not 0 <= s < len(x) \
+    if node is None or not node.records_uv or not 0 <= s < len(x) \
             or not 0 <= k < int(np.prod(build.graph.shape(layer))) \
             or not 0 <= int(div["step"]) < x.shape[1]:
         return None

@@ -31,7 +31,6 @@ from snncompile.backends.lava.lower import LOWER, LavaNet, build, check_graph
 from snncompile.backends.lava.session import lava_session, over_samples, require_lava
 from snncompile.errors import InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import FxLIF
 from snncompile.ir.timing import timing
 
 __all__ = ["LOWER", "LavaBackend", "LavaRun", "SUPPORTED", "lava_state", "require_lava",
@@ -142,7 +141,7 @@ def lava_state(graph: Graph, sample: np.ndarray, node: str,
         u, v = lava_state(graph, inputs[0], "lif1", 3)  # each of lif1's shape, int64
     """
     check_graph(graph)
-    if node not in graph or not isinstance(graph.node(node), FxLIF):
+    if node not in graph or not graph.node(node).records_uv:
         raise UnsupportedError(f"{node}: not an FxLIF node of the graph")
     x = _check_inputs(graph, np.asarray(sample)[None])
     t_len = x.shape[1]

@@ -438,7 +438,7 @@ def _bias(layer: _Layer, shape: tuple[int, ...], neuron=None) -> np.ndarray:
     if "bias" not in layer.raw:
         return np.zeros(shape, np.int32)
     b = layer.ints("bias")
-    sdnn = isinstance(neuron, FxSigmaDelta)
+    sdnn = getattr(neuron, "runs_in_global_time", False)   # a sigma-delta (SDNN) neuron
     if sdnn and neuron.role == "sigma":
         raise UnsupportedError(f"{layer.where}: a sigma output layer with a bias is not "
                                "supported (netx's Sigma process takes no bias)")
@@ -522,12 +522,12 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int | No
             transform = _input_transform(first)
             if "bias" in first.raw or "weight" in first.raw:
                 meta["netx"]["input_transform_ignored"] = True  # netx ignores them too
-            if isinstance(encoder, FxLIF) and skip_input_layer:
+            if encoder.takes_bias_frames and skip_input_layer:   # a CUBA input layer
                 meta["netx"].update(skip_layers=1, input_layer="skipped",
                                     input_neurons_skipped=int(np.prod(shape)))
                 meta["report_sections"] = [_skipped_note(first, shape)]
                 encoder = None
-            elif isinstance(encoder, FxLIF):
+            elif encoder.takes_bias_frames:
                 if len(shape) == 2:
                     raise UnsupportedError(f"{first.where}: a bias-driven input layer of 2 "
                                            f"axes {list(shape)} is not supported; supported:"
@@ -570,9 +570,9 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int | No
     sdnn = FxSigmaDelta in kinds
     meta["netx"]["sdnn"] = sdnn
     graph = Graph(meta)
-    graded = isinstance(encoder, FxSigmaDelta)
+    graded = encoder is not None and encoder.runs_in_global_time    # SDNN delta encoder
     try:
-        if isinstance(encoder, FxLIF):
+        if encoder is not None and encoder.takes_bias_frames:
             inp = Input(name="input", shape=shape, encoding="bias",
                         bits=meta["netx"]["input_bits"])
         else:
@@ -679,11 +679,11 @@ def _dense_weight(layer: _Layer) -> np.ndarray:
 
 
 def _out_bits(neuron) -> int:
-    return neuron.num_message_bits if isinstance(neuron, FxSigmaDelta) else 0
+    return neuron.num_message_bits if neuron.runs_in_global_time else 0
 
 
 def _neuron_name(layer: _Layer, neuron) -> str:
-    return f"L{layer.index}_" + ("lif" if isinstance(neuron, FxLIF) else
+    return f"L{layer.index}_" + ("lif" if not neuron.runs_in_global_time else
                                  "sigma" if neuron.role == "sigma" else "sd")
 
 
