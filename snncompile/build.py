@@ -93,10 +93,9 @@ class Build:
         interrupted compile are cleaned up by the next one."""
         path = Path(path)
         recover_leftovers(path)
-        if path.exists() and not path.is_symlink() and not (path / "manifest.json").exists():
-            if not path.is_dir() or any(path.iterdir()):
-                raise OutputFileError(f"{path}: exists and is not a build directory; "
-                                      "refusing to overwrite it")
+        if not path.is_symlink() and not _replaceable(path):
+            raise OutputFileError(f"{path}: exists and is not a build directory; "
+                                  "refusing to overwrite it")
         if path.name not in ("", ".", "..") and not path.is_symlink():
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,3 +332,22 @@ def _graph(path: Path, data: dict, prefix: str) -> Graph:
 
 def _sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
+
+
+def _replaceable(path: Path) -> bool:
+    """True when `path` is missing, an empty folder or a build directory. Looked at through
+    one directory descriptor, so a concurrent writer swapping its build in (two renames)
+    cannot make a build look like something else between two checks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return not os.path.lexists(path)  # a file (ENOTDIR) or unreadable: not ours to replace
+    try:
+        names = os.listdir(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return not names or "manifest.json" in names

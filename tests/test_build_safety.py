@@ -935,3 +935,30 @@ def test_fuzz_resealed_values_either_refused_or_safe(built, tmp_path):
             except SnnCompileError as exc:  # one line on the CLI, exit 2
                 assert "\n" not in str(exc)
     run()
+
+
+def test_save_check_sees_one_directory_while_another_writer_swaps(built, tmp_path, monkeypatch):
+    """The race behind a flaky two-writers run: writer B looked at the path, writer A moved
+    the old build aside, and B's next look found no manifest.json and refused. The check now
+    reads one directory descriptor, so the swap in between does not change its answer."""
+    import snncompile.build as bmod
+    src, _ = built
+    dst = tmp_path / "swap.build"
+    Build.load(src).save(dst)
+    real = os.listdir
+
+    def listdir(fd):
+        if not isinstance(fd, int):
+            return real(fd)
+        os.rename(dst, tmp_path / ".swap.build.old-1-x")   # writer A, first rename
+        return real(fd)
+
+    monkeypatch.setattr(bmod.os, "listdir", listdir)
+    assert bmod._replaceable(dst)
+    monkeypatch.setattr(bmod.os, "listdir", real)
+    (tmp_path / "file.build").write_text("not a build")
+    assert not bmod._replaceable(tmp_path / "file.build")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    assert not bmod._replaceable(tmp_path / "other")
+    assert bmod._replaceable(tmp_path / "nothing-here")
