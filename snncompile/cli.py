@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: loihi2)")
     c.add_argument("-o", "--output", required=True, help="build directory to write")
     cal = c.add_mutually_exclusive_group()
-    cal.add_argument("--calib", help="calibration inputs (.npz, see below; e.g. training "
-                     "data): scales are chosen from them, and the float and compiled networks "
+    cal.add_argument("--calib", help="calibration inputs (.npz, see below, or a data set: a "
+                     "directory or glob of .npz shards, read shard by shard until "
+                     "--calib-samples; e.g. training data): scales are chosen from them, and the float and compiled networks "
                      "run on them to find wraps, saturation, silent layers and spike counts "
                      "off the float model. Required for float models (.pt, .nir)")
     cal.add_argument("--no-calib", action="store_true",
@@ -209,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
         literature uses (E_MAC 4.6 pJ, E_AC 0.9 pJ) for the same topology."""),
         epilog=EPILOG)
     e.add_argument("build", help="build directory")
-    e.add_argument("--inputs", required=True, help="inputs .npz file")
+    e.add_argument("--inputs", required=True, help="inputs: one .npz file, or a data set (a "
+                   "directory or glob of .npz shards, counted shard by shard and summed)")
     e.add_argument("--energy-table", help="alternative energy table: a target name (e.g. "
                    "loihi1-sanafe) or a .toml file with an [energy] section")
     e.add_argument("--chips", type=positive_int, help="re-place on this many chips (default: "
@@ -226,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the machine-readable report here")
     e.add_argument("--plot", help="write a per-layer breakdown chart (.png) here")
     e.add_argument("--limit", type=positive_int, help="use only the first N samples")
+    _scale_args(e)
     _quiet_arg(e)
 
     x = sub.add_parser("export", help="write a build in another format (NIR, lava-dl netx)",
@@ -459,11 +462,8 @@ def cmd_verify(args) -> int:
     if is_dataset(args.inputs):
         from .scale import dataset_report
         report = dataset_report(args, backends, tol)
-    elif args.workers or args.scheduler or args.fresh:
-        raise InputFileError("--workers, --scheduler and --fresh apply to a data set (a "
-                             f"directory or glob of .npz shards); --inputs {args.inputs} is "
-                             "one file")
     else:
+        _one_file_only(args)
         build, out, x, labels = _load(args.build, args.inputs, args.limit)
         report = verify(build, x, labels, backends, progress=True, tolerance=tol,
                         lava_samples=args.lava_samples)
@@ -494,11 +494,20 @@ def _source_backends_not_run(build_dir, ran) -> list[str]:
 
 
 def cmd_energy(args) -> int:
-    from snncompile.energy.run import energy_report
+    from snncompile.energy.run import energy_report, price
 
-    build, out, x, labels = _load(args.build, args.inputs, args.limit)
-    report, mapping = energy_report(build, x, energy_table=args.energy_table,
-                                    chips=args.chips, replace=args.replace)
+    from .data import is_dataset
+    if is_dataset(args.inputs):
+        build, x, events, note, bad = _energy_dataset(args)
+        report, mapping = price(build, events, energy_table=args.energy_table,
+                                chips=args.chips, replace=args.replace)
+        report.notes.append(note)
+    else:
+        bad = []
+        _one_file_only(args)
+        build, out, x, labels = _load(args.build, args.inputs, args.limit)
+        report, mapping = energy_report(build, x, energy_table=args.energy_table,
+                                        chips=args.chips, replace=args.replace)
     print(mapping.table())
     print()
     if args.backend != "sanafe":
@@ -518,7 +527,48 @@ def cmd_energy(args) -> int:
         with atomic_path(args.plot) as tmp:
             report.plot(tmp, model=Path(str(build.report.get("source", ""))).name)
         print(f"wrote {args.plot}")
-    return 0
+    return 2 if bad else 0     # as verify: a data set with shards left out
+
+
+def _one_file_only(args) -> None:
+    if args.workers or args.scheduler or args.fresh:
+        raise InputFileError("--workers, --scheduler and --fresh apply to a data set (a "
+                             f"directory or glob of .npz shards); --inputs {args.inputs} is "
+                             "one file")
+
+
+def _energy_dataset(args):
+    """`energy --inputs DATA_SET`: (build, the first usable shard's inputs for SANA-FE,
+    the summed event counts); bad shards named on stderr, the report notes them."""
+    from .build import Build
+    from .cli_checks import check_build_dir
+    from .data import load_inputs, shard_paths
+    from .scale import cache_dir_for, energy_dataset
+
+    if args.limit:
+        raise InputFileError(f"--limit applies to one .npz file; {args.inputs} is a data set "
+                             "(choose its shards instead)")
+    if args.workers and args.scheduler:
+        raise InputFileError("--workers and --scheduler: choose one (an embedded cluster or "
+                             "an existing one)")
+    check_build_dir(args.build)
+    events, used, bad = energy_dataset(args.build, args.inputs, args.energy_table,
+                                       workers=args.workers, scheduler=args.scheduler,
+                                       fresh=args.fresh,
+                                       cache_dir=cache_dir_for(args.build, args.json))
+    for row in bad:
+        _warn(f"energy: shard {row['shard']} not counted: {row['error']}")
+    build = Build.load(args.build)
+    x = None
+    if args.backend != "model":    # SANA-FE simulates a few samples: the first shard's
+        first = next(p for p in shard_paths(args.inputs) if p.name == used[0])
+        x, _ = load_inputs(first, build.graph.input_node())
+    note = f"data set {args.inputs}: {len(used)} shard(s), {events['samples']} samples " \
+           "counted on the simulator shard by shard and summed"
+    if bad:
+        note += f"; NOT COUNTED: {len(bad)} shard(s) (" + ", ".join(r["shard"] for r in bad) \
+                + ")"
+    return build, x, events, note, bad
 
 
 def cmd_export(args) -> int:

@@ -235,3 +235,29 @@ def iter_shards(spec: str | Path, inp: Input, n_classes: int | None = None):
             yield path, None, None, str(exc)
             continue
         yield path, x, y, None
+
+
+def take_samples(spec: str | Path, inp: Input, limit: int):
+    """The first `limit` samples of data set `spec`, read shard by shard (each validated on
+    its own, and only as many samples decompressed as are still wanted): (inputs, the shard
+    names used, one-line errors of shards skipped). Shards must agree in time steps."""
+    parts, used, bad = [], [], []
+    left = int(limit)
+    for path in shard_paths(spec):
+        if left <= 0:
+            break
+        try:
+            x, _ = load_inputs(path, inp, limit=left)
+        except InputFileError as exc:
+            bad.append(f"{path.name}: {exc}")
+            continue
+        if parts and x.shape[1:] != parts[0].shape[1:]:
+            bad.append(f"{path.name}: {path}: 'inputs' has shape {x.shape[1:]} per sample "
+                       f"but the data set's first shard has {parts[0].shape[1:]}")
+            continue
+        parts.append(x)
+        used.append(path.name)
+        left -= len(x)
+    if not parts:
+        raise InputFileError(f"{spec}: no shard could be read: " + "; ".join(bad))
+    return np.concatenate(parts), used, bad

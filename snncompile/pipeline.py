@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import Build
-from .data import load_inputs
+from .data import is_dataset, load_inputs, take_samples
 from .errors import InputFileError, UnsupportedError
 from snncompile.verify.fidelity import (Tolerance, UnfaithfulError, compare, compiled_only,
                                         not_checked)
@@ -107,6 +107,7 @@ class _Lowered:
     float_cal: dict | None
     x_cal: np.ndarray | None
     cal_file: str | None
+    cal_warnings: list = dataclasses.field(default_factory=list)  # calibration shards skipped
 
 
 def _compile(source, target, calib, calib_samples, chips, input_bits, input_signed,
@@ -124,7 +125,7 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
            if x_cal is not None else None)
     fid = _fidelity(fixed, graph.stage, sim, low.float_cal, tolerance)
     problems = ([NO_CALIB] if x_cal is None and graph.stage != "fixed" else []) + \
-        fid.warnings()                                                 # float vs compiled
+        low.cal_warnings + fid.warnings()                              # float vs compiled
     if strict and problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UnfaithfulError(f"{_name(source)}: {problems[0]}{more}; nothing written "
@@ -159,8 +160,8 @@ def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib:
     graph), quantise; an HTDA graph's top-down loop is set aside before quantisation and
     lowered after it (snncompile.passes.htda). A fixed-point import passes as it is."""
     if graph.stage == "fixed":                          # netx: already Loihi integers
-        x_cal, cal_file = _calibration(calib, graph, calib_samples)
-        return _Lowered(graph, [], None, None, x_cal, cal_file)
+        x_cal, cal_file, skipped = _calibration(calib, graph, calib_samples)
+        return _Lowered(graph, [], None, None, x_cal, cal_file, skipped)
     if calib is None and require_calib:
         raise InputFileError(f"{_name(source)}: a float model needs calibration data to "
                              "be compiled safely: pass --calib FILE.npz (sample inputs, "
@@ -168,7 +169,7 @@ def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib:
     graph, loop = set_aside_loop(graph)                 # HTDA: its loop is lowered last
     st.start("fold pools")
     graph, _ = fold_pools(graph)                                             # pools -> weights
-    x_cal, cal_file = _calibration(calib, graph, calib_samples)
+    x_cal, cal_file, skipped = _calibration(calib, graph, calib_samples)
     stats: dict | None = {} if x_cal is not None else None
     float_cal = None
     if x_cal is not None:
@@ -178,13 +179,13 @@ def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib:
     st.start("quantise")
     fixed, quant = quantize(graph, spec, stats)                              # fixed point
     if loop is None:
-        return _Lowered(fixed, quant, graph, float_cal, x_cal, cal_file)
+        return _Lowered(fixed, quant, graph, float_cal, x_cal, cal_file, skipped)
     float_graph = insert_loop(graph, loop)              # the whole network, for float/
     if x_cal is not None:                               # the float side, loop included
         float_cal = run_float(float_graph, x_cal, progress="calibration: float model")
     fixed = lower_htda(loop, fixed, spec,
                        None if float_cal is None else float_cal[loop.source])
-    return _Lowered(fixed, quant, float_graph, float_cal, x_cal, cal_file)
+    return _Lowered(fixed, quant, float_graph, float_cal, x_cal, cal_file, skipped)
 
 
 def _netx_copy(source, fixed: Graph) -> bytes | None:
@@ -257,12 +258,17 @@ def mapping_summary(mapping) -> dict:
 
 
 def _calibration(calib, graph: Graph, limit: int):
+    """(samples, where from, one warning per calibration shard skipped)."""
     if calib is None:
-        return None, None
+        return None, None, []
     if isinstance(calib, np.ndarray):
-        return calib[:limit], "<array>"
+        return calib[:limit], "<array>", []
+    if is_dataset(calib):                    # a data set: shard by shard, `limit` samples
+        x, used, bad = take_samples(calib, graph.input_node(), limit)
+        where = f"{calib} ({len(x)} samples from {len(used)} shard(s))"
+        return x, where, [f"calibration shard {b}; not used" for b in bad]
     x, _ = load_inputs(calib, graph.input_node(), limit=limit)
-    return x, str(calib)
+    return x, str(calib), []
 
 
 def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:

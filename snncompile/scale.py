@@ -40,8 +40,8 @@ from .errors import InputFileError, SnnCompileError
 from snncompile.verify.fidelity import FidelityReport, Tolerance, from_statistics, merge_statistics
 from snncompile.verify.compare import VerifyReport
 
-FORMAT = 1
-"""Version of a stored shard result; part of its key."""
+FORMAT = 2
+"""Version of a stored shard result; part of its key (2: the key names the task)."""
 RETRIES = 2
 EXIT_NOT_COMPARED = 2
 PROGRESS_EVERY_S = 10.0
@@ -99,12 +99,6 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def shard_key(build_h: str, shard_h: str, backends, tol: Tolerance) -> str:
-    doc = json.dumps([FORMAT, build_h, shard_h, list(backends), dataclasses.asdict(tol)],
-                     separators=(",", ":"))
-    return hashlib.sha256(doc.encode()).hexdigest()[:32]
-
-
 def count_samples(path: Path) -> int:
     """Samples in a shard from its 'inputs' header alone (0 when unreadable): for the
     progress bar's total, without loading the shard."""
@@ -131,10 +125,7 @@ def verify_shard(build_dir: str, shard: str, backends: tuple, tol: dict) -> dict
     from snncompile.verify.compare import is_lava
     if any(is_lava(b) for b in backends):
         _lava_in_worker()
-    if build_dir not in _BUILDS:              # one load per worker process
-        _BUILDS.clear()
-        _BUILDS[build_dir] = Build.load(build_dir)
-    build = _BUILDS[build_dir]
+    build = _load_build(build_dir)
     graph = build.graph
     n_classes = int(np.prod(graph.shape(graph.inputs(graph.output_node().name)[0])))
     try:
@@ -146,6 +137,60 @@ def verify_shard(build_dir: str, shard: str, backends: tuple, tol: dict) -> dict
     doc = rep.to_json()
     doc["statistics"] = rep.fidelity.statistics
     return _canonical(doc)
+
+
+def energy_shard(build_dir: str, shard: str, energy_table: str | None) -> dict:
+    """The task of `snncompile energy` over a data set: the event counts of one shard on the
+    simulator (`energy.run.count_events`), or {"error": one line} for bad inputs."""
+    from .data import load_inputs
+    from snncompile.energy.run import count_events
+
+    build = _load_build(build_dir)
+    try:
+        x, _ = load_inputs(shard, build.graph.input_node())
+    except SnnCompileError as exc:
+        return {"error": str(exc)}
+    return count_events(build, x, energy_table, progress=False)
+
+
+def energy_dataset(build_dir, spec, energy_table: str | None = None, *,
+                   workers: int | None = None, scheduler: str | None = None, client=None,
+                   fresh: bool = False, cache_dir=None, progress: bool = True):
+    """Event counts of every shard of data set `spec`, summed: (events, shards used,
+    not_compared rows). Pricing the sum (`energy.run.price`) gives the report of one
+    in-process run over all shards' samples, since counts add up exactly."""
+    from .build import Build
+    from snncompile.energy.run import merge_events
+
+    build_dir = str(Path(build_dir).resolve())
+    build = Build.load(build_dir)
+    runner = ShardRunner(energy_shard, (energy_table,), "energy", workers=workers,
+                         scheduler=scheduler, client=client, fresh=fresh, progress=progress)
+    paths, results = runner.run(build, build_dir, spec, cache_dir or cache_dir_for(build_dir))
+    parts, bad = [], []
+    for p in paths:
+        doc, _ = results[p.name]
+        if "error" not in doc and parts and doc["steps"] != parts[0][1]["steps"]:
+            doc = {"error": f"{p}: 'inputs' has {doc['steps']} time steps but the data "
+                            f"set's first shard has {parts[0][1]['steps']}"}
+        if "error" in doc:
+            bad.append({"shard": p.name, "error": doc["error"]})
+        else:
+            parts.append((p.name, doc))
+    if not parts:
+        raise InputFileError("no shard could be used: " + "; ".join(
+            f"{r['shard']}: {r['error']}" for r in bad))
+    return merge_events([d for _, d in parts]), [n for n, _ in parts], bad
+
+
+def _load_build(build_dir: str):
+    """The build, loaded once per worker process."""
+    from .build import Build
+
+    if build_dir not in _BUILDS:
+        _BUILDS.clear()
+        _BUILDS[build_dir] = Build.load(build_dir)
+    return _BUILDS[build_dir]
 
 
 def _lava_in_worker() -> None:
@@ -279,21 +324,22 @@ class _Progress:
     """One bar over all shards and workers (samples/s, time left); on a pipe, one line every
     PROGRESS_EVERY_S seconds and at the end."""
 
-    def __init__(self, total: int, shards: int, enabled: bool):
+    def __init__(self, total: int, shards: int, enabled: bool, label: str = "verify"):
         self.total, self.shards, self.done, self.done_shards = total, shards, 0, 0
+        self.label = label
         self.t0 = self.last = time.monotonic()
         self.bar = None
         self.enabled = enabled
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="sample", desc=f"verify 0/{shards} shards",
+            self.bar = tqdm(total=total, unit="sample", desc=f"{label} 0/{shards} shards",
                             file=sys.stderr, dynamic_ncols=True)
 
     def update(self, samples: int):
         self.done += samples
         self.done_shards += 1
         if self.bar is not None:
-            self.bar.set_description(f"verify {self.done_shards}/{self.shards} shards")
+            self.bar.set_description(f"{self.label} {self.done_shards}/{self.shards} shards")
             self.bar.update(samples)
             return
         now = time.monotonic()
@@ -302,7 +348,7 @@ class _Progress:
             self.last = now
             rate = self.done / max(now - self.t0, 1e-9)
             left = (self.total - self.done) / rate if rate and self.total > self.done else 0
-            print(f"snncompile: verify: {self.done_shards}/{self.shards} shards, "
+            print(f"snncompile: {self.label}: {self.done_shards}/{self.shards} shards, "
                   f"{self.done}/{self.total} samples, {rate:.2f} samples/s, "
                   f"about {left:.0f} s left", file=sys.stderr, flush=True)
 
@@ -343,69 +389,105 @@ def verify_dataset(build_dir, spec, backends: tuple | None = None,
     them: in-process. `on_result(shard_name)` is called after each shard is stored.
     `backends` None: `verify`'s default for this build (`default_backends`)."""
     from .build import Build
-    from .data import shard_paths
     from snncompile.verify.compare import default_backends
 
     tol = tolerance or Tolerance()
     build_dir = str(Path(build_dir).resolve())
-    paths = shard_paths(spec)
-    names = [p.name for p in paths]
-    if len(set(names)) != len(names):
-        raise InputFileError(f"{spec}: two shards share a file name; name shards uniquely")
     build = Build.load(build_dir)
-    bh = build_hash(build)
     backends = default_backends(build) if backends is None else tuple(backends)
-    cache = Path(cache_dir) if cache_dir else cache_dir_for(build_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    results: dict[str, tuple[dict, bool]] = {}
-    keys = {}
-    for p in paths:
-        keys[p.name] = shard_key(bh, file_hash(p), backends, tol)
-        stored = cache / f"{keys[p.name]}.json"
-        if not fresh and stored.is_file():
-            try:
-                results[p.name] = (json.loads(stored.read_text()), True)
-            except (OSError, ValueError):
-                pass                                 # unreadable: recompute
-    todo = [p for p in paths if p.name not in results]
-    bar = _Progress(sum(count_samples(p) for p in paths), len(paths), progress)
-    for name, (doc, _) in results.items():
-        bar.update(_samples(doc))
-
-    def done(p: Path, doc: dict):
-        from .safe_io import atomic_write_text
-        results[p.name] = (doc, False)
-        if "error" not in doc:
-            atomic_write_text(cache / f"{keys[p.name]}.json", json.dumps(doc))
-        bar.update(_samples(doc))
-        if on_result is not None:
-            on_result(p.name)
-
-    args = (build_dir, tuple(backends), dataclasses.asdict(tol))
-    try:
-        if todo and (client is not None or scheduler or (workers or 1) > 1):
-            _run_dask(todo, args, done, client, workers, scheduler)
-        else:
-            for p in todo:
-                done(p, _canonical(verify_shard(args[0], str(p), args[1], args[2])))
-    finally:
-        bar.close()
+    runner = ShardRunner(verify_shard, (tuple(backends), dataclasses.asdict(tol)), "verify",
+                         workers=workers, scheduler=scheduler, client=client, fresh=fresh,
+                         progress=progress, on_result=on_result)
+    paths, results = runner.run(build, build_dir, spec,
+                                cache_dir or cache_dir_for(build_dir))
     return _assemble(paths, results, tol)
+
+
+@dataclasses.dataclass
+class ShardRunner:
+    """Run `task(build_dir, shard, *args)` once per shard of a data set: in-process, on an
+    embedded LocalCluster (`workers` > 1), on an existing cluster (`scheduler`) or with a
+    given Dask `client`. Every finished result (a JSON document; {"error": line} for a bad
+    shard) is stored in the cache under a key of (build, shard content, `label`, args), and
+    read back by the next run unless `fresh`. One progress bar over all shards."""
+    task: object
+    args: tuple
+    label: str
+    workers: int | None = None
+    scheduler: str | None = None
+    client: object = None
+    fresh: bool = False
+    progress: bool = True
+    on_result: object = None
+
+    def run(self, build, build_dir: str, spec, cache) -> tuple[list[Path], dict]:
+        """(shard paths, {shard name: (result, read from cache)})."""
+        from .data import shard_paths
+
+        paths = shard_paths(spec)
+        names = [p.name for p in paths]
+        if len(set(names)) != len(names):
+            raise InputFileError(f"{spec}: two shards share a file name; name shards uniquely")
+        cache = Path(cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        bh = build_hash(build)
+        keys = {p.name: self._key(bh, file_hash(p)) for p in paths}
+        results = self._stored(paths, keys, cache)
+        todo = [p for p in paths if p.name not in results]
+        bar = _Progress(sum(count_samples(p) for p in paths), len(paths), self.progress,
+                        self.label)
+        for doc, _ in results.values():
+            bar.update(_samples(doc))
+
+        def done(p: Path, doc: dict):
+            from .safe_io import atomic_write_text
+            results[p.name] = (doc, False)
+            if "error" not in doc:
+                atomic_write_text(cache / f"{keys[p.name]}.json", json.dumps(doc))
+            bar.update(_samples(doc))
+            if self.on_result is not None:
+                self.on_result(p.name)
+
+        try:
+            if todo and (self.client is not None or self.scheduler or (self.workers or 1) > 1):
+                _run_dask(todo, self, build_dir, done)
+            else:
+                for p in todo:
+                    done(p, _canonical(self.task(build_dir, str(p), *self.args)))
+        finally:
+            bar.close()
+        return paths, results
+
+    def _key(self, build_h: str, shard_h: str) -> str:
+        doc = json.dumps([FORMAT, self.label, build_h, shard_h, list(self.args)],
+                         separators=(",", ":"))
+        return hashlib.sha256(doc.encode()).hexdigest()[:32]
+
+    def _stored(self, paths, keys, cache) -> dict:
+        results = {}
+        for p in paths:
+            stored = cache / f"{keys[p.name]}.json"
+            if not self.fresh and stored.is_file():
+                try:
+                    results[p.name] = (json.loads(stored.read_text()), True)
+                except (OSError, ValueError):
+                    pass                                 # unreadable: recompute
+        return results
 
 
 def _samples(doc: dict) -> int:
     return 0 if "error" in doc else int(doc["samples"])
 
 
-def _run_dask(todo, args, done, client, workers, scheduler):
+def _run_dask(todo, runner: ShardRunner, build_dir: str, done):
     from distributed import as_completed
 
+    client, cluster = runner.client, None
     own = client is None
-    cluster = None
     if own:
-        client, cluster = _client(workers, scheduler)
+        client, cluster = _client(runner.workers, runner.scheduler)
     try:
-        futures = {client.submit(verify_shard, args[0], str(p), args[1], args[2],
+        futures = {client.submit(runner.task, build_dir, str(p), *runner.args,
                                  retries=RETRIES, pure=False): p for p in todo}
         for fut in as_completed(futures):
             p = futures[fut]

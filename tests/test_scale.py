@@ -203,3 +203,92 @@ def test_cli_on_an_existing_scheduler(data, client, tmp_path, capsys):
     rc = main(["verify", str(d / "b.build"), "--inputs", str(d / "shards"), "--backends",
                "reference,sim", "--scheduler", client.scheduler.address, "--json", str(js)])
     assert rc == 0 and "4 of 4 shards read from results stored" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ energy over a data set
+def _energy_doc(path):
+    doc = json.loads(path.read_text())
+    doc["notes"] = [n for n in doc["notes"] if not n.startswith("data set ")]
+    return doc
+
+
+@pytest.mark.parametrize("extra", [[], ["--replace"]])
+def test_energy_over_shards_equals_energy_over_the_union(data, tmp_path, extra, capsys):
+    """Event counts are integers summed shard by shard, and a re-placement weighs the
+    summed firing rates: the report is the one-file report exactly."""
+    d, _, _ = data
+    one, many = tmp_path / "one.json", tmp_path / "many.json"
+    assert main(["energy", str(d / "b.build"), "--inputs", str(d / "all.npz"), "--json",
+                 str(one), "--quiet"] + extra) == 0
+    assert main(["energy", str(d / "b.build"), "--inputs", str(d / "shards"), "--json",
+                 str(many), "--quiet", "--fresh"] + extra) == 0
+    notes = json.loads(many.read_text())["notes"]
+    assert any("4 shard(s), 8 samples counted" in n for n in notes)
+    assert _energy_doc(one) == _energy_doc(many)
+    assert json.loads(one.read_text())["energy_per_inference_j"] > 0
+
+
+def test_energy_over_shards_on_two_workers_and_resumed(data, client, tmp_path):
+    d, x, _ = data
+    from snncompile.energy.run import count_events
+    cache = tmp_path / "cache"
+    events, used, bad = scale.energy_dataset(d / "b.build", d / "shards", client=client,
+                                             cache_dir=cache, progress=False)
+    assert (used, bad) == (["s0.npz", "s1.npz", "s2.npz", "s3.npz"], [])
+    assert events == count_events(Build.load(d / "b.build"), x, progress=False)
+    assert len(list(cache.glob("*.json"))) == 4
+    again, _, _ = scale.energy_dataset(d / "b.build", d / "shards", cache_dir=cache,
+                                       progress=False)       # read back, nothing recomputed
+    assert again == events
+
+
+def test_energy_names_a_bad_shard_and_counts_the_rest(data, tmp_path, capsys):
+    d, _, _ = data
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(2):
+        (shards / f"s{i}.npz").write_bytes((d / "shards" / f"s{i}.npz").read_bytes())
+    (shards / "zz.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "e.json"
+    assert main(["energy", str(d / "b.build"), "--inputs", str(shards), "--json", str(out),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "shard zz.npz not counted" in err
+    notes = json.loads(out.read_text())["notes"]
+    assert any("2 shard(s), 4 samples counted" in n and "NOT COUNTED: 1 shard(s) (zz.npz)"
+               in n for n in notes)
+
+
+def test_energy_refuses_dataset_flags_on_one_file(data, capsys):
+    d, _, _ = data
+    assert main(["energy", str(d / "b.build"), "--inputs", str(d / "all.npz"),
+                 "--workers", "2"]) == 2
+    assert "apply to a data set" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ calibration from a data set
+def test_compile_calibrates_from_shards_as_from_their_union(data, tmp_path, capsys):
+    """`compile --calib DIR` reads shards in order until --calib-samples: the build equals
+    one calibrated on the same samples in one file; a bad shard is skipped and named."""
+    d, x, y = data
+    shards = tmp_path / "cal"
+    shards.mkdir()
+    (shards / "a.npz").write_bytes((d / "shards" / "s0.npz").read_bytes())
+    (shards / "b.npz").write_bytes(b"not an npz")
+    (shards / "c.npz").write_bytes((d / "shards" / "s1.npz").read_bytes())
+    (shards / "d.npz").write_bytes((d / "shards" / "s2.npz").read_bytes())
+    save_inputs(tmp_path / "first3.npz", x[:3], y[:3])
+    assert main(["compile", str(d / "tiny.pt"), "--calib", str(tmp_path / "first3.npz"),
+                 "--calib-samples", "3", "-o", str(tmp_path / "one.build"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compile", str(d / "tiny.pt"), "--calib", str(shards), "--calib-samples",
+                 "3", "-o", str(tmp_path / "many.build"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "calibration shard b.npz" in err and "not used" in err
+    one, many = Build.load(tmp_path / "one.build"), Build.load(tmp_path / "many.build")
+    assert one.members["arrays.npz"] == many.members["arrays.npz"]
+    assert one.members["graph.json"] == many.members["graph.json"]
+    assert "3 samples from 2 shard(s)" in json.dumps(many.report)
+    assert main(["compile", str(d / "tiny.pt"), "--calib", str(shards), "--strict",
+                 "-o", str(tmp_path / "strict.build"), "--quiet"]) == 2
+    assert not (tmp_path / "strict.build").exists()
