@@ -198,6 +198,11 @@ def test_library_file_compiles_and_backends_agree(compiled, sid):
     rep = verify(build, x, backends=("reference", "sim"))
     assert rep.equivalent and rep.mismatches == 0 and rep.neurons_compared > 0
     assert rep.faithful is True                 # float vs compiled voltages and decisions
+    text = rep.fidelity.text()                  # the readout's row says what it counts
+    head = text.splitlines()[1]
+    assert "counted" in head and "float spikes" not in head, text
+    row = next(l for l in text.splitlines() if _readout(build).name in l.split()[:2])
+    assert "summed |v| (readout)" in row, text
 
 
 @pytest.mark.parametrize("sid", SOURCES)

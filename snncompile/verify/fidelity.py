@@ -135,15 +135,10 @@ class FidelityReport:
     def text(self, what: str = "inputs") -> str:
         if not self.checked:
             return self.verdict_line()
-        rows = [[r["layer"] + (" (output)" if r["layer"] == self.output else ""),
-                 r["neurons"], r["float"], r["compiled"],
-                 "float silent" if r["difference"] is None else _pct(r["difference"]),
-                 "-" if r["correlation"] is None else f"{r['correlation']:.3f}"]
-                for r in self.layers]
+        head, rows = self._rows(lambda r: r["layer"] + (" (output)" if r["layer"] ==
+                                                        self.output else ""))
         lines = [f"fidelity to the float model ({self.float_model}) on {self.samples} {what} "
-                 f"x {self.steps} steps:",
-                 table(["layer", "neurons", "float spikes", "compiled spikes", "difference",
-                        "rate corr"], rows)]
+                 f"x {self.steps} steps:", table(head, rows)]
         if self.agreement is not None:
             lines.append(f"same decision as the float model on {self.agreement:.2%} of "
                          f"{self.samples} samples")
@@ -151,19 +146,29 @@ class FidelityReport:
         lines.append(self.verdict_line())
         return "\n".join(lines)
 
+    def _rows(self, label) -> tuple[list[str], list[list]]:
+        """The per-layer table: header and rows. Where some layer counts something other
+        than spikes (graded values, a readout's |v|), a "counted" column says what."""
+        mixed = any(r.get("unit", SPIKES) != SPIKES for r in self.layers)
+        head = ["layer", "neurons"] + (["counted", "float", "compiled"] if mixed else
+                                       ["float spikes", "compiled spikes"]) + \
+            ["difference", "rate corr"]
+        rows = [[label(r), r["neurons"]] + ([r.get("unit", SPIKES)] if mixed else []) +
+                [r["float"], r["compiled"],
+                 "float silent" if r["difference"] is None else _pct(r["difference"]),
+                 "-" if r["correlation"] is None else f"{r['correlation']:.3f}"]
+                for r in self.layers]
+        return head, rows
+
     def markdown(self) -> str:
         """report.md's "Fidelity on calibration data" section body."""
         if not self.checked:
             return f"Not checked: {self.reason}"
-        rows = [[r["layer"], r["neurons"], r["float"], r["compiled"],
-                 "float silent" if r["difference"] is None else _pct(r["difference"]),
-                 "-" if r["correlation"] is None else f"{r['correlation']:.3f}"]
-                for r in self.layers]
+        head, rows = self._rows(lambda r: r["layer"])
         out = [f"Float model ({self.float_model}) and compiled network (simulator) on the "
                f"{self.samples} calibration samples x {self.steps} steps; spikes summed over "
-               "samples, steps and neurons (graded layers: sum of |graded spike|).", "",
-               table(["layer", "neurons", "float spikes", "compiled spikes", "difference",
-                      "rate corr"], rows)]
+               "samples, steps and neurons (graded layers: sum of |graded spike|; readouts: "
+               "sum of |v| in the compiled integer units).", "", table(head, rows)]
         if self.agreement is not None:
             out += ["", f"Same decision on {self.agreement:.2%} of the samples."]
         out += ["", f"Tolerance: {Tolerance(**self.tolerance).text()}."]
@@ -198,6 +203,8 @@ class _Readout:
     """A leaky-integrator readout (FxLI). Its compiled records are v_int (integers, the
     value is v_int / scale + offset), the float model's are the values themselves."""
 
+    unit = "summed |v| (readout)"
+
     @staticmethod
     def values(node: FxLI, out: np.ndarray) -> np.ndarray:
         """(N, T, neurons) readout values, float64."""
@@ -225,6 +232,16 @@ class _Readout:
 
 
 READING.add(FxLI, _Readout())
+
+SPIKES = "spikes"
+
+
+def _unit(node, graded: bool) -> str:
+    """What a layer's activity counts: spikes, graded spikes' |value|, or its READING's."""
+    reading = READING.get(node)
+    if reading is not None:
+        return reading.unit
+    return "graded spikes (sum of |value|)" if graded else SPIKES
 
 
 def decision(node, out: np.ndarray) -> np.ndarray:
@@ -303,6 +320,7 @@ def statistics(graph: Graph, float_out: dict | None, compiled_out: dict, labels=
         row = {"layer": name, "neurons": int(c_n.shape[1]), "float": None,
                "compiled": int(c_n.sum()), "moments": None,
                "graded": bool(compiled_out[name].dtype != bool)}
+        row["unit"] = _unit(node, row["graded"])
         if float_out is not None and name in float_out:
             f_n = _activity(node, float_out[name])
             row["float"] = int(f_n.sum())
@@ -381,30 +399,32 @@ def _judge(rep: FidelityReport, st: dict, tol: Tolerance) -> None:
     n, out_name, fails = st["samples"], st["output"], rep.failures
     for r in st["layers"]:
         name, cs = r["layer"], r["compiled"]
+        unit = r.get("unit", SPIKES)         # results stored before units were recorded
+        count = "spike count" if unit == SPIKES else unit
         if not r["has_float"]:
             fails.append(f"{name}: has no counterpart in the float model")
             rep.layers.append({"layer": name, "neurons": r["neurons"], "float": None,
                                "compiled": cs, "difference": None, "correlation": None,
-                               "graded": r["graded"]})
+                               "graded": r["graded"], "unit": unit})
             continue
         fs = r["float"]
         diff = (cs - fs) / fs if fs else None
         corr = _correlation(r["moments"])
         rep.layers.append({"layer": name, "neurons": r["neurons"], "float": fs,
                            "compiled": cs, "difference": diff, "correlation": corr,
-                           "graded": r["graded"]})
+                           "graded": r["graded"], "unit": unit})
         where = f"{name}{' (output)' if name == out_name else ''}"
         if fs == 0 and cs == 0:
             fails.append(f"{where}: silent in both the float model and the compiled network "
                          f"on {n} samples (nothing to compare; a float model that never "
                          "fires suggests a wrong import or input encoding)")
         elif fs == 0:
-            fails.append(f"{where}: silent in the float model but {cs:,} compiled spikes")
+            fails.append(f"{where}: silent in the float model but {cs:,} compiled {unit}")
         elif cs == 0:
             fails.append(f"{where}: silent in the compiled network on {n} samples (float "
-                         f"model: {fs:,} spikes)")
+                         f"model: {fs:,} {unit})")
         elif abs(diff) > tol.spikes:
-            fails.append(f"{where}: compiled spike count {cs:,} is {_pct(diff)} off the float "
+            fails.append(f"{where}: compiled {count} {cs:,} is {_pct(diff)} off the float "
                          f"model's {fs:,} (tolerance +-{tol.spikes:.0%})")
         if corr is not None and corr < tol.correlation and fs and cs:
             fails.append(f"{where}: per-neuron rate correlation {corr:.3f} is below "
