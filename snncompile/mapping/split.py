@@ -341,15 +341,33 @@ class _DenseSyn:
                                                      else lim.synapse_index_bits_sparse)
         self.syn_cum = np.concatenate([[0], np.cumsum(self.row_nnz)])
 
+    #: most elements of a block's running column counts kept (`prefix`), int32
+    PREFIX_ELEMENTS = 1 << 23
+
+    def prefix(self, a: int, hi: int) -> None:
+        """Keep the running per-input synapse counts of rows a .. hi-1, so that `fanin` and
+        `bits` of any block (a, b) with b <= hi cost O(inputs), not O(rows x inputs): the
+        packer probes many ends b for one start a. Skipped when it would be large."""
+        self._prefix = None
+        if self.nz is not None and (hi - a) * self.n_in <= self.PREFIX_ELEMENTS:
+            self._prefix = (a, hi, np.cumsum(self.nz[a:hi], axis=0, dtype=np.int32))
+
+    def _counts(self, a: int, b: int) -> np.ndarray:
+        """Synapses per input axon in the block of rows a .. b-1."""
+        pre = getattr(self, "_prefix", None)
+        if pre is not None and pre[0] == a and a < b <= pre[1]:
+            return pre[2][b - a - 1]
+        return self.nz[a:b].sum(0)
+
     def fanin(self, a: int, b: int) -> int:
         if self.nz is None:
             return self.n_in
-        return int(np.count_nonzero(self.nz[a:b].any(0)))
+        return int(np.count_nonzero(self._counts(a, b)))
 
     def bits(self, a: int, b: int) -> int:
         if self.nz is None:
             return int(self.n_in * axon_bits(b - a, self.bpw, self.lim))
-        cnt = self.nz[a:b].sum(0)
+        cnt = self._counts(a, b)
         return int(axon_bits(cnt[cnt > 0], self.bpw, self.lim).sum())
 
     def one_neuron(self) -> tuple[int, int]:
@@ -574,7 +592,8 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
     while a < n:
         hi = min(n, a + lim.neurons,
                  int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
-        hi = max(hi, a + 1)
+        hi = max(_end_bound(syn, a, hi, lim, max_syn), a + 1)
+        syn.prefix(a, hi)
         if fits(a, hi):
             b = hi
         else:  # largest feasible end in (a, hi)
@@ -588,6 +607,7 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
             b = lo
         cuts.append(b)
         a = b
+    syn._prefix = None
     k = len(cuts) - 1
     if k > 1:  # even out the block sizes when that still fits
         even = [int(round(i * n / k)) for i in range(k + 1)]
@@ -598,6 +618,20 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
     synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
     owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
     return ranges, usages, synapses, owner
+
+
+def _end_bound(syn: _DenseSyn, a: int, hi: int, lim: Limits, max_syn: int | None) -> int:
+    """No block starting at row `a` that fits ends after this: its synapses stay under the
+    work cap and, at `bpw` bits or more each, under the core's synapse memory. (Every
+    resource grows with the block's end, so the packer's search over ends is unchanged;
+    it only probes, and keeps running counts for, fewer rows.)"""
+    cap = lim.synapse_bits // max(syn.bpw, 1) if syn.n_in else None
+    if max_syn is not None:
+        cap = max_syn if cap is None else min(cap, max_syn)
+    if cap is None:
+        return hi
+    end = int(np.searchsorted(syn.syn_cum, syn.syn_cum[a] + cap, "right")) - 1
+    return min(hi, end)
 
 
 # ------------------------------------------------------------------ conv-fed layers
