@@ -22,6 +22,12 @@ Definitions (the chip's, and Lava's):
   stream step n*T + t; the stream lasts N*T + max depth steps. Lava numbers steps from 1,
   so a node at depth d computes local step t of sample n at Lava time step
   n*T + t + d + 1, and resets when time_step % T == (d + 1) % T.
+* **unequal path depths** (residual blocks: a shortcut and a deeper body summed into one
+  neuron): the float model and the training layers compute the delay-free sum, so every
+  input of a node must arrive at the same global step. `balance` makes them: it gives each
+  early synapse (`can_align`: FxDense, Lava DelayDense) an `align` of the missing steps,
+  which the chip adds to its synaptic delay and which local time never sees. A graph
+  whose inputs still disagree has no Timing (`timing` refuses it in one line).
 * a loop delay (FxDelay, the top-down attention loop) reads, at its target's local step t,
   what its source produced at local step t - latency (`init` before that).
 """
@@ -29,6 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Mapping
+
+from ..errors import GraphError
 
 LAVA_FIRST_STEP = 1
 """Lava's first time step is 1: a RingBuffer sends frame t at time step t + 1."""
@@ -81,8 +89,61 @@ class Timing:
 
 def timing(graph, steps: int) -> Timing:
     """The Timing of `graph` for windows of `steps` local steps (depths from the graph's
-    cached order; see `Graph.depth`)."""
+    cached order; see `Graph.depth`). Refuses a graph whose paths are not balanced."""
+    late = graph.misaligned()
+    if late:
+        src, dst, k = late[0]
+        raise GraphError(f"{dst}: input '{src}' arrives {k} step(s) before the node's other "
+                         "inputs (unequal path depths); balance the graph first "
+                         "(snncompile.ir.timing.balance)")
     return Timing(int(steps), {name: graph.depth(name) for name in graph.order()})
+
+
+def balance(graph) -> list[dict]:
+    """Delay every early input of the graph (in place) so that all inputs of each node
+    arrive at the same global step; return one entry per inserted delay for the report:
+    {"synapse", "into", "steps", "synapses", "cost"}.
+
+    Each early input must be a synapse that `can_align` (FxDense) feeding only that node,
+    and its whole delay (`delay + align`) must fit the target's delay bits; otherwise one
+    GraphError names the synapse, what it needs and the limit (delay neurons, the
+    alternative for a Conv shortcut, are not implemented)."""
+    inserted = []
+    for _ in range(len(graph)):          # each round fixes the earliest late node
+        late = graph.misaligned()
+        if not late:
+            return inserted
+        dst = late[0][1]
+        for src, node_name, k in late:
+            if node_name == dst:
+                inserted.append(_align(graph, src, dst, k))
+        graph.g._changed()               # depths depend on the aligns just set
+    raise GraphError("balance: path depths did not converge")  # unreachable for a DAG
+
+
+def _align(graph, src: str, dst: str, steps: int) -> dict:
+    """Give synapse `src` `steps` more steps of path alignment (see `balance`)."""
+    node = graph.node(src)
+    what = type(node).__name__
+    if not node.can_align:
+        raise GraphError(f"{dst}: input '{src}' ({what}) arrives {steps} step(s) early and "
+                         f"cannot be delayed (only dense synapses, Lava DelayDense, carry "
+                         "synaptic delays; delay neurons are not implemented) - feed the "
+                         "shorter path through a dense layer")
+    if graph.outputs(src) != [dst]:
+        raise GraphError(f"{src}: a synapse delayed to meet '{dst}' must feed only it "
+                         f"(it feeds {', '.join(graph.outputs(src))})")
+    base = 0 if node.delay is None else int(node.delay.max(initial=0))
+    if base + node.align + steps > node.MAX_DELAY:
+        raise GraphError(f"{src}: needs {base + node.align + steps} steps of synaptic delay "
+                         f"to meet '{dst}'; the limit is {node.MAX_DELAY}")
+    node.align += steps
+    out = int(node.weight.shape[0])
+    return {"synapse": src, "into": dst, "steps": int(node.align),
+            "synapses": int(node.weight.size),
+            "cost": f"no extra neurons, synapses or cores; the synapse's {out} output "
+                    f"accumulators keep {node.align + base + 1} step slot(s) "
+                    "(Lava DelayDense ring buffer)"}
 
 
 def loop_source_step(delay, local_step: int) -> int:
