@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.errors import GraphError
-from snncompile.ir import FxConv2d, FxDense, FxLIF, Flatten, Graph, Input, Output
+from snncompile.ir import FxConv2d, FxDense, FxLIF, Graph, Input, Output
 from snncompile.ir.graph import graphs_equal
 from snncompile.ir.timing import balance, timing
 
@@ -88,19 +88,41 @@ def test_balance_survives_save_and_load(tmp_path):
     assert graphs_equal(g, back) and back.node("skip").align == 1
 
 
-def test_a_conv_shortcut_that_would_need_a_delay_is_refused():
+def _conv_block(encoding="spikes"):
+    """A conv residual block (Att_Res_SNN style): c1 -> l1 -> c2 and a conv shortcut from
+    the input, both into l2; the shortcut is one step early."""
     g = Graph()
-    g.add(Input("in", shape=(1, 4, 4)))
-    w = np.full((1, 1, 3, 3), 10, np.int32)
+    g.add(Input("in", shape=(2, 4, 4), encoding=encoding, bits=1 if encoding == "spikes" else 3))
+    w = np.full((2, 2, 3, 3), 10, np.int32)
     g.add(FxConv2d("c1", weight=w, padding=(1, 1)), ["in"])
-    g.add(FxLIF("l1", shape=(1, 4, 4), vth=5), ["c1"])
+    g.add(FxLIF("l1", shape=(2, 4, 4), vth=25, du=2000, dv=100), ["c1"])
     g.add(FxConv2d("c2", weight=w, padding=(1, 1)), ["l1"])
-    g.add(FxConv2d("short", weight=w, padding=(1, 1)), ["in"])
-    g.add(FxLIF("l2", shape=(1, 4, 4), vth=5), ["c2", "short"])
-    g.add(Flatten("f"), ["l2"])
-    g.add(Output("out"), ["f"])
-    with pytest.raises(GraphError, match=r"l2: input 'short' \(FxConv2d\) arrives 1 step"):
-        balance(g)
+    g.add(FxConv2d("short", weight=w * 3, padding=(1, 1)), ["in"])
+    g.add(FxLIF("l2", shape=(2, 4, 4), vth=40, du=1000, dv=500), ["c2", "short"])
+    g.add(Output("out"), ["l2"])
+    return g
+
+
+def test_a_conv_shortcut_gets_delay_neurons():
+    g = _conv_block()
+    report = balance(g)
+    assert g.misaligned() == [] and g.inputs("short") == ["short.relay0"]
+    assert report[0]["synapse"] == "short" and "32 delay neurons" in report[0]["cost"]
+    rng = np.random.default_rng(3)
+    x = (rng.random((2, 7, 2, 4, 4)) < 0.4).astype(np.int64)
+    ref = reference_run(g, x)
+    assert np.array_equal(ref["short.relay0"], x.astype(bool))  # a copy (local time)
+    assert ref["l2"].any()
+    for kernel in ("numpy", "numba"):
+        res = Simulator(g, kernel=kernel).run(x)
+        for name in ref:
+            assert np.array_equal(res.spikes[name], ref[name]), (kernel, name)
+
+
+def test_delay_neurons_need_binary_spikes():
+    with pytest.raises(GraphError, match="short: FxConv2d has no synaptic delays and its "
+                                         "input is not binary spikes"):
+        balance(_conv_block("graded"))
 
 
 def test_a_delay_past_the_chip_limit_is_refused():
@@ -119,5 +141,16 @@ def test_lava_equals_reference_on_random_residual_graphs(case):
     balance(graph)
     ref = reference_run(graph, x[:2, :6])
     lava = run_lava(graph, x[:2, :6])
+    for name in ref:
+        assert np.array_equal(lava.spikes[name], ref[name]), name
+
+
+@pytest.mark.lava
+def test_lava_equals_reference_on_a_conv_residual_with_delay_neurons():
+    from snncompile.backends.lava.run import run_lava
+    g = _conv_block()
+    balance(g)
+    x = (np.random.default_rng(5).random((2, 5, 2, 4, 4)) < 0.4).astype(np.int64)
+    ref, lava = reference_run(g, x), run_lava(g, x)
     for name in ref:
         assert np.array_equal(lava.spikes[name], ref[name]), name

@@ -36,6 +36,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
+import numpy as np
+
 from ..errors import GraphError
 
 LAVA_FIRST_STEP = 1
@@ -104,10 +106,11 @@ def balance(graph) -> list[dict]:
     arrive at the same global step; return one entry per inserted delay for the report:
     {"synapse", "into", "steps", "synapses", "cost"}.
 
-    Each early input must be a synapse that `can_align` (FxDense) feeding only that node,
-    and its whole delay (`delay + align`) must fit the target's delay bits; otherwise one
-    GraphError names the synapse, what it needs and the limit (delay neurons, the
-    alternative for a Conv shortcut, are not implemented)."""
+    Each early input must be a synapse feeding only that node. A dense synapse
+    (`can_align`) takes the steps as synaptic delay (`delay + align` within the target's
+    delay bits); any other synapse (a conv shortcut: Lava's Conv has no delays) gets delay
+    neurons in front of it (`_relay`), which needs binary spikes at its input. Otherwise
+    one GraphError names the synapse, what it needs and the limit."""
     inserted = []
     for _ in range(len(graph)):          # each round fixes the earliest late node
         late = graph.misaligned()
@@ -125,14 +128,14 @@ def _align(graph, src: str, dst: str, steps: int) -> dict:
     """Give synapse `src` `steps` more steps of path alignment (see `balance`)."""
     node = graph.node(src)
     what = type(node).__name__
-    if not node.can_align:
+    if not node.is_synapse:
         raise GraphError(f"{dst}: input '{src}' ({what}) arrives {steps} step(s) early and "
-                         f"cannot be delayed (only dense synapses, Lava DelayDense, carry "
-                         "synaptic delays; delay neurons are not implemented) - feed the "
-                         "shorter path through a dense layer")
+                         "is not a synapse that could be delayed")
     if graph.outputs(src) != [dst]:
         raise GraphError(f"{src}: a synapse delayed to meet '{dst}' must feed only it "
                          f"(it feeds {', '.join(graph.outputs(src))})")
+    if not node.can_align:
+        return _relay(graph, src, dst, steps)
     base = 0 if node.delay is None else int(node.delay.max(initial=0))
     if base + node.align + steps > node.MAX_DELAY:
         raise GraphError(f"{src}: needs {base + node.align + steps} steps of synaptic delay "
@@ -144,6 +147,39 @@ def _align(graph, src: str, dst: str, steps: int) -> dict:
             "cost": f"no extra neurons, synapses or cores; the synapse's {out} output "
                     f"accumulators keep {node.align + base + 1} step slot(s) "
                     "(Lava DelayDense ring buffer)"}
+
+
+RELAY = {"du": 4095, "dv": 4095, "vth": 0}
+"""A delay neuron (FxLIF): u = a << 6 (no current memory), v = u + trunc(v / 4096), spike
+when v > 0 and reset, so that with a weight-1 identity synapse in front it repeats its
+binary input spikes one step later, exactly (v is 0 whenever it did not spike)."""
+
+
+def _relay(graph, src: str, dst: str, steps: int) -> dict:
+    """Delay synapse `src`'s input spikes by `steps` steps with `steps` stages of delay
+    neurons (a weight-1 identity synapse and an FxLIF relay each) between its input and it."""
+    from .nodes import FxConv2d, FxDense, FxLIF
+    feed = graph.inputs(src)
+    shape = graph.shape(feed[0])
+    if len(feed) != 1 or graph.kind(feed[0]) != "spikes":
+        raise GraphError(f"{src}: {type(graph.node(src)).__name__} has no synaptic delays and "
+                         f"its input is not binary spikes, so delay neurons cannot hold the "
+                         f"{steps} step(s) it needs to meet '{dst}'")
+    prev = feed[0]
+    for k in range(steps):
+        ident = (FxDense(f"{src}.relay{k}.syn", weight=np.eye(shape[0], dtype=np.int32),
+                         sign_mode="excitatory") if len(shape) == 1 else
+                 FxConv2d(f"{src}.relay{k}.syn", groups=shape[0],
+                          weight=np.ones((shape[0], 1, 1, 1), np.int32)))
+        graph.add(ident, [prev])
+        graph.add(FxLIF(f"{src}.relay{k}", shape=shape, **RELAY), [ident.name])
+        prev = f"{src}.relay{k}"
+    graph.g.remove_edge(feed[0], src)
+    graph.g.add_edge(prev, src, shape=graph.shape(prev), kind=graph.kind(prev))
+    n = int(np.prod(shape))
+    return {"synapse": src, "into": dst, "steps": int(steps), "synapses": n * steps,
+            "cost": f"{n * steps} delay neurons and {n * steps} identity synapses "
+                    f"({steps} relay stage(s) of {n}) in front of it"}
 
 
 def loop_source_step(delay, local_step: int) -> int:
