@@ -108,6 +108,7 @@ def test_a_conv_shortcut_gets_delay_neurons():
     report = balance(g)
     assert g.misaligned() == [] and g.inputs("short") == ["short.relay0"]
     assert report[0]["synapse"] == "short" and "32 delay neurons" in report[0]["cost"]
+    assert report[0]["delay_neurons"] == ["short.relay0"]
     rng = np.random.default_rng(3)
     x = (rng.random((2, 7, 2, 4, 4)) < 0.4).astype(np.int64)
     ref = reference_run(g, x)

@@ -178,8 +178,15 @@ def _relay(graph, src: str, dst: str, steps: int) -> dict:
     graph.g.add_edge(prev, src, shape=graph.shape(prev), kind=graph.kind(prev))
     n = int(np.prod(shape))
     return {"synapse": src, "into": dst, "steps": int(steps), "synapses": n * steps,
+            "delay_neurons": [f"{src}.relay{k}" for k in range(steps)],
             "cost": f"{n * steps} delay neurons and {n * steps} identity synapses "
                     f"({steps} relay stage(s) of {n}) in front of it"}
+
+
+def delay_neurons(graph) -> set[str]:
+    """The relay neurons `balance` inserted (recorded in the graph's meta): copies of
+    their input spikes, part of no trained layer (fidelity does not judge them)."""
+    return {n for d in graph.meta.get("path_delays", []) for n in d.get("delay_neurons", [])}
 
 
 def loop_source_step(delay, local_step: int) -> int:
