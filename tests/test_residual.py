@@ -155,3 +155,13 @@ def test_lava_equals_reference_on_a_conv_residual_with_delay_neurons():
     ref, lava = reference_run(g, x), run_lava(g, x)
     for name in ref:
         assert np.array_equal(lava.spikes[name], ref[name]), name
+
+
+def test_sanafe_refuses_a_path_aligned_synapse():
+    from snncompile.energy.sanafe_backend import SANAFE
+    from snncompile.errors import UnsupportedError
+    g = _block()
+    balance(g)
+    SANAFE.rule(g.node("fc2")).check(g.node("fc2"))
+    with pytest.raises(UnsupportedError, match="'skip' has synaptic delays \\(path alignment"):
+        SANAFE.rule(g.node("skip")).check(g.node("skip"))
