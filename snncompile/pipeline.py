@@ -14,6 +14,7 @@ from snncompile.verify.fidelity import (Tolerance, UnfaithfulError, compare, com
                                         not_checked)
 from .frontends import import_checkpoint
 from .ir import NEURON_TYPES, FxCoproc, Graph
+from .ir.timing import balance
 from .passes.fold import fold_pools
 from .passes.htda import insert_loop, lower_htda, set_aside_loop
 from snncompile.mapping.coproc_assign import partition, partition_markdown
@@ -160,6 +161,7 @@ def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib:
     graph), quantise; an HTDA graph's top-down loop is set aside before quantisation and
     lowered after it (snncompile.passes.htda). A fixed-point import passes as it is."""
     if graph.stage == "fixed":                          # netx: already Loihi integers
+        _balance(graph)
         x_cal, cal_file, skipped = _calibration(calib, graph, calib_samples)
         return _Lowered(graph, [], None, None, x_cal, cal_file, skipped)
     if calib is None and require_calib:
@@ -178,6 +180,7 @@ def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib:
                               progress="calibration: float model")
     st.start("quantise")
     fixed, quant = quantize(graph, spec, stats)                              # fixed point
+    _balance(fixed)                                     # before the loop: it reads depths
     if loop is None:
         return _Lowered(fixed, quant, graph, float_cal, x_cal, cal_file, skipped)
     float_graph = insert_loop(graph, loop)              # the whole network, for float/
@@ -186,6 +189,14 @@ def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib:
     fixed = lower_htda(loop, fixed, spec,
                        None if float_cal is None else float_cal[loop.source])
     return _Lowered(fixed, quant, float_graph, float_cal, x_cal, cal_file, skipped)
+
+
+def _balance(fixed: Graph) -> None:
+    """Delay the early paths into every neuron (residual shortcuts, `ir.timing.balance`);
+    what was inserted is kept in the graph's meta for the report."""
+    inserted = balance(fixed)
+    if inserted:
+        fixed.meta["path_delays"] = inserted
 
 
 def _netx_copy(source, fixed: Graph) -> bytes | None:
@@ -296,4 +307,5 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
         "output": fixed.inputs(fixed.output_node().name)[0],
         "frontend": fixed.meta.get("frontend", ""),
         "sections": list(fixed.meta.get("report_sections", [])),  # e.g. a netx input layer
+        "path_delays": list(fixed.meta.get("path_delays", [])),   # residual path balancing
     }

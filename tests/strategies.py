@@ -124,3 +124,38 @@ def sigma_delta_networks(draw, max_layers=3):
     x = (rng.integers(0, 256, (n, t) + shape) if encode
          else (rng.random((n, t) + shape) < 0.4).astype(np.int64))
     return graph, x
+
+
+@st.composite
+def residual_networks(draw, max_layers=4, delays=False):
+    """Random dense LIF chains with skip connections of random depth: each extra edge is a
+    dense shortcut synapse from an earlier spike layer (or the input) summed into a later
+    LIF's current, so the paths into that LIF differ by up to `max_layers` steps. The
+    graph is returned unbalanced (the test runs `ir.timing.balance`)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n_layers = draw(st.integers(2, max_layers))
+    sizes = [int(rng.integers(2, 12)) for _ in range(n_layers + 1)]
+    graph = Graph()
+    graph.add(Input("in", shape=(sizes[0],)))
+    spikes = ["in"]
+    for i in range(1, n_layers + 1):
+        srcs = [spikes[-1]]
+        skips = [s for s in range(len(spikes) - 1) if rng.random() < 0.5]
+        srcs += [spikes[s] for s in skips]
+        syns = []
+        for k, src in enumerate(srcs):
+            n_in = graph.shape(src)[0]
+            mode = str(rng.choice(["mixed", "excitatory"], p=[.8, .2]))
+            delay = rng.integers(0, 3, (sizes[i], n_in)) if delays and k == 0 else None
+            syn = FxDense(f"fc{i}" if k == 0 else f"skip{i}_{k}", sign_mode=mode,
+                          weight=_weights(rng, (sizes[i], n_in), mode),
+                          weight_exp=int(rng.integers(0, 3)), delay=delay)
+            graph.add(syn, [src])
+            syns.append(syn.name)
+        graph.add(_lif(rng, f"lif{i}", (sizes[i],), 64), syns)
+        spikes.append(f"lif{i}")
+    graph.add(Output("out"), [spikes[-1]])
+    n, t = draw(st.integers(1, 3)), draw(st.integers(1, 10))
+    x = (rng.random((n, t, sizes[0])) < rng.uniform(0.2, 0.7)).astype(np.int64)
+    return graph, x

@@ -50,5 +50,5 @@ def test_non_finite_weight_found_in_any_block(monkeypatch):
     from snncompile.ir import LIF, Dense
     from snncompile.target import load_target
     with pytest.raises(QuantizationError, match="^fc: weight contains NaN or inf$"):
-        Q._quantize_pair(Dense("fc", weight=w), LIF("lif", shape=(4,), vth=1.0), 0, None,
+        Q._quantize_pair([Dense("fc", weight=w)], LIF("lif", shape=(4,), vth=1.0), [0], None,
                          load_target("loihi2"), 1000)

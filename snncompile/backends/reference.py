@@ -163,14 +163,15 @@ def _run_global(graph: Graph, x: torch.Tensor, num: Numerics) -> _Context:
     for name, rule in rules.items():
         node = graph.node(name)
         value = rule(node, [values[i] for i in graph.inputs(name)], ctx)
-        values[name] = _one_step_later(value) if node.is_synapse else value
+        lag = node.output_delay()
+        values[name] = _steps_later(value, lag) if lag else value
     return ctx
 
 
-def _one_step_later(y: torch.Tensor) -> torch.Tensor:
-    """y delayed by one step along time (axis 1): step 0 receives zeros."""
+def _steps_later(y: torch.Tensor, lag: int = 1) -> torch.Tensor:
+    """y delayed by `lag` steps along time (axis 1): the first steps receive zeros."""
     out = torch.zeros_like(y)
-    out[:, 1:] = y[:, :-1]
+    out[:, lag:] = y[:, :-lag]
     return out
 
 

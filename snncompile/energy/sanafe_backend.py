@@ -216,8 +216,10 @@ class _SanafeSynapse(SanafeNode):
         if getattr(node, "num_message_bits", 0):
             raise UnsupportedError(f"--backend sanafe: '{node.name}' takes graded spikes "
                                    "(SANA-FE's LIF sends binary spikes only)")
-        if getattr(node, "delay", None) is not None:
-            raise UnsupportedError(f"--backend sanafe: '{node.name}' has synaptic delays")
+        if getattr(node, "delay", None) is not None or getattr(node, "align", 0):
+            raise UnsupportedError(f"--backend sanafe: '{node.name}' has synaptic delays"
+                                   + (" (path alignment of a residual block)"
+                                      if getattr(node, "align", 0) else ""))
 
     def edges(self, node, graph: Graph):
         """(source index, destination index, SANA-FE weight) of every connection."""

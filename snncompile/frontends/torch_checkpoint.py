@@ -21,35 +21,64 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
             "nodes, see snncompile.passes.htda)")
     cfg = model.config
     inp = cfg["input"]
-    nodes = [Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
-                   bits=int(inp.get("bits", 1)))]
+    graph = Graph(meta)
+    graph.add(Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
+                    bits=int(inp.get("bits", 1))))
+    prev = ["input"]
     for name, spec, layer in zip(model.names, cfg["layers"], model.layers):
-        kind = spec["type"]
-        if kind == "dense":
-            w = layer.module.weight.detach().numpy().astype(np.float32)
-            nodes.append(Dense(name, weight=w))
-        elif kind == "conv2d":
-            conv = layer.module
-            nodes.append(Conv2d(name, weight=conv.weight.detach().numpy().astype(np.float32),
-                                stride=conv.stride, padding=conv.padding, groups=conv.groups))
-        elif kind == "sumpool2d":
-            nodes.append(SumPool2d(name, kernel=(int(spec["kernel"]),) * 2))
-        elif kind == "avgpool2d":
-            nodes.append(AvgPool2d(name, kernel=(int(spec["kernel"]),) * 2))
-        elif kind == "flatten":
-            nodes.append(Flatten(name))
-        elif kind == "attention":
-            nodes.append(_attention(name, spec, layer, cfg))
-        else:
-            assert isinstance(layer, LIFLayer)
-            bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
-                    else np.zeros(layer.shape, np.float32))
-            nodes.append(LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv,
-                             vth=layer.vth, bias=bias))
-    nodes.append(Output("output"))
-    graph = Graph.sequential(nodes, meta=meta)
+        prev = _add_layer(graph, name, spec, layer, cfg, prev)
+    graph.add(Output("output"), prev)
     graph.validate()
     return graph
+
+
+def _add_layer(graph: Graph, name: str, spec: dict, layer, cfg: dict, prev: list[str]):
+    """Add layer `name` fed by `prev`; return the names that feed the next layer (a
+    residual block: its body's and its shortcut's last synapses, summed by the next LIF)."""
+    if spec["type"] != "residual":
+        graph.add(_node(name, spec, layer, cfg), prev)
+        return [name]
+    ends = []
+    for part, names, mods in (("body", layer.body_names, layer.body),
+                              ("shortcut", layer.shortcut_names, layer.shortcut)):
+        here = prev
+        for sub_name, sub_spec, sub in zip(names, spec.get(part) or [], mods):
+            here = _add_layer(graph, sub_name, sub_spec, sub, cfg, here)
+        if not names:              # identity shortcut: spikes added as identity synapses
+            graph.add(_identity(f"{name}.shortcut", graph.shape(prev[0])), prev)
+            here = [f"{name}.shortcut"]
+        ends += here
+    return ends
+
+
+def _identity(name: str, shape: tuple) -> Dense | Conv2d:
+    """A synapse that passes its input on unchanged (weight 1 per element)."""
+    if len(shape) == 1:
+        return Dense(name, weight=np.eye(shape[0], dtype=np.float32))
+    return Conv2d(name, weight=np.ones((shape[0], 1, 1, 1), np.float32), groups=shape[0])
+
+
+def _node(name: str, spec: dict, layer, cfg: dict):
+    """The float node of one (non-residual) layer."""
+    kind = spec["type"]
+    if kind == "dense":
+        return Dense(name, weight=layer.module.weight.detach().numpy().astype(np.float32))
+    if kind == "conv2d":
+        conv = layer.module
+        return Conv2d(name, weight=conv.weight.detach().numpy().astype(np.float32),
+                      stride=conv.stride, padding=conv.padding, groups=conv.groups)
+    if kind == "sumpool2d":
+        return SumPool2d(name, kernel=(int(spec["kernel"]),) * 2)
+    if kind == "avgpool2d":
+        return AvgPool2d(name, kernel=(int(spec["kernel"]),) * 2)
+    if kind == "flatten":
+        return Flatten(name)
+    if kind == "attention":
+        return _attention(name, spec, layer, cfg)
+    assert isinstance(layer, LIFLayer)
+    bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
+            else np.zeros(layer.shape, np.float32))
+    return LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv, vth=layer.vth, bias=bias)
 
 
 def _attention(name: str, spec: dict, layer, cfg: dict) -> Attention:

@@ -232,29 +232,31 @@ class Graph:
         return "fixed"
 
     def depth(self, name: str) -> int:
-        """Number of synapse nodes on the path from the input to `name` (its output delay).
-
-        All paths must agree; the compiler does not insert delay-matching yet."""
-        depths, conflict = self._cached("depths", self._depths)
+        """Global steps from the input to `name`'s output: the longest path, counting each
+        node's `output_delay` (1 per synapse, plus its path-balancing `align`). Where a
+        node's inputs arrive at different steps (a residual block before
+        `ir.timing.balance`), its depth is the latest arrival; `misaligned` lists the rest."""
+        depths, _ = self._cached("depths", self._depths)
         if name in depths:
-            return depths[name] + int(self.node(name).is_synapse)
-        if conflict is not None and name in self.g:
-            raise GraphError(str(conflict))
+            return depths[name] + self.node(name).output_delay()
         raise GraphError(f"no node '{name}'")
 
-    def _depths(self) -> tuple[dict[str, int], GraphError | None]:
-        """Input delay of every node, in one pass over the order; the error of the first
-        node whose inputs disagree (nodes after it have no depth)."""
+    def misaligned(self) -> list[tuple[str, str, int]]:
+        """(source, node, steps): every edge whose value arrives `steps` global steps before
+        the node's latest input does (what `ir.timing.balance` must delay)."""
+        return list(self._cached("depths", self._depths)[1])
+
+    def _depths(self) -> tuple[dict[str, int], tuple]:
+        """Input delay of every node (its latest input's arrival), in one pass over the
+        order, and the edges that arrive earlier than that."""
         depths: dict[str, int] = {}
+        early = []
         for n in self.order():
             ins = [i for i in self.inputs(n) if not self.node(i).closes_loop]
-            ds = {depths[i] + int(self.node(i).is_synapse) for i in ins} if ins else {0}
-            if len(ds) != 1:
-                return depths, GraphError(f"{n}: inputs arrive with different delays "
-                                          f"{sorted(ds)}; unequal path lengths are not "
-                                          "supported yet")
-            depths[n] = ds.pop()
-        return depths, None
+            arrive = {i: depths[i] + self.node(i).output_delay() for i in ins}
+            depths[n] = max(arrive.values(), default=0)
+            early += [(i, n, depths[n] - a) for i, a in arrive.items() if a < depths[n]]
+        return depths, tuple(early)
 
     def validate(self) -> None:
         if not nx.is_directed_acyclic_graph(self._forward()):

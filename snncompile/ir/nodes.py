@@ -97,6 +97,15 @@ class Node:
     takes_bias_frames: ClassVar[bool] = False
     #: True for loop delays (FxDelay, Delay): edges out of them are a loop's back edges.
     closes_loop: ClassVar[bool] = False
+    #: True for synapses that can hold their output extra steps on the chip (`align`), so
+    #: that paths of unequal depth meet in step (`ir.timing.balance`): FxDense (Lava
+    #: DelayDense). Lava's Conv has no synaptic delays.
+    can_align: ClassVar[bool] = False
+
+    def output_delay(self) -> int:
+        """Global steps between this node's input and its output on the chip: 1 for a
+        synapse (plus its path-balancing `align`), 0 otherwise (see `ir/timing.py`)."""
+        return int(self.is_synapse) + int(getattr(self, "align", 0) or 0)
 
     def out_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         raise NotImplementedError
@@ -329,9 +338,14 @@ class LIF(Node):
             self.bias = np.zeros(self.shape, dtype=np.float32)
 
     def out_shape(self, in_shapes):
-        shape = self._one(in_shapes)
-        if shape != self.shape:
-            raise GraphError(f"{self.name}: LIF of shape {self.shape} fed with {shape}")
+        """One input, or several of the neuron's shape whose currents add (a residual
+        block's body and shortcut synapses into the same neurons)."""
+        if not in_shapes:
+            raise GraphError(f"{self.name}: {type(self).__name__} needs an input")
+        for shape in in_shapes:
+            if tuple(shape) != self.shape:
+                raise GraphError(f"{self.name}: LIF of shape {self.shape} fed with "
+                                 f"{tuple(shape)}")
         return self.shape
 
     def summary(self):
@@ -394,6 +408,11 @@ class FxDense(Node):
     delay's partial sum: a_k = (sum_{j: delay[i, j] = k} W[i, j] s_j) << weight_exp. In local
     time the node's output at step t is sum_k a_k(t - k); what would arrive after the
     window is dropped.
+
+    align (int >= 0, set by `ir.timing.balance`, never by a model): extra steps the chip
+    holds every synapse's output so that this path meets a deeper one in step (residual
+    blocks). It is not part of the model: in local time it is invisible (the reference
+    ignores it); on the chip the synapse delays by `delay + align` (`physical_delay`).
     """
     stage: ClassVar[str] = "fixed"
 
@@ -403,12 +422,22 @@ class FxDense(Node):
     sign_mode: str = "mixed"  # mixed | excitatory | inhibitory (Lava SignMode)
     num_message_bits: int = 0  # 0: binary spikes in; >0: graded values in
     delay: np.ndarray = None
+    align: int = 0
     is_synapse: ClassVar[bool] = True
+    can_align: ClassVar[bool] = True
     kind: ClassVar[str] = "graded"
 
     MAX_DELAY: ClassVar[int] = 62  # Loihi 2 has 6 delay bits; netx clamps to 62
 
+    def physical_delay(self) -> np.ndarray | None:
+        """Per-synapse delay on the chip (Lava DelayDense): `delay + align`; None: none."""
+        if not self.align:
+            return self.delay
+        base = np.zeros(np.shape(self.weight), np.int32) if self.delay is None else self.delay
+        return (base + int(self.align)).astype(np.int32)
+
     def __post_init__(self):
+        self.align = _int(self, "align", self.align, 0, self.MAX_DELAY)
         if self.delay is not None:
             d = np.asarray(self.delay)
             if d.shape != np.shape(self.weight) or d.dtype.kind not in "iu" \
@@ -422,6 +451,7 @@ class FxDense(Node):
 
     def summary(self):
         extra = "" if self.delay is None else f", delays <= {int(self.delay.max())}"
+        extra += f", +{self.align} step(s) path alignment" if self.align else ""
         return (f"{self.weight.shape[1]} -> {self.weight.shape[0]}, w_exp={self.weight_exp}, "
                 f"{self.num_weight_bits}b {self.sign_mode}{extra}")
 

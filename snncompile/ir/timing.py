@@ -22,6 +22,12 @@ Definitions (the chip's, and Lava's):
   stream step n*T + t; the stream lasts N*T + max depth steps. Lava numbers steps from 1,
   so a node at depth d computes local step t of sample n at Lava time step
   n*T + t + d + 1, and resets when time_step % T == (d + 1) % T.
+* **unequal path depths** (residual blocks: a shortcut and a deeper body summed into one
+  neuron): the float model and the training layers compute the delay-free sum, so every
+  input of a node must arrive at the same global step. `balance` makes them: it gives each
+  early synapse (`can_align`: FxDense, Lava DelayDense) an `align` of the missing steps,
+  which the chip adds to its synaptic delay and which local time never sees. A graph
+  whose inputs still disagree has no Timing (`timing` refuses it in one line).
 * a loop delay (FxDelay, the top-down attention loop) reads, at its target's local step t,
   what its source produced at local step t - latency (`init` before that).
 """
@@ -29,6 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Mapping
+
+import numpy as np
+
+from ..errors import GraphError
 
 LAVA_FIRST_STEP = 1
 """Lava's first time step is 1: a RingBuffer sends frame t at time step t + 1."""
@@ -81,8 +91,102 @@ class Timing:
 
 def timing(graph, steps: int) -> Timing:
     """The Timing of `graph` for windows of `steps` local steps (depths from the graph's
-    cached order; see `Graph.depth`)."""
+    cached order; see `Graph.depth`). Refuses a graph whose paths are not balanced."""
+    late = graph.misaligned()
+    if late:
+        src, dst, k = late[0]
+        raise GraphError(f"{dst}: input '{src}' arrives {k} step(s) before the node's other "
+                         "inputs (unequal path depths); balance the graph first "
+                         "(snncompile.ir.timing.balance)")
     return Timing(int(steps), {name: graph.depth(name) for name in graph.order()})
+
+
+def balance(graph) -> list[dict]:
+    """Delay every early input of the graph (in place) so that all inputs of each node
+    arrive at the same global step; return one entry per inserted delay for the report:
+    {"synapse", "into", "steps", "synapses", "cost"}.
+
+    Each early input must be a synapse feeding only that node. A dense synapse
+    (`can_align`) takes the steps as synaptic delay (`delay + align` within the target's
+    delay bits); any other synapse (a conv shortcut: Lava's Conv has no delays) gets delay
+    neurons in front of it (`_relay`), which needs binary spikes at its input. Otherwise
+    one GraphError names the synapse, what it needs and the limit."""
+    inserted = []
+    for _ in range(len(graph)):          # each round fixes the earliest late node
+        late = graph.misaligned()
+        if not late:
+            return inserted
+        dst = late[0][1]
+        for src, node_name, k in late:
+            if node_name == dst:
+                inserted.append(_align(graph, src, dst, k))
+        graph.g._changed()               # depths depend on the aligns just set
+    raise GraphError("balance: path depths did not converge")  # unreachable for a DAG
+
+
+def _align(graph, src: str, dst: str, steps: int) -> dict:
+    """Give synapse `src` `steps` more steps of path alignment (see `balance`)."""
+    node = graph.node(src)
+    what = type(node).__name__
+    if not node.is_synapse:
+        raise GraphError(f"{dst}: input '{src}' ({what}) arrives {steps} step(s) early and "
+                         "is not a synapse that could be delayed")
+    if graph.outputs(src) != [dst]:
+        raise GraphError(f"{src}: a synapse delayed to meet '{dst}' must feed only it "
+                         f"(it feeds {', '.join(graph.outputs(src))})")
+    if not node.can_align:
+        return _relay(graph, src, dst, steps)
+    base = 0 if node.delay is None else int(node.delay.max(initial=0))
+    if base + node.align + steps > node.MAX_DELAY:
+        raise GraphError(f"{src}: needs {base + node.align + steps} steps of synaptic delay "
+                         f"to meet '{dst}'; the limit is {node.MAX_DELAY}")
+    node.align += steps
+    out = int(node.weight.shape[0])
+    return {"synapse": src, "into": dst, "steps": int(node.align),
+            "synapses": int(node.weight.size),
+            "cost": f"no extra neurons, synapses or cores; the synapse's {out} output "
+                    f"accumulators keep {node.align + base + 1} step slot(s) "
+                    "(Lava DelayDense ring buffer)"}
+
+
+RELAY = {"du": 4095, "dv": 4095, "vth": 0}
+"""A delay neuron (FxLIF): u = a << 6 (no current memory), v = u + trunc(v / 4096), spike
+when v > 0 and reset, so that with a weight-1 identity synapse in front it repeats its
+binary input spikes one step later, exactly (v is 0 whenever it did not spike)."""
+
+
+def _relay(graph, src: str, dst: str, steps: int) -> dict:
+    """Delay synapse `src`'s input spikes by `steps` steps with `steps` stages of delay
+    neurons (a weight-1 identity synapse and an FxLIF relay each) between its input and it."""
+    from .nodes import FxConv2d, FxDense, FxLIF
+    feed = graph.inputs(src)
+    shape = graph.shape(feed[0])
+    if len(feed) != 1 or graph.kind(feed[0]) != "spikes":
+        raise GraphError(f"{src}: {type(graph.node(src)).__name__} has no synaptic delays and "
+                         f"its input is not binary spikes, so delay neurons cannot hold the "
+                         f"{steps} step(s) it needs to meet '{dst}'")
+    prev = feed[0]
+    for k in range(steps):
+        ident = (FxDense(f"{src}.relay{k}.syn", weight=np.eye(shape[0], dtype=np.int32),
+                         sign_mode="excitatory") if len(shape) == 1 else
+                 FxConv2d(f"{src}.relay{k}.syn", groups=shape[0],
+                          weight=np.ones((shape[0], 1, 1, 1), np.int32)))
+        graph.add(ident, [prev])
+        graph.add(FxLIF(f"{src}.relay{k}", shape=shape, **RELAY), [ident.name])
+        prev = f"{src}.relay{k}"
+    graph.g.remove_edge(feed[0], src)
+    graph.g.add_edge(prev, src, shape=graph.shape(prev), kind=graph.kind(prev))
+    n = int(np.prod(shape))
+    return {"synapse": src, "into": dst, "steps": int(steps), "synapses": n * steps,
+            "delay_neurons": [f"{src}.relay{k}" for k in range(steps)],
+            "cost": f"{n * steps} delay neurons and {n * steps} identity synapses "
+                    f"({steps} relay stage(s) of {n}) in front of it"}
+
+
+def delay_neurons(graph) -> set[str]:
+    """The relay neurons `balance` inserted (recorded in the graph's meta): copies of
+    their input spikes, part of no trained layer (fidelity does not judge them)."""
+    return {n for d in graph.meta.get("path_delays", []) for n in d.get("delay_neurons", [])}
 
 
 def loop_source_step(delay, local_step: int) -> int:

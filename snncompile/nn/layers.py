@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import UnsupportedError
 
-LAYER_TYPES = ("dense", "conv2d", "sumpool2d", "avgpool2d", "flatten", "lif")
+LAYER_TYPES = ("dense", "conv2d", "sumpool2d", "avgpool2d", "flatten", "lif", "residual")
 
 
 class _Spike(torch.autograd.Function):
@@ -104,8 +104,15 @@ class SNN(nn.Module):
                     {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
 
     Layer types: dense(out), conv2d(out, kernel, stride=1, padding=0, groups=1),
-    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias). Each layer may carry
-    a "name". The last layer must be a lif; its spike counts are the class scores.
+    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias), and
+    residual(body, shortcut): two lists of layers applied to the same input whose output
+    currents add (each list ends with a dense or conv2d layer; an empty or missing shortcut
+    is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed
+    to the lif layer that must follow; a conv2d shortcut is the Att_Res_SNN form. Both
+    paths are delay-free here; the compiler delays the shorter one on the chip
+    (`snncompile.ir.timing.balance`). Each layer may carry a "name" (inside a residual
+    block the default is BLOCK.body<i> / BLOCK.shortcut<i>). The last layer must be a lif;
+    its spike counts are the class scores.
     """
 
     #: layer types this model accepts (subclasses add their own, see `_layer`)
@@ -138,7 +145,38 @@ class SNN(nn.Module):
 
     def _layer(self, index: int, kind: str, spec: dict, shape: tuple, name: str):
         """(module, output shape) for layer `index`; subclasses handle extra types."""
+        if kind == "residual":
+            return self._residual(index, spec, shape, name)
         return self._build(kind, spec, shape, name)
+
+    def _residual(self, index: int, spec: dict, shape: tuple, name: str):
+        """A `Residual` block: its body and shortcut built like top-level layers."""
+        after = self.config["layers"][index + 1:index + 2]
+        if not after or after[0].get("type") != "lif":
+            raise UnsupportedError(f"{name}: a residual block must be followed by a lif layer "
+                                   "(the neurons its two currents add into)")
+        parts, shapes = {}, {}
+        for part in ("body", "shortcut"):
+            specs = spec.get(part) or []
+            if part == "body" and not specs:
+                raise UnsupportedError(f"{name}: a residual block needs a body")
+            if specs and specs[-1].get("type") not in ("dense", "conv2d"):
+                raise UnsupportedError(f"{name}: the {part} must end with a dense or conv2d "
+                                       "layer (its current feeds the next lif)")
+            names, mods, sub = [], nn.ModuleList(), shape
+            for j, sub_spec in enumerate(specs):
+                kind = sub_spec.get("type")
+                if kind not in self.LAYER_TYPES or kind in ("residual", "attention"):
+                    raise UnsupportedError(f"{name}: {part} layer {j}: type '{kind}' is not "
+                                           "supported in a residual block")
+                names.append(sub_spec.get("name") or f"{name}.{part}{j}")
+                mod, sub = self._layer(-1, kind, sub_spec, sub, names[-1])
+                mods.append(mod)
+            parts[part], shapes[part] = (names, mods), sub
+        if shapes["body"] != shapes["shortcut"]:
+            raise UnsupportedError(f"{name}: body output {shapes['body']} and shortcut output "
+                                   f"{shapes['shortcut']} differ")
+        return Residual(parts["body"], parts["shortcut"]), shapes["body"]
 
     @staticmethod
     def _build(kind, spec, shape, name):
@@ -195,14 +233,38 @@ class SNN(nn.Module):
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """x: (B, T, *input_shape) -> output spikes (B, T, *output_shape)."""
         for name, layer in zip(self.names, self.layers):
-            if isinstance(layer, LIFLayer):
-                rec = {} if record is not None else None
-                x = layer(x, rec)
-                if record is not None:
-                    record[name] = rec
-            else:
-                x = layer(x)
+            x = _apply(name, layer, x, record)
         return x
+
+
+def _apply(name: str, layer: nn.Module, x: torch.Tensor, record: dict | None):
+    """One layer on x; a LIF's peaks go into `record[name]`, a block's into `record`."""
+    if isinstance(layer, LIFLayer):
+        rec = {} if record is not None else None
+        x = layer(x, rec)
+        if record is not None:
+            record[name] = rec
+        return x
+    if isinstance(layer, Residual):
+        return layer(x, record)
+    return layer(x)
+
+
+class Residual(nn.Module):
+    """A residual block: body(x) + shortcut(x) (the identity when the shortcut is empty),
+    two currents into the same neurons, delay-free."""
+
+    def __init__(self, body: tuple[list, nn.ModuleList], shortcut: tuple[list, nn.ModuleList]):
+        super().__init__()
+        (self.body_names, self.body), (self.shortcut_names, self.shortcut) = body, shortcut
+
+    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        y, z = x, x
+        for name, layer in zip(self.body_names, self.body):
+            y = _apply(name, layer, y, record)
+        for name, layer in zip(self.shortcut_names, self.shortcut):
+            z = _apply(name, layer, z, record)
+        return y + z
 
 
 class _SumPool(nn.Module):

@@ -58,6 +58,9 @@ class LayerQuant:
     bias_max_abs_error: float
     peak_state_fraction: float | None  # calibrated peak |u|,|v| as a fraction of 2**23
     limited_by: str
+    more_synapses: list = dataclasses.field(default_factory=list)
+    """The other synapses into the same LIF (a residual block's shortcut), same scale:
+    [{synapse, weight_exp, sign_mode, weight_max_mant, weight_rel_error}]."""
 
     def to_json(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v)
@@ -275,16 +278,20 @@ class _LIFRule(_Planned):
         if len(preds) == 1 and isinstance(QUANTIZE.get(graph.node(preds[0])), _AttentionRule):
             att = graph.node(preds[0])
             preds = graph.inputs(att.name)
-        syn_rule = QUANTIZE.get(graph.node(preds[0])) if len(preds) == 1 else None
-        if not isinstance(syn_rule, _SynapseRule):
-            raise UnsupportedError(f"{name}: a LIF must be fed by exactly one Dense or Conv2d "
-                                   "layer (optionally through an attention layer)")
-        syn = graph.node(preds[0])
-        in_kind = graph.kind(graph.inputs(syn.name)[0])
-        msg_bits = _msg_bits(syn.name, in_kind, graph.input_node().bits)
-        fs, fl, rep = _quantize_pair(syn, node, msg_bits, plan.calib.get(name), plan.spec,
-                                     plan.state_units)
-        plan.fixed[syn.name], plan.fixed[name] = fs, fl
+        rules = [QUANTIZE.get(graph.node(p)) for p in preds]
+        if not preds or not all(isinstance(r, _SynapseRule) for r in rules) \
+                or (att is not None and len(preds) != 1):
+            raise UnsupportedError(f"{name}: a LIF must be fed by Dense or Conv2d layers "
+                                   "(their currents add; one of them optionally through an "
+                                   "attention layer)")
+        syns = [graph.node(p) for p in preds]
+        bits = [_msg_bits(s.name, graph.kind(graph.inputs(s.name)[0]), graph.input_node().bits)
+                for s in syns]
+        fss, fl, rep = _quantize_pair(syns, node, bits, plan.calib.get(name), plan.spec,
+                                      plan.state_units)
+        plan.fixed.update({s.name: fs for s, fs in zip(syns, fss)})
+        plan.fixed[name] = fl
+        syn_rule = rules[0]
         plan.reports.append(rep)
         if att is not None:
             from .attention import lower_attention
@@ -327,24 +334,23 @@ QUANTIZE.add(Attention, _AttentionRule())
 QUANTIZE.add(SumPool2d, _NotFolded())     # and AvgPool2d, its subclass
 
 
-def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_units: int):
-    """(fixed synapse, FxLIF, LayerQuant) for one synapse and the LIF it feeds, at the
-    largest scale every limit allows."""
+def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: TargetSpec,
+                   state_units: int):
+    """(fixed synapses, FxLIF, LayerQuant) for the synapses feeding one LIF (one, or a
+    residual block's body and shortcut, whose currents add: they share the LIF's scale, each
+    with its own weight exponent), at the largest scale every limit allows."""
     num = spec.numerics
-    syn_rule = QUANTIZE.rule(syn)      # a _SynapseRule: its exponents and lowering
     name = lif.name
-    ws = _WeightStats(syn.weight)
+    stats_w = [_WeightStats(syn.weight) for syn in syns]
     bias = np.broadcast_to(np.asarray(lif.bias, dtype=np.float64), lif.shape)
-    if not ws.finite:
-        raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
+    for syn, ws in zip(syns, stats_w):
+        if not ws.finite:
+            raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
     if not np.all(np.isfinite(bias)):
         raise QuantizationError(f"{name}: bias contains NaN or inf")
     theta = float(lif.vth)
     if not (theta > 0) or not math.isfinite(theta):
         raise QuantizationError(f"{name}: threshold ({theta}) must be a finite value > 0")
-    mode, lo, hi = ws.sign_mode()
-    mant = hi if mode != "inhibitory" else -lo
-    m = ws.absmax
     # --- the largest scale every limit allows
     caps = {"threshold mantissa": num.vth_max / theta}
     if stats:
@@ -356,24 +362,22 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     if bias_abs > 0:  # bias_mant << bias_exp must hold bias * sigma * 64
         caps["bias range"] = (num.bias_mant_max << num.bias_exp_max) / (
             bias_abs * (1 << num.act_shift))
-    e_min, e_max = syn_rule.exponent_range(num)
-    if m > 0:
-        caps["weight mantissa" + syn_rule.limit_note] = mant * 2.0 ** e_max / m
+    for syn, ws in zip(syns, stats_w):
+        syn_rule = QUANTIZE.rule(syn)
+        mode, lo, hi = ws.sign_mode()
+        if ws.absmax > 0:
+            which = f" ({syn.name})" if len(syns) > 1 else ""
+            caps["weight mantissa" + syn_rule.limit_note + which] = \
+                (hi if mode != "inhibitory" else -lo) * 2.0 ** syn_rule.exponent_range(num)[1] \
+                / ws.absmax
     limited_by = min(caps, key=caps.get)
     sigma = caps[limited_by]
     if not (sigma > 0 and math.isfinite(sigma)):   # e.g. a weight of 1e38 overflowed calib
+        m = max(ws.absmax for ws in stats_w)
         raise QuantizationError(f"{name}: no fixed-point scale fits ({limited_by} allows "
                                 f"{sigma:.3g}); weights reach {m:.3g}, threshold {theta:.3g}")
-    if m > 0:
-        e = int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max))
-    else:
-        e = 0
-    # --- weights
-    wq, clipped, err_norm = ws.quantize(sigma, e, 2 if mode == "mixed" else 1, lo, hi)
-    if clipped:
-        raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
-                                f"range [{lo}, {hi}] at weight exponent {e}")
-    weight_err = float(err_norm / max(ws.norm, 1e-30))
+    lowered = [_lower_synapse(syn, ws, sigma, bits, num)
+               for syn, ws, bits in zip(syns, stats_w, msg_bits)]
     # --- threshold
     vth = int(round(theta * sigma))
     if vth < 1:
@@ -390,17 +394,37 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
     peak_frac = None
     if stats:
         peak_frac = max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
-    fs = syn_rule.lower(syn, wq, e, mode, msg_bits, num)
     fl = FxLIF(name, shape=lif.shape, du=du, dv=dv, vth=vth,
                bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp)
-    rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,
-                     sign_mode=mode, weight_max_mant=int(np.abs(wq).max(initial=0)),
-                     weight_rel_error=weight_err, weights_clipped=clipped, vth=vth,
+    first = lowered[0][1]
+    rep = LayerQuant(layer=name, synapse=syns[0].name, scale=float(sigma),
+                     weight_exp=first["weight_exp"], sign_mode=first["sign_mode"],
+                     weight_max_mant=first["weight_max_mant"],
+                     weight_rel_error=first["weight_rel_error"], weights_clipped=0, vth=vth,
                      vth_rel_error=abs(vth - theta * sigma) / (theta * sigma),
                      du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
-                     limited_by=limited_by)
-    return fs, fl, rep
+                     limited_by=limited_by, more_synapses=[info for _, info in lowered[1:]])
+    return [fs for fs, _ in lowered], fl, rep
+
+
+def _lower_synapse(syn, ws: "_WeightStats", sigma: float, msg_bits: int, num):
+    """(fixed synapse, {synapse, weight_exp, sign_mode, weight_max_mant, weight_rel_error})
+    at scale `sigma`: the smallest exponent that fits the largest weight in 8 bits."""
+    syn_rule = QUANTIZE.rule(syn)      # a _SynapseRule: its exponents and lowering
+    e_min, e_max = syn_rule.exponent_range(num)
+    mode, lo, hi = ws.sign_mode()
+    mant, m = (hi if mode != "inhibitory" else -lo), ws.absmax
+    e = int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max)) \
+        if m > 0 else 0
+    wq, clipped, err_norm = ws.quantize(sigma, e, 2 if mode == "mixed" else 1, lo, hi)
+    if clipped:
+        raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
+                                f"range [{lo}, {hi}] at weight exponent {e}")
+    info = {"synapse": syn.name, "weight_exp": e, "sign_mode": mode,
+            "weight_max_mant": int(np.abs(wq).max(initial=0)),
+            "weight_rel_error": float(err_norm / max(ws.norm, 1e-30))}
+    return syn_rule.lower(syn, wq, e, mode, msg_bits, num), info
 
 
 def _bias_mant(name: str, bias: np.ndarray, sigma: float, num, hint: str = ""):

@@ -97,6 +97,13 @@ def compile_markdown(report: dict) -> str:
         from snncompile.verify.fidelity import FidelityReport
         out += ["", "## Fidelity on calibration data", "",
                 FidelityReport.from_json(report["fidelity"]).markdown()]
+    if report.get("path_delays"):
+        out += ["", "## Inserted path delays", "",
+                "Paths of unequal depth meet in step: each early synapse holds its output "
+                "the extra steps (in local time the network is the delay-free one it was "
+                "trained as).", ""]
+        out += [f"- {d['synapse']} -> {d['into']}: +{d['steps']} step(s) on "
+                f"{d['synapses']} synapses; {d['cost']}" for d in report["path_delays"]]
     for extra in report.get("sections", []):
         out += ["", f"## {extra['title']}", "", extra["text"]]
     return "\n".join(out) + "\n"

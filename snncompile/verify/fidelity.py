@@ -37,6 +37,7 @@ import numpy as np
 
 from snncompile.errors import SnnCompileError
 from snncompile.ir import NEURON_TYPES, FxLI, FxSigmaDelta, Graph
+from snncompile.ir.timing import delay_neurons
 from snncompile.ir.registry import Rules
 from snncompile.report.compile import table
 
@@ -312,9 +313,10 @@ def statistics(graph: Graph, float_out: dict | None, compiled_out: dict, labels=
           "right_compiled": None,
           "overflow": {k: {kk: int(vv) for kk, vv in v.items()}
                        for k, v in (overflow or {}).items()}, "extra_notes": []}
+    relays = delay_neurons(graph)      # path-balancing copies, not trained layers
     for node in graph.nodes(NEURON_TYPES):
         name = node.name
-        if name not in compiled_out:
+        if name not in compiled_out or name in relays:
             continue
         c_n = _activity(node, compiled_out[name])
         row = {"layer": name, "neurons": int(c_n.shape[1]), "float": None,

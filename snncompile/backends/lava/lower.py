@@ -313,8 +313,8 @@ def _dense(node: FxDense, ins: list[Lowered], net: LavaNet) -> Lowered:
               num_weight_bits=int(node.num_weight_bits),
               sign_mode=SignMode[node.sign_mode.upper()],
               num_message_bits=int(node.num_message_bits), name=node.name)
-    if node.delay is not None:
-        d = np.asarray(node.delay, dtype=np.int64)
+    if node.physical_delay() is not None:      # model delay + path alignment
+        d = np.asarray(node.physical_delay(), dtype=np.int64)
         proc = net.add(DelayDense(delays=(d if perm is None else d[:, perm]).astype(int),
                                   **kw), PyDelayDenseModelBitAcc)
     else:

@@ -260,8 +260,8 @@ class _DenseK(_SynapseK):
         self.exp, self.graded = int(op.exp), bool(op.graded)
         self.n_in, self.n_out = n_in, n_out
         self.dl, self.n_delays = None, 0
-        if node.delay is not None:
-            d = np.asarray(node.delay).astype(np.int64)
+        if node.physical_delay() is not None:      # model delay + path alignment
+            d = np.asarray(node.physical_delay()).astype(np.int64)
             self.n_delays = int(d.max(initial=0)) + 1
             self.dl = np.ascontiguousarray(d.T.astype(_int_dtype(0, self.n_delays)))
         self.lag = 1 + max(self.n_delays - 1, 0)

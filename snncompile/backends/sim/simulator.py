@@ -283,12 +283,12 @@ class _Dense(_Synapse):
 
     @functools.cached_property
     def delays(self):
-        node, w = self.node, self.w
-        if node.delay is None:
+        w, delay = self.w, self.node.physical_delay()     # model delay + path alignment
+        if delay is None:
             return None
         dt = np.int64 if self.dtype is np.int64 else self.dtype  # one (in, out) per delay
-        return [(int(k), np.ascontiguousarray(np.where(node.delay == k, w, 0).T.astype(dt)))
-                for k in np.unique(node.delay)]
+        return [(int(k), np.ascontiguousarray(np.where(delay == k, w, 0).T.astype(dt)))
+                for k in np.unique(delay)]
 
     def reset(self, batch):
         super().reset(batch)
