@@ -45,7 +45,8 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
             bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
                     else np.zeros(layer.shape, np.float32))
             nodes.append(LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv,
-                             vth=layer.vth, bias=bias))
+                             vth=layer.vth, bias=bias, reset=layer.reset,
+                             fire_at=layer.fire_at))
     nodes.append(Output("output"))
     graph = Graph.sequential(nodes, meta=meta)
     graph.validate()

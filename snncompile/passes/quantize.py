@@ -339,6 +339,10 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
         raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
     if not np.all(np.isfinite(bias)):
         raise QuantizationError(f"{name}: bias contains NaN or inf")
+    if not (lif.reset == "zero" and lif.fire_at == ">") and not num.programmable_neurons:
+        raise UnsupportedError(f"{name}: LIF reset '{lif.reset}' / fire_at '{lif.fire_at}' "
+                               f"needs programmable neurons; target {spec.name} has only "
+                               "Loihi 1's compartment (reset to 0, spike at v > vth)")
     theta = float(lif.vth)
     if not (theta > 0) or not math.isfinite(theta):
         raise QuantizationError(f"{name}: threshold ({theta}) must be a finite value > 0")
@@ -392,7 +396,8 @@ def _quantize_pair(syn, lif: LIF, msg_bits: int, stats, spec: TargetSpec, state_
         peak_frac = max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
     fs = syn_rule.lower(syn, wq, e, mode, msg_bits, num)
     fl = FxLIF(name, shape=lif.shape, du=du, dv=dv, vth=vth,
-               bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp)
+               bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp, reset=lif.reset,
+               fire_at=lif.fire_at)
     rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,
                      sign_mode=mode, weight_max_mant=int(np.abs(wq).max(initial=0)),
                      weight_rel_error=weight_err, weights_clipped=clipped, vth=vth,
