@@ -202,3 +202,15 @@ def test_loihi1_refuses_soft_reset_and_greater_equal():
     with pytest.raises(InputFileError, match="node 'lif': reset 'threshold'"):
         check_fixed_graph(one_neuron("threshold", ">"), l1.numerics)
     check_fixed_graph(one_neuron("threshold", ">"), load_target("loihi2").numerics)
+
+
+def test_options_survive_a_saved_graph(tmp_path):
+    g = one_neuron("subtract", ">=")
+    g.save(tmp_path)
+    lif = Graph.load(tmp_path).node("lif")
+    assert (lif.reset, lif.fire_at) == ("subtract", ">=")
+    doc, arrays = g.to_dict()
+    attrs = next(n["attrs"] for n in doc["nodes"] if n["name"] == "lif")
+    assert (attrs.pop("reset"), attrs.pop("fire_at")) == ("subtract", ">=")  # an old build
+    old = Graph.from_dict(doc, arrays).node("lif")
+    assert (old.reset, old.fire_at) == ("zero", ">")
