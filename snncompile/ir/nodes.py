@@ -502,8 +502,9 @@ class FxLIF(Node):
 
     with bias = bias_mant << bias_exp. trunc rounds toward zero. Options as in `LIF`:
     fire_at ">=" spikes where v >= (vth << 6); reset "subtract" sets v = v - (vth << 6)
-    where s, reset "threshold" v = vth << 6 (u untouched). Lava's LIF has only the defaults; the others run as the custom
-    process `backends/lava/procs.SoftLIF` (Loihi 2 microcode can do them, Loihi 1 cannot).
+    where s, reset "threshold" v = vth << 6 (u untouched). Lava's LIF has only the
+    defaults; the others run as the custom process `backends/lava/procs.SoftLIF` (Loihi 2
+    microcode can do them, Loihi 1 cannot).
     """
     records_uv: ClassVar[bool] = True
     takes_bias_frames: ClassVar[bool] = True

@@ -122,8 +122,9 @@ class SNN(nn.Module):
                     {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
 
     Layer types: dense(out), conv2d(out, kernel, stride=1, padding=0, groups=1),
-    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias, reset, fire_at). Each layer may carry
-    a "name". The last layer must be a lif; its spike counts are the class scores.
+    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias, reset, fire_at).
+    Each layer may carry a "name". The last layer must be a lif; its spike counts are the
+    class scores.
     """
 
     #: layer types this model accepts (subclasses add their own, see `_layer`)

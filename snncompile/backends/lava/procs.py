@@ -251,11 +251,11 @@ class PyDelayModel(PyLoihiProcessModel):
 
 
 class SoftLIF(LIFReset):
-    """Lava's LIFReset with the spiking options of `FxLIF`: `reset` "zero" or "subtract"
-    (v -= vth << 6 where it spiked) or "threshold" (v = vth << 6 there) and `fire_at` ">" or ">=" (spike where
-    v >= vth << 6). Everything else (u, v, bias, the reset interval) is LIFReset's; the
-    model reuses Lava's bit-accurate arithmetic and changes only the compare and the
-    reset, as a Loihi 2 microcoded neuron would."""
+    """Lava's LIFReset with the spiking options of `FxLIF`: `reset` "zero", "subtract"
+    (v -= vth << 6 where it spiked) or "threshold" (v = vth << 6 there) and `fire_at` ">"
+    or ">=" (spike where v >= vth << 6). Everything else (u, v, bias, the reset interval)
+    is LIFReset's; the model reuses Lava's bit-accurate arithmetic and changes only the
+    compare and the reset, as a Loihi 2 microcoded neuron would."""
 
     def __init__(self, *, reset: str = "zero", fire_at: str = ">", **kwargs) -> None:
         super().__init__(**kwargs)
