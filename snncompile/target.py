@@ -47,6 +47,9 @@ class Numerics:
     bias_mant_bits: int
     bias_exp_max: int
     graded_bits: int
+    #: neurons whose update is microcode (Loihi 2): reset by subtraction and spiking at
+    #: v >= vth are possible; Loihi 1's fixed CUBA compartment has only v > vth, v = 0
+    programmable_neurons: bool = True
 
     @property
     def decay_unity(self) -> int:
@@ -369,7 +372,7 @@ def load_target(name_or_path: str | Path, energy: str | Path | None = None) -> T
     raw = _merged(path)
     if "numerics" not in raw:
         raise InputFileError(f"{path}: has no [numerics] table")
-    numerics = _section(path, raw, "numerics", Numerics)
+    numerics = _section(path, raw, "numerics", Numerics, optional=("programmable_neurons",))
     _check_coproc(path, raw)
     energy_path = path
     if energy is not None:

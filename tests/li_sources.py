@@ -21,7 +21,8 @@ user would, each listed in `LISource.quirks`), and returns an `LISource`:
 Builders (`SOURCES`): sinabs `ExpLeak` (NIR LI), norse `LIBoxCell` (LI), norse `LICell`
 (CubaLI: norse 1.1.0's to_nir cannot export it, so the node is written by hand in norse's
 own export convention), rockpool `ExpSynTorch` (LI; its hidden LIFTorch resets by
-subtraction, so `hidden_exact` is False) and rockpool `ExpSynTorch` straight on the input
+subtraction at v >= threshold, which the rockpool convention reads as LIF reset
+'subtract', fire_at '>=') and rockpool `ExpSynTorch` straight on the input
 spikes (`-direct`: Input -> Linear -> LI). snnTorch and spikingjelly have no non-spiking
 readout that their NIR exporters write.
 
@@ -76,8 +77,7 @@ class LISource:
     decision: np.ndarray    # (N,) int64: argmax under `rule` of `voltage`
     quirks: list            # exporter bugs worked around here, one line each
     hidden_exact: bool      # snncompile's float graph of the file spikes exactly as the
-    #                         library's hidden layer (False: rockpool's LIFTorch subtracts
-    #                         the threshold on a spike; NIR and Loihi reset to 0)
+    #                         library's hidden layer
     model: object = None    # the library's model (for further runs)
 
     def write(self, directory) -> Path:
@@ -285,7 +285,7 @@ def sinabs_expleak(samples: int = SAMPLES, steps: int = STEPS, seed: int = 0,
     from sinabs.nir import to_nir
 
     w1, w2, b2 = _weights(seed, gain1=2.5, gain2=1.0)
-    act = dict(spike_fn=sa.SingleSpike, reset_fn=sa.MembraneReset(),
+    act = dict(spike_fn=sa.SingleSpike, reset_fn=sa.MembraneSubtract(),
                surrogate_grad_fn=sa.PeriodicExponential())
     model = torch.nn.Sequential(torch.nn.Linear(N_IN, HIDDEN, bias=False), sl.IAF(**act),
                                 torch.nn.Linear(HIDDEN, CLASSES, bias=readout_bias),
@@ -408,8 +408,8 @@ def rockpool_expsyn(samples: int = SAMPLES, steps: int = STEPS, seed: int = 3,
                     tau: float = 0.02, hidden: bool = True) -> LISource:
     """rockpool 3.1.0: LinearTorch -> LIFTorch -> LinearTorch -> ExpSynTorch (dt = 1e-3);
     hidden=False: LinearTorch -> ExpSynTorch on the input spikes (`hidden` then holds the
-    inputs), the case snncompile can reproduce end to end exactly: LIFTorch resets by
-    subtracting the threshold, so the hidden layer's spikes differ from NIR's reset to 0.
+    inputs). LIFTorch resets by subtracting the threshold and spikes at v >= threshold:
+    the rockpool convention reads it as LIF reset 'subtract', fire_at '>=' (exact).
 
     ExpSynTorch: isyn = (isyn + x) * exp(-dt/tau); to_nir writes LI(tau, r = tau/dt *
     exp(-dt/tau), v_leak = 0) and names nodes '<i>_ExpSynTorch' (the rockpool convention)."""
@@ -454,12 +454,9 @@ def rockpool_expsyn(samples: int = SAMPLES, steps: int = STEPS, seed: int = 3,
               "by hand for nir.write",
               "to_nir writes r = tau/dt * exp(-dt/tau) (not a resistance): dt is solved "
               "from it"]
-    if hidden:
-        quirks.append("LIFTorch subtracts the threshold on a spike (NIR, Loihi: reset to "
-                      "0): snncompile's hidden spikes differ from rockpool's")
     return _make("rockpool-ExpSynTorch" + ("" if hidden else "-direct"), "rockpool",
                  "ExpSynTorch", "LI", key, "rockpool", ROCKPOOL_DT, graph, x, hid, _np(cur),
-                 _np(out), "sum", quirks, model, hidden_exact=not hidden)
+                 _np(out), "sum", quirks, model)
 
 
 def rockpool_expsyn_direct(**kw) -> LISource:

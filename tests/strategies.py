@@ -13,17 +13,25 @@ def _weights(rng, shape, mode):
     return w if mode == "excitatory" else -w
 
 
-def _lif(rng, name, shape, scale):
-    return FxLIF(name, shape=shape, du=int(rng.integers(0, 4096)),
-                 dv=int(rng.choice([0, int(rng.integers(0, 4096))])),
-                 vth=int(max(1, rng.integers(1, 40) * scale)),
-                 bias_mant=rng.integers(-60, 60, shape).astype(np.int32) * (rng.random() < .5),
-                 bias_exp=int(rng.integers(0, 4)))
+def _lif(rng, name, shape, scale, options=None):
+    """A random FxLIF; `options` (a numpy Generator) also draws reset and fire_at."""
+    lif = FxLIF(name, shape=shape, du=int(rng.integers(0, 4096)),
+                dv=int(rng.choice([0, int(rng.integers(0, 4096))])),
+                vth=int(max(1, rng.integers(1, 40) * scale)),
+                bias_mant=rng.integers(-60, 60, shape).astype(np.int32) * (rng.random() < .5),
+                bias_exp=int(rng.integers(0, 4)))
+    if options is not None:
+        lif.reset = str(options.choice(["zero", "subtract"]))
+        lif.fire_at = str(options.choice([">", ">="]))
+    return lif
 
 
 @st.composite
-def fixed_networks(draw, conv=None, max_layers=3, delays=False):
+def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=False):
+    """neuron_options: every FxLIF draws its reset ("zero"/"subtract") and fire_at
+    (">"/">=") from a second generator (the other draws are those without options)."""
     seed = draw(st.integers(0, 2**32 - 1))
+    opts = np.random.default_rng(seed + 1) if neuron_options else None
     use_conv = draw(st.booleans()) if conv is None else conv
     n_layers = draw(st.integers(1, max_layers))
     graded = draw(st.booleans())
@@ -42,7 +50,7 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False):
         nodes.append(FxConv2d("conv0", weight=w, stride=(s, s), padding=(p, p), groups=groups,
                               num_message_bits=bits if graded else 0))
         oh = (h + 2 * p - k) // s + 1
-        nodes.append(_lif(rng, "lif0", (o, oh, oh), 64 * bits))
+        nodes.append(_lif(rng, "lif0", (o, oh, oh), 64 * bits, opts))
         nodes.append(Flatten("flat"))
         n_in = o * oh * oh
         first_graded = False
@@ -59,7 +67,7 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False):
                              weight_exp=exp, sign_mode=str(mode),
                              num_message_bits=bits if (first_graded and i == 1) else 0,
                              delay=delay))
-        nodes.append(_lif(rng, f"lif{i}", (n_out,), 2 ** max(exp, 0) * 32))
+        nodes.append(_lif(rng, f"lif{i}", (n_out,), 2 ** max(exp, 0) * 32, opts))
         n_in = n_out
     nodes.append(Output("out"))
     graph = Graph.sequential(nodes)

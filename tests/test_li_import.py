@@ -27,7 +27,7 @@ import li_sources as L  # noqa: E402
 
 from snncompile.errors import GraphError, UnsupportedError  # noqa: E402
 from snncompile.formats.nir.read import SUPPORTED, import_nir  # noqa: E402
-from snncompile.ir import (LI, NEURON_TYPES, NODE_TYPES, FxDense, FxLI, Graph,  # noqa: E402
+from snncompile.ir import (LI, LIF, NEURON_TYPES, NODE_TYPES, FxDense, FxLI, Graph,  # noqa: E402
                            Input, Output, graphs_equal)
 
 IDS = list(L.SOURCES)
@@ -55,8 +55,9 @@ def _lif(x, n):
     for t in range(x.shape[1]):
         u = (1 - n.du) * u + x[:, t]
         v = (1 - n.dv) * v + u + n.bias
-        s = v > n.vth
-        v = np.where(s, 0.0, v)
+        s = v >= n.vth if n.fire_at == ">=" else v > n.vth
+        after = {"zero": 0.0, "subtract": v - n.vth, "threshold": n.vth}[n.reset]
+        v = np.where(s, after, v)
         out[:, t] = s
     return out
 
@@ -152,7 +153,7 @@ def test_readout_reproduces_library_from_its_hidden_spikes(sources, sid):
     assert err <= TOL * max(1.0, float(np.abs(src.voltage).max())), f"{sid}: {err:.3g}"
 
 
-@pytest.mark.parametrize("sid", [k for k in IDS if L.SOURCES[k] is not L.rockpool_expsyn])
+@pytest.mark.parametrize("sid", IDS)
 def test_float_graph_reproduces_library_voltage(sources, sid):
     """End to end (the sources whose hidden layer snncompile reproduces exactly): the
     imported graph's readout is the library's voltage at every step, and the decision
@@ -168,12 +169,16 @@ def test_float_graph_reproduces_library_voltage(sources, sid):
     np.testing.assert_array_equal(L.decide(v, li.decision), src.decision)
 
 
-def test_rockpool_hidden_layer_differs_but_readout_imports(sources):
-    """rockpool's LIFTorch subtracts its threshold: the full graph is not exact there (the
-    fixture says so), while its readout is (previous test)."""
+def test_rockpool_hidden_layer_resets_by_subtraction(sources):
+    """rockpool's LIFTorch subtracts its threshold at v >= threshold: the import says so
+    (LIF reset 'subtract', fire_at '>='), and with reset to zero instead the readout
+    voltage would be far from rockpool's (so the option is what makes it exact)."""
     src, path = sources["rockpool-ExpSynTorch"]
-    assert not src.hidden_exact
-    vals = _evaluate(import_nir(path), src.inputs)
+    graph = import_nir(path)
+    lif = graph.nodes(LIF)[0]
+    assert (lif.reset, lif.fire_at) == ("subtract", ">=")
+    lif.reset, lif.fire_at = "zero", ">"
+    vals = _evaluate(graph, src.inputs)
     assert float(np.abs(list(vals.values())[-1] - src.voltage).max()) > 100 * TOL
 
 

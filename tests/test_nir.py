@@ -452,7 +452,7 @@ def test_rockpool_dt_recovered_and_w_in_from_its_update_rule():
         isyn = (isyn + x[:, t]) * beta
         v = alpha * v + isyn
         s = v >= 1.0
-        v = np.where(s, 0.0, v)  # reset to zero, as assumed (and said)
+        v = np.where(s, v - 1.0, v)  # LIFTorch subtracts its threshold (LIF 'subtract')
         ref.append(s)
     ref = np.stack(ref, 1)
     assert ref.any() and np.array_equal(run_float(graph, x)["1_LIFTorch"], ref)

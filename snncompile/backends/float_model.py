@@ -176,7 +176,8 @@ def _output(node: Output, ins, ctx: FloatContext):
 
 
 def _lif_module(node: LIF) -> LIFLayer:
-    layer = LIFLayer(node.shape, node.du, node.dv, node.vth, bias=True)
+    layer = LIFLayer(node.shape, node.du, node.dv, node.vth, bias=True, reset=node.reset,
+                     fire_at=node.fire_at)
     layer.bias.data = torch.as_tensor(np.broadcast_to(node.bias, node.shape).copy(),
                                       dtype=torch.float32)
     return layer
@@ -204,7 +205,6 @@ def _lif_steps(layer: LIFLayer, x: torch.Tensor, state: dict, name: str,
                rec: dict | None) -> torch.Tensor:
     """`LIFLayer.forward` (same operations, in the same order) continued from the (u, v)
     kept in `state[name]` by the previous chunk of steps; peaks into `rec`."""
-    from snncompile.nn.layers import spike_fn
     if name in state:
         u, v = state[name]
     else:
@@ -213,13 +213,9 @@ def _lif_steps(layer: LIFLayer, x: torch.Tensor, state: dict, name: str,
     out = []
     peak_u = peak_v = torch.zeros((), dtype=x.dtype)
     for step in range(x.shape[1]):
-        u = (1.0 - layer.du) * u + x[:, step]
-        v = (1.0 - layer.dv) * v + u
-        v = v + layer.bias
+        s, u, v, v_peak = layer.step(u, v, x[:, step])
         peak_u = torch.maximum(peak_u, u.abs().max())
-        peak_v = torch.maximum(peak_v, v.abs().max())
-        s = spike_fn((v - layer.vth) / layer.vth)
-        v = v * (1.0 - s)
+        peak_v = torch.maximum(peak_v, v_peak.abs().max())
         out.append(s)
     state[name] = (u, v)
     if rec is not None:

@@ -415,6 +415,7 @@ class _LifRegisters:
         self.bias = bias_mant * (1 << node.bias_exp)
         self.bias_mant, self.bias_exp = bias_mant, node.bias_exp
         self.vth = node.vth << num.vth_shift
+        self.fire_ge, self.reset = node.fire_at == ">=", node.reset
         self.keep_u = num.decay_unity - node.du - 1
         self.keep_v = num.decay_unity - node.dv
         self.u = torch.zeros((n,) + tuple(node.shape), dtype=torch.int64)
@@ -448,8 +449,11 @@ class _LifRegisters:
             v += u
             v += bias
             v.clamp_(-half + 1, half - 1)
-            s = v > self.vth
-            v.masked_fill_(s, 0)
+            s = v >= self.vth if self.fire_ge else v > self.vth
+            if self.reset == "subtract":
+                v = torch.where(s, v - self.vth, v)
+            else:
+                v.masked_fill_(s, self.vth if self.reset == "threshold" else 0)
             out.append(s)
             if record:           # u and v are new tensors every step: no copies needed
                 us.append(u)

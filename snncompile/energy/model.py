@@ -25,6 +25,11 @@ Dynamic energy, per layer (an FxLIF with the synapse node feeding it):
   row; its spike count is derived from the first layer's synops when not given
   (spikes_in = synops x inputs / synapses, i.e. uniform fan-out).
 
+A neuron's reset option (`FxLIF.reset`: to zero, by subtraction, to the threshold) and its
+compare (> or >=) cost the same: one neuron update per neuron and step, as on Loihi 2,
+whose microcoded neuron runs the update whatever the reset (no separate figure is
+published; this is the model's assumption).
+
 Static energy = static_power_w x chips x latency per inference, shared among layers by the
 cores they occupy (a core's share split by neurons).
 

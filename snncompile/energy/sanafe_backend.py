@@ -249,7 +249,9 @@ class _SanafeLIF(SanafeNode):
     """Lava's CUBA LIF as SANA-FE's leaky_integrate_fire (see the module docstring)."""
 
     def attributes(self, node: FxLIF) -> dict:
-        return {"threshold": float(node.vth << 6), "reset": 0.0, "reset_mode": "hard",
+        vth = float(node.vth << 6)
+        return {"threshold": vth, "reset": vth if node.reset == "threshold" else 0.0,
+                "reset_mode": "soft" if node.reset == "subtract" else "hard",
                 "leak_decay": (4096 - node.dv) / 4096, "input_decay": (4095 - node.du) / 4096}
 
     def biases(self, node: FxLIF) -> np.ndarray:
@@ -257,8 +259,9 @@ class _SanafeLIF(SanafeNode):
             * (1 << node.bias_exp)
 
     def exact(self, node: FxLIF) -> bool:
-        """Whether SANA-FE's float LIF computes exactly Lava's fixed point for `node`."""
-        return node.du == 4095 and node.dv == 0
+        """Whether SANA-FE's float LIF computes exactly Lava's fixed point for `node`
+        (only for v > vth: SANA-FE's compare is not checked for v >= vth here)."""
+        return node.du == 4095 and node.dv == 0 and node.fire_at == ">"
 
 
 @_rule(Flatten)

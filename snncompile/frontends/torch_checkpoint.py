@@ -78,7 +78,8 @@ def _node(name: str, spec: dict, layer, cfg: dict):
     assert isinstance(layer, LIFLayer)
     bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
             else np.zeros(layer.shape, np.float32))
-    return LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv, vth=layer.vth, bias=bias)
+    return LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv, vth=layer.vth, bias=bias,
+               reset=layer.reset, fire_at=layer.fire_at)
 
 
 def _attention(name: str, spec: dict, layer, cfg: dict) -> Attention:

@@ -171,6 +171,10 @@ def _lif(ctx: _Ctx, node: FxLIF, shape) -> None:
     ctx.scalar(node, "du", -1 if ctx.netx else 0, unity - 1,
                f"{num.decay_bits}-bit decay" + (", netx iDecay - 1" if ctx.netx else ""))
     ctx.scalar(node, "dv", 0, unity, f"{num.decay_bits}-bit decay")
+    if not node.lava_lif and not num.programmable_neurons:
+        raise InputFileError(f"{ctx.where}: node '{node.name}': reset '{node.reset}' / "
+                             f"fire_at '{node.fire_at}' needs programmable neurons, which "
+                             "this target lacks; recompile")
     _bias_shape(ctx, node, shape)
     if ctx.netx:
         ctx.scalar(node, "vth", 0, NETX_SAFE - 1, "netx vThMant, int32 after << 6")

@@ -313,16 +313,49 @@ class Flatten(Node):
         return in_kinds[0] if in_kinds else "real"
 
 
+RESETS = ("zero", "subtract", "threshold")
+"""What a spiking neuron does to v after a spike: set it to 0 (Lava's LIF, Loihi 1),
+subtract the threshold (soft reset: snnTorch's and sinabs' default, rockpool's), or set it
+to the threshold (the MA-SNN authors' `h = s * Vth + (1 - s) * u`)."""
+FIRE_AT = (">", ">=")
+"""When a neuron spikes: v > vth (Lava's LIF, snnTorch) or v >= vth (sinabs,
+spikingjelly)."""
+
+
+def _choice(node: "Node", field: str, value, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} = {value!r:.40} must "
+                         f"be one of {', '.join(repr(a) for a in allowed)}")
+    return value
+
+
+def _spiking_options(node) -> None:
+    """Checks `reset` and `fire_at` of a LIF or FxLIF."""
+    node.reset = _choice(node, "reset", node.reset, RESETS)
+    node.fire_at = _choice(node, "fire_at", node.fire_at, FIRE_AT)
+
+
+def _options_summary(node) -> str:
+    """' reset=subtract fire_at=>=' where they differ from Lava's LIF, else ''."""
+    return "".join(f" {f}={getattr(node, f)}" for f, d in (("reset", "zero"), ("fire_at", ">"))
+                   if getattr(node, f) != d)
+
+
 @dataclass
 class LIF(Node):
     """Float current-based LIF in Loihi's update order (per time step):
 
         u = (1 - du) * u + x          # current decays, then adds input
         v = (1 - dv) * v + u + bias   # voltage decays, then adds current and bias
-        s = v > vth                   # spike strictly above threshold
-        v = 0 where s                 # reset voltage; u is not reset
+        s = v > vth                   # spike strictly above threshold (fire_at ">")
+                                      #   or v >= vth (fire_at ">=")
+        v = 0 where s                 # reset "zero"; u is not reset
+                                      #   or v = v - vth where s (reset "subtract")
+                                      #   or v = vth where s (reset "threshold")
 
     du, dv: decay fractions in [0, 1]; vth > 0; bias: scalar or per-neuron array.
+    The defaults (reset "zero", fire_at ">") are Lava's LIF; the other options compile
+    for targets with programmable neurons (Loihi 2) to a custom Lava process.
     """
 
     shape: tuple[int, ...] = ()
@@ -330,12 +363,15 @@ class LIF(Node):
     dv: float = 0.0
     vth: float = 1.0
     bias: np.ndarray = None
+    reset: str = "zero"
+    fire_at: str = ">"
     kind: ClassVar[str] = "spikes"
 
     def __post_init__(self):
         self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.bias is None:
             self.bias = np.zeros(self.shape, dtype=np.float32)
+        _spiking_options(self)
 
     def out_shape(self, in_shapes):
         """One input, or several of the neuron's shape whose currents add (a residual
@@ -349,7 +385,7 @@ class LIF(Node):
         return self.shape
 
     def summary(self):
-        return f"du={self.du:.4g} dv={self.dv:.4g} vth={self.vth:.4g}"
+        return f"du={self.du:.4g} dv={self.dv:.4g} vth={self.vth:.4g}" + _options_summary(self)
 
 
 @dataclass
@@ -494,7 +530,11 @@ class FxLIF(Node):
         v = clip(trunc(v * (4096 - dv) / 4096) + u + bias, -(2**23 - 1), 2**23 - 1)
         s = v > (vth << 6);  v = 0 where s
 
-    with bias = bias_mant << bias_exp. trunc rounds toward zero.
+    with bias = bias_mant << bias_exp. trunc rounds toward zero. Options as in `LIF`:
+    fire_at ">=" spikes where v >= (vth << 6); reset "subtract" sets v = v - (vth << 6)
+    where s, reset "threshold" v = vth << 6 (u untouched). Lava's LIF has only the
+    defaults; the others run as the custom process `backends/lava/procs.SoftLIF` (Loihi 2
+    microcode can do them, Loihi 1 cannot).
     """
     records_uv: ClassVar[bool] = True
     takes_bias_frames: ClassVar[bool] = True
@@ -507,6 +547,8 @@ class FxLIF(Node):
     vth: int = 1
     bias_mant: np.ndarray = None
     bias_exp: int = 0
+    reset: str = "zero"
+    fire_at: str = ">"
     kind: ClassVar[str] = "spikes"
 
     def __post_init__(self):
@@ -515,11 +557,18 @@ class FxLIF(Node):
             self.bias_mant = np.zeros(self.shape, dtype=np.int32)
         for f in ("du", "dv", "vth", "bias_exp"):
             setattr(self, f, _int(self, f, getattr(self, f), -MAX_DIM))
+        _spiking_options(self)
 
     out_shape = LIF.out_shape
 
+    @property
+    def lava_lif(self) -> bool:
+        """True when Lava's own LIF computes this neuron (the default options)."""
+        return self.reset == "zero" and self.fire_at == ">"
+
     def summary(self):
-        return f"du={self.du} dv={self.dv} vth={self.vth} bias_exp={self.bias_exp}"
+        return (f"du={self.du} dv={self.dv} vth={self.vth} bias_exp={self.bias_exp}"
+                + _options_summary(self))
 
 
 @dataclass
@@ -837,6 +886,9 @@ class FxLI(Node):
     is_neuron: ClassVar[bool] = True
 
     shape: tuple[int, ...] = ()
+    #: the readout runs as Lava's LIFReset (it never reaches its threshold)
+    reset: ClassVar[str] = "zero"
+    fire_at: ClassVar[str] = ">"
     du: int = 4095
     dv: int = 0
     bias_mant: np.ndarray = None

@@ -94,7 +94,7 @@ def check_config(path, config: dict) -> None:
                     raise InputFileError(f"{path}: config{where}: key {key!r:.40} is not a "
                                          "string")
                 here = f"{where}.{key}"
-                if key in ("name", "type", "kind", "mode", "encoding") \
+                if key in ("name", "type", "kind", "mode", "encoding", "reset", "fire_at") \
                         and not isinstance(item, (str, type(None))):
                     raise InputFileError(f"{path}: config{where} '{key}' = {item!r:.60} "
                                          "must be a string")

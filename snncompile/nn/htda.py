@@ -55,7 +55,7 @@ from torch import nn
 
 from ..errors import InputFileError, UnsupportedError
 from .attention import load_model, quantize_gain
-from .layers import SNN, LIFLayer, spike_fn
+from .layers import SNN, LIFLayer
 
 READS = ("rate", "count")
 MASKS = ("soft", "binary")
@@ -81,12 +81,7 @@ def lif_step(layer: LIFLayer, x_t: torch.Tensor, state):
         v = torch.zeros_like(x_t)
     else:
         u, v = state
-    u = (1.0 - layer.du) * u + x_t
-    v = (1.0 - layer.dv) * v + u
-    if layer.bias is not None:
-        v = v + layer.bias
-    s = spike_fn((v - layer.vth) / layer.vth)
-    v = v * (1.0 - s.detach())
+    s, u, v, _ = layer.step(u, v, x_t)
     return s, (u, v)
 
 

@@ -24,19 +24,20 @@ class _Spike(torch.autograd.Function):
     """Heaviside forward, fast-sigmoid surrogate derivative backward."""
 
     @staticmethod
-    def forward(ctx, x, scale):
+    def forward(ctx, x, scale, at_zero):
         ctx.save_for_backward(x)
         ctx.scale = scale
-        return (x > 0).to(x.dtype)
+        return (x >= 0 if at_zero else x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad / (ctx.scale * x.abs() + 1.0) ** 2, None
+        return grad / (ctx.scale * x.abs() + 1.0) ** 2, None, None
 
 
-def spike_fn(x: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
-    return _Spike.apply(x, scale)
+def spike_fn(x: torch.Tensor, scale: float = 10.0, at_zero: bool = False) -> torch.Tensor:
+    """Heaviside of x (1 where x > 0; where x >= 0 when `at_zero`), surrogate gradient."""
+    return _Spike.apply(x, scale, at_zero)
 
 
 MAX_LAYER_NEURONS = 1 << 24   # per layer output; a Loihi 2 chip holds about 2**20 neurons
@@ -47,10 +48,20 @@ class LIFLayer(nn.Module):
     """Current-based LIF over time. Input (B, T, *shape) current; output (B, T, *shape) spikes.
 
     du, dv: decay fractions in [0, 1]; vth > 0. `bias=True` learns a per-neuron bias on v.
+    reset: "zero" (v = 0 after a spike), "subtract" (v -= vth) or "threshold" (v = vth,
+    the MA-SNN authors' neuron); fire_at: ">" (spike
+    where v > vth) or ">=" (see `snncompile.ir.nodes.LIF`).
     """
 
-    def __init__(self, shape, du: float, dv: float, vth: float = 1.0, bias: bool = False):
+    def __init__(self, shape, du: float, dv: float, vth: float = 1.0, bias: bool = False,
+                 reset: str = "zero", fire_at: str = ">"):
         super().__init__()
+        from ..ir.nodes import FIRE_AT, RESETS
+        for key, val, allowed in (("reset", reset, RESETS), ("fire_at", fire_at, FIRE_AT)):
+            if val not in allowed:
+                raise UnsupportedError(f"LIF {key}={val!r:.40} is not one of "
+                                       f"{', '.join(repr(a) for a in allowed)}")
+        self.reset, self.fire_at = reset, fire_at
         for key, val, lo, hi in (("du", du, 0.0, 1.0), ("dv", dv, 0.0, 1.0)):
             if not (lo <= val <= hi) or math.isnan(val):
                 raise UnsupportedError(f"LIF {key}={val} is outside [0, 1]")
@@ -67,20 +78,27 @@ class LIFLayer(nn.Module):
         out = []
         peak_u = peak_v = torch.zeros((), dtype=x.dtype)
         for step in range(t):
-            u = (1.0 - self.du) * u + x[:, step]
-            v = (1.0 - self.dv) * v + u
-            if self.bias is not None:
-                v = v + self.bias
+            s, u, v, v_peak = self.step(u, v, x[:, step])
             if record is not None:
                 peak_u = torch.maximum(peak_u, u.detach().abs().max())
-                peak_v = torch.maximum(peak_v, v.detach().abs().max())
-            s = spike_fn((v - self.vth) / self.vth)
-            v = v * (1.0 - s.detach())
+                peak_v = torch.maximum(peak_v, v_peak.detach().abs().max())
             out.append(s)
         if record is not None:
             record["peak_u"] = float(peak_u)
             record["peak_v"] = float(peak_v)
         return torch.stack(out, dim=1)
+
+    def step(self, u: torch.Tensor, v: torch.Tensor, x_t: torch.Tensor):
+        """One step: (spikes, u, v after the reset, v before it)."""
+        u = (1.0 - self.du) * u + x_t
+        v = (1.0 - self.dv) * v + u
+        if self.bias is not None:
+            v = v + self.bias
+        s = spike_fn((v - self.vth) / self.vth, at_zero=self.fire_at == ">=")
+        if self.reset == "subtract":
+            return s, u, v - self.vth * s.detach(), v
+        kept = v * (1.0 - s.detach())
+        return s, u, kept + self.vth * s.detach() if self.reset == "threshold" else kept, v
 
 
 class _TimeDistributed(nn.Module):
@@ -104,7 +122,8 @@ class SNN(nn.Module):
                     {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
 
     Layer types: dense(out), conv2d(out, kernel, stride=1, padding=0, groups=1),
-    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias), and
+    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias, reset,
+    fire_at), and
     residual(body, shortcut): two lists of layers applied to the same input whose output
     currents add (each list ends with a dense or conv2d layer; an empty or missing shortcut
     is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed
@@ -228,7 +247,8 @@ class SNN(nn.Module):
         if kind == "flatten":
             return _TimeDistributed(nn.Flatten()), (int(math.prod(shape)),)
         return LIFLayer(shape, float(spec["du"]), float(spec["dv"]),
-                        float(spec.get("vth", 1.0)), bool(spec.get("bias", False))), shape
+                        float(spec.get("vth", 1.0)), bool(spec.get("bias", False)),
+                        spec.get("reset", "zero"), spec.get("fire_at", ">")), shape
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """x: (B, T, *input_shape) -> output spikes (B, T, *output_shape)."""

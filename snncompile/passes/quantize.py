@@ -348,6 +348,10 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
             raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
     if not np.all(np.isfinite(bias)):
         raise QuantizationError(f"{name}: bias contains NaN or inf")
+    if not (lif.reset == "zero" and lif.fire_at == ">") and not num.programmable_neurons:
+        raise UnsupportedError(f"{name}: LIF reset '{lif.reset}' / fire_at '{lif.fire_at}' "
+                               f"needs programmable neurons; target {spec.name} has only "
+                               "Loihi 1's compartment (reset to 0, spike at v > vth)")
     theta = float(lif.vth)
     if not (theta > 0) or not math.isfinite(theta):
         raise QuantizationError(f"{name}: threshold ({theta}) must be a finite value > 0")
@@ -395,7 +399,8 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
     if stats:
         peak_frac = max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
     fl = FxLIF(name, shape=lif.shape, du=du, dv=dv, vth=vth,
-               bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp)
+               bias_mant=bias_mant.astype(np.int32), bias_exp=bias_exp, reset=lif.reset,
+               fire_at=lif.fire_at)
     first = lowered[0][1]
     rep = LayerQuant(layer=name, synapse=syns[0].name, scale=float(sigma),
                      weight_exp=first["weight_exp"], sign_mode=first["sign_mode"],

@@ -359,11 +359,16 @@ def _lif(node: FxLIF, ins: list[Lowered], net: LavaNet) -> Lowered:
     if bias_fed:    # sample k's frame is bias_mant during its T steps
         net.bias_in[name] = _bias_frames(name, node, net.x, perm, lshape)
         bias = net.bias_in[name][0]
-    proc = LIFReset(shape=lshape, du=int(node.du), dv=int(node.dv), vth=int(node.vth),
-                    bias_mant=bias, bias_exp=int(node.bias_exp),
-                    reset_interval=net.steps,
-                    reset_offset=net.timing.lava_reset_offset(name), name=name)
-    net.add(proc, PyLifResetModelBitAcc)
+    params = dict(shape=lshape, du=int(node.du), dv=int(node.dv), vth=int(node.vth),
+                  bias_mant=bias, bias_exp=int(node.bias_exp), reset_interval=net.steps,
+                  reset_offset=net.timing.lava_reset_offset(name), name=name)
+    if node.lava_lif:
+        proc = LIFReset(**params)
+        net.add(proc, PyLifResetModelBitAcc)
+    else:           # soft reset or v >= vth: Lava's arithmetic, our compare and reset
+        from snncompile.backends.lava.procs import PySoftLIFModel, SoftLIF
+        proc = SoftLIF(reset=node.reset, fire_at=node.fire_at, **params)
+        net.add(proc, PySoftLIFModel)
     if not bias_fed:
         _connect(ins, proc.a_in)
     net.neurons[name] = (proc, perm, lshape)

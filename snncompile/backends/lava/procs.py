@@ -24,6 +24,8 @@ from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.lif.models import PyLifResetModelBitAcc
+from lava.proc.lif.process import LIFReset
 
 from snncompile.coproc.ops import shift_round  # absolute: see coproc/lava_proc.py
 
@@ -248,7 +250,43 @@ class PyDelayModel(PyLoihiProcessModel):
         self._buf[t] = np.asarray(self.s_in.recv(), np.int32).copy()
 
 
+class SoftLIF(LIFReset):
+    """Lava's LIFReset with the spiking options of `FxLIF`: `reset` "zero", "subtract"
+    (v -= vth << 6 where it spiked) or "threshold" (v = vth << 6 there) and `fire_at` ">"
+    or ">=" (spike where v >= vth << 6). Everything else (u, v, bias, the reset interval)
+    is LIFReset's; the model reuses Lava's bit-accurate arithmetic and changes only the
+    compare and the reset, as a Loihi 2 microcoded neuron would."""
+
+    def __init__(self, *, reset: str = "zero", fire_at: str = ">", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.proc_params["reset"] = str(reset)
+        self.proc_params["fire_at"] = str(fire_at)
+
+
+@implements(proc=SoftLIF)
+class PySoftLIFModel(PyLifResetModelBitAcc):
+    """PyLifResetModelBitAcc with `fire_at` and `reset` from the process parameters."""
+
+    implements_process = None   # inherited from LIFReset's model; `implements` sets ours
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._ge = proc_params["fire_at"] == ">="
+        self._reset = proc_params["reset"]
+
+    def spiking_activation(self):
+        if self._ge:
+            return self.v >= self.effective_vth
+        return self.v > self.effective_vth
+
+    def reset_voltage(self, spike_vector: np.ndarray):
+        if self._reset == "subtract":
+            self.v[spike_vector] -= self.effective_vth
+        else:
+            self.v[spike_vector] = self.effective_vth if self._reset == "threshold" else 0
+
+
 MODELS = {SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,
           VarRecorder: PyVarRecorderModel, GateProcess: PyGateModel,
-          DelayProcess: PyDelayModel}
+          DelayProcess: PyDelayModel, SoftLIF: PySoftLIFModel}
 """Our processes -> their bit-accurate models (to pin in `exception_proc_model_map`)."""

@@ -253,9 +253,11 @@ def conv(x, w2, shape_in, shape_out, geom, out, in_counts, wraps):
 
 # ------------------------------------------------------------------------ neurons
 @njit(**_OPT)
-def lif(a, keep_u, keep_v, shift, half, act_shift, vth, bias, spikes, u_rec, v_rec,
-        record, counts):
-    """Lava PyLifModelBitAcc for T steps from zero state. a (T, n) int64 input current;
+def lif(a, keep_u, keep_v, shift, half, act_shift, vth, fire_ge, reset, bias, spikes, u_rec,
+        v_rec, record, counts):
+    """Lava PyLifModelBitAcc for T steps from zero state (fire_ge: spike at v >= vth, not
+    v > vth; reset after a spike: 0 v = 0, 1 v -= vth, 2 v = vth, the index in ir.nodes.RESETS).
+    a (T, n) int64 input current;
     spikes (T, n) uint8 out; u_rec/v_rec (T, n) int32 when `record`.
     counts: [int32_wrap, u_wrap, v_clip, spikes, active] (added to)."""
     steps, n = a.shape
@@ -286,11 +288,16 @@ def lif(a, keep_u, keep_v, shift, half, act_shift, vth, bias, spikes, u_rec, v_r
             vv = _decay(v[j], keep_v, shift) + un + bias[j]
             vc = min(max(vv, lo), hi)
             c_v += vc != vv
-            s = vc > vth
+            s = vc >= vth if fire_ge else vc > vth
             c_s += s
             st[j] = s
             u[j] = un
-            v[j] = 0 if s else vc
+            if not s:
+                v[j] = vc
+            elif reset == 1:
+                v[j] = vc - vth
+            else:
+                v[j] = vth if reset == 2 else 0
         if record:
             for j in range(n):
                 u_rec[t, j] = u[j]

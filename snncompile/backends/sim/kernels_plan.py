@@ -344,7 +344,7 @@ class _LIFK(_Kernel):
         v_rec = batch.state[self.name][1][row].reshape(tm.steps, op.n) if rec else _E32
         c = np.zeros(5, np.int64)
         run.K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift, int(op.vth),
-                  _flat(op.bias), spk, u_rec, v_rec, rec, c)
+                  bool(op.fire_ge), op.reset_code, _flat(op.bias), spk, u_rec, v_rec, rec, c)
         run.counters[self.name] = c
         return spk, window.start
 

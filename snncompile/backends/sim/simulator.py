@@ -40,6 +40,7 @@ from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
 from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                            FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir.nodes import RESETS
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 from snncompile.target import Numerics, load_target
@@ -586,6 +587,8 @@ class _LIF(_Op):
         self.half = num.state_max
         self.act_shift = num.act_shift
         self.vth = np.int64(self.threshold(node, num)) << num.vth_shift
+        self.fire_ge, self.reset_mode = node.fire_at == ">=", node.reset
+        self.reset_code = RESETS.index(node.reset)
         bm = np.broadcast_to(np.asarray(node.bias_mant, np.int64), self.shape)
         e = int(node.bias_exp)
         self.bias_mant, self.bias_exp = bm, e
@@ -595,8 +598,14 @@ class _LIF(_Op):
 
     @staticmethod
     def threshold(node, num: Numerics) -> int:
-        """The threshold mantissa (compared as v > vth << vth_shift)."""
+        """The threshold mantissa (compared as v > vth << vth_shift, or >=)."""
         return node.vth
+
+    def after_spike(self, v: np.ndarray):
+        """v of the neurons that spiked, after the reset (`FxLIF.reset`)."""
+        if self.reset_mode == "subtract":
+            return v - self.vth
+        return self.vth if self.reset_mode == "threshold" else 0
 
     def clear_counters(self):
         self.overflow = {"u_wrap": 0, "v_clip": 0, "int32_wrap": 0}
@@ -656,8 +665,8 @@ class _LIF(_Op):
         v = trunc_decay(self.v, self.keep_v, self.shift) + u + bias
         vc = np.clip(v, -self.half + 1, self.half - 1)
         self._flag("v_clip", vc != v, t, "voltage v saturates at 24 bits")
-        s = vc > self.vth
-        self.u, self.v = u, np.where(s, 0, vc)
+        s = vc >= self.vth if self.fire_ge else vc > self.vth
+        self.u, self.v = u, np.where(s, self.after_spike(vc), vc)
         self.spike_count += int(np.count_nonzero(s))
         # a neuron driven by a non-zero bias frame updates its state like one with input
         self.active += int(np.count_nonzero(a_in if frame is None else frame))

@@ -306,6 +306,10 @@ def _conv(node: FxConv2d, graph: Graph) -> dict:
 
 
 def _neuron(lif: FxLIF, conv: bool) -> dict:
+    if not lif.lava_lif:    # netx's CUBA neuron is Lava's LIF: reset to 0, v > vth
+        raise UnsupportedError(f"{lif.name}: reset '{lif.reset}' / fire_at '{lif.fire_at}' "
+                               "cannot be written to netx (its CUBA neuron resets to 0 and "
+                               "spikes at v > vth)")
     i_decay, v_decay = lif.du + 1, lif.dv
     for what, value in (("du + 1", i_decay), ("dv", v_decay)):
         if not 0 <= value <= DECAY_UNITY:

@@ -43,8 +43,11 @@ exp(-dt/tau) per step, which their conventions reproduce exactly. Against the co
 ODE forward Euler's decay per step (1 - dt/tau) differs from exp(-dt/tau):
 `graph.meta["nir_approximation"]` gives that error per layer.
 
-What the exporters do not write (reset mode, several spikes per step, sinabs' norm_input)
-is assumed as Loihi does it (reset to 0, one spike per step) and listed in
+What the exporters do not write (reset mode, the compare, several spikes per step, sinabs'
+norm_input) is assumed as the exporting library's own neuron does it where a LIF option
+says it (sinabs and rockpool reset by subtraction and spike at v >= threshold,
+spikingjelly resets to v_reset and spikes at v >= threshold: `_SPIKING`), else as Loihi
+(reset to 0, v > threshold), always one spike per step, and listed in
 `graph.meta["nir"]["assumptions"]`; `graph.meta["nir"]` also says which dt was used, where
 it came from, and whether it was guessed (the compile report and stderr say so).
 
@@ -107,33 +110,41 @@ _ASSUME = {
     "snntorch": ["Leaky/Synaptic: tau = dt/(1-beta), r = tau/dt with export_to_nir's "
                  "hard-coded dt: decay 1-beta, input gain 1 (exact)",
                  "reset to zero after a spike: export_to_nir does not record "
-                 "reset_mechanism, and snnTorch's default 'subtract' subtracts the threshold "
-                 "instead; train with reset_mechanism='zero' to match Loihi"],
+                 "reset_mechanism, and snnTorch's default 'subtract' takes the threshold off "
+                 "after the decay (mem = beta*mem + x - s*thr), which no LIF reset option "
+                 "computes unless beta = 1 (snncompile's 'subtract' decays it: v = "
+                 "beta*(v - vth) + x); train with reset_mechanism='zero' to match"],
     "sinabs": ["time constants are in steps (dt = 1 step); decay exp(-1/tau_mem) per step "
                "as sinabs computes it",
                "LIF input scaled by 1 - exp(-1/tau_mem) (sinabs' default norm_input=True; "
                "to_nir writes r = 1 either way)",
-               "one spike per step and reset to zero: to_nir records neither spike_fn nor "
-               "reset_fn (sinabs' IAF default is MultiSpike with MembraneSubtract); sinabs "
-               "fires at v >= threshold, Loihi at v > vth"],
+               "reset by subtraction, spike at v >= threshold (sinabs' default "
+               "MembraneSubtract; LIF reset 'subtract', fire_at '>='), one spike per step: "
+               "to_nir records neither reset_fn nor spike_fn; train with SingleSpike (the "
+               "default MultiSpike emits floor(v / threshold) spikes) and MembraneSubtract"],
     "spikingjelly": ["tau written as tau_steps * dt: forward Euler with that dt decays by "
                      "1/tau_steps per step (exact); IF r = 1/dt",
-                     "hard reset to v_reset (export_to_nir refuses soft reset); spikingjelly "
-                     "fires at v >= v_threshold, Loihi at v > vth"],
+                     "hard reset to v_reset (export_to_nir refuses soft reset), spike at v >= "
+                     "v_threshold as spikingjelly fires (LIF fire_at '>=')"],
     "rockpool": ["w_in is not written: the synaptic input enters isyn with gain 1 "
                  "(LIFTorch's update), recovered from rockpool's rule; decays "
                  "exp(-dt/tau) with dt solved from r = tau/dt * exp(-dt/tau)",
                  "v_leak is written as 0 whatever LIFTorch.bias is: a trained bias is "
                  "dropped by rockpool's exporter",
-                 "one spike per step and reset to zero: rockpool emits up to "
-                 "max_spikes_per_dt spikes and subtracts the threshold (train with "
-                 "max_spikes_per_dt=1 to come close)"],
+                 "reset by subtraction at v >= threshold, as LIFTorch computes (LIF reset "
+                 "'subtract', fire_at '>='), one spike per step: rockpool emits up to "
+                 "max_spikes_per_dt spikes (train with max_spikes_per_dt=1)"],
     "norse": ["tau written as tau * dt (norse#411): divided by dt",
               "input current added with gain 1 (norse's LIFCell adds x to i unscaled), IF "
               "r is the gain per step",
               "reset to v_reset after a spike, one spike per step (as norse)"],
 }
 
+
+_SPIKING = {"sinabs": ("subtract", ">="), "spikingjelly": ("zero", ">="),
+            "rockpool": ("subtract", ">=")}
+"""(reset, fire_at) of the LIF nodes a convention's exporter means (NIR records neither:
+the library's own neuron decides, see _ASSUME); others: ("zero", ">")."""
 
 _ASSUME_LI = {
     "nir": "{kind} readout: forward Euler of tau_mem dv/dt = v_leak - v + r I (CubaLI: "
@@ -739,8 +750,10 @@ class _Builder:
         if not np.allclose(ratio, 1.0, rtol=_REL_TOL):
             self._fold_per_neuron(where, ratio)
             bias = bias / ratio
+        reset, fire_at = _SPIKING.get(self.conv, ("zero", ">"))
         self.nodes.append(LIF(name, shape=self.shape, du=float(du), dv=float(dv),
-                              vth=float(vth.flat[0]), bias=bias.astype(np.float32)))
+                              vth=float(vth.flat[0]), bias=bias.astype(np.float32),
+                              reset=reset, fire_at=fire_at))
 
     def _fold_per_neuron(self, where, ratio):
         """Per-neuron thresholds: divide rows of the feeding Dense so that one vth fits."""
