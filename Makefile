@@ -33,11 +33,17 @@ browser:
 		chromium >/dev/null) || echo "chromium could not be installed; the browser test" \
 		"will be skipped"
 
+# Test files are spread over XDIST_WORKERS processes (pytest-xdist), whole files to one
+# worker so that module- and session-scoped fixtures are built once per worker; every test
+# writes under its own tmp_path. `make test XDIST_WORKERS=0` runs in one process.
+XDIST_WORKERS ?= 2
+XDIST := -n $(XDIST_WORKERS) --dist loadfile
+
 test: $(STAMP) browser
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(XDIST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not lava and not slow"
+	$(PY) -m pytest tests $(XDIST) -m "not lava and not slow"
 
 # README screenshots (docs/*.png) from `snncompile report` pages.
 screenshots: $(STAMP) browser

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -41,10 +43,19 @@ def tiny_files(tmp_path):
     return ckpt, inputs, x, y
 
 
+def _share_cores_between_xdist_workers():
+    """Under pytest-xdist (`make test`), each worker gets its share of the cores for torch's
+    intra-op threads instead of every worker starting one thread per core."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_configure(config):
     """Import Lava first, through the backend's guard: Lava fixes the multiprocessing start
     method when it is imported and fails if anything fixed it before (some tests import
     lava-dl's netx directly)."""
+    _share_cores_between_xdist_workers()
     try:
         from snncompile.backends.lava.run import require_lava
         require_lava()

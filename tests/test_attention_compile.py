@@ -157,9 +157,7 @@ def test_refusals_name_the_layer_and_the_alternative():
 
 @pytest.mark.lava
 def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
-    import subprocess
-    import sys
-
+    from cli_inprocess import run_cli
     from snncompile.data import save_inputs
     from examples.datasets.events import digits_images
     xtr, ytr, xte, yte = digits_images(steps=16, encoding="bernoulli")
@@ -167,10 +165,9 @@ def test_committed_attention_checkpoint_verifies_through_the_cli(tmp_path):
     save_inputs(tmp_path / "test.npz", xte[:20], yte[:20])
 
     def cli(*args, ok=(0,)):
-        proc = subprocess.run([sys.executable, "-m", "snncompile.cli", *map(str, args)],
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode in ok, proc.stdout + proc.stderr
-        return proc.stdout, proc.returncode
+        rc, out, err = run_cli(*args)
+        assert rc in ok, out + err
+        return out, rc
     cli("compile", "examples/checkpoints/attention_digits_tcsa_causal.pt", "--calib",
         tmp_path / "cal.npz", "-o", tmp_path / "b", "--quiet")
     # this test is about the backends and the boundary (verdict 1); whether TCSA's integer

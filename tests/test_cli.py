@@ -12,9 +12,11 @@ import torch
 
 from snncompile.cli import main
 from snncompile.data import save_inputs
+from cli_inprocess import run_cli
 
 
-def run_cli(*args):
+def run_entry_point(*args):
+    """The real `python -m snncompile.cli` (the process boundary)."""
     proc = subprocess.run([sys.executable, "-m", "snncompile.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
@@ -135,7 +137,7 @@ def test_unsupported_layer_lists_supported(tmp_path, capsys):
 
 def test_help_explains_every_command():
     for cmd in ("compile", "run", "verify"):
-        rc, out, _ = run_cli(cmd, "--help")
+        rc, out, _ = run_entry_point(cmd, "--help")
         assert rc == 0 and "usage: snncompile " + cmd in out and "npz" in out.lower() or \
             "build directory" in out
 

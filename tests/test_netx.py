@@ -323,9 +323,8 @@ def test_cli_compiles_and_verifies_a_slayer_network(tmp_path):
     """A slayer-exported .net goes through `snncompile compile` (no re-quantisation) and
     `snncompile verify` (reference, simulator, our Lava lowering) with zero mismatches."""
     import json
-    import subprocess
-    import sys
 
+    from cli_inprocess import run_cli
     from snncompile.data import save_inputs
 
     path = tmp_path / "dense.net"
@@ -337,10 +336,9 @@ def test_cli_compiles_and_verifies_a_slayer_network(tmp_path):
     save_inputs(tmp_path / "x.npz", (rng.random((6, 9, 10)) < 0.4).astype(np.uint8))
 
     def cli(*args):
-        proc = subprocess.run([sys.executable, "-m", "snncompile.cli", *map(str, args)],
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
+        rc, out, err = run_cli(*args)
+        assert rc == 0, out + err
+        return out
     cli("compile", path, "-o", tmp_path / "b", "--calib", tmp_path / "x.npz", "--quiet")
     assert not (tmp_path / "b" / "float").exists()
     out = cli("verify", tmp_path / "b", "--inputs", tmp_path / "x.npz", "--json",
