@@ -81,7 +81,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snncompile.errors import InputFileError, UnsupportedError
+from snncompile.errors import InputFileError, UnsupportedError, is_max_pool, max_pool_refused
 from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv2d, Dense, Flatten,
                            Graph, Input, Output, SumPool2d)
 from snncompile.formats.h5safe import check_hdf5
@@ -408,6 +408,8 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
         if isinstance(node, nir.NIRGraph):
             raise UnsupportedError(f"{where}: node '{name}' is a nested graph (a recurrent "
                                    "layer?); only feed-forward chains are supported")
+        if is_max_pool(_type(node)):
+            raise max_pool_refused(f"{where}: node '{name}'", _type(node))
         if _type(node) not in SUPPORTED:
             raise UnsupportedError(f"{where}: node '{name}' has unsupported type "
                                    f"{_type(node)}; supported: " + ", ".join(SUPPORTED))
