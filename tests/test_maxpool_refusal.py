@@ -61,3 +61,29 @@ def test_norse_maxpool_is_refused():
     with pytest.raises(UnsupportedError) as exc_info:
         import_norse(model, torch.zeros(1, 1, 4, 4))
     _assert_refusal(exc_info, "norse layer 0")
+
+
+def test_nir_file_naming_a_maxpool_node_is_refused(tmp_path):
+    """nir.read cannot load such a file (no MaxPool class); the refusal still says why."""
+    h5py = pytest.importorskip("h5py")
+    from snncompile.errors import InputFileError
+
+    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                         padding=np.array([0, 0]))
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([1, 4, 4])), "pool": pool,
+               "output": nir.Output(output_type=np.array([1, 2, 2]))},
+        edges=[("input", "pool"), ("pool", "output")], type_check=False)
+    path = tmp_path / "m.nir"
+    nir.write(path, graph)
+    with h5py.File(path, "r+") as f:
+        del f["node/nodes/pool/type"]
+        f["node/nodes/pool/type"] = np.bytes_("MaxPool2d")
+    with pytest.raises(UnsupportedError) as exc_info:
+        import_nir(path, dt=1e-3)
+    _assert_refusal(exc_info, "m.nir: node 'pool'")
+    with h5py.File(path, "r+") as f:   # any other unreadable contents: still InputFileError
+        del f["node/nodes/pool/type"]
+        f["node/nodes/pool/type"] = np.bytes_("NoSuchNode")
+    with pytest.raises(InputFileError, match="not a readable NIR file"):
+        import_nir(path, dt=1e-3)

@@ -388,9 +388,31 @@ def _load(source):
             warnings.simplefilter("ignore")
             return nir.read(path, type_check=False), path.name
     except Exception as exc:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...
+        _refuse_max_pool_in_file(path)
         text = " ".join(str(exc).split())[:200]
         raise InputFileError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
                              f"{text})") from None
+
+
+def _refuse_max_pool_in_file(path) -> None:
+    """nir has no max-pool node class, so nir.read fails on a file naming one: say why."""
+    import h5py
+
+    found = []
+
+    def visit(name, obj):
+        if name.endswith("/type") and isinstance(obj, h5py.Dataset) and obj.shape == ():
+            value = obj[()]
+            kind = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            if is_max_pool(kind):
+                found.append((name.rsplit("/", 2)[-2], kind))
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except Exception:  # unreadable as HDF5: the caller's message stands
+        return
+    if found:
+        raise max_pool_refused(f"{path.name}: node '{found[0][0]}'", found[0][1])
 
 
 def _type(node) -> str:
