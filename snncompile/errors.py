@@ -40,3 +40,17 @@ class BackendError(SnnCompileError):
 
 class OutputFileError(SnnCompileError):
     """An output cannot be written (bad path, no space, read-only, permission...)."""
+
+
+def is_max_pool(kind: str) -> bool:
+    """True for a layer / node / module type name that denotes max pooling (maxpool2d,
+    MaxPool2d, MaxPool1d, max_pool2d, ...)."""
+    return "maxpool" in kind.lower().replace("_", "")
+
+
+def max_pool_refused(where: str, kind: str) -> UnsupportedError:
+    """The one refusal for max pooling, wherever it is met (training config, NIR, norse)."""
+    return UnsupportedError(
+        f"{where}: {kind} is not representable on Loihi (a neuron sums weighted spikes and "
+        "cannot take a maximum); use sumpool2d or avgpool2d (NIR SumPool2d / AvgPool2d), or a "
+        "conv2d with stride equal to the pooling kernel, instead")

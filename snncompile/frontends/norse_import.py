@@ -22,7 +22,7 @@ from __future__ import annotations
 import warnings
 from functools import partial
 
-from ..errors import BackendError, UnsupportedError
+from ..errors import BackendError, UnsupportedError, is_max_pool, max_pool_refused
 from ..ir import Graph
 from snncompile.formats.nir.read import import_nir
 
@@ -80,6 +80,8 @@ def _check_modules(model) -> None:
     children = list(model.children()) or [model]
     for i, child in enumerate(children):
         kind = type(child).__name__
+        if is_max_pool(kind):
+            raise max_pool_refused(f"norse layer {i}", kind)
         if kind not in SUPPORTED_MODULES:
             raise UnsupportedError(f"norse layer {i}: {kind} is not supported; supported: "
                                    + ", ".join(SUPPORTED_MODULES))

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, is_max_pool, max_pool_refused
 
 LAYER_TYPES = ("dense", "conv2d", "sumpool2d", "avgpool2d", "flatten", "lif", "residual")
 
@@ -147,6 +147,8 @@ class SNN(nn.Module):
         counters: dict[str, int] = {}
         for i, spec in enumerate(config["layers"]):
             kind = spec.get("type")
+            if isinstance(kind, str) and is_max_pool(kind):
+                raise max_pool_refused(f"layer {i}", f"type '{kind}'")
             if kind not in self.LAYER_TYPES:
                 raise UnsupportedError(
                     f"layer {i}: type '{kind}' is not supported; supported: "

@@ -84,7 +84,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snncompile.errors import InputFileError, UnsupportedError
+from snncompile.errors import InputFileError, UnsupportedError, is_max_pool, max_pool_refused
 from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv2d, Dense, Flatten,
                            Graph, Input, Output, SumPool2d)
 from snncompile.formats.h5safe import check_hdf5
@@ -399,9 +399,31 @@ def _load(source):
             warnings.simplefilter("ignore")
             return nir.read(path, type_check=False), path.name
     except Exception as exc:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...
+        _refuse_max_pool_in_file(path)
         text = " ".join(str(exc).split())[:200]
         raise InputFileError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
                              f"{text})") from None
+
+
+def _refuse_max_pool_in_file(path) -> None:
+    """nir has no max-pool node class, so nir.read fails on a file naming one: say why."""
+    import h5py
+
+    found = []
+
+    def visit(name, obj):
+        if name.endswith("/type") and isinstance(obj, h5py.Dataset) and obj.shape == ():
+            value = obj[()]
+            kind = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            if is_max_pool(kind):
+                found.append((name.rsplit("/", 2)[-2], kind))
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except Exception:  # unreadable as HDF5: the caller's message stands
+        return
+    if found:
+        raise max_pool_refused(f"{path.name}: node '{found[0][0]}'", found[0][1])
 
 
 def _type(node) -> str:
@@ -419,6 +441,8 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
         if isinstance(node, nir.NIRGraph):
             raise UnsupportedError(f"{where}: node '{name}' is a nested graph (a recurrent "
                                    "layer?); only feed-forward chains are supported")
+        if is_max_pool(_type(node)):
+            raise max_pool_refused(f"{where}: node '{name}'", _type(node))
         if _type(node) not in SUPPORTED:
             raise UnsupportedError(f"{where}: node '{name}' has unsupported type "
                                    f"{_type(node)}; supported: " + ", ".join(SUPPORTED))
