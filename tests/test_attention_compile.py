@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from snncompile.errors import QuantizationError, UnsupportedError
 from snncompile.frontends import graph_from_model
-from snncompile.ir import FxCoproc, FxGate
+from snncompile.ir import ATTENTION_PARTS, FxCoproc, FxGate
 from snncompile.nn.attention import AttentionSNN
 from snncompile.pipeline import compile_model
 from snncompile.backends.reference import reference_run
@@ -53,8 +53,11 @@ def compiled(variant, conv, seed, n=6, steps=8):
     return compile_model(graph, "loihi2", calib=calib), x
 
 
-cases = st.tuples(st.sampled_from(["ta", "ca", "sa", "tcsa"]), st.booleans(),
-                  st.integers(0, 10_000)).filter(lambda c: c[1] or c[0] in ("ta", "ca"))
+cases = st.tuples(st.sampled_from(sorted(ATTENTION_PARTS)), st.booleans(),
+                  st.integers(0, 10_000)).filter(lambda c: c[1] or "sa" not in ATTENTION_PARTS[c[0]])
+
+#: every combined variant once, on the shapes it accepts (SA needs a conv current)
+COMBINED = [("csa", True), ("tca", True), ("tca", False), ("tsa", True)]
 
 
 @settings(max_examples=12, **SLOW_OK)
@@ -83,6 +86,47 @@ def test_simulator_equals_lava_on_random_attention_networks(case):
         assert np.array_equal(lava.spikes[name], spikes), name
     for name, values in sim.boundary.items():
         assert np.array_equal(lava.boundary[name], values), name
+
+
+@pytest.mark.parametrize("variant, conv", COMBINED)
+def test_combined_variants_lower_to_one_gate_per_part_and_match_reference(variant, conv):
+    build, x = compiled(variant, conv, 5, n=3, steps=6)
+    gates = [n for n in build.graph.nodes() if isinstance(n, FxGate)]
+    assert [g.name.rsplit("_", 1)[1] for g in gates] == list(ATTENTION_PARTS[variant])
+    assert [g.relu for g in gates] == [False] * (len(gates) - 1) + [True]
+    sim = Simulator(build.graph).run(x)
+    ref = reference_run(build.graph, x)
+    assert any(s.any() for s in sim.spikes.values())
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(ref[name], spikes), name
+    for name, values in sim.boundary.items():
+        assert np.array_equal(ref["@" + name], values), name
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("variant, conv", COMBINED)
+def test_combined_variants_on_lava_equal_the_simulator(variant, conv):
+    from snncompile.backends.lava.run import run_lava
+    build, x = compiled(variant, conv, 5, n=2, steps=6)
+    sim = Simulator(build.graph).run(x)
+    lava = run_lava(build.graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name
+    for name, values in sim.boundary.items():
+        assert np.array_equal(lava.boundary[name], values), name
+
+
+@pytest.mark.parametrize("variant, conv", COMBINED)
+def test_combined_variants_float_graph_equals_the_training_model(variant, conv):
+    from snncompile.backends.float_model import run_float
+    model = attention_net(variant, conv, 7).eval()
+    graph = graph_from_model(model)
+    x = (np.random.default_rng(7).random((4, 8) + graph.input_node().shape) < 0.4)
+    out = run_float(graph, x.astype(np.float32))
+    with torch.no_grad():
+        want = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    assert want.any()
+    assert np.array_equal(out["lif2"], want.astype(bool))
 
 
 def test_lowering_shape_gates_and_gains_in_range():

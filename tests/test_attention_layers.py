@@ -265,7 +265,7 @@ def test_attention_config_errors():
         AttentionSNN(dense_sa)
     wrong = {**ATT_CONFIG, "layers": [dict(s) for s in ATT_CONFIG["layers"]]}
     wrong["layers"][1]["kind"] = "xa"
-    with pytest.raises(UnsupportedError, match="supported: ta, ca, sa, tcsa"):
+    with pytest.raises(UnsupportedError, match="supported: ta, ca, sa, tca, tsa, csa, tcsa"):
         AttentionSNN(wrong)
 
 
@@ -463,3 +463,48 @@ def test_digits_images_bernoulli():
     assert np.array_equal(xtr, digits_images(steps=8, encoding="bernoulli", seed=2)[0])
     graded = digits_images(steps=8, seed=2)[0]
     assert abs(xtr.mean() - graded.mean() / 16) < 0.01     # rate = value / 16
+
+
+# ---------------------------------------------------------------- window mode vs the paper
+def _released_gain(key, x, w):
+    """One released gain re-derived from the paper's definitions (numpy, float64), for an
+    (N, T, C, H, W) current; w holds the MLP weights (w1, w2) or the SA kernel."""
+    relu = lambda v: np.maximum(v, 0.0)                       # noqa: E731
+    sigm = lambda v: 1.0 / (1.0 + np.exp(-v))                 # noqa: E731
+    mlp = lambda v: relu(v @ w[0].T) @ w[1].T                 # noqa: E731
+    n, t, c, h, wd = x.shape
+    if key == "ta":     # T as channels, pooled over (C, H, W): one weight per step
+        flat = x.reshape(n, t, -1)
+        return sigm(mlp(flat.mean(-1)) + mlp(flat.max(-1))).reshape(n, t, 1, 1, 1)
+    if key == "ca":     # pooled over (T, H, W): one weight per channel
+        flat = x.transpose(0, 2, 1, 3, 4).reshape(n, c, -1)
+        return sigm(mlp(flat.mean(-1)) + mlp(flat.max(-1))).reshape(n, 1, c, 1, 1)
+    maps = x.reshape(n, t * c, h, wd)  # sa: mean and max over all T*C maps, 2 -> 1 conv
+    both = np.stack([maps.mean(1), maps.max(1)], 1)
+    k = w.shape[-1]
+    pad = np.pad(both, ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+    out = np.zeros((n, h, wd))
+    for i in range(h):
+        for j in range(wd):
+            out[:, i, j] = np.einsum("nckl,ckl->n", pad[:, :, i:i + k, j:j + k], w[0])
+    return sigm(out).reshape(n, 1, 1, h, wd)
+
+
+@pytest.mark.parametrize("kind", ["ta", "ca", "sa", "tca", "tsa", "csa", "tcsa"])
+def test_window_layer_equals_the_released_definition(kind):
+    from snncompile.ir import ATTENTION_PARTS
+    from snncompile.nn.attention import AttentionLayer
+    torch.manual_seed(3)
+    layer = AttentionLayer({"kind": kind, "mode": "window", "t_ratio": 2, "c_ratio": 2,
+                            "kernel": 3}, (4, 5, 5), 6, "att").eval()
+    x = torch.randn(3, 6, 4, 5, 5)
+    with torch.no_grad():
+        got = layer(x).double().numpy()
+    out = x.double().numpy()
+    for key, mod in layer.gate_modules().items():
+        w = (mod.conv.weight.detach().double().numpy() if key == "sa" else
+             (mod.mlp[0].weight.detach().double().numpy(),
+              mod.mlp[2].weight.detach().double().numpy()))
+        out = _released_gain(key, out, w) * out
+    assert list(layer.gate_modules()) == list(ATTENTION_PARTS[kind])
+    assert np.allclose(got, np.maximum(out, 0.0), rtol=1e-5, atol=1e-6)

@@ -269,9 +269,7 @@ def attention_module(node: Attention, shape: tuple[int, ...]):
     if node.sa_w is not None:
         spec["kernel"] = node.sa_w.shape[-1]
     layer = AttentionLayer(spec, shape, node.steps or None, node.name)
-    block = layer.block
-    parts = ({"ta": block.ta, "ca": block.ca, "sa": block.sa} if node.variant == "tcsa"
-             else {node.variant: block})
+    parts = layer.gate_modules()
     with torch.no_grad():
         for key, mod in parts.items():
             if key in ("ta", "ca"):

@@ -84,15 +84,10 @@ def _node(name: str, spec: dict, layer, cfg: dict):
 
 def _attention(name: str, spec: dict, layer, cfg: dict) -> Attention:
     """The float attention node: its variant, mode and the trained weights it needs."""
-    block = layer.block
 
     def w(module):
         return module.weight.detach().numpy().astype(np.float32)
-    parts = {"ta": None, "ca": None, "sa": None}
-    if layer.kind == "tcsa":
-        parts = {"ta": block.ta, "ca": block.ca, "sa": block.sa}
-    else:
-        parts[layer.kind] = block
+    parts = {"ta": None, "ca": None, "sa": None, **layer.gate_modules()}
     arrays = {}
     for key in ("ta", "ca"):
         if parts[key] is not None:

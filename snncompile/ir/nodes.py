@@ -388,18 +388,24 @@ class LIF(Node):
         return f"du={self.du:.4g} dv={self.dv:.4g} vth={self.vth:.4g}" + _options_summary(self)
 
 
+#: Each attention kind as the gates it applies in order (each on the already modulated
+#: current; one ReLU after the last), as in the MA-SNN paper's TA/CA/SA combinations.
+ATTENTION_PARTS = {"ta": ("ta",), "ca": ("ca",), "sa": ("sa",), "tca": ("ta", "ca"),
+                   "tsa": ("ta", "sa"), "csa": ("ca", "sa"), "tcsa": ("ta", "ca", "sa")}
+
+
 @dataclass
 class Attention(Node):
     """Float MA-SNN attention on a LIF's input current X (see snncompile.nn.attention):
-    out = ReLU(g * X) with g from TA, CA or SA, or TCSA (TA, then CA, then SA, each on the
-    already modulated current, then ReLU). `mode` "causal" computes each step's gain from
+    out = ReLU(g * X) with g from TA, CA or SA, or a combination TCA, TSA, CSA, TCSA (the
+    gates in that order, each on the already modulated current, then one ReLU). `mode` "causal" computes each step's gain from
     steps <= t (CA, SA per step; TA over the last `window` steps); "window" pools the whole
     time window as released (not streamable). Weights (float, None when unused):
     ta_w1 (hidden, n), ta_w2 (n_out, hidden); ca_w1 (hidden, C), ca_w2 (C, hidden);
     sa_w (1, 2, k, k). gain_bits: the gains' trained precision (8 = the chip's).
     """
 
-    variant: str = "ca"     # ta | ca | sa | tcsa
+    variant: str = "ca"     # ta | ca | sa | tca | tsa | csa | tcsa (ATTENTION_PARTS)
     mode: str = "causal"
     window: int = 0
     steps: int = 0

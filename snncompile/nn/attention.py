@@ -60,10 +60,11 @@ import torch
 from torch import nn
 
 from ..errors import InputFileError, UnsupportedError
+from ..ir.nodes import ATTENTION_PARTS as PARTS
 from .layers import LAYER_TYPES, SNN
 
 MODES = ("window", "causal")
-KINDS = ("ta", "ca", "sa", "tcsa")
+KINDS = tuple(PARTS)
 
 
 # ---------------------------------------------------------------- gain quantisation
@@ -222,26 +223,39 @@ class SpatialAttention(nn.Module):
 
 
 class TCSA(nn.Module):
-    """TA, then CA, then SA on the modulated tensor, then ReLU (as released)."""
+    """The gates in `parts` (default TA, CA, SA), each on the already modulated tensor, then
+    ReLU (as released). parts ("ca", "sa") is CSA, ("ta", "ca") TCA, ("ta", "sa") TSA."""
 
     def __init__(self, channels: int, steps: int | None = None, t_ratio: int = 5,
                  c_ratio: int = 8, kernel: int = 3, mode: str = "window",
-                 window: int | None = None, gain_bits: int | None = None):
+                 window: int | None = None, gain_bits: int | None = None,
+                 parts: tuple[str, ...] = ("ta", "ca", "sa")):
         super().__init__()
-        self.ta = TemporalAttention(steps, t_ratio, mode, window, gain_bits)
-        self.ca = ChannelAttention(channels, c_ratio, mode, gain_bits)
-        self.sa = SpatialAttention(kernel, mode, gain_bits)
+        self.parts = tuple(parts)
+        make = {"ta": lambda: TemporalAttention(steps, t_ratio, mode, window, gain_bits),
+                "ca": lambda: ChannelAttention(channels, c_ratio, mode, gain_bits),
+                "sa": lambda: SpatialAttention(kernel, mode, gain_bits)}
+        for key in self.parts:
+            setattr(self, key, make[key]())
+
+    def gates(self, x: torch.Tensor):
+        """Yield (key, gain, modulated tensor) for each part in order."""
+        out = x
+        for key in self.parts:
+            g = getattr(self, key)(out)
+            out = g * out
+            yield key, g, out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.ta(x) * x
-        out = self.ca(out) * out
-        out = self.sa(out) * out
+        out = x
+        for _, _, out in self.gates(x):
+            pass
         return torch.relu(out)
 
 
 class AttentionLayer(nn.Module):
     """The config layer ``{"type": "attention", "kind": ..., "mode": ...}``:
-    ``ReLU(gain(X) * X)`` for ta/ca/sa; `TCSA` for tcsa. Keeps the last gains it applied in
+    ``ReLU(gain(X) * X)`` for ta/ca/sa; `TCSA` (with the kind's PARTS) for tca/tsa/csa/tcsa. Keeps the last gains it applied in
     `last_gains` (detached, for reports) when `keep_gains` is set."""
 
     def __init__(self, spec: dict, shape: tuple[int, ...], steps: int | None, name: str):
@@ -252,7 +266,7 @@ class AttentionLayer(nn.Module):
                                    "supported: " + ", ".join(KINDS))
         mode = spec.get("mode", "causal")
         _check_mode(name, mode)
-        if kind in ("sa", "tcsa") and len(shape) != 3:
+        if "sa" in PARTS[kind] and len(shape) != 3:
             raise UnsupportedError(f"{name}: attention '{kind}' needs a (C, H, W) input, got "
                                    f"{shape}; use ta or ca after a dense layer")
         if len(shape) not in (1, 3):
@@ -262,9 +276,9 @@ class AttentionLayer(nn.Module):
         bits, kernel = spec.get("gain_bits"), int(spec.get("kernel", 3))
         t_ratio, c_ratio = int(spec.get("t_ratio", 5)), int(spec.get("c_ratio", 8))
         try:
-            if kind == "tcsa":
+            if len(PARTS[kind]) > 1:
                 self.block = TCSA(shape[0], t_steps, t_ratio, c_ratio, kernel, mode,
-                                  spec.get("window"), bits)
+                                  spec.get("window"), bits, parts=PARTS[kind])
             elif kind == "ta":
                 self.block = TemporalAttention(t_steps, t_ratio, mode, spec.get("window"), bits)
             elif kind == "ca":
@@ -277,15 +291,19 @@ class AttentionLayer(nn.Module):
         self.keep_gains = False
         self.last_gains: dict[str, torch.Tensor] = {}
 
+    def gate_modules(self) -> dict[str, nn.Module]:
+        """{"ta" | "ca" | "sa": the module computing that gain}, in gate order."""
+        if len(PARTS[self.kind]) > 1:
+            return {key: getattr(self.block, key) for key in PARTS[self.kind]}
+        return {self.kind: self.block}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "tcsa":
+        if len(PARTS[self.kind]) > 1:
             if not self.keep_gains:
                 return self.block(x)
             out = x
-            for key in ("ta", "ca", "sa"):
-                g = getattr(self.block, key)(out)
+            for key, g, out in self.block.gates(x):
                 self.last_gains[key] = g.detach()
-                out = g * out
             return torch.relu(out)
         g = self.block(x)
         if self.keep_gains:

@@ -43,7 +43,7 @@ from ..coproc import CoprocGraph, ValueSpec
 from ..coproc.ops import (Add, Concat, Conv2d, History, Linear, Mul, ReduceMax, ReduceMean,
                           Relu, Reshape, SigmoidLUT, make_sigmoid_table)
 from ..errors import QuantizationError, UnsupportedError
-from ..ir import Attention, FxCoproc, FxCoprocOut, FxGate
+from ..ir import ATTENTION_PARTS, Attention, FxCoproc, FxCoprocOut, FxGate
 from ..target import TargetSpec
 
 HIDDEN_BITS = 16
@@ -169,7 +169,7 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
         raise QuantizationError(f"{node.name}: attention layers need calibration data "
                                 "(--calib) to choose the co-processor's scales")
     spatial = len(shape) == 3
-    variants = ["ta", "ca", "sa"] if node.variant == "tcsa" else [node.variant]
+    variants = list(ATTENTION_PARTS[node.variant])
     if "sa" in variants and not spatial:
         raise UnsupportedError(f"{node.name}: spatial attention needs a (C, H, W) current")
     a_cal = np.clip(np.round(np.asarray(x_cal, np.float64) * sigma),

@@ -8,11 +8,19 @@ weight is replicated rather than approximated):
 * pool(k) -> Conv2d(K, s, p):     kernel W'[o, c, k*a + i, k*b + j] = W[o, c, a, b] (* 1/k^2),
                                   stride k*s, padding k*p  (input size divisible by k)
 
+A pool right after a Conv2d (on its current, as in MA-SNN's conv -> AvgPool -> attention ->
+neuron block) is folded backwards into that conv instead (`fold_pools_after_conv`, table
+`FOLD_BACK`): pool(k) after Conv2d(K, s, p) is the conv with kernel K + s*(k-1), stride s*k,
+padding p and W'[d] = factor * sum_{s*i + a = d, i < k} W[a] (per axis) -- the same linear map
+in float; the folded weights are quantised like any conv's.
+
 Two tables say what takes part: `POOLS` (pool type -> the factor every replicated weight
 gets) and `FOLD_INTO` (the node type a pool feeds -> how the pool folds into it; a Flatten
 on the way is passed through).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -26,6 +34,10 @@ FOLD_INTO = Rules("pool folding (into the next synapse)")
 """Node type a pool feeds -> fold(pool, factor, synapse, graph, chain) -> the synapse with
 the pool folded in; `chain` is the pool and the Flatten nodes between it and the synapse.
 Flatten's entry is `THROUGH`: the chain goes on past it."""
+
+FOLD_BACK = Rules("pool folding (into the preceding synapse)")
+"""Node type feeding a pool -> fold(pool, factor, synapse) -> the synapse with the pool
+folded in, for a pool on a synapse's current."""
 
 THROUGH = "through"
 
@@ -69,11 +81,46 @@ def _into_conv(pool, factor: float, syn: Conv2d, graph: Graph, chain: list[str])
                   groups=syn.groups)
 
 
-def fold_pools(graph: Graph) -> tuple[Graph, bool]:
-    """Return (new graph, changed)."""
-    pools = [name for name in graph.order() if POOLS.supports(graph.node(name))]
+@FOLD_BACK.register(Conv2d)
+def _after_conv(pool, factor: float, syn: Conv2d) -> Conv2d:
+    if factor == 1.0 and getattr(syn, "bias", None) is not None:
+        raise UnsupportedError(f"{pool.name}: a sum pool after the biased conv {syn.name} "
+                               "would scale its bias; use an average pool")
+    (kh, kw), (sh, sw) = pool.kernel, syn.stride
+    o, ig, ka, kb = syn.weight.shape
+    w = np.zeros((o, ig, ka + sh * (kh - 1), kb + sw * (kw - 1)), np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            w[:, :, sh * i:sh * i + ka, sw * j:sw * j + kb] += syn.weight
+    return dataclasses.replace(syn, weight=(w * factor).astype(syn.weight.dtype),
+                               stride=(sh * kh, sw * kw))
+
+
+def fold_pools_after_conv(graph: Graph) -> tuple[Graph, bool]:
+    """Fold every pool whose input is a synapse's current (a FOLD_BACK type read by nothing
+    else) into that synapse. Return (new graph, changed)."""
+    pools = [n for n in graph.order() if POOLS.supports(graph.node(n))
+             and FOLD_BACK.supports(graph.node(graph.inputs(n)[0]))]
     if not pools:
         return graph, False
+    replace, rename = {}, {}
+    for name in pools:
+        pool, src = graph.node(name), graph.inputs(name)[0]
+        if len(graph.outputs(src)) != 1:
+            raise UnsupportedError(f"{name}: the pool's synapse {src} has other readers; "
+                                   "it cannot be folded into it")
+        replace[src] = FOLD_BACK.rule(graph.node(src))(pool, POOLS.rule(pool)(pool),
+                                                       graph.node(src))
+        rename[name] = src
+    return _rebuild(graph, replace, rename), True
+
+
+def fold_pools(graph: Graph) -> tuple[Graph, bool]:
+    """Return (new graph, changed)."""
+    graph, back = fold_pools_after_conv(graph)
+    pools = [name for name in graph.order() if POOLS.supports(graph.node(name))]
+    if not pools:
+        return graph, back
     replace: dict[str, object] = {}
     rename: dict[str, str] = {}
     for name in pools:
@@ -87,6 +134,12 @@ def fold_pools(graph: Graph) -> tuple[Graph, bool]:
             raise UnsupportedError(f"{name}: input {pshape[1]}x{pshape[2]} not divisible by "
                                    f"the pooling kernel {kh}x{kw}")
         rename[name] = graph.inputs(name)[0]
+    return _rebuild(graph, replace, rename), True
+
+
+def _rebuild(graph: Graph, replace: dict, rename: dict) -> Graph:
+    """The graph with nodes replaced and the renamed (folded) nodes dropped, their readers
+    reading what they read."""
     new = Graph(graph.meta)
     for n in graph.order():
         if n in rename:
@@ -98,7 +151,7 @@ def fold_pools(graph: Graph) -> tuple[Graph, bool]:
             ins.append(i)
         new.add(replace.get(n, graph.node(n)), ins)
     new.validate()
-    return new, True
+    return new
 
 
 def _chain_to_synapse(graph: Graph, pool: str) -> tuple[list[str], str]:
