@@ -543,14 +543,9 @@ def _energy_dataset(args):
     from .build import Build
     from .cli_checks import check_build_dir
     from .data import load_inputs, shard_paths
-    from .scale import cache_dir_for, energy_dataset
+    from .scale import cache_dir_for, check_dataset_flags, energy_dataset
 
-    if args.limit:
-        raise InputFileError(f"--limit applies to one .npz file; {args.inputs} is a data set "
-                             "(choose its shards instead)")
-    if args.workers and args.scheduler:
-        raise InputFileError("--workers and --scheduler: choose one (an embedded cluster or "
-                             "an existing one)")
+    check_dataset_flags(args)
     check_build_dir(args.build)
     events, used, bad = energy_dataset(args.build, args.inputs, args.energy_table,
                                        workers=args.workers, scheduler=args.scheduler,

@@ -526,15 +526,20 @@ def _assemble(paths, results, tol) -> DatasetReport:
 
 
 
-def dataset_report(args, backends: tuple, tol: Tolerance) -> DatasetReport:
-    """`snncompile verify --inputs DATA_SET` (cli.py): the flags to `verify_dataset`, what a
-    user must know on stderr."""
+def check_dataset_flags(args) -> None:
+    """The command-line flags a data set run refuses (`verify`, `energy`)."""
     if args.limit:
         raise InputFileError(f"--limit applies to one .npz file; {args.inputs} is a data set "
                              "(choose its shards instead)")
     if args.workers and args.scheduler:
         raise InputFileError("--workers and --scheduler: choose one (an embedded cluster or "
                              "an existing one)")
+
+
+def dataset_report(args, backends: tuple, tol: Tolerance) -> DatasetReport:
+    """`snncompile verify --inputs DATA_SET` (cli.py): the flags to `verify_dataset`, what a
+    user must know on stderr."""
+    check_dataset_flags(args)
     cache = cache_dir_for(args.build, args.json)
     rep = verify_dataset(args.build, args.inputs, backends, tol, workers=args.workers,
                          scheduler=args.scheduler, fresh=args.fresh, cache_dir=cache)

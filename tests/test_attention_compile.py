@@ -78,8 +78,12 @@ def test_simulator_equals_reference_with_onnx_coprocessor(case):
 @settings(max_examples=6, **SLOW_OK)
 @given(cases)
 def test_simulator_equals_lava_on_random_attention_networks(case):
+    _lava_equals_simulator(*compiled(*case, n=3))
+
+
+def _lava_equals_simulator(build, x):
+    """Lava's spikes and boundary values equal the simulator's, node for node."""
     from snncompile.backends.lava.run import run_lava
-    build, x = compiled(*case, n=3)
     sim = Simulator(build.graph).run(x)
     lava = run_lava(build.graph, x)
     for name, spikes in sim.spikes.items():
@@ -106,14 +110,7 @@ def test_combined_variants_lower_to_one_gate_per_part_and_match_reference(varian
 @pytest.mark.lava
 @pytest.mark.parametrize("variant, conv", COMBINED)
 def test_combined_variants_on_lava_equal_the_simulator(variant, conv):
-    from snncompile.backends.lava.run import run_lava
-    build, x = compiled(variant, conv, 5, n=2, steps=6)
-    sim = Simulator(build.graph).run(x)
-    lava = run_lava(build.graph, x)
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
-    for name, values in sim.boundary.items():
-        assert np.array_equal(lava.boundary[name], values), name
+    _lava_equals_simulator(*compiled(variant, conv, 5, n=2, steps=6))
 
 
 @pytest.mark.parametrize("variant, conv", COMBINED)
