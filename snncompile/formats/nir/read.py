@@ -483,7 +483,11 @@ def _topological(g, where: str, pred, succ) -> list[tuple[str, object]]:
             if not left[nxt]:
                 ready.append(nxt)
     if len(order) != len(g.nodes):
-        cyc = sorted(n for n in g.nodes if left[n])
+        cyc, drop = {n for n in g.nodes if left[n]}, True
+        while drop:  # keep the nodes on the cycle(s): drop those merely after one
+            drop = {n for n in cyc if not any(o in cyc for o in succ[n])}
+            cyc -= drop
+        cyc = sorted(cyc)
         raise UnsupportedError(f"{where}: the edges form a cycle through {cyc}; recurrent "
                                "graphs are not supported (feed-forward DAGs only)")
     for name, node in order:
