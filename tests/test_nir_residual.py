@@ -119,3 +119,15 @@ def test_cycles_and_bad_fan_in_are_refused():
     g.nodes["skip"] = nir.Linear(weight=np.ones((3, 6), np.float32))
     with pytest.raises(UnsupportedError, match="different shapes"):
         import_nir(g, dt=DT, convention="nir")
+
+
+def test_residual_graph_round_trips_through_export(tmp_path):
+    from snncompile.formats.nir import write_nir
+    graph = import_nir(_residual()[0], dt=DT, convention="nir")
+    path = tmp_path / "back.nir"
+    write_nir(graph, path, dt=DT)
+    back = import_nir(path, dt=DT)
+    assert sorted(back.inputs("lif2")) == ["fc2", "skip"]
+    x = _spikes((2, 20, 6), seed=4)
+    ref, got = run_float(graph, x), run_float(back, x)
+    assert ref["lif2"].any() and all(np.array_equal(ref[k], got[k]) for k in ref)
