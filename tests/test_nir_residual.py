@@ -119,6 +119,13 @@ def test_cycles_and_bad_fan_in_are_refused():
     g.nodes["skip"] = nir.Linear(weight=np.ones((3, 6), np.float32))
     with pytest.raises(UnsupportedError, match="different shapes"):
         import_nir(g, dt=DT, convention="nir")
+    nodes = {"in": nir.Input(input_type={"input": np.array([4])}),
+             "fc": nir.Linear(weight=np.eye(4, dtype=np.float32)), "lif": _lif(4, 5e-3, 1.0),
+             "out": nir.Output(output_type={"output": np.array([4])})}
+    edges = [("in", "fc"), ("fc", "lif"), ("in", "lif"), ("lif", "out")]  # in: no synapse
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    with pytest.raises(UnsupportedError, match=r"straight from a Linear.*\['in'\]"):
+        import_nir(g, dt=DT, convention="nir")
 
 
 def test_residual_graph_round_trips_through_export(tmp_path):

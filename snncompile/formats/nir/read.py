@@ -581,7 +581,8 @@ class _Builder:
         bad = [f.name for f in feeds if not f.is_synapse]
         if bad or any(st[2] is not None or st[3] is not None for st in states):
             raise UnsupportedError(f"{where}: with several inputs each must come straight "
-                                   f"from a Linear, Affine or Conv2d (not {bad or 'a Scale/Delay'})")
+                                   "from a Linear, Affine or Conv2d (not "
+                                   f"{bad or 'a Scale/Delay'})")
         biases = [st[1] for st in states if st[1] is not None]
         self.shape, self.in_scale, self.in_delay, self.feeds = shapes.pop(), None, None, feeds
         self.bias = sum(biases[1:], biases[0]) if biases else None
