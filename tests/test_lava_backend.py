@@ -245,6 +245,19 @@ def test_image_input_flattened_into_dense():
     _check(image_flatten_graph(), _spikes((3, 4, 2, 3, 4), np.random.default_rng(15)))
 
 
+def test_flatten_straight_into_output():
+    """A Flatten read only by Output: no Lava ReshapePort is left unconnected (Lava's
+    compiler failed on one with a KeyError)."""
+    r = _rng()
+    graph = Graph.sequential([
+        Input("in", shape=(2, 5, 4)),
+        FxConv2d("conv", weight=r.integers(-60, 120, (3, 2, 3, 3)), padding=(1, 1)),
+        FxLIF("lif", shape=(3, 5, 4), du=200, dv=400, vth=700), Flatten("flat"),
+        Output("out")])
+    got = _check(graph, _spikes((2, 4, 2, 5, 4), np.random.default_rng(16)))
+    assert got.spikes["lif"].shape == (2, 4, 3, 5, 4)
+
+
 def test_single_step_samples_reset_every_step():
     r = np.random.default_rng(10)
     _check(dense_binary_graph(), _spikes((4, 1, 12), r, p=0.7))

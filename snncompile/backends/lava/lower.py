@@ -285,10 +285,17 @@ def _output(node: Output, ins: list[Lowered], net: LavaNet) -> Lowered:
     return ins[0]
 
 
+_output.reads_port = False   # a graph boundary: nothing in Lava is connected to it
+
+
 @LOWER.register(Flatten)
 def _flatten(node: Flatten, ins: list[Lowered], net: LavaNet) -> Lowered:
+    """A flat view of the input's port; made only when a consumer connects to it: a Lava
+    ReshapePort left unconnected (a Flatten before Output) fails Lava's compiler."""
     port, perm, lshape = ins[0]
-    if len(lshape) > 1:
+    readers = [c for c in net.graph.outputs(node.name)
+               if getattr(LOWER.rule(net.graph.node(c)), "reads_port", True)]
+    if len(lshape) > 1 and readers:
         port = port.flatten()
     return Lowered(port, perm, (int(np.prod(lshape)),))
 

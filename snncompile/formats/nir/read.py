@@ -102,6 +102,8 @@ _REL_TOL = 1e-6  # per-neuron parameters closer than this count as one per-layer
 _DT_TOL = 1e-5   # two dt implied by float32 parameters of one file agree to this
 _NEURONS = ("LIF", "CubaLIF", "IF")
 _READOUTS = ("LI", "CubaLI")  # non-spiking leaky readouts: only as the node before Output
+_SUMS = _NEURONS + ("Threshold",) + _READOUTS  # may add the currents of several synapses
+_FANS_OUT = ("Input", "Flatten", "Threshold") + _NEURONS  # spikes: may feed several nodes
 _ASSUME = {
     "nir": ["forward-Euler discretisation of the NIR equations with step dt",
             "reset to v_reset (= 0) after a spike, one spike per step (NIR states neither)"],
@@ -213,7 +215,7 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
     meta = {"source": where, "frontend": "nir", "dt": step, "discretisation": (
                 "exponential" if convention in ("sinabs", "rockpool") else "forward-euler"),
             "nir": info, "nir_quirks": quirks, "nir_approximation": []}
-    return _Builder(step, convention, meta, decision).build(chain)
+    return _Builder(step, convention, meta, decision).build(chain, nirgraph.edges)
 
 
 # ---------------------------------------------------------------- exporter conventions
@@ -431,7 +433,9 @@ def _type(node) -> str:
 
 
 def _chain(g, where: str) -> list[tuple[str, object]]:
-    """The nodes of a feed-forward chain Input -> ... -> Output, in order."""
+    """The nodes of a feed-forward DAG Input -> ... -> Output, in topological order
+    (a chain, or residual paths: a spike source feeding several synapses, a neuron summing
+    the currents of several synapses)."""
     import nir
 
     for name, node in g.nodes.items():
@@ -440,12 +444,29 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
                                    "translate that layer); supported: " + ", ".join(SUPPORTED))
         if isinstance(node, nir.NIRGraph):
             raise UnsupportedError(f"{where}: node '{name}' is a nested graph (a recurrent "
-                                   "layer?); only feed-forward chains are supported")
+                                   "layer?); only feed-forward graphs are supported")
         if is_max_pool(_type(node)):
             raise max_pool_refused(f"{where}: node '{name}'", _type(node))
         if _type(node) not in SUPPORTED:
             raise UnsupportedError(f"{where}: node '{name}' has unsupported type "
                                    f"{_type(node)}; supported: " + ", ".join(SUPPORTED))
+    succ, pred = _links(g, where)
+    inputs = [n for n, v in g.nodes.items() if _type(v) == "Input"]
+    outputs = [n for n, v in g.nodes.items() if _type(v) == "Output"]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedError(f"{where}: needs exactly one Input and one Output, has "
+                               f"{len(inputs)} and {len(outputs)}")
+    order = _topological(g, where, pred, succ)
+    for n, node in g.nodes.items():
+        _check_fan(where, n, _type(node), pred[n], succ[n])
+    dead = sorted(n for n in g.nodes if n != outputs[0] and not succ[n])
+    if dead:
+        raise UnsupportedError(f"{where}: node(s) {dead} lead nowhere; every path must end "
+                               "at the Output")
+    return order
+
+
+def _links(g, where: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     succ: dict[str, list[str]] = {n: [] for n in g.nodes}
     pred: dict[str, list[str]] = {n: [] for n in g.nodes}
     for src, dst in g.edges:
@@ -454,39 +475,53 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
                 raise InputFileError(f"{where}: edge ({src}, {dst}) names a missing node")
         if src == dst:
             raise UnsupportedError(f"{where}: recurrent edge {src} -> {dst}; only "
-                                   "feed-forward chains are supported")
+                                   "feed-forward graphs are supported")
+        if dst in succ[src]:
+            raise InputFileError(f"{where}: edge ({src}, {dst}) is given twice")
         succ[src].append(dst)
         pred[dst].append(src)
-    inputs = [n for n, v in g.nodes.items() if _type(v) == "Input"]
-    outputs = [n for n, v in g.nodes.items() if _type(v) == "Output"]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise UnsupportedError(f"{where}: needs exactly one Input and one Output, has "
-                               f"{len(inputs)} and {len(outputs)}")
-    for n in g.nodes:
-        if len(succ[n]) > 1 or len(pred[n]) > 1:
-            raise UnsupportedError(f"{where}: node '{n}' has {len(pred[n])} inputs and "
-                                   f"{len(succ[n])} outputs; only feed-forward chains "
-                                   "(no branches, no recurrent edges) are supported")
-    order, seen, cur = [], set(), inputs[0]
-    while True:
-        if cur in seen:
-            raise UnsupportedError(f"{where}: recurrent edge into '{cur}'; only feed-forward "
-                                   "chains are supported")
-        seen.add(cur)
+    return succ, pred
+
+
+def _check_fan(where: str, n: str, kind: str, ins: list[str], outs: list[str]) -> None:
+    """Fan-in only into neurons (their synaptic currents add); fan-out only from spikes."""
+    if len(ins) > 1 and kind not in _SUMS:
+        raise UnsupportedError(f"{where}: node '{n}' ({kind}) has {len(ins)} inputs "
+                               f"{sorted(ins)}; only a neuron layer may sum several synapses")
+    if len(outs) > 1 and kind not in _FANS_OUT:
+        raise UnsupportedError(f"{where}: node '{n}' ({kind}) feeds {len(outs)} nodes "
+                               f"{sorted(outs)}; only the Input, a Flatten or a spiking "
+                               "neuron layer may feed several")
+
+
+def _topological(g, where: str, pred, succ) -> list[tuple[str, object]]:
+    """Kahn's order (ties in the file's node order); a cycle is refused by name."""
+    left = {n: len(pred[n]) for n in g.nodes}
+    ready = [n for n in g.nodes if not left[n]]
+    order = []
+    while ready:
+        cur = ready.pop(0)
         order.append((cur, g.nodes[cur]))
-        if not succ[cur]:
-            break
-        cur = succ[cur][0]
-    if cur != outputs[0] or len(seen) != len(g.nodes):
-        left = sorted(set(g.nodes) - seen)
-        raise UnsupportedError(f"{where}: the nodes do not form one chain from Input to "
-                               f"Output (not reached: {left or [cur]})")
-    for (name, node), (after, nxt) in zip(order, order[1:]):
-        if _type(node) in _READOUTS and _type(nxt) != "Output":
+        for nxt in succ[cur]:
+            left[nxt] -= 1
+            if not left[nxt]:
+                ready.append(nxt)
+    if len(order) != len(g.nodes):
+        cyc, drop = {n for n in g.nodes if left[n]}, True
+        while drop:  # keep the nodes on the cycle(s): drop those merely after one
+            drop = {n for n in cyc if not any(o in cyc for o in succ[n])}
+            cyc -= drop
+        cyc = sorted(cyc)
+        raise UnsupportedError(f"{where}: the edges form a cycle through {cyc}; recurrent "
+                               "graphs are not supported (feed-forward DAGs only)")
+    for name, node in order:
+        if _type(node) in _READOUTS and any(_type(g.nodes[o]) != "Output" for o in succ[name]):
+            after = [o for o in succ[name] if _type(g.nodes[o]) != "Output"][0]
             raise UnsupportedError(
                 f"{where}: node '{name}' is a {_type(node)}, a non-spiking leaky readout, "
-                f"followed by '{after}' ({_type(nxt)}); its real-valued voltage cannot feed "
-                "a synapse on Loihi, so it is supported only as the node before Output")
+                f"followed by '{after}' ({_type(g.nodes[after])}); its real-valued voltage "
+                "cannot feed a synapse on Loihi, so it is supported only as the node before "
+                "Output")
     return order
 
 
@@ -527,19 +562,58 @@ class _Builder:
         self.in_scale: np.ndarray | None = None
         self.in_delay: np.ndarray | None = None  # steps per input, for the next Linear
 
-    def build(self, chain) -> Graph:
-        for i, (key, node) in enumerate(chain):
+    def build(self, chain, edges) -> Graph:
+        succ: dict[str, list[str]] = {k: [] for k, _ in chain}
+        pred: dict[str, list[str]] = {k: [] for k, _ in chain}
+        for src, dst in edges:
+            succ[src].append(dst)
+            pred[dst].append(src)
+        nodes, states, ins = dict(chain), {}, {}
+        for key, node in chain:
             name, where = _name(key), f"NIR node '{key}' ({_type(node)})"
-            nxt = chain[i + 1][1] if i + 1 < len(chain) else None
+            nxt = nodes[succ[key][0]] if succ[key] else None
+            self._enter([states[k] for k in pred[key]], where)
+            before = len(self.nodes)
             try:
                 getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
             except (ValueError, TypeError, OverflowError) as exc:
                 # a hostile file: a string where numbers belong, an infinite size...
                 raise InputFileError(f"{self.meta['source']}: {where}: malformed parameter "
                                      f"({type(exc).__name__}: {str(exc)[:100]})") from None
-        graph = Graph.sequential(self.nodes, meta=self.meta)
+            for new in self.nodes[before:]:
+                ins[new.name], self.feeds = self.feeds, [new]
+            states[key] = (self.shape, self.bias, self.in_scale, self.in_delay, self.feeds)
+        graph = Graph(self.meta)
+        for node in self.nodes:
+            graph.add(node, [n.name for n in ins[node.name]])
         graph.validate()
         return graph
+
+    def _enter(self, states, where):
+        """Take over the walk's state from the node(s) feeding this one; several (a
+        neuron summing residual paths) must each end in a synapse of the same shape, and
+        their synapse biases add."""
+        if len(states) <= 1:
+            self.shape, self.bias, self.in_scale, self.in_delay, self.feeds = (
+                states[0] if states else ((), None, None, None, []))
+            return
+        shapes = {st[0] for st in states}
+        feeds = [f for st in states for f in st[4]]
+        if len(shapes) > 1:
+            raise UnsupportedError(f"{where}: its inputs have different shapes "
+                                   f"{sorted(shapes)}; summed currents must match")
+        bad = [f.name for f in feeds if not f.is_synapse]
+        if bad or any(st[2] is not None or st[3] is not None for st in states):
+            raise UnsupportedError(f"{where}: with several inputs each must come straight "
+                                   "from a Linear, Affine or Conv2d (not "
+                                   f"{bad or 'a Scale/Delay'})")
+        biases = [st[1] for st in states if st[1] is not None]
+        self.shape, self.in_scale, self.in_delay, self.feeds = shapes.pop(), None, None, feeds
+        self.bias = sum(biases[1:], biases[0]) if biases else None
+
+    def _last(self):
+        """The one IR node feeding the current one (None: none or several)."""
+        return self.feeds[0] if len(self.feeds) == 1 else None
 
     # ---- structure
     def _input(self, name, node, where, nxt):
@@ -557,7 +631,7 @@ class _Builder:
         self.nodes.append(Input(name, shape=shape))
 
     def _output(self, name, node, where, nxt):
-        if not self.nodes or not isinstance(self.nodes[-1], (LIF, LI)):
+        if not isinstance(self._last(), (LIF, LI)):
             raise UnsupportedError(f"{where}: the output must be fed by a spiking neuron "
                                    "layer (LIF, CubaLIF, IF, Threshold) or a leaky readout "
                                    "(LI, CubaLI)")
@@ -693,7 +767,7 @@ class _Builder:
     def _scale(self, name, node, where, nxt):
         s = np.broadcast_to(_finite(_arr(node.scale), "scale", where),
                             self.shape).astype(np.float64)
-        last = self.nodes[-1] if self.nodes else None
+        last = self._last()
         if self.bias is not None:
             self.bias = self.bias * s
         if isinstance(last, Dense):
@@ -781,9 +855,10 @@ class _Builder:
 
     def _fold_per_neuron(self, where, ratio):
         """Per-neuron thresholds: divide rows of the feeding Dense so that one vth fits."""
-        last = self.nodes[-1] if self.nodes else None
-        if isinstance(last, Dense) and len(self.shape) == 1:
-            last.weight = (last.weight / ratio.reshape(-1, 1)).astype(np.float32)
+        if self.feeds and len(self.shape) == 1 and all(isinstance(f, Dense)
+                                                      for f in self.feeds):
+            for last in self.feeds:
+                last.weight = (last.weight / ratio.reshape(-1, 1)).astype(np.float32)
             return
         raise UnsupportedError(f"{where}: per-neuron thresholds/gains ({_show(ratio)} x) "
                                "need a Dense in front; Loihi's LIF has one threshold per "
@@ -929,8 +1004,8 @@ class _Builder:
     def _fold_gain(self, where, kind, gain):
         """Multiply the feeding synapse's output rows (channels) by `gain`, one value per
         output channel (Loihi adds the current to the voltage with gain 1)."""
-        last = self.nodes[-1] if self.nodes else None
-        if last is None or not last.is_synapse:
+        if not self.feeds or not all(f.is_synapse for f in self.feeds):
+            last = self._last()
             raise UnsupportedError(
                 f"{where}: a {kind} readout must directly follow a Linear, Affine or Conv2d "
                 f"(its input gain is folded into those weights), not "
@@ -940,8 +1015,9 @@ class _Builder:
             raise UnsupportedError(f"{where}: the input gain ({_show(gain)}) differs within "
                                    "a channel; it must be one value per output channel to "
                                    "fold into the synapse weights")
-        shape = (-1,) + (1,) * (last.weight.ndim - 1)
-        last.weight = (last.weight * per[:, 0].reshape(shape)).astype(np.float32)
+        for last in self.feeds:
+            shape = (-1,) + (1,) * (last.weight.ndim - 1)
+            last.weight = (last.weight * per[:, 0].reshape(shape)).astype(np.float32)
 
     def _threshold(self, name, node, where, nxt):
         p = self._params(node, ("threshold",), where)
