@@ -167,3 +167,14 @@ def residual_networks(draw, max_layers=4, delays=False):
     n, t = draw(st.integers(1, 3)), draw(st.integers(1, 10))
     x = (rng.random((n, t, sizes[0])) < rng.uniform(0.2, 0.7)).astype(np.int64)
     return graph, x
+
+
+def assert_lava_equals_simulator(case):
+    """Lava's spikes equal the simulator's, node for node, on (graph, inputs)."""
+    from snncompile.backends.lava.run import run_lava
+    from snncompile.backends.sim import Simulator
+    graph, x = case
+    sim = Simulator(graph).run(x)
+    lava = run_lava(graph, x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(lava.spikes[name], spikes), name

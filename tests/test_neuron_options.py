@@ -19,7 +19,7 @@ from snncompile.frontends.torch_checkpoint import graph_from_model
 from snncompile.passes.quantize import quantize
 from snncompile.target import load_target
 
-from strategies import fixed_networks
+from strategies import assert_lava_equals_simulator, fixed_networks
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 OPTIONS = [(r, f) for r in ("zero", "subtract", "threshold") for f in (">", ">=")]
@@ -91,12 +91,7 @@ def test_reference_equals_simulator_numpy_and_numba_with_options(case):
 @settings(max_examples=6, **FAST)
 @given(fixed_networks(conv=None, max_layers=2, neuron_options=True))
 def test_lava_soft_lif_equals_simulator(case):
-    from snncompile.backends.lava.run import run_lava
-    graph, x = case
-    res = Simulator(graph).run(x)
-    lava = run_lava(graph, x)
-    for name, spikes in res.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
+    assert_lava_equals_simulator(case)
 
 
 @pytest.mark.lava

@@ -1,24 +1,12 @@
 """The simulator against Lava's bit-accurate models (Loihi2SimCfg, fixed_pt) on random
 networks: every layer's spikes identical at every step, several samples chained per run."""
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from snncompile.backends.lava.run import run_lava
-from snncompile.backends.sim import Simulator
-
-from strategies import fixed_networks
+from strategies import assert_lava_equals_simulator, fixed_networks
 
 pytestmark = pytest.mark.lava
 SLOW_OK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def assert_lava_equals_simulator(case):
-    graph, x = case
-    sim = Simulator(graph).run(x)
-    lava = run_lava(graph, x)
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
 
 
 @settings(max_examples=30, **SLOW_OK)
