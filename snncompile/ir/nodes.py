@@ -384,6 +384,12 @@ class LIF(Node):
                                  f"{tuple(shape)}")
         return self.shape
 
+    @property
+    def lava_lif(self) -> bool:
+        """True for the default options (reset to 0, spike at v > vth): Lava's own LIF,
+        Loihi 1's compartment and netx's CUBA neuron compute this neuron."""
+        return self.reset == "zero" and self.fire_at == ">"
+
     def summary(self):
         return f"du={self.du:.4g} dv={self.dv:.4g} vth={self.vth:.4g}" + _options_summary(self)
 
@@ -566,11 +572,7 @@ class FxLIF(Node):
         _spiking_options(self)
 
     out_shape = LIF.out_shape
-
-    @property
-    def lava_lif(self) -> bool:
-        """True when Lava's own LIF computes this neuron (the default options)."""
-        return self.reset == "zero" and self.fire_at == ">"
+    lava_lif = LIF.lava_lif
 
     def summary(self):
         return (f"du={self.du} dv={self.dv} vth={self.vth} bias_exp={self.bias_exp}"

@@ -348,7 +348,7 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
             raise QuantizationError(f"{syn.name}: weight contains NaN or inf")
     if not np.all(np.isfinite(bias)):
         raise QuantizationError(f"{name}: bias contains NaN or inf")
-    if not (lif.reset == "zero" and lif.fire_at == ">") and not num.programmable_neurons:
+    if not lif.lava_lif and not num.programmable_neurons:
         raise UnsupportedError(f"{name}: LIF reset '{lif.reset}' / fire_at '{lif.fire_at}' "
                                f"needs programmable neurons; target {spec.name} has only "
                                "Loihi 1's compartment (reset to 0, spike at v > vth)")

@@ -132,7 +132,7 @@ def _flatten(node: Flatten, out: _NirOut) -> None:
 def _lif(node: LIF, out: _NirOut) -> None:
     """NIR records neither the reset nor the compare: a reader assumes reset to v_reset
     and v > v_threshold, so any other option is refused rather than written wrongly."""
-    if not (node.reset == "zero" and node.fire_at == ">"):
+    if not node.lava_lif:
         raise UnsupportedError(f"{node.name}: LIF reset '{node.reset}' / fire_at "
                                f"'{node.fire_at}' cannot be written to NIR: CubaLIF "
                                "records only v_reset, and readers assume reset to it "
