@@ -83,9 +83,7 @@ def _into_conv(pool, factor: float, syn: Conv2d, graph: Graph, chain: list[str])
 
 @FOLD_BACK.register(Conv2d)
 def _after_conv(pool, factor: float, syn: Conv2d) -> Conv2d:
-    if factor == 1.0 and getattr(syn, "bias", None) is not None:
-        raise UnsupportedError(f"{pool.name}: a sum pool after the biased conv {syn.name} "
-                               "would scale its bias; use an average pool")
+    """(Conv2d has no bias yet: when it gets one, a sum pool must scale it by k*k.)"""
     (kh, kw), (sh, sw) = pool.kernel, syn.stride
     o, ig, ka, kb = syn.weight.shape
     w = np.zeros((o, ig, ka + sh * (kh - 1), kb + sw * (kw - 1)), np.float64)
