@@ -330,6 +330,12 @@ def _coproc(node: FxCoproc, ins, ctx: _Context) -> dict[str, torch.Tensor]:
         ctx.state[node.name] = _CoprocEvaluator(node, ctx.samples)
     for src, value in zip(ctx.graph.inputs(node.name), ins):
         ctx.cross(f"{node.name}<-{src}", value.to(torch.int64))
+    if node.window:
+        if ctx.steps != ctx.timing.steps:
+            raise UnsupportedError(f"{node.name}: a whole-window attention partition in a "
+                                   "graph evaluated step by step (a top-down loop) has no "
+                                   "integer reference yet")
+        return ctx.state[node.name].run_window(ins)
     return ctx.state[node.name].run(ins)
 
 
@@ -365,6 +371,18 @@ class _CoprocEvaluator:
             steps.append(out)
         return {o: torch.as_tensor(np.stack([s[o] for s in steps], 1).astype(np.int64))
                 for o in self.cg.outputs}
+
+    def run_window(self, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A window partition (FxCoproc `window` = T): one run on each sample's whole
+        window (N, T, *shape); each output (N, T or 1, *shape) becomes its value at every
+        local step (a leading 1: the same at each), in local time (the delay is not seen)."""
+        from snncompile.coproc.onnx_export import run_onnx
+
+        xs = {k: x.numpy() for k, x in zip(self.cg.inputs, ins)}
+        out, _ = run_onnx(self.evaluator, self.cg, xs, {})
+        t = ins[0].shape[1]
+        return {o: torch.as_tensor(np.broadcast_to(v, (v.shape[0], t) + v.shape[2:])
+                                   .astype(np.int64)) for o, v in out.items()}
 
 
 @REFERENCE.register(FxGate)
