@@ -701,6 +701,14 @@ class FxCoproc(Node):
     def same_as(self, other) -> bool:
         return fx_coproc_equal(self, other)
 
+    def port_spec(self, value: str):
+        """The ValueSpec of graph input or output `value` as it crosses per time step (a
+        window partition: one step of its window, one row of an output)."""
+        from ..coproc import ValueSpec
+        cg = self.cgraph
+        spec = cg.inputs.get(value) or cg.specs[value]
+        return ValueSpec(spec.shape[1:], spec.bits, spec.signed) if self.window else spec
+
     def runs_per_sample(self, steps: int) -> int:
         """How often the graph runs per sample of `steps` steps: every step, or once."""
         return 1 if self.window else int(steps)
