@@ -167,10 +167,12 @@ def window_lines(p: dict) -> list[str]:
               if delay.get("step_s") else ", microseconds not estimated (no calibration run)")
         out += ["", f"Whole-window attention {q['node']}: the co-processor buffers the "
                 f"current of all {q['window']} steps of a sample ({q['buffer']} = "
-                f"{q['buffer_bytes']:,} bytes per sample in flight), computes the gains once "
-                f"the window is complete ({q['window_compute_s'] * 1e6:.3g} us of compute in "
-                f"that step) and sends them back with the buffered current: the neurons "
-                f"after it run {q['delay_steps']} steps later than in causal mode{us}."]
+                f"{q['buffer_bytes']:,} bytes per sample; a stream of samples needs two such "
+                f"buffers, one filling while the other is sent back), computes the gains "
+                f"once the window is complete ({q['window_compute_s'] * 1e6:.3g} us of "
+                f"compute in that step; latency/step above averages it over the window) and "
+                f"sends them back with the buffered current: the neurons after it run "
+                f"{q['delay_steps']} steps later than in causal mode{us}."]
     if any(q.get("window") for q in p["partitions"]):
         out.append(f"Added latency per inference: {p['added_delay_steps']} steps"
                    + (f", about {delay['seconds'] * 1e6:.3g} us" if delay.get("seconds")
