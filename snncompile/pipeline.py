@@ -145,7 +145,7 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
     onnx_files = {}
     if fixed.nodes(FxCoproc):                                                # ANN branch
         report["partition"] = partition(fixed, spec)
-        if report["partition"]["added_delay_steps"]:                 # window attention
+        if report["partition"].get("added_delay_steps"):            # window attention
             report["partition"]["window_delay"] = _window_delay(
                 fixed, mapping, spec, sim, x_cal, report["partition"]["added_delay_steps"])
         md += "\n## Partition (neurocores / co-processor)\n\n" + \

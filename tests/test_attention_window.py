@@ -227,6 +227,8 @@ def test_report_and_energy_state_the_added_latency_and_the_buffer():
             in build.report_md)
     assert "2,400 bytes per sample" in build.report_md
     assert f"Added latency per inference: {STEPS} steps, about {us}" in build.report_md
+    from snncompile.report.html import build_page
+    assert f"Added latency per inference: {STEPS} steps, about {us}" in build_page(build).html()
     rep, _ = energy_report(build, x)
     e = rep.to_json()
     assert e["latency_per_inference_s"] == pytest.approx(e["latency_per_step_s"] * 2 * STEPS)

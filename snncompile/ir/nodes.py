@@ -662,6 +662,9 @@ class FxCoproc(Node):
     window: int = 0         # 0: per step; T: the whole window of T steps, buffered
     latency: int = 0        # window mode: steps after the window before the first output
     kind: ClassVar[str] = "graded"
+    #: fields not written to graph.json at these values (a streaming partition's build is
+    #: the same file as before window mode existed; loading fills the defaults back in)
+    omit_when_default: ClassVar[dict] = {"window": 0, "latency": 0}
 
     def __post_init__(self):
         self.arrays = {k: np.asarray(v) for k, v in dict(self.arrays or {}).items()}

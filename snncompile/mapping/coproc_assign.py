@@ -94,12 +94,16 @@ def partition(graph: Graph, spec: TargetSpec) -> dict:
         q = _partition_costs(node, cp)
         core = i % cores
         busy[core] += q["latency_s"]
-        parts.append(dict(q, node=node.name, x86_core=core))
+        parts.append({"node": node.name, "x86_core": core, **q})
     estimates = sorted(k for k, v in dict(cp.get("estimate", {})).items() if v)
-    return {"assignment": where, "channels": channels, "partitions": parts,
-            "x86_cores": cores, "added_latency_per_step_s": max(busy) if parts else 0.0,
-            "bytes_per_step": sum(ch["bytes_per_step"] for ch in channels),
-            "added_delay_steps": added_delay(graph), "estimates": estimates}
+    out = {"assignment": where, "channels": channels, "partitions": parts,
+           "x86_cores": cores, "added_latency_per_step_s": max(busy) if parts else 0.0,
+           "bytes_per_step": sum(ch["bytes_per_step"] for ch in channels),
+           "estimates": estimates}
+    delay = added_delay(graph)
+    if delay:           # whole-window attention (absent: every partition streams)
+        out["added_delay_steps"] = delay
+    return out
 
 
 def _partition_costs(node: FxCoproc, cp: dict) -> dict:
