@@ -11,7 +11,8 @@ n = 0 .. T + max depth - 1 (`snncompile.ir.timing`): at every step the loop dela
 order, `advance`s one step from its inputs' values of this step. A synapse (FxDense,
 FxConv2d) sends the buffer it computed in the previous step and accumulates this step's
 input; a node that resets (FxLIF, a co-processor partition) computes only in its local
-window [depth, depth + T), from zero state; a node that runs in global time
+window [depth, depth + T), from zero state (a whole-window partition buffers its window
+and sends row t of its results at step depth + t, T steps after the window began); a node that runs in global time
 (`runs_in_global_time`: FxSigmaDelta, Lava's sigma-delta models) runs from global step 0
 without reset. Neurons (`records_values`) write their outputs, in local time, into the
 Run's values; partitions and their outputs write what crosses the boundary.
