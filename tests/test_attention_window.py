@@ -126,6 +126,13 @@ def test_window_mode_on_lava_equals_the_simulator(variant, conv):
     _lava_equals_simulator(*compiled_window(variant, conv, n=3))
 
 
+@pytest.mark.lava
+@settings(max_examples=3, **SLOW_OK)
+@given(st.sampled_from(CASES), st.integers(0, 10_000))
+def test_random_window_networks_on_lava_equal_the_simulator(case, seed):
+    _lava_equals_simulator(*compiled_window(*case, seed=seed, n=2))
+
+
 def test_build_round_trips_and_other_window_lengths_are_refused(tmp_path):
     from snncompile.build import Build
     build, x = compiled_window("tcsa", True)
