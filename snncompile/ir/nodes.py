@@ -712,10 +712,6 @@ class FxCoproc(Node):
         spec = cg.inputs.get(value) or cg.specs[value]
         return ValueSpec(spec.shape[1:], spec.bits, spec.signed) if self.window else spec
 
-    def runs_per_sample(self, steps: int) -> int:
-        """How often the graph runs per sample of `steps` steps: every step, or once."""
-        return 1 if self.window else int(steps)
-
     def step_io_bytes(self):
         """Bit-packed bytes into and out of the partition per time step per sample
         (`coproc.IoBytes`). A window partition receives one step of its window per step

@@ -31,16 +31,16 @@ Definitions (the chip's, and Lava's):
 * a loop delay (FxDelay, the top-down attention loop) reads, at its target's local step t,
   what its source produced at local step t - latency (`init` before that).
 * a **window partition** (FxCoproc with `window` = T > 0: whole-window attention, as
-  released) receives local steps 0 .. T-1 of its inputs at global steps depth .. depth +
-  T - 1 (`buffers_from`), buffers them, and computes once the window is complete (at
-  global step depth + T - 1, `window_done`). It sends what belongs to local step t (a
-  gain, and the buffered current it gates) at global step depth + T + latency + t: its
-  `output_delay` is `coproc_delay` = T + latency steps (its own depth, like a synapse's,
-  is where its outputs are: the depth of its input plus that delay), so every node after it has a depth larger by that
-  much than in causal mode (`added_delay` sums it over the graph). In local time nothing
-  changes: the gate at local step t multiplies current t by the gain of the whole
-  window. In a stream of samples (Lava), the partition buffers sample n + 1 while it
-  sends sample n back.
+  released) whose input is at depth d receives local steps 0 .. T-1 of it at global
+  steps d .. d + T - 1 (from `buffers_from`), buffers them, and computes once the window
+  is complete (global step d + T - 1, `window_done`). It sends what belongs to local
+  step t (a gain, and the buffered current it gates) at global step d + T + latency + t:
+  its `output_delay` is `coproc_delay` = T + latency steps, and its own depth, like a
+  synapse's, is where its outputs are (d + T + latency). Every node after it has a depth
+  larger by that much than in causal mode (`added_delay` sums it over the graph). In
+  local time nothing changes: the gate at local step t multiplies current t by the gain
+  of the whole window. In a stream of samples (Lava), the partition buffers sample n + 1
+  while it sends sample n back.
 """
 from __future__ import annotations
 
