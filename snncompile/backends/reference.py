@@ -11,7 +11,8 @@ What each node type computes is one rule per type in one of two tables:
 
 * `REFERENCE` (local time): feed-forward graphs, evaluated node by node over the whole
   window at once (a whole-window attention partition runs its ONNX model once on it;
-  its delay does not exist in local time), and graphs with a top-down loop (FxDelay), evaluated one local step at a
+  its delay does not exist in local time), and graphs with a top-down loop (FxDelay),
+  evaluated one local step at a
   time with every node keeping its state;
 * `REFERENCE_GLOBAL` (global time): graphs with nodes that `runs_in_global_time`
   (sigma-delta neurons are never reset), evaluated node by node over the T + max depth

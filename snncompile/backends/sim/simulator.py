@@ -12,7 +12,8 @@ order, `advance`s one step from its inputs' values of this step. A synapse (FxDe
 FxConv2d) sends the buffer it computed in the previous step and accumulates this step's
 input; a node that resets (FxLIF, a co-processor partition) computes only in its local
 window [depth, depth + T), from zero state (a whole-window partition buffers its window
-and sends row t of its results at step depth + t, T steps after the window began); a node that runs in global time
+and sends row t of its results at step depth + t, T steps after the window began); a
+node that runs in global time
 (`runs_in_global_time`: FxSigmaDelta, Lava's sigma-delta models) runs from global step 0
 without reset. Neurons (`records_values`) write their outputs, in local time, into the
 Run's values; partitions and their outputs write what crosses the boundary.
