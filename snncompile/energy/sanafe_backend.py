@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from ..ir.nodes import Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, Input, Output
 from ..ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights
 from ..target import TargetSpec
@@ -241,6 +241,15 @@ class _SanafeConv(_SanafeSynapse):
     def edges(self, node: FxConv2d, graph: Graph):
         si, di, wv = _conv_edges(node, graph.shape(graph.inputs(node.name)[0]),
                                  graph.shape(node.name))
+        return si, di, wv * 64
+
+
+@_rule(FxConv1d)
+class _SanafeConv1d(_SanafeConv):
+    def edges(self, node: FxConv1d, graph: Graph):
+        in_shape = graph.shape(graph.inputs(node.name)[0])
+        si, di, wv = _conv_edges(node, node.image_shape(in_shape),
+                                 node.image_shape(graph.shape(node.name)))
         return si, di, wv * 64
 
 
