@@ -237,3 +237,46 @@ def test_nir_export_writes_conv1d_and_reads_back(tmp_path):
     xf = x.astype(np.float32)
     fa, fb = run_float(back, xf), run_float(build.float_graph, xf)
     assert all(np.array_equal(fa[k], fb[k]) for k in fb)
+
+
+RES_CFG = _cfg(2, 10, [{"type": "conv1d", "out": 3, "kernel": 3, "padding": 1}, dict(LIF),
+                       {"type": "residual", "name": "res",
+                        "body": [{"type": "conv1d", "out": 3, "kernel": 3, "padding": 1},
+                                 dict(LIF, name="res.lif"),
+                                 {"type": "conv1d", "out": 3, "kernel": 3, "padding": 1}]},
+                       dict(LIF, name="after")])
+
+
+def test_conv1d_residual_with_identity_shortcut_is_balanced_by_delay_neurons(tmp_path):
+    """An identity shortcut on (C, L) spikes is a depthwise Conv1d of ones; Conv has no
+    synaptic delays, so balancing puts one relay stage (FxConv1d identity + delay
+    neurons) in front of it, and reference == simulator on the deployed graph."""
+    model = _model(RES_CFG, 4, gain=1.5)
+    x = (np.random.default_rng(4).random((2, 6, 2, 10)) < 0.4).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.as_tensor(x)).numpy() > 0
+    assert np.array_equal(run_float(graph_from_model(model), x)["out"], want)
+    build, xs, _ = _compiled(RES_CFG, 4, tmp_path, (2, 10), gain=1.5)
+    g = build.graph
+    assert [d["synapse"] for d in build.report["path_delays"]] == ["res.shortcut"]
+    relay = g.node("res.shortcut.relay0.syn")
+    assert isinstance(relay, FxConv1d) and g.shape("res.shortcut.relay0") == (3, 10)
+    ref = reference_run(g, xs)
+    assert ref["after"].any()
+    for kernel in ("numpy", "numba"):
+        res = Simulator(g, kernel=kernel).run(xs)
+        assert all(np.array_equal(res.spikes[k], ref[k]) for k in ref), kernel
+
+
+@pytest.mark.lava
+def test_compiled_conv1d_checkpoints_reference_equals_simulator_and_lava(tmp_path):
+    from snncompile.backends.lava.run import run_lava
+    for i, (cfg, shape) in enumerate(((CFG, (3, 16)), (RES_CFG, (2, 10)))):
+        build, x, _ = _compiled(cfg, i, tmp_path, shape, gain=2.0 if i == 0 else 1.5)
+        ref = reference_run(build.graph, x)
+        sim = Simulator(build.graph).run(x)
+        lava = run_lava(build.graph, x)
+        assert sum(int(v.sum()) for v in ref.values()) > 0
+        for k in ref:
+            assert np.array_equal(sim.spikes[k], ref[k]) and \
+                np.array_equal(lava.spikes[k], ref[k]), (i, k)
