@@ -280,3 +280,30 @@ def test_compiled_conv1d_checkpoints_reference_equals_simulator_and_lava(tmp_pat
         for k in ref:
             assert np.array_equal(sim.spikes[k], ref[k]) and \
                 np.array_equal(lava.spikes[k], ref[k]), (i, k)
+
+
+def _nir_conv1d_graph(**conv):
+    import nir
+    w = np.random.default_rng(0).normal(size=(3, 2, 3)).astype(np.float32)
+    nodes = {"in": nir.Input(input_type={"input": np.array([2, 9])}),
+             "c": nir.Conv1d(input_shape=9, weight=w, bias=np.zeros(3, np.float32),
+                             **{"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+                                **conv}),
+             "n": nir.IF(r=np.ones((3, 9)), v_threshold=np.ones((3, 9))),
+             "out": nir.Output(output_type={"output": np.array([3, 9])})}
+    return nir.NIRGraph(nodes=nodes, edges=[("in", "c"), ("c", "n"), ("n", "out")],
+                        type_check=False)
+
+
+def test_nir_conv1d_same_padding_and_its_refusals():
+    from snncompile.formats.nir.read import import_nir
+    g = import_nir(_nir_conv1d_graph(padding="same", dilation=2), dt=1e-3, convention="nir")
+    node = g.node("c")
+    assert (node.padding, node.dilation) == (2, 2) and g.shape("c") == (3, 9)
+    with pytest.raises(UnsupportedError, match="NIR node 'c' \\(Conv1d\\): padding 'same' "
+                       "needs stride 1") as exc:
+        import_nir(_nir_conv1d_graph(padding="same", stride=2), dt=1e-3, convention="nir")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(UnsupportedError, match=r"NIR node 'c' \(Conv1d\): stride \(\[1 2\]\) "
+                       "must be one integer"):
+        import_nir(_nir_conv1d_graph(stride=np.array([1, 2])), dt=1e-3, convention="nir")
