@@ -318,7 +318,7 @@ def _block_neurons(block: dict, shape) -> np.ndarray:
     if "range" in block:
         return np.arange(block["range"][0], block["range"][1])
     c0, c1, y0, y1, x0, x1 = block["tile"]
-    _, h, w = shape
+    _, h, w = shape if len(shape) == 3 else (shape[0], 1, shape[-1])  # Conv1d-fed: (O, 1, L')
     c, y, x = np.meshgrid(np.arange(c0, c1), np.arange(y0, y1), np.arange(x0, x1),
                           indexing="ij")
     return ((c * h + y) * w + x).ravel()
