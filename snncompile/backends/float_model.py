@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Delay, Dense, Flatten, Gate,
-                           Graph, Input, Output, SumPool2d, TopDown)
+from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Delay, Dense,
+                           Flatten, Gate, Graph, Input, Output, SumPool2d, TopDown)
 from snncompile.ir.registry import Rules
 from snncompile.nn.layers import LIFLayer
 

@@ -3,7 +3,8 @@ from .graph import Graph, graphs_equal, load_npz, save_npz_deterministic
 from .nodes import (ATTENTION_PARTS, FIXED_TYPES, FLOAT_TYPES, LIF, NODE_TYPES, SIGNAL_KINDS,
                     Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d,
                     FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
-                    Input, LI, NEURON_TYPES, Node, Output, READOUT_DECISIONS, SumPool2d, TopDown, Delay, Gate)
+                    Input, LI, NEURON_TYPES, Node, Output, READOUT_DECISIONS, SumPool2d,
+                    TopDown, Delay, Gate)
 
 __all__ = ["ATTENTION_PARTS",
            "Attention", "Graph", "graphs_equal", "load_npz", "save_npz_deterministic", "Node",

@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
-from ..ir import (LI, LIF, Attention, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d, FxDense, FxLI, FxLIF,
-                  Graph, Input, Output, SumPool2d)
+from ..ir import (LI, LIF, Attention, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d,
+                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d)
 from ..ir.registry import Rules
 from ..target import TargetSpec
 

@@ -46,8 +46,8 @@ from snncompile.backends.lava.layout import from_lava, lava_shape, natural_perm,
 from snncompile.backends.sim.simulator import inbound
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense,
-                                 FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
+from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 
