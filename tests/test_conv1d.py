@@ -307,3 +307,19 @@ def test_nir_conv1d_same_padding_and_its_refusals():
     with pytest.raises(UnsupportedError, match=r"NIR node 'c' \(Conv1d\): stride \(\[1 2\]\) "
                        "must be one integer"):
         import_nir(_nir_conv1d_graph(stride=np.array([1, 2])), dt=1e-3, convention="nir")
+
+
+def test_a_huge_dilation_is_refused_before_the_dense_kernel_is_built():
+    """12,288 weights in the file, dilation 65,535: the dense kernel would hold 537M."""
+    import nir
+    from snncompile.formats.nir.read import import_nir
+    g = _nir_conv1d_graph(dilation=65535)
+    g.nodes["c"].weight = np.ones((64, 64, 3), np.float32)
+    with pytest.raises(UnsupportedError, match=r"dilation 65535 makes a dense kernel of "
+                       r"64x64x131071 weights \(more than 268435456\)"):
+        import_nir(g, dt=1e-3, convention="nir")
+    assert isinstance(g.nodes["c"], nir.Conv1d)
+    with pytest.raises(UnsupportedError, match=r"conv1d1: 256x2x1048577 \(dilated\) kernel"):
+        SNN({"input": {"shape": [2, 1 << 21]},
+             "layers": [{"type": "conv1d", "out": 256, "kernel": 2, "dilation": 1 << 20},
+                        LIF]})

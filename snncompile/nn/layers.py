@@ -277,9 +277,10 @@ def _conv1d(name: str, spec: dict, shape: tuple, num):
     if length < 1:
         raise UnsupportedError(f"{name}: kernel {k} (stride {s}, padding {p}, dilation {d}) "
                                f"does not fit the length-{shape[1]} input")
-    if out * shape[0] // g * k > MAX_LAYER_WEIGHTS:
-        raise UnsupportedError(f"{name}: {out}x{shape[0] // g}x{k} kernel weights exceed "
-                               f"{MAX_LAYER_WEIGHTS}")
+    span = d * (k - 1) + 1          # compiled as the dense kernel of this size
+    if out * shape[0] // g * span > MAX_LAYER_WEIGHTS:
+        raise UnsupportedError(f"{name}: {out}x{shape[0] // g}x{span} (dilated) kernel "
+                               f"weights exceed {MAX_LAYER_WEIGHTS}")
     conv = nn.Conv1d(shape[0], out, k, s, p, dilation=d, groups=g, bias=False)
     return _TimeDistributed(conv), (out, length)
 

@@ -99,6 +99,8 @@ DEFAULT_DT = {"nir": 1e-3, "norse": 1e-3, "spikingjelly": 1e-4, "snntorch": 1e-4
 defaults (norse.torch.to_nir dt=1e-3, spikingjelly export_to_nir dt=1e-4, snnTorch 1e-4)."""
 SNNTORCH_DT = 1e-4
 """snnTorch 1.0.0's export_to_nir writes Leaky/Synaptic with this dt, hard-coded."""
+MAX_DENSE_KERNEL = 1 << 28
+"""Most weights a dilated Conv1d may become as its dense kernel (as the training layers')."""
 _REL_TOL = 1e-6  # per-neuron parameters closer than this count as one per-layer value
 _DT_TOL = 1e-5   # two dt implied by float32 parameters of one file agree to this
 _NEURONS = ("LIF", "CubaLIF", "IF")
@@ -776,6 +778,11 @@ class _Builder:
         self._check_free(where)
         if self.in_scale is not None:
             w = w * self._channel_scale(where, groups).reshape(1, -1, 1)
+        span = dilation * (w.shape[2] - 1) + 1
+        if w.shape[0] * w.shape[1] * span > MAX_DENSE_KERNEL:
+            raise UnsupportedError(f"{where}: dilation {dilation} makes a dense kernel of "
+                                   f"{w.shape[0]}x{w.shape[1]}x{span} weights (more than "
+                                   f"{MAX_DENSE_KERNEL}), which is how it would compile")
         conv = Conv1d(name, weight=w.astype(np.float32), stride=stride, padding=pad,
                       dilation=dilation, groups=groups)
         self.shape = conv.out_shape([self.shape])  # raises GraphError on a mismatch
