@@ -103,7 +103,7 @@ def test_a_neuron_fed_by_a_non_synapse_names_the_synapse_types():
     g = Graph.sequential([Input("in", shape=(4,)), FxSigmaDelta("sd", shape=(4,)),
                           FxLIF("lif", shape=(4,)), Output("out")])
     with pytest.raises(UnsupportedError,
-                       match=r"lif: an FxLIF must be fed by FxDense, FxConv2d, not "
+                       match=r"lif: an FxLIF must be fed by FxDense, FxConv2d, FxConv1d, not "
                              "FxSigmaDelta"):
         split_graph(g, LOIHI1)
 

@@ -33,8 +33,8 @@ import torch
 
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                           FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, loop_source_step, timing
 from snncompile.target import Numerics, load_target
@@ -249,6 +249,15 @@ def _dense_rule(node: FxDense, ins, ctx: _Context) -> torch.Tensor:
 @REFERENCE.register(FxConv2d)
 def _conv_rule(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
     return _conv(node, ins[0])
+
+
+@REFERENCE_GLOBAL.register(FxConv1d)
+@REFERENCE.register(FxConv1d)
+def _conv1d_rule(node: FxConv1d, ins, ctx: _Context) -> torch.Tensor:
+    """The height-1 2-D convolution on (N, T, C, 1, L), back to (N, T, O, L')."""
+    x = ins[0]
+    y = _conv(node, x.reshape(tuple(x.shape[:2]) + node.image_shape(x.shape[2:])))
+    return y.reshape(tuple(y.shape[:3]) + (y.shape[-1],))
 
 
 def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):

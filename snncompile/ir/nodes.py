@@ -267,6 +267,60 @@ class Conv2d(Node):
 
 
 @dataclass
+class Conv1d(Node):
+    """Float 1-D convolution (cross-correlation, as PyTorch `Conv1d`) over (C, L) inputs.
+    weight: (O, I/groups, K); stride, padding, dilation: ints. A dilated kernel is the
+    sparse kernel of size dilation*(K-1)+1 with the taps `dilation` apart, which is how it
+    is compiled (quantisation lowers it to `FxConv1d`, a height-1 `FxConv2d`)."""
+
+    weight: np.ndarray = None
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self):
+        self.stride = _int(self, "stride", self.stride, minimum=1)
+        self.padding = _int(self, "padding", self.padding, minimum=0)
+        self.dilation = _int(self, "dilation", self.dilation, minimum=1)
+        self.groups = _int(self, "groups", self.groups, minimum=1)
+        if self.weight is not None and np.ndim(self.weight) != 3:
+            raise GraphError(f"{self.name}: Conv1d weight {np.shape(self.weight)} is not "
+                             "(O, I/groups, K)")
+
+    def dense_kernel(self) -> np.ndarray:
+        """The weight with dilation made explicit: (O, I/groups, dilation*(K-1)+1), zeros
+        between the taps (the same map with dilation 1)."""
+        w = np.asarray(self.weight)
+        if self.dilation == 1:
+            return w
+        out = np.zeros(w.shape[:2] + (self.dilation * (w.shape[2] - 1) + 1,), w.dtype)
+        out[:, :, ::self.dilation] = w
+        return out
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 2:
+            raise GraphError(f"{self.name}: Conv1d expects a (C, L) input, got {shape}")
+        c, length = shape
+        o, ig, k = self.weight.shape
+        if c != ig * self.groups:
+            raise GraphError(f"{self.name}: Conv1d expects {ig * self.groups} input channels, "
+                             f"got {c}")
+        out = _conv_out(length, k, self.stride, self.padding, self.dilation)
+        if out < 1:
+            raise GraphError(f"{self.name}: Conv1d output would be empty for input {shape}")
+        return (int(o), out)
+
+    def summary(self):
+        o, ig, k = self.weight.shape
+        return (f"{ig * self.groups}->{o}, k{k}, s{self.stride}, p{self.padding}"
+                + (f", d{self.dilation}" if self.dilation > 1 else "")
+                + (f", g{self.groups}" if self.groups > 1 else ""))
+
+
+@dataclass
 class SumPool2d(Node):
     """Sum over non-overlapping (kernel) windows; stride == kernel."""
 
@@ -532,6 +586,46 @@ class FxConv2d(Node):
         return {"synapses": int(o * oh * ow * self.weight[0].size),   # kernel shared
                 "kernel_weights": int(self.weight.size),
                 "nonzero_synapses": int(np.count_nonzero(self.weight)) * oh * ow}
+
+
+@dataclass
+class FxConv1d(FxConv2d):
+    """A 1-D convolution on the chip: an `FxConv2d` of height 1 whose input and output keep
+    their 1-D shapes (C, L) -> (O, L'). weight: (O, I/groups, 1, K) int mantissas (a
+    dilated float kernel already made dense, see `Conv1d.dense_kernel`); stride (1, s),
+    padding (0, p). Every stage computes it as that height-1 2-D convolution on the
+    (C, 1, L) view of its input (`image_shape`); the stages whose rules read shapes have
+    their own FxConv1d rule, the others inherit FxConv2d's."""
+
+    def __post_init__(self):
+        Conv2d.__post_init__(self)
+        w = np.shape(self.weight)
+        if len(w) != 4 or w[2] != 1 or self.stride[0] != 1 or self.padding[0] != 0:
+            raise GraphError(f"{self.name}: FxConv1d needs weight (O, I/groups, 1, K), "
+                             f"stride (1, s) and padding (0, p), got weight {w}, stride "
+                             f"{self.stride}, padding {self.padding}")
+
+    @staticmethod
+    def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(C, L) -> (C, 1, L): the 2-D view every stage computes this conv on."""
+        c, length = shape
+        return (int(c), 1, int(length))
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 2:
+            raise GraphError(f"{self.name}: FxConv1d expects a (C, L) input, got {shape}")
+        o, _, length = Conv2d.out_shape(self, [self.image_shape(shape)])
+        return (o, length)
+
+    def summary(self):
+        o, ig, _, k = self.weight.shape
+        return (f"{ig * self.groups}->{o}, k{k}, s{self.stride[1]}, p{self.padding[1]}"
+                + (f", g{self.groups}" if self.groups > 1 else ""))
+
+    def connections(self, out_shape):
+        o, length = out_shape
+        return FxConv2d.connections(self, (o, 1, length))
 
 
 @dataclass
@@ -1098,9 +1192,9 @@ class Gate(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
-    for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
-                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
-                FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate)
+    for cls in (Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d, Flatten, LIF, Attention,
+                Output, FxDense, FxConv2d, FxConv1d, FxLIF, FxGate, FxCoproc, FxCoprocOut,
+                FxDelay, FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate)
 }
 FLOAT_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "float")
 FIXED_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "fixed")

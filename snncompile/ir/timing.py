@@ -229,7 +229,7 @@ binary input spikes one step later, exactly (v is 0 whenever it did not spike)."
 def _relay(graph, src: str, dst: str, steps: int) -> dict:
     """Delay synapse `src`'s input spikes by `steps` steps with `steps` stages of delay
     neurons (a weight-1 identity synapse and an FxLIF relay each) between its input and it."""
-    from .nodes import FxConv2d, FxDense, FxLIF
+    from .nodes import FxConv1d, FxConv2d, FxDense, FxLIF
     feed = graph.inputs(src)
     shape = graph.shape(feed[0])
     if len(feed) != 1 or graph.kind(feed[0]) != "spikes":
@@ -237,11 +237,12 @@ def _relay(graph, src: str, dst: str, steps: int) -> dict:
                          f"its input is not binary spikes, so delay neurons cannot hold the "
                          f"{steps} step(s) it needs to meet '{dst}'")
     prev = feed[0]
+    conv = FxConv1d if len(shape) == 2 else FxConv2d      # (C, L) or (C, H, W)
     for k in range(steps):
         ident = (FxDense(f"{src}.relay{k}.syn", weight=np.eye(shape[0], dtype=np.int32),
                          sign_mode="excitatory") if len(shape) == 1 else
-                 FxConv2d(f"{src}.relay{k}.syn", groups=shape[0],
-                          weight=np.ones((shape[0], 1, 1, 1), np.int32)))
+                 conv(f"{src}.relay{k}.syn", groups=shape[0],
+                      weight=np.ones((shape[0], 1, 1, 1), np.int32)))
         graph.add(ident, [prev])
         graph.add(FxLIF(f"{src}.relay{k}", shape=shape, **RELAY), [ident.name])
         prev = f"{src}.relay{k}"

@@ -23,7 +23,7 @@ import numpy as np
 
 from snncompile.report import plots
 from snncompile.errors import InputFileError
-from snncompile.report.compile import SYNAPSE_COUNTS
+from snncompile.report.compile import SYNAPSE_COUNTS, synapse_row
 
 # A verify report is looked for, when none is given, in BUILD/verify.json, then
 # BUILD.verify.json beside the build directory, then NAME.verify.json for NAME.build (what
@@ -437,7 +437,7 @@ def _layers(build, mapping) -> Section:
     rows = []
     for r in rep.get("layers", []):
         ms = mapped.get(r["name"], (None, None))[0]
-        is_syn = r["op"] in ("FxDense", "FxConv2d")
+        is_syn = synapse_row(r)
         cores = cores_of.get(r["name"])
         rows.append([r["name"], r["op"], "x".join(map(str, r["shape"])),
                      r["neurons"] or "", r["synapses"] if is_syn else "",

@@ -40,8 +40,8 @@ import numpy as np
 from snncompile.coproc.ops import shift_round
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                           FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
 from snncompile.ir.nodes import RESETS
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing, window_row
@@ -426,6 +426,20 @@ def _conv(node, setup: Setup):
     graph = setup.graph
     return _Conv(node, graph.shape(graph.inputs(node.name)[0]), setup.source_max(node.name),
                  setup.strict, graph.shape(node.name))
+
+
+class _Conv1d(_Conv):
+    """FxConv1d: the height-1 convolution on the (C, 1, L) view, output kept (O, L')."""
+
+    def compute(self, x):
+        return super().compute(x).reshape((x.shape[0],) + self.out_shape)
+
+
+@SIM.register(FxConv1d)
+def _conv1d(node, setup: Setup):
+    graph = setup.graph
+    return _Conv1d(node, node.image_shape(graph.shape(graph.inputs(node.name)[0])),
+                   setup.source_max(node.name), setup.strict, graph.shape(node.name))
 
 
 # ----------------------------------------------------------------- attention loop
