@@ -134,3 +134,15 @@ def test_a_checkpoint_with_batchnorm_compiles_and_backends_agree(tmp_path):
     sim = Simulator(g).run(x)
     for name in ref:
         assert np.array_equal(ref[name], sim.spikes[name]), name
+    # the compile report says what was folded and which synapses carry a bias axon
+    rep, md = build.report, build.report_md
+    assert rep["folded"] == [{"batchnorm": "batchnorm1", "into": "conv2d1"},
+                             {"batchnorm": "batchnorm2", "into": "dense1"}]
+    axons = {r["synapse"]: r for r in rep["synapse_bias"]}
+    assert set(axons) == {"conv2d1", "dense1"} and axons["dense1"]["into"] == ["lif2"]
+    assert axons["conv2d1"]["synapses"] == int(np.count_nonzero(
+        g.node("conv2d1").bias_mant)) * 36
+    assert axons["dense1"]["bias_max_abs_error"] is not None
+    assert "## Synapse bias and BatchNorm folding" in md
+    assert "BatchNorm batchnorm1 folded into conv2d1" in md
+    assert "1 input axon per core holding lif2" in md

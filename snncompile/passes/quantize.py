@@ -61,6 +61,9 @@ class LayerQuant:
     more_synapses: list = dataclasses.field(default_factory=list)
     """The other synapses into the same LIF (a residual block's shortcut), same scale:
     [{synapse, weight_exp, sign_mode, weight_max_mant, weight_rel_error}]."""
+    synapse_bias: list = dataclasses.field(default_factory=list)
+    """The bias axons of the synapses into this neuron: [{synapse, bias_exp,
+    bias_max_mant, bias_max_abs_error (float units)}]."""
 
     def to_json(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v)
@@ -415,8 +418,17 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
                      vth_rel_error=abs(vth - theta * sigma) / (theta * sigma),
                      du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
-                     limited_by=limited_by, more_synapses=[info for _, info in lowered[1:]])
+                     limited_by=limited_by, more_synapses=[info for _, info in lowered[1:]],
+                     synapse_bias=[_bias_info(fs) | {"bias_max_abs_error":
+                                                     info["bias_max_abs_error"]}
+                                   for fs, info in lowered if "bias_exp" in info])
     return [fs for fs, _ in lowered], fl, rep
+
+
+def _bias_info(fs) -> dict:
+    return {"synapse": fs.name, "bias_exp": int(fs.bias_exp),
+            "bias_max_mant": int(np.abs(fs.bias_mant).max(initial=0))
+            if fs.bias_mant is not None else 0}
 
 
 def _lower_synapse(syn, ws: "_WeightStats", sigma: float, msg_bits: int, num):
@@ -611,7 +623,8 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
     bias_mant, bias_exp, bias_err = _bias_mant(name, bias, sigma, num)
     peak_frac = (max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
                  if stats else None)
-    fs = _with_bias(syn_rule.lower(syn, wq, e, mode, msg_bits, num), syn, sigma, num, {})
+    binfo: dict = {}
+    fs = _with_bias(syn_rule.lower(syn, wq, e, mode, msg_bits, num), syn, sigma, num, binfo)
     fx = FxLI(name, shape=li.shape, du=du, dv=dv, bias_mant=bias_mant.astype(np.int32),
               bias_exp=bias_exp, scale=float(sigma * (1 << num.act_shift)),
               offset=li.offset, decision=li.decision)
@@ -621,7 +634,10 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
                      weights_clipped=clipped, vth=num.vth_max, vth_rel_error=0.0,
                      du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
-                     limited_by=limited_by)
+                     limited_by=limited_by,
+                     synapse_bias=[_bias_info(fs) | {"bias_max_abs_error":
+                                                     binfo["bias_max_abs_error"]}]
+                     if "bias_exp" in binfo else [])
     return fs, fx, rep
 
 
