@@ -760,7 +760,8 @@ class _Builder:
     def _check_free(self, where):
         if self.bias is not None:
             raise UnsupportedError(f"{where}: a synapse bias reaches another synapse without "
-                                   "a neuron in between; Loihi has no synaptic bias")
+                                   "a neuron in between (a bias axon feeds neurons only; "
+                                   "fold the two synapses into one)")
 
     def _set_bias(self, b, where):
         if b is None or not np.any(b):
