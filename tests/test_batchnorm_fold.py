@@ -146,3 +146,10 @@ def test_a_checkpoint_with_batchnorm_compiles_and_backends_agree(tmp_path):
     assert "## Synapse bias and BatchNorm folding" in md
     assert "BatchNorm batchnorm1 folded into conv2d1" in md
     assert "1 input axon per core holding lif2" in md
+    # energy: the bias axons' synaptic events and messages are charged and said
+    from snncompile.energy.run import energy_report
+    energy, _ = energy_report(build, x[:4])
+    assert energy.events["lif2"]["bias_synops"] == 12 * int(np.count_nonzero(
+        g.node("dense1").bias_mant))
+    assert any("bias axon of conv2d1" in n for n in energy.notes)
+    assert "lif2" in energy.table() and energy.to_json()["events"]["lif2"]["bias_messages"] > 0

@@ -68,6 +68,13 @@ def _ints(node: "Node", field: str, values, minimum: int = 0, length: int | None
     return tuple(_int(node, field, v, minimum, maximum) for v in items)
 
 
+def _conv_geometry(node: "Node") -> None:
+    """Checks stride, padding and groups of a Conv2d or FxConv2d."""
+    node.stride = _ints(node, "stride", node.stride, minimum=1, length=2)
+    node.padding = _ints(node, "padding", node.padding, minimum=0, length=2)
+    node.groups = _int(node, "groups", node.groups, minimum=1)
+
+
 def _float_bias(node: "Node", n_out: int) -> None:
     """A float synapse's bias: None (no bias, also for an all-zero one) or float (n_out,)."""
     b = node.bias
@@ -305,13 +312,8 @@ class Conv2d(Node):
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self):
-        self.stride = _ints(self, "stride", self.stride, minimum=1, length=2)
-        self.padding = _ints(self, "padding", self.padding, minimum=0, length=2)
-        self.groups = _int(self, "groups", self.groups, minimum=1)
-        if hasattr(self, "bias_mant"):
-            _fixed_bias(self, int(np.shape(self.weight)[0]))
-        else:
-            _float_bias(self, int(np.shape(self.weight)[0]))
+        _conv_geometry(self)
+        _float_bias(self, int(np.shape(self.weight)[0]))
 
     def out_shape(self, in_shapes):
         shape = self._one(in_shapes)
@@ -609,7 +611,10 @@ class FxConv2d(Node):
     is_synapse: ClassVar[bool] = True
     kind: ClassVar[str] = "graded"
 
-    __post_init__ = Conv2d.__post_init__
+    def __post_init__(self):
+        _conv_geometry(self)
+        _fixed_bias(self, int(np.shape(self.weight)[0]))
+
     out_shape = Conv2d.out_shape
 
     def summary(self):

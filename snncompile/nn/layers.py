@@ -7,8 +7,9 @@ above threshold; reset v to 0, u untouched. Synapse layers (Linear/Conv2d) may c
 (`"bias": true`), added to their output current every step: it enters u, which decays (the
 compiler gives it an always-on bias axon, exact on the chip); the LIF layer's own bias is
 added to v. A `batchnorm` layer (eval-mode statistics) right after a dense or conv2d layer
-is folded into that synapse's weight and bias when the checkpoint is compiled. The network is delay-free in time; the chip's one-step synapse delay only shifts
-each layer in time (see the time semantics in `snncompile.ir.nodes`).
+is folded into that synapse's weight and bias when the checkpoint is compiled. The network
+is delay-free in time; the chip's one-step synapse delay only shifts each layer in time
+(see the time semantics in `snncompile.ir.nodes`).
 """
 from __future__ import annotations
 
@@ -140,8 +141,8 @@ class SNN(nn.Module):
 
     Layer types: dense(out, bias=false), conv2d(out, kernel, stride=1, padding=0, groups=1,
     bias=false), batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded
-    into it on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias, reset,
-    fire_at), and
+    into it on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth,
+    bias, reset, fire_at), and
     residual(body, shortcut): two lists of layers applied to the same input whose output
     currents add (each list ends with a dense or conv2d layer; an empty or missing shortcut
     is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed

@@ -239,6 +239,11 @@ def _bias_axon(node, perm, lshape: tuple, net: LavaNet) -> None:
     its output is summed into the neurons the synapse feeds (`_connect_neuron`)."""
     if node.bias_mant is None:
         return
+    for dst in net.graph.outputs(node.name):
+        if not net.graph.node(dst).takes_synapse_bias:
+            raise UnsupportedError(f"{node.name}: its bias axon feeds {dst} "
+                                   f"({type(net.graph.node(dst)).__name__}); only neurons "
+                                   "zeroed at their window's start (FxLIF, FxLI) take one")
     from lava.proc.dense.models import PyDenseModelBitAcc
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import PySendModelFixed, RingBuffer
