@@ -737,19 +737,41 @@ class FxGate(Node):
 @dataclass
 class FxCoproc(Node):
     """A co-processor partition (Loihi 2 embedded x86 core): an integer `CoprocGraph`
-    (snncompile.coproc) run once per time step, with no delay, on the values of its graph
-    inputs (in order: the graph's input names `cgraph.inputs`). Its outputs are taken by
-    `FxCoprocOut` nodes. Stored as the graph's JSON document (`doc`) and its arrays."""
+    (snncompile.coproc) on the values of its graph inputs (in order: the graph's input
+    names `cgraph.inputs`). Its outputs are taken by `FxCoprocOut` nodes. Stored as the
+    graph's JSON document (`doc`) and its arrays.
+
+    window 0 (streaming): the graph runs once per time step, with no delay.
+    window T > 0 (whole-window attention): the partition buffers its inputs over the T
+    local steps of a sample; each graph input is that buffer, (T, *per-step shape), and
+    the graph runs once, when the window is complete. Every output has a leading axis of
+    T (one value per step) or 1 (the same value at every step); the FxCoprocOut nodes
+    send step t's value T + `latency` steps later than a streaming partition would (the
+    delay is `ir.timing.coproc_delay`)."""
     stage: ClassVar[str] = "fixed"
     on_coproc: ClassVar[bool] = True
 
     doc: dict = None
     arrays: dict = None
+    window: int = 0         # 0: per step; T: the whole window of T steps, buffered
+    latency: int = 0        # window mode: steps after the window before the first output
     kind: ClassVar[str] = "graded"
+    #: fields not written to graph.json at these values (a streaming partition's build is
+    #: the same file as before window mode existed; loading fills the defaults back in)
+    omit_when_default: ClassVar[dict] = {"window": 0, "latency": 0}
 
     def __post_init__(self):
         self.arrays = {k: np.asarray(v) for k, v in dict(self.arrays or {}).items()}
+        self.window = _int(self, "window", self.window)
+        self.latency = _int(self, "latency", self.latency)
+        if self.latency and not self.window:
+            raise GraphError(f"{self.name}: a co-processor latency ({self.latency}) needs "
+                             "window mode (window > 0)")
         self._cg = None
+
+    def output_delay(self) -> int:
+        from .timing import coproc_delay
+        return coproc_delay(self)
 
     @property
     def cgraph(self):
@@ -760,18 +782,62 @@ class FxCoproc(Node):
 
     def out_shape(self, in_shapes):
         specs = list(self.cgraph.inputs.values())
-        if [tuple(s.shape) for s in specs] != [tuple(x) for x in in_shapes]:
+        lead = (self.window,) if self.window else ()
+        if [tuple(s.shape) for s in specs] != [lead + tuple(x) for x in in_shapes]:
             raise GraphError(f"{self.name}: co-processor inputs {[s.shape for s in specs]} "
-                             f"fed with {in_shapes}")
+                             f"fed with {in_shapes}"
+                             + (f" over a window of {self.window} steps" if lead else ""))
+        if self.window:
+            for o in self.cgraph.outputs:
+                sh = self.cgraph.specs[o].shape
+                if not sh or sh[0] not in (1, self.window):
+                    raise GraphError(f"{self.name}: window output '{o}' {sh} has no leading "
+                                     f"axis of 1 or {self.window} steps")
         return (0,)  # a bundle of outputs: see FxCoprocOut
 
     def same_as(self, other) -> bool:
         return fx_coproc_equal(self, other)
 
+    def port_spec(self, value: str):
+        """The ValueSpec of graph input or output `value` as it crosses per time step (a
+        window partition: one step of its window, one row of an output)."""
+        from ..coproc import ValueSpec
+        cg = self.cgraph
+        spec = cg.inputs.get(value) or cg.specs[value]
+        return ValueSpec(spec.shape[1:], spec.bits, spec.signed) if self.window else spec
+
+    def step_io_bytes(self):
+        """Bit-packed bytes into and out of the partition per time step per sample
+        (`coproc.IoBytes`). A window partition receives one step of its window per step
+        and sends one row of each output per step (a gain with a leading 1 included: the
+        gate needs it at every step)."""
+        from ..coproc.graph import IoBytes
+        cg = self.cgraph
+        if not self.window:
+            return cg.io_bytes()
+        specs = [cg.specs[o] for o in cg.outputs]
+        return IoBytes(sum(_packed(s.size // self.window, s.bits) for s in cg.inputs.values()),
+                       sum(_packed(s.size // s.shape[0], s.bits) for s in specs))
+
+    def buffer_bytes(self) -> int:
+        """Bytes the partition buffers per sample: its inputs over the whole window
+        (T x current size x bits, bit-packed); 0 for a streaming partition (whose state is
+        `cgraph.state_bytes()`)."""
+        if not self.window:
+            return 0
+        return sum(_packed(s.size, s.bits) for s in self.cgraph.inputs.values())
+
     def summary(self):
         c = self.cgraph.op_counts()
         return (f"{len(self.cgraph.ops)} integer ops: {c.macs} MACs, {c.adds} adds, "
-                f"{c.compares} compares, {c.lut} lookups per step")
+                f"{c.compares} compares, {c.lut} lookups "
+                + (f"per window of {self.window} steps (buffered; outputs "
+                   f"{self.window + self.latency} steps later)" if self.window
+                   else "per step"))
+
+
+def _packed(values: int, bits: int) -> int:
+    return (int(values) * int(bits) + 7) // 8
 
 
 @dataclass
@@ -807,7 +873,9 @@ class FxDelay(Node):
 
 @dataclass
 class FxCoprocOut(Node):
-    """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits)."""
+    """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits; in window
+    mode also the buffered current, sent back delayed). `shape` is the per-step shape: a
+    window partition's port (T or 1, *shape) sends its row t (or row 0) at step t."""
     stage: ClassVar[str] = "fixed"
     on_coproc: ClassVar[bool] = True
 

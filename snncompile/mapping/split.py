@@ -248,6 +248,12 @@ def _through_gates(graph: Graph, name: str) -> tuple[str, list[tuple]]:
     while core_role(graph, name) == "gate":
         gains.append(tuple(graph.shape(graph.inputs(name)[1])))
         name = graph.inputs(name)[0]
+    if core_role(graph, name) == "coproc":
+        # whole-window attention: the gates read the current the co-processor buffered
+        # and sends back delayed; it is the synapse's current (through the relay layer).
+        # The layer keeps the synapse as in causal mode, so its synapses are counted on
+        # the neuron's cores too (an overestimate: only the relay copy is needed)
+        name = graph.inputs(graph.inputs(name)[0])[0]
     return name, gains
 
 

@@ -314,9 +314,12 @@ class _AttentionRule:
     def emit(self, node: Attention, ins, plan: _Plan) -> None:
         if node.name not in plan.lowered:
             raise _not_here(node)
-        coproc, chain = plan.lowered[node.name]
+        coproc, chain, delayed = plan.lowered[node.name]
         plan.new.add(coproc, ins)
         current = ins[0]
+        if delayed is not None:     # window mode: the gates read the buffered current
+            plan.new.add(delayed, [coproc.name])
+            current = delayed.name
         for _, out, gate in chain:
             plan.new.add(out, [coproc.name])
             plan.new.add(gate, [current, out.name])

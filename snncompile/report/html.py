@@ -700,6 +700,8 @@ def _partition(build) -> Section:
     body = (t1 + t2 + f"<p>{p['bytes_per_step']:,} bytes cross the boundary per step per "
             f"sample; the co-processor adds about {plots.eng(p['added_latency_per_step_s'], 's')}"
             f" per time step ({p['x86_cores']} x86 cores). Estimates: {_e(est)}.</p>")
+    from snncompile.mapping.coproc_assign import window_lines
+    body += "".join(f"<p>{_e(line)}</p>" for line in window_lines(p) if line)
     fig = plots.partition_figure(p, build.graph.order(), list(build.graph.g.edges))
     return Section("Co-processor partition", body,
                    [Figure("partition", "Nodes by where they run, with the boundary channels",

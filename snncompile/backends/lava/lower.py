@@ -148,16 +148,19 @@ class LavaNet:
         return proc
 
     def record(self, key: str, at: str, watched, perm, lava_shape: tuple, shape: tuple,
-               readout: Readout, *, boundary: bool = False) -> None:
+               readout: Readout, *, boundary: bool = False, start: int | None = None
+               ) -> None:
         """Record `watched` (what `readout.recorder` watches: an OutPort or a Var) for N*T
-        steps from node `at`'s local step 0, as `key` of Run.values (Run.boundary when
-        `boundary`) in our `shape`; nothing when the build records nothing."""
+        steps from node `at`'s local step 0 (or from Lava step `start`), as `key` of
+        Run.values (Run.boundary when `boundary`) in our `shape`; nothing when the build
+        records nothing."""
         if self.record_dir is None:
             return
         from snncompile.backends.lava import procs
         path = str(self.record_dir / f"rec{len(self.recordings)}.npy")
         rec = getattr(procs, readout.recorder)(shape=lava_shape, path=path,
-                                               start=self.timing.lava_start(at),
+                                               start=(self.timing.lava_start(at)
+                                                      if start is None else start),
                                                count=self.samples * self.steps)
         rec.watch(watched)
         self.add(rec)
@@ -526,20 +529,25 @@ def _coproc(node: FxCoproc, ins: list[Lowered], net: LavaNet) -> Lowered:
 
     name, graph, cg = node.name, net.graph, node.cgraph
     names = list(cg.inputs)
-    outs_g = {o: cg.specs[o].shape for o in cg.outputs}
+    lead = 1 if node.window else 0      # a window partition's ports carry one step
+    outs_g = {o: cg.specs[o].shape[lead:] for o in cg.outputs}
+    window = (dict(window=node.window, latency=node.latency,
+                   buffer_start=net.timing.lava_buffer_start(name)) if node.window else {})
     proc = CoprocProcess(
         cg, in_shapes={k: src.shape for k, src in zip(names, ins)},
         out_shapes={o: lava_shape(sh) or (1,) for o, sh in outs_g.items()},
-        reset_interval=net.steps, reset_offset=net.timing.lava_reset_offset(name),
+        reset_interval=0 if node.window else net.steps,
+        reset_offset=net.timing.lava_reset_offset(name),
         in_perms={k: src.perm for k, src in zip(names, ins)},
-        out_perms={o: natural_perm(sh) for o, sh in outs_g.items()}, name=name)
+        out_perms={o: natural_perm(sh) for o, sh in outs_g.items()}, name=name, **window)
     net.add(proc, model_map([proc])[proc], by_class=False)
     net.checks.append(lambda: check_errors([proc]))
     for k, src in zip(names, ins):
         src.port.connect(proc.in_port(k))
     for src_name, src in zip(graph.inputs(name), ins):  # what crosses in, for verify
         net.record(inbound(name, src_name), name, src.port, src.perm, src.shape,
-                   graph.shape(src_name), VALUES, boundary=True)
+                   graph.shape(src_name), VALUES, boundary=True,
+                   start=window.get("buffer_start"))
     return Lowered(proc, None, None)
 
 
