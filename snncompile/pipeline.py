@@ -20,7 +20,8 @@ from .passes.htda import insert_loop, lower_htda, set_aside_loop
 from snncompile.mapping.coproc_assign import partition, partition_markdown
 from snncompile.mapping.place import map_graph
 from .passes.quantize import quantize
-from snncompile.report.compile import SYNAPSE_COUNTS, compile_markdown, layer_rows
+from snncompile.report.compile import (SYNAPSE_COUNTS, bias_axons, compile_markdown,
+                                       layer_rows)
 from snncompile.backends.float_model import run_float
 from snncompile.backends.sim.simulator import Simulator
 from .target import TargetSpec, load_target
@@ -327,4 +328,6 @@ def _report(fixed: Graph, spec, quant, saturation, x_cal, cal_file) -> dict:
         "frontend": fixed.meta.get("frontend", ""),
         "sections": list(fixed.meta.get("report_sections", [])),  # e.g. a netx input layer
         "path_delays": list(fixed.meta.get("path_delays", [])),   # residual path balancing
+        "folded": list(fixed.meta.get("folded", [])),     # BatchNorm folded into synapses
+        "synapse_bias": bias_axons(fixed, quant),
     }

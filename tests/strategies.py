@@ -27,12 +27,27 @@ def _lif(rng, name, shape, scale, options=None):
     return lif
 
 
+def _bias_axon(rng, syn, scale):
+    """Give synapse `syn` a random bias axon (8-bit mantissas of a random sign mode, the
+    exponent that makes them about `scale` integer units at most), or none one time in
+    five."""
+    if rng.random() < 0.2:
+        return
+    mode = str(rng.choice(["mixed", "excitatory", "inhibitory"]))
+    m = _weights(rng, (syn.weight.shape[0],), mode) * (rng.random(syn.weight.shape[0]) < .8)
+    syn.bias_exp = int(np.clip(round(np.log2(max(scale, 1) / 128)), 0, 7))
+    syn.bias_mant = m.astype(np.int32) if m.any() else None
+
+
 @st.composite
-def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=False):
+def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=False,
+                   synapse_bias=False):
     """neuron_options: every FxLIF draws its reset ("zero"/"subtract") and fire_at
-    (">"/">=") from a second generator (the other draws are those without options)."""
+    (">"/">=") from a second generator (the other draws are those without options).
+    synapse_bias: every synapse may get a bias axon (`_bias_axon`, a third generator)."""
     seed = draw(st.integers(0, 2**32 - 1))
     opts = np.random.default_rng(seed + 1) if neuron_options else None
+    brng = np.random.default_rng(seed + 2) if synapse_bias else None
     use_conv = draw(st.booleans()) if conv is None else conv
     n_layers = draw(st.integers(1, max_layers))
     graded = draw(st.booleans())
@@ -71,6 +86,9 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=F
         nodes.append(_lif(rng, f"lif{i}", (n_out,), 2 ** max(exp, 0) * 32, opts))
         n_in = n_out
     nodes.append(Output("out"))
+    for node, nxt in zip(nodes, nodes[1:]):
+        if brng is not None and node.is_synapse:   # about a threshold's worth per step
+            _bias_axon(brng, node, int(nxt.vth) * int(brng.integers(1, 5)) // 2)
     graph = Graph.sequential(nodes)
     n, t = draw(st.integers(1, 4)), draw(st.integers(1, 12))
     shape = graph.input_node().shape

@@ -27,6 +27,7 @@ import li_sources as L  # noqa: E402
 
 from snncompile.errors import GraphError, UnsupportedError  # noqa: E402
 from snncompile.formats.nir.read import SUPPORTED, import_nir  # noqa: E402
+from snncompile.backends.float_model import run_float  # noqa: E402
 from snncompile.ir import (LI, LIF, NEURON_TYPES, NODE_TYPES, FxDense, FxLI, Graph,  # noqa: E402
                            Input, Output, graphs_equal)
 
@@ -254,18 +255,36 @@ def test_readout_not_before_output_is_refused():
     assert "'lif1'" in text and "'fc2'" in text and "before Output" in text
 
 
-def test_cubali_with_synapse_bias_into_decaying_current_is_refused():
+def test_cubali_with_synapse_bias_into_decaying_current_keeps_it_on_the_synapse():
+    """Into a CubaLI current that decays (du = 0.25) the bias is the synapse's, scaled by
+    the readout's input gain with the weights (the chip's bias axon), not a voltage bias:
+    the readout's voltage equals forward Euler of the NIR equations with the bias."""
     cuba = nir.CubaLI(tau_syn=np.full(3, 4e-3), tau_mem=np.full(3, 2e-2), r=np.ones(3),
                       v_leak=np.zeros(3), w_in=np.ones(3))
-    text = _refused(_hand("lif2", bias=0.1, readout=cuba), "builds up", dt=1e-3)
-    assert "'lif2'" in text and "bias (0.1)" in text
+    graph = import_nir(_hand("lif2", bias=0.1, readout=cuba), dt=1e-3)
+    plain = import_nir(_hand("lif2", readout=cuba), dt=1e-3)
+    li, gain = graph.node("lif2"), 0.05 * 0.25          # dv r du w_in
+    assert li.du == pytest.approx(0.25) and not np.any(li.bias)
+    np.testing.assert_allclose(graph.node("fc2").bias, np.full(3, gain * 0.1), rtol=1e-6)
+    # no input spikes: I = 0.75 I + 0.25 * 0.1, v = 0.95 v + 0.05 I (forward Euler)
+    x = np.zeros((1, 12) + tuple(graph.input_node().shape), np.float32)
+    i = v = 0.0
+    want = []
+    for _ in range(12):
+        i = 0.75 * i + 0.25 * 0.1
+        v = 0.95 * v + 0.05 * i
+        want.append(v)
+    got = run_float(graph, x)["lif2"][0, :, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not run_float(plain, x)["lif2"].any()
     # the same bias into an LI (no current state) is exact: gain * bias
     graph = import_nir(_hand("lif2", bias=0.1), dt=1e-3)
     np.testing.assert_allclose(graph.node("lif2").bias, 0.05 * 0.1, rtol=1e-6)
 
 
-def test_cubali_bias_from_norse_file_is_refused(sources, tmp_path):
-    """norse LICell (du = 0.25) fed by an Affine with a bias: refused, naming the node."""
+def test_cubali_bias_from_norse_file_compiles_onto_the_synapse(sources, tmp_path):
+    """norse LICell (du = 0.25) fed by an Affine with a bias: the bias stays on the
+    synapse (scaled by the input gain with its weights)."""
     src, _ = sources["norse-LICell"]
     import copy
     g = copy.deepcopy(src.graph)
@@ -273,8 +292,14 @@ def test_cubali_bias_from_norse_file_is_refused(sources, tmp_path):
     key = pred[src.readout_key]
     w = L.param(g.nodes[key], "weight").astype(np.float32)
     g.nodes[key] = nir.Affine(weight=w, bias=np.full(w.shape[0], 0.2, np.float32))
-    text = _refused(g, "builds up")
-    assert f"'{src.readout_key}'" in text
+    graph = import_nir(g)
+    readout = graph.nodes(LI)[0]
+    assert readout.du < 1 and not np.any(readout.bias)
+    syn = graph.node(graph.inputs(readout.name)[0])
+    nz = np.abs(w) > 1e-6
+    gain = (syn.weight[nz] / w[nz]).mean()        # the input gain folded into the row
+    np.testing.assert_allclose(syn.weight, w * gain, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(syn.bias, np.full(w.shape[0], 0.2 * gain), rtol=1e-5)
 
 
 def test_readout_without_a_synapse_is_refused():

@@ -96,11 +96,38 @@ def test_gains_leak_and_affine_bias_map_exactly():
     np.testing.assert_allclose(lif.bias, [0.1 + 0.5 / 4.0, 2 * (-0.2 + 0.5 / 8.0)], rtol=1e-6)
 
 
-def test_refusals_explain_why():
+def test_affine_bias_into_a_decaying_current_stays_on_the_synapse():
+    """Into a CubaLIF with tau_syn > dt the bias is the synapse's (it enters the current
+    and decays with it: the chip's bias axon), not the LIF's voltage bias."""
     g, w1, _ = _hand_graph()
     g.nodes["fc1"] = nir.Affine(weight=w1, bias=np.full(12, 0.1, np.float32))
-    with pytest.raises(UnsupportedError, match="Loihi has no synaptic bias"):
+    graph = import_nir(g, dt=DT)
+    np.testing.assert_allclose(graph.node("fc1").bias, np.full(12, 0.1), rtol=1e-6)
+    assert not np.any(graph.node("lif1").bias) and graph.node("lif1").du < 1
+    x = _spikes((4, 30, 6))
+    plain = import_nir(_hand_graph()[0], dt=DT)
+    assert run_float(graph, x)["lif1"].sum() > run_float(plain, x)["lif1"].sum()
+
+
+def test_a_bias_through_a_pool_into_a_decaying_current_is_refused():
+    rng = np.random.default_rng(0)
+    g = nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+        "c": nir.Conv2d(input_shape=np.array([4, 4]), weight=rng.normal(0, 1, (2, 1, 3, 3)),
+                        stride=1, padding=1, dilation=1, groups=1, bias=np.array([.1, .2])),
+        "p": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                           padding=np.array([0, 0])),
+        "lif": nir.CubaLIF(tau_syn=np.full((2, 2, 2), 5e-3), tau_mem=np.full((2, 2, 2), 1e-2),
+                           r=np.full((2, 2, 2), 10.0), w_in=np.full((2, 2, 2), 5.0),
+                           v_leak=np.zeros((2, 2, 2)), v_threshold=np.ones((2, 2, 2)),
+                           v_reset=np.zeros((2, 2, 2))),
+        "out": nir.Output(output_type={"output": np.array([2, 2, 2])})},
+        edges=[("in", "c"), ("c", "p"), ("p", "lif"), ("lif", "out")], type_check=False)
+    with pytest.raises(UnsupportedError, match="through a pool or reshape"):
         import_nir(g, dt=DT)
+
+
+def test_refusals_explain_why():
     g, _, _ = _hand_graph()
     g.nodes["lif1"].v_reset = np.full(12, -0.5, np.float32)
     with pytest.raises(UnsupportedError, match=r"v_reset \(-0.5\)"):
@@ -275,9 +302,6 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
 
     mlp = norse.SequentialState(torch.nn.Linear(4, 6), norse.LIFCell())
     path = tmp_path / "norse.nir"
-    write_nir_graph(norse.to_nir(mlp, torch.zeros(1, 4)), path)
-    with pytest.raises(UnsupportedError, match="synaptic bias"):  # norse: Linear -> Affine
-        import_nir(path, dt=DT)
     with torch.no_grad():
         mlp[0].bias.zero_()
     write_nir_graph(norse.to_nir(mlp, torch.zeros(1, 4)), path)
@@ -286,6 +310,42 @@ def test_norse_conv_iaf_flatten_and_written_file(tmp_path):
     assert any("norse#411" in q for q in back.meta["nir"]["assumptions"])
     lif = back.nodes(LIF)[0]
     assert (lif.du, lif.dv, lif.vth) == pytest.approx((0.2, 0.1, 10.0), rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # nirtorch 2.6, via norse.to_nir
+def test_norse_linear_with_bias_spikes_like_norse_and_verifies(tmp_path):
+    """norse's default Linear has a bias; norse.to_nir writes it as an Affine into a
+    CubaLIF whose current decays (tau_syn = 5 ms > dt). The file imports with the bias on
+    the synapse, the float graph spikes exactly as norse simulates the model, and the
+    compiled network (bias axons) verifies: reference == simulator == Lava."""
+    import torch
+
+    from snncompile.formats.nir.write import write_nir_graph
+    from snncompile.frontends.norse_import import import_norse
+    from snncompile.verify.compare import verify
+
+    torch.manual_seed(0)
+    mlp = norse.SequentialState(torch.nn.Linear(6, 8), norse.LIFCell(),
+                                torch.nn.Linear(8, 3), norse.LIFCell())
+    with torch.no_grad():
+        for m in (mlp[0], mlp[2]):
+            m.weight.mul_(6.0)
+            m.bias.copy_(torch.rand(m.bias.shape) * 3)
+    path = tmp_path / "biased.nir"
+    write_nir_graph(norse.to_nir(mlp, torch.zeros(1, 6)), path)
+    x = torch.as_tensor(_spikes((3, 20, 6)), dtype=torch.float32)
+    ref = _run_norse(mlp, x)
+    for graph in (import_nir(path, dt=DT), import_norse(mlp, torch.zeros(1, 6), dt=DT)):
+        dense = graph.nodes(Dense)
+        assert all(d.bias is not None for d in dense) and len(dense) == 2
+        assert not any(np.any(lif.bias) for lif in graph.nodes(LIF))
+        last = graph.inputs(graph.output_node().name)[0]
+        assert ref.any() and np.array_equal(ref, run_float(graph, x.numpy())[last])
+    xi = x.numpy().astype(np.int64)
+    build = compile_model(graph, "loihi2", calib=xi)
+    assert all(build.graph.node(d.name).bias_mant is not None for d in dense)
+    report = verify(build, xi)
+    assert report.equivalent and report.backends["lava"]["spikes"] > 0, report.text()
 
 
 def _delayed_graph(delays_s, seed=2):

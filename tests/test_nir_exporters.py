@@ -76,12 +76,16 @@ def _train(params, forward, x, y, lr=LR, epochs=EPOCHS, batch=50):
             opt.step()
 
 
-def _weights(model):
-    """Only the synapse weights train (not thresholds, time constants or neuron biases)."""
+def _weights(model, bias=False):
+    """Only the synapse weights train (not thresholds, time constants or neuron biases),
+    and with `bias` the synapses' biases (norse: Linear and Conv2d biases, which norse's
+    exporter writes as Affine/Conv2d bias into a CubaLIF's decaying current)."""
     ws = [p for n, p in model.named_parameters() if n.endswith("weight")]
     with torch.no_grad():
         for w in ws:
             w.mul_(GAIN)
+    if bias:
+        ws += [p for n, p in model.named_parameters() if n.endswith("bias")]
     return ws
 
 
@@ -258,22 +262,17 @@ class Rockpool:
 
 class Norse:
     name = "norse"
+    trains_bias = True    # torch's Linear and Conv2d have a bias by default: norse users'
 
     def build(self, conv):
         import norse.torch as norse
         torch.manual_seed(5)
-        if conv:
-            c = torch.nn.Conv2d(1, 4, 3, padding=1)
-            # norse 1.1.0's to_nir crashes on a Conv2d without bias (module.bias.detach()):
-            # a user keeps the bias, at zero and frozen
-            torch.nn.init.zeros_(c.bias)
-            c.bias.requires_grad_(False)
-            return norse.SequentialState(c, norse.LIFCell(), torch.nn.Flatten(),
-                                         torch.nn.Linear(256, 10, bias=False),
-                                         norse.LIFCell())
-        return norse.SequentialState(torch.nn.Flatten(), torch.nn.Linear(64, HIDDEN,
-                                                                         bias=False),
-                                     norse.LIFCell(), torch.nn.Linear(HIDDEN, 10, bias=False),
+        if conv:   # biases train too: into LIFCell's decaying current (the bias axon)
+            return norse.SequentialState(torch.nn.Conv2d(1, 4, 3, padding=1),
+                                         norse.LIFCell(), torch.nn.Flatten(),
+                                         torch.nn.Linear(256, 10), norse.LIFCell())
+        return norse.SequentialState(torch.nn.Flatten(), torch.nn.Linear(64, HIDDEN),
+                                     norse.LIFCell(), torch.nn.Linear(HIDDEN, 10),
                                      norse.LIFCell())
 
     def forward(self, model, x, grad=True):
@@ -408,7 +407,8 @@ def networks_1d(digits_data, tmp_path_factory):
 def _make(lib, conv, root, calib, xtr, ytr, xte, yte):
     """Train one network in its library, record its own test run, export and write it."""
     model = lib.build(conv)
-    _train(_weights(model), lambda x: lib.forward(model, x), xtr, ytr)
+    _train(_weights(model, getattr(lib, "trains_bias", False)),
+           lambda x: lib.forward(model, x), xtr, ytr)
     model.eval()
     layers = [s.detach().numpy() for s in lib.forward(model, torch.as_tensor(
         xte, dtype=torch.float32), grad=False)]
@@ -500,6 +500,11 @@ def _check_faithful(name, kind, net, xte, yte, tmp_path, capsys):
     assert net["acc"] > 0.5, f"{name} trained to only {net['acc']:.1%}"
     assert abs(acc - net["acc"]) <= ACC_TOL, \
         f"{name}: compiled {acc:.2%}, {name} itself {net['acc']:.2%}"
+    if getattr(lib, "trains_bias", False):   # the biases are compiled, not dropped
+        biased = [n for n in build.graph.order()
+                  if getattr(build.graph.node(n), "bias_mant", None) is not None
+                  and build.graph.node(n).is_synapse]
+        assert len(biased) == 2, biased
     print(f"{name} {kind}: {name} {net['acc']:.2%}, compiled "
           f"{acc:.2%}, dt {info['dt']:g} ({info['dt_source']}); spikes float/library: "
           + ", ".join(diffs))

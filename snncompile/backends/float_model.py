@@ -135,7 +135,7 @@ def _dense(node: Dense, ins, ctx: FloatContext):
     a = _sum(ins)
     w = torch.as_tensor(node.weight, dtype=torch.float32)
     if node.delay is None:
-        return a @ w.T
+        return _plus_bias(node, a @ w.T)
     _whole_window_only(node, ctx, "with synaptic delays")
     d = torch.as_tensor(np.asarray(node.delay, np.int64))
     out = torch.zeros(a.shape[:2] + (w.shape[0],), dtype=a.dtype)
@@ -143,14 +143,24 @@ def _dense(node: Dense, ins, ctx: FloatContext):
         if k < a.shape[1]:
             part = a @ torch.where(d == k, w, torch.zeros_like(w)).T
             out[:, k:] += part[:, :a.shape[1] - k] if k else part
-    return out
+    return _plus_bias(node, out)
+
+
+def _plus_bias(node, y: torch.Tensor) -> torch.Tensor:
+    """y + the synapse's bias (per output; per channel of an image) at every step."""
+    if node.bias is None:
+        return y
+    b = torch.as_tensor(np.asarray(node.bias), dtype=torch.float32)
+    return y + b.reshape((-1,) + (1,) * (y.dim() - 3))
 
 
 @FLOAT.register(Conv2d)
 def _conv(node: Conv2d, ins, ctx: FloatContext):
     w = torch.as_tensor(node.weight, dtype=torch.float32)
+    b = None if node.bias is None else torch.as_tensor(np.asarray(node.bias),
+                                                        dtype=torch.float32)
     return _frames(lambda f: torch.nn.functional.conv2d(
-        f, w, stride=node.stride, padding=node.padding, groups=node.groups), _sum(ins))
+        f, w, b, stride=node.stride, padding=node.padding, groups=node.groups), _sum(ins))
 
 
 @FLOAT.register(Conv1d)

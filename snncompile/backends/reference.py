@@ -35,6 +35,7 @@ from snncompile.backends.base import Run, register_backend
 from snncompile.errors import UnsupportedError
 from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
                            FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir.nodes import synapse_bias
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, loop_source_step, timing
 from snncompile.target import Numerics, load_target
@@ -239,15 +240,38 @@ def _output(node: Output, ins, ctx: _Context) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ synapses
-@REFERENCE_GLOBAL.register(FxDense)
 @REFERENCE.register(FxDense)
 def _dense_rule(node: FxDense, ins, ctx: _Context) -> torch.Tensor:
+    return _biased(node, _dense(node, ins[0]))
+
+
+@REFERENCE.register(FxConv2d)
+def _conv_rule(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
+    return _biased(node, _conv(node, ins[0]))
+
+
+def _biased(node, y: torch.Tensor) -> torch.Tensor:
+    """y plus the synapse's bias axon at every local step: a separate axon summed into the
+    neurons' input, so after the synapse's own wrap (24-bit conv, int32 graded dense)."""
+    b = synapse_bias(node, tuple(y.shape[2:]))
+    return y if b is None else y + torch.as_tensor(b)
+
+
+def _no_bias_in_global_time(node) -> None:
+    if node.bias_mant is not None:
+        raise UnsupportedError(f"{node.name}: a synapse bias axon into neurons that run in "
+                               "global time (sigma-delta) is not compiled")
+
+
+@REFERENCE_GLOBAL.register(FxDense)
+def _dense_global(node: FxDense, ins, ctx: _Context) -> torch.Tensor:
+    _no_bias_in_global_time(node)
     return _dense(node, ins[0])
 
 
 @REFERENCE_GLOBAL.register(FxConv2d)
-@REFERENCE.register(FxConv2d)
-def _conv_rule(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
+def _conv_global(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
+    _no_bias_in_global_time(node)
     return _conv(node, ins[0])
 
 

@@ -239,6 +239,7 @@ class _NeuronLayerEnergy(NodeEnergy):
         p.events[layer] = {"synops": synops, "neuron_updates": updates,
                            "active_updates": active, "inactive_updates": inactive,
                            "spikes": spikes, **ev}
+        _bias_axon(p, layer, syn, e_syn)
         p.block_rate[layer] = {k: v / p.steps for k, v in p.events[layer].items()}
         dense_ops = float(info["synapses"])
         p.ann_j += dense_ops * E_MAC_J
@@ -247,6 +248,24 @@ class _NeuronLayerEnergy(NodeEnergy):
                      else p.first_layer_mac)
         p.snn_ops_j += (p.steps * dense_ops * E_MAC_J if encoding and mac_first
                         else synops * E_AC_J)
+
+
+def _bias_axon(p: Pricing, layer: str, syn: str | None, e_syn: float) -> None:
+    """A synapse bias: its always-on axon's synaptic events are in the synapse's `synops`
+    (priced above); its spike, one message into every core holding the layer at every
+    step, is added here."""
+    events = p.count(syn, "bias_events", required=False) if syn else math.nan
+    if math.isnan(events) or not events:
+        return
+    cores = max(int(p.mapping.layers[layer].get("blocks", 1)), 1)
+    msgs = events * cores
+    p.per_layer[layer]["messages"] += msgs * p.e.message_j
+    p.events[layer]["bias_messages"] = msgs
+    bias_synops = p.count(syn, "bias_synops", required=False)
+    p.events[layer]["bias_synops"] = bias_synops
+    p.note(f"{layer}: the bias axon of {syn} costs {bias_synops:,.0f} synaptic events "
+           f"({bias_synops * e_syn:.3g} J) and {msgs:,.0f} messages per inference (every "
+           "step, into each of its cores)")
 
 
 READOUT_BITS = 24

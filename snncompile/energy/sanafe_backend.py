@@ -226,9 +226,16 @@ class _SanafeSynapse(SanafeNode):
         raise NotImplementedError
 
 
+def _no_bias_axon(node) -> None:
+    if node.bias_mant is not None:
+        raise UnsupportedError(f"{node.name}: a synapse bias axon is not described to SANA-FE "
+                               "yet; use the built-in energy model (--backend model)")
+
+
 @_rule(FxDense)
 class _SanafeDense(_SanafeSynapse):
     def edges(self, node: FxDense, graph: Graph):
+        _no_bias_axon(node)
         w = prepare_weights(node.weight, node.sign_mode, node.num_weight_bits)
         di, si = np.nonzero(w)
         return si, di, w[di, si].astype(float) * 2.0 ** node.weight_exp * 64
@@ -239,6 +246,7 @@ class _SanafeConv(_SanafeSynapse):
     unit = "conv"
 
     def edges(self, node: FxConv2d, graph: Graph):
+        _no_bias_axon(node)
         si, di, wv = _conv_edges(node, graph.shape(graph.inputs(node.name)[0]),
                                  graph.shape(node.name))
         return si, di, wv * 64

@@ -32,7 +32,9 @@ SUPPORTED_MODULES = ("Linear", "Conv2d", "Flatten", "LIFCell", "LIFBoxCell", "IA
 
 def import_norse(model, sample_input, dt: float = 1e-3) -> Graph:
     """Trace a norse model with one time step of `sample_input` (shape (batch, *in)) and
-    return its float graph. Synapse biases are allowed only where `import_nir` maps them."""
+    return its float graph. Synapse biases (torch's default Linear and Conv2d have one)
+    stay on the synapse when the next cell's current decays (LIFCell: compiled as an
+    always-on bias axon), or become the cell's voltage bias where it has none (IAFCell)."""
     try:
         import nirtorch
         import norse.torch.utils.export_nir as norse_nir

@@ -1,6 +1,7 @@
 """Import a checkpoint of the package's own PyTorch layers into a float `Graph`."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,32 @@ def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
     graph = Graph(meta)
     graph.add(Input("input", shape=tuple(inp["shape"]), encoding=inp.get("encoding", "spikes"),
                     bits=int(inp.get("bits", 1))))
-    prev = ["input"]
-    for name, spec, layer in zip(model.names, cfg["layers"], model.layers):
-        prev = _add_layer(graph, name, spec, layer, cfg, prev)
+    graph.meta.setdefault("folded", [])
+    prev = _add_layers(graph, model.names, cfg["layers"], model.layers, cfg, ["input"])
     graph.add(Output("output"), prev)
+    if not graph.meta["folded"]:
+        del graph.meta["folded"]
     graph.validate()
     return graph
+
+
+def _add_layers(graph: Graph, names, specs, layers, cfg: dict, prev: list[str]):
+    """Add a list of layers fed by `prev`; a batchnorm layer is folded into the synapse
+    before it (`fold_batchnorm`), which `SNN` guarantees it follows. Return what feeds
+    the next layer."""
+    items = list(zip(names, specs, layers))
+    for i, (name, spec, layer) in enumerate(items):
+        if spec["type"] == "batchnorm":
+            continue                     # folded into items[i - 1] below
+        if i + 1 < len(items) and items[i + 1][1]["type"] == "batchnorm":
+            bn_name, _, bn = items[i + 1]
+            node = fold_batchnorm(_node(name, spec, layer, cfg), bn.module, bn_name)
+            graph.add(node, prev)
+            graph.meta["folded"].append({"batchnorm": bn_name, "into": name})
+            prev = [name]
+        else:
+            prev = _add_layer(graph, name, spec, layer, cfg, prev)
+    return prev
 
 
 def _add_layer(graph: Graph, name: str, spec: dict, layer, cfg: dict, prev: list[str]):
@@ -41,14 +62,36 @@ def _add_layer(graph: Graph, name: str, spec: dict, layer, cfg: dict, prev: list
     ends = []
     for part, names, mods in (("body", layer.body_names, layer.body),
                               ("shortcut", layer.shortcut_names, layer.shortcut)):
-        here = prev
-        for sub_name, sub_spec, sub in zip(names, spec.get(part) or [], mods):
-            here = _add_layer(graph, sub_name, sub_spec, sub, cfg, here)
+        here = _add_layers(graph, names, spec.get(part) or [], mods, cfg, prev)
         if not names:              # identity shortcut: spikes added as identity synapses
             graph.add(_identity(f"{name}.shortcut", graph.shape(prev[0])), prev)
             here = [f"{name}.shortcut"]
         ends += here
     return ends
+
+
+def fold_batchnorm(syn: Dense | Conv2d, bn, bn_name: str) -> Dense | Conv2d:
+    """`syn` followed by the BatchNorm `bn` in eval mode, as one synapse: with
+    s = gamma / sqrt(running_var + eps), w' = w * s (per output channel) and
+    b' = (b - running_mean) * s + beta (b = 0 without a bias). Computed in float64."""
+    n = syn.weight.shape[0]
+    if not bn.track_running_stats or bn.running_var is None:
+        raise UnsupportedError(f"{bn_name}: a batchnorm without running statistics cannot "
+                               "be folded (eval mode needs running_mean and running_var)")
+    mean = bn.running_mean.detach().double().numpy()
+    var = bn.running_var.detach().double().numpy()
+    gamma = (bn.weight.detach().double().numpy() if bn.affine else np.ones(n))
+    beta = (bn.bias.detach().double().numpy() if bn.affine else np.zeros(n))
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)
+            and np.all(np.isfinite(gamma)) and np.all(np.isfinite(beta))):
+        raise UnsupportedError(f"{bn_name}: batchnorm statistics must be finite with "
+                               "running_var >= 0")
+    s = gamma / np.sqrt(var + float(bn.eps))
+    w = syn.weight.astype(np.float64) * s.reshape((-1,) + (1,) * (syn.weight.ndim - 1))
+    b = np.zeros(n) if syn.bias is None else syn.bias.astype(np.float64)
+    bias = (b - mean) * s + beta
+    return dataclasses.replace(syn, weight=w.astype(np.float32),
+                               bias=bias.astype(np.float32))
 
 
 def _identity(name: str, shape: tuple) -> Dense | Conv2d | Conv1d:
@@ -64,11 +107,13 @@ def _node(name: str, spec: dict, layer, cfg: dict):
     """The float node of one (non-residual) layer."""
     kind = spec["type"]
     if kind == "dense":
-        return Dense(name, weight=layer.module.weight.detach().numpy().astype(np.float32))
+        return Dense(name, weight=layer.module.weight.detach().numpy().astype(np.float32),
+                     bias=_bias(layer.module))
     if kind == "conv2d":
         conv = layer.module
         return Conv2d(name, weight=conv.weight.detach().numpy().astype(np.float32),
-                      stride=conv.stride, padding=conv.padding, groups=conv.groups)
+                      stride=conv.stride, padding=conv.padding, groups=conv.groups,
+                      bias=_bias(conv))
     if kind == "conv1d":
         conv = layer.module
         return Conv1d(name, weight=conv.weight.detach().numpy().astype(np.float32),
@@ -87,6 +132,11 @@ def _node(name: str, spec: dict, layer, cfg: dict):
             else np.zeros(layer.shape, np.float32))
     return LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv, vth=layer.vth, bias=bias,
                reset=layer.reset, fire_at=layer.fire_at)
+
+
+def _bias(module) -> np.ndarray | None:
+    """A Linear's or Conv2d's bias as float32, or None."""
+    return None if module.bias is None else module.bias.detach().numpy().astype(np.float32)
 
 
 def _attention(name: str, spec: dict, layer, cfg: dict) -> Attention:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from snncompile.backends.sim.fixed import prepare_weights
+from .nodes import bias_sign_mode
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                     FxLI, FxLIF, FxSigmaDelta, Input, Node)
 
@@ -133,6 +134,7 @@ def _dense(ctx: _Ctx, node: FxDense, shape) -> None:
                              f"{node.sign_mode} mantissa (Lava would use {int(prepared[i])});"
                              " recompile")
     _message_bits(ctx, node)
+    _synapse_bias(ctx, node)
 
 
 @_check(FxConv2d)
@@ -150,6 +152,31 @@ def _conv(ctx: _Ctx, node: FxConv2d, shape) -> None:
                 ctx.fail(node, field, list(getattr(node, field)), lo, MAX_LOOP_STEPS, field)
     ctx.scalar(node, "groups", 1, MAX_ELEMENTS, "groups")
     _message_bits(ctx, node)
+    _synapse_bias(ctx, node)
+
+
+def _synapse_bias(ctx: _Ctx, node: Node) -> None:
+    """A bias axon's column: mantissas Lava's Dense keeps unchanged for their sign mode
+    (8 bits, mixed ones even), an exponent in [0, weight_exp_max]."""
+    m = node.bias_mant
+    if m is None:
+        return
+    for dst in ctx.graph.outputs(node.name) if ctx.graph is not None else ():
+        if not ctx.graph.node(dst).takes_synapse_bias:
+            raise InputFileError(f"{ctx.where}: node '{node.name}': a synapse bias axon "
+                                 f"feeds '{dst}' ({type(ctx.graph.node(dst)).__name__}); "
+                                 "only neurons reset at their window's start (FxLIF, FxLI) "
+                                 "take one; recompile")
+    ctx.scalar(node, "bias_exp", 0, min(ctx.num.weight_exp_max, CAP_EXP),
+               "the bias axon's weight exponent range")
+    ctx.array(node, "bias_mant", -256, 255, "8-bit bias axon mantissas")
+    mode = bias_sign_mode(m)
+    prepared = prepare_weights(m.reshape(-1, 1), mode, 8).reshape(-1)
+    if not np.array_equal(prepared, m):
+        i = int(np.argmax(prepared != m))
+        raise InputFileError(f"{ctx.where}: node '{node.name}': bias_mant[{i}] ({int(m[i])}) "
+                             f"is not an 8-bit {mode} mantissa (Lava would use "
+                             f"{int(prepared[i])}); recompile")
 
 
 def _bias_shape(ctx: _Ctx, node: Node, shape) -> None:

@@ -68,8 +68,67 @@ def _ints(node: "Node", field: str, values, minimum: int = 0, length: int | None
     return tuple(_int(node, field, v, minimum, maximum) for v in items)
 
 
+def _conv_geometry(node: "Node") -> None:
+    """Checks stride, padding and groups of a Conv2d or FxConv2d."""
+    node.stride = _ints(node, "stride", node.stride, minimum=1, length=2)
+    node.padding = _ints(node, "padding", node.padding, minimum=0, length=2)
+    node.groups = _int(node, "groups", node.groups, minimum=1)
+
+
+def _float_bias(node: "Node", n_out: int) -> None:
+    """A float synapse's bias: None (no bias, also for an all-zero one) or float (n_out,)."""
+    b = node.bias
+    if b is None:
+        return
+    b = np.asarray(b)
+    if b.shape != (n_out,) or b.dtype.kind not in "fiu":
+        raise GraphError(f"{node.name}: {type(node).__name__} bias of shape {b.shape} must be "
+                         f"real numbers shaped ({n_out},), one per output")
+    node.bias = b if np.any(b != 0) else None
+
+
+def _fixed_bias(node: "Node", n_out: int) -> None:
+    """A fixed-point synapse's bias axon: bias_mant None or int32 (n_out,); bias_exp."""
+    node.bias_exp = _int(node, "bias_exp", node.bias_exp, -MAX_DIM)
+    b = node.bias_mant
+    if b is None:
+        return
+    b = np.asarray(b)
+    if b.shape != (n_out,) or b.dtype.kind not in "iu":
+        raise GraphError(f"{node.name}: {type(node).__name__} bias_mant of shape {b.shape} "
+                         f"must be integers shaped ({n_out},), one per output")
+    node.bias_mant = b.astype(np.int32) if b.any() else None
+
+
+def synapse_bias(node: "Node", out_shape: tuple[int, ...]) -> np.ndarray | None:
+    """What a fixed-point synapse's bias axon adds to its output at every step, int64 in
+    `out_shape` (bias_mant << bias_exp per output, per channel for a conv); None: none."""
+    m = getattr(node, "bias_mant", None)
+    if m is None:
+        return None
+    e = int(node.bias_exp)
+    b = np.asarray(m, np.int64)
+    b = b << e if e >= 0 else b >> -e
+    return np.broadcast_to(b.reshape((-1,) + (1,) * (len(out_shape) - 1)),
+                           out_shape).copy()
+
+
 def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _bias_summary(node) -> str:
+    if getattr(node, "bias_mant", None) is None:
+        return ""
+    return f", bias axon (|mant| <= {int(np.abs(node.bias_mant).max())}, exp {node.bias_exp})"
+
+
+def bias_sign_mode(mant: np.ndarray) -> str:
+    """Lava's sign mode of a bias axon's column: excitatory, inhibitory or mixed (then the
+    mantissas are even: Lava truncates one bit)."""
+    if mant.min(initial=0) >= 0:
+        return "excitatory"
+    return "inhibitory" if mant.max(initial=0) <= 0 else "mixed"
 
 
 @dataclass
@@ -101,6 +160,9 @@ class Node:
     #: that paths of unequal depth meet in step (`ir.timing.balance`): FxDense (Lava
     #: DelayDense). Lava's Conv has no synaptic delays.
     can_align: ClassVar[bool] = False
+    #: True for neurons a synapse's bias axon may feed: they are zeroed at their window's
+    #: start (FxLIF, FxLI), so the always-on axon's current before it is never seen.
+    takes_synapse_bias: ClassVar[bool] = False
 
     def output_delay(self) -> int:
         """Global steps between this node's input and its output on the chip: 1 for a
@@ -213,11 +275,18 @@ class Dense(Node):
 
     delay (optional): int (out, in) extra steps per synapse, y_t = sum_k W_k x_{t-k} with
     W_k the weights whose delay is k (what a NIR Delay node in front of a Linear becomes).
+    bias (optional, (out,)): added to y at every step, y_t = W x_t + b. It enters the
+    neuron's *current* u (which decays), not its voltage: on the chip it is an always-on
+    bias axon (`FxDense.bias_mant`).
     """
 
     weight: np.ndarray = None
     delay: np.ndarray = None
+    bias: np.ndarray = None
     is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self):
+        _float_bias(self, int(np.shape(self.weight)[0]))
 
     def out_shape(self, in_shapes):
         shape = self._one(in_shapes)
@@ -232,18 +301,19 @@ class Dense(Node):
 
 @dataclass
 class Conv2d(Node):
-    """Float 2-D convolution (cross-correlation, as PyTorch). weight: (O, I/groups, kH, kW)."""
+    """Float 2-D convolution (cross-correlation, as PyTorch). weight: (O, I/groups, kH, kW).
+    bias (optional, (O,)): added to every output position of channel o at every step."""
 
     weight: np.ndarray = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
+    bias: np.ndarray = None
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self):
-        self.stride = _ints(self, "stride", self.stride, minimum=1, length=2)
-        self.padding = _ints(self, "padding", self.padding, minimum=0, length=2)
-        self.groups = _int(self, "groups", self.groups, minimum=1)
+        _conv_geometry(self)
+        _float_bias(self, int(np.shape(self.weight)[0]))
 
     def out_shape(self, in_shapes):
         shape = self._one(in_shapes)
@@ -515,6 +585,14 @@ class FxDense(Node):
     holds every synapse's output so that this path meets a deeper one in step (residual
     blocks). It is not part of the model: in local time it is invisible (the reference
     ignores it); on the chip the synapse delays by `delay + align` (`physical_delay`).
+
+    bias_mant (optional, int (out,)), bias_exp (in [0, weight_exp_max]): the synapse bias,
+    `bias_mant << bias_exp` added to output i at every local step (`synapse_bias`). On the
+    chip it is one always-on bias axon per core (an input spiking every step) whose
+    synapses carry `bias_mant` with their own exponent: Lava runs it as a RingBuffer of
+    ones into a Dense of one column summed into the same neurons' input port. It enters
+    the current u, as the trained bias does (a voltage bias differs unless du = 1). The
+    mantissas follow Lava's weight preparation for their sign mode (`bias_sign_mode`).
     """
     stage: ClassVar[str] = "fixed"
 
@@ -525,6 +603,8 @@ class FxDense(Node):
     num_message_bits: int = 0  # 0: binary spikes in; >0: graded values in
     delay: np.ndarray = None
     align: int = 0
+    bias_mant: np.ndarray = None
+    bias_exp: int = 0
     is_synapse: ClassVar[bool] = True
     can_align: ClassVar[bool] = True
     kind: ClassVar[str] = "graded"
@@ -548,12 +628,14 @@ class FxDense(Node):
                                  f"{self.MAX_DELAY}] shaped like the weights "
                                  f"{np.shape(self.weight)}")
             self.delay = d.astype(np.int32) if d.any() else None
+        _fixed_bias(self, int(np.shape(self.weight)[0]))
 
     out_shape = Dense.out_shape
 
     def summary(self):
         extra = "" if self.delay is None else f", delays <= {int(self.delay.max())}"
         extra += f", +{self.align} step(s) path alignment" if self.align else ""
+        extra += _bias_summary(self)
         return (f"{self.weight.shape[1]} -> {self.weight.shape[0]}, w_exp={self.weight_exp}, "
                 f"{self.num_weight_bits}b {self.sign_mode}{extra}")
 
@@ -566,7 +648,11 @@ class FxDense(Node):
 class FxConv2d(Node):
     """Loihi convolution synapses (Lava `Conv`, PyConvModelFixed): integer cross-correlation
     in PyTorch OIHW layout, result wrapped to 24 bits, delivered one step later. Lava's Conv
-    ignores weight exponents, so mantissas are the effective weights."""
+    ignores weight exponents, so mantissas are the effective weights.
+
+    bias_mant (optional, int (O,)), bias_exp: the per-channel bias as in `FxDense`, added
+    after the 24-bit wrap (on the chip and in Lava a separate bias axon and Dense column
+    feed the same neurons, so the conv's wrap never sees it)."""
     stage: ClassVar[str] = "fixed"
 
     weight: np.ndarray = None
@@ -574,12 +660,19 @@ class FxConv2d(Node):
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
     num_message_bits: int = 0
+    bias_mant: np.ndarray = None
+    bias_exp: int = 0
     is_synapse: ClassVar[bool] = True
     kind: ClassVar[str] = "graded"
 
-    __post_init__ = Conv2d.__post_init__
+    def __post_init__(self):
+        _conv_geometry(self)
+        _fixed_bias(self, int(np.shape(self.weight)[0]))
+
     out_shape = Conv2d.out_shape
-    summary = Conv2d.summary
+
+    def summary(self):
+        return Conv2d.summary(self) + _bias_summary(self)
 
     def connections(self, out_shape):
         o, oh, ow = out_shape
@@ -644,6 +737,7 @@ class FxLIF(Node):
     """
     records_uv: ClassVar[bool] = True
     takes_bias_frames: ClassVar[bool] = True
+    takes_synapse_bias: ClassVar[bool] = True
     stage: ClassVar[str] = "fixed"
     is_neuron: ClassVar[bool] = True
 
@@ -1054,6 +1148,7 @@ class FxLI(Node):
     """
     stage: ClassVar[str] = "fixed"
     is_neuron: ClassVar[bool] = True
+    takes_synapse_bias: ClassVar[bool] = True
 
     shape: tuple[int, ...] = ()
     #: the readout runs as Lava's LIFReset (it never reaches its threshold)

@@ -28,6 +28,13 @@ Definitions (the chip's, and Lava's):
   early synapse (`can_align`: FxDense, Lava DelayDense) an `align` of the missing steps,
   which the chip adds to its synaptic delay and which local time never sees. A graph
   whose inputs still disagree has no Timing (`timing` refuses it in one line).
+* a synapse's **bias axon** (`FxDense.bias_mant`, `FxConv2d.bias_mant`) is always on: the
+  reference adds it at every local step, the simulator at every global step, Lava sends
+  it from a RingBuffer of ones from Lava step `LAVA_FIRST_STEP`, so it arrives from global
+  step 1 (depth 1, the shallowest neuron's local step 0) and never stops. Only neurons
+  zeroed at their local step 0 (`takes_synapse_bias`: FxLIF, FxLI) take one, so what
+  arrives before their window, or between a stream's samples, is cleared: in local time
+  the bias is there at every step t in [0, T), on every backend.
 * a loop delay (FxDelay, the top-down attention loop) reads, at its target's local step t,
   what its source produced at local step t - latency (`init` before that).
 * a **window partition** (FxCoproc with `window` = T > 0: whole-window attention, as

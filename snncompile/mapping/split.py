@@ -346,6 +346,8 @@ class _DenseSyn:
             self.bpw = int(node.num_weight_bits) + (0 if self.nz is None
                                                      else lim.synapse_index_bits_sparse)
         self.syn_cum = np.concatenate([[0], np.cumsum(self.row_nnz)])
+        # a synapse bias is one more input axon per block, with a synapse on every neuron
+        self.bias_axon = int(getattr(node, "bias_mant", None) is not None)
 
     #: most elements of a block's running column counts kept (`prefix`), int32
     PREFIX_ELEMENTS = 1 << 23
@@ -367,18 +369,19 @@ class _DenseSyn:
 
     def fanin(self, a: int, b: int) -> int:
         if self.nz is None:
-            return self.n_in
-        return int(np.count_nonzero(self._counts(a, b)))
+            return self.n_in + self.bias_axon
+        return int(np.count_nonzero(self._counts(a, b))) + self.bias_axon
 
     def bits(self, a: int, b: int) -> int:
+        bias = self.bias_axon * int(axon_bits(b - a, self.bpw, self.lim))
         if self.nz is None:
-            return int(self.n_in * axon_bits(b - a, self.bpw, self.lim))
+            return int(self.n_in * axon_bits(b - a, self.bpw, self.lim)) + bias
         cnt = self._counts(a, b)
-        return int(axon_bits(cnt[cnt > 0], self.bpw, self.lim).sum())
+        return int(axon_bits(cnt[cnt > 0], self.bpw, self.lim).sum()) + bias
 
     def one_neuron(self) -> tuple[int, int]:
         """(fan-in, synapse bits) of the most connected single neuron."""
-        worst = int(self.row_nnz.max()) if self.n_out else 0
+        worst = (int(self.row_nnz.max()) if self.n_out else 0) + self.bias_axon
         return worst, int(worst * axon_bits(1, self.bpw, self.lim))
 
     @property
@@ -449,6 +452,7 @@ class _ConvSyn:
         self.sy, self.sx = node.stride
         self.py, self.px = node.padding
         self.bpw = spec.numerics.weight_bits  # Lava's Conv keeps full 8-bit mantissas
+        self.bias_axon = int(node.bias_mant is not None)   # one more axon per tile
         # kernel taps that land inside the input, per output row / column (exact synapse count)
         vh = np.array([sum(0 <= y * self.sy - self.py + i < self.hin for i in range(self.kh))
                        for y in range(self.h)], np.int64)
@@ -529,6 +533,9 @@ class _ConvSyn:
             per_axon = -(-syn // np.maximum(fanin, 1))
             bits = fanin * axon_bits(per_axon, self.bpw + lim.synapse_index_bits_sparse, lim)
         bits = bits + lim.neuron_state_bits * neurons
+        if self.bias_axon:   # the bias axon: one synapse on every neuron of the tile
+            fanin = fanin + 1
+            bits = bits + axon_bits(neurons, self.bpw, lim)
         out = _sat_sum(out_sat, c0, c1, y0, y1, x0, x1)
         return np.broadcast_arrays(neurons, fanin, out, bits)
 

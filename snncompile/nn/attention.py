@@ -313,7 +313,7 @@ class AttentionLayer(nn.Module):
 
 # ---------------------------------------------------------------- the model
 ATTENTION_LAYER_TYPES = LAYER_TYPES + ("attention",)
-_BEFORE_ATTENTION = ("dense", "conv2d", "sumpool2d", "avgpool2d")
+_BEFORE_ATTENTION = ("dense", "conv2d", "batchnorm", "sumpool2d", "avgpool2d")
 
 
 class AttentionSNN(SNN):

@@ -73,7 +73,7 @@ MAX_CONFIG_DEPTH = 8           # nesting of the config (it is a few plain dicts 
 INT_KEYS = frozenset({"shape", "bits", "out", "kernel", "stride", "padding", "groups",
                       "steps", "window", "gain_bits", "t_ratio", "c_ratio", "latency",
                       "hidden", "channels", "version"})
-REAL_KEYS = frozenset({"du", "dv", "vth", "init_bias"})
+REAL_KEYS = frozenset({"du", "dv", "vth", "init_bias", "eps", "momentum"})
 MAX_INT_FIELD = 1 << 24
 
 
@@ -159,6 +159,8 @@ def check_state(path, state: dict) -> None:
                     if t.device.type != "cpu" else str(t.layout).replace("torch.", ""))
             raise InputFileError(f"{where} is a {kind} tensor; only dense CPU tensors are "
                                  "read")
+        if _batch_counter(key, t):   # BatchNorm's own integer bookkeeping, never used
+            continue
         if t.dtype not in FLOAT_DTYPES:
             raise InputFileError(f"{where} has dtype {str(t.dtype).replace('torch.', '')};"
                                  " supported: " + ", ".join(str(d).replace("torch.", "")
@@ -178,6 +180,13 @@ def check_state(path, state: dict) -> None:
                                      "full (stride 0, overlapping or outside its storage)")
         if not torch.isfinite(t).all():
             raise InputFileError(f"{where} contains NaN or inf")
+
+
+def _batch_counter(key, t: torch.Tensor) -> bool:
+    """A BatchNorm's `num_batches_tracked`: one int64 (the compiler reads eval statistics
+    only)."""
+    return (str(key).endswith(".num_batches_tracked") and t.dtype == torch.int64
+            and t.numel() == 1)
 
 
 def load_state(path, model: nn.Module, state: dict) -> None:

@@ -3,10 +3,13 @@ checkpoint is data only: the config plus a state dict, loaded with `weights_only
 
 The LIF layer follows Loihi's CUBA update order exactly (see `snncompile.ir.nodes.LIF`):
 current decays then adds input; voltage decays then adds current and bias; spike strictly
-above threshold; reset v to 0, u untouched. Synapse layers (Linear/Conv2d) carry no bias:
-Loihi has no per-synapse bias; a learnable per-neuron bias lives in the LIF layer and is
-added to v. The network is delay-free in time; the chip's one-step synapse delay only shifts
-each layer in time (see the time semantics in `snncompile.ir.nodes`).
+above threshold; reset v to 0, u untouched. Synapse layers (Linear/Conv2d) may carry a bias
+(`"bias": true`), added to their output current every step: it enters u, which decays (the
+compiler gives it an always-on bias axon, exact on the chip); the LIF layer's own bias is
+added to v. A `batchnorm` layer (eval-mode statistics) right after a dense or conv2d layer
+is folded into that synapse's weight and bias when the checkpoint is compiled. The network
+is delay-free in time; the chip's one-step synapse delay only shifts each layer in time
+(see the time semantics in `snncompile.ir.nodes`).
 """
 from __future__ import annotations
 
@@ -17,10 +20,24 @@ from torch import nn
 
 from ..errors import UnsupportedError, is_max_pool, max_pool_refused
 
-LAYER_TYPES = ("dense", "conv2d", "conv1d", "sumpool2d", "avgpool2d", "flatten", "lif", "residual")
-
-
+LAYER_TYPES = ("dense", "conv2d", "conv1d", "batchnorm", "sumpool2d", "avgpool2d", "flatten",
+               "lif", "residual")
 SYNAPSE_TYPES = ("dense", "conv2d", "conv1d")
+"""Layer types with a weight: what a residual part ends with."""
+BATCHNORM_AFTER = ("dense", "conv2d")
+"""Layer types with a weight and an optional bias: what a batchnorm layer folds into."""
+
+
+def check_batchnorm_order(specs: list, where: str) -> None:
+    """Refuse, in one line, a batchnorm layer not directly after a dense or conv2d layer
+    (the compiler folds it into that synapse's weight and bias; nothing else can hold it)."""
+    for i, spec in enumerate(specs):
+        if spec.get("type") == "batchnorm":
+            before = specs[i - 1].get("type") if i else None
+            if before not in BATCHNORM_AFTER:
+                raise UnsupportedError(
+                    f"{where} layer {i}: batchnorm must directly follow a dense or conv2d "
+                    f"layer (it is folded into that synapse), not {before or 'the input'}")
 
 
 class _Spike(torch.autograd.Function):
@@ -124,10 +141,11 @@ class SNN(nn.Module):
          "layers": [{"type": "dense", "out": 128},
                     {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
 
-    Layer types: dense(out), conv2d(out, kernel, stride=1, padding=0, groups=1),
-    conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1) on (C, L) inputs,
-    sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias, reset,
-    fire_at), and
+    Layer types: dense(out, bias=false), conv2d(out, kernel, stride=1, padding=0, groups=1,
+    bias=false), conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1) on (C, L)
+    inputs, batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded into it
+    on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias,
+    reset, fire_at), and
     residual(body, shortcut): two lists of layers applied to the same input whose output
     currents add (each list ends with a dense or conv2d layer; an empty or missing shortcut
     is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed
@@ -149,6 +167,7 @@ class SNN(nn.Module):
         self.names: list[str] = []
         self.layers = nn.ModuleList()
         counters: dict[str, int] = {}
+        check_batchnorm_order(config["layers"], "config")
         for i, spec in enumerate(config["layers"]):
             kind = spec.get("type")
             if isinstance(kind, str) and is_max_pool(kind):
@@ -185,10 +204,12 @@ class SNN(nn.Module):
             specs = spec.get(part) or []
             if part == "body" and not specs:
                 raise UnsupportedError(f"{name}: a residual block needs a body")
-            if specs and specs[-1].get("type") not in SYNAPSE_TYPES:
+            ends = [sp.get("type") for sp in specs if sp.get("type") != "batchnorm"][-1:]
+            if specs and (not ends or ends[0] not in SYNAPSE_TYPES):
                 raise UnsupportedError(f"{name}: the {part} must end with a dense, conv2d or "
                                        "conv1d layer (its current feeds the next lif)")
             names, mods, sub = [], nn.ModuleList(), shape
+            check_batchnorm_order(specs, f"{name}: {part}")
             for j, sub_spec in enumerate(specs):
                 kind = sub_spec.get("type")
                 if kind not in self.LAYER_TYPES or kind in ("residual", "attention"):
@@ -224,7 +245,8 @@ class SNN(nn.Module):
             if shape[0] * out > MAX_LAYER_WEIGHTS:
                 raise UnsupportedError(f"{name}: {shape[0]} x {out} weights exceed "
                                        f"{MAX_LAYER_WEIGHTS}")
-            return _TimeDistributed(nn.Linear(shape[0], out, bias=False)), (out,)
+            return (_TimeDistributed(nn.Linear(shape[0], out, bias=_flag(spec, "bias", name))),
+                    (out,))
         if kind == "conv2d":
             need(3)
             k, s = num("kernel"), num("stride", 1)
@@ -240,11 +262,19 @@ class SNN(nn.Module):
             if out * shape[0] // g * k * k > MAX_LAYER_WEIGHTS:
                 raise UnsupportedError(f"{name}: {out}x{shape[0] // g}x{k}x{k} kernel weights "
                                        f"exceed {MAX_LAYER_WEIGHTS}")
-            conv = nn.Conv2d(shape[0], out, k, s, p, groups=g, bias=False)
+            conv = nn.Conv2d(shape[0], out, k, s, p, groups=g, bias=_flag(spec, "bias", name))
             return _TimeDistributed(conv), (out, h, w)
         if kind == "conv1d":
             need(2)
             return _conv1d(name, spec, shape, num)
+        if kind == "batchnorm":       # over the channels: BatchNorm1d (N,), BatchNorm2d (C,H,W)
+            if len(shape) not in (1, 3):
+                raise UnsupportedError(f"{name}: batchnorm expects a 1-d or (C, H, W) input, "
+                                       f"got {shape}")
+            bn = (nn.BatchNorm1d if len(shape) == 1 else nn.BatchNorm2d)(
+                shape[0], eps=float(spec.get("eps", 1e-5)),
+                momentum=float(spec.get("momentum", 0.1)))
+            return _TimeDistributed(bn), shape
         if kind in ("sumpool2d", "avgpool2d"):
             need(3)
             k = num("kernel")
@@ -268,6 +298,9 @@ class SNN(nn.Module):
 
 def _conv1d(name: str, spec: dict, shape: tuple, num):
     """A conv1d layer on a (C, L) input: (module, (out, L'))."""
+    if _flag(spec, "bias", name):
+        raise UnsupportedError(f"{name}: conv1d with a bias is not compiled yet (conv2d and "
+                               "dense take 'bias': true)")
     k, s, d = num("kernel"), num("stride", 1), num("dilation", 1)
     p, g, out = num("padding", 0, minimum=0), num("groups", 1), num("out")
     if shape[0] % g or out % g:
@@ -283,6 +316,13 @@ def _conv1d(name: str, spec: dict, shape: tuple, num):
                                f"weights exceed {MAX_LAYER_WEIGHTS}")
     conv = nn.Conv1d(shape[0], out, k, s, p, dilation=d, groups=g, bias=False)
     return _TimeDistributed(conv), (out, length)
+
+
+def _flag(spec: dict, key: str, name: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise UnsupportedError(f"{name}: '{key}' = {value!r:.40} must be true or false")
+    return value
 
 
 def _apply(name: str, layer: nn.Module, x: torch.Tensor, record: dict | None):

@@ -66,7 +66,8 @@ def _into_dense(pool, factor: float, syn: Dense, graph: Graph, chain: list[str])
     c, ph, pw = graph.shape(pool.name)
     w = syn.weight.reshape(syn.weight.shape[0], c, ph, pw)
     w = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) * factor
-    return Dense(syn.name, weight=w.reshape(w.shape[0], -1).astype(syn.weight.dtype))
+    return Dense(syn.name, weight=w.reshape(w.shape[0], -1).astype(syn.weight.dtype),
+                 bias=syn.bias)
 
 
 @FOLD_INTO.register(Conv2d)
@@ -78,20 +79,22 @@ def _into_conv(pool, factor: float, syn: Conv2d, graph: Graph, chain: list[str])
     return Conv2d(syn.name, weight=w.astype(syn.weight.dtype),
                   stride=(syn.stride[0] * kh, syn.stride[1] * kw),
                   padding=(syn.padding[0] * kh, syn.padding[1] * kw),
-                  groups=syn.groups)
+                  groups=syn.groups, bias=syn.bias)
 
 
 @FOLD_BACK.register(Conv2d)
 def _after_conv(pool, factor: float, syn: Conv2d) -> Conv2d:
-    """(Conv2d has no bias yet: when it gets one, a sum pool must scale it by k*k.)"""
+    """A pool of the conv's output: the kernel summed over the window (times the pool's
+    factor), and the bias, added at each of the k*k positions summed, times k*k*factor."""
     (kh, kw), (sh, sw) = pool.kernel, syn.stride
     o, ig, ka, kb = syn.weight.shape
     w = np.zeros((o, ig, ka + sh * (kh - 1), kb + sw * (kw - 1)), np.float64)
     for i in range(kh):
         for j in range(kw):
             w[:, :, sh * i:sh * i + ka, sw * j:sw * j + kb] += syn.weight
+    bias = None if syn.bias is None else syn.bias * (kh * kw * factor)
     return dataclasses.replace(syn, weight=(w * factor).astype(syn.weight.dtype),
-                               stride=(sh * kh, sw * kw))
+                               stride=(sh * kh, sw * kw), bias=bias)
 
 
 def fold_pools_after_conv(graph: Graph) -> tuple[Graph, bool]:

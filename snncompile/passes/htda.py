@@ -137,6 +137,11 @@ def lower_htda(loop: TopDownLoop, fixed: Graph, spec,
                 f"{where}: {key} '{settings[key]}' cannot be compiled yet; the chip runs "
                 f"HTDA with read 'count', mask 'binary', init 'ones' (retrain with those)")
     check_coproc_target(where, spec)
+    gated = fixed.node(fixed.inputs(loop.target)[0])
+    if getattr(gated, "bias_mant", None) is not None:
+        raise UnsupportedError(f"{where}: the gated synapse {gated.name} has a bias; the "
+                               "model gates it with the current, but its bias axon would "
+                               "feed the neurons past the gate (retrain it without bias)")
     if source_spikes is None or not len(source_spikes):
         raise QuantizationError(f"{where}: HTDA needs calibration data (--calib) to choose "
                                 "the co-processor's scales")

@@ -61,6 +61,9 @@ class LayerQuant:
     more_synapses: list = dataclasses.field(default_factory=list)
     """The other synapses into the same LIF (a residual block's shortcut), same scale:
     [{synapse, weight_exp, sign_mode, weight_max_mant, weight_rel_error}]."""
+    synapse_bias: list = dataclasses.field(default_factory=list)
+    """The bias axons of the synapses into this neuron: [{synapse, bias_exp,
+    bias_max_mant, bias_max_abs_error (float units)}]."""
 
     def to_json(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v)
@@ -295,6 +298,10 @@ class _LIFRule(_Planned):
                                    "layers (their currents add; one of them optionally "
                                    "through an attention layer)")
         syns = [graph.node(p) for p in preds]
+        if att is not None and getattr(syns[0], "bias", None) is not None:
+            raise UnsupportedError(f"{syns[0].name}: a synapse bias in front of an attention "
+                                   f"layer ({att.name}) is not compiled (the gain would "
+                                   "multiply the bias axon's current too)")
         bits = [_msg_bits(s.name, graph.kind(graph.inputs(s.name)[0]), graph.input_node().bits)
                 for s in syns]
         fss, fl, rep = _quantize_pair(syns, node, bits, plan.calib.get(name), plan.spec,
@@ -380,6 +387,8 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
     if bias_abs > 0:  # bias_mant << bias_exp must hold bias * sigma * 64
         caps["bias range"] = (num.bias_mant_max << num.bias_exp_max) / (
             bias_abs * (1 << num.act_shift))
+    for syn in syns:
+        caps.update(_synapse_bias_cap(syn, num, len(syns) > 1))
     for syn, ws in zip(syns, stats_w):
         syn_rule = QUANTIZE.rule(syn)
         mode, lo, hi = ws.sign_mode()
@@ -423,8 +432,17 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
                      vth_rel_error=abs(vth - theta * sigma) / (theta * sigma),
                      du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
-                     limited_by=limited_by, more_synapses=[info for _, info in lowered[1:]])
+                     limited_by=limited_by, more_synapses=[info for _, info in lowered[1:]],
+                     synapse_bias=[_bias_info(fs) | {"bias_max_abs_error":
+                                                     info["bias_max_abs_error"]}
+                                   for fs, info in lowered if "bias_exp" in info])
     return [fs for fs, _ in lowered], fl, rep
+
+
+def _bias_info(fs) -> dict:
+    return {"synapse": fs.name, "bias_exp": int(fs.bias_exp),
+            "bias_max_mant": int(np.abs(fs.bias_mant).max(initial=0))
+            if fs.bias_mant is not None else 0}
 
 
 def _lower_synapse(syn, ws: "_WeightStats", sigma: float, msg_bits: int, num):
@@ -443,7 +461,52 @@ def _lower_synapse(syn, ws: "_WeightStats", sigma: float, msg_bits: int, num):
     info = {"synapse": syn.name, "weight_exp": e, "sign_mode": mode,
             "weight_max_mant": int(np.abs(wq).max(initial=0)),
             "weight_rel_error": float(err_norm / max(ws.norm, 1e-30))}
-    return syn_rule.lower(syn, wq, e, mode, msg_bits, num), info
+    return _with_bias(syn_rule.lower(syn, wq, e, mode, msg_bits, num), syn, sigma, num,
+                      info), info
+
+
+# ------------------------------------------------------------------ synapse bias
+def _synapse_bias_cap(syn, num, several: bool = False) -> dict:
+    """The scale limit a synapse bias sets: b * sigma (output units: what the synapse adds
+    to a_in every step) must fit an 8-bit bias axon mantissa at the largest exponent."""
+    b = getattr(syn, "bias", None)
+    if b is None:
+        return {}
+    bmax = float(np.abs(np.asarray(b, np.float64)).max(initial=0))
+    if not math.isfinite(bmax):
+        raise QuantizationError(f"{syn.name}: bias contains NaN or inf")
+    if bmax == 0:
+        return {}
+    mode, lo, hi = _mode_of(float(np.min(b)), float(np.max(b)))
+    return {"synapse bias" + (f" ({syn.name})" if several else ""):
+            (hi if mode != "inhibitory" else -lo) * 2.0 ** num.weight_exp_max / bmax}
+
+
+def _with_bias(fs, syn, sigma: float, num, info: dict):
+    """`fs` with the synapse's bias as a bias axon (`FxDense.bias_mant`): B = b * sigma in
+    the synapse's output units, mantissas in Lava's 8-bit range for their sign mode (mixed
+    ones even), the smallest exponent in [0, weight_exp_max] that fits; `info` gets the
+    exponent and the largest error in float units."""
+    b = getattr(syn, "bias", None)
+    if b is None:
+        return fs
+    target = np.asarray(b, np.float64) * sigma
+    mode, lo, hi = _mode_of(float(target.min()), float(target.max()))
+    step = 2 if mode == "mixed" else 1
+    bmax = float(np.abs(target).max())
+    e = 0
+    top = hi if mode != "inhibitory" else -lo
+    while bmax / 2 ** e > top and e < num.weight_exp_max:
+        e += 1
+    mant = np.round(target / 2 ** e / step) * step
+    if mant.min() < lo or mant.max() > hi:
+        raise QuantizationError(f"{syn.name}: synapse bias ({bmax:.4g} integer units) "
+                                f"exceeds an 8-bit bias axon mantissa [{lo}, {hi}] at "
+                                f"exponent {num.weight_exp_max}")
+    info["bias_exp"] = e
+    info["bias_max_abs_error"] = float(np.abs(mant * 2 ** e - target).max() / sigma)
+    info["bias_axon"] = bool(np.any(mant))
+    return dataclasses.replace(fs, bias_mant=mant.astype(np.int32), bias_exp=e)
 
 
 def _bias_mant(name: str, bias: np.ndarray, sigma: float, num, hint: str = ""):
@@ -514,6 +577,8 @@ def _li_caps(syn, li: LI, bias, stats, num, state_units: int, du_eff: float,
     else:
         w = np.abs(np.asarray(syn.weight, dtype=np.float64))
         rows = w.reshape(w.shape[0], -1).sum(axis=1)           # per output channel
+        if getattr(syn, "bias", None) is not None:               # the bias axon adds |b|
+            rows = rows + np.abs(np.asarray(syn.bias, np.float64)) / max(in_max, 1e-30)
         rows = np.broadcast_to(rows.reshape((-1,) + (1,) * (len(li.shape) - 1)), li.shape)
         bound = _readout_peak_bound(rows, bias, du_eff, dv_eff, in_max)
         if bound is None:
@@ -551,6 +616,7 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
     du, du_eff = _decay(name, "du", li.du, num.decay_unity, 1)
     dv, dv_eff = _decay(name, "dv", li.dv, num.decay_unity, 0)
     caps = _li_caps(syn, li, bias, stats, num, state_units, du_eff, dv_eff, in_max)
+    caps.update(_synapse_bias_cap(syn, num))
     e_min, e_max = syn_rule.exponent_range(num)
     if m > 0:
         caps["weight mantissa" + syn_rule.limit_note] = mant * 2.0 ** e_max / m
@@ -571,7 +637,8 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
     bias_mant, bias_exp, bias_err = _bias_mant(name, bias, sigma, num)
     peak_frac = (max(stats["peak_u"], stats["peak_v"]) * sigma / state_units
                  if stats else None)
-    fs = syn_rule.lower(syn, wq, e, mode, msg_bits, num)
+    binfo: dict = {}
+    fs = _with_bias(syn_rule.lower(syn, wq, e, mode, msg_bits, num), syn, sigma, num, binfo)
     fx = FxLI(name, shape=li.shape, du=du, dv=dv, bias_mant=bias_mant.astype(np.int32),
               bias_exp=bias_exp, scale=float(sigma * (1 << num.act_shift)),
               offset=li.offset, decision=li.decision)
@@ -581,7 +648,10 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
                      weights_clipped=clipped, vth=num.vth_max, vth_rel_error=0.0,
                      du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
-                     limited_by=limited_by)
+                     limited_by=limited_by,
+                     synapse_bias=[_bias_info(fs) | {"bias_max_abs_error":
+                                                     binfo["bias_max_abs_error"]}]
+                     if "bias_exp" in binfo else [])
     return fs, fx, rep
 
 

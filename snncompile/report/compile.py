@@ -77,6 +77,52 @@ def layer_rows(graph: Graph) -> list[dict]:
     return rows
 
 
+def bias_axons(graph: Graph, quant=()) -> list[dict]:
+    """Every synapse with a bias axon (`FxDense.bias_mant`): what it feeds, its mantissas'
+    exponent and the quantisation error (from the quantiser's `LayerQuant.synapse_bias`),
+    and what it costs: one more input axon on each core holding the neurons it feeds, one
+    synapse per neuron with a non-zero bias, that many synaptic events every step."""
+    from snncompile.ir.nodes import synapse_bias
+    errors = {b["synapse"]: b for q in quant for b in getattr(q, "synapse_bias", [])}
+    rows = []
+    for name in graph.order():
+        node = graph.node(name)
+        if not node.is_synapse or getattr(node, "bias_mant", None) is None:
+            continue
+        n = int(np.count_nonzero(synapse_bias(node, tuple(graph.shape(name)))))
+        err = errors.get(name, {}).get("bias_max_abs_error")
+        rows.append({"synapse": name, "into": graph.outputs(name),
+                     "bias_exp": int(node.bias_exp),
+                     "bias_max_mant": int(np.abs(node.bias_mant).max()),
+                     "bias_max_abs_error": err, "synapses": n,
+                     "cost": f"1 input axon per core holding {', '.join(graph.outputs(name))}; "
+                             f"{n:,} synapses; {n:,} synaptic events and 1 message per core "
+                             "every step"})
+    return rows
+
+
+def _bias_lines(report: dict) -> list[str]:
+    """The 'Synapse bias and BatchNorm' section: what was folded, which synapses carry a
+    bias axon and what each costs."""
+    out = []
+    for f in report.get("folded", []):
+        out.append(f"- BatchNorm {f['batchnorm']} folded into {f['into']} (eval statistics: "
+                   "w' = w s, b' = (b - mean) s + beta, s = gamma / sqrt(var + eps))")
+    if out:
+        out.append("")
+    rows = report.get("synapse_bias", [])
+    if rows:
+        out += ["A synapse bias enters the neuron's current u every step (not its voltage): "
+                "each synapse below drives its neurons from an always-on bias axon "
+                "(bias_mant << b_exp per output, 8-bit mantissas).", ""]
+        out.append(table(["synapse", "into", "b_exp", "max mant", "max err", "cost"],
+                         [[r["synapse"], ", ".join(r["into"]), r["bias_exp"],
+                           r["bias_max_mant"],
+                           "-" if r["bias_max_abs_error"] is None else r["bias_max_abs_error"],
+                           r["cost"]] for r in rows], "llrrrl"))
+    return out
+
+
 def compile_markdown(report: dict) -> str:
     src = report.get("source", "")
     out = [f"# Compile report: {src} -> {report['target']}", ""]
@@ -103,6 +149,8 @@ def compile_markdown(report: dict) -> str:
         from snncompile.verify.fidelity import FidelityReport
         out += ["", "## Fidelity on calibration data", "",
                 FidelityReport.from_json(report["fidelity"]).markdown()]
+    if report.get("folded") or report.get("synapse_bias"):
+        out += ["", "## Synapse bias and BatchNorm folding", ""] + _bias_lines(report)
     if report.get("path_delays"):
         out += ["", "## Inserted path delays", "",
                 "Paths of unequal depth meet in step: each early synapse holds its output "

@@ -6,6 +6,8 @@
     FxDense  -> lava.proc.dense.process.Dense / DelayDense (bit-accurate models)
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
     FxConv1d -> the same Conv on a (L, 1, C) view of its input (height 1)
+                 a synapse bias (either): one shared RingBuffer of ones (the always-on
+                 bias axon) into a one-column Dense summed into the neurons' a_in
     Flatten, Output -> views of their input's port
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc); spikes recorded
     FxLI     -> LIFReset at the largest threshold mantissa; its voltage v recorded (VOLTAGE)
@@ -47,7 +49,8 @@ from snncompile.backends.sim.simulator import inbound
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output,
+                                 bias_sign_mode)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 
@@ -115,6 +118,8 @@ class LavaNet:
     checks: list = field(default_factory=list)     # callables to run after the run
     source: object = None                           # the RingBuffer, if any
     bias_fed: set = field(default_factory=set)      # FxLIFs a bias input drives
+    bias_ports: dict = field(default_factory=dict)  # synapse -> its bias axon's OutPort
+    bias_source: object = None                      # the always-on bias axon (shared)
 
     @property
     def samples(self) -> int:
@@ -220,6 +225,47 @@ def _same_perm(name: str, ins: list[Lowered]):
 def _connect(ins: list[Lowered], in_port) -> None:
     for src in ins:  # several OutPorts into one InPort are summed by Lava
         src.port.connect(in_port)
+
+
+def _connect_neuron(name: str, ins: list[Lowered], in_port, net: LavaNet) -> None:
+    """A neuron's input port: its synapses' outputs and their bias axons', summed."""
+    _connect(ins, in_port)
+    for src in net.graph.inputs(name):
+        if src in net.bias_ports:
+            net.bias_ports[src].connect(in_port)
+
+
+def _bias_axon(node, perm, lshape: tuple, net: LavaNet) -> None:
+    """A synapse's bias (`bias_mant << bias_exp` per output, `synapse_bias`): the shared
+    always-on axon (a RingBuffer of ones, sending at every step from Lava step 1, so its
+    current arrives from global step 1, before any neuron's window opens) into a Dense of
+    one column holding the mantissas in the output's Lava layout, with the bias exponent;
+    its output is summed into the neurons the synapse feeds (`_connect_neuron`)."""
+    if node.bias_mant is None:
+        return
+    for dst in net.graph.outputs(node.name):
+        if not net.graph.node(dst).takes_synapse_bias:
+            raise UnsupportedError(f"{node.name}: its bias axon feeds {dst} "
+                                   f"({type(net.graph.node(dst)).__name__}); only neurons "
+                                   "zeroed at their window's start (FxLIF, FxLI) take one")
+    from lava.proc.dense.models import PyDenseModelBitAcc
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.source import PySendModelFixed, RingBuffer
+    from lava.utils.weightutils import SignMode
+
+    shape = net.graph.shape(node.name)
+    m = np.broadcast_to(np.asarray(node.bias_mant, np.int64).reshape(
+        (-1,) + (1,) * (len(shape) - 1)), shape)
+    col = to_lava(np.ascontiguousarray(m), shape, perm, lshape).reshape(-1, 1)
+    if net.bias_source is None:
+        net.bias_source = net.add(RingBuffer(data=np.ones((1, 1), np.int32)),
+                                  PySendModelFixed)
+    proc = net.add(Dense(weights=col.astype(np.int32), weight_exp=int(node.bias_exp),
+                         num_weight_bits=8, num_message_bits=0,
+                         sign_mode=SignMode[bias_sign_mode(node.bias_mant).upper()],
+                         name=f"{node.name}.bias"), PyDenseModelBitAcc)
+    net.bias_source.s_out.connect(proc.s_in)
+    net.bias_ports[node.name] = proc.a_out if len(lshape) == 1 else proc.a_out.reshape(lshape)
 
 
 def _neuron_layout(node, ins: list[Lowered], net: LavaNet) -> tuple:
@@ -331,6 +377,7 @@ def _dense(node: FxDense, ins: list[Lowered], net: LavaNet) -> Lowered:
     else:
         proc = net.add(Dense(**kw), PyDenseModelBitAcc)
     _connect(ins, proc.s_in)
+    _bias_axon(node, None, net.graph.shape(node.name), net)
     return Lowered(proc.a_out, None, net.graph.shape(node.name))
 
 
@@ -386,6 +433,7 @@ def _lava_conv(node: FxConv2d, ins: list[Lowered], net: LavaNet, in_shape, shape
                            f"!= expected {lava_shape(shape)}")
     net.add(proc, PyConvModelFixed)
     _connect(ins, proc.s_in)
+    _bias_axon(node, natural_perm(shape), lava_shape(shape), net)
     return Lowered(proc.a_out, natural_perm(shape), lava_shape(shape))
 
 
@@ -412,7 +460,7 @@ def _lif(node: FxLIF, ins: list[Lowered], net: LavaNet) -> Lowered:
         proc = SoftLIF(reset=node.reset, fire_at=node.fire_at, **params)
         net.add(proc, PySoftLIFModel)
     if not bias_fed:
-        _connect(ins, proc.a_in)
+        _connect_neuron(name, ins, proc.a_in, net)
     net.neurons[name] = (proc, perm, lshape)
     net.record(name, name, proc.s_out, perm, lshape, net.graph.shape(name), SPIKES)
     return Lowered(proc.s_out, perm, lshape)
@@ -435,7 +483,7 @@ def _li(node: FxLI, ins: list[Lowered], net: LavaNet) -> Lowered:
                     reset_interval=net.steps,
                     reset_offset=net.timing.lava_reset_offset(name), name=name)
     net.add(proc, PyLifResetModelBitAcc)
-    _connect(ins, proc.a_in)
+    _connect_neuron(name, ins, proc.a_in, net)
     net.neurons[name] = (proc, perm, lshape)
     net.record(name, name, proc.v, perm, lshape, net.graph.shape(name), VOLTAGE)
     return Lowered(proc.s_out, perm, lshape)

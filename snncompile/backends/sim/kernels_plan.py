@@ -216,6 +216,8 @@ class _SynapseK(_Kernel):
         ic = np.zeros(self.n_in, np.int64)
         wraps = np.zeros(1, np.int64)
         self.run(run.K, arr, out[off:], ic, wraps, run.pool)
+        if self.op.bias is not None:     # the bias axon: every step, after the wrap
+            out += self.op.bias.reshape(1, -1)
         run.counters[self.name] = (ic, int(wraps[0]))
         return out, 0
 

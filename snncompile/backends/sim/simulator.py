@@ -42,7 +42,7 @@ from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
 from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
                            FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
-from snncompile.ir.nodes import RESETS
+from snncompile.ir.nodes import RESETS, synapse_bias
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing, window_row
 from snncompile.target import Numerics, load_target
@@ -194,6 +194,10 @@ class _Synapse(_Op):
 
     def __init__(self, node, in_max: int, strict: bool, out_shape: tuple):
         self.in_max, self.strict, self.out_shape = in_max, strict, tuple(out_shape)
+        # the bias axon (FxDense/FxConv2d bias_mant): spikes every step into one more
+        # column of synapses, summed into the same neurons after the synapse's own wrap
+        self.bias = synapse_bias(node, self.out_shape)
+        self.bias_fanout = 0 if self.bias is None else int(np.count_nonzero(self.bias))
         super().__init__(node)
 
     def clear_counters(self):
@@ -204,7 +208,8 @@ class _Synapse(_Op):
         self.in_counts = None
 
     def advance(self, n, srcs, batch):
-        return self.step(srcs[0])
+        out = self.step(srcs[0])
+        return out if self.bias is None else out + self.bias
 
     def step(self, x: np.ndarray | None) -> np.ndarray:
         out = self.buf
@@ -225,7 +230,15 @@ class _Synapse(_Op):
             self.synops += int(self.in_counts.astype(np.int64) @ self.fanout)
 
     def counts(self, samples, steps):
-        return {"synops": self.synops, "input_events": self.events}
+        """Synaptic events and input events, the bias axon's included (it spikes at every
+        step of each sample's window: `bias_events`, `bias_synops`)."""
+        c = {"synops": self.synops, "input_events": self.events}
+        if self.bias is not None:
+            ev = samples * steps
+            c |= {"bias_events": ev, "bias_synops": ev * self.bias_fanout}
+            c["synops"] += c["bias_synops"]
+            c["input_events"] += ev
+        return c
 
 
 class _Dense(_Synapse):
@@ -344,8 +357,17 @@ class _Dense(_Synapse):
         return out
 
 
+def _bias_in_local_time(node, setup: Setup) -> None:
+    """A bias axon's current is exact for neurons zeroed at their window's start (FxLIF);
+    sigma-delta neurons run from global step 0 and would integrate it before then."""
+    if setup.global_time and node.bias_mant is not None:
+        raise UnsupportedError(f"{node.name}: a synapse bias axon in a graph with neurons "
+                               "that run in global time (sigma-delta) is not compiled")
+
+
 @SIM.register(FxDense)
 def _dense(node, setup: Setup):
+    _bias_in_local_time(node, setup)
     return _Dense(node, setup.source_max(node.name), setup.strict,
                   setup.graph.shape(node.name))
 
@@ -423,6 +445,7 @@ class _Conv(_Synapse):
 
 @SIM.register(FxConv2d)
 def _conv(node, setup: Setup):
+    _bias_in_local_time(node, setup)
     graph = setup.graph
     return _Conv(node, graph.shape(graph.inputs(node.name)[0]), setup.source_max(node.name),
                  setup.strict, graph.shape(node.name))

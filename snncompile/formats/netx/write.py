@@ -273,7 +273,15 @@ def _flatten_first(graph: Graph, node: Flatten, chain: list[str]) -> None:
                                "layer for netx")
 
 
+def _no_synapse_bias(node) -> None:
+    if node.bias_mant is not None:
+        raise UnsupportedError(f"{node.name}: netx has no synapse bias (its bias is the "
+                               "neuron's, on v); this build has a bias axon and cannot be "
+                               "exported to netx")
+
+
 def _dense(node: FxDense) -> dict:
+    _no_synapse_bias(node)
     prepared = prepare_weights(node.weight, node.sign_mode, node.num_weight_bits)
     exp = int(node.weight_exp)
     if exp < 0 and np.any(prepared % (1 << -exp)):
@@ -299,6 +307,7 @@ def _dense(node: FxDense) -> dict:
 
 
 def _conv(node: FxConv2d, graph: Graph) -> dict:
+    _no_synapse_bias(node)
     out = graph.shape(node.name)
     w = np.asarray(node.weight)
     return {"type": "conv", "shape": np.array(out, np.int64), "weight": w.astype(np.int32),

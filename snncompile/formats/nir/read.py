@@ -51,10 +51,13 @@ spikingjelly resets to v_reset and spikes at v >= threshold: `_SPIKING`), else a
 `graph.meta["nir"]["assumptions"]`; `graph.meta["nir"]` also says which dt was used, where
 it came from, and whether it was guessed (the compile report and stderr say so).
 
-A bias on a synapse (Affine, Conv2d) adds a constant to the current. It is exact as an LIF
-bias when the next neuron has no current state (LIF, IF, Threshold, or CubaLIF with
-tau_syn = dt); into a CubaLIF current that decays it would build up over the first steps,
-which Loihi (no synaptic bias) cannot reproduce, so that case is refused.
+A bias on a synapse (Affine, Conv2d) adds a constant to the current. When the next neuron
+has no current state (LIF, IF, Threshold, or CubaLIF with tau_syn = dt) it is exactly an
+LIF (voltage) bias and becomes one. Into a CubaLIF (or CubaLI) current that decays it
+builds up over the first steps: it stays the synapse's bias (`Dense.bias`, `Conv2d.bias`,
+per output channel), which the chip computes exactly with an always-on bias axon (see
+`FxDense`). A bias that reaches the neuron through a pool, or that varies within a conv
+channel, is refused.
 
 A non-spiking leaky-integrator readout (NIR `LI`, `CubaLI`: sinabs ExpLeak, norse
 LIBoxCell/LICell, rockpool ExpSynTorch) is accepted as the node before Output only (its
@@ -811,7 +814,8 @@ class _Builder:
     def _check_free(self, where):
         if self.bias is not None:
             raise UnsupportedError(f"{where}: a synapse bias reaches another synapse without "
-                                   "a neuron in between; Loihi has no synaptic bias")
+                                   "a neuron in between (a bias axon feeds neurons only; "
+                                   "fold the two synapses into one)")
 
     def _set_bias(self, b, where):
         if b is None or not np.any(b):
@@ -891,14 +895,11 @@ class _Builder:
                                    "> 0")
         bias = p["leak"] / gain
         if self.bias is not None:
-            if not pending_exact:
-                raise UnsupportedError(
-                    f"{where}: the preceding synapse has a bias ({_show(self.bias)}); into a "
-                    "decaying synaptic current (tau_syn > dt) it builds up over time, which "
-                    "is not a constant LIF bias and Loihi has no synaptic bias; retrain "
-                    "without synapse bias, or use LIF/IF or tau_syn = dt")
-            bias = bias + self.bias
-            self.bias = None
+            if pending_exact:      # no current state: exactly a voltage bias
+                bias = bias + self.bias
+                self.bias = None
+            else:                  # into a decaying current: the synapse keeps it
+                self._bias_into_synapse(where)
         ratio = vth / vth.flat[0]
         if not np.allclose(ratio, 1.0, rtol=_REL_TOL):
             self._fold_per_neuron(where, ratio)
@@ -908,12 +909,35 @@ class _Builder:
                               vth=float(vth.flat[0]), bias=bias.astype(np.float32),
                               reset=reset, fire_at=fire_at))
 
+    def _bias_into_synapse(self, where):
+        """The pending synapse bias (a constant added to the neuron's input current) as the
+        bias of the synapse feeding the neuron (the first one, when several add): per
+        output of a Dense, per channel of a Conv2d."""
+        feeds = self.feeds
+        if not feeds or not all(isinstance(f, (Dense, Conv2d)) for f in feeds):
+            raise UnsupportedError(
+                f"{where}: the synapse bias ({_show(self.bias)}) reaches this neuron's "
+                "decaying current through a pool or reshape; it compiles only from a "
+                "Linear, Affine or Conv2d straight into the neuron")
+        syn, b = feeds[0], self.bias
+        if isinstance(syn, Conv2d):
+            per = b.reshape(b.shape[0], -1)
+            if not np.allclose(per, per[:, :1], rtol=_REL_TOL):
+                raise UnsupportedError(f"{where}: the synapse bias ({_show(b)}) varies within "
+                                       "a channel; a convolution's bias is per channel")
+            b = per[:, 0]
+        b = b.reshape(-1) + (0.0 if syn.bias is None else syn.bias)
+        syn.bias = b.astype(np.float32)
+        self.bias = None
+
     def _fold_per_neuron(self, where, ratio):
         """Per-neuron thresholds: divide rows of the feeding Dense so that one vth fits."""
         if self.feeds and len(self.shape) == 1 and all(isinstance(f, Dense)
                                                       for f in self.feeds):
             for last in self.feeds:
                 last.weight = (last.weight / ratio.reshape(-1, 1)).astype(np.float32)
+                if last.bias is not None:
+                    last.bias = (last.bias / ratio.reshape(-1)).astype(np.float32)
             return
         raise UnsupportedError(f"{where}: per-neuron thresholds/gains ({_show(ratio)} x) "
                                "need a Dense in front; Loihi's LIF has one threshold per "
@@ -1023,14 +1047,11 @@ class _Builder:
         v0 = v_leak if self.norse else np.zeros(self.shape)
         bias = dv * v_leak - dv * v0
         if self.bias is not None:
-            if du != 1.0:
-                raise UnsupportedError(
-                    f"{where}: the preceding synapse has a bias ({_show(self.bias)}); into a "
-                    "decaying readout current (tau_syn > dt) it builds up over time, which "
-                    "is not a constant bias and Loihi has no synaptic bias; retrain without "
-                    "synapse bias, or use LI or tau_syn = dt")
-            bias = bias + gain * self.bias
-            self.bias = None
+            if du != 1.0:      # into a decaying current: the synapse keeps it (scaled
+                self._bias_into_synapse(where)      # by the gain with its weights below)
+            else:
+                bias = bias + gain * self.bias
+                self.bias = None
         self._fold_gain(where, kind, gain)
         rule, why = self._decision()
         self.nodes.append(LI(name, shape=self.shape, du=float(du), dv=float(dv),
@@ -1073,6 +1094,8 @@ class _Builder:
         for last in self.feeds:
             shape = (-1,) + (1,) * (last.weight.ndim - 1)
             last.weight = (last.weight * per[:, 0].reshape(shape)).astype(np.float32)
+            if last.bias is not None:
+                last.bias = (last.bias * per[:, 0]).astype(np.float32)
 
     def _threshold(self, name, node, where, nxt):
         p = self._params(node, ("threshold",), where)

@@ -80,13 +80,17 @@ def _input(node: Input, out: _NirOut) -> None:
 
 @NIR_EXPORT.register(Dense)
 def _linear(node: Dense, out: _NirOut) -> None:
-    """nir.Linear; per-input-column delays become a nir.Delay in front of it."""
+    """nir.Linear (nir.Affine with a bias); per-input-column delays become a nir.Delay in
+    front of it."""
     import nir
     name = node.name
+    w = np.asarray(node.weight, np.float32)
+    layer = (nir.Linear(weight=w) if node.bias is None else
+             nir.Affine(weight=w, bias=np.asarray(node.bias, np.float32)))
     if node.delay is None:
-        out.add(name, nir.Linear(weight=np.asarray(node.weight, np.float32)))
+        out.add(name, layer)
         return
-    out.nodes[name] = nir.Linear(weight=np.asarray(node.weight, np.float32))
+    out.nodes[name] = layer
     d = np.asarray(node.delay)
     if not (d == d[:1]).all():
         raise UnsupportedError(f"{name}: per-synapse delays that differ within a column "
@@ -103,7 +107,8 @@ def _conv2d(node: Conv2d, out: _NirOut) -> None:
         input_shape=tuple(out.in_shape(node.name)[1:]),
         weight=np.asarray(node.weight, np.float32), stride=tuple(node.stride),
         padding=tuple(node.padding), dilation=(1, 1), groups=node.groups,
-        bias=np.zeros(node.weight.shape[0], np.float32)))
+        bias=(np.zeros(node.weight.shape[0], np.float32) if node.bias is None
+              else np.asarray(node.bias, np.float32))))
 
 
 @NIR_EXPORT.register(Conv1d)
