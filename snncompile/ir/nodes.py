@@ -691,7 +691,10 @@ class FxConv1d(FxConv2d):
     their own FxConv1d rule, the others inherit FxConv2d's."""
 
     def __post_init__(self):
-        Conv2d.__post_init__(self)
+        FxConv2d.__post_init__(self)
+        if self.bias_mant is not None:
+            raise GraphError(f"{self.name}: a bias axon on a 1-D convolution is not compiled "
+                             "yet (FxConv2d and FxDense take one)")
         w = np.shape(self.weight)
         if len(w) != 4 or w[2] != 1 or self.stride[0] != 1 or self.padding[0] != 0:
             raise GraphError(f"{self.name}: FxConv1d needs weight (O, I/groups, 1, K), "

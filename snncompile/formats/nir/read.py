@@ -914,6 +914,11 @@ class _Builder:
         bias of the synapse feeding the neuron (the first one, when several add): per
         output of a Dense, per channel of a Conv2d."""
         feeds = self.feeds
+        if any(isinstance(f, Conv1d) for f in feeds):
+            raise UnsupportedError(
+                f"{where}: the Conv1d bias ({_show(self.bias)}) reaches this neuron's "
+                "decaying current; a bias axon on a 1-D convolution is not compiled yet "
+                "(it compiles where the neuron has no current state, du = 1)")
         if not feeds or not all(isinstance(f, (Dense, Conv2d)) for f in feeds):
             raise UnsupportedError(
                 f"{where}: the synapse bias ({_show(self.bias)}) reaches this neuron's "
