@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputFileError
 from snncompile.backends.sim.fixed import prepare_weights
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                    FxLI, FxLIF, FxSigmaDelta, Input, Node)
+                    FxLI, FxLIF, FxSigmaDelta, Input, Node, per_neuron)
 
 MAX_ELEMENTS = 1 << 24     # neurons per node (a Loihi 2 chip holds about 2**20)
 MAX_WEIGHTS = 1 << 28      # synapses per node
@@ -57,6 +57,13 @@ class _Ctx:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
                 or not lo <= value <= hi:
             self.fail(node, field, value, lo, hi, limit)
+
+    def param(self, node: Node, field: str, lo: int, hi: int, limit: str) -> None:
+        """A LIF parameter: a scalar, or an integer array of the neuron shape's size."""
+        if isinstance(getattr(node, field), np.ndarray):
+            self.array(node, field, lo, hi, limit, MAX_ELEMENTS)
+        else:
+            self.scalar(node, field, lo, hi, limit)
 
     def array(self, node: Node, field: str, lo: int, hi: int, limit: str,
               max_size: int = MAX_WEIGHTS) -> None:
@@ -168,22 +175,25 @@ def _bias_shape(ctx: _Ctx, node: Node, shape) -> None:
 def _lif(ctx: _Ctx, node: FxLIF, shape) -> None:
     num = ctx.num
     unity = 1 << min(int(num.decay_bits), 12)
-    ctx.scalar(node, "du", -1 if ctx.netx else 0, unity - 1,
-               f"{num.decay_bits}-bit decay" + (", netx iDecay - 1" if ctx.netx else ""))
-    ctx.scalar(node, "dv", 0, unity, f"{num.decay_bits}-bit decay")
+    ctx.param(node, "du", -1 if ctx.netx else 0, unity - 1,
+              f"{num.decay_bits}-bit decay" + (", netx iDecay - 1" if ctx.netx else ""))
+    ctx.param(node, "dv", 0, unity, f"{num.decay_bits}-bit decay")
     if not node.lava_lif and not num.programmable_neurons:
         raise InputFileError(f"{ctx.where}: node '{node.name}': reset '{node.reset}' / "
                              f"fire_at '{node.fire_at}' needs programmable neurons, which "
                              "this target lacks; recompile")
+    if per_neuron(node) and not num.programmable_neurons:
+        raise InputFileError(f"{ctx.where}: node '{node.name}': per-neuron du/dv/vth need "
+                             "programmable neurons, which this target lacks; recompile")
     _bias_shape(ctx, node, shape)
     if ctx.netx:
-        ctx.scalar(node, "vth", 0, NETX_SAFE - 1, "netx vThMant, int32 after << 6")
+        ctx.param(node, "vth", 0, NETX_SAFE - 1, "netx vThMant, int32 after << 6")
         ctx.array(node, "bias_mant", -NETX_SAFE + 1, NETX_SAFE - 1,
                   "netx bias, int32 after << 6", MAX_ELEMENTS)
         ctx.scalar(node, "bias_exp", 0, NETX_BIAS_EXP, "netx bias exponent")
         return
     vth_max = (1 << min(int(num.vth_mant_bits), CAP_MANT_BITS)) - 1
-    ctx.scalar(node, "vth", 0, vth_max, f"{num.vth_mant_bits}-bit threshold mantissa")
+    ctx.param(node, "vth", 0, vth_max, f"{num.vth_mant_bits}-bit threshold mantissa")
     bmax = (1 << (min(int(num.bias_mant_bits), CAP_MANT_BITS) - 1)) - 1
     ctx.array(node, "bias_mant", -bmax - 1, bmax, f"{num.bias_mant_bits}-bit bias mantissa",
               MAX_ELEMENTS)
