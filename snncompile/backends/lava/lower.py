@@ -234,8 +234,8 @@ def _lava_bias(node, perm, lshape) -> np.ndarray:
 def _lava_param(node: FxLIF, field: str, perm, lshape):
     """du, dv or vth: an int (one per layer), or int32 per neuron in the Lava layout."""
     value = getattr(node, field)
-    if not isinstance(value, np.ndarray):
-        return int(value)
+    if not isinstance(value, np.ndarray) or np.all(value == value.flat[0]):
+        return int(np.asarray(value).flat[0])
     full = np.ascontiguousarray(np.broadcast_to(value.astype(np.int64), node.shape))
     return to_lava(full, node.shape, perm, lshape).astype(np.int32)
 
