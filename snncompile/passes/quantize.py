@@ -160,6 +160,8 @@ def _span(value, fmt: str = "d"):
     """A scalar as itself; an array as its range 'lo..hi' (for the report)."""
     if not isinstance(value, np.ndarray):
         return value
+    if value.ndim == 0:
+        return value.item()
     lo, hi = value.min(), value.max()
     return f"{lo:{fmt}}..{hi:{fmt}}"
 
@@ -441,7 +443,8 @@ def _threshold(name: str, theta, sigma: float, limited_by: str, num):
     t = np.asarray(theta, dtype=np.float64) * sigma
     vth = np.round(t).astype(np.int64)
     if vth.min() < 1:
-        raise QuantizationError(f"{name}: threshold {float(np.min(theta)):.6g} rounds to 0 at "
+        low = float(np.min(theta)) if isinstance(theta, np.ndarray) else theta
+        raise QuantizationError(f"{name}: threshold {low} rounds to 0 at "
                                 f"scale {sigma:.4g} (scale limited by {limited_by}); the "
                                 "threshold is too small relative to the weights, the bias or "
                                 "the layer's largest threshold")
