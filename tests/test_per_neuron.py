@@ -230,3 +230,29 @@ def test_checkpoint_round_trip_keeps_the_learned_values(tmp_path):
     again = graph_from_model(load_checkpoint(tmp_path / "m.pt")[0])
     for a, b in zip(graph_from_model(model).nodes(LIF), again.nodes(LIF)):
         assert a.same_as(b)
+
+
+# ---------------------------------------------------------------- export
+def test_nir_export_round_trip_keeps_per_neuron_values(tmp_path):
+    from snncompile.formats.nir import write_nir
+    from snncompile.formats.nir.read import import_nir
+    du = np.array([0.1, 0.5, 1.0]).reshape(3, 1, 1)
+    dv = np.array([0.0, 0.05, 0.2]).reshape(3, 1, 1)
+    vth = np.array([0.5, 1.0, 2.0]).reshape(3, 1, 1)
+    graph = float_graph(du, dv, vth, conv=True)
+    write_nir(graph, tmp_path / "pn.nir", dt=1e-3)
+    back = import_nir(tmp_path / "pn.nir", dt=1e-3).node("lif")
+    for f, want in (("du", du), ("dv", dv), ("vth", vth)):
+        np.testing.assert_allclose(np.broadcast_to(getattr(back, f), (3, 5, 5)),
+                                   np.broadcast_to(want, (3, 5, 5)), rtol=1e-6, atol=1e-9)
+    x = (np.random.default_rng(2).random((2, 15, 1, 5, 5)) < .5).astype(np.float32)
+    assert np.array_equal(run_float(graph, x)["lif"],
+                          run_float(import_nir(tmp_path / "pn.nir", dt=1e-3), x)["lif"])
+
+
+def test_netx_export_refuses_per_neuron_parameters_in_one_line(tmp_path):
+    from snncompile.formats.netx.write import export_netx
+    g = three_neurons()
+    with pytest.raises(UnsupportedError, match="lif: per-neuron du/dv/vth .* cannot be "
+                       "written to netx"):
+        export_netx(g, tmp_path / "x.net")
