@@ -256,3 +256,23 @@ def test_netx_export_refuses_per_neuron_parameters_in_one_line(tmp_path):
     with pytest.raises(UnsupportedError, match="lif: per-neuron du/dv/vth .* cannot be "
                        "written to netx"):
         export_netx(g, tmp_path / "x.net")
+
+
+# ---------------------------------------------------------------- mapping
+def test_loihi2_charges_per_neuron_parameters_to_the_shared_memory():
+    """Loihi 2 keeps neuron state in the synapse memory (neuron_state_bits per neuron):
+    per-neuron dv and vth add decay_bits + vth_mant_bits (12 + 17) bits per neuron."""
+    from snncompile.mapping.split import param_state_bits, split_graph
+    l2 = load_target("loihi2")
+
+    def net(vth):
+        w = np.ones((300, 20), np.int32) * 2
+        return Graph.sequential([Input("in", shape=(20,)), FxDense("fc", weight=w),
+                                 FxLIF("lif", shape=(300,), du=10, dv=np.arange(300) % 7,
+                                       vth=vth), Output("o")])
+    per = net(np.arange(300) + 1)
+    assert param_state_bits(per.node("lif"), l2) == 12 + 17
+    assert param_state_bits(net(5).node("lif"), l2) == 12        # only dv differs
+    bits = {k: sum(b.usage["synapse_bits"] for b in split_graph(g, l2).blocks
+                   if b.layer == "lif") for k, g in (("per", per), ("one", net(5)))}
+    assert bits["per"] - bits["one"] == 300 * 17
