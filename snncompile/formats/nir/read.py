@@ -1074,7 +1074,8 @@ def _one(a: np.ndarray, key: str, where: str) -> float:
         return first
     if not np.allclose(flat, first, rtol=_REL_TOL, atol=0):
         raise UnsupportedError(f"{where}: {key} differs between neurons ({_show(flat)}); "
-                               "Loihi's LIF has one decay per layer")
+                               "one value per layer is needed here (readouts; the time "
+                               "step solved from rockpool's r)")
     return first
 
 
