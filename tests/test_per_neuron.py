@@ -276,3 +276,33 @@ def test_loihi2_charges_per_neuron_parameters_to_the_shared_memory():
     bits = {k: sum(b.usage["synapse_bits"] for b in split_graph(g, l2).blocks
                    if b.layer == "lif") for k, g in (("per", per), ("one", net(5)))}
     assert bits["per"] - bits["one"] == 300 * 17
+
+
+# ---------------------------------------------------------------- builds, CLI
+def test_build_with_a_misshapen_or_fractional_array_is_refused(tmp_path):
+    g = three_neurons()
+    doc, arrays = g.to_dict()
+    for bad, match in ((np.array([64, 32]), "does not broadcast"),
+                       (np.array([64.0, 32.5, 16.0]), "must hold integers")):
+        arrays["lif/vth"] = bad
+        with pytest.raises(InputFileError, match=f"lif: FxLIF vth .*{match}"):
+            Graph.from_dict(doc, arrays)
+
+
+def test_cli_compile_reports_ranges_and_verify_agrees(tmp_path, capsys):
+    from snncompile.cli import main
+    from snncompile.data import save_inputs
+    from snncompile.nn import save_checkpoint
+    save_checkpoint(trained_model(), tmp_path / "pn.pt")
+    rng = np.random.default_rng(1)
+    x = (rng.random((6, 10, 1, 6, 6)) < .4).astype(np.uint8)
+    save_inputs(tmp_path / "in.npz", x, rng.integers(0, 3, 6))
+    assert main(["compile", str(tmp_path / "pn.pt"), "--calib", str(tmp_path / "in.npz"),
+                 "-o", str(tmp_path / "b"), "--quiet"]) == 0
+    md = (tmp_path / "b" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| lif1  | conv"))
+    assert row.count("..") == 3, row        # vth and du/dv ranges of the per-channel layer
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"),
+                 "--backends", "reference,sim"]) == 0
+    assert "EQUIVALENT: 0 mismatching spikes" in capsys.readouterr().out

@@ -99,16 +99,19 @@ def test_snntorch_per_neuron_beta_and_threshold_compile(exported, digits_data, t
     fixed = [build.graph.node(n.name) for n in lifs]
     assert all(per_neuron(f) for f in fixed)
     floats = run_float(build.float_graph, xte)
+    counts = []
     for (layer, ours), theirs in zip(floats.items(), exported["spikes"]):
         a, b = int(np.count_nonzero(ours)), int(np.count_nonzero(theirs))
         assert b > 0 and abs(a - b) <= SPIKE_TOL * b, f"{layer}: ours {a}, snnTorch {b}"
+        counts.append(f"{layer} {a}/{b}")
     out = build.graph.inputs(build.graph.output_node().name)[0]
     sim = Simulator(build.graph, build.target.numerics).run(xte)
     acc = float((decision(build.graph.node(out), sim.spikes[out]) == yte).mean())
     assert exported["acc"] > 0.3, exported["acc"]
     assert abs(acc - exported["acc"]) <= ACC_TOL, (acc, exported["acc"])
     print(f"snnTorch per-neuron {'conv' if exported['conv'] else 'dense'}: snnTorch "
-          f"{exported['acc']:.2%}, compiled {acc:.2%}")
+          f"{exported['acc']:.2%}, compiled {acc:.2%}; spikes float/snnTorch: "
+          + ", ".join(counts))
 
 
 def test_loihi1_refuses_the_per_neuron_file_in_one_line(exported, tmp_path, capsys):
