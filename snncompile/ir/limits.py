@@ -328,7 +328,7 @@ def check_attr_types(doc: dict, where: str) -> None:
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         for key, value in attrs.items():
             want = types.get(key)
-            ints = ("int", "tuple[int, int]", "tuple[int, ...]")
+            ints = ("int", "tuple[int, int]", "tuple[int, ...]", "int | np.ndarray")
             if want in ints:
                 values = value if isinstance(value, list) else [value]
                 bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]
