@@ -48,7 +48,8 @@ class Numerics:
     bias_exp_max: int
     graded_bits: int
     #: neurons whose update is microcode (Loihi 2): reset by subtraction and spiking at
-    #: v >= vth are possible; Loihi 1's fixed CUBA compartment has only v > vth, v = 0
+    #: v >= vth are possible, and du, dv, vth per neuron; Loihi 1's fixed CUBA
+    #: compartment has only v > vth, v = 0, and shares du, dv, vth through profiles
     programmable_neurons: bool = True
 
     @property

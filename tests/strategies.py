@@ -14,16 +14,19 @@ def _weights(rng, shape, mode):
     return w if mode == "excitatory" else -w
 
 
-def _lif(rng, name, shape, scale, options=None):
-    """A random FxLIF; `options` (a numpy Generator) also draws reset and fire_at."""
+def _lif(rng, name, shape, scale, options=None, per=None):
+    """A random FxLIF; `options` (a numpy Generator) also draws reset and fire_at, `per`
+    (another) per-channel or per-neuron du, dv and vth."""
     lif = FxLIF(name, shape=shape, du=int(rng.integers(0, 4096)),
                 dv=int(rng.choice([0, int(rng.integers(0, 4096))])),
                 vth=int(max(1, rng.integers(1, 40) * scale)),
                 bias_mant=rng.integers(-60, 60, shape).astype(np.int32) * (rng.random() < .5),
                 bias_exp=int(rng.integers(0, 4)))
     if options is not None:
-        lif.reset = str(options.choice(["zero", "subtract"]))
+        lif.reset = str(options.choice(["zero", "subtract"] + ["threshold"] * (per is not None)))
         lif.fire_at = str(options.choice([">", ">="]))
+    if per is not None:
+        _per_neuron(per, lif, scale)
     return lif
 
 
@@ -39,15 +42,32 @@ def _bias_axon(rng, syn, scale):
     syn.bias_mant = m.astype(np.int32) if m.any() else None
 
 
+def _per_neuron(rng, lif, scale):
+    """Per-channel ((C, 1, 1) of a conv layer) or per-neuron du, dv and vth, each drawn or
+    left a scalar."""
+    shape = lif.shape
+    per = (shape[0],) + (1,) * (len(shape) - 1) if rng.random() < .5 else shape
+    if rng.random() < .7:
+        lif.du = rng.integers(0, 4096, per)
+    if rng.random() < .7:
+        lif.dv = rng.integers(0, 4096, per) * (rng.random(per) < .7)
+    if rng.random() < .8:
+        lif.vth = np.maximum(1, rng.integers(1, 40, per) * scale).astype(np.int64)
+    lif.__post_init__()     # validates and normalises the arrays, as a constructor does
+
+
 @st.composite
 def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=False,
-                   synapse_bias=False):
-    """neuron_options: every FxLIF draws its reset ("zero"/"subtract") and fire_at
-    (">"/">=") from a second generator (the other draws are those without options).
-    synapse_bias: every synapse may get a bias axon (`_bias_axon`, a third generator)."""
+                   synapse_bias=False, per_neuron=False):
+    """neuron_options: every FxLIF draws its reset ("zero"/"subtract", and "threshold" with
+    per_neuron) and fire_at (">"/">=") from a second generator; synapse_bias: every synapse
+    may get a bias axon (`_bias_axon`, a third generator); per_neuron: every FxLIF's du, dv
+    and vth per channel or per neuron from a fourth (the other draws are those without
+    them)."""
     seed = draw(st.integers(0, 2**32 - 1))
     opts = np.random.default_rng(seed + 1) if neuron_options else None
     brng = np.random.default_rng(seed + 2) if synapse_bias else None
+    per = np.random.default_rng(seed + 3) if per_neuron else None
     use_conv = draw(st.booleans()) if conv is None else conv
     n_layers = draw(st.integers(1, max_layers))
     graded = draw(st.booleans())
@@ -66,7 +86,7 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=F
         nodes.append(FxConv2d("conv0", weight=w, stride=(s, s), padding=(p, p), groups=groups,
                               num_message_bits=bits if graded else 0))
         oh = (h + 2 * p - k) // s + 1
-        nodes.append(_lif(rng, "lif0", (o, oh, oh), 64 * bits, opts))
+        nodes.append(_lif(rng, "lif0", (o, oh, oh), 64 * bits, opts, per))
         nodes.append(Flatten("flat"))
         n_in = o * oh * oh
         first_graded = False
@@ -83,12 +103,12 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=F
                              weight_exp=exp, sign_mode=str(mode),
                              num_message_bits=bits if (first_graded and i == 1) else 0,
                              delay=delay))
-        nodes.append(_lif(rng, f"lif{i}", (n_out,), 2 ** max(exp, 0) * 32, opts))
+        nodes.append(_lif(rng, f"lif{i}", (n_out,), 2 ** max(exp, 0) * 32, opts, per))
         n_in = n_out
     nodes.append(Output("out"))
     for node, nxt in zip(nodes, nodes[1:]):
         if brng is not None and node.is_synapse:   # about a threshold's worth per step
-            _bias_axon(brng, node, int(nxt.vth) * int(brng.integers(1, 5)) // 2)
+            _bias_axon(brng, node, int(np.max(nxt.vth)) * int(brng.integers(1, 5)) // 2)
     graph = Graph.sequential(nodes)
     n, t = draw(st.integers(1, 4)), draw(st.integers(1, 12))
     shape = graph.input_node().shape

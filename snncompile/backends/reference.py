@@ -458,6 +458,14 @@ def _lif(node: FxLIF, ins, ctx: _Context) -> torch.Tensor:
     return s
 
 
+def _param(node: FxLIF, field: str):
+    """du, dv or vth: an int, or an int64 tensor of the neuron shape (per neuron)."""
+    value = getattr(node, field)
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(np.broadcast_to(value.astype(np.int64), node.shape).copy())
+    return int(value)
+
+
 class _LifRegisters:
     """Integer LIF state (u, v) of one node, advanced over a chunk of local steps."""
 
@@ -467,10 +475,10 @@ class _LifRegisters:
                                                     node.shape).copy())
         self.bias = bias_mant * (1 << node.bias_exp)
         self.bias_mant, self.bias_exp = bias_mant, node.bias_exp
-        self.vth = node.vth << num.vth_shift
+        self.vth = _param(node, "vth") << num.vth_shift
         self.fire_ge, self.reset = node.fire_at == ">=", node.reset
-        self.keep_u = num.decay_unity - node.du - 1
-        self.keep_v = num.decay_unity - node.dv
+        self.keep_u = num.decay_unity - _param(node, "du") - 1
+        self.keep_v = num.decay_unity - _param(node, "dv")
         self.u = torch.zeros((n,) + tuple(node.shape), dtype=torch.int64)
         self.v = torch.zeros_like(self.u)
 
@@ -505,8 +513,10 @@ class _LifRegisters:
             s = v >= self.vth if self.fire_ge else v > self.vth
             if self.reset == "subtract":
                 v = torch.where(s, v - self.vth, v)
+            elif self.reset == "threshold":
+                v = torch.where(s, self.vth, v)
             else:
-                v.masked_fill_(s, self.vth if self.reset == "threshold" else 0)
+                v.masked_fill_(s, 0)
             out.append(s)
             if record:           # u and v are new tensors every step: no copies needed
                 us.append(u)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, Input, Output
+from ..ir.nodes import Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, Input, Output, per_neuron
 from ..ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights
 from ..target import TargetSpec
@@ -265,11 +265,18 @@ class _SanafeConv1d(_SanafeConv):
 class _SanafeLIF(SanafeNode):
     """Lava's CUBA LIF as SANA-FE's leaky_integrate_fire (see the module docstring)."""
 
+    def check(self, node: FxLIF) -> None:
+        if per_neuron(node):   # one neuron group: one set of soma attributes
+            raise UnsupportedError(f"--backend sanafe: '{node.name}' has per-neuron du/dv/vth "
+                                   f"({node.summary()}); its soma attributes are one per "
+                                   "neuron group")
+
     def attributes(self, node: FxLIF) -> dict:
-        vth = float(node.vth << 6)
+        du, dv, vth = (int(np.asarray(getattr(node, f)).flat[0]) for f in ("du", "dv", "vth"))
+        vth = float(vth << 6)
         return {"threshold": vth, "reset": vth if node.reset == "threshold" else 0.0,
                 "reset_mode": "soft" if node.reset == "subtract" else "hard",
-                "leak_decay": (4096 - node.dv) / 4096, "input_decay": (4095 - node.du) / 4096}
+                "leak_decay": (4096 - dv) / 4096, "input_decay": (4095 - du) / 4096}
 
     def biases(self, node: FxLIF) -> np.ndarray:
         return np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape).ravel() \
@@ -278,7 +285,7 @@ class _SanafeLIF(SanafeNode):
     def exact(self, node: FxLIF) -> bool:
         """Whether SANA-FE's float LIF computes exactly Lava's fixed point for `node`
         (only for v > vth: SANA-FE's compare is not checked for v >= vth here)."""
-        return node.du == 4095 and node.dv == 0 and node.fire_at == ">"
+        return bool(np.all(node.du == 4095) and np.all(node.dv == 0)) and node.fire_at == ">"
 
 
 @_rule(Flatten)

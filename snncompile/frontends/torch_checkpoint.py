@@ -130,8 +130,10 @@ def _node(name: str, spec: dict, layer, cfg: dict):
     assert isinstance(layer, LIFLayer)
     bias = (layer.bias.detach().numpy().astype(np.float32) if layer.bias is not None
             else np.zeros(layer.shape, np.float32))
-    return LIF(name, shape=layer.shape, du=layer.du, dv=layer.dv, vth=layer.vth, bias=bias,
-               reset=layer.reset, fire_at=layer.fire_at)
+    params = {k: (v if isinstance(v, float) else v.detach().numpy().astype(np.float64))
+              for k, v in (("du", layer.du), ("dv", layer.dv), ("vth", layer.vth))}
+    return LIF(name, shape=layer.shape, bias=bias, reset=layer.reset, fire_at=layer.fire_at,
+               **params)   # learned (PLIF) values: float32 arrays, exactly
 
 
 def _bias(module) -> np.ndarray | None:

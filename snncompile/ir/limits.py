@@ -25,7 +25,7 @@ from ..errors import InputFileError
 from snncompile.backends.sim.fixed import prepare_weights
 from .nodes import bias_sign_mode
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                    FxLI, FxLIF, FxSigmaDelta, Input, Node)
+                    FxLI, FxLIF, FxSigmaDelta, Input, Node, per_neuron)
 
 MAX_ELEMENTS = 1 << 24     # neurons per node (a Loihi 2 chip holds about 2**20)
 MAX_WEIGHTS = 1 << 28      # synapses per node
@@ -58,6 +58,13 @@ class _Ctx:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
                 or not lo <= value <= hi:
             self.fail(node, field, value, lo, hi, limit)
+
+    def param(self, node: Node, field: str, lo: int, hi: int, limit: str) -> None:
+        """A LIF parameter: a scalar, or an integer array of the neuron shape's size."""
+        if isinstance(getattr(node, field), np.ndarray):
+            self.array(node, field, lo, hi, limit, MAX_ELEMENTS)
+        else:
+            self.scalar(node, field, lo, hi, limit)
 
     def array(self, node: Node, field: str, lo: int, hi: int, limit: str,
               max_size: int = MAX_WEIGHTS) -> None:
@@ -195,22 +202,25 @@ def _bias_shape(ctx: _Ctx, node: Node, shape) -> None:
 def _lif(ctx: _Ctx, node: FxLIF, shape) -> None:
     num = ctx.num
     unity = 1 << min(int(num.decay_bits), 12)
-    ctx.scalar(node, "du", -1 if ctx.netx else 0, unity - 1,
-               f"{num.decay_bits}-bit decay" + (", netx iDecay - 1" if ctx.netx else ""))
-    ctx.scalar(node, "dv", 0, unity, f"{num.decay_bits}-bit decay")
+    ctx.param(node, "du", -1 if ctx.netx else 0, unity - 1,
+              f"{num.decay_bits}-bit decay" + (", netx iDecay - 1" if ctx.netx else ""))
+    ctx.param(node, "dv", 0, unity, f"{num.decay_bits}-bit decay")
     if not node.lava_lif and not num.programmable_neurons:
         raise InputFileError(f"{ctx.where}: node '{node.name}': reset '{node.reset}' / "
                              f"fire_at '{node.fire_at}' needs programmable neurons, which "
                              "this target lacks; recompile")
+    if per_neuron(node) and not num.programmable_neurons:
+        raise InputFileError(f"{ctx.where}: node '{node.name}': per-neuron du/dv/vth need "
+                             "programmable neurons, which this target lacks; recompile")
     _bias_shape(ctx, node, shape)
     if ctx.netx:
-        ctx.scalar(node, "vth", 0, NETX_SAFE - 1, "netx vThMant, int32 after << 6")
+        ctx.param(node, "vth", 0, NETX_SAFE - 1, "netx vThMant, int32 after << 6")
         ctx.array(node, "bias_mant", -NETX_SAFE + 1, NETX_SAFE - 1,
                   "netx bias, int32 after << 6", MAX_ELEMENTS)
         ctx.scalar(node, "bias_exp", 0, NETX_BIAS_EXP, "netx bias exponent")
         return
     vth_max = (1 << min(int(num.vth_mant_bits), CAP_MANT_BITS)) - 1
-    ctx.scalar(node, "vth", 0, vth_max, f"{num.vth_mant_bits}-bit threshold mantissa")
+    ctx.param(node, "vth", 0, vth_max, f"{num.vth_mant_bits}-bit threshold mantissa")
     bmax = (1 << (min(int(num.bias_mant_bits), CAP_MANT_BITS) - 1)) - 1
     ctx.array(node, "bias_mant", -bmax - 1, bmax, f"{num.bias_mant_bits}-bit bias mantissa",
               MAX_ELEMENTS)
@@ -346,7 +356,7 @@ def check_attr_types(doc: dict, where: str) -> None:
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         for key, value in attrs.items():
             want = types.get(key)
-            ints = ("int", "tuple[int, int]", "tuple[int, ...]")
+            ints = ("int", "tuple[int, int]", "tuple[int, ...]", "int | np.ndarray")
             if want in ints:
                 values = value if isinstance(value, list) else [value]
                 bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]

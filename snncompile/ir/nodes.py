@@ -465,6 +465,72 @@ def _options_summary(node) -> str:
                    if getattr(node, f) != d)
 
 
+NEURON_PARAMS = ("du", "dv", "vth")
+"""The LIF parameters that may be one value per layer or an array broadcastable to the
+neuron shape (per channel (C, 1, 1) of a conv layer, or per neuron): PLIF-style
+trainable leaks and thresholds, NIR per-neuron tau / v_threshold."""
+
+
+def _neuron_param(node: "Node", field: str, value, integer: bool):
+    """A scalar (float, or int for fixed-point nodes) or an array broadcastable to
+    `node.shape` (float64, or int64), checked once here: a wrong shape, a fractional
+    integer or a NaN is one GraphError naming node, field and value."""
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim):
+        a = np.asarray(value)
+        try:
+            ok = np.broadcast_shapes(a.shape, node.shape) == tuple(node.shape) and a.size
+        except ValueError:
+            ok = False
+        if not ok:
+            raise GraphError(f"{node.name}: {type(node).__name__} {field} of shape "
+                             f"{a.shape} does not broadcast to the neurons {node.shape}")
+        if integer:
+            if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.all(
+                    np.isfinite(a)) and np.all(a == np.round(a))):
+                raise GraphError(f"{node.name}: {type(node).__name__} {field} must hold "
+                                 "integers")
+            a = a.astype(np.int64)
+            if a.min() < -MAX_DIM or a.max() > MAX_DIM:
+                raise GraphError(f"{node.name}: {type(node).__name__} {field} outside "
+                                 f"[{-MAX_DIM}, {MAX_DIM}]")
+            return a
+        if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)):
+            raise GraphError(f"{node.name}: {type(node).__name__} {field} must hold finite "
+                             "numbers")
+        return a.astype(np.float64)
+    if isinstance(value, np.ndarray):       # 0-d
+        value = value.item()
+    if integer:
+        return _int(node, field, value, -MAX_DIM)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise GraphError(f"{node.name}: {type(node).__name__} {field} = {value!r:.40} must "
+                         "be a number or an array")
+    return float(value)
+
+
+def per_neuron(node) -> bool:
+    """True if any of du, dv, vth of a LIF/FxLIF holds more than one value."""
+    return any(isinstance(getattr(node, f), np.ndarray)
+               and np.unique(getattr(node, f)).size > 1 for f in NEURON_PARAMS)
+
+
+def neuron_param(node, field: str) -> np.ndarray:
+    """du, dv or vth of a LIF/FxLIF as an array of the neuron shape (a broadcast view)."""
+    return np.broadcast_to(np.asarray(getattr(node, field)), node.shape)
+
+
+def _param_text(value, fmt: str) -> str:
+    """'0.25' for a scalar, '[0.1..0.3]' (its range) for an array."""
+    if isinstance(value, np.ndarray):
+        lo, hi = value.min(), value.max()
+        return format(lo, fmt) if lo == hi else f"[{lo:{fmt}}..{hi:{fmt}}]"
+    return format(value, fmt)
+
+
+def _params_summary(node, fmt: str) -> str:
+    return " ".join(f"{f}={_param_text(getattr(node, f), fmt)}" for f in NEURON_PARAMS)
+
+
 @dataclass
 class LIF(Node):
     """Float current-based LIF in Loihi's update order (per time step):
@@ -477,15 +543,16 @@ class LIF(Node):
                                       #   or v = v - vth where s (reset "subtract")
                                       #   or v = vth where s (reset "threshold")
 
-    du, dv: decay fractions in [0, 1]; vth > 0; bias: scalar or per-neuron array.
+    du, dv: decay fractions in [0, 1]; vth > 0; bias: scalar or per-neuron array; du, dv
+    and vth each a scalar or an array broadcastable to `shape` (`NEURON_PARAMS`).
     The defaults (reset "zero", fire_at ">") are Lava's LIF; the other options compile
     for targets with programmable neurons (Loihi 2) to a custom Lava process.
     """
 
     shape: tuple[int, ...] = ()
-    du: float = 0.0
-    dv: float = 0.0
-    vth: float = 1.0
+    du: float | np.ndarray = 0.0
+    dv: float | np.ndarray = 0.0
+    vth: float | np.ndarray = 1.0
     bias: np.ndarray = None
     reset: str = "zero"
     fire_at: str = ">"
@@ -495,6 +562,8 @@ class LIF(Node):
         self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.bias is None:
             self.bias = np.zeros(self.shape, dtype=np.float32)
+        for f in NEURON_PARAMS:
+            setattr(self, f, _neuron_param(self, f, getattr(self, f), integer=False))
         _spiking_options(self)
 
     def out_shape(self, in_shapes):
@@ -515,7 +584,7 @@ class LIF(Node):
         return self.reset == "zero" and self.fire_at == ">"
 
     def summary(self):
-        return f"du={self.du:.4g} dv={self.dv:.4g} vth={self.vth:.4g}" + _options_summary(self)
+        return _params_summary(self, ".4g") + _options_summary(self)
 
 
 #: Each attention kind as the gates it applies in order (each on the already modulated
@@ -736,7 +805,9 @@ class FxLIF(Node):
     fire_at ">=" spikes where v >= (vth << 6); reset "subtract" sets v = v - (vth << 6)
     where s, reset "threshold" v = vth << 6 (u untouched). Lava's LIF has only the
     defaults; the others run as the custom process `backends/lava/procs.SoftLIF` (Loihi 2
-    microcode can do them, Loihi 1 cannot).
+    microcode can do them, Loihi 1 cannot). du, dv and vth may be arrays broadcastable to
+    `shape` (per channel or per neuron): Loihi 2 microcode keeps them per neuron (SoftLIF
+    with per-neuron Vars); Loihi 1's shared compartment profiles are refused.
     """
     records_uv: ClassVar[bool] = True
     takes_bias_frames: ClassVar[bool] = True
@@ -745,9 +816,9 @@ class FxLIF(Node):
     is_neuron: ClassVar[bool] = True
 
     shape: tuple[int, ...] = ()
-    du: int = 0
-    dv: int = 0
-    vth: int = 1
+    du: int | np.ndarray = 0
+    dv: int | np.ndarray = 0
+    vth: int | np.ndarray = 1
     bias_mant: np.ndarray = None
     bias_exp: int = 0
     reset: str = "zero"
@@ -758,15 +829,16 @@ class FxLIF(Node):
         self.shape = _ints(self, "shape", self.shape, minimum=1)
         if self.bias_mant is None:
             self.bias_mant = np.zeros(self.shape, dtype=np.int32)
-        for f in ("du", "dv", "vth", "bias_exp"):
-            setattr(self, f, _int(self, f, getattr(self, f), -MAX_DIM))
+        for f in NEURON_PARAMS:
+            setattr(self, f, _neuron_param(self, f, getattr(self, f), integer=True))
+        self.bias_exp = _int(self, "bias_exp", self.bias_exp, -MAX_DIM)
         _spiking_options(self)
 
     out_shape = LIF.out_shape
     lava_lif = LIF.lava_lif
 
     def summary(self):
-        return (f"du={self.du} dv={self.dv} vth={self.vth} bias_exp={self.bias_exp}"
+        return (_params_summary(self, "d") + f" bias_exp={self.bias_exp}"
                 + _options_summary(self))
 
 

@@ -839,6 +839,30 @@ def _gain_reserve(lim: Limits, layer: _Layer) -> Limits:
                                neuron_state_bits=lim.neuron_state_bits + per_neuron)
 
 
+def param_state_bits(node, spec: TargetSpec) -> int:
+    """Bits per neuron that a neuron layer's per-neuron du, dv or vth (PLIF) add to its
+    state, on targets whose neuron state shares the synapse memory (Loihi 2: a microcoded
+    neuron keeps them per neuron): decay_bits for du and dv, vth_mant_bits for vth, each
+    only where it differs between neurons. 0 otherwise."""
+    if not isinstance(node, FxLIF) or not spec.limits.neuron_state_bits:
+        return 0
+    num = spec.numerics
+    width = {"du": num.decay_bits, "dv": num.decay_bits, "vth": num.vth_mant_bits}
+    return sum(int(w) for f, w in width.items()
+               if isinstance(getattr(node, f), np.ndarray)
+               and np.unique(getattr(node, f)).size > 1)
+
+
+def _param_reserve(lim: Limits, node, spec: TargetSpec) -> Limits:
+    """Limits for splitting a layer whose neurons keep their own du/dv/vth: each neuron's
+    state costs `param_state_bits` more of the shared memory."""
+    extra = param_state_bits(node, spec)
+    if not extra:
+        return lim
+    import dataclasses
+    return dataclasses.replace(lim, neuron_state_bits=lim.neuron_state_bits + extra)
+
+
 def _charge_gains(layer: _Layer, blocks: list[Block], owner: np.ndarray, lim: Limits):
     """Exact gain cost of a gated layer's blocks (split with `_gain_reserve`'s room): an
     input axon per gain element reaching the block, GAIN_BITS synapses onto the neurons it
@@ -948,7 +972,8 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
         if name == inp:
             local[name] = (out_ax,)
             continue
-        lim = _gain_reserve(spec.limits, layer)
+        lim = _param_reserve(_gain_reserve(spec.limits, layer),
+                             graph.node(name) if name in graph else None, spec)
         rate = float(rates.get(layer.src, 1.0)) if rates and layer.src else 1.0
         max_syn = (None if work_cap is None else
                    int(work_cap / rate) if rate > 0 else None)

@@ -64,32 +64,77 @@ MAX_LAYER_NEURONS = 1 << 24   # per layer output; a Loihi 2 chip holds about 2**
 MAX_LAYER_WEIGHTS = 1 << 28   # per layer: a config that asks for more is refused, not allocated
 
 
+LEARNABLE = ("du", "dv", "vth")
+"""LIF parameters a `lif` layer may learn (`learn`), PLIF style."""
+PER = ("layer", "channel", "neuron")
+"""How many values a learned parameter has: one per layer, per channel (the first axis
+of the neuron shape: (C, 1, 1) for conv layers, every neuron of a dense layer) or per
+neuron."""
+VTH_MIN = 1e-3   # a learned threshold is kept at or above this (the spike divides by it)
+
+
 class LIFLayer(nn.Module):
     """Current-based LIF over time. Input (B, T, *shape) current; output (B, T, *shape) spikes.
 
-    du, dv: decay fractions in [0, 1]; vth > 0. `bias=True` learns a per-neuron bias on v.
+    du, dv: decay fractions in [0, 1]; vth > 0; each a number or an array broadcastable to
+    `shape` (the float model passes a node's per-neuron values). `bias=True` learns a
+    per-neuron bias on v. `learn` names parameters to train (PLIF-style leaks and
+    thresholds: `LEARNABLE`), with `per` values (`PER`); they start from du, dv, vth and
+    are used clamped (du, dv to [0, 1], vth to >= VTH_MIN): the compiled layer gets the
+    clamped values.
     reset: "zero" (v = 0 after a spike), "subtract" (v -= vth) or "threshold" (v = vth,
     the MA-SNN authors' neuron); fire_at: ">" (spike
     where v > vth) or ">=" (see `snncompile.ir.nodes.LIF`).
+
+        >>> LIFLayer((8, 4, 4), 0.2, 0.1, 1.0, learn=("du", "vth"), per="channel").vth.shape
+        torch.Size([8, 1, 1])
     """
 
-    def __init__(self, shape, du: float, dv: float, vth: float = 1.0, bias: bool = False,
-                 reset: str = "zero", fire_at: str = ">"):
+    def __init__(self, shape, du, dv, vth=1.0, bias: bool = False,
+                 reset: str = "zero", fire_at: str = ">", learn=(), per: str = "layer"):
         super().__init__()
         from ..ir.nodes import FIRE_AT, RESETS
-        for key, val, allowed in (("reset", reset, RESETS), ("fire_at", fire_at, FIRE_AT)):
+        for key, val, allowed in (("reset", reset, RESETS), ("fire_at", fire_at, FIRE_AT),
+                                  ("per", per, PER)):
             if val not in allowed:
                 raise UnsupportedError(f"LIF {key}={val!r:.40} is not one of "
                                        f"{', '.join(repr(a) for a in allowed)}")
+        bad = [k for k in learn if k not in LEARNABLE]
+        if bad or isinstance(learn, str):
+            raise UnsupportedError(f"LIF learn={learn!r:.60} must list some of "
+                                   f"{', '.join(LEARNABLE)}")
         self.reset, self.fire_at = reset, fire_at
-        for key, val, lo, hi in (("du", du, 0.0, 1.0), ("dv", dv, 0.0, 1.0)):
-            if not (lo <= val <= hi) or math.isnan(val):
-                raise UnsupportedError(f"LIF {key}={val} is outside [0, 1]")
-        if not vth > 0:
-            raise UnsupportedError(f"LIF vth={vth} must be > 0")
         self.shape = tuple(shape)
-        self.du, self.dv, self.vth = float(du), float(dv), float(vth)
+        self.learn = tuple(k for k in LEARNABLE if k in learn)
+        values = {"du": du, "dv": dv, "vth": vth}
+        for key, val in values.items():
+            arr = torch.as_tensor(val, dtype=torch.float64)
+            if key == "vth" and not bool((arr > 0).all()):
+                raise UnsupportedError(f"LIF vth={_text(arr)} must be > 0")
+            if key != "vth" and not bool(((arr >= 0) & (arr <= 1)).all()):
+                raise UnsupportedError(f"LIF {key}={_text(arr)} is outside [0, 1]")
+        self._fixed = {}
+        for key, val in values.items():
+            if key in self.learn:
+                size = {"layer": (1,) * len(self.shape), "neuron": self.shape,
+                        "channel": self.shape[:1] + (1,) * (len(self.shape) - 1)}[per]
+                init = torch.as_tensor(val, dtype=torch.float32).expand(size).clone()
+                setattr(self, f"learn_{key}", nn.Parameter(init))
+            elif isinstance(val, (int, float)):
+                self._fixed[key] = float(val)          # one value: plain float arithmetic
+            else:
+                self._fixed[key] = torch.as_tensor(val, dtype=torch.float32)
         self.bias = nn.Parameter(torch.zeros(self.shape)) if bias else None
+
+    def _param(self, key: str):
+        if key not in self.learn:
+            return self._fixed[key]
+        p = getattr(self, f"learn_{key}")
+        return p.clamp(min=VTH_MIN) if key == "vth" else p.clamp(0.0, 1.0)
+
+    du = property(lambda self: self._param("du"))
+    dv = property(lambda self: self._param("dv"))
+    vth = property(lambda self: self._param("vth"))
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         b, t = x.shape[:2]
@@ -110,15 +155,21 @@ class LIFLayer(nn.Module):
 
     def step(self, u: torch.Tensor, v: torch.Tensor, x_t: torch.Tensor):
         """One step: (spikes, u, v after the reset, v before it)."""
-        u = (1.0 - self.du) * u + x_t
-        v = (1.0 - self.dv) * v + u
+        du, dv, vth = self.du, self.dv, self.vth
+        u = (1.0 - du) * u + x_t
+        v = (1.0 - dv) * v + u
         if self.bias is not None:
             v = v + self.bias
-        s = spike_fn((v - self.vth) / self.vth, at_zero=self.fire_at == ">=")
+        s = spike_fn((v - vth) / vth, at_zero=self.fire_at == ">=")
         if self.reset == "subtract":
-            return s, u, v - self.vth * s.detach(), v
+            return s, u, v - vth * s.detach(), v
         kept = v * (1.0 - s.detach())
-        return s, u, kept + self.vth * s.detach() if self.reset == "threshold" else kept, v
+        return s, u, kept + vth * s.detach() if self.reset == "threshold" else kept, v
+
+
+def _text(a: torch.Tensor) -> str:
+    return f"{float(a.min()):.4g}" if a.numel() == 1 or bool((a == a.min()).all()) else \
+        f"[{float(a.min()):.4g}..{float(a.max()):.4g}]"
 
 
 class _TimeDistributed(nn.Module):
@@ -145,7 +196,8 @@ class SNN(nn.Module):
     bias=false), conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1) on (C, L)
     inputs, batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded into it
     on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias,
-    reset, fire_at), and
+    reset, fire_at, learn, per_channel, per_neuron: `learn` lists the parameters to train,
+    e.g. ["du", "vth"], one per layer, per channel or per neuron; see `LIFLayer`), and
     residual(body, shortcut): two lists of layers applied to the same input whose output
     currents add (each list ends with a dense or conv2d layer; an empty or missing shortcut
     is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed
@@ -285,9 +337,12 @@ class SNN(nn.Module):
             return _TimeDistributed(pool), (shape[0], shape[1] // k, shape[2] // k)
         if kind == "flatten":
             return _TimeDistributed(nn.Flatten()), (int(math.prod(shape)),)
+        per = ("neuron" if spec.get("per_neuron") else
+               "channel" if spec.get("per_channel") else "layer")
         return LIFLayer(shape, float(spec["du"]), float(spec["dv"]),
                         float(spec.get("vth", 1.0)), bool(spec.get("bias", False)),
-                        spec.get("reset", "zero"), spec.get("fire_at", ">")), shape
+                        spec.get("reset", "zero"), spec.get("fire_at", ">"),
+                        tuple(spec.get("learn") or ()), per), shape
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """x: (B, T, *input_shape) -> output spikes (B, T, *output_shape)."""

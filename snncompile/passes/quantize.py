@@ -9,7 +9,9 @@ float unit of current) is chosen. With weight exponent `e` and mantissas `w`:
     bias     = round(b * sigma * 64) = bias_mant << bias_exp
     du_q     = round(4096 * du) - 1,  dv_q = round(4096 * dv)  (Loihi decays u by (du_q+1))
 
-`sigma` is as large as the limits allow, because a larger sigma means finer thresholds,
+Per-neuron du, dv and theta (arrays: PLIF, NIR per-neuron tau) are quantised element by
+element at the layer's one `sigma` (the largest theta bounds it), on targets with
+programmable neurons only. `sigma` is as large as the limits allow, because a larger sigma means finer thresholds,
 biases and weights: vth <= 2**17 - 1; |bias| * sigma * 64 <= 4095 << 7; the calibrated
 peak |u|, |v| times sigma stays below the 24-bit state range with a 1.5x margin; weight
 mantissas stay within 8 bits at the largest weight exponent. `e` is then the smallest exponent that fits the largest weight in 8 bits.
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
 from ..ir import (LI, LIF, Attention, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d,
-                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d)
+                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d, per_neuron)
 from ..ir.registry import Rules
 from ..target import TargetSpec
 
@@ -48,12 +50,12 @@ class LayerQuant:
     weight_max_mant: int
     weight_rel_error: float
     weights_clipped: int
-    vth: int
-    vth_rel_error: float
-    du: int
-    dv: int
-    du_eff: float
-    dv_eff: float
+    vth: int | str             # per-neuron values: their range "lo..hi"
+    vth_rel_error: float       # the largest over the neurons
+    du: int | str
+    dv: int | str
+    du_eff: float | str
+    dv_eff: float | str
     bias_exp: int
     bias_max_abs_error: float
     peak_state_fraction: float | None  # calibrated peak |u|,|v| as a fraction of 2**23
@@ -140,11 +142,31 @@ class _WeightStats:
         return out.reshape(self.shape), clipped, math.sqrt(sq)
 
 
-def _decay(name: str, key: str, value: float, unity: int, offset: int) -> tuple[int, float]:
+def _decay(name: str, key: str, value, unity: int, offset: int):
+    """(12-bit decay, effective fraction) of a fraction in [0, 1]; each element of an
+    array (a per-neuron decay) alike, an array that holds one value as a scalar."""
+    if isinstance(value, np.ndarray):
+        bad = ~((value >= 0.0) & (value <= 1.0))
+        if bad.any():
+            raise QuantizationError(f"{name}: {key} ({value[bad].flat[0]}) is outside [0, 1]")
+        q = np.clip(np.round(value * unity) - offset, 0, unity - 1).astype(np.int64)
+        if np.all(q == q.flat[0]):
+            q = int(q.flat[0])
+        return q, (q + offset) / unity
     if not (0.0 <= value <= 1.0) or math.isnan(value):
         raise QuantizationError(f"{name}: {key} ({value}) is outside [0, 1]")
     q = int(np.clip(round(value * unity) - offset, 0, unity - 1))
     return q, (q + offset) / unity
+
+
+def _span(value, fmt: str = "d"):
+    """A scalar as itself; an array as its range 'lo..hi' (for the report)."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.ndim == 0:
+        return value.item()
+    lo, hi = value.min(), value.max()
+    return f"{lo:{fmt}}..{hi:{fmt}}"
 
 
 QUANTIZE = Rules("quantisation")
@@ -373,9 +395,16 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
         raise UnsupportedError(f"{name}: LIF reset '{lif.reset}' / fire_at '{lif.fire_at}' "
                                f"needs programmable neurons; target {spec.name} has only "
                                "Loihi 1's compartment (reset to 0, spike at v > vth)")
-    theta = float(lif.vth)
-    if not (theta > 0) or not math.isfinite(theta):
-        raise QuantizationError(f"{name}: threshold ({theta}) must be a finite value > 0")
+    if per_neuron(lif) and not num.programmable_neurons:
+        raise UnsupportedError(f"{name}: per-neuron du/dv/vth need programmable neurons; "
+                               f"target {spec.name} shares them through Loihi 1's compartment "
+                               "profiles, whose per-core count its sources do not give; use "
+                               "one value per layer")
+    theta_all = np.asarray(lif.vth, dtype=np.float64)
+    theta = float(theta_all.max())      # the largest threshold bounds the scale
+    if not np.all(theta_all > 0) or not math.isfinite(theta):
+        raise QuantizationError(f"{name}: threshold ({_span(theta_all, '.4g')}) must be a "
+                                "finite value > 0")
     # --- the largest scale every limit allows
     caps = {"threshold mantissa": num.vth_max / theta}
     if stats:
@@ -406,13 +435,7 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
     lowered = [_lower_synapse(syn, ws, sigma, bits, num)
                for syn, ws, bits in zip(syns, stats_w, msg_bits)]
     # --- threshold
-    vth = int(round(theta * sigma))
-    if vth < 1:
-        raise QuantizationError(f"{name}: threshold {theta} rounds to 0 at scale {sigma:.4g} "
-                                f"(scale limited by {limited_by}); the threshold is too small "
-                                "relative to the weights or the bias")
-    if vth > num.vth_max:
-        raise QuantizationError(f"{name}: threshold mantissa ({vth}) exceeds {num.vth_max}")
+    vth, vth_err = _threshold(name, lif.vth, sigma, limited_by, num)
     # --- decays (Loihi adds 1 to du: ds_offset; none to dv)
     du, du_eff = _decay(name, "du", lif.du, num.decay_unity, 1)
     dv, dv_eff = _decay(name, "dv", lif.dv, num.decay_unity, 0)
@@ -428,9 +451,10 @@ def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: Targe
     rep = LayerQuant(layer=name, synapse=syns[0].name, scale=float(sigma),
                      weight_exp=first["weight_exp"], sign_mode=first["sign_mode"],
                      weight_max_mant=first["weight_max_mant"],
-                     weight_rel_error=first["weight_rel_error"], weights_clipped=0, vth=vth,
-                     vth_rel_error=abs(vth - theta * sigma) / (theta * sigma),
-                     du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
+                     weight_rel_error=first["weight_rel_error"], weights_clipped=0,
+                     vth=_span(vth), vth_rel_error=vth_err, du=_span(du), dv=_span(dv),
+                     du_eff=_span(du_eff, ".6g"), dv_eff=_span(dv_eff, ".6g"),
+                     bias_exp=bias_exp,
                      bias_max_abs_error=bias_err, peak_state_fraction=peak_frac,
                      limited_by=limited_by, more_synapses=[info for _, info in lowered[1:]],
                      synapse_bias=[_bias_info(fs) | {"bias_max_abs_error":
@@ -443,6 +467,26 @@ def _bias_info(fs) -> dict:
     return {"synapse": fs.name, "bias_exp": int(fs.bias_exp),
             "bias_max_mant": int(np.abs(fs.bias_mant).max(initial=0))
             if fs.bias_mant is not None else 0}
+
+
+def _threshold(name: str, theta, sigma: float, limited_by: str, num):
+    """(vth mantissa, largest relative rounding error): round(theta * sigma) for a
+    threshold or for each neuron's (an array that holds one value becomes a scalar)."""
+    t = np.asarray(theta, dtype=np.float64) * sigma
+    vth = np.round(t).astype(np.int64)
+    if vth.min() < 1:
+        low = float(np.min(theta)) if isinstance(theta, np.ndarray) else theta
+        raise QuantizationError(f"{name}: threshold {low} rounds to 0 at "
+                                f"scale {sigma:.4g} (scale limited by {limited_by}); the "
+                                "threshold is too small relative to the weights, the bias or "
+                                "the layer's largest threshold")
+    if vth.max() > num.vth_max:
+        raise QuantizationError(f"{name}: threshold mantissa ({int(vth.max())}) exceeds "
+                                f"{num.vth_max}")
+    err = float(np.max(np.abs(vth - t) / t))
+    if not isinstance(theta, np.ndarray) or np.all(vth == vth.flat[0]):
+        return int(vth.flat[0]), err
+    return vth, err
 
 
 def _lower_synapse(syn, ws: "_WeightStats", sigma: float, msg_bits: int, num):

@@ -622,7 +622,7 @@ def _membrane_traces(build, one, per_layer: int = 3, max_layers: int = 4) -> dic
     """v and spikes of `per_layer` neurons (spiking closest to every other step) of the
     first LIF layers over one sample (simulator, state recorded); empty for sigma-delta
     graphs (no v)."""
-    from snncompile.ir import FxLIF, FxSigmaDelta
+    from snncompile.ir import FxLIF, FxSigmaDelta, neuron_param, per_neuron
     from snncompile.backends.sim.simulator import Simulator
 
     if build.graph.nodes(FxSigmaDelta):
@@ -638,8 +638,9 @@ def _membrane_traces(build, one, per_layer: int = 3, max_layers: int = 4) -> dic
         # (always-firing ones sit at v = 0, after the reset)
         cnt = sp.sum(0)
         top = np.lexsort((-cnt, np.abs(cnt - t / 2)))[:per_layer]
+        vth = neuron_param(node, "vth").ravel()[top].astype(np.int64) << shift
         out[node.name] = {"v": v[:, top], "spike": sp[:, top], "neurons": top.tolist(),
-                          "vth": int(node.vth) << shift}
+                          "vth": int(vth[0]) if not per_neuron(node) else vth.tolist()}
     return out
 
 
@@ -810,6 +811,7 @@ def _divergence_traces(build, div, x) -> dict | None:
     and the simulator (Lava's side is the value verify recorded)."""
     from snncompile.backends.reference import reference_run
     from snncompile.backends.sim.simulator import Simulator
+    from snncompile.ir import neuron_param
 
     layer, s, k = div["layer"], int(div["sample"]), int(div["neuron"])
     node = build.graph.node(layer) if layer in build.graph else None
@@ -819,7 +821,7 @@ def _divergence_traces(build, div, x) -> dict | None:
         return None
     one = x[s:s + 1]
     num = build.target.numerics
-    vth = int(node.vth) << int(num.vth_shift)
+    vth = int(neuron_param(node, "vth").ravel()[k]) << int(num.vth_shift)   # its own
     out = {}
     spk, st = reference_run(build.graph, one, num, record_state=True)
     out["reference"] = {"u": st[layer][0][0].reshape(one.shape[1], -1)[:, k],

@@ -532,7 +532,7 @@ def divergence_figure(div: dict, traces: dict | None = None):
 def membrane_figure(traces: dict[str, dict], sample: int = 0):
     """Voltage v of a few neurons per layer over one sample's steps (compiled network),
     with the threshold; `traces[layer] = {"v": (T, k), "spike": (T, k), "neurons": [k
-    indices], "vth": int}`."""
+    indices], "vth": int, or one per neuron (per-neuron thresholds)}`."""
     plt = _plt()
     layers = list(traces)
     fig, axes = plt.subplots(len(layers), 1, squeeze=False,
@@ -541,12 +541,16 @@ def membrane_figure(traces: dict[str, dict], sample: int = 0):
         tr = traces[layer]
         v, sp = np.asarray(tr["v"]), np.asarray(tr["spike"])
         t = np.arange(v.shape[0])
+        vths = np.broadcast_to(np.asarray(tr["vth"]), (len(tr["neurons"]),))
         for j, n in enumerate(tr["neurons"]):
             c = layer_color(j)
             ax.plot(t, v[:, j], color=c, lw=1.2, drawstyle="steps-mid", label=f"neuron {n}")
             hit = np.nonzero(sp[:, j])[0]
-            ax.plot(hit, np.full(len(hit), tr["vth"]), "v", color=c, ms=5, ls="none")
-        ax.axhline(tr["vth"], color="#999999", ls=":", lw=1)
+            ax.plot(hit, np.full(len(hit), vths[j]), "v", color=c, ms=5, ls="none")
+            if np.ndim(tr["vth"]):          # per-neuron thresholds: each its own line
+                ax.axhline(vths[j], color=c, ls=":", lw=1)
+        if not np.ndim(tr["vth"]):
+            ax.axhline(tr["vth"], color="#999999", ls=":", lw=1)
         ax.set_ylabel(f"{layer}: v", fontsize=8)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes[-1, 0].set_xlabel("time step (local); dotted: threshold; triangles: spikes "

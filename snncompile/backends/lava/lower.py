@@ -49,8 +49,8 @@ from snncompile.backends.sim.simulator import inbound
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output,
-                                 bias_sign_mode)
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, NEURON_PARAMS,
+                                 Output, bias_sign_mode, per_neuron)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 
@@ -280,6 +280,15 @@ def _lava_bias(node, perm, lshape) -> np.ndarray:
     return to_lava(np.ascontiguousarray(bias), node.shape, perm, lshape).astype(np.int32)
 
 
+def _lava_param(node: FxLIF, field: str, perm, lshape):
+    """du, dv or vth: an int (one per layer), or int32 per neuron in the Lava layout."""
+    value = getattr(node, field)
+    if not isinstance(value, np.ndarray) or np.all(value == value.flat[0]):
+        return int(np.asarray(value).flat[0])
+    full = np.ascontiguousarray(np.broadcast_to(value.astype(np.int64), node.shape))
+    return to_lava(full, node.shape, perm, lshape).astype(np.int32)
+
+
 def _bias_frames(name: str, node: FxLIF, x: np.ndarray, perm, lshape) -> np.ndarray:
     """Per sample, the bias_mant (Lava layout, int32) of a LIF driven by a bias input: its
     own mantissas plus the sample's frame, which must be held for all its steps and fit
@@ -449,13 +458,14 @@ def _lif(node: FxLIF, ins: list[Lowered], net: LavaNet) -> Lowered:
     if bias_fed:    # sample k's frame is bias_mant during its T steps
         net.bias_in[name] = _bias_frames(name, node, net.x, perm, lshape)
         bias = net.bias_in[name][0]
-    params = dict(shape=lshape, du=int(node.du), dv=int(node.dv), vth=int(node.vth),
-                  bias_mant=bias, bias_exp=int(node.bias_exp), reset_interval=net.steps,
-                  reset_offset=net.timing.lava_reset_offset(name), name=name)
-    if node.lava_lif:
+    params = dict(shape=lshape, bias_mant=bias, bias_exp=int(node.bias_exp),
+                  reset_interval=net.steps, reset_offset=net.timing.lava_reset_offset(name),
+                  name=name)
+    params.update({f: _lava_param(node, f, perm, lshape) for f in NEURON_PARAMS})
+    if node.lava_lif and not per_neuron(node):
         proc = LIFReset(**params)
         net.add(proc, PyLifResetModelBitAcc)
-    else:           # soft reset or v >= vth: Lava's arithmetic, our compare and reset
+    else:           # soft reset, v >= vth or per-neuron du/dv/vth: our process
         from snncompile.backends.lava.procs import PySoftLIFModel, SoftLIF
         proc = SoftLIF(reset=node.reset, fire_at=node.fire_at, **params)
         net.add(proc, PySoftLIFModel)

@@ -22,6 +22,7 @@ from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import PyLifResetModelBitAcc
@@ -255,12 +256,21 @@ class SoftLIF(LIFReset):
     (v -= vth << 6 where it spiked) or "threshold" (v = vth << 6 there) and `fire_at` ">"
     or ">=" (spike where v >= vth << 6). Everything else (u, v, bias, the reset interval)
     is LIFReset's; the model reuses Lava's bit-accurate arithmetic and changes only the
-    compare and the reset, as a Loihi 2 microcoded neuron would."""
+    compare and the reset, as a Loihi 2 microcoded neuron would.
 
-    def __init__(self, *, reset: str = "zero", fire_at: str = ">", **kwargs) -> None:
+    du, dv and vth are per-neuron Vars of the layer's shape (LIFReset's are one value per
+    layer): a scalar is repeated, an array (PLIF, per-channel leaks) is kept per neuron, as
+    a microcoded neuron keeps them in its own state."""
+
+    def __init__(self, *, reset: str = "zero", fire_at: str = ">", du=0, dv=0, vth=10,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        shape = kwargs["shape"]
         self.proc_params["reset"] = str(reset)
         self.proc_params["fire_at"] = str(fire_at)
+        for key, value in (("du", du), ("dv", dv), ("vth", vth)):
+            per = np.broadcast_to(np.asarray(value, np.int32), shape).copy()
+            setattr(self, key, Var(shape=shape, init=per))   # replaces LIFReset's (1,) Var
 
 
 @implements(proc=SoftLIF)
@@ -268,6 +278,9 @@ class PySoftLIFModel(PyLifResetModelBitAcc):
     """PyLifResetModelBitAcc with `fire_at` and `reset` from the process parameters."""
 
     implements_process = None   # inherited from LIFReset's model; `implements` sets ours
+    du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)    # per neuron
+    dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -280,10 +293,11 @@ class PySoftLIFModel(PyLifResetModelBitAcc):
         return self.v > self.effective_vth
 
     def reset_voltage(self, spike_vector: np.ndarray):
+        vth = self.effective_vth[spike_vector]          # each spiking neuron's own
         if self._reset == "subtract":
-            self.v[spike_vector] -= self.effective_vth
+            self.v[spike_vector] -= vth
         else:
-            self.v[spike_vector] = self.effective_vth if self._reset == "threshold" else 0
+            self.v[spike_vector] = vth if self._reset == "threshold" else 0
 
 
 MODELS = {SpikeRecorder: PySpikeRecorderModel, ValueRecorder: PyValueRecorderModel,

@@ -257,6 +257,7 @@ def lif(a, keep_u, keep_v, shift, half, act_shift, vth, fire_ge, reset, bias, sp
         v_rec, record, counts):
     """Lava PyLifModelBitAcc for T steps from zero state (fire_ge: spike at v >= vth, not
     v > vth; reset after a spike: 0 v = 0, 1 v -= vth, 2 v = vth, the index in ir.nodes.RESETS).
+    keep_u, keep_v, vth (n,) int64: per neuron (a layer's one value repeated);
     a (T, n) int64 input current;
     spikes (T, n) uint8 out; u_rec/v_rec (T, n) int32 when `record`.
     counts: [int32_wrap, u_wrap, v_clip, spikes, active] (added to)."""
@@ -277,7 +278,7 @@ def lif(a, keep_u, keep_v, shift, half, act_shift, vth, fire_ge, reset, bias, sp
             c_a += ain != 0
             a32, w0 = _wrap32_flag(ain)
             a6w, w1 = _wrap32_flag(a32 << act_shift)
-            cur32, w2 = _wrap32_flag(_decay(u[j], keep_u, shift) + a6w)
+            cur32, w2 = _wrap32_flag(_decay(u[j], keep_u[j], shift) + a6w)
             c_i32 += w0 + w1 + w2
             un = cur32
             if cur32 > half:
@@ -285,19 +286,20 @@ def lif(a, keep_u, keep_v, shift, half, act_shift, vth, fire_ge, reset, bias, sp
             elif cur32 <= -half:
                 un = cur32 + 2 * half
             c_u += un != cur32
-            vv = _decay(v[j], keep_v, shift) + un + bias[j]
+            vv = _decay(v[j], keep_v[j], shift) + un + bias[j]
             vc = min(max(vv, lo), hi)
             c_v += vc != vv
-            s = vc >= vth if fire_ge else vc > vth
+            th = vth[j]
+            s = vc >= th if fire_ge else vc > th
             c_s += s
             st[j] = s
             u[j] = un
             if not s:
                 v[j] = vc
             elif reset == 1:
-                v[j] = vc - vth
+                v[j] = vc - th
             else:
-                v[j] = vth if reset == 2 else 0
+                v[j] = th if reset == 2 else 0
         if record:
             for j in range(n):
                 u_rec[t, j] = u[j]

@@ -345,7 +345,8 @@ class _LIFK(_Kernel):
         u_rec = batch.state[self.name][0][row].reshape(tm.steps, op.n) if rec else _E32
         v_rec = batch.state[self.name][1][row].reshape(tm.steps, op.n) if rec else _E32
         c = np.zeros(5, np.int64)
-        run.K.lif(a, op.keep_u, op.keep_v, op.shift, op.half, op.act_shift, int(op.vth),
+        per = [_flat(np.broadcast_to(x, op.shape)) for x in (op.keep_u, op.keep_v, op.vth)]
+        run.K.lif(a, per[0], per[1], op.shift, op.half, op.act_shift, per[2],
                   bool(op.fire_ge), op.reset_code, _flat(op.bias), spk, u_rec, v_rec, rec, c)
         run.counters[self.name] = c
         return spk, window.start

@@ -44,7 +44,7 @@ from snncompile.errors import UnsupportedError
 from snncompile.formats.netx.read import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSAGE_BITS,
                                      NETX_SPIKE_EXP, netx_dense_weights)
 from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
-                           Input, Output)
+                           Input, Output, per_neuron)
 from snncompile.ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights, shift_exp
 
@@ -323,13 +323,19 @@ def _neuron(lif: FxLIF, conv: bool) -> dict:
         raise UnsupportedError(f"{lif.name}: reset '{lif.reset}' / fire_at '{lif.fire_at}' "
                                "cannot be written to netx (its CUBA neuron resets to 0 and "
                                "spikes at v > vth)")
-    i_decay, v_decay = lif.du + 1, lif.dv
+    if per_neuron(lif):     # netx's CUBA neuron is Lava's LIF: one du, dv, vth per layer
+        raise UnsupportedError(f"{lif.name}: per-neuron du/dv/vth ({lif.summary()}) cannot be "
+                               "written to netx (its CUBA neuron has one iDecay, vDecay and "
+                               "vThMant per layer); export --format nir carries them")
+    i_decay, v_decay, vth = (int(np.asarray(getattr(lif, f)).flat[0])
+                             for f in ("du", "dv", "vth"))
+    i_decay += 1
     for what, value in (("du + 1", i_decay), ("dv", v_decay)):
         if not 0 <= value <= DECAY_UNITY:
             raise UnsupportedError(f"{lif.name}: {what} ({value}) is outside netx's "
                                    f"[0, {DECAY_UNITY}]")
-    if lif.vth < 0:
-        raise UnsupportedError(f"{lif.name}: negative threshold ({lif.vth})")
+    if vth < 0:
+        raise UnsupportedError(f"{lif.name}: negative threshold ({vth})")
     eff = shift_exp(np.broadcast_to(np.asarray(lif.bias_mant, np.int64), lif.shape),
                     int(lif.bias_exp))
     bias = eff >> NETX_BIAS_EXP
@@ -338,7 +344,7 @@ def _neuron(lif: FxLIF, conv: bool) -> dict:
             f"{lif.name}: bias (mantissa << {lif.bias_exp}) is not a multiple of "
             f"2**{NETX_BIAS_EXP}; netx fixes bias_exp = {NETX_BIAS_EXP}")
     layer = {"neuron/type": np.bytes_(b"CUBA"), "neuron/iDecay": np.int64(i_decay),
-             "neuron/vDecay": np.int64(v_decay), "neuron/vThMant": np.int64(lif.vth),
+             "neuron/vDecay": np.int64(v_decay), "neuron/vThMant": np.int64(vth),
              "neuron/refDelay": np.int64(1), "neuron/gradedSpike": np.bool_(False)}
     layer.update(_bias_entry(bias, conv))
     return layer

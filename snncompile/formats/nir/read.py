@@ -860,10 +860,19 @@ class _Builder:
                                        f"the layer shape {self.shape}") from None
         return out
 
-    def _tau(self, tau: np.ndarray, key: str, where: str) -> float:
+    def _tau(self, tau: np.ndarray, key: str, where: str, per_neuron: bool = False):
         """Decay fraction per step for a per-layer time constant: dt/tau (forward Euler),
-        or 1 - exp(-dt/tau) for the conventions that decay exactly (sinabs, rockpool)."""
-        t = _one(tau, key, where)
+        or 1 - exp(-dt/tau) for the conventions that decay exactly (sinabs, rockpool).
+        per_neuron: time constants that differ between neurons (PLIF, snnTorch's per-neuron
+        beta) give an array of the layer's shape, each element computed alike."""
+        if per_neuron and not _uniform_tau(tau):
+            values = np.asarray(tau, dtype=np.float64)
+            uniq, inverse = np.unique(values, return_inverse=True)
+            fractions = np.array([self._tau_one(float(t), key, where) for t in uniq])
+            return fractions[inverse].reshape(values.shape)
+        return self._tau_one(_one(tau, key, where), key, where)
+
+    def _tau_one(self, t: float, key: str, where: str) -> float:
         if self.norse:
             t = t / self.dt
         if not t > 0:
@@ -901,13 +910,16 @@ class _Builder:
             else:                  # into a decaying current: the synapse keeps it
                 self._bias_into_synapse(where)
         ratio = vth / vth.flat[0]
-        if not np.allclose(ratio, 1.0, rtol=_REL_TOL):
-            self._fold_per_neuron(where, ratio)
-            bias = bias / ratio
+        if np.allclose(ratio, 1.0, rtol=_REL_TOL):
+            vth = float(vth.flat[0])
+        elif self._fold_per_neuron(ratio):
+            bias, vth = bias / ratio, float(vth.flat[0])
+        else:       # a per-neuron threshold (programmable neurons: Loihi 2)
+            vth = np.asarray(vth, dtype=np.float64)
         reset, fire_at = _SPIKING.get(self.conv, ("zero", ">"))
-        self.nodes.append(LIF(name, shape=self.shape, du=float(du), dv=float(dv),
-                              vth=float(vth.flat[0]), bias=bias.astype(np.float32),
-                              reset=reset, fire_at=fire_at))
+        du, dv = (d if isinstance(d, np.ndarray) else float(d) for d in (du, dv))
+        self.nodes.append(LIF(name, shape=self.shape, du=du, dv=dv, vth=vth,
+                              bias=bias.astype(np.float32), reset=reset, fire_at=fire_at))
 
     def _bias_into_synapse(self, where):
         """The pending synapse bias (a constant added to the neuron's input current) as the
@@ -935,24 +947,29 @@ class _Builder:
         syn.bias = b.astype(np.float32)
         self.bias = None
 
-    def _fold_per_neuron(self, where, ratio):
-        """Per-neuron thresholds: divide rows of the feeding Dense so that one vth fits."""
+    def _fold_per_neuron(self, ratio) -> bool:
+        """Per-neuron thresholds/gains: divide rows of the feeding Dense so that one vth
+        fits (exact, and every target takes it); False where no Dense feeds the layer."""
         if self.feeds and len(self.shape) == 1 and all(isinstance(f, Dense)
                                                       for f in self.feeds):
             for last in self.feeds:
                 last.weight = (last.weight / ratio.reshape(-1, 1)).astype(np.float32)
                 if last.bias is not None:
                     last.bias = (last.bias / ratio.reshape(-1)).astype(np.float32)
-            return
-        raise UnsupportedError(f"{where}: per-neuron thresholds/gains ({_show(ratio)} x) "
-                               "need a Dense in front; Loihi's LIF has one threshold per "
-                               "layer")
+            return True
+        return False
 
     def _report(self, name, kind, fractions: dict[str, float]):
         """Forward Euler decays by 1 - d per step where the ODE decays by exp(-d)."""
         row = {"layer": name, "nir_type": kind,
                "method": "exponential" if self.exact else "forward-euler"}
         for key, d in fractions.items():
+            if isinstance(d, np.ndarray):   # per neuron: its range and the worst error
+                row[key] = [float(d.min()), float(d.max())]
+                errs = [self._errors(float(x)) for x in np.unique(d)]
+                row[f"{key}_decay_abs_error"] = max(e[0] for e in errs)
+                row[f"{key}_tau_rel_error"] = max((e[1] for e in errs), key=abs)
+                continue
             row[key] = d
             if self.exact:  # the exporter's own model decays by exp(-dt/tau): exact
                 row[f"{key}_decay_abs_error"] = row[f"{key}_tau_rel_error"] = 0.0
@@ -963,11 +980,18 @@ class _Builder:
                                            d / -math.log1p(-d) - 1.0)
         self.meta["nir_approximation"].append(row)
 
+    def _errors(self, d: float) -> tuple[float, float]:
+        """(decay error, effective tau error) of one decay fraction (see `_report`)."""
+        if self.exact:
+            return 0.0, 0.0
+        return (abs((1.0 - d) - math.exp(-d)),
+                0.0 if d == 0 else -1.0 if d >= 1 else d / -math.log1p(-d) - 1.0)
+
     def _cubalif(self, name, node, where, nxt):
         p = self._params(node, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold",
                                 "v_reset", "w_in"), where)
-        du = self._tau(p["tau_syn"], "tau_syn", where)
-        dv = self._tau(p["tau_mem"], "tau_mem", where)
+        du = self._tau(p["tau_syn"], "tau_syn", where, per_neuron=True)
+        dv = self._tau(p["tau_mem"], "tau_mem", where, per_neuron=True)
         w_in = p.get("w_in", np.ones(self.shape))
         if self.conv == "rockpool":
             # LIFTorch: isyn += x; isyn *= beta; v = alpha v + isyn. With u = isyn / beta
@@ -978,13 +1002,13 @@ class _Builder:
             g = dv * p["r"]
         p["leak"] = dv * p["v_leak"]  # added to v each step; bias = leak / (a g)
         # a constant current b: with du = 1, u = x + b exactly, so b is an LIF bias
-        self._neuron(name, where, du, dv, a * g, p, pending_exact=du == 1.0)
+        self._neuron(name, where, du, dv, a * g, p, pending_exact=bool(np.all(du == 1.0)))
         self._report(name, "CubaLIF", {"du": du, "dv": dv})
 
     def _lif(self, name, node, where, nxt):
         p = self._params(node, ("tau", "r", "v_leak", "v_threshold", "v_reset"), where)
-        dv = self._tau(p["tau"], "tau", where)
-        if dv == 0.0 and np.all(np.isfinite(p["r"])):
+        dv = self._tau(p["tau"], "tau", where, per_neuron=True)
+        if np.any(dv == 0.0) and np.all(np.isfinite(p["r"])):
             raise UnsupportedError(
                 f"{where}: tau is infinite, so the input gain dt/tau * r is 0 and the neuron "
                 "never integrates; write a non-leaky neuron as nir.IF (or a finite tau)")
@@ -1135,8 +1159,18 @@ def _one(a: np.ndarray, key: str, where: str) -> float:
         return first
     if not np.allclose(flat, first, rtol=_REL_TOL, atol=0):
         raise UnsupportedError(f"{where}: {key} differs between neurons ({_show(flat)}); "
-                               "Loihi's LIF has one decay per layer")
+                               "one value per layer is needed here (readouts; the time "
+                               "step solved from rockpool's r)")
     return first
+
+
+def _uniform_tau(a: np.ndarray) -> bool:
+    """One time constant for the layer (within _REL_TOL; all infinite counts as one)."""
+    flat = np.asarray(a, dtype=np.float64).ravel()
+    if np.all(flat == flat[0]):
+        return True
+    return bool(np.all(np.isfinite(flat))) and bool(np.allclose(flat, flat[0], rtol=_REL_TOL,
+                                                                 atol=0))
 
 
 def _finite(a: np.ndarray, what: str, where: str) -> np.ndarray:

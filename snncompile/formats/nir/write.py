@@ -192,13 +192,14 @@ def _cubalif(node: LIF, dt: float):
     import nir
 
     shape = tuple(node.shape)
-    du = max(float(node.du), NO_DECAY)
-    dv = max(float(node.dv), NO_DECAY)
-    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
+    # NIR's parameters are per neuron: per-neuron du, dv, vth (PLIF) are written as they are
+    du, dv, vth = (np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape)
+                   for f in ("du", "dv", "vth"))
+    du, dv = np.maximum(du, NO_DECAY), np.maximum(dv, NO_DECAY)
     bias = np.broadcast_to(np.asarray(node.bias, np.float64), shape)
-    return nir.CubaLIF(tau_syn=full(dt / du), tau_mem=full(dt / dv), r=full(1.0 / dv),
-                       v_leak=bias / dv, v_threshold=full(node.vth), v_reset=full(0.0),
-                       w_in=full(1.0 / du))
+    return nir.CubaLIF(tau_syn=dt / du, tau_mem=dt / dv, r=1.0 / dv,
+                       v_leak=bias / dv, v_threshold=vth.copy(), v_reset=np.zeros(shape),
+                       w_in=1.0 / du)
 
 
 def write_nir(graph: Graph, path: str | Path, dt: float = 1e-3) -> None:
