@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputFileError
 from snncompile.backends.sim.fixed import prepare_weights
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                    FxLI, FxLIF, FxSigmaDelta, Input, Node)
+                    FxLI, FxLIF, FxRecDense, FxSigmaDelta, Input, Node)
 
 MAX_ELEMENTS = 1 << 24     # neurons per node (a Loihi 2 chip holds about 2**20)
 MAX_WEIGHTS = 1 << 28      # synapses per node
@@ -133,6 +133,9 @@ def _dense(ctx: _Ctx, node: FxDense, shape) -> None:
                              f"{node.sign_mode} mantissa (Lava would use {int(prepared[i])});"
                              " recompile")
     _message_bits(ctx, node)
+
+
+_check(FxRecDense)(_dense)    # the same weights, exponent and sign modes as FxDense
 
 
 @_check(FxConv2d)
