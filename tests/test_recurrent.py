@@ -1,0 +1,280 @@
+"""Recurrent layers: a layer's spikes back into its own neurons through a recurrent dense
+synapse (RecDense / FxRecDense), one step later as a Dense on Loihi delivers them:
+x_t = W_in s_in,t + W_rec s_(t-1). The integer reference steps the recurrence in local
+time, the simulator and Lava run it in global time (Lava: a Dense from the LIF's s_out
+back into its a_in); all three must agree spike for spike. The training layer
+(`{"type": "lif", "recurrent": true}`) and the float model compute the same network."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from snncompile.backends.float_model import run_float
+from snncompile.backends.reference import reference_run
+from snncompile.backends.sim import Simulator
+from snncompile.energy.run import energy_report
+from snncompile.errors import GraphError, UnsupportedError
+from snncompile.frontends.torch_checkpoint import graph_from_model
+from snncompile.ir import FxDense, FxLIF, FxRecDense, Graph, Input, Output, RecDense
+from snncompile.ir.graph import graphs_equal
+from snncompile.mapping.place import map_graph
+from snncompile.nn import SNN, save_checkpoint
+from snncompile.nn.layers import LIFLayer, RecurrentLIFLayer
+from snncompile.pipeline import compile_model
+from snncompile.target import load_target
+
+from strategies import recurrent_networks
+
+
+def _one_neuron(rec_weight: int) -> Graph:
+    """in -> fc (200) -> lif (no memory: du = dv = 4095, vth 100) with a recurrent synapse
+    of weight `rec_weight` from the neuron to itself."""
+    g = Graph()
+    g.add(Input("in", shape=(1,)))
+    g.add(FxDense("fc", weight=np.array([[200]], np.int32)), ["in"])
+    g.add_delay(FxRecDense("rec", weight=np.array([[rec_weight]], np.int32)), (1,))
+    g.add(FxLIF("lif", shape=(1,), du=4095, dv=4095, vth=100), ["fc", "rec"])
+    g.connect("lif", "rec")
+    g.add(Output("out"), ["lif"])
+    return g
+
+
+def _pulse(steps: int) -> np.ndarray:
+    x = np.zeros((1, steps, 1), np.int64)
+    x[0, 0, 0] = 1
+    return x
+
+
+HAND_CASES = [
+    # one input spike at step 0; a self-excitation of 200 keeps the neuron firing from the
+    # step after each spike on; without it, it fires once
+    (200, _pulse(6), [1, 1, 1, 1, 1, 1]),
+    (0, _pulse(6), [1, 0, 0, 0, 0, 0]),
+    # input at every step; self-inhibition (-254) arrives one step after each spike and
+    # silences the next step: every other step
+    (-254, np.ones((1, 6, 1), np.int64), [1, 0, 1, 0, 1, 0]),
+]
+
+
+@pytest.mark.parametrize("rec_weight, x, want", HAND_CASES)
+def test_the_recurrence_arrives_one_step_later(rec_weight, x, want):
+    g = _one_neuron(rec_weight)
+    want = np.array(want, bool).reshape(1, -1, 1)
+    assert np.array_equal(reference_run(g, x)["lif"], want)
+    assert np.array_equal(Simulator(g, kernel="numpy").run(x).spikes["lif"], want)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("rec_weight, x, want", HAND_CASES[::2])
+def test_lava_recurrence_arrives_one_step_later(rec_weight, x, want):
+    from snncompile.backends.lava.run import run_lava
+    x2 = np.concatenate([x, x])       # two samples: one Lava run each, nothing carried over
+    lava = run_lava(_one_neuron(rec_weight), x2)
+    assert np.array_equal(lava.spikes["lif"], np.array([want, want], bool)[..., None])
+
+
+def test_simulator_runs_recurrent_graphs_on_the_numpy_path():
+    sim = Simulator(_one_neuron(200))
+    assert sim.kernel == "numpy"
+    assert sim.kernel_reason.startswith("rec: FxRecDense has no compiled kernel")
+
+
+@settings(max_examples=40, deadline=None)
+@given(recurrent_networks(neuron_options=True))
+def test_simulator_equals_reference_on_random_recurrent_graphs(case):
+    graph, x = case
+    ref = reference_run(graph, x)
+    res = Simulator(graph).run(x, batch_size=3)
+    for name in ref:
+        assert np.array_equal(res.spikes[name], ref[name]), name
+
+
+@pytest.mark.lava
+@settings(max_examples=4, deadline=None)
+@given(recurrent_networks(max_layers=2))
+def test_lava_equals_reference_on_random_recurrent_graphs(case):
+    from snncompile.backends.lava.run import run_lava
+    graph, x = case
+    x = x[:2, :6]
+    ref = reference_run(graph, x)
+    lava = run_lava(graph, x)
+    for name in ref:
+        assert np.array_equal(lava.spikes[name], ref[name]), name
+
+
+# ------------------------------------------------------------------ the graph
+def test_recurrent_graph_round_trips_and_orders_the_back_edge_after_its_layer():
+    g = _one_neuron(200)
+    assert g.order() == ["in", "fc", "lif", "rec", "out"]
+    assert g.depth("lif") == 1          # the back edge does not deepen its layer
+    doc, arrays = g.to_dict()
+    assert graphs_equal(Graph.from_dict(doc, arrays), g)
+
+
+def test_a_recurrent_synapse_must_feed_the_layer_it_reads():
+    g = Graph()
+    g.add(Input("in", shape=(2,)))
+    g.add(FxDense("fc", weight=np.full((2, 2), 100, np.int32)), ["in"])
+    g.add(FxLIF("a", shape=(2,), vth=10), ["fc"])
+    g.add_delay(FxRecDense("rec", weight=np.zeros((2, 2), np.int32)), (2,))
+    g.add(FxLIF("b", shape=(2,), vth=10), ["rec"])
+    g.connect("a", "rec")
+    g.add(Output("out"), ["b"])
+    with pytest.raises(GraphError, match="rec: a recurrent synapse must feed the one neuron "
+                                         "layer it reads"):
+        g.validate()
+
+
+def test_a_recurrent_synapse_is_square():
+    with pytest.raises(GraphError, match="must be square"):
+        FxRecDense("rec", weight=np.zeros((2, 3), np.int32))
+    with pytest.raises(GraphError, match="must be square"):
+        RecDense("rec", weight=np.zeros((3,), np.float32))
+
+
+# ------------------------------------------------------------------ training layer
+LIF = {"type": "lif", "du": 0.3, "dv": 0.2, "vth": 1.0}
+
+
+def _cfg(width: int, recurrent: tuple[bool, ...]):
+    layers = []
+    for i, rec in enumerate(recurrent):
+        out = 4 if i == len(recurrent) - 1 else width
+        layers += [{"type": "dense", "out": out}, dict(LIF, name=f"lif{i}", recurrent=rec)]
+    return {"input": {"shape": [10]}, "layers": layers}
+
+
+def _model(cfg, seed, gain=2.5, rec_gain=1.5):
+    torch.manual_seed(seed)
+    model = SNN(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.mul_(rec_gain if name.endswith("rec.weight") else gain)
+    return model
+
+
+def _layer_spikes(model, x) -> dict:
+    """Every LIF layer's spikes of the training model on x (forward hooks)."""
+    got = {}
+    hooks = [layer.register_forward_hook(lambda m, a, y, n=name: got.__setitem__(n, y))
+             for name, layer in zip(model.names, model.layers) if isinstance(layer, LIFLayer)]
+    try:
+        with torch.no_grad():
+            model(torch.as_tensor(x, dtype=torch.float32))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: v.numpy() > 0 for k, v in got.items()}
+
+
+def test_training_layer_recurrence_is_one_step_late():
+    """By hand: one neuron, no input after step 0, self-excitation above threshold."""
+    layer = RecurrentLIFLayer((1,), du=1.0, dv=1.0, vth=1.0)
+    with torch.no_grad():
+        layer.rec.weight.fill_(2.0)
+    x = torch.zeros((1, 5, 1))
+    x[0, 0, 0] = 2.0
+    assert layer(x)[0, :, 0].tolist() == [1.0, 1.0, 1.0, 1.0, 1.0]
+    with torch.no_grad():
+        layer.rec.weight.fill_(0.5)
+    assert layer(x)[0, :, 0].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=3), st.integers(0, 2**16))
+def test_float_graph_equals_training_layer_on_random_recurrent_models(recurrent, seed):
+    model = _model(_cfg(12, tuple(recurrent)), seed)
+    x = (np.random.default_rng(seed).random((3, 10, 10)) < 0.5).astype(np.float32)
+    graph = graph_from_model(model)
+    assert sorted(n for n in graph.order() if isinstance(graph.node(n), RecDense)) == \
+        [f"lif{i}.rec" for i, r in enumerate(recurrent) if r]
+    want = _layer_spikes(model, x)
+    got = run_float(graph, x)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    assert sum(int(v.sum()) for v in want.values()) > 0   # something fired
+
+
+@pytest.mark.parametrize("cfg", [
+    {"input": {"shape": [2, 4, 4]}, "layers": [{"type": "conv2d", "out": 2, "kernel": 1},
+                                               dict(LIF, recurrent=True)]},
+    {"input": {"shape": [4]}, "layers": [{"type": "dense", "out": 4},
+                                         dict(LIF, recurrent="yes")]},
+])
+def test_malformed_recurrent_layers_are_refused(cfg):
+    with pytest.raises(UnsupportedError, match="lif1: .*recurrent"):
+        SNN(cfg)
+
+
+# ------------------------------------------------------------------ compiled end to end
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rec") / "rec.pt"
+    save_checkpoint(_model(_cfg(12, (True, True)), 5), path)
+    rng = np.random.default_rng(5)
+    calib = (rng.random((32, 10, 10)) < 0.4).astype(np.int64)
+    return compile_model(path, "loihi2", calib=calib)
+
+
+def _inputs(n=3, steps=10, seed=6):
+    return (np.random.default_rng(seed).random((n, steps, 10)) < 0.4).astype(np.int64)
+
+
+def test_compiled_recurrent_model_is_faithful_and_backends_agree(build):
+    g = build.graph
+    assert isinstance(g.node("lif0.rec"), FxRecDense) and g.inputs("lif0.rec") == ["lif0"]
+    assert build.report["fidelity"]["warnings"] == []
+    x = _inputs()
+    ref = reference_run(g, x)
+    sim = Simulator(g).run(x)
+    assert all(np.array_equal(sim.spikes[k], ref[k]) for k in ref)
+    assert ref["lif0"].sum() > 0 and ref["lif1"].sum() > 0
+
+
+def test_recurrent_synapse_shares_the_lif_scale_with_its_own_exponent(build):
+    """The quantiser's report lists the recurrent synapse with the layer's feed-forward
+    one; its mantissas x 2**exponent are the float weights x the layer's scale."""
+    rep = next(r for r in build.report["quantization"] if r["layer"] == "lif0")
+    extra = {m["synapse"]: m for m in rep["more_synapses"]}
+    assert set(extra) == {"lif0.rec"}
+    node = build.graph.node("lif0.rec")
+    assert node.weight_exp == extra["lif0.rec"]["weight_exp"]
+    w_float = build.float_graph.node("lif0.rec").weight
+    step = 2.0 ** node.weight_exp * (2 if node.sign_mode == "mixed" else 1)
+    err = np.abs(node.weight * 2.0 ** node.weight_exp - w_float * rep["scale"])
+    assert err.max() <= step / 2 + 1e-6
+
+
+def test_recurrent_synops_are_priced_with_their_layer(build):
+    x = _inputs(n=2)
+    report, mapping = energy_report(build, x)
+    counts = Simulator(build.graph).run(x).counts
+    for layer, fc in (("lif0", "dense1"), ("lif1", "dense2")):
+        want = (counts[fc]["synops"] + counts[f"{layer}.rec"]["synops"]) / len(x)
+        assert report.events[layer]["synops"] == pytest.approx(want)
+        assert counts[f"{layer}.rec"]["synops"] > 0
+        cores = {mapping.core_of_block[i] for i, b in enumerate(mapping.blocks)
+                 if b.layer == layer}
+        assert len(cores) == 1, cores
+
+
+def test_a_recurrent_layer_larger_than_a_core_is_refused():
+    n = 1100                              # loihi1: 1024 compartments per core
+    g = Graph()
+    g.add(Input("in", shape=(4,)))
+    g.add(FxDense("fc", weight=np.full((n, 4), 2, np.int32)), ["in"])
+    g.add_delay(FxRecDense("rec", weight=np.eye(n, dtype=np.int32) * 2), (n,))
+    g.add(FxLIF("lif", shape=(n,), vth=10), ["fc", "rec"])
+    g.connect("lif", "rec")
+    g.add(Output("out"), ["lif"])
+    with pytest.raises(UnsupportedError, match=r"lif: a recurrent layer needs 2 cores"):
+        map_graph(g, load_target("loihi1"))
+
+
+@pytest.mark.lava
+def test_compiled_recurrent_model_lava_equals_reference(build):
+    from snncompile.backends.lava.run import run_lava
+    x = _inputs(n=2, steps=6)
+    ref, lava = reference_run(build.graph, x), run_lava(build.graph, x)
+    for k in ref:
+        assert np.array_equal(lava.spikes[k], ref[k]), k
