@@ -16,8 +16,8 @@ from snncompile.errors import UnsupportedError
 from snncompile.formats.netx.write import NETX_EXPORT, export_netx, supported
 from snncompile.formats.nir.write import NIR_EXPORT, export_nir
 from snncompile.ir import (LI, LIF, AvgPool2d, Conv2d, Dense, Flatten, FxCoproc, FxCoprocOut,
-                           FxConv2d, FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
-                           Input, Output, SumPool2d)
+                           FxConv2d, FxDelay, FxDense, FxGate, FxLI, FxLIF, FxRecDense,
+                           FxSigmaDelta, Input, Output, SumPool2d)
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import FIXED_TYPES, Node
 from snncompile.mapping.place import map_graph
@@ -27,7 +27,8 @@ from snncompile.target import load_target
 # ------------------------------------------------------------------ node types per table
 def test_each_table_holds_the_node_types_its_stage_handles():
     assert set(ENERGY.types) == {Input, FxLIF, FxSigmaDelta, FxDense, FxConv2d, FxCoproc,
-                                 Flatten, Output, FxGate, FxDelay, FxCoprocOut, FxLI}
+                                 Flatten, Output, FxGate, FxDelay, FxCoprocOut, FxLI,
+                                 FxRecDense}
     assert set(NETX_EXPORT.types) == {Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta,
                                       Flatten, Output}
     assert set(NIR_EXPORT.types) == {Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten,

@@ -13,7 +13,8 @@ from snncompile.backends.reference import REFERENCE, REFERENCE_GLOBAL, reference
 from snncompile.backends.sim import Simulator
 from snncompile.errors import UnsupportedError
 from snncompile.ir import (NODE_TYPES, Dense, Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Node, Output)
+                           FxDense, FxGate, FxLI, FxLIF, FxRecDense, FxSigmaDelta, Graph, Input,
+                           Node, Output)
 
 
 def lif_graph(seed=0):
@@ -48,7 +49,7 @@ def sigma_delta_graph(seed=0):
 # ------------------------------------------------------------------ the tables
 def test_tables_list_exactly_the_supported_node_types():
     assert set(REFERENCE.types) == {Input, Flatten, Output, FxDense, FxConv2d, FxGate,
-                                    FxCoproc, FxCoprocOut, FxLIF, FxDelay, FxLI}
+                                    FxCoproc, FxCoprocOut, FxLIF, FxDelay, FxLI, FxRecDense}
     assert set(REFERENCE_GLOBAL.types) == {Input, Flatten, Output, FxDense, FxConv2d,
                                            FxSigmaDelta}
     # every node type a compiled graph can hold has a rule in one of the two tables
