@@ -278,3 +278,68 @@ def test_compiled_recurrent_model_lava_equals_reference(build):
     ref, lava = reference_run(build.graph, x), run_lava(build.graph, x)
     for k in ref:
         assert np.array_equal(lava.spikes[k], ref[k]), k
+
+
+# ------------------------------------------------------------------ netx dense_rec
+def _slayer_recurrent_file(path, seed=0):
+    """slayer's cuba.Recurrent (exported as netx `dense_rec`) then a cuba.Dense readout."""
+    slayer = pytest.importorskip("lava.lib.dl.slayer")
+    from netx_files import export_blocks
+    neuron = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03,
+              "requires_grad": False}
+    torch.manual_seed(seed)
+    blocks = [slayer.block.cuba.Recurrent(neuron, 10, 8, weight_scale=4, weight_norm=False),
+              slayer.block.cuba.Dense(neuron, 8, 3, weight_scale=4, weight_norm=False)]
+    export_blocks(blocks, path, (torch.rand(1, 10, 4) < 0.3).float())
+    import h5py
+    with h5py.File(path, "a") as f:           # an excitatory readout, so that it fires
+        f["layer/1/weight"][...] = np.minimum(np.abs(f["layer/1/weight"][()]) * 3, 250)
+
+
+def test_netx_dense_rec_imports_as_a_recurrent_layer(tmp_path):
+    from snncompile.formats.netx.read import import_netx
+    path = tmp_path / "rec.net"
+    _slayer_recurrent_file(path)
+    g = import_netx(path)
+    assert g.order() == ["input", "L0_dense", "L0_lif", "L0_rec", "L1_dense", "L1_lif",
+                         "output"]
+    rec, ff = g.node("L0_rec"), g.node("L0_dense")
+    assert isinstance(rec, FxRecDense) and rec.weight.shape == (8, 8)
+    assert rec.weight_exp == ff.weight_exp and rec.num_weight_bits == ff.num_weight_bits
+    x = (np.random.default_rng(1).random((2, 15, 10)) < 0.4).astype(np.int64)
+    ref = reference_run(g, x)
+    assert all(np.array_equal(Simulator(g).run(x).spikes[k], ref[k]) for k in ref)
+    rec.weight = np.zeros_like(rec.weight)     # the recurrence changes what the layer does
+    assert not np.array_equal(reference_run(g, x)["L0_lif"], ref["L0_lif"])
+
+
+def test_netx_dense_rec_with_delays_is_refused(tmp_path):
+    import h5py
+    from snncompile.formats.netx.read import import_netx
+    path = tmp_path / "rec.net"
+    _slayer_recurrent_file(path)
+    with h5py.File(path, "a") as f:
+        f["layer/0"].create_dataset("delay", data=np.full(8, 2))
+    with pytest.raises(UnsupportedError, match="layer 0.*dense_rec layer with synaptic delays"):
+        import_netx(path)
+
+
+@pytest.mark.lava
+def test_netx_dense_rec_matches_netx_in_lava(tmp_path):
+    """lava-dl's own loader (netx RecurrentDense: a second Lava Dense from s_out into
+    a_in) in Lava against our simulator and our Lava lowering, spike for spike."""
+    from snncompile.backends.lava.run import run_lava
+    from snncompile.formats.netx.read import import_netx
+    from snncompile.formats.netx.run_lava import run_netx
+    path = tmp_path / "rec.net"
+    _slayer_recurrent_file(path)
+    g = import_netx(path)
+    x = (np.random.default_rng(1).random((15, 10)) < 0.4).astype(np.uint8)
+    ours = Simulator(g).run(x[None]).spikes
+    netx = run_netx(path, g, x)
+    lava = run_lava(g, x[None].astype(np.int64)).spikes
+    assert set(netx) == {"L0_lif", "L1_lif"}
+    for k, spikes in netx.items():
+        assert np.array_equal(ours[k][0], spikes), k
+        assert np.array_equal(lava[k], ours[k]), k
+    assert netx["L0_lif"].sum() > 10 and netx["L1_lif"].sum() > 0
