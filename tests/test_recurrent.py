@@ -91,7 +91,7 @@ def test_simulator_equals_reference_on_random_recurrent_graphs(case):
 
 @pytest.mark.lava
 @settings(max_examples=4, deadline=None)
-@given(recurrent_networks(max_layers=2))
+@given(recurrent_networks(max_layers=2, neuron_options=True))
 def test_lava_equals_reference_on_random_recurrent_graphs(case):
     from snncompile.backends.lava.run import run_lava
     graph, x = case
