@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncompile.ir import Graph
+from snncompile.ir import FIXED_TYPES, Graph
+
+SYNAPSE_OPS = tuple(t.__name__ for t in FIXED_TYPES if t.is_synapse)
+"""Fixed-point node types whose layer-table rows count synapses (dense, conv, recurrent)."""
 
 
 def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
@@ -80,7 +83,7 @@ def compile_markdown(report: dict) -> str:
     if report.get("nir"):
         out += [""] + _nir_lines(report["nir"])
     out += ["", "## Layers", ""]
-    syn = ("FxDense", "FxConv2d")
+    syn = SYNAPSE_OPS
     out.append(table(["node", "op", "shape", "neurons", "synapses", "non-zero",
                       "kernel weights", "details"],
                      [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["neurons"] or "",

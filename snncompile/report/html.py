@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.report import plots
+from snncompile.report.compile import SYNAPSE_OPS
 from snncompile.errors import InputFileError
 from snncompile.report.compile import SYNAPSE_COUNTS
 
@@ -437,7 +438,7 @@ def _layers(build, mapping) -> Section:
     rows = []
     for r in rep.get("layers", []):
         ms = mapped.get(r["name"], (None, None))[0]
-        is_syn = r["op"] in ("FxDense", "FxConv2d")
+        is_syn = r["op"] in SYNAPSE_OPS
         cores = cores_of.get(r["name"])
         rows.append([r["name"], r["op"], "x".join(map(str, r["shape"])),
                      r["neurons"] or "", r["synapses"] if is_syn else "",
