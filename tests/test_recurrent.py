@@ -256,6 +256,9 @@ def test_recurrent_synops_are_priced_with_their_layer(build):
         cores = {mapping.core_of_block[i] for i, b in enumerate(mapping.blocks)
                  if b.layer == layer}
         assert len(cores) == 1, cores
+    # lif1 (the output) sends messages only to itself, through its recurrent synapses
+    assert mapping.layer_traffic["lif1"]["messages"] == int(
+        (build.graph.node("lif1.rec").weight != 0).any(0).sum())
 
 
 def test_a_recurrent_layer_larger_than_a_core_is_refused():

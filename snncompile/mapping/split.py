@@ -465,10 +465,17 @@ class _RecurrentSyn(_DenseSyn):
         self.rec_sources = (np.asarray(rec.weight) != 0).any(0).astype(np.int64)
 
     def _forward(self):
+        return self._columns(slice(0, self.n_fwd), self.n_fwd)
+
+    def recurrent(self) -> _DenseSyn:
+        """The recurrent columns alone: the layer's traffic to itself (`sources`)."""
+        return self._columns(slice(self.n_fwd, None), self.n_out)
+
+    def _columns(self, cols: slice, n_in: int) -> _DenseSyn:
         view = object.__new__(_DenseSyn)
         view.__dict__.update(self.__dict__)
-        view.n_in = self.n_fwd
-        view.nz = None if self.nz is None else self.nz[:, :self.n_fwd]
+        view.n_in = n_in
+        view.nz = None if self.nz is None else self.nz[:, cols]
         return view
 
     def dest_counts(self, blocks):
@@ -937,6 +944,9 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
         for _, dst in layers[name].consumers:
             edges.extend(_traffic(layers_split[name], layers_split[dst], infos[dst],
                                   all_blocks))
+        if layers[name].rec is not None:     # its spikes to itself (its own core)
+            edges.extend(_traffic(layers_split[name], layers_split[name],
+                                  infos[name].recurrent(), all_blocks))
     cores, core_use = _pack(all_blocks, lims, work_cap)
     return Split(
         target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
