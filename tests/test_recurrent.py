@@ -436,3 +436,19 @@ def test_a_nir_cycle_through_two_layers_is_refused(tmp_path):
                             ("l2", "c"), ("c", "l1"), ("l2", "output")])
     with pytest.raises(UnsupportedError, match="cycle through"):
         import_nir(g, dt=1e-4)
+
+
+def test_recurrent_float_graph_round_trips_through_nir(tmp_path):
+    pytest.importorskip("nir")
+    from snncompile.formats.nir.read import import_nir
+    from snncompile.formats.nir.write import write_nir
+    graph = graph_from_model(_model(_cfg(12, (True, False, True)), 7))
+    write_nir(graph, tmp_path / "rec.nir", dt=1e-3)
+    back = import_nir(tmp_path / "rec.nir")
+    assert back.meta["nir"]["convention"] == "snncompile"
+    assert back.inputs("lif0") == ["dense1", "lif0.rec"]
+    x = (np.random.default_rng(7).random((4, 10, 10)) < 0.5).astype(np.float32)
+    want, got = run_float(graph, x), run_float(back, x)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    assert want["lif0"].sum() > 0
