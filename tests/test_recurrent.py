@@ -452,3 +452,11 @@ def test_recurrent_float_graph_round_trips_through_nir(tmp_path):
     for name in want:
         assert np.array_equal(got[name], want[name]), name
     assert want["lif0"].sum() > 0
+
+
+def test_netx_export_of_a_recurrent_build_is_refused_in_one_line(build, tmp_path):
+    from snncompile.formats.netx.write import export_netx
+    with pytest.raises(UnsupportedError) as err:
+        export_netx(build.graph, tmp_path / "rec.net")
+    assert str(err.value).startswith("lif0.rec: recurrent synapses are not written to netx")
+    assert "\n" not in str(err.value) and not (tmp_path / "rec.net").exists()
