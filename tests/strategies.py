@@ -3,8 +3,8 @@ representable weights, random decays, thresholds, biases and exponents."""
 import numpy as np
 from hypothesis import strategies as st
 
-from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
-                           Input, Output)
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, FxRecDense,
+                           FxSigmaDelta, Graph, Input, Output)
 
 
 def _weights(rng, shape, mode):
@@ -241,6 +241,45 @@ def residual_networks(draw, max_layers=4, delays=False):
     graph.add(Output("out"), [spikes[-1]])
     n, t = draw(st.integers(1, 3)), draw(st.integers(1, 10))
     x = (rng.random((n, t, sizes[0])) < rng.uniform(0.2, 0.7)).astype(np.int64)
+    return graph, x
+
+
+@st.composite
+def recurrent_networks(draw, max_layers=3, neuron_options=False):
+    """Random dense LIF chains in which some layers (at least one) have recurrent synapses
+    (FxRecDense: the layer's spikes back into itself one step later), with random sign
+    modes and exponents; `neuron_options` also draws each LIF's reset and fire_at."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    opts = np.random.default_rng(seed + 1) if neuron_options else None
+    n_layers = draw(st.integers(1, max_layers))
+    recurrent = [rng.random() < 0.6 for _ in range(n_layers)]
+    recurrent[int(rng.integers(0, n_layers))] = True
+    n_in = int(rng.integers(2, 16))
+    graph = Graph()
+    graph.add(Input("in", shape=(n_in,)))
+    prev = "in"
+    for i in range(1, n_layers + 1):
+        n = int(rng.integers(1, 12))
+        mode = str(rng.choice(["mixed", "excitatory", "inhibitory"], p=[.7, .2, .1]))
+        exp = int(rng.integers(-1, 3))
+        graph.add(FxDense(f"fc{i}", weight=_weights(rng, (n, n_in), mode), weight_exp=exp,
+                          sign_mode=mode), [prev])
+        syns = [f"fc{i}"]
+        if recurrent[i - 1]:
+            rmode = str(rng.choice(["mixed", "excitatory", "inhibitory"], p=[.6, .2, .2]))
+            graph.add_delay(FxRecDense(f"rec{i}", weight=_weights(rng, (n, n), rmode),
+                                       weight_exp=int(rng.integers(-1, 3)), sign_mode=rmode),
+                            (n,))
+            syns.append(f"rec{i}")
+        graph.add(_lif(rng, f"lif{i}", (n,), 2 ** max(exp, 0) * 32, opts), syns)
+        if recurrent[i - 1]:
+            graph.connect(f"lif{i}", f"rec{i}")
+        prev, n_in = f"lif{i}", n
+    graph.add(Output("out"), [prev])
+    n_samples, t = draw(st.integers(1, 4)), draw(st.integers(1, 12))
+    x = (rng.random((n_samples, t, graph.input_node().shape[0]))
+         < rng.uniform(0.1, 0.7)).astype(np.int64)
     return graph, x
 
 

@@ -17,7 +17,7 @@ from snncompile.formats.netx.write import NETX_EXPORT, export_netx, supported
 from snncompile.formats.nir.write import NIR_EXPORT, export_nir
 from snncompile.ir import (LI, LIF, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, FxCoproc,
                            FxCoprocOut, FxConv1d, FxConv2d, FxDelay, FxDense, FxGate, FxLI,
-                           FxLIF, FxSigmaDelta, Input, Output, SumPool2d)
+                           FxLIF, FxSigmaDelta, Input, Output, SumPool2d, FxRecDense, RecDense)
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import FIXED_TYPES, Node
 from snncompile.mapping.place import map_graph
@@ -27,11 +27,12 @@ from snncompile.target import load_target
 # ------------------------------------------------------------------ node types per table
 def test_each_table_holds_the_node_types_its_stage_handles():
     assert set(ENERGY.types) == {Input, FxLIF, FxSigmaDelta, FxDense, FxConv2d, FxCoproc,
-                                 Flatten, Output, FxGate, FxDelay, FxCoprocOut, FxLI}
+                                 Flatten, Output, FxGate, FxDelay, FxCoprocOut, FxLI,
+                                 FxRecDense}
     assert set(NETX_EXPORT.types) == {Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta,
                                       Flatten, Output}
     assert set(NIR_EXPORT.types) == {Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d,
-                                     Flatten, LIF, Output, LI}
+                                     Flatten, LIF, Output, LI, RecDense}
     pytest.importorskip("sanafe")
     from snncompile.energy.sanafe_backend import SANAFE
     assert set(SANAFE.types) == {Input, FxDense, FxConv2d, FxConv1d, FxLIF, Flatten, Output}

@@ -49,7 +49,9 @@ def test_roles_follow_the_node_traits():
         assert r in ROLES
         if t.is_neuron:
             assert r == "neuron", t.__name__
-        if t.is_synapse:
+        if t.is_synapse and t.closes_loop:    # recurrent: charged with the layer it feeds
+            assert r == "recurrent", t.__name__
+        elif t.is_synapse:
             assert r == "synapse" and SPLIT.get(t).connectivity is not None, t.__name__
         if t.on_coproc:
             assert r == "coproc", t.__name__

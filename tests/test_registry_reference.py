@@ -14,7 +14,7 @@ from snncompile.backends.sim import Simulator
 from snncompile.errors import UnsupportedError
 from snncompile.ir import (NODE_TYPES, Dense, Flatten, FxConv1d, FxConv2d, FxCoproc,
                            FxCoprocOut, FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
-                           Graph, Input, Node, Output)
+                           Graph, Input, Node, Output, FxRecDense)
 
 
 def lif_graph(seed=0):
@@ -49,7 +49,8 @@ def sigma_delta_graph(seed=0):
 # ------------------------------------------------------------------ the tables
 def test_tables_list_exactly_the_supported_node_types():
     assert set(REFERENCE.types) == {Input, Flatten, Output, FxDense, FxConv2d, FxConv1d,
-                                    FxGate, FxCoproc, FxCoprocOut, FxLIF, FxDelay, FxLI}
+                                    FxGate, FxCoproc, FxCoprocOut, FxLIF, FxDelay, FxLI,
+                                    FxRecDense}
     assert set(REFERENCE_GLOBAL.types) == {Input, Flatten, Output, FxDense, FxConv2d,
                                            FxConv1d, FxSigmaDelta}
     # every node type a compiled graph can hold has a rule in one of the two tables

@@ -5,7 +5,8 @@ Each float node type has one rule in `FLOAT` (registered next to its code below)
 `rule(node, ins, ctx) -> values`, with `ins` the values of the node's inputs and the
 result, all (B, T', *shape) tensors for the T' steps from local step `ctx.t0` on. A graph
 without a loop is evaluated over the whole window at once (T' = T, one call per node). A
-graph with a loop (HTDA's top-down branch: a `Delay` closes it) is evaluated step by step
+graph with a loop (HTDA's top-down branch: a `Delay` closes it; a recurrent layer: its
+`RecDense`) is evaluated step by step
 (T' = 1): at each step the loop delays answer first, from their input's earlier steps,
 then every other node in topological order; rules that carry state from one step to the
 next (LIF, TopDown) keep it in `ctx.state`.
@@ -19,7 +20,7 @@ import torch
 
 from snncompile.errors import UnsupportedError
 from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Delay, Dense,
-                           Flatten, Gate, Graph, Input, Output, SumPool2d, TopDown)
+                           Flatten, Gate, Graph, Input, Output, SumPool2d, TopDown, RecDense)
 from snncompile.ir.registry import Rules
 from snncompile.nn.layers import LIFLayer
 
@@ -353,3 +354,15 @@ def _top_down(node: TopDown, ins, ctx: FloatContext):
                                  gain_bits=node.gain_bits or None))
     ctx.state[node.name] = count
     return torch.stack(maps, 1)
+
+
+# ------------------------------------------------ recurrent layers
+@FLOAT.register(RecDense)
+def _recurrent(node: RecDense, ins, ctx: FloatContext):
+    """ins[0]: its LIF's spikes at steps 0 .. t0 - 1 (a back edge answers before its
+    input is computed); W s_(t0 - 1), zeros at step 0."""
+    past = ins[0]
+    w = torch.as_tensor(node.weight, dtype=torch.float32)
+    if past.shape[1] == 0:
+        return past.new_zeros((past.shape[0], 1, w.shape[0]))
+    return past[:, -1:] @ w.T

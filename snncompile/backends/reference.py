@@ -11,9 +11,9 @@ What each node type computes is one rule per type in one of two tables:
 
 * `REFERENCE` (local time): feed-forward graphs, evaluated node by node over the whole
   window at once (a whole-window attention partition runs its ONNX model once on it;
-  its delay does not exist in local time), and graphs with a top-down loop (FxDelay),
-  evaluated one local step at a
-  time with every node keeping its state;
+  its delay does not exist in local time), and graphs with a top-down loop (FxDelay) or
+  a recurrent layer (FxRecDense), evaluated one local step at a time with every node
+  keeping its state;
 * `REFERENCE_GLOBAL` (global time): graphs with nodes that `runs_in_global_time`
   (sigma-delta neurons are never reset), evaluated node by node over the T + max depth
   global steps of one sample, each synapse delivering one step later; every neuron's
@@ -34,7 +34,8 @@ import torch
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import UnsupportedError
 from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+                           FxDense, FxGate, FxLI, FxLIF, FxRecDense, FxSigmaDelta, Graph, Input,
+                           Output)
 from snncompile.ir.nodes import synapse_bias
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, loop_source_step, timing
@@ -595,6 +596,33 @@ class _LoopDelayRule:
 
 
 REFERENCE.add(FxDelay, _LoopDelayRule())
+
+
+# ------------------------------------------------------------------ recurrent synapses
+class _RecurrentRule:
+    """FxRecDense: a back edge like a loop delay. `opening` gives what its LIF receives at
+    this local step, the FxDense arithmetic on the LIF's spikes of the step before (zeros
+    at step 0); the call keeps this step's spikes for the next step."""
+
+    closes_loop = True
+
+    def opening(self, node: FxRecDense, ctx: _Context) -> torch.Tensor:
+        last = ctx.state.get(node.name)          # (spikes of the step before, reading)
+        if ctx.start == 0 or last is None:
+            shape = (ctx.samples, ctx.steps) + tuple(ctx.graph.shape(node.name))
+            reading = torch.zeros(shape, dtype=torch.int64)
+        else:
+            reading = _dense(node, last[0])
+        ctx.state[node.name] = (None, reading)
+        return reading
+
+    def __call__(self, node: FxRecDense, ins, ctx: _Context) -> torch.Tensor:
+        reading = ctx.state[node.name][1]
+        ctx.state[node.name] = (ins[0], reading)
+        return reading
+
+
+REFERENCE.add(FxRecDense, _RecurrentRule())
 
 
 # ------------------------------------------------------------------ sigma-delta neurons

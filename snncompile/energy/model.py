@@ -67,7 +67,7 @@ import numpy as np
 from ..errors import InputFileError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                        FxLI, FxLIF, FxSigmaDelta, Input, Output)
+                        FxLI, FxLIF, FxRecDense, FxSigmaDelta, Input, Output)
 from ..ir.registry import Rules
 from ..ir.timing import added_delay
 from snncompile.mapping.place import Mapping
@@ -220,6 +220,7 @@ class _NeuronLayerEnergy(NodeEnergy):
         e, info = p.e, p.mapping.layers[layer]
         syn = info["synapse"]
         synops, e_syn = ENERGY.rule(p.graph.node(syn)).synops(p, syn) if syn else (0.0, 0.0)
+        synops, e_syn = _with_recurrent(p, layer, synops, e_syn)
         updates = p.count(layer, "neuron_updates")
         spikes = p.count(layer, "spikes")
         active = p.count(layer, "active_updates", required=False)
@@ -268,6 +269,19 @@ def _bias_axon(p: Pricing, layer: str, syn: str | None, e_syn: float) -> None:
            "step, into each of its cores)")
 
 
+def _with_recurrent(p: Pricing, layer: str, synops: float, e_syn: float):
+    """(synops, joules per synop) of a layer with its recurrent synapses (FxRecDense, on
+    the layer's own core) added to its feed-forward ones, joules as the average."""
+    for rec in p.graph.inputs(layer):
+        node = p.graph.node(rec)
+        if node.is_synapse and node.closes_loop:
+            n, e = ENERGY.rule(node).synops(p, rec)
+            if synops + n > 0:
+                e_syn = (synops * e_syn + n * e) / (synops + n)
+            synops += n
+    return synops, e_syn
+
+
 READOUT_BITS = 24
 """Width of the voltage a leaky-integrator readout sends to the host each step (Loihi 2
 graded spikes carry up to 24 bits)."""
@@ -291,7 +305,7 @@ class _ReadoutEnergy(_NeuronLayerEnergy):
                f"one {READOUT_BITS}-bit graded message each (assumed)")
 
 
-@_rule(FxDense)
+@_rule(FxDense, FxRecDense)
 class _DenseEnergy(NodeEnergy):
     """Dense synapses: synop_j per event, synop_sparse_j when some weights are zero and the
     table has one."""

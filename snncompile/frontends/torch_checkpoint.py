@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir import (LIF, Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input, Output,
-                  SumPool2d)
+from ..ir import (LIF, Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input,
+                  Output, SumPool2d, RecDense)
 from ..errors import UnsupportedError
 from ..nn.checkpoint import load_checkpoint
-from ..nn.layers import SNN, LIFLayer
+from ..nn.layers import SNN, LIFLayer, RecurrentLIFLayer
 
 
 def graph_from_model(model: SNN, meta: dict | None = None) -> Graph:
@@ -56,6 +56,12 @@ def _add_layers(graph: Graph, names, specs, layers, cfg: dict, prev: list[str]):
 def _add_layer(graph: Graph, name: str, spec: dict, layer, cfg: dict, prev: list[str]):
     """Add layer `name` fed by `prev`; return the names that feed the next layer (a
     residual block: its body's and its shortcut's last synapses, summed by the next LIF)."""
+    if isinstance(layer, RecurrentLIFLayer):   # its spikes back into itself: a back edge
+        rec = graph.add_delay(RecDense(f"{name}.rec", weight=layer.rec.weight.detach()
+                                       .numpy().astype(np.float32)), layer.shape)
+        graph.add(_node(name, spec, layer, cfg), prev + [rec.name])
+        graph.connect(name, rec.name)
+        return [name]
     if spec["type"] != "residual":
         graph.add(_node(name, spec, layer, cfg), prev)
         return [name]

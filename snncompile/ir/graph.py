@@ -204,7 +204,8 @@ class Graph:
             return tuple(nx.lexicographical_topological_sort(self._forward(),
                                                              key=lambda n: index[n]))
         except nx.NetworkXUnfeasible:
-            raise GraphError("graph has a cycle without a loop delay (FxDelay)") from None
+            raise GraphError("graph has a cycle without a loop delay (FxDelay) or a "
+                             "recurrent synapse (RecDense, FxRecDense)") from None
 
     def nodes(self, cls: type | tuple = Node) -> list[Node]:
         return [self.node(n) for n in self.order() if isinstance(self.node(n), cls)]
@@ -260,11 +261,15 @@ class Graph:
 
     def validate(self) -> None:
         if not nx.is_directed_acyclic_graph(self._forward()):
-            raise GraphError("graph has a cycle without a loop delay (FxDelay); recurrent "
-                             "graphs need an explicit delay")
+            raise GraphError("graph has a cycle without a loop delay (FxDelay) or a "
+                             "recurrent synapse (RecDense, FxRecDense)")
         for d in self.loop_delays():
             if len(self.inputs(d.name)) != 1:
                 raise GraphError(f"{d.name}: a loop delay needs exactly one input")
+            if d.is_synapse and self.outputs(d.name) != self.inputs(d.name):
+                raise GraphError(f"{d.name}: a recurrent synapse must feed the one neuron "
+                                 f"layer it reads ({self.inputs(d.name)[0]}), not "
+                                 f"{', '.join(self.outputs(d.name)) or 'nothing'}")
         self.input_node()
         self.output_node()
         self.bias_fed()

@@ -25,7 +25,7 @@ from ..errors import InputFileError
 from snncompile.backends.sim.fixed import prepare_weights
 from .nodes import bias_sign_mode
 from .nodes import (FLOAT_TYPES, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                    FxLI, FxLIF, FxSigmaDelta, Input, Node, per_neuron)
+                    FxLI, FxLIF, FxRecDense, FxSigmaDelta, Input, Node, per_neuron)
 
 MAX_ELEMENTS = 1 << 24     # neurons per node (a Loihi 2 chip holds about 2**20)
 MAX_WEIGHTS = 1 << 28      # synapses per node
@@ -142,6 +142,9 @@ def _dense(ctx: _Ctx, node: FxDense, shape) -> None:
                              " recompile")
     _message_bits(ctx, node)
     _synapse_bias(ctx, node)
+
+
+_check(FxRecDense)(_dense)    # the same weights, exponent and sign modes as FxDense
 
 
 @_check(FxConv2d)

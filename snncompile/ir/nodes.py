@@ -1040,6 +1040,78 @@ class FxDelay(Node):
         return f"{self.steps} step(s), latency {self.latency}, init {self.init}"
 
 
+def _square(node: "Node") -> None:
+    """A recurrent synapse's weight: a square (n, n) array (its neurons back into
+    themselves)."""
+    shape = np.shape(node.weight)
+    if len(shape) != 2 or shape[0] != shape[1] or not shape[0]:
+        raise GraphError(f"{node.name}: {type(node).__name__} weight {shape} must be square "
+                         "(n, n): a layer's spikes back into its own n neurons")
+
+
+@dataclass
+class RecDense(Node):
+    """Float recurrent synapses of one LIF layer: its own spikes s back into its input, one
+    step later, as a Dense on Loihi delivers them. At local step t the LIF receives
+
+        x_t = (its feed-forward synapses at t) + W s_{t-1}        (W s_{-1} = 0)
+
+    weight (n, n): W[i, j] from neuron j to neuron i. Edges out of it are back edges
+    (`closes_loop`): it is added before its LIF (`Graph.add_delay`) and fed from it
+    (`Graph.connect(lif, name)`), and it must feed the LIF it reads.
+    """
+
+    weight: np.ndarray = None
+    is_synapse: ClassVar[bool] = True
+    closes_loop: ClassVar[bool] = True
+
+    def __post_init__(self):
+        _square(self)
+
+    out_shape = Dense.out_shape
+
+    def summary(self):
+        return f"recurrent {self.weight.shape[1]} -> {self.weight.shape[0]}, one step"
+
+
+@dataclass
+class FxRecDense(Node):
+    """Loihi recurrent dense synapses (a Lava `Dense` from a LIF's s_out back into its
+    a_in): the arithmetic of `FxDense` on the layer's own binary spikes, delivered one step
+    later, so the LIF at local step t integrates acc(s_{t-1}) << weight_exp (0 at t = 0)
+    added to its feed-forward input. weight: int32 (n, n) mantissas. A back edge as
+    `RecDense`; no synaptic delays, no path alignment (`delay` and `align` are None / 0).
+    """
+    stage: ClassVar[str] = "fixed"
+
+    weight: np.ndarray = None
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: str = "mixed"
+    num_message_bits: int = 0
+    is_synapse: ClassVar[bool] = True
+    closes_loop: ClassVar[bool] = True
+    kind: ClassVar[str] = "graded"
+    delay: ClassVar[None] = None
+    align: ClassVar[int] = 0
+
+    def __post_init__(self):
+        _square(self)
+        if self.num_message_bits != 0:
+            raise GraphError(f"{self.name}: a recurrent synapse reads its layer's binary "
+                             f"spikes (num_message_bits {self.num_message_bits} must be 0)")
+
+    def physical_delay(self):
+        return None
+
+    out_shape = Dense.out_shape
+    connections = FxDense.connections
+
+    def summary(self):
+        return (f"recurrent {self.weight.shape[1]} -> {self.weight.shape[0]}, "
+                f"w_exp={self.weight_exp}, {self.num_weight_bits}b {self.sign_mode}")
+
+
 @dataclass
 class FxCoprocOut(Node):
     """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits; in window
@@ -1364,7 +1436,7 @@ NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d, Flatten, LIF, Attention,
                 Output, FxDense, FxConv2d, FxConv1d, FxLIF, FxGate, FxCoproc, FxCoprocOut,
-                FxDelay, FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate)
+                FxDelay, FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate, RecDense, FxRecDense)
 }
 FLOAT_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "float")
 FIXED_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "fixed")

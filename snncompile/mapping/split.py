@@ -58,7 +58,8 @@ import numpy as np
 from snncompile.errors import ResourceLimitError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output,
+                                 FxRecDense)
 from snncompile.ir.registry import Rules
 from snncompile.target import Limits, TargetSpec
 
@@ -142,6 +143,8 @@ ROLES = {
     "neuron": "a layer: blocks of its own (its neurons, the input axons and synapse memory "
               "of the synapses ending on them, the output axons to the blocks they reach)",
     "synapse": "folded into the neuron layer it feeds (input axons, synapse memory)",
+    "recurrent": "folded into the neuron layer it reads and feeds, on that layer's own core "
+                 "(input axons and synapse memory, one output axon per neuron it reads)",
     "gate": "folded into the neuron layer it feeds (an input axon and synapses per gain "
             "element reaching a block)",
     "reshape": "no resources: its consumers read its source",
@@ -189,6 +192,7 @@ for _t in (FxLIF, FxSigmaDelta, FxCoproc, FxCoprocOut):
 SPLIT.add(FxLI, CoreCost(_trait_role(FxLI)))   # a readout: compartments, no output axons
 SPLIT.add(FxGate, CoreCost("gate"))      # the gated LIF's own programmable neuron applies it
 SPLIT.add(FxDelay, CoreCost("coproc"))   # a loop delay buffers on the x86 core
+SPLIT.add(FxRecDense, CoreCost("recurrent"))   # charged with its layer (_RecurrentSyn)
 # FxDense and FxConv2d: next to their connectivity (_DenseSyn, _ConvSyn) below
 
 
@@ -222,6 +226,7 @@ class _Layer:
     consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name)]
     relay_of: str | None = None  # attention: relay neurons of this gated LIF's current
     gains: list = field(default_factory=list)  # attention: gain shapes applied to the LIF
+    rec: object = None  # its recurrent synapse (FxRecDense), on the layer's own core
 
 
 def _source_of(graph: Graph, name: str) -> str:
@@ -269,7 +274,9 @@ def _neuron_layer(graph: Graph, name: str) -> list[_Layer]:
                                f"{_names('synapse')}, not {type(graph.node(syn)).__name__}")
     syn_node = graph.node(syn) if syn is not None else None
     src = _source_of(graph, graph.inputs(syn)[0]) if syn is not None else None
-    layers = [_Layer(name, graph.shape(name), syn_node, src, gains=gains)]
+    rec = [graph.node(i) for i in ins if core_role(graph, i) == "recurrent"]
+    layers = [_Layer(name, graph.shape(name), syn_node, src, gains=gains,
+                     rec=rec[0] if rec else None)]
     if syn is not None and any(graph.node(o).on_coproc for o in graph.outputs(syn)):
         # the current leaves for the co-processor: relay neurons with a copy of the
         # synapses, sending it each step as a graded spike (see _attention_io)
@@ -437,6 +444,49 @@ def _dense_connectivity(node: FxDense, graph: Graph, shape, spec: TargetSpec,
 
 
 SPLIT.add(FxDense, CoreCost(_trait_role(FxDense), _dense_connectivity))
+
+
+@dataclass(frozen=True)
+class _Stacked:
+    """A dense layer's feed-forward and recurrent weights side by side: its input axons
+    are the source's neurons, then its own."""
+
+    weight: np.ndarray
+    num_weight_bits: int
+
+
+class _RecurrentSyn(_DenseSyn):
+    """Connectivity of a dense-fed layer with recurrent synapses: fan-in, synapse memory
+    and synapse counts of both (the layer's own neurons are input axons of its core, one
+    more per neuron with a recurrent synapse), while traffic from the source (`sources`,
+    `dest_counts`) reads the feed-forward columns only."""
+
+    def __init__(self, node, rec, n_out: int, lim: Limits):
+        self.n_fwd = int(node.weight.shape[1])
+        w = np.hstack([np.asarray(node.weight), np.asarray(rec.weight)])
+        super().__init__(_Stacked(w, max(int(node.num_weight_bits),
+                                         int(rec.num_weight_bits))), n_out, lim)
+        self.rec_sources = (np.asarray(rec.weight) != 0).any(0).astype(np.int64)
+
+    def _forward(self):
+        return self._columns(slice(0, self.n_fwd), self.n_fwd)
+
+    def recurrent(self) -> _DenseSyn:
+        """The recurrent columns alone: the layer's traffic to itself (`sources`)."""
+        return self._columns(slice(self.n_fwd, None), self.n_out)
+
+    def _columns(self, cols: slice, n_in: int) -> _DenseSyn:
+        view = object.__new__(_DenseSyn)
+        view.__dict__.update(self.__dict__)
+        view.n_in = n_in
+        view.nz = None if self.nz is None else self.nz[:, cols]
+        return view
+
+    def dest_counts(self, blocks):
+        return _DenseSyn.dest_counts(self._forward(), blocks)
+
+    def sources(self, blk, src_owner, n_src):
+        return _DenseSyn.sources(self._forward(), blk, src_owner, n_src)
 
 
 class _ConvSyn:
@@ -936,6 +986,9 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
         for _, dst in layers[name].consumers:
             edges.extend(_traffic(layers_split[name], layers_split[dst], infos[dst],
                                   all_blocks))
+        if layers[name].rec is not None:     # its spikes to itself (its own core)
+            edges.extend(_traffic(layers_split[name], layers_split[name],
+                                  infos[name].recurrent(), all_blocks))
     cores, core_use = _pack(all_blocks, lims, work_cap)
     return Split(
         target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
@@ -978,8 +1031,16 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
         max_syn = (None if work_cap is None else
                    int(work_cap / rate) if rate > 0 else None)
         info = _connectivity(graph, layer, spec, lim)
+        if layer.rec is not None:   # one axon to its own core per neuron the synapses read;
+            out_ax = out_ax + info.rec_sources    # kept on one core (no latency cut)
+            max_syn = None
         blocks, owner = info.split(name, layer.syn.name if layer.syn is not None else None,
                                    out_ax, lim, max_syn)
+        if layer.rec is not None and len(blocks) > 1:
+            raise UnsupportedError(f"{name}: a recurrent layer needs {len(blocks)} cores; a "
+                                   "recurrent layer split across cores (its spikes sent to "
+                                   "every block of itself) is not mapped yet, at most one "
+                                   "core's worth of neurons and synapses")
         _charge_gains(layer, blocks, owner, spec.limits)
         for blk in blocks:
             blk.work = blk.synapses * rate if layer.src else 0.0
@@ -994,6 +1055,12 @@ def _connectivity(graph: Graph, layer: _Layer, spec: TargetSpec, lim: Limits):
     layer without synapses: a dense layer with no inputs)."""
     if layer.syn is None:
         return _DenseSyn(None, int(np.prod(layer.shape)), lim)
+    if layer.rec is not None:
+        if not isinstance(SPLIT.rule(layer.syn).connectivity(layer.syn, graph, layer.shape,
+                                                             spec, lim), _DenseSyn):
+            raise UnsupportedError(f"{layer.name}: a recurrent layer must be fed by dense "
+                                   f"synapses, not {type(layer.syn).__name__}")
+        return _RecurrentSyn(layer.syn, layer.rec, int(np.prod(layer.shape)), lim)
     return SPLIT.rule(layer.syn).connectivity(layer.syn, graph, layer.shape, spec, lim)
 
 

@@ -172,6 +172,44 @@ def _text(a: torch.Tensor) -> str:
         f"[{float(a.min()):.4g}..{float(a.max()):.4g}]"
 
 
+class RecurrentLIFLayer(LIFLayer):
+    """A LIFLayer whose own spikes come back through recurrent synapses `rec` (n x n, no
+    bias) one step later, as a Dense on Loihi delivers them:
+
+        x_t <- x_t + W_rec s_(t-1)        (s_(-1) = 0)
+
+    Config: a `lif` layer with `"recurrent": true`, after a dense layer (1-d neurons).
+    """
+
+    def __init__(self, shape, *args, **kwargs):
+        super().__init__(shape, *args, **kwargs)
+        if len(self.shape) != 1:
+            raise UnsupportedError(f"a recurrent lif needs 1-d neurons (after a dense or "
+                                   f"flatten layer), got shape {self.shape}")
+        n = self.shape[0]
+        if n * n > MAX_LAYER_WEIGHTS:
+            raise UnsupportedError(f"recurrent lif: {n} x {n} weights exceed "
+                                   f"{MAX_LAYER_WEIGHTS}")
+        self.rec = nn.Linear(n, n, bias=False)
+
+    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        b, t = x.shape[:2]
+        u = torch.zeros((b,) + self.shape, dtype=x.dtype, device=x.device)
+        v, s = torch.zeros_like(u), torch.zeros_like(u)
+        out = []
+        peak_u = peak_v = torch.zeros((), dtype=x.dtype)
+        for step in range(t):
+            s, u, v, v_peak = self.step(u, v, x[:, step] + self.rec(s))
+            if record is not None:
+                peak_u = torch.maximum(peak_u, u.detach().abs().max())
+                peak_v = torch.maximum(peak_v, v_peak.detach().abs().max())
+            out.append(s)
+        if record is not None:
+            record["peak_u"] = float(peak_u)
+            record["peak_v"] = float(peak_v)
+        return torch.stack(out, dim=1)
+
+
 class _TimeDistributed(nn.Module):
     """Apply a per-frame module to (B, T, ...) by folding time into the batch."""
 
@@ -197,7 +235,8 @@ class SNN(nn.Module):
     inputs, batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded into it
     on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias,
     reset, fire_at, learn, per_channel, per_neuron: `learn` lists the parameters to train,
-    e.g. ["du", "vth"], one per layer, per channel or per neuron; see `LIFLayer`), and
+    e.g. ["du", "vth"], one per layer, per channel or per neuron; see `LIFLayer`;
+    recurrent: its spikes back into itself one step later, `RecurrentLIFLayer`), and
     residual(body, shortcut): two lists of layers applied to the same input whose output
     currents add (each list ends with a dense or conv2d layer; an empty or missing shortcut
     is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed
@@ -339,10 +378,18 @@ class SNN(nn.Module):
             return _TimeDistributed(nn.Flatten()), (int(math.prod(shape)),)
         per = ("neuron" if spec.get("per_neuron") else
                "channel" if spec.get("per_channel") else "layer")
-        return LIFLayer(shape, float(spec["du"]), float(spec["dv"]),
-                        float(spec.get("vth", 1.0)), bool(spec.get("bias", False)),
-                        spec.get("reset", "zero"), spec.get("fire_at", ">"),
-                        tuple(spec.get("learn") or ()), per), shape
+        recurrent = spec.get("recurrent", False)
+        if not isinstance(recurrent, bool):
+            raise UnsupportedError(f"{name}: lif 'recurrent' = {recurrent!r:.40} must be true "
+                                   "or false")
+        cls = RecurrentLIFLayer if recurrent else LIFLayer
+        try:
+            return cls(shape, float(spec["du"]), float(spec["dv"]),
+                       float(spec.get("vth", 1.0)), bool(spec.get("bias", False)),
+                       spec.get("reset", "zero"), spec.get("fire_at", ">"),
+                       tuple(spec.get("learn") or ()), per), shape
+        except UnsupportedError as e:
+            raise UnsupportedError(f"{name}: {e}") from None
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """x: (B, T, *input_shape) -> output spikes (B, T, *output_shape)."""

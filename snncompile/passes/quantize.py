@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
 from ..ir import (LI, LIF, Attention, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d,
-                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d, per_neuron)
+                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d, per_neuron,
+                  FxRecDense, RecDense)
 from ..ir.registry import Rules
 from ..target import TargetSpec
 
@@ -174,7 +175,9 @@ QUANTIZE = Rules("quantisation")
 
 * `emit(node, ins, plan)`: add the node's fixed-point node(s) to `plan.new`, fed by `ins`;
 * optionally `plan(node, plan)`, run for every node before any is emitted: a neuron's rule
-  quantises the neuron together with the synapse (and attention layer) feeding it there.
+  quantises the neuron together with the synapse (and attention layer) feeding it there;
+* optionally `declare(node, plan)`, run after planning and before any node is emitted: a
+  back edge (a recurrent synapse) enters the new graph before the neuron that reads it.
 
 A pool's rule refuses it: `fold_pools` folds pools into the next synapse first."""
 
@@ -214,6 +217,10 @@ def quantize(graph: Graph, spec: TargetSpec, calib: dict | None = None
         rule = QUANTIZE.get(graph.node(name))
         if hasattr(rule, "plan"):
             rule.plan(graph.node(name), plan)
+    for name in graph.order():      # back edges (recurrent synapses) before their readers
+        rule = QUANTIZE.get(graph.node(name))
+        if hasattr(rule, "declare"):
+            rule.declare(graph.node(name), plan)
     for name in graph.order():
         node = graph.node(name)
         ins = [plan.rename.get(i, i) for i in graph.inputs(name)]
@@ -276,6 +283,24 @@ class _DenseRule(_SynapseRule):
     def lower(self, syn: Dense, wq, e: int, mode: str, msg_bits: int, num) -> FxDense:
         return FxDense(syn.name, weight=wq, weight_exp=e, num_weight_bits=num.weight_bits,
                        sign_mode=mode, num_message_bits=msg_bits, delay=syn.delay)
+
+
+class _RecurrentRule(_DenseRule):
+    """RecDense -> FxRecDense: one more synapse into its LIF, quantised with the LIF's
+    feed-forward synapses at the LIF's scale, with its own weight exponent (as a residual
+    block's shortcut is). A back edge: declared before the LIF, fed from it when emitted."""
+
+    def lower(self, syn: RecDense, wq, e: int, mode: str, msg_bits: int, num) -> FxRecDense:
+        return FxRecDense(syn.name, weight=wq, weight_exp=e, num_weight_bits=num.weight_bits,
+                          sign_mode=mode)
+
+    def declare(self, node: RecDense, plan: _Plan) -> None:
+        if node.name not in plan.fixed:
+            raise _not_here(node)
+        plan.new.add_delay(plan.fixed[node.name], plan.graph.shape(node.name))
+
+    def emit(self, node: RecDense, ins, plan: _Plan) -> None:
+        plan.new.connect(ins[0], node.name)
 
 
 class _ConvRule(_SynapseRule):
@@ -370,6 +395,7 @@ for _type in (Flatten, Output):
     QUANTIZE.add(_type, _Keep())
 QUANTIZE.add(Input, _InputRule())
 QUANTIZE.add(Dense, _DenseRule())
+QUANTIZE.add(RecDense, _RecurrentRule())
 QUANTIZE.add(Conv2d, _ConvRule())
 QUANTIZE.add(Conv1d, _Conv1dRule())
 QUANTIZE.add(LIF, _LIFRule())

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncompile.ir import Graph
+from snncompile.ir import FIXED_TYPES, Graph
+
 
 
 def table(headers: list[str], rows: list[list], align: str | None = None) -> str:

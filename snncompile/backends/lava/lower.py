@@ -14,14 +14,16 @@
     FxSigmaDelta -> lava.proc.sdn.process SigmaDelta / Delta / Sigma (fixed_pt models);
                 graded spikes recorded
     FxGate   -> procs.GateProcess;  FxDelay -> procs.DelayProcess (a loop's back edge)
+    FxRecDense -> a Dense from the LIF's s_out back into its a_in (Lava's one-step Dense
+                delay is the recurrence's)
     FxCoproc -> coproc.CoprocProcess (its inputs recorded as boundary values);
     FxCoprocOut -> one output port of it (recorded as a boundary value)
 
 A rule is `rule(node, ins, net) -> Lowered`: `ins` are the `Lowered` outputs of the node's
 inputs, `net` the `LavaNet` being built (the rule adds its processes with `net.add` and
 says what is read back with `net.record`). A rule with a `declare(node, net)` attribute is
-lowered in two steps: `declare` runs before any rule (a loop delay, whose readers come
-before it in the graph's order), the rule itself later, in order.
+lowered in two steps: `declare` runs before any rule (a loop delay or a recurrent synapse,
+whose readers come before it in the graph's order), the rule itself later, in order.
 
 Reading back is a property of the lowering: `net.record(key, at, watched, ..., readout)`
 attaches the recorder the `Readout` names to `watched` (an OutPort for SPIKES, GRADED and
@@ -49,8 +51,8 @@ from snncompile.backends.sim.simulator import inbound
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, NEURON_PARAMS,
-                                 Output, bias_sign_mode, per_neuron)
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input,
+                                 NEURON_PARAMS, Output, bias_sign_mode, per_neuron, FxRecDense)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 
@@ -366,19 +368,9 @@ _SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 def _dense(node: FxDense, ins: list[Lowered], net: LavaNet) -> Lowered:
     from lava.proc.dense.models import PyDelayDenseModelBitAcc, PyDenseModelBitAcc
     from lava.proc.dense.process import DelayDense, Dense
-    from lava.utils.weightutils import SignMode
 
-    if node.sign_mode not in _SIGN_MODES:
-        raise UnsupportedError(f"{node.name}: sign_mode '{node.sign_mode}' is not one of "
-                               f"{', '.join(_SIGN_MODES)}")
     perm = _same_perm(node.name, ins)
-    w = np.asarray(node.weight, dtype=np.int64)
-    if perm is not None:
-        w = w[:, perm]
-    kw = dict(weights=w.astype(np.int32), weight_exp=int(node.weight_exp),
-              num_weight_bits=int(node.num_weight_bits),
-              sign_mode=SignMode[node.sign_mode.upper()],
-              num_message_bits=int(node.num_message_bits), name=node.name)
+    kw = _dense_params(node, perm)
     if node.physical_delay() is not None:      # model delay + path alignment
         d = np.asarray(node.physical_delay(), dtype=np.int64)
         proc = net.add(DelayDense(delays=(d if perm is None else d[:, perm]).astype(int),
@@ -388,6 +380,47 @@ def _dense(node: FxDense, ins: list[Lowered], net: LavaNet) -> Lowered:
     _connect(ins, proc.s_in)
     _bias_axon(node, None, net.graph.shape(node.name), net)
     return Lowered(proc.a_out, None, net.graph.shape(node.name))
+
+
+def _dense_params(node, perm=None) -> dict:
+    """Lava Dense keyword arguments of a dense synapse (weights in the input's layout)."""
+    from lava.utils.weightutils import SignMode
+
+    if node.sign_mode not in _SIGN_MODES:
+        raise UnsupportedError(f"{node.name}: sign_mode '{node.sign_mode}' is not one of "
+                               f"{', '.join(_SIGN_MODES)}")
+    w = np.asarray(node.weight, dtype=np.int64)
+    if perm is not None:
+        w = w[:, perm]
+    return dict(weights=w.astype(np.int32), weight_exp=int(node.weight_exp),
+                num_weight_bits=int(node.num_weight_bits),
+                sign_mode=SignMode[node.sign_mode.upper()],
+                num_message_bits=int(node.num_message_bits), name=node.name)
+
+
+def _declare_recurrent(node: FxRecDense, net: LavaNet) -> Lowered:
+    """The recurrent Dense, created before its LIF so that the LIF can read its a_out."""
+    from lava.proc.dense.models import PyDenseModelBitAcc
+    from lava.proc.dense.process import Dense
+
+    proc = net.add(Dense(**_dense_params(node)), PyDenseModelBitAcc)
+    return Lowered(proc.a_out, None, net.graph.shape(node.name))
+
+
+@LOWER.register(FxRecDense)
+def _recurrent(node: FxRecDense, ins: list[Lowered], net: LavaNet) -> Lowered:
+    """Close the recurrence: the LIF's s_out into the Dense `declare` made. Lava's Dense
+    sends the previous step's buffer before it receives, so the loop never waits on
+    itself and delivers s_(t-1) at step t, as the recurrence needs."""
+    own = net.outs[node.name]
+    if ins[0].perm is not None:
+        raise UnsupportedError(f"{node.name}: a recurrent layer's neurons must be a 1-d "
+                               "layer fed by dense synapses (its spikes arrive permuted)")
+    ins[0].port.connect(own.port.process.s_in)
+    return own
+
+
+_recurrent.declare = _declare_recurrent
 
 
 @LOWER.register(FxConv2d)

@@ -3,8 +3,8 @@
 The graph is lowered by the rules of `lower.LOWER` (one per node type; see lower.py for
 what each node becomes, the layout and the recorders) and run by `session.lava_session`,
 which always shuts Lava down. All samples run back to back in one Lava run (LIFReset
-zeroes each sample's state), except graphs with delayed synapses or nodes that never
-reset (`runs_in_global_time`: sigma-delta), which run one sample per Lava run.
+zeroes each sample's state), except graphs with delayed or recurrent synapses or nodes
+that never reset (`runs_in_global_time`: sigma-delta), which run one sample per Lava run.
 
 Time (`snncompile.ir.timing`): sample n's frame t leaves the RingBuffer at Lava step
 n*T + t + 1; a node at depth d computes its local step t of sample n at Lava step
@@ -66,9 +66,17 @@ def _check_inputs(graph: Graph, inputs: np.ndarray) -> np.ndarray:
 
 def _one_sample_per_run(graph: Graph) -> bool:
     """Delayed messages of one sample would land in the next sample's window of a chained
-    run, and nodes running in global time (sigma-delta) have no reset."""
+    run (synaptic delays, recurrent synapses), and nodes running in global time
+    (sigma-delta) have no reset."""
     return any(getattr(graph.node(k), "delay", None) is not None
-               or graph.node(k).runs_in_global_time for k in graph.order())
+               or graph.node(k).runs_in_global_time or _recurrent(graph.node(k))
+               for k in graph.order())
+
+
+def _recurrent(node) -> bool:
+    """A recurrent synapse (a back edge that is a synapse) delivers a sample's last spikes
+    at the next sample's first step, after LIFReset zeroed u and v."""
+    return node.is_synapse and node.closes_loop
 
 
 def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> LavaRun:

@@ -41,7 +41,8 @@ from snncompile.coproc.ops import shift_round
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
 from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+                           FxDense, FxGate, FxLI, FxLIF, FxRecDense, FxSigmaDelta, Graph, Input,
+                           Output)
 from snncompile.ir.nodes import RESETS, synapse_bias
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing, window_row
@@ -370,6 +371,26 @@ def _dense(node, setup: Setup):
     _bias_in_local_time(node, setup)
     return _Dense(node, setup.source_max(node.name), setup.strict,
                   setup.graph.shape(node.name))
+
+
+class _Recurrent(_Dense):
+    """A recurrent layer's synapses (FxRecDense), a back edge: at global step n its LIF
+    reads `early(n)`, the buffer computed at step n - 1 from the LIF's spikes (zeros before
+    its window); `advance` then computes the next buffer from this step's spikes. The
+    arithmetic (weight preparation, exponent, counts) is FxDense's."""
+
+    answers_early = True
+    mixes_with_global_time = False
+
+    def early(self, n):
+        return self.buf
+
+    def advance(self, n, srcs, batch):
+        self.step(srcs[0])          # sends self.buf (read in early) and computes the next
+
+
+SIM.register(FxRecDense)(lambda node, setup: _Recurrent(node, 1, setup.strict,
+                                                        setup.graph.shape(node.name)))
 
 
 class _Conv(_Synapse):

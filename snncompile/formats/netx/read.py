@@ -89,12 +89,12 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import InputFileError, SnnCompileError, UnsupportedError
-from snncompile.ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
-                  Input, Output)
+from snncompile.ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxRecDense,
+                           FxSigmaDelta, Graph, Input, Output)
 from snncompile.backends.sim.fixed import prepare_weights
 from snncompile.formats.h5safe import open_hdf5
 
-SUPPORTED_LAYERS = ("input", "dense", "conv", "flatten")
+SUPPORTED_LAYERS = ("input", "dense", "dense_rec", "conv", "flatten")
 SUPPORTED_NEURONS = ("CUBA/LOIHI with refDelay <= 1 and binary spikes (gradedSpike false); "
                      "SDNN (sigma-delta, ReLU)")
 NETX_SPIKE_EXP = 6         # Network(spike_exp=6); SDNN state_exp is 6 too (hdf5.py:172-189)
@@ -354,16 +354,43 @@ def netx_dense_weights(weight: np.ndarray, where: str = "dense") -> tuple[np.nda
             f"{mode} range; netx would shift them by {scale_bits} (undefined, zeroes them). "
             "Supported: dense weights within [-256, 255]")
     shifted = w << scale_bits
-    lava_mode = ("excitatory" if shifted.min() >= 0 else
-                 "inhibitory" if shifted.max() <= 0 else "mixed")
+    prepared, lava_mode = _lava_prepared(shifted, num_bits, mode, where)
+    return prepared, int(num_bits), int(-scale_bits), lava_mode
+
+
+def _lava_prepared(shifted: np.ndarray, num_bits: int, mode: str, where: str):
+    """(weights as Lava's Dense prepares them, the sign mode it infers) of one synapse
+    that netx hands `shifted` with `num_bits` (lava/proc/dense/models.py:84-90)."""
+    lava_mode = ("excitatory" if shifted.min(initial=0) >= 0 else
+                 "inhibitory" if shifted.max(initial=0) <= 0 else "mixed")
     truncate = 8 - num_bits + int(lava_mode == "mixed")
     if truncate < 0:
         raise UnsupportedError(
             f"{where}: netx sign mode '{mode}' and Lava's inferred '{lava_mode}' disagree so "
             f"that Lava would truncate by {truncate} bits (undefined). Weights span "
-            f"[{int(min_w)}, {int(max_w)}]")
-    prepared = prepare_weights(shifted, lava_mode, num_bits)
-    return prepared.astype(np.int32), int(num_bits), int(-scale_bits), lava_mode
+            f"[{int(shifted.min(initial=0))}, {int(shifted.max(initial=0))}] after netx's "
+            "shift")
+    return prepare_weights(shifted, lava_mode, num_bits).astype(np.int32), lava_mode
+
+
+def netx_recurrent_weights(weight: np.ndarray, weight_rec: np.ndarray, where: str):
+    """What a netx `dense_rec` layer hands Lava (hdf5.py:394-407, blocks/process.py:203-
+    302): netx optimises the feed-forward and recurrent weights side by side (one shift,
+    bit count and exponent), then each of its two Lava Dense processes infers its own sign
+    mode and prepares its own part. Returns (feed-forward, recurrent) prepared int32
+    weights, num_weight_bits, weight_exp and the two sign modes."""
+    both = np.hstack([np.asarray(weight), np.asarray(weight_rec)])
+    _, bits, exp, _ = netx_dense_weights(both, where)
+    if not np.any(both):
+        return (np.zeros(np.shape(weight), np.int32), np.zeros(np.shape(weight_rec), np.int32),
+                bits, exp, ("excitatory", "excitatory"))
+    w = np.clip(both.astype(np.int64), -256, 254) if (both.max() > 254 and both.min() < 0) \
+        or (both.min() < -256 and both.max() > 0) else both.astype(np.int64)
+    shifted = w << -exp
+    n = np.shape(weight)[1]
+    ff, mode_ff = _lava_prepared(shifted[:, :n], bits, "", where)
+    rec, mode_rec = _lava_prepared(shifted[:, n:], bits, "", where)
+    return ff, rec, bits, exp, (mode_ff, mode_rec)
 
 
 def _neuron(layer: _Layer, raw: dict | None, shape: tuple[int, ...],
@@ -550,7 +577,7 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int | No
         if layer.type == "input":
             raise UnsupportedError(f"{layer.where}: an input layer is supported only as "
                                    "layer 0")
-    synapses = [lay for lay in layers if lay.type in ("dense", "conv")]
+    synapses = [lay for lay in layers if lay.type in ("dense", "dense_rec", "conv")]
     if not synapses:
         raise InputFileError(f"{path}: no dense or conv layer")
     if shape is None:
@@ -560,7 +587,7 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int | No
         shape = (_dense_weight(synapses[0]).shape[1],)
     if len(shape) == 3:
         meta["netx"]["input_shape_xyz"] = list(shape[::-1])
-    kinds = {type(_neuron(lay, lay.raw.get("neuron") if lay.type == "dense"  # default
+    kinds = {type(_neuron(lay, lay.raw.get("neuron") if lay.type != "conv"   # default
                           else lay.get("neuron"), (1,))) for lay in synapses}
     if encoder is not None:
         kinds.add(type(encoder))
@@ -593,7 +620,7 @@ def _build(path: Path, raw_layers: list[dict], input_shape, input_bits: int | No
             flatten_next = True
             continue
         prev_shape = graph.shape(prev)
-        if layer.type == "dense":
+        if layer.type in ("dense", "dense_rec"):
             if len(prev_shape) > 1:
                 if not flatten_next and prev != "input":
                     raise layer.bad(f"dense layer follows a {prev_shape} (CHW) layer without "
@@ -693,6 +720,8 @@ def _dense(graph: Graph, layer: _Layer, prev: str, in_bits: int) -> tuple[str, i
     n_out = w.shape[0]
     shape = (n_out,)
     neuron = _neuron(layer, layer.raw.get("neuron"), shape)   # default if absent
+    if layer.type == "dense_rec":
+        return _dense_rec(graph, layer, prev, in_bits, w, neuron)
     prepared, bits, exp, mode = netx_dense_weights(w, layer.where)
     syn = FxDense(name=f"L{layer.index}_dense", weight=prepared, weight_exp=exp,
                   num_weight_bits=bits, sign_mode=mode, num_message_bits=in_bits,
@@ -701,6 +730,41 @@ def _dense(graph: Graph, layer: _Layer, prev: str, in_bits: int) -> tuple[str, i
     neuron.name = _neuron_name(layer, neuron)
     neuron.bias_mant = _bias(layer, shape, neuron)
     return _add(graph, neuron, prev, layer), _out_bits(neuron)
+
+
+def _dense_rec(graph: Graph, layer: _Layer, prev: str, in_bits: int, w: np.ndarray,
+               neuron) -> tuple[str, int]:
+    """A netx `dense_rec` layer (slayer's `block.cuba.Recurrent`): a dense synapse, the
+    layer's neurons and recurrent synapses from their spikes back into them (netx's
+    RecurrentDense: a second Lava Dense from s_out to a_in, one step later)."""
+    n_out = w.shape[0]
+    if not neuron.takes_bias_frames:
+        raise UnsupportedError(f"{layer.where}: a recurrent layer of sigma-delta neurons is "
+                               "not supported; supported: dense_rec with CUBA neurons")
+    if _dense_delay(layer, w.shape) is not None:
+        raise UnsupportedError(f"{layer.where}: a dense_rec layer with synaptic delays is not "
+                               "supported (netx gives its recurrent synapses the same delays, "
+                               "untested upstream); supported: delay 0")
+    w_rec = layer.ints("weight_rec")
+    if w_rec.ndim == 1 and w_rec.size == n_out * n_out:        # hdf5.py:398-399
+        w_rec = w_rec.reshape(n_out, n_out)
+    if tuple(w_rec.shape) != (n_out, n_out):
+        raise layer.bad(f"weight_rec of shape {w_rec.shape} is not ({n_out}, {n_out})")
+    ff, rec, bits, exp, (mode, mode_rec) = netx_recurrent_weights(w, w_rec, layer.where)
+    syn = FxDense(name=f"L{layer.index}_dense", weight=ff, weight_exp=exp,
+                  num_weight_bits=bits, sign_mode=mode, num_message_bits=in_bits)
+    prev = _add(graph, syn, prev, layer)
+    neuron.name = _neuron_name(layer, neuron)
+    neuron.bias_mant = _bias(layer, (n_out,), neuron)
+    back = FxRecDense(name=f"L{layer.index}_rec", weight=rec, weight_exp=exp,
+                      num_weight_bits=bits, sign_mode=mode_rec)
+    try:
+        graph.add_delay(back, (n_out,))
+        graph.add(neuron, [prev, back.name])
+        graph.connect(neuron.name, back.name)
+    except SnnCompileError as exc:
+        raise layer.bad(str(exc)) from None
+    return neuron.name, _out_bits(neuron)
 
 
 def _conv(graph: Graph, layer: _Layer, prev: str, in_bits: int) -> tuple[str, int]:

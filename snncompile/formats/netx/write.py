@@ -135,6 +135,12 @@ def _layers(graph: Graph) -> list[dict]:
 def _chain(graph: Graph) -> list[str]:
     order = graph.order()
     for name in order:
+        node = graph.node(name)
+        if node.is_synapse and node.closes_loop:
+            raise UnsupportedError(f"{name}: recurrent synapses are not written to netx yet "
+                                   "(its dense_rec export is not built); supported: "
+                                   f"{supported()}")
+    for name in order:
         if len(graph.outputs(name)) > 1 or len(graph.inputs(name)) > 1:
             raise UnsupportedError(f"{name}: branching graphs cannot be expressed in netx; "
                                    f"supported: {supported()}")

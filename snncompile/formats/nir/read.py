@@ -89,7 +89,7 @@ import numpy as np
 
 from snncompile.errors import InputFileError, UnsupportedError, is_max_pool, max_pool_refused
 from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv1d, Conv2d, Dense,
-                           Flatten, Graph, Input, Output, SumPool2d)
+                           Flatten, Graph, Input, Output, SumPool2d, RecDense)
 from snncompile.formats.h5safe import check_hdf5
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Conv1d", "SumPool2d",
@@ -203,6 +203,7 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
         raise UnsupportedError(f"import_nir: readout decision '{decision}' is unknown; known: "
                                + ", ".join(READOUT_DECISIONS))
     nirgraph, where = _load(source)
+    nirgraph, loops = _without_recurrence(nirgraph, where)
     chain = _chain(nirgraph, where)
     metadata = nirgraph.metadata if isinstance(nirgraph.metadata, dict) else {}
     if convention is None:
@@ -221,7 +222,7 @@ def import_nir(source, dt: float | None = None, *, convention: str | None = None
     meta = {"source": where, "frontend": "nir", "dt": step, "discretisation": (
                 "exponential" if convention in ("sinabs", "rockpool") else "forward-euler"),
             "nir": info, "nir_quirks": quirks, "nir_approximation": []}
-    return _Builder(step, convention, meta, decision).build(chain, nirgraph.edges)
+    return _Builder(step, convention, meta, decision, loops).build(chain, nirgraph.edges)
 
 
 # ---------------------------------------------------------------- exporter conventions
@@ -472,6 +473,47 @@ def _chain(g, where: str) -> list[tuple[str, object]]:
     return order
 
 
+class _Forward:
+    """A NIR graph's nodes and edges without its recurrent synapses (`_without_recurrence`)."""
+
+    def __init__(self, nodes: dict, edges: list, metadata):
+        self.nodes, self.edges, self.metadata = nodes, edges, metadata
+
+
+def _without_recurrence(g, where: str):
+    """(the graph without its recurrent layers' synapses, {neuron key: (synapse key,
+    synapse)}). A recurrent layer is a cycle neuron -> W -> neuron through a Linear or
+    Affine W whose only input and only output are that spiking neuron (snnTorch's RLeaky
+    writes `lif` <-> `w_rec`); it becomes a RecDense, which delivers the neuron's spikes of
+    step t - 1 at step t (a NIR cycle has no delay of its own: one step is the only causal
+    reading, and what snnTorch's RLeaky computes). Other cycles stay for `_chain` to refuse."""
+    nodes = getattr(g, "nodes", None)
+    edges = list(getattr(g, "edges", None) or [])
+    if not isinstance(nodes, dict):
+        return g, {}
+    succ: dict = {}
+    pred: dict = {}
+    for src, dst in edges:
+        succ.setdefault(src, []).append(dst)
+        pred.setdefault(dst, []).append(src)
+    loops = {}
+    for key, node in nodes.items():
+        ins, outs = pred.get(key, []), succ.get(key, [])
+        if _type(node) in ("Linear", "Affine") and len(ins) == 1 and outs == ins \
+                and _type(nodes.get(ins[0])) in _NEURONS + ("Threshold",):
+            if ins[0] in loops:
+                raise UnsupportedError(f"{where}: neuron '{ins[0]}' has two recurrent "
+                                       f"synapses ('{loops[ins[0]][0]}', '{key}'); supported: "
+                                       "one per layer")
+            loops[ins[0]] = (key, node)
+    if not loops:
+        return g, {}
+    drop = {k for k, _ in loops.values()}
+    return _Forward({k: v for k, v in nodes.items() if k not in drop},
+                    [e for e in edges if e[0] not in drop and e[1] not in drop],
+                    getattr(g, "metadata", None)), loops
+
+
 def _links(g, where: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     succ: dict[str, list[str]] = {n: [] for n in g.nodes}
     pred: dict[str, list[str]] = {n: [] for n in g.nodes}
@@ -565,8 +607,12 @@ class _Builder:
     """Walks the chain keeping the current per-step shape, a constant added to the signal
     by synapse biases (`bias`), and a per-element scale waiting for the next synapse."""
 
-    def __init__(self, dt: float, convention: str, meta: dict, decision: str | None = None):
+    def __init__(self, dt: float, convention: str, meta: dict, decision: str | None = None,
+                 loops: dict | None = None):
         self.dt, self.conv, self.meta = dt, convention, meta
+        self.loops = loops or {}        # neuron key -> (synapse key, recurrent synapse)
+        self.recurrent: dict = {}       # LIF name -> its RecDense
+        self.rec: RecDense | None = None  # the recurrent synapse of the neuron being built
         self.decision = decision  # the caller's readout decision (None: the library's)
         self.norse = convention == "norse"
         self.exact = convention in ("sinabs", "rockpool")  # decay exp(-dt/tau) per step
@@ -587,6 +633,8 @@ class _Builder:
             name, where = _name(key), f"NIR node '{key}' ({_type(node)})"
             nxt = nodes[succ[key][0]] if succ[key] else None
             self._enter([states[k] for k in pred[key]], where)
+            if key in self.loops:
+                self._recurrent_synapse(name, *self.loops[key], where)
             before = len(self.nodes)
             try:
                 getattr(self, "_" + _type(node).lower())(name, node, where, nxt)
@@ -594,14 +642,36 @@ class _Builder:
                 # a hostile file: a string where numbers belong, an infinite size...
                 raise InputFileError(f"{self.meta['source']}: {where}: malformed parameter "
                                      f"({type(exc).__name__}: {str(exc)[:100]})") from None
+            if self.rec is not None:
+                self.recurrent[self.nodes[-1].name], self.rec = self.rec, None
             for new in self.nodes[before:]:
                 ins[new.name], self.feeds = self.feeds, [new]
             states[key] = (self.shape, self.bias, self.in_scale, self.in_delay, self.feeds)
         graph = Graph(self.meta)
         for node in self.nodes:
-            graph.add(node, [n.name for n in ins[node.name]])
+            rec = self.recurrent.get(node.name)
+            if rec is not None:       # a back edge: declared before the layer, fed from it
+                graph.add_delay(rec, node.shape)
+            graph.add(node, [n.name for n in ins[node.name]] + ([rec.name] if rec else []))
+            if rec is not None:
+                graph.connect(node.name, rec.name)
         graph.validate()
         return graph
+
+    def _recurrent_synapse(self, name, key, node, where):
+        """The recurrent Linear/Affine `node` of the neuron `name` being entered: a
+        RecDense in the units of the neuron's other synapses; an Affine's bias is one more
+        constant current (added to theirs)."""
+        where = f"NIR node '{key}' ({_type(node)}), recurrent into '{name}'"
+        w = _finite(_arr(node.weight), "weight", where)
+        if self.shape != (w.shape[0],) or w.ndim != 2 or w.shape[0] != w.shape[1]:
+            raise UnsupportedError(f"{where}: weight {w.shape} must be square ({self.shape} "
+                                   "neurons back into themselves)")
+        b = _finite(_arr(node.bias), "bias", where).reshape(-1) \
+            if _type(node) == "Affine" else None
+        if b is not None and np.any(b):
+            self.bias = b.astype(np.float64) if self.bias is None else self.bias + b
+        self.rec = RecDense(_name(key), weight=w.astype(np.float32))
 
     def _enter(self, states, where):
         """Take over the walk's state from the node(s) feeding this one; several (a
@@ -952,7 +1022,7 @@ class _Builder:
         fits (exact, and every target takes it); False where no Dense feeds the layer."""
         if self.feeds and len(self.shape) == 1 and all(isinstance(f, Dense)
                                                       for f in self.feeds):
-            for last in self.feeds:
+            for last in self.feeds + ([self.rec] if self.rec is not None else []):
                 last.weight = (last.weight / ratio.reshape(-1, 1)).astype(np.float32)
                 if last.bias is not None:
                     last.bias = (last.bias / ratio.reshape(-1)).astype(np.float32)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input, Output,
-                           SumPool2d)
+from snncompile.ir import (LI, LIF, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input,
+                           Output, SumPool2d, RecDense)
 from snncompile.ir.registry import Rules
 
 NO_DECAY = 1e-12
@@ -98,6 +98,14 @@ def _linear(node: Dense, out: _NirOut) -> None:
     out.nodes[f"{name}_delay"] = nir.Delay(delay=(d[0] * out.dt).astype(np.float32))
     out.edges += [(src, f"{name}_delay") for src in out.graph.inputs(name)]
     out.edges.append((f"{name}_delay", name))
+
+
+@NIR_EXPORT.register(RecDense)
+def _recurrent(node: RecDense, out: _NirOut) -> None:
+    """A recurrent layer as NIR writes one (snnTorch's RLeaky): a nir.Linear fed by the
+    neuron and feeding it back, a cycle that the importer reads as one step of delay."""
+    import nir
+    out.add(node.name, nir.Linear(weight=np.asarray(node.weight, np.float32)))
 
 
 @NIR_EXPORT.register(Conv2d)
