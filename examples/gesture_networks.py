@@ -1,5 +1,7 @@
-"""Issue 12's two attention networks on generated DVS-style gestures, trained, compiled for
-loihi2 (attention on the co-processor) and verified, each with and without attention.
+"""Issue 12's attention networks on generated gestures: train, compile for loihi2, verify.
+
+Two networks, each with and without attention, on generated DVS-style gestures; compiled
+for loihi2 with the attention on the co-processor.
 
     .venv/bin/python examples/gesture_networks.py --quick    # smoke version (tests run it)
     .venv/bin/python examples/gesture_networks.py            # full widths (long on 2 cores)
@@ -57,7 +59,7 @@ from examples.datasets.gestures import gestures  # noqa: E402
 from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
 from snncompile.nn import SNN, save_checkpoint  # noqa: E402
-from snncompile.nn.attention import AttentionLayer, AttentionSNN  # noqa: E402
+from snncompile.nn.attention import KINDS, MODES, AttentionLayer, AttentionSNN  # noqa: E402
 from snncompile.nn.layers import LIFLayer, Residual  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
@@ -284,13 +286,16 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--test", type=int, help="test samples (quick 22, full 110)")
     ap.add_argument("--calib", type=int, help="calibration samples (quick 16, full 64)")
     ap.add_argument("--lava-samples", type=int, help="test samples Lava runs (default 2)")
-    ap.add_argument("--kind", default="tcsa", help="network A's attention kind (ta, ca, sa, "
-                    "tca, tsa, csa, tcsa; default tcsa)")
-    ap.add_argument("--res-kind", default="csa", help="network B's attention kind (csa)")
-    ap.add_argument("--mode", default="causal", help="attention mode (causal; window is "
-                    "passed through and refused by the compiler)")
+    ap.add_argument("--kind", default="tcsa", choices=KINDS,
+                    help="network A's attention kind (default tcsa)")
+    ap.add_argument("--res-kind", default="csa", choices=KINDS,
+                    help="network B's attention kind (default csa, as Att_Res_SNN)")
+    ap.add_argument("--mode", default="causal", choices=MODES,
+                    help="attention mode (default causal; window is passed through to "
+                    "the attention layers and the compiler)")
     ap.add_argument("--bn", action="store_true", help="BatchNorm after every conv")
-    ap.add_argument("--networks", default="a,b", help="which networks: a, b or a,b")
+    ap.add_argument("--networks", default="a,b", choices=("a", "b", "a,b"),
+                    help="which networks (default a,b)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "out" / "gestures"))
     ap.add_argument("--json", help="results JSON (default OUT/gesture_networks.json)")
@@ -331,7 +336,7 @@ def main(argv=None) -> int:
                   args.res_kind)}
     rows = []
     for key in args.networks.split(","):
-        label, make, widths, kind = nets[key.strip()]
+        label, make, widths, kind = nets[key]
         for k in (None, kind):
             print(f"\n== {label}, {k or 'no attention'}", flush=True)
             model, secs = train(make(widths, k, args.mode, args.bn, args.steps), data, args)
