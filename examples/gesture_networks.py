@@ -253,7 +253,7 @@ def _priced(build, energy, mapping) -> dict:
 
 
 def _us(seconds: float) -> str:
-    return f"{seconds * 1e6:.3g} us"
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
 
 
 def table_row(r: dict) -> list:
