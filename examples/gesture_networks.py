@@ -345,8 +345,9 @@ def main(argv=None) -> int:
             row = dict(evaluate(label, k, model, data, args, out), train_s=secs)
             row["total_s"] = secs + time.perf_counter() - t0
             rows.append(row)
-    print(f"\n== {'quick mode (smoke sizes, not the networks of issue 12)' if args.quick else 'full mode'}"
-          f": loihi2, attention on the co-processor; firing rates per LIF layer (float / "
+    what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \
+        else "full mode"
+    print(f"\n== {what}: loihi2, attention on the co-processor; firing rates per LIF layer (float / "
           f"compiled) on the {args.test} test samples")
     print(table(FIELDS, [table_row(r) for r in rows], "llrrlrrrrrrrll"))
     for r in rows:
