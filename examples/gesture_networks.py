@@ -347,8 +347,8 @@ def main(argv=None) -> int:
             rows.append(row)
     what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \
         else "full mode"
-    print(f"\n== {what}: loihi2, attention on the co-processor; firing rates per LIF layer (float / "
-          f"compiled) on the {args.test} test samples")
+    print(f"\n== {what}: loihi2, attention on the co-processor; firing rates per LIF layer "
+          f"(float / compiled) on the {args.test} test samples")
     print(table(FIELDS, [table_row(r) for r in rows], "llrrlrrrrrrrll"))
     for r in rows:
         if r["compiled"]:
