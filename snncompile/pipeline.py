@@ -145,6 +145,9 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
     onnx_files = {}
     if fixed.nodes(FxCoproc):                                                # ANN branch
         report["partition"] = partition(fixed, spec)
+        if report["partition"].get("added_delay_steps"):            # window attention
+            report["partition"]["window_delay"] = _window_delay(
+                fixed, mapping, spec, sim, x_cal, report["partition"]["added_delay_steps"])
         md += "\n## Partition (neurocores / co-processor)\n\n" + \
             partition_markdown(report["partition"]) + "\n"
         onnx_files = coproc_onnx(fixed)
@@ -153,6 +156,22 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
     return Build(graph=fixed, float_graph=low.float_graph, target=spec, report=report,
                  report_md=md, extra_files={"mapping.json": mapping.to_json()},
                  extra_bytes=onnx_files, source_copy=_netx_copy(source, fixed))
+
+
+def _window_delay(fixed: Graph, mapping, spec, sim, x_cal, steps: int) -> dict:
+    """The added latency of whole-window attention in seconds: `steps` steps at the energy
+    and latency model's per-step estimate on the calibration samples ({} without them)."""
+    if sim is None or spec.energy is None:
+        return {"steps": steps}
+    from snncompile.energy import estimate_energy
+    counts = {n: dict(c) for n, c in sim.counts.items()}
+    counts[fixed.input_node().name] = {"spikes": int(np.count_nonzero(x_cal))}
+    rep = estimate_energy(fixed, mapping, counts, spec, samples=len(x_cal),
+                          steps=x_cal.shape[1])
+    step_s = rep.latency_per_step_s
+    return {"steps": steps, "step_s": step_s, "seconds": steps * step_s,
+            "source": f"latency model, {spec.name} timing table, on {len(x_cal)} "
+                      "calibration samples"}
 
 
 def _lower(graph: Graph, source, spec, calib, calib_samples: int, require_calib: bool,

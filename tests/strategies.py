@@ -3,7 +3,8 @@ representable weights, random decays, thresholds, biases and exponents."""
 import numpy as np
 from hypothesis import strategies as st
 
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
+                           Input, Output)
 
 
 def _weights(rng, shape, mode):
@@ -75,6 +76,42 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=F
     shape = graph.input_node().shape
     x = rng.integers(0, 2 ** bits, (n, t) + shape) if graded else (
         rng.random((n, t) + shape) < rng.uniform(0.1, 0.6)).astype(np.int64)
+    return graph, x
+
+
+@st.composite
+def conv1d_networks(draw, max_convs=2, max_len=12):
+    """Random Conv1d chains: Input (C, L) -> FxConv1d -> FxLIF (-> FxConv1d -> FxLIF) ->
+    Flatten -> FxDense -> FxLIF, with random channels, lengths, kernels, strides,
+    paddings and groups, binary or graded input (graded into the first conv)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    graded = draw(st.booleans())
+    bits = int(rng.integers(2, 6)) if graded else 1
+    c, length = int(rng.integers(1, 4)), int(rng.integers(3, max_len + 1))
+    nodes = [Input("in", shape=(c, length), encoding="graded" if graded else "spikes",
+                   bits=bits)]
+    for i in range(draw(st.integers(1, max_convs))):
+        k = int(rng.integers(1, min(length, 5) + 1))
+        s, p = int(rng.integers(1, 3)), int(rng.integers(0, k))
+        groups = c if (c > 1 and rng.random() < 0.4) else 1
+        o = groups * int(rng.integers(1, 3))
+        nodes.append(FxConv1d(f"conv{i}", weight=_weights(rng, (o, c // groups, 1, k), "mixed"),
+                              stride=(1, s), padding=(0, p), groups=groups,
+                              num_message_bits=bits if graded and i == 0 else 0))
+        length = (length + 2 * p - k) // s + 1
+        c = o
+        nodes.append(_lif(rng, f"lif{i}", (c, length), 64 * (bits if i == 0 else 1)))
+    nodes.append(Flatten("flat"))
+    n_out = int(rng.integers(1, 8))
+    nodes.append(FxDense("fc", weight=_weights(rng, (n_out, c * length), "mixed")))
+    nodes.append(_lif(rng, "out_lif", (n_out,), 32))
+    nodes.append(Output("out"))
+    graph = Graph.sequential(nodes)
+    n, t = draw(st.integers(1, 3)), draw(st.integers(1, 10))
+    shape = graph.input_node().shape
+    x = rng.integers(0, 2 ** bits, (n, t) + shape) if graded else (
+        rng.random((n, t) + shape) < rng.uniform(0.2, 0.7)).astype(np.int64)
     return graph, x
 
 

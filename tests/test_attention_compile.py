@@ -183,11 +183,11 @@ def test_build_holds_a_checked_integer_onnx_model_equal_to_the_simulator(tmp_pat
 
 
 def test_refusals_name_the_layer_and_the_alternative():
-    model = attention_net("ca", True, 0, mode="window")
-    graph = graph_from_model(model)
     calib = np.zeros((2, 8, 2, 5, 5), np.int64)
-    with pytest.raises(UnsupportedError, match="att: attention mode 'window' .* causal"):
-        compile_model(graph, "loihi2", calib=calib)
+    window = graph_from_model(attention_net("ca", True, 0, mode="window"))
+    with pytest.raises(QuantizationError, match="att: whole-window attention built for T = "
+                                                "8 steps, calibrated on 6-step samples"):
+        compile_model(window, "loihi2", calib=calib[:, :6])
     causal = graph_from_model(attention_net("ca", True, 0))
     with pytest.raises(UnsupportedError, match="att: target 'loihi1' describes no "
                                                "co-processor"):

@@ -87,3 +87,27 @@ def test_system_cost_term_appears():
     assert r.per_event["system"] == pytest.approx(5e-6)
     assert r.latency_parts_s["system_s"] == 1e-5
     assert r.latency_per_step_s == pytest.approx(base.latency_per_step_s + 1e-5)
+
+
+def test_sanafe_runs_a_conv1d_build_with_our_spikes():
+    """A Conv1d-fed layer (tiles of its (O, 1, L') view, edges of the height-1 conv):
+    with du = 4095, dv = 0 SANA-FE's float LIF is exact, so its spikes equal ours."""
+    from snncompile.energy.sanafe_backend import run_sanafe
+    from snncompile.ir.nodes import FxConv1d
+    rng = np.random.default_rng(2)
+    g = Graph.sequential([
+        Input("in", shape=(2, 12)),
+        FxConv1d("c1", weight=(2 * rng.integers(-5, 15, (3, 2, 1, 3))).astype(np.int32),
+                 stride=(1, 2), padding=(0, 1)),
+        FxLIF("l1", shape=(3, 6), du=4095, dv=0, vth=30),
+        Flatten("f"),
+        FxDense("d2", weight=(2 * rng.integers(-5, 15, (5, 18))).astype(np.int32)),
+        FxLIF("l2", shape=(5,), du=4095, dv=0, vth=100),
+        Output("out")])
+    spec = load_target("loihi2")
+    x = (np.random.default_rng(3).random((2, 8, 2, 12)) < 0.4).astype(np.int8)
+    sim = Simulator(g, spec.numerics).run(x)
+    sf = run_sanafe(g, map_graph(g, spec).to_json(), x, spec)
+    assert sim.counts["l1"]["spikes"] > 0
+    for layer in ("l1", "l2"):
+        assert sf.spikes[layer] == sim.counts[layer]["spikes"] / 2, layer

@@ -154,6 +154,11 @@ class Sinabs:
         # as LIF reset 'subtract', fire_at '>=' (to_nir records neither)
         act = dict(spike_fn=sa.SingleSpike, reset_fn=sa.MembraneSubtract(),
                    surrogate_grad_fn=sa.PeriodicExponential())
+        if conv == "1d":  # digit rows as channels: (8, 8) -> stride 2 -> (8, 4)
+            return torch.nn.Sequential(
+                torch.nn.Conv1d(8, 8, 3, stride=2, padding=1, bias=False),
+                sl.IAFSqueeze(num_timesteps=T, **act), torch.nn.Flatten(),
+                torch.nn.Linear(32, 10, bias=False), sl.IAFSqueeze(num_timesteps=T, **act))
         if conv:
             return torch.nn.Sequential(
                 torch.nn.Conv2d(1, 4, 3, padding=1, bias=False),
@@ -168,7 +173,7 @@ class Sinabs:
         import sinabs
         import sinabs.layers as sl
         b = x.shape[0]
-        conv = isinstance(model[0], torch.nn.Conv2d)
+        conv = isinstance(model[0], (torch.nn.Conv2d, torch.nn.Conv1d))
         inp = x.reshape((b * T,) + tuple(x.shape[2:])) if conv else x
         with torch.set_grad_enabled(grad):
             sinabs.reset_states(model)
@@ -179,7 +184,8 @@ class Sinabs:
 
     def export(self, model, conv):
         from sinabs.nir import to_nir
-        sample = torch.zeros((T, 1, 8, 8)) if conv else torch.zeros((1, T, 1, 8, 8))
+        sample = (torch.zeros((T, 8, 8)) if conv == "1d" else torch.zeros((T, 1, 8, 8))
+                  if conv else torch.zeros((1, T, 1, 8, 8)))
         return to_nir(model, sample)
 
 
@@ -189,7 +195,11 @@ class SpikingJelly:
     def build(self, conv):
         from spikingjelly.activation_based import functional, layer, neuron
         torch.manual_seed(3)
-        if conv:
+        if conv == "1d":  # dilation 2, written by export_to_nir as the Conv1d's dilation
+            net = torch.nn.Sequential(
+                layer.Conv1d(8, 8, 3, padding=2, dilation=2, bias=False), neuron.IFNode(),
+                layer.Flatten(), layer.Linear(64, 10, bias=False), neuron.LIFNode(tau=2.0))
+        elif conv:
             net = torch.nn.Sequential(
                 layer.Conv2d(1, 4, 3, padding=1, bias=False), neuron.IFNode(),
                 layer.AvgPool2d(2), layer.Flatten(), layer.Linear(64, 10, bias=False),
@@ -212,7 +222,8 @@ class SpikingJelly:
         from spikingjelly.activation_based import functional
         from spikingjelly.activation_based.nir_exchange import export_to_nir
         functional.reset_net(model)
-        return export_to_nir(model, torch.zeros(T, 1, 1, 8, 8))
+        return export_to_nir(model, torch.zeros((T, 1, 8, 8) if conv == "1d"
+                                                else (T, 1, 1, 8, 8)))
 
 
 class Rockpool:
@@ -310,7 +321,14 @@ def _fill_types(g, shape=(1, 8, 8)):
         key = succ[key]
         node = g.nodes[key]
         x = torch.zeros((1,) + tuple(int(v) for v in shape))
-        if isinstance(node, nir.Conv2d):
+        if isinstance(node, nir.Conv1d):   # sinabs writes stride etc. as 1-tuples
+            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+            one = [int(np.asarray(v).ravel()[0]) for v in (node.stride, node.padding,
+                                                            node.dilation)]
+            y = F.conv1d(x, w, stride=one[0], padding=one[1], dilation=one[2])
+            if node.input_shape is None:   # sinabs leaves it None, which nir cannot write
+                node.input_shape = int(shape[1])
+        elif isinstance(node, nir.Conv2d):
             w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
             y = F.conv2d(x, w, stride=_two(node.stride), padding=_two(node.padding))
             if node.input_shape is None:
@@ -331,8 +349,8 @@ def _fill_types(g, shape=(1, 8, 8)):
         shape = out
 
 
-def _write(g, path):
-    _fill_types(g)
+def _write(g, path, shape=(1, 8, 8)):
+    _fill_types(g, shape)
     # norse, sinabs and snnTorch write 0-d parameters, which nir 1.0.8's gzip filter refuses
     # ("Scalar datasets don't support chunk/filter options"): a user writes uncompressed
     try:
@@ -362,6 +380,31 @@ def networks(digits_data, tmp_path_factory):
     return out, calib
 
 
+CONV1D_LIBRARIES = ("sinabs", "spikingjelly")
+"""The exporters that write NIR's Conv1d: snnTorch 1.0.0's export_to_nir and norse 1.1.0's
+to_nir have no Conv1d mapping (they write the node as None, snnTorch with "module not
+implemented: Conv1d"), rockpool 3.1.0's to_nir no convolution at all."""
+
+
+@pytest.fixture(scope="session")
+def networks_1d(digits_data, tmp_path_factory):
+    """Conv1d networks of the libraries that export them, trained on the digits with the
+    8 image rows as channels, (8, 8) per step: {lib: dict}, calib, test inputs."""
+    xtr, ytr, xte, yte = (a.reshape(a.shape[:2] + (8, 8)) if a.ndim == 5 else a
+                          for a in digits_data)
+    root = tmp_path_factory.mktemp("exporters_1d")
+    calib = root / "calib.npz"
+    np.savez(calib, inputs=xtr[:200].astype(np.uint8))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {name: _make(LIBRARIES[name], "1d", root, calib, xtr, ytr, xte, yte)
+               for name in CONV1D_LIBRARIES}
+    finally:
+        torch.set_num_threads(threads)
+    return out, xte, yte
+
+
 def _make(lib, conv, root, calib, xtr, ytr, xte, yte):
     """Train one network in its library, record its own test run, export and write it."""
     model = lib.build(conv)
@@ -369,8 +412,8 @@ def _make(lib, conv, root, calib, xtr, ytr, xte, yte):
     model.eval()
     layers = [s.detach().numpy() for s in lib.forward(model, torch.as_tensor(
         xte, dtype=torch.float32), grad=False)]
-    path = root / f"{lib.name}_{'conv' if conv else 'dense'}.nir"
-    _write(lib.export(model, conv), path)
+    path = root / f"{lib.name}_{'conv1d' if conv == '1d' else 'conv' if conv else 'dense'}.nir"
+    _write(lib.export(model, conv), path, xtr.shape[2:])
     flat = getattr(lib, "flat", False)
     return {"path": path, "spikes": layers, "flat": flat,
             "calib": root / "calib_flat.npz" if flat else calib,
@@ -406,6 +449,25 @@ def test_exported_network_compiles_faithfully(networks, digits_data, name, conv,
     _, _, xte, yte = digits_data
     if net["flat"]:
         xte = xte.reshape(len(xte), T, 64)
+    _check_faithful(name, "conv" if conv else "dense", net, xte, yte, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("name", CONV1D_LIBRARIES)
+def test_exported_conv1d_network_compiles_faithfully(networks_1d, name, tmp_path, capsys):
+    """A Conv1d network exported by sinabs (stride 2) or spikingjelly (dilation 2)
+    compiles to FxConv1d and keeps the library's spikes and accuracy, as above."""
+    nets, xte, yte = networks_1d
+    report, _ = _check_faithful(name, "conv1d", nets[name], xte, yte, tmp_path, capsys)
+    convs = [r for r in report["layers"] if r["op"] == "FxConv1d"]
+    assert len(convs) == 1 and len(convs[0]["shape"]) == 2, report["layers"]
+    from snncompile.build import Build
+    node = Build.load(tmp_path / "b").float_graph.node(convs[0]["name"])
+    assert (node.stride, node.dilation) == ((2, 1) if name == "sinabs" else (1, 2))
+
+
+def _check_faithful(name, kind, net, xte, yte, tmp_path, capsys):
+    """Compile the library's file with the CLI; its report, float spikes per layer and
+    compiled accuracy against the library's own run. Returns (report, stderr)."""
     report, err = _compile(net["path"], net["calib"], tmp_path / "b", capsys)
     info = report["nir"]
     dt, guessed = EXPECTED_DT[name]
@@ -438,9 +500,10 @@ def test_exported_network_compiles_faithfully(networks, digits_data, name, conv,
     assert net["acc"] > 0.5, f"{name} trained to only {net['acc']:.1%}"
     assert abs(acc - net["acc"]) <= ACC_TOL, \
         f"{name}: compiled {acc:.2%}, {name} itself {net['acc']:.2%}"
-    print(f"{name} {'conv' if conv else 'dense'}: {name} {net['acc']:.2%}, compiled "
+    print(f"{name} {kind}: {name} {net['acc']:.2%}, compiled "
           f"{acc:.2%}, dt {info['dt']:g} ({info['dt_source']}); spikes float/library: "
           + ", ".join(diffs))
+    return report, err
 
 
 def test_dt_flag_and_conflicts(networks, tmp_path, capsys):

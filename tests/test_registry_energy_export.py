@@ -15,9 +15,9 @@ from snncompile.energy.model import ENERGY
 from snncompile.errors import UnsupportedError
 from snncompile.formats.netx.write import NETX_EXPORT, export_netx, supported
 from snncompile.formats.nir.write import NIR_EXPORT, export_nir
-from snncompile.ir import (LI, LIF, AvgPool2d, Conv2d, Dense, Flatten, FxCoproc, FxCoprocOut,
-                           FxConv2d, FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
-                           Input, Output, SumPool2d)
+from snncompile.ir import (LI, LIF, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, FxCoproc,
+                           FxCoprocOut, FxConv1d, FxConv2d, FxDelay, FxDense, FxGate, FxLI,
+                           FxLIF, FxSigmaDelta, Input, Output, SumPool2d)
 from snncompile.ir.graph import Graph
 from snncompile.ir.nodes import FIXED_TYPES, Node
 from snncompile.mapping.place import map_graph
@@ -30,11 +30,11 @@ def test_each_table_holds_the_node_types_its_stage_handles():
                                  Flatten, Output, FxGate, FxDelay, FxCoprocOut, FxLI}
     assert set(NETX_EXPORT.types) == {Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta,
                                       Flatten, Output}
-    assert set(NIR_EXPORT.types) == {Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten,
-                                     LIF, Output, LI}
+    assert set(NIR_EXPORT.types) == {Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d,
+                                     Flatten, LIF, Output, LI}
     pytest.importorskip("sanafe")
     from snncompile.energy.sanafe_backend import SANAFE
-    assert set(SANAFE.types) == {Input, FxDense, FxConv2d, FxLIF, Flatten, Output}
+    assert set(SANAFE.types) == {Input, FxDense, FxConv2d, FxConv1d, FxLIF, Flatten, Output}
 
 
 def test_every_fixed_node_type_has_an_energy_rule():

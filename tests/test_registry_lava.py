@@ -12,9 +12,9 @@ import pytest
 
 from snncompile.errors import BackendError, UnsupportedError
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import (FIXED_TYPES, Flatten, FxConv2d, FxCoproc, FxCoprocOut,
-                                 FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Node,
-                                 Output)
+from snncompile.ir.nodes import (FIXED_TYPES, Flatten, FxConv1d, FxConv2d, FxCoproc,
+                                 FxCoprocOut, FxDelay, FxDense, FxGate, FxLI, FxLIF,
+                                 FxSigmaDelta, Input, Node, Output)
 
 HAS_LAVA = importlib.util.find_spec("lava") is not None
 needs_lava = [pytest.mark.lava, pytest.mark.skipif(not HAS_LAVA,
@@ -45,7 +45,7 @@ def test_lower_types_are_what_run_lava_supports():
     from snncompile.backends.lava import run
     from snncompile.backends.lava.lower import LOWER
 
-    assert set(LOWER.types) == {Input, FxDense, FxConv2d, Flatten, Output, FxLIF,
+    assert set(LOWER.types) == {Input, FxDense, FxConv2d, FxConv1d, Flatten, Output, FxLIF,
                                 FxSigmaDelta, FxGate, FxCoproc, FxCoprocOut, FxDelay, FxLI}
     assert run.SUPPORTED == LOWER.types
     # every fixed-stage node type of the IR has a lowering (none forgotten)

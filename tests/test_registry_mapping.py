@@ -103,7 +103,7 @@ def test_a_neuron_fed_by_a_non_synapse_names_the_synapse_types():
     g = Graph.sequential([Input("in", shape=(4,)), FxSigmaDelta("sd", shape=(4,)),
                           FxLIF("lif", shape=(4,)), Output("out")])
     with pytest.raises(UnsupportedError,
-                       match=r"lif: an FxLIF must be fed by FxDense, FxConv2d, not "
+                       match=r"lif: an FxLIF must be fed by FxDense, FxConv2d, FxConv1d, not "
                              "FxSigmaDelta"):
         split_graph(g, LOIHI1)
 
@@ -186,14 +186,19 @@ def _test_mapping_conv_net():
 
 
 SHAPES = bench_mapping.SHAPES
-RECORDED = {  # recorded from the mapping before it moved behind SPLIT (commit 4623932)
+# Recorded from the mapping before it moved behind SPLIT (commit 4623932); the latency
+# objective's cases (compare=True or objective="latency") re-recorded when its bisection
+# started from total work / core budget instead of 0: same busiest-core work or less on
+# every case (sparse_l1_latency 164 -> 163.5 synops per step, on 123 of its 128 cores
+# instead of 121), caps within the bisection's 1% tolerance.
+RECORDED = {
     "dense784_l1": (lambda t: map_graph(SHAPES["dense 784-1024-1024-10"](), LOIHI1,
-                                        compare=True), "a1da9e5da146c9a4", 17),
+                                        compare=True), "fac49556762c6fa9", 17),
     "dense1000_l2": (lambda t: map_graph(SHAPES["dense 1000-2000-500-100"](), LOIHI2,
-                                         compare=True), "67bc5ebb3dccf96d", 27),
+                                         compare=True), "aa2b81653083f8a9", 27),
     "conv32_l2_latency": (lambda t: map_graph(
         bench_mapping.conv_net(32), LOIHI2, rates={"in": 0.3, "l1": 0.1, "l2": 0.05},
-        objective="latency", compare=True), "95f0ebb168de4656", 120),
+        objective="latency", compare=True), "89e313f97211e764", 120),
     "conv64_l1": (lambda t: map_graph(SHAPES["conv 64"](), LOIHI1), "8cbf439de38fbbe7", 112),
     "mixed32_l1": (lambda t: map_graph(SHAPES["mixed H=32"](), LOIHI1),
                    "1820150d9189aa9d", 470),
@@ -201,11 +206,11 @@ RECORDED = {  # recorded from the mapping before it moved behind SPLIT (commit 4
                                                     chips=2), "31f857fc7efb9cbf", 25),
     "sparse_l1_latency": (lambda t: map_graph(_sparse_net(), LOIHI1, objective="latency",
                                               rates={"in": 0.5, "l": 0.2}),
-                          "3f942f5725425ff4", 121),
+                          "3d2de6a3deeb64e1", 123),
     "sdnn_hand_l2": (lambda t: map_graph(_sdnn_net(), LOIHI2), "a637a840935f7197", 1),
-    "tiny_sdnn": (lambda t: map_graph(_sdnn_net(), t, compare=True), "814ef8e42aefd824", 2),
+    "tiny_sdnn": (lambda t: map_graph(_sdnn_net(), t, compare=True), "203a18c7ac26942c", 2),
     "tiny_tcsa_conv": (lambda t: map_graph(_tcsa_graph(), t, compare=True),
-                       "8baa24d8adc109bd", 26),
+                       "cf24db0237c975d4", 26),
 }
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, FxDense, FxLIF,
-                           Graph, Input, Output, SumPool2d)
+from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten,
+                           FxDense, FxLIF, Graph, Input, Output, SumPool2d)
 from snncompile.passes.fold import FOLD_INTO, POOLS, fold_pools
 from snncompile.passes.quantize import QUANTIZE, quantize
 from snncompile.target import load_target
@@ -32,8 +32,8 @@ def pooled(pool_type, after=Dense):
 
 
 def test_quantize_table_lists_the_float_node_types():
-    assert set(QUANTIZE.types) == {Input, Flatten, Output, Dense, Conv2d, LIF, Attention,
-                                   SumPool2d, LI}
+    assert set(QUANTIZE.types) == {Input, Flatten, Output, Dense, Conv2d, Conv1d, LIF,
+                                   Attention, SumPool2d, LI}
     assert QUANTIZE.rule(AvgPool2d("p")) is QUANTIZE.rule(SumPool2d("p"))  # inherited
 
 

@@ -12,8 +12,9 @@ from snncompile.backends import get_backend
 from snncompile.backends.reference import REFERENCE, REFERENCE_GLOBAL, reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (NODE_TYPES, Dense, Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
-                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Node, Output)
+from snncompile.ir import (NODE_TYPES, Dense, Flatten, FxConv1d, FxConv2d, FxCoproc,
+                           FxCoprocOut, FxDelay, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
+                           Graph, Input, Node, Output)
 
 
 def lif_graph(seed=0):
@@ -47,10 +48,10 @@ def sigma_delta_graph(seed=0):
 
 # ------------------------------------------------------------------ the tables
 def test_tables_list_exactly_the_supported_node_types():
-    assert set(REFERENCE.types) == {Input, Flatten, Output, FxDense, FxConv2d, FxGate,
-                                    FxCoproc, FxCoprocOut, FxLIF, FxDelay, FxLI}
+    assert set(REFERENCE.types) == {Input, Flatten, Output, FxDense, FxConv2d, FxConv1d,
+                                    FxGate, FxCoproc, FxCoprocOut, FxLIF, FxDelay, FxLI}
     assert set(REFERENCE_GLOBAL.types) == {Input, Flatten, Output, FxDense, FxConv2d,
-                                           FxSigmaDelta}
+                                           FxConv1d, FxSigmaDelta}
     # every node type a compiled graph can hold has a rule in one of the two tables
     compiled_types = {t for t in NODE_TYPES.values() if t.stage != "float"}
     assert set(REFERENCE.types) | set(REFERENCE_GLOBAL.types) == compiled_types

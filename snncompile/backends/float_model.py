@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv2d, Delay, Dense, Flatten, Gate,
-                           Graph, Input, Output, SumPool2d, TopDown)
+from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Delay, Dense,
+                           Flatten, Gate, Graph, Input, Output, SumPool2d, TopDown)
 from snncompile.ir.registry import Rules
 from snncompile.nn.layers import LIFLayer
 
@@ -151,6 +151,14 @@ def _conv(node: Conv2d, ins, ctx: FloatContext):
     w = torch.as_tensor(node.weight, dtype=torch.float32)
     return _frames(lambda f: torch.nn.functional.conv2d(
         f, w, stride=node.stride, padding=node.padding, groups=node.groups), _sum(ins))
+
+
+@FLOAT.register(Conv1d)
+def _conv1d(node: Conv1d, ins, ctx: FloatContext):
+    w = torch.as_tensor(node.weight, dtype=torch.float32)
+    return _frames(lambda f: torch.nn.functional.conv1d(
+        f, w, stride=node.stride, padding=node.padding, dilation=node.dilation,
+        groups=node.groups), _sum(ins))
 
 
 @FLOAT.register(AvgPool2d)

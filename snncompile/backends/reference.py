@@ -10,7 +10,9 @@ Lava silently truncating weights shows up as a mismatch. Both are compared in `v
 What each node type computes is one rule per type in one of two tables:
 
 * `REFERENCE` (local time): feed-forward graphs, evaluated node by node over the whole
-  window at once, and graphs with a top-down loop (FxDelay), evaluated one local step at a
+  window at once (a whole-window attention partition runs its ONNX model once on it;
+  its delay does not exist in local time), and graphs with a top-down loop (FxDelay),
+  evaluated one local step at a
   time with every node keeping its state;
 * `REFERENCE_GLOBAL` (global time): graphs with nodes that `runs_in_global_time`
   (sigma-delta neurons are never reset), evaluated node by node over the T + max depth
@@ -31,8 +33,8 @@ import torch
 
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                           FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, loop_source_step, timing
 from snncompile.target import Numerics, load_target
@@ -249,6 +251,15 @@ def _conv_rule(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
     return _conv(node, ins[0])
 
 
+@REFERENCE_GLOBAL.register(FxConv1d)
+@REFERENCE.register(FxConv1d)
+def _conv1d_rule(node: FxConv1d, ins, ctx: _Context) -> torch.Tensor:
+    """The height-1 2-D convolution on (N, T, C, 1, L), back to (N, T, O, L')."""
+    x = ins[0]
+    y = _conv(node, x.reshape(tuple(x.shape[:2]) + node.image_shape(x.shape[2:])))
+    return y.reshape(tuple(y.shape[:3]) + (y.shape[-1],))
+
+
 def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):
     step = max(int(step), 1)                          # a power of 2
     bad = (w < lo) | (w > hi) | ((w & (step - 1)) != 0)
@@ -330,6 +341,12 @@ def _coproc(node: FxCoproc, ins, ctx: _Context) -> dict[str, torch.Tensor]:
         ctx.state[node.name] = _CoprocEvaluator(node, ctx.samples)
     for src, value in zip(ctx.graph.inputs(node.name), ins):
         ctx.cross(f"{node.name}<-{src}", value.to(torch.int64))
+    if node.window:
+        if ctx.steps != ctx.timing.steps:
+            raise UnsupportedError(f"{node.name}: a whole-window attention partition in a "
+                                   "graph evaluated step by step (a top-down loop) has no "
+                                   "integer reference yet")
+        return ctx.state[node.name].run_window(ins)
     return ctx.state[node.name].run(ins)
 
 
@@ -365,6 +382,18 @@ class _CoprocEvaluator:
             steps.append(out)
         return {o: torch.as_tensor(np.stack([s[o] for s in steps], 1).astype(np.int64))
                 for o in self.cg.outputs}
+
+    def run_window(self, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A window partition (FxCoproc `window` = T): one run on each sample's whole
+        window (N, T, *shape); each output (N, T or 1, *shape) becomes its value at every
+        local step (a leading 1: the same at each), in local time (the delay is not seen)."""
+        from snncompile.coproc.onnx_export import run_onnx
+
+        xs = {k: x.numpy() for k, x in zip(self.cg.inputs, ins)}
+        out, _ = run_onnx(self.evaluator, self.cg, xs, {})
+        t = ins[0].shape[1]
+        return {o: torch.as_tensor(np.broadcast_to(v, (v.shape[0], t) + v.shape[2:])
+                                   .astype(np.int64)) for o, v in out.items()}
 
 
 @REFERENCE.register(FxGate)

@@ -33,6 +33,10 @@ published; this is the model's assumption).
 Static energy = static_power_w x chips x latency per inference, shared among layers by the
 cores they occupy (a core's share split by neurons).
 
+Latency per inference = latency per step x (T + the steps whole-window attention adds:
+`ir.timing.added_delay`; static energy stays charged for T steps, since in a stream of
+samples that delay overlaps the next samples).
+
 Latency per step = busiest core + longest used route + barrier sync. A core's work is the
 average per-step events of its blocks (layer events shared by neurons, synops by synapses)
 times the per-event times; the barrier grows linearly with tiles in use (Davies 2018
@@ -65,6 +69,7 @@ from ..ir.graph import Graph
 from ..ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
                         FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from ..ir.registry import Rules
+from ..ir.timing import added_delay
 from snncompile.mapping.place import Mapping
 from ..target import TargetSpec
 from .report import EVENTS, EnergyReport
@@ -299,12 +304,20 @@ class _CoprocEnergy(NodeEnergy):
                   ("coproc_macs", "coproc_adds", "coproc_compares", "coproc_lookups"))
         nbytes = sum(_count(p.counts, name, k) for k in
                      ("bytes_to_coproc", "bytes_from_coproc"))
+        buffered = 0.0
+        if p.graph.node(name).window:   # the window written into its buffer, read once
+            buffered = _count(p.counts, name, "coproc_buffer_bytes")
+            p.note("whole-window attention: the co-processor's window buffer is priced per "
+                   "byte written and read at [coproc] energy_per_byte_j (no figure for the "
+                   "x86 core's memory)")
         j = (ops * cp.get("energy_per_op_j", 0.0)
-             + nbytes * cp.get("energy_per_byte_j", 0.0)) / p.samples
+             + (nbytes + buffered) * cp.get("energy_per_byte_j", 0.0)) / p.samples
         lif = _gated_lif(p.graph, name)
         p.per_layer[lif]["coproc"] += j
         p.events[lif].update({"coproc_ops": ops / p.samples,
                               "coproc_bytes": nbytes / p.samples})
+        if buffered:
+            p.events[lif]["coproc_buffer_bytes"] = buffered / p.samples
         p.coprocs.append(name)
 
 
@@ -351,7 +364,13 @@ def estimate_energy(graph: Graph, mapping: Mapping, counts: dict, spec: TargetSp
     parts, busiest = _latency_parts(p, core_t, coproc_s)
     step_s = sum(parts.values())
     _static(p, step_s * steps)
-    return _report(p, parts, busiest, step_s)
+    delay = added_delay(graph)
+    if delay:
+        p.notes.append(f"whole-window attention delays each inference by {delay} steps "
+                       f"({delay * step_s * 1e6:.3g} us), included in the latency per "
+                       "inference; in a stream of samples the delay overlaps the next "
+                       "samples, so static energy is charged for the sample's own steps")
+    return _report(p, parts, busiest, step_s, delay)
 
 
 def _graded_senders(p: Pricing) -> None:
@@ -434,9 +453,10 @@ def _static(p: Pricing, inference_s: float) -> None:
         p.per_layer[p.inp]["static"] = static
 
 
-def _report(p: Pricing, parts: dict, busiest: int, step_s: float) -> EnergyReport:
+def _report(p: Pricing, parts: dict, busiest: int, step_s: float,
+            delay_steps: int = 0) -> EnergyReport:
     e, per_layer = p.e, p.per_layer
-    inference_s = step_s * p.steps
+    inference_s = step_s * (p.steps + delay_steps)   # + whole-window attention's delay
     per_event = {ev_: sum(d[ev_] for d in per_layer.values()) for ev_ in EVENTS}
     total = sum(sum(d.values()) for d in per_layer.values())
     static_j = per_event["static"]

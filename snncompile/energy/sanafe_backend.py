@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir.graph import Graph
-from ..ir.nodes import Flatten, FxConv2d, FxDense, FxLIF, Input, Output
+from ..ir.nodes import Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, Input, Output
 from ..ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights
 from ..target import TargetSpec
@@ -244,6 +244,15 @@ class _SanafeConv(_SanafeSynapse):
         return si, di, wv * 64
 
 
+@_rule(FxConv1d)
+class _SanafeConv1d(_SanafeConv):
+    def edges(self, node: FxConv1d, graph: Graph):
+        in_shape = graph.shape(graph.inputs(node.name)[0])
+        si, di, wv = _conv_edges(node, node.image_shape(in_shape),
+                                 node.image_shape(graph.shape(node.name)))
+        return si, di, wv * 64
+
+
 @_rule(FxLIF)
 class _SanafeLIF(SanafeNode):
     """Lava's CUBA LIF as SANA-FE's leaky_integrate_fire (see the module docstring)."""
@@ -309,7 +318,7 @@ def _block_neurons(block: dict, shape) -> np.ndarray:
     if "range" in block:
         return np.arange(block["range"][0], block["range"][1])
     c0, c1, y0, y1, x0, x1 = block["tile"]
-    _, h, w = shape
+    _, h, w = shape if len(shape) == 3 else (shape[0], 1, shape[-1])  # Conv1d-fed: (O, 1, L')
     c, y, x = np.meshgrid(np.arange(c0, c1), np.arange(y0, y1), np.arange(x0, x1),
                           indexing="ij")
     return ((c * h + y) * w + x).ravel()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir import (LIF, Attention, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
+from ..ir import (LIF, Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input, Output,
                   SumPool2d)
 from ..errors import UnsupportedError
 from ..nn.checkpoint import load_checkpoint
@@ -51,10 +51,12 @@ def _add_layer(graph: Graph, name: str, spec: dict, layer, cfg: dict, prev: list
     return ends
 
 
-def _identity(name: str, shape: tuple) -> Dense | Conv2d:
+def _identity(name: str, shape: tuple) -> Dense | Conv2d | Conv1d:
     """A synapse that passes its input on unchanged (weight 1 per element)."""
     if len(shape) == 1:
         return Dense(name, weight=np.eye(shape[0], dtype=np.float32))
+    if len(shape) == 2:
+        return Conv1d(name, weight=np.ones((shape[0], 1, 1), np.float32), groups=shape[0])
     return Conv2d(name, weight=np.ones((shape[0], 1, 1, 1), np.float32), groups=shape[0])
 
 
@@ -67,6 +69,11 @@ def _node(name: str, spec: dict, layer, cfg: dict):
         conv = layer.module
         return Conv2d(name, weight=conv.weight.detach().numpy().astype(np.float32),
                       stride=conv.stride, padding=conv.padding, groups=conv.groups)
+    if kind == "conv1d":
+        conv = layer.module
+        return Conv1d(name, weight=conv.weight.detach().numpy().astype(np.float32),
+                      stride=conv.stride[0], padding=conv.padding[0],
+                      dilation=conv.dilation[0], groups=conv.groups)
     if kind == "sumpool2d":
         return SumPool2d(name, kernel=(int(spec["kernel"]),) * 2)
     if kind == "avgpool2d":

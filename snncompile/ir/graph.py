@@ -293,8 +293,9 @@ class Graph:
         for name in self.g.nodes:  # insertion order: inputs first, but for loop delays
             op = self.node(name)
             attrs, arr = {}, {}
+            omit = getattr(op, "omit_when_default", {})
             for key, value in node_fields(op).items():
-                if key == "name":
+                if key == "name" or (key in omit and value == omit[key]):
                     continue
                 if isinstance(value, np.ndarray):
                     arrays[f"{name}/{key}"] = value

@@ -273,8 +273,9 @@ def _coproc_out(ctx: _Ctx, node: FxCoprocOut, shape) -> None:
         raise InputFileError(f"{ctx.where}: node '{node.name}': an FxCoprocOut must read "
                              "one FxCoproc; recompile")
     cg = src.cgraph
-    if node.port not in cg.outputs or tuple(cg.specs[node.port].shape) != tuple(shape):
-        want = {o: list(cg.specs[o].shape) for o in cg.outputs}
+    if node.port not in cg.outputs or \
+            tuple(src.port_spec(node.port).shape) != tuple(shape):    # per step
+        want = {o: list(src.port_spec(o).shape) for o in cg.outputs}
         raise InputFileError(f"{ctx.where}: node '{node.name}': port {node.port!r} of shape "
                              f"{list(shape)} is not an output of '{src.name}' ({want}); "
                              "recompile")

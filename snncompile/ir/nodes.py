@@ -267,6 +267,60 @@ class Conv2d(Node):
 
 
 @dataclass
+class Conv1d(Node):
+    """Float 1-D convolution (cross-correlation, as PyTorch `Conv1d`) over (C, L) inputs.
+    weight: (O, I/groups, K); stride, padding, dilation: ints. A dilated kernel is the
+    sparse kernel of size dilation*(K-1)+1 with the taps `dilation` apart, which is how it
+    is compiled (quantisation lowers it to `FxConv1d`, a height-1 `FxConv2d`)."""
+
+    weight: np.ndarray = None
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self):
+        self.stride = _int(self, "stride", self.stride, minimum=1)
+        self.padding = _int(self, "padding", self.padding, minimum=0)
+        self.dilation = _int(self, "dilation", self.dilation, minimum=1)
+        self.groups = _int(self, "groups", self.groups, minimum=1)
+        if self.weight is not None and np.ndim(self.weight) != 3:
+            raise GraphError(f"{self.name}: Conv1d weight {np.shape(self.weight)} is not "
+                             "(O, I/groups, K)")
+
+    def dense_kernel(self) -> np.ndarray:
+        """The weight with dilation made explicit: (O, I/groups, dilation*(K-1)+1), zeros
+        between the taps (the same map with dilation 1)."""
+        w = np.asarray(self.weight)
+        if self.dilation == 1:
+            return w
+        out = np.zeros(w.shape[:2] + (self.dilation * (w.shape[2] - 1) + 1,), w.dtype)
+        out[:, :, ::self.dilation] = w
+        return out
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 2:
+            raise GraphError(f"{self.name}: Conv1d expects a (C, L) input, got {shape}")
+        c, length = shape
+        o, ig, k = self.weight.shape
+        if c != ig * self.groups:
+            raise GraphError(f"{self.name}: Conv1d expects {ig * self.groups} input channels, "
+                             f"got {c}")
+        out = _conv_out(length, k, self.stride, self.padding, self.dilation)
+        if out < 1:
+            raise GraphError(f"{self.name}: Conv1d output would be empty for input {shape}")
+        return (int(o), out)
+
+    def summary(self):
+        o, ig, k = self.weight.shape
+        return (f"{ig * self.groups}->{o}, k{k}, s{self.stride}, p{self.padding}"
+                + (f", d{self.dilation}" if self.dilation > 1 else "")
+                + (f", g{self.groups}" if self.groups > 1 else ""))
+
+
+@dataclass
 class SumPool2d(Node):
     """Sum over non-overlapping (kernel) windows; stride == kernel."""
 
@@ -535,6 +589,46 @@ class FxConv2d(Node):
 
 
 @dataclass
+class FxConv1d(FxConv2d):
+    """A 1-D convolution on the chip: an `FxConv2d` of height 1 whose input and output keep
+    their 1-D shapes (C, L) -> (O, L'). weight: (O, I/groups, 1, K) int mantissas (a
+    dilated float kernel already made dense, see `Conv1d.dense_kernel`); stride (1, s),
+    padding (0, p). Every stage computes it as that height-1 2-D convolution on the
+    (C, 1, L) view of its input (`image_shape`); the stages whose rules read shapes have
+    their own FxConv1d rule, the others inherit FxConv2d's."""
+
+    def __post_init__(self):
+        Conv2d.__post_init__(self)
+        w = np.shape(self.weight)
+        if len(w) != 4 or w[2] != 1 or self.stride[0] != 1 or self.padding[0] != 0:
+            raise GraphError(f"{self.name}: FxConv1d needs weight (O, I/groups, 1, K), "
+                             f"stride (1, s) and padding (0, p), got weight {w}, stride "
+                             f"{self.stride}, padding {self.padding}")
+
+    @staticmethod
+    def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(C, L) -> (C, 1, L): the 2-D view every stage computes this conv on."""
+        c, length = shape
+        return (int(c), 1, int(length))
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 2:
+            raise GraphError(f"{self.name}: FxConv1d expects a (C, L) input, got {shape}")
+        o, _, length = Conv2d.out_shape(self, [self.image_shape(shape)])
+        return (o, length)
+
+    def summary(self):
+        o, ig, _, k = self.weight.shape
+        return (f"{ig * self.groups}->{o}, k{k}, s{self.stride[1]}, p{self.padding[1]}"
+                + (f", g{self.groups}" if self.groups > 1 else ""))
+
+    def connections(self, out_shape):
+        o, length = out_shape
+        return FxConv2d.connections(self, (o, 1, length))
+
+
+@dataclass
 class FxLIF(Node):
     """Loihi CUBA LIF in fixed point (Lava `LIF`, PyLifModelBitAcc). Per step:
 
@@ -643,19 +737,41 @@ class FxGate(Node):
 @dataclass
 class FxCoproc(Node):
     """A co-processor partition (Loihi 2 embedded x86 core): an integer `CoprocGraph`
-    (snncompile.coproc) run once per time step, with no delay, on the values of its graph
-    inputs (in order: the graph's input names `cgraph.inputs`). Its outputs are taken by
-    `FxCoprocOut` nodes. Stored as the graph's JSON document (`doc`) and its arrays."""
+    (snncompile.coproc) on the values of its graph inputs (in order: the graph's input
+    names `cgraph.inputs`). Its outputs are taken by `FxCoprocOut` nodes. Stored as the
+    graph's JSON document (`doc`) and its arrays.
+
+    window 0 (streaming): the graph runs once per time step, with no delay.
+    window T > 0 (whole-window attention): the partition buffers its inputs over the T
+    local steps of a sample; each graph input is that buffer, (T, *per-step shape), and
+    the graph runs once, when the window is complete. Every output has a leading axis of
+    T (one value per step) or 1 (the same value at every step); the FxCoprocOut nodes
+    send step t's value T + `latency` steps later than a streaming partition would (the
+    delay is `ir.timing.coproc_delay`)."""
     stage: ClassVar[str] = "fixed"
     on_coproc: ClassVar[bool] = True
 
     doc: dict = None
     arrays: dict = None
+    window: int = 0         # 0: per step; T: the whole window of T steps, buffered
+    latency: int = 0        # window mode: steps after the window before the first output
     kind: ClassVar[str] = "graded"
+    #: fields not written to graph.json at these values (a streaming partition's build is
+    #: the same file as before window mode existed; loading fills the defaults back in)
+    omit_when_default: ClassVar[dict] = {"window": 0, "latency": 0}
 
     def __post_init__(self):
         self.arrays = {k: np.asarray(v) for k, v in dict(self.arrays or {}).items()}
+        self.window = _int(self, "window", self.window)
+        self.latency = _int(self, "latency", self.latency)
+        if self.latency and not self.window:
+            raise GraphError(f"{self.name}: a co-processor latency ({self.latency}) needs "
+                             "window mode (window > 0)")
         self._cg = None
+
+    def output_delay(self) -> int:
+        from .timing import coproc_delay
+        return coproc_delay(self)
 
     @property
     def cgraph(self):
@@ -666,18 +782,62 @@ class FxCoproc(Node):
 
     def out_shape(self, in_shapes):
         specs = list(self.cgraph.inputs.values())
-        if [tuple(s.shape) for s in specs] != [tuple(x) for x in in_shapes]:
+        lead = (self.window,) if self.window else ()
+        if [tuple(s.shape) for s in specs] != [lead + tuple(x) for x in in_shapes]:
             raise GraphError(f"{self.name}: co-processor inputs {[s.shape for s in specs]} "
-                             f"fed with {in_shapes}")
+                             f"fed with {in_shapes}"
+                             + (f" over a window of {self.window} steps" if lead else ""))
+        if self.window:
+            for o in self.cgraph.outputs:
+                sh = self.cgraph.specs[o].shape
+                if not sh or sh[0] not in (1, self.window):
+                    raise GraphError(f"{self.name}: window output '{o}' {sh} has no leading "
+                                     f"axis of 1 or {self.window} steps")
         return (0,)  # a bundle of outputs: see FxCoprocOut
 
     def same_as(self, other) -> bool:
         return fx_coproc_equal(self, other)
 
+    def port_spec(self, value: str):
+        """The ValueSpec of graph input or output `value` as it crosses per time step (a
+        window partition: one step of its window, one row of an output)."""
+        from ..coproc import ValueSpec
+        cg = self.cgraph
+        spec = cg.inputs.get(value) or cg.specs[value]
+        return ValueSpec(spec.shape[1:], spec.bits, spec.signed) if self.window else spec
+
+    def step_io_bytes(self):
+        """Bit-packed bytes into and out of the partition per time step per sample
+        (`coproc.IoBytes`). A window partition receives one step of its window per step
+        and sends one row of each output per step (a gain with a leading 1 included: the
+        gate needs it at every step)."""
+        from ..coproc.graph import IoBytes
+        cg = self.cgraph
+        if not self.window:
+            return cg.io_bytes()
+        specs = [cg.specs[o] for o in cg.outputs]
+        return IoBytes(sum(_packed(s.size // self.window, s.bits) for s in cg.inputs.values()),
+                       sum(_packed(s.size // s.shape[0], s.bits) for s in specs))
+
+    def buffer_bytes(self) -> int:
+        """Bytes the partition buffers per sample: its inputs over the whole window
+        (T x current size x bits, bit-packed); 0 for a streaming partition (whose state is
+        `cgraph.state_bytes()`)."""
+        if not self.window:
+            return 0
+        return sum(_packed(s.size, s.bits) for s in self.cgraph.inputs.values())
+
     def summary(self):
         c = self.cgraph.op_counts()
         return (f"{len(self.cgraph.ops)} integer ops: {c.macs} MACs, {c.adds} adds, "
-                f"{c.compares} compares, {c.lut} lookups per step")
+                f"{c.compares} compares, {c.lut} lookups "
+                + (f"per window of {self.window} steps (buffered; outputs "
+                   f"{self.window + self.latency} steps later)" if self.window
+                   else "per step"))
+
+
+def _packed(values: int, bits: int) -> int:
+    return (int(values) * int(bits) + 7) // 8
 
 
 @dataclass
@@ -713,7 +873,9 @@ class FxDelay(Node):
 
 @dataclass
 class FxCoprocOut(Node):
-    """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits)."""
+    """Output `port` of the FxCoproc node feeding it (a gain, unsigned 8 bits; in window
+    mode also the buffered current, sent back delayed). `shape` is the per-step shape: a
+    window partition's port (T or 1, *shape) sends its row t (or row 0) at step t."""
     stage: ClassVar[str] = "fixed"
     on_coproc: ClassVar[bool] = True
 
@@ -1030,9 +1192,9 @@ class Gate(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
-    for cls in (Input, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, Attention, Output,
-                FxDense, FxConv2d, FxLIF, FxGate, FxCoproc, FxCoprocOut, FxDelay,
-                FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate)
+    for cls in (Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d, Flatten, LIF, Attention,
+                Output, FxDense, FxConv2d, FxConv1d, FxLIF, FxGate, FxCoproc, FxCoprocOut,
+                FxDelay, FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate)
 }
 FLOAT_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "float")
 FIXED_TYPES = tuple(t for t in NODE_TYPES.values() if t.stage == "fixed")

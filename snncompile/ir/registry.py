@@ -19,7 +19,8 @@ module registers a rule for it; a stage that meets a node without a rule refuses
 line naming the node, its type, the stage and the types the stage does support.
 
 Lookup follows the class hierarchy (a rule for `SumPool2d` also serves `AvgPool2d` unless
-`AvgPool2d` has its own), so a subclass inherits what it does not override.
+`AvgPool2d` has its own), so a subclass inherits what it does not override, unless the
+stage `refuse`s the subclass (netx export and `FxConv1d`, a subclass of `FxConv2d`).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class Rules:
         self.stage = stage
         self.module = sys._getframe(1).f_globals.get("__name__", "")   # where it is defined
         self._rules: dict[type, object] = {}
+        self._refused: set[type] = set()
         ALL_TABLES[stage] = self
 
     def register(self, *types: type) -> Callable[[F], F]:
@@ -60,10 +62,19 @@ class Rules:
         """Register `rule` for `node_type` (when a decorator does not fit)."""
         self.register(node_type)(rule)
 
+    def refuse(self, node_type: type) -> None:
+        """This stage has no rule for `node_type` (and its subclasses), although a base
+        class of it has one: it is refused like any type without a rule."""
+        if node_type in self._rules:
+            raise TypeError(f"{self.stage}: {node_type.__name__} has a rule; cannot refuse it")
+        self._refused.add(node_type)
+
     def get(self, node_or_type, default=None):
         """The rule for this node (or node type), following the class hierarchy."""
         cls = node_or_type if isinstance(node_or_type, type) else type(node_or_type)
         for c in cls.__mro__:
+            if c in self._refused:
+                return default
             if c in self._rules:
                 return self._rules[c]
         return default

@@ -30,6 +30,17 @@ Definitions (the chip's, and Lava's):
   whose inputs still disagree has no Timing (`timing` refuses it in one line).
 * a loop delay (FxDelay, the top-down attention loop) reads, at its target's local step t,
   what its source produced at local step t - latency (`init` before that).
+* a **window partition** (FxCoproc with `window` = T > 0: whole-window attention, as
+  released) whose input is at depth d receives local steps 0 .. T-1 of it at global
+  steps d .. d + T - 1 (from `buffers_from`), buffers them, and computes once the window
+  is complete (global step d + T - 1, `window_done`). It sends what belongs to local
+  step t (a gain, and the buffered current it gates) at global step d + T + latency + t:
+  its `output_delay` is `coproc_delay` = T + latency steps, and its own depth, like a
+  synapse's, is where its outputs are (d + T + latency). Every node after it has a depth
+  larger by that much than in causal mode (`added_delay` sums it over the graph). In
+  local time nothing changes: the gate at local step t multiplies current t by the gain
+  of the whole window. In a stream of samples (Lava), the partition buffers sample n + 1
+  while it sends sample n back.
 """
 from __future__ import annotations
 
@@ -50,6 +61,8 @@ class Timing:
 
     steps: int                       # T: local steps per sample
     depth: Mapping[str, int]         # node name -> depth
+    delays: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #                                  window partition -> its coproc_delay (T + latency)
 
     @property
     def max_depth(self) -> int:
@@ -84,9 +97,58 @@ class Timing:
         """Lava time step at which node `name` computes local step 0 of sample 0."""
         return self.depth[name] + LAVA_FIRST_STEP
 
+    def buffers_from(self, name: str) -> int:
+        """Global step at which window partition `name` receives local step 0 of its
+        window: its depth (where its outputs are) minus its delay."""
+        return self.depth[name] - self.delays[name]
+
+    def buffering(self, name: str, global_step: int) -> bool:
+        """True while window partition `name` receives its window (local steps 0..T-1)."""
+        return 0 <= global_step - self.buffers_from(name) < self.steps
+
+    def window_done(self, name: str) -> int:
+        """Global step at which window partition `name` holds its whole window (its input's
+        local step T - 1): when it computes."""
+        return self.buffers_from(name) + self.steps - 1
+
+    def lava_buffer_start(self, name: str) -> int:
+        """Lava time step at which window partition `name` receives local step 0 of
+        sample 0's window."""
+        return self.buffers_from(name) + LAVA_FIRST_STEP
+
     def lava_reset_offset(self, name: str) -> int:
         """`reset_offset` of a Lava LIFReset at node `name` (reset_interval = T)."""
         return (self.depth[name] + LAVA_FIRST_STEP) % self.steps
+
+
+def coproc_delay(node) -> int:
+    """Global steps between a co-processor partition's input and its output: 0 for a
+    streaming one (it answers in the same step), T + latency for a window partition
+    (FxCoproc `window` = T): it waits for the whole window, then `latency` more steps."""
+    return int(node.window) + int(node.latency) if node.window else 0
+
+
+def added_delay(graph) -> int:
+    """Steps the window partitions add to the path from the input to the output (0 without
+    any): the output's depth minus what it would be if every partition streamed."""
+    out = graph.output_node().name
+    order = graph.order()
+    base: dict[str, int] = {}
+    for n in order:
+        ins = [i for i in graph.inputs(n) if not graph.node(i).closes_loop]
+        base[n] = max((base[i] + _streaming_delay(graph.node(i)) for i in ins), default=0)
+    return graph.depth(out) - (base[out] + _streaming_delay(graph.node(out)))
+
+
+def _streaming_delay(node) -> int:
+    return node.output_delay() - (coproc_delay(node) if getattr(node, "window", 0)
+                                  and node.on_coproc else 0)
+
+
+def window_row(value: np.ndarray, local_step: int) -> np.ndarray:
+    """Row `local_step` of a window partition's output (N, T or 1, *shape): the value it
+    sends for that local step (a leading axis of 1: the same at every step)."""
+    return value[:, 0] if value.shape[1] == 1 else value[:, local_step]
 
 
 def timing(graph, steps: int) -> Timing:
@@ -98,7 +160,16 @@ def timing(graph, steps: int) -> Timing:
         raise GraphError(f"{dst}: input '{src}' arrives {k} step(s) before the node's other "
                          "inputs (unequal path depths); balance the graph first "
                          "(snncompile.ir.timing.balance)")
-    return Timing(int(steps), {name: graph.depth(name) for name in graph.order()})
+    delays = {}
+    for name in graph.order():
+        window = getattr(graph.node(name), "window", 0) if graph.node(name).on_coproc else 0
+        if window and window != int(steps):
+            raise GraphError(f"{name}: the whole-window attention partition was compiled for "
+                             f"windows of {window} steps; the inputs have {int(steps)} steps "
+                             "per sample")
+        if window:
+            delays[name] = coproc_delay(graph.node(name))
+    return Timing(int(steps), {name: graph.depth(name) for name in graph.order()}, delays)
 
 
 def balance(graph) -> list[dict]:
@@ -158,7 +229,7 @@ binary input spikes one step later, exactly (v is 0 whenever it did not spike)."
 def _relay(graph, src: str, dst: str, steps: int) -> dict:
     """Delay synapse `src`'s input spikes by `steps` steps with `steps` stages of delay
     neurons (a weight-1 identity synapse and an FxLIF relay each) between its input and it."""
-    from .nodes import FxConv2d, FxDense, FxLIF
+    from .nodes import FxConv1d, FxConv2d, FxDense, FxLIF
     feed = graph.inputs(src)
     shape = graph.shape(feed[0])
     if len(feed) != 1 or graph.kind(feed[0]) != "spikes":
@@ -166,11 +237,12 @@ def _relay(graph, src: str, dst: str, steps: int) -> dict:
                          f"its input is not binary spikes, so delay neurons cannot hold the "
                          f"{steps} step(s) it needs to meet '{dst}'")
     prev = feed[0]
+    conv = FxConv1d if len(shape) == 2 else FxConv2d      # (C, L) or (C, H, W)
     for k in range(steps):
         ident = (FxDense(f"{src}.relay{k}.syn", weight=np.eye(shape[0], dtype=np.int32),
                          sign_mode="excitatory") if len(shape) == 1 else
-                 FxConv2d(f"{src}.relay{k}.syn", groups=shape[0],
-                          weight=np.ones((shape[0], 1, 1, 1), np.int32)))
+                 conv(f"{src}.relay{k}.syn", groups=shape[0],
+                      weight=np.ones((shape[0], 1, 1, 1), np.int32)))
         graph.add(ident, [prev])
         graph.add(FxLIF(f"{src}.relay{k}", shape=shape, **RELAY), [ident.name])
         prev = f"{src}.relay{k}"

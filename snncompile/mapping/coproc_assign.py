@@ -19,6 +19,13 @@ estimates for Loihi 2):
 
 Partitions are given to the x86 cores round-robin; they run in parallel within a step, so
 the step gets longer by the busiest core's total.
+
+A window partition (whole-window attention, FxCoproc `window` = T) receives one step of
+its window and sends one row of each output (gains and the delayed current) per step, and
+computes once per window: its compute time falls in the step the window completes, and
+the per-step latency counts it as an average (compute / T), a lower bound like every
+per-step average of the latency model. What it adds on top is a delay of T + latency steps
+(`ir.timing.coproc_delay`) and a buffer of T x current size x bits (`buffer_bytes`).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import math
 
 from snncompile.ir import FxCoproc, FxCoprocOut, FxDelay, Graph
 from snncompile.ir.registry import Rules
+from snncompile.ir.timing import added_delay, coproc_delay
 from snncompile.mapping.split import core_role
 from snncompile.target import TargetSpec
 
@@ -45,15 +53,15 @@ signed) of the channel between co-processor node `name` and neurocore node `neur
 @BOUNDARY.register(FxCoproc)
 def _into_coproc(graph: Graph, name: str, neuro: str):
     """neuro -> coproc: the synapse's current, at the co-processor graph's input width."""
-    cg = graph.node(name).cgraph
-    return cg.inputs[list(cg.inputs)[graph.inputs(name).index(neuro)]]
+    node = graph.node(name)
+    return node.port_spec(list(node.cgraph.inputs)[graph.inputs(name).index(neuro)])
 
 
 @BOUNDARY.register(FxCoprocOut)
 def _out_of_coproc(graph: Graph, name: str, neuro: str):
-    """coproc -> neuro: the output port's value (a gain)."""
-    cg = graph.node(graph.inputs(name)[0]).cgraph
-    return cg.specs[graph.node(name).port]
+    """coproc -> neuro: the output port's value (a gain; in window mode also the delayed
+    current), one step of it."""
+    return graph.node(graph.inputs(name)[0]).port_spec(graph.node(name).port)
 
 
 @BOUNDARY.register(FxDelay)
@@ -83,26 +91,44 @@ def partition(graph: Graph, spec: TargetSpec) -> dict:
     cores = max(1, int(getattr(getattr(spec, "chip", None), "x86_cores", 1) or 1))
     parts, busy = [], [0.0] * cores
     for i, node in enumerate(graph.nodes(FxCoproc)):
-        cg = node.cgraph
-        c, io = cg.op_counts(), cg.io_bytes()
-        compute = ((c.macs * cp.get("cycles_per_mac", 1)
-                    + (c.adds + c.compares + c.lut) * cp.get("cycles_per_op", 1))
-                   / cp.get("clock_hz", 1e9))
-        transfer = io.total / cp.get("bytes_per_s", 1e9)
-        latency = cp.get("message_latency_s", 0.0) + transfer + compute
+        q = _partition_costs(node, cp)
         core = i % cores
-        busy[core] += latency
-        parts.append({"node": node.name, "x86_core": core,
-                      "ops": [f"{op.name}: {type(op).__name__}" for op in cg.ops],
-                      "macs": c.macs, "adds": c.adds, "compares": c.compares,
-                      "lookups": c.lut, "state_bytes": cg.state_bytes(),
-                      "bytes_in": io.inp, "bytes_out": io.out,
-                      "compute_s": compute, "transfer_s": transfer, "latency_s": latency})
+        busy[core] += q["latency_s"]
+        parts.append({"node": node.name, "x86_core": core, **q})
     estimates = sorted(k for k, v in dict(cp.get("estimate", {})).items() if v)
-    return {"assignment": where, "channels": channels, "partitions": parts,
-            "x86_cores": cores, "added_latency_per_step_s": max(busy) if parts else 0.0,
-            "bytes_per_step": sum(ch["bytes_per_step"] for ch in channels),
-            "estimates": estimates}
+    out = {"assignment": where, "channels": channels, "partitions": parts,
+           "x86_cores": cores, "added_latency_per_step_s": max(busy) if parts else 0.0,
+           "bytes_per_step": sum(ch["bytes_per_step"] for ch in channels),
+           "estimates": estimates}
+    delay = added_delay(graph)
+    if delay:           # whole-window attention (absent: every partition streams)
+        out["added_delay_steps"] = delay
+    return out
+
+
+def _partition_costs(node: FxCoproc, cp: dict) -> dict:
+    """Ops, bytes and seconds of one partition (see the module docstring): per step, and
+    for a window partition also per window."""
+    cg = node.cgraph
+    c, io = cg.op_counts(), node.step_io_bytes()
+    compute = ((c.macs * cp.get("cycles_per_mac", 1)
+                + (c.adds + c.compares + c.lut) * cp.get("cycles_per_op", 1))
+               / cp.get("clock_hz", 1e9))
+    per_step = compute / node.window if node.window else compute
+    transfer = io.total / cp.get("bytes_per_s", 1e9)
+    latency = cp.get("message_latency_s", 0.0) + transfer + per_step
+    q = {"ops": [f"{op.name}: {type(op).__name__}" for op in cg.ops],
+         "macs": c.macs, "adds": c.adds, "compares": c.compares,
+         "lookups": c.lut, "state_bytes": cg.state_bytes(),
+         "bytes_in": io.inp, "bytes_out": io.out,
+         "compute_s": per_step, "transfer_s": transfer, "latency_s": latency}
+    if node.window:
+        shape = list(cg.inputs.values())[0].shape
+        q.update(window=node.window, delay_steps=coproc_delay(node),
+                 buffer_bytes=node.buffer_bytes(), window_compute_s=compute,
+                 buffer=f"{node.window} steps x {math.prod(shape[1:]):,} values x "
+                        f"{list(cg.inputs.values())[0].bits} bits")
+    return q
 
 
 def partition_markdown(p: dict) -> str:
@@ -126,6 +152,33 @@ def partition_markdown(p: dict) -> str:
                  f"co-processor adds about {p['added_latency_per_step_s'] * 1e6:.3g} us per "
                  f"time step ({p['x86_cores']} x86 cores; estimates: "
                  f"{', '.join(p['estimates']) or 'none'}).")
+    lines += window_lines(p)
     for q in p["partitions"]:
         lines.append(f"- {q['node']}: " + "; ".join(q["ops"]))
     return "\n".join(lines)
+
+
+def window_lines(p: dict) -> list[str]:
+    """What whole-window attention costs, one paragraph per window partition: the buffer,
+    and the added latency in steps and (when the compile priced a step) in microseconds."""
+    out = []
+    delay = p.get("window_delay", {})
+    for q in p["partitions"]:
+        if not q.get("window"):
+            continue
+        us = (f", about {q['delay_steps'] * delay['step_s'] * 1e6:.3g} us at "
+              f"{delay['step_s'] * 1e6:.3g} us per step ({delay['source']})"
+              if delay.get("step_s") else ", microseconds not estimated (no calibration run)")
+        out += ["", f"Whole-window attention {q['node']}: the co-processor buffers the "
+                f"current of all {q['window']} steps of a sample ({q['buffer']} = "
+                f"{q['buffer_bytes']:,} bytes per sample; a stream of samples needs two such "
+                f"buffers, one filling while the other is sent back), computes the gains "
+                f"once the window is complete ({q['window_compute_s'] * 1e6:.3g} us of "
+                f"compute in that step; latency/step above averages it over the window) and "
+                f"sends them back with the buffered current: the neurons after it run "
+                f"{q['delay_steps']} steps later than in causal mode{us}."]
+    if any(q.get("window") for q in p["partitions"]):
+        out.append(f"Added latency per inference: {p['added_delay_steps']} steps"
+                   + (f", about {delay['seconds'] * 1e6:.3g} us" if delay.get("seconds")
+                      else "") + ".")
+    return out

@@ -567,7 +567,8 @@ def _latency_split(graph, spec, packed: Split, rates, chips, max_cores) -> Split
     best.work_cap = None
     if hi <= 0:
         return best
-    lo = 0.0
+    # below total / max_cores no split fits (every core's work <= cap): start there
+    lo = sum(work) / max_cores
     for _ in range(12):
         cap = (lo + hi) / 2
         split = split_graph(graph, spec, rates=rates, work_cap=cap)

@@ -57,8 +57,8 @@ import numpy as np
 
 from snncompile.errors import ResourceLimitError, UnsupportedError
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense,
-                                 FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
+from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.target import Limits, TargetSpec
 
@@ -248,6 +248,12 @@ def _through_gates(graph: Graph, name: str) -> tuple[str, list[tuple]]:
     while core_role(graph, name) == "gate":
         gains.append(tuple(graph.shape(graph.inputs(name)[1])))
         name = graph.inputs(name)[0]
+    if core_role(graph, name) == "coproc":
+        # whole-window attention: the gates read the current the co-processor buffered
+        # and sends back delayed; it is the synapse's current (through the relay layer).
+        # The layer keeps the synapse as in causal mode, so its synapses are counted on
+        # the neuron's cores too (an overestimate: only the relay copy is needed)
+        name = graph.inputs(graph.inputs(name)[0])[0]
     return name, gains
 
 
@@ -533,6 +539,16 @@ def _conv_connectivity(node: FxConv2d, graph: Graph, shape, spec: TargetSpec,
 
 
 SPLIT.add(FxConv2d, CoreCost(_trait_role(FxConv2d), _conv_connectivity))
+
+
+def _conv1d_connectivity(node: FxConv1d, graph: Graph, shape, spec: TargetSpec,
+                         lim: Limits) -> _ConvSyn:
+    """A Conv1d-fed layer is tiled as the height-1 image it is: (O, 1, L')."""
+    return _ConvSyn(node, node.image_shape(graph.shape(graph.inputs(node.name)[0])),
+                    node.image_shape(shape), spec)
+
+
+SPLIT.add(FxConv1d, CoreCost(_trait_role(FxConv1d), _conv1d_connectivity))
 
 
 def _sat(a: np.ndarray) -> np.ndarray:

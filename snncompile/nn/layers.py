@@ -17,7 +17,10 @@ from torch import nn
 
 from ..errors import UnsupportedError, is_max_pool, max_pool_refused
 
-LAYER_TYPES = ("dense", "conv2d", "sumpool2d", "avgpool2d", "flatten", "lif", "residual")
+LAYER_TYPES = ("dense", "conv2d", "conv1d", "sumpool2d", "avgpool2d", "flatten", "lif", "residual")
+
+
+SYNAPSE_TYPES = ("dense", "conv2d", "conv1d")
 
 
 class _Spike(torch.autograd.Function):
@@ -122,6 +125,7 @@ class SNN(nn.Module):
                     {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
 
     Layer types: dense(out), conv2d(out, kernel, stride=1, padding=0, groups=1),
+    conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1) on (C, L) inputs,
     sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias, reset,
     fire_at), and
     residual(body, shortcut): two lists of layers applied to the same input whose output
@@ -181,9 +185,9 @@ class SNN(nn.Module):
             specs = spec.get(part) or []
             if part == "body" and not specs:
                 raise UnsupportedError(f"{name}: a residual block needs a body")
-            if specs and specs[-1].get("type") not in ("dense", "conv2d"):
-                raise UnsupportedError(f"{name}: the {part} must end with a dense or conv2d "
-                                       "layer (its current feeds the next lif)")
+            if specs and specs[-1].get("type") not in SYNAPSE_TYPES:
+                raise UnsupportedError(f"{name}: the {part} must end with a dense, conv2d or "
+                                       "conv1d layer (its current feeds the next lif)")
             names, mods, sub = [], nn.ModuleList(), shape
             for j, sub_spec in enumerate(specs):
                 kind = sub_spec.get("type")
@@ -238,6 +242,9 @@ class SNN(nn.Module):
                                        f"exceed {MAX_LAYER_WEIGHTS}")
             conv = nn.Conv2d(shape[0], out, k, s, p, groups=g, bias=False)
             return _TimeDistributed(conv), (out, h, w)
+        if kind == "conv1d":
+            need(2)
+            return _conv1d(name, spec, shape, num)
         if kind in ("sumpool2d", "avgpool2d"):
             need(3)
             k = num("kernel")
@@ -257,6 +264,25 @@ class SNN(nn.Module):
         for name, layer in zip(self.names, self.layers):
             x = _apply(name, layer, x, record)
         return x
+
+
+def _conv1d(name: str, spec: dict, shape: tuple, num):
+    """A conv1d layer on a (C, L) input: (module, (out, L'))."""
+    k, s, d = num("kernel"), num("stride", 1), num("dilation", 1)
+    p, g, out = num("padding", 0, minimum=0), num("groups", 1), num("out")
+    if shape[0] % g or out % g:
+        raise UnsupportedError(f"{name}: groups {g} must divide the {shape[0]} input and "
+                               f"{out} output channels")
+    length = (shape[1] + 2 * p - d * (k - 1) - 1) // s + 1
+    if length < 1:
+        raise UnsupportedError(f"{name}: kernel {k} (stride {s}, padding {p}, dilation {d}) "
+                               f"does not fit the length-{shape[1]} input")
+    span = d * (k - 1) + 1          # compiled as the dense kernel of this size
+    if out * shape[0] // g * span > MAX_LAYER_WEIGHTS:
+        raise UnsupportedError(f"{name}: {out}x{shape[0] // g}x{span} (dilated) kernel "
+                               f"weights exceed {MAX_LAYER_WEIGHTS}")
+    conv = nn.Conv1d(shape[0], out, k, s, p, dilation=d, groups=g, bias=False)
+    return _TimeDistributed(conv), (out, length)
 
 
 def _apply(name: str, layer: nn.Module, x: torch.Tensor, record: dict | None):

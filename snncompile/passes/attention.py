@@ -30,8 +30,19 @@ integer network then fires less, more so in deeper layers). With round-to-neares
 expected error of every stage is zero and only the unbiased quantisation noise remains.
 
 For TCSA the co-processor also forms a1 = rnd(a * g_ta / 256) and a2 = rnd(a1 * g_ca / 256)
-with exactly the gates' arithmetic, so that CA and SA see what the neurocore sees. Only the
-causal modes stream; "window" mode pools the whole time window and is refused.
+with exactly the gates' arithmetic, so that CA and SA see what the neurocore sees.
+
+Two modes, as the training layer's:
+
+* "causal" streams: the partition runs every step on that step's current (TA keeps the
+  last `window` steps in a History op) and its gains act in the same step;
+* "window" (the released form) pools the whole time window. The partition (FxCoproc
+  `window` = T) buffers the current of all T steps of a sample, (T, *shape), and runs
+  once when the window is complete, with the same ops over one more axis: the window mean
+  is ReduceMean over (T, H, W) (CA) or (T, C) (SA), or over (C, H, W) of each step (TA,
+  whose MLP then maps the T per-step descriptors to T logits, as released). It sends
+  back the gains and the buffered current, and the gates act on that delayed copy: the
+  neurons after the attention run T steps later than in causal mode (`ir.timing`).
 """
 from __future__ import annotations
 
@@ -55,14 +66,20 @@ WEIGHT_BITS = 16        # co-processor MLP / conv weights (signed)
 ROUNDING = "nearest_even"   # every shift, division and gate (see the module docstring)
 
 
+WINDOW_LATENCY = 0
+"""Steps a window partition waits after its window before the first output: 0, because it
+computes in the step the window completes (that step gets longer by the window's compute
+time, which the partition report and the latency model add) and answers in the next."""
+
+
 def check_attention(node: Attention, spec: TargetSpec) -> None:
     """Refuse what the target cannot host, with the reason and the alternative."""
-    if node.mode != "causal":
-        raise UnsupportedError(
-            f"{node.name}: attention mode '{node.mode}' pools over the whole time window, so "
-            "the first gain exists only after all T steps; a streaming chip would have to "
-            "buffer the window (latency T). Retrain with mode 'causal' (per-step CA/SA, "
-            "causal-window TA)")
+    if node.mode not in ("causal", "window"):
+        raise UnsupportedError(f"{node.name}: attention mode '{node.mode}' is not one of "
+                               "causal, window")
+    if node.mode == "window" and node.steps < 1:
+        raise UnsupportedError(f"{node.name}: window-mode attention needs its window length "
+                               "T (steps) to be compiled")
     check_coproc_target(node.name, spec)
 
 
@@ -102,10 +119,12 @@ def _shift_for(peak: float, bits: int) -> int:
 class _Builder:
     """Grows a CoprocGraph op by op, evaluating it on calibration data to pick shifts."""
 
-    def __init__(self, name: str, shape: tuple[int, ...], bits: int, a_cal: np.ndarray):
+    def __init__(self, name: str, shape: tuple[int, ...], bits: int, a_cal: np.ndarray,
+                 window: int = 0):
         self.prefix = name
         self.input = "a"
-        self.inputs = {"a": ValueSpec(shape, bits)}
+        self.window = window        # window mode: the input is the whole (T, *shape) window
+        self.inputs = {"a": ValueSpec(((window,) if window else ()) + tuple(shape), bits)}
         self.ops: list = []
         self.cal = {"a": a_cal}
         self.outputs: list[str] = []
@@ -116,6 +135,8 @@ class _Builder:
 
     def values(self, name: str) -> np.ndarray:
         g = CoprocGraph(self.inputs, self.ops, [name])
+        if self.window:             # one run per sample, on its whole window
+            return g.run_step(self.cal)[0][name].astype(np.int64)
         return g.run(self.cal)[name].astype(np.int64)
 
     def mlp_gain(self, key: str, descriptors: list[str], w1, w2, scale: float,
@@ -158,8 +179,10 @@ class _Builder:
 
 
 def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bits: int,
-                    x_cal: np.ndarray, spec: TargetSpec) -> tuple[FxCoproc, list]:
-    """Return the FxCoproc node and [(variant, FxCoprocOut, FxGate)] in gate order.
+                    x_cal: np.ndarray, spec: TargetSpec) -> tuple[FxCoproc, list, object]:
+    """Return the FxCoproc node, [(variant, FxCoprocOut, FxGate)] in gate order, and the
+    FxCoprocOut of the delayed current the first gate reads (window mode; None in causal
+    mode, where the gate reads the synapse's current itself).
 
     shape: the current's per-step shape; sigma: integer units per float unit of current;
     in_bits: width of the synapse output; x_cal: float calibration currents (N, T, *shape)
@@ -168,69 +191,109 @@ def lower_attention(node: Attention, shape: tuple[int, ...], sigma: float, in_bi
     if x_cal is None or not len(x_cal):
         raise QuantizationError(f"{node.name}: attention layers need calibration data "
                                 "(--calib) to choose the co-processor's scales")
-    spatial = len(shape) == 3
-    variants = list(ATTENTION_PARTS[node.variant])
-    if "sa" in variants and not spatial:
+    if "sa" in ATTENTION_PARTS[node.variant] and len(shape) != 3:
         raise UnsupportedError(f"{node.name}: spatial attention needs a (C, H, W) current")
+    window = int(node.steps) if node.mode == "window" else 0
+    if window and np.shape(x_cal)[1] != window:
+        raise QuantizationError(f"{node.name}: whole-window attention built for T = {window} "
+                                f"steps, calibrated on {np.shape(x_cal)[1]}-step samples")
     a_cal = np.clip(np.round(np.asarray(x_cal, np.float64) * sigma),
                     -(2 ** (in_bits - 1)), 2 ** (in_bits - 1) - 1).astype(np.int64)
-    b = _Builder(node.name, shape, in_bits, a_cal)
-    cur = "a"
-    gains = []
-    nd = len(shape)
-    for i, v in enumerate(variants):
-        if v == "ta":
-            avg = b.add(ReduceMean("ta_avg", (cur,), axes=tuple(range(nd)),
-                                   rounding=ROUNDING))
-            mx = b.add(ReduceMax("ta_max", (cur,), axes=tuple(range(nd))))
-            w = node.window
-            if w > 1:
-                avg = b.add(History("ta_hist_avg", (avg,), k=w))
-                mx = b.add(History("ta_hist_max", (mx,), k=w))
-            else:
-                avg = b.add(Reshape("ta_vec_avg", (avg,), shape=(1,)))
-                mx = b.add(Reshape("ta_vec_max", (mx,), shape=(1,)))
-            g, _ = b.mlp_gain("ta", [avg, mx], node.ta_w1, node.ta_w2, sigma, node.name)
-            g = b.add(Reshape("g_ta_b", (g,), shape=(1,) * nd))
-        elif v == "ca":
-            if spatial:
-                descs = [b.add(ReduceMean("ca_avg", (cur,), axes=(1, 2), rounding=ROUNDING)),
-                         b.add(ReduceMax("ca_max", (cur,), axes=(1, 2)))]
-            else:  # a dense current has no H, W: avg = max = the current itself
-                descs = [cur, cur]
-            g, _ = b.mlp_gain("ca", descs, node.ca_w1, node.ca_w2, sigma, node.name)
-            if spatial:
-                g = b.add(Reshape("g_ca_b", (g,), shape=(shape[0], 1, 1)))
-        else:  # sa
-            avg = b.add(ReduceMean("sa_avg", (cur,), axes=(0,), keepdims=True,
-                                   rounding=ROUNDING))
-            mx = b.add(ReduceMax("sa_max", (cur,), axes=(0,), keepdims=True))
-            both = b.add(Concat("sa_cat", (avg, mx), axis=0))
-            wq, k = _int8(np.asarray(node.sa_w, np.float64), f"{node.name} sa conv",
-                          WEIGHT_BITS)
-            pad = wq.shape[-1] // 2
-            probe = Conv2d("sa_probe", (both,), weight=wq, padding=(pad, pad), shift=0,
-                           out_bits=32, weight_bits=WEIGHT_BITS)
-            b.ops.append(probe)
-            peak = float(np.abs(b.values("sa_probe")).max(initial=0))
-            b.ops.pop()
-            s = _shift_for(peak, HIDDEN_BITS)
-            logit = b.add(Conv2d("sa_conv", (both,), weight=wq, padding=(pad, pad), shift=s,
-                                 out_bits=HIDDEN_BITS, rounding=ROUNDING,
-                                 weight_bits=WEIGHT_BITS))
-            g = b.lut("sa", logit, sigma * 2.0 ** (k - s))
-        gains.append((v, g))
-        b.outputs.append(g)
-        if i + 1 < len(variants):  # the next gain reads the already modulated current
-            cur = b.add(Mul(f"a_{v}", (cur, g), shift=GAIN_SHIFT, out_bits=in_bits,
-                            rounding=ROUNDING))
+    b = _Builder(node.name, shape, in_bits, a_cal, window)
+    gains = _gains(b, node, tuple(shape), sigma, in_bits)
+    if window:                  # the buffered current goes back, delayed, to the gates
+        b.outputs.append(b.add(Reshape("a_delayed", ("a",), shape=(window,) + tuple(shape))))
     cg = CoprocGraph(b.inputs, b.ops, b.outputs)
     doc, arrays = cg.to_dict()
-    coproc = FxCoproc(f"{node.name}.coproc", doc=doc, arrays=arrays)
+    coproc = FxCoproc(f"{node.name}.coproc", doc=doc, arrays=arrays, window=window,
+                      latency=WINDOW_LATENCY if window else 0)
+    lead = 1 if window else 0   # a window port's leading axis: T steps, or 1 for all
     chain = []
     for i, (v, g) in enumerate(gains):
-        out = FxCoprocOut(f"{node.name}.g_{v}", port=g, shape=cg.specs[g].shape)
+        out = FxCoprocOut(f"{node.name}.g_{v}", port=g, shape=cg.specs[g].shape[lead:])
         gate = FxGate(f"{node.name}.gate_{v}", shift=GAIN_SHIFT, gain_bits=8,
                       relu=(i == len(gains) - 1), rounding=ROUNDING)
         chain.append((v, out, gate))
-    return coproc, chain
+    delayed = (FxCoprocOut(f"{node.name}.current", port="a_delayed", shape=tuple(shape))
+               if window else None)
+    return coproc, chain, delayed
+
+
+def _gains(b: _Builder, node: Attention, shape: tuple[int, ...], sigma: float,
+           in_bits: int) -> list[tuple[str, str]]:
+    """[(variant, gain value)] in gate order; each gain after the first reads the current
+    as the gates before it modulated it (Mul with the gates' arithmetic)."""
+    variants = list(ATTENTION_PARTS[node.variant])
+    make = {"ta": _ta_gain, "ca": _ca_gain, "sa": _sa_gain}
+    cur, gains = "a", []
+    for i, v in enumerate(variants):
+        g = make[v](b, node, cur, shape, sigma)
+        gains.append((v, g))
+        b.outputs.append(g)
+        if i + 1 < len(variants):
+            cur = b.add(Mul(f"a_{v}", (cur, g), shift=GAIN_SHIFT, out_bits=in_bits,
+                            rounding=ROUNDING))
+    return gains
+
+
+def _ta_gain(b: _Builder, node: Attention, cur: str, shape, sigma: float) -> str:
+    """TA: per step, mean and max over (C, H, W). Causal: the last `window` steps' pairs
+    (History) -> MLP w -> 1; window: all T steps' -> MLP T -> T, one gain per step."""
+    nd = len(shape)
+    axes = tuple(range(1, nd + 1)) if b.window else tuple(range(nd))
+    avg = b.add(ReduceMean("ta_avg", (cur,), axes=axes, rounding=ROUNDING))
+    mx = b.add(ReduceMax("ta_max", (cur,), axes=axes))
+    w = node.window
+    if not b.window and w > 1:
+        avg = b.add(History("ta_hist_avg", (avg,), k=w))
+        mx = b.add(History("ta_hist_max", (mx,), k=w))
+    elif not b.window:
+        avg = b.add(Reshape("ta_vec_avg", (avg,), shape=(1,)))
+        mx = b.add(Reshape("ta_vec_max", (mx,), shape=(1,)))
+    g, _ = b.mlp_gain("ta", [avg, mx], node.ta_w1, node.ta_w2, sigma, node.name)
+    lead = (b.window,) if b.window else ()
+    return b.add(Reshape("g_ta_b", (g,), shape=lead + (1,) * nd))
+
+
+def _ca_gain(b: _Builder, node: Attention, cur: str, shape, sigma: float) -> str:
+    """CA: per channel, mean and max over (H, W) of the step (causal) or over (T, H, W)
+    of the window; a causal dense current is its own mean and max."""
+    spatial = len(shape) == 3
+    axes = ((0, 2, 3) if spatial else (0,)) if b.window else ((1, 2) if spatial else ())
+    if axes:
+        descs = [b.add(ReduceMean("ca_avg", (cur,), axes=axes, rounding=ROUNDING)),
+                 b.add(ReduceMax("ca_max", (cur,), axes=axes))]
+    else:   # a dense current has no H, W: avg = max = the current itself
+        descs = [cur, cur]
+    g, _ = b.mlp_gain("ca", descs, node.ca_w1, node.ca_w2, sigma, node.name)
+    lead = (1,) if b.window else ()
+    if spatial or b.window:
+        g = b.add(Reshape("g_ca_b", (g,), shape=lead + (shape[0],) + (1,) * (len(shape) - 1)))
+    return g
+
+
+def _sa_gain(b: _Builder, node: Attention, cur: str, shape, sigma: float) -> str:
+    """SA: mean and max over the channels of the step (causal) or over all T x C maps of
+    the window -> conv 2 -> 1 -> sigmoid table: one H x W map."""
+    hw = tuple(shape[1:])
+    axes = (0, 1) if b.window else (0,)
+    avg = b.add(ReduceMean("sa_avg", (cur,), axes=axes, keepdims=True, rounding=ROUNDING))
+    mx = b.add(ReduceMax("sa_max", (cur,), axes=axes, keepdims=True))
+    if b.window:
+        avg = b.add(Reshape("sa_map_avg", (avg,), shape=(1,) + hw))
+        mx = b.add(Reshape("sa_map_max", (mx,), shape=(1,) + hw))
+    both = b.add(Concat("sa_cat", (avg, mx), axis=0))
+    wq, k = _int8(np.asarray(node.sa_w, np.float64), f"{node.name} sa conv", WEIGHT_BITS)
+    pad = wq.shape[-1] // 2
+    probe = Conv2d("sa_probe", (both,), weight=wq, padding=(pad, pad), shift=0,
+                   out_bits=32, weight_bits=WEIGHT_BITS)
+    b.ops.append(probe)
+    peak = float(np.abs(b.values("sa_probe")).max(initial=0))
+    b.ops.pop()
+    s = _shift_for(peak, HIDDEN_BITS)
+    logit = b.add(Conv2d("sa_conv", (both,), weight=wq, padding=(pad, pad), shift=s,
+                         out_bits=HIDDEN_BITS, rounding=ROUNDING, weight_bits=WEIGHT_BITS))
+    g = b.lut("sa", logit, sigma * 2.0 ** (k - s))
+    if b.window:
+        g = b.add(Reshape("g_sa_b", (g,), shape=(1, 1) + hw))
+    return g

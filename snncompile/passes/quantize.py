@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
-from ..ir import (LI, LIF, Attention, Conv2d, Dense, Flatten, FxConv2d, FxDense, FxLI, FxLIF,
-                  Graph, Input, Output, SumPool2d)
+from ..ir import (LI, LIF, Attention, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d,
+                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d)
 from ..ir.registry import Rules
 from ..target import TargetSpec
 
@@ -267,6 +267,16 @@ class _ConvRule(_SynapseRule):
                         groups=syn.groups, num_message_bits=msg_bits)
 
 
+class _Conv1dRule(_ConvRule):
+    """Conv1d -> FxConv1d (a height-1 FxConv2d), its dilation made a sparse dense kernel."""
+
+    def lower(self, syn: Conv1d, wq, e: int, mode: str, msg_bits: int, num) -> FxConv1d:
+        dense = Conv1d(syn.name, weight=wq, dilation=syn.dilation).dense_kernel()
+        return FxConv1d(syn.name, weight=dense[:, :, None, :], stride=(1, syn.stride),
+                        padding=(0, syn.padding), groups=syn.groups,
+                        num_message_bits=msg_bits)
+
+
 class _LIFRule(_Planned):
     """LIF -> FxLIF, quantised with the synapse feeding it (through an attention layer,
     which is then lowered to the co-processor at the same scale)."""
@@ -281,9 +291,9 @@ class _LIFRule(_Planned):
         rules = [QUANTIZE.get(graph.node(p)) for p in preds]
         if not preds or not all(isinstance(r, _SynapseRule) for r in rules) \
                 or (att is not None and len(preds) != 1):
-            raise UnsupportedError(f"{name}: a LIF must be fed by Dense or Conv2d layers "
-                                   "(their currents add; one of them optionally through an "
-                                   "attention layer)")
+            raise UnsupportedError(f"{name}: a LIF must be fed by Dense, Conv2d or Conv1d "
+                                   "layers (their currents add; one of them optionally "
+                                   "through an attention layer)")
         syns = [graph.node(p) for p in preds]
         bits = [_msg_bits(s.name, graph.kind(graph.inputs(s.name)[0]), graph.input_node().bits)
                 for s in syns]
@@ -307,9 +317,12 @@ class _AttentionRule:
     def emit(self, node: Attention, ins, plan: _Plan) -> None:
         if node.name not in plan.lowered:
             raise _not_here(node)
-        coproc, chain = plan.lowered[node.name]
+        coproc, chain, delayed = plan.lowered[node.name]
         plan.new.add(coproc, ins)
         current = ins[0]
+        if delayed is not None:     # window mode: the gates read the buffered current
+            plan.new.add(delayed, [coproc.name])
+            current = delayed.name
         for _, out, gate in chain:
             plan.new.add(out, [coproc.name])
             plan.new.add(gate, [current, out.name])
@@ -329,6 +342,7 @@ for _type in (Flatten, Output):
 QUANTIZE.add(Input, _InputRule())
 QUANTIZE.add(Dense, _DenseRule())
 QUANTIZE.add(Conv2d, _ConvRule())
+QUANTIZE.add(Conv1d, _Conv1dRule())
 QUANTIZE.add(LIF, _LIFRule())
 QUANTIZE.add(Attention, _AttentionRule())
 QUANTIZE.add(SumPool2d, _NotFolded())     # and AvgPool2d, its subclass

@@ -55,6 +55,13 @@ def count_legend(keys=("synapses", "nonzero", "kernel"), names=None) -> list[str
     return [f"- {names[k]}: {SYNAPSE_COUNTS[k]}" for k in keys]
 
 
+def synapse_row(row: dict) -> bool:
+    """Whether a `layer_rows` row is a synapse node (its node type's `is_synapse` trait)."""
+    from snncompile.ir.nodes import NODE_TYPES
+    cls = NODE_TYPES.get(row.get("op"))
+    return cls is not None and cls.is_synapse
+
+
 def layer_rows(graph: Graph) -> list[dict]:
     """Per-layer structure: shapes, neuron and synapse counts."""
     rows = []
@@ -80,12 +87,11 @@ def compile_markdown(report: dict) -> str:
     if report.get("nir"):
         out += [""] + _nir_lines(report["nir"])
     out += ["", "## Layers", ""]
-    syn = ("FxDense", "FxConv2d")
     out.append(table(["node", "op", "shape", "neurons", "synapses", "non-zero",
                       "kernel weights", "details"],
                      [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["neurons"] or "",
-                       r["synapses"] if r["op"] in syn else "",
-                       r["nonzero_synapses"] if r["op"] in syn else "",
+                       r["synapses"] if synapse_row(r) else "",
+                       r["nonzero_synapses"] if synapse_row(r) else "",
                        r.get("kernel_weights", ""), r.get("summary", "")]
                       for r in report["layers"]],
                      "lllrrrrl"))

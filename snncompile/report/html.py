@@ -23,7 +23,7 @@ import numpy as np
 
 from snncompile.report import plots
 from snncompile.errors import InputFileError
-from snncompile.report.compile import SYNAPSE_COUNTS
+from snncompile.report.compile import SYNAPSE_COUNTS, synapse_row
 
 # A verify report is looked for, when none is given, in BUILD/verify.json, then
 # BUILD.verify.json beside the build directory, then NAME.verify.json for NAME.build (what
@@ -437,7 +437,7 @@ def _layers(build, mapping) -> Section:
     rows = []
     for r in rep.get("layers", []):
         ms = mapped.get(r["name"], (None, None))[0]
-        is_syn = r["op"] in ("FxDense", "FxConv2d")
+        is_syn = synapse_row(r)
         cores = cores_of.get(r["name"])
         rows.append([r["name"], r["op"], "x".join(map(str, r["shape"])),
                      r["neurons"] or "", r["synapses"] if is_syn else "",
@@ -700,6 +700,8 @@ def _partition(build) -> Section:
     body = (t1 + t2 + f"<p>{p['bytes_per_step']:,} bytes cross the boundary per step per "
             f"sample; the co-processor adds about {plots.eng(p['added_latency_per_step_s'], 's')}"
             f" per time step ({p['x86_cores']} x86 cores). Estimates: {_e(est)}.</p>")
+    from snncompile.mapping.coproc_assign import window_lines
+    body += "".join(f"<p>{_e(line)}</p>" for line in window_lines(p) if line)
     fig = plots.partition_figure(p, build.graph.order(), list(build.graph.g.edges))
     return Section("Co-processor partition", body,
                    [Figure("partition", "Nodes by where they run, with the boundary channels",

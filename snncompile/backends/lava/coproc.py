@@ -21,6 +21,12 @@ State (Window/History) lives in the model and is carried across steps; it is res
 1, so reset_interval=T, reset_offset=1 resets at each sample's first step when samples run
 back to back from step 1; the same rule as lava's LIFReset).
 
+Window mode (`window` = T > 0, whole-window attention; `snncompile.ir.timing`): from Lava
+step `buffer_start` on, step k of every T-step window is stored in a buffer; when the
+buffer is full the graph runs once on it (inputs (1, T, *shape)), and row j of every
+output is sent at the step `1 + latency + j` after (zeros at steps with nothing to send).
+Ports then carry one step: an input port one step of the window, an output port one row.
+
 Inputs outside their declared width (or any other failure of `run_step`) are an error,
 but raising inside `run_spk` would
 deadlock Lava (the downstream processes wait forever for this step's message; observed
@@ -86,6 +92,12 @@ def _port_shapes(kind: str, specs: dict, given) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _one_step(spec):
+    """The ValueSpec of one step (one row) of a window partition's (T or 1, *shape) value."""
+    from snncompile.coproc.ops import ValueSpec
+    return ValueSpec(spec.shape[1:], spec.bits, spec.signed)
+
+
 class CoprocProcess(AbstractProcess):
     """Runs `cgraph` (a `CoprocGraph`) once per time step for one sample; see the module
     docstring. in_shapes / out_shapes: optional value name -> port shape (default: the
@@ -94,10 +106,14 @@ class CoprocProcess(AbstractProcess):
     def __init__(self, cgraph: CoprocGraph, in_shapes: dict | None = None,
                  out_shapes: dict | None = None, *, reset_interval: int = 0,
                  reset_offset: int = 1, in_perms: dict | None = None,
-                 out_perms: dict | None = None, name: str | None = None) -> None:
-        in_sh = _port_shapes("input", cgraph.inputs, in_shapes)
-        out_sh = _port_shapes("output", {o: cgraph.specs[o] for o in cgraph.outputs},
-                              out_shapes)
+                 out_perms: dict | None = None, name: str | None = None,
+                 window: int = 0, latency: int = 0, buffer_start: int = 1) -> None:
+        outs = {o: cgraph.specs[o] for o in cgraph.outputs}
+        in_specs = {k: _one_step(v) for k, v in cgraph.inputs.items()} if window \
+            else cgraph.inputs
+        in_sh = _port_shapes("input", in_specs, in_shapes)
+        out_sh = _port_shapes("output", {k: _one_step(v) for k, v in outs.items()}
+                              if window else outs, out_shapes)
         if int(reset_interval) < 0:
             raise GraphError(f"CoprocProcess: reset_interval ({reset_interval}) < 0")
         doc, arrays = cgraph.to_dict()  # plain data in proc_params, rebuilt in the model
@@ -108,7 +124,8 @@ class CoprocProcess(AbstractProcess):
                          reset_interval=int(reset_interval), reset_offset=int(reset_offset),
                          in_perms=[(in_perms or {}).get(k) for k in in_sh],
                          out_perms=[(out_perms or {}).get(k) for k in out_sh],
-                         name=name)
+                         window=int(window), latency=int(latency),
+                         buffer_start=int(buffer_start), name=name)
         self.input_names, self.output_names = list(in_sh), list(out_sh)
         self.error_step = Var(shape=(1,), init=0)
         for i, nm in enumerate(in_sh):
@@ -144,11 +161,18 @@ class PyCoprocModel(PyLoihiProcessModel):
         self._state = self._graph.init_state(1)
         self._in_perms = proc_params.get("in_perms") or [None] * len(self._in_names)
         self._out_perms = proc_params.get("out_perms") or [None] * len(self._out_names)
+        self._window = proc_params.get("window", 0)
+        self._latency = proc_params.get("latency", 0)
+        self._buffer_start = proc_params.get("buffer_start", 1)
+        self._buf = {nm: np.zeros(self._graph.inputs[nm].shape, np.int64)
+                     for nm in self._in_names} if self._window else {}
+        self._sched: dict[int, dict] = {}   # window mode: time step -> the rows to send
 
     def run_spk(self) -> None:
         if self._interval and \
                 self.time_step % self._interval == self._offset % self._interval:
             self._state = self._graph.init_state(1)
+        lead = 1 if self._window else 0
         xs = {}
         for i, nm in enumerate(self._in_names):
             msg = np.asarray(getattr(self, f"in{i}").recv(), dtype=np.int64).reshape(-1)
@@ -157,9 +181,12 @@ class PyCoprocModel(PyLoihiProcessModel):
                 ours = np.empty_like(msg)
                 ours[perm] = msg
                 msg = ours
-            xs[nm] = msg.reshape((1,) + self._graph.inputs[nm].shape)
+            xs[nm] = msg.reshape((1,) + self._graph.inputs[nm].shape[lead:])
         try:
-            outs, self._state = self._graph.run_step(xs, self._state)
+            if self._window:
+                outs = self._window_step(xs)
+            else:
+                outs, self._state = self._graph.run_step(xs, self._state)
         except Exception:  # see the module docstring: raising here would deadlock
             if self.error_step[0] == 0:
                 self.error_step[0] = self.time_step
@@ -173,6 +200,24 @@ class PyCoprocModel(PyLoihiProcessModel):
                     y = y[self._out_perms[j]]
                 y = y.reshape(self._out_shapes[j])
             getattr(self, f"out{j}").send(y)
+
+
+    def _window_step(self, xs: dict) -> dict | None:
+        """Window mode: store this step in the buffer; when the window is complete, run
+        the graph on it and schedule its rows; return the rows due now (None: zeros)."""
+        from snncompile.ir.timing import window_row
+
+        k = self.time_step - self._buffer_start
+        if k >= 0:
+            k %= self._window
+            for nm, x in xs.items():
+                self._buf[nm][k] = x[0]
+            if k == self._window - 1:
+                outs, _ = self._graph.run_step({nm: b[None] for nm, b in self._buf.items()})
+                first = self.time_step + 1 + self._latency
+                for j in range(self._window):
+                    self._sched[first + j] = {o: window_row(v, j) for o, v in outs.items()}
+        return self._sched.pop(self.time_step, None)
 
 
 _MODELS: dict[tuple[int, int], type] = {}

@@ -5,6 +5,7 @@
                 bias_mant of the LIFReset it feeds, set with `Var.set` between samples
     FxDense  -> lava.proc.dense.process.Dense / DelayDense (bit-accurate models)
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
+    FxConv1d -> the same Conv on a (L, 1, C) view of its input (height 1)
     Flatten, Output -> views of their input's port
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc); spikes recorded
     FxLI     -> LIFReset at the largest threshold mantissa; its voltage v recorded (VOLTAGE)
@@ -45,8 +46,8 @@ from snncompile.backends.lava.layout import from_lava, lava_shape, natural_perm,
 from snncompile.backends.sim.simulator import inbound
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
-from snncompile.ir.nodes import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense,
-                                 FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
+from snncompile.ir.nodes import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                                 FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.ir.timing import Timing, timing
 
@@ -143,16 +144,19 @@ class LavaNet:
         return proc
 
     def record(self, key: str, at: str, watched, perm, lava_shape: tuple, shape: tuple,
-               readout: Readout, *, boundary: bool = False) -> None:
+               readout: Readout, *, boundary: bool = False, start: int | None = None
+               ) -> None:
         """Record `watched` (what `readout.recorder` watches: an OutPort or a Var) for N*T
-        steps from node `at`'s local step 0, as `key` of Run.values (Run.boundary when
-        `boundary`) in our `shape`; nothing when the build records nothing."""
+        steps from node `at`'s local step 0 (or from Lava step `start`), as `key` of
+        Run.values (Run.boundary when `boundary`) in our `shape`; nothing when the build
+        records nothing."""
         if self.record_dir is None:
             return
         from snncompile.backends.lava import procs
         path = str(self.record_dir / f"rec{len(self.recordings)}.npy")
         rec = getattr(procs, readout.recorder)(shape=lava_shape, path=path,
-                                               start=self.timing.lava_start(at),
+                                               start=(self.timing.lava_start(at)
+                                                      if start is None else start),
                                                count=self.samples * self.steps)
         rec.watch(watched)
         self.add(rec)
@@ -332,14 +336,45 @@ def _dense(node: FxDense, ins: list[Lowered], net: LavaNet) -> Lowered:
 
 @LOWER.register(FxConv2d)
 def _conv(node: FxConv2d, ins: list[Lowered], net: LavaNet) -> Lowered:
-    from lava.proc.conv.models import PyConvModelFixed
-    from lava.proc.conv.process import Conv
-
     name, graph = node.name, net.graph
     _same_perm(name, ins)
     shape, in_shape = graph.shape(name), graph.shape(graph.inputs(name)[0])
     if ins[0].shape != lava_shape(in_shape):
         raise UnsupportedError(f"{name}: FxConv2d input must be an image (C, H, W)")
+    return _lava_conv(node, ins, net, in_shape, shape)
+
+
+@LOWER.register(FxConv1d)
+def _conv1d(node: FxConv1d, ins: list[Lowered], net: LavaNet) -> Lowered:
+    """Lava's Conv on the (C, 1, L) view: its input port must read as (L, 1, C) (Lava's
+    (W, H, C)). A (C, L) port in our order (an Input) is transposed to (L, C) by a Lava
+    TransposePort and reshaped; a port already in that layout (a LIF fed by a Conv1d)
+    is used as it is. The output is the (L', 1, O) image of our (O, L')."""
+    name, graph = node.name, net.graph
+    perm = _same_perm(name, ins)
+    shape, in_shape = graph.shape(name), graph.shape(graph.inputs(name)[0])
+    img_in, img_out = node.image_shape(in_shape), node.image_shape(shape)
+    views, want = [], natural_perm(img_in)
+    for src in ins:
+        if src.shape == lava_shape(img_in) and perm is not None \
+                and np.array_equal(perm, want):
+            views.append(src)
+        elif src.shape == tuple(in_shape) and perm is None:
+            port = src.port.transpose([1, 0]).reshape(lava_shape(img_in))
+            views.append(Lowered(port, want, lava_shape(img_in)))
+        else:
+            raise UnsupportedError(f"{name}: FxConv1d input arrives in Lava layout "
+                                   f"{src.shape}, neither (C, L) = {tuple(in_shape)} nor "
+                                   f"(L, 1, C) = {lava_shape(img_in)}")
+    return _lava_conv(node, views, net, img_in, img_out)
+
+
+def _lava_conv(node: FxConv2d, ins: list[Lowered], net: LavaNet, in_shape, shape) -> Lowered:
+    """Lava's Conv for a conv of image shapes `in_shape` -> `shape` (ours, C H W)."""
+    from lava.proc.conv.models import PyConvModelFixed
+    from lava.proc.conv.process import Conv
+
+    name = node.name
     w = np.asarray(node.weight, dtype=np.int32)[:, :, ::-1, ::-1]  # true convolution
     proc = Conv(weight=np.ascontiguousarray(w.transpose(0, 3, 2, 1)),
                 input_shape=lava_shape(in_shape),
@@ -478,20 +513,25 @@ def _coproc(node: FxCoproc, ins: list[Lowered], net: LavaNet) -> Lowered:
 
     name, graph, cg = node.name, net.graph, node.cgraph
     names = list(cg.inputs)
-    outs_g = {o: cg.specs[o].shape for o in cg.outputs}
+    lead = 1 if node.window else 0      # a window partition's ports carry one step
+    outs_g = {o: cg.specs[o].shape[lead:] for o in cg.outputs}
+    window = (dict(window=node.window, latency=node.latency,
+                   buffer_start=net.timing.lava_buffer_start(name)) if node.window else {})
     proc = CoprocProcess(
         cg, in_shapes={k: src.shape for k, src in zip(names, ins)},
         out_shapes={o: lava_shape(sh) or (1,) for o, sh in outs_g.items()},
-        reset_interval=net.steps, reset_offset=net.timing.lava_reset_offset(name),
+        reset_interval=0 if node.window else net.steps,
+        reset_offset=net.timing.lava_reset_offset(name),
         in_perms={k: src.perm for k, src in zip(names, ins)},
-        out_perms={o: natural_perm(sh) for o, sh in outs_g.items()}, name=name)
+        out_perms={o: natural_perm(sh) for o, sh in outs_g.items()}, name=name, **window)
     net.add(proc, model_map([proc])[proc], by_class=False)
     net.checks.append(lambda: check_errors([proc]))
     for k, src in zip(names, ins):
         src.port.connect(proc.in_port(k))
     for src_name, src in zip(graph.inputs(name), ins):  # what crosses in, for verify
         net.record(inbound(name, src_name), name, src.port, src.perm, src.shape,
-                   graph.shape(src_name), VALUES, boundary=True)
+                   graph.shape(src_name), VALUES, boundary=True,
+                   start=window.get("buffer_start"))
     return Lowered(proc, None, None)
 
 

@@ -11,7 +11,9 @@ n = 0 .. T + max depth - 1 (`snncompile.ir.timing`): at every step the loop dela
 order, `advance`s one step from its inputs' values of this step. A synapse (FxDense,
 FxConv2d) sends the buffer it computed in the previous step and accumulates this step's
 input; a node that resets (FxLIF, a co-processor partition) computes only in its local
-window [depth, depth + T), from zero state; a node that runs in global time
+window [depth, depth + T), from zero state (a whole-window partition buffers its window
+and sends row t of its results at step depth + t, T steps after the window began); a
+node that runs in global time
 (`runs_in_global_time`: FxSigmaDelta, Lava's sigma-delta models) runs from global step 0
 without reset. Neurons (`records_values`) write their outputs, in local time, into the
 Run's values; partitions and their outputs write what crosses the boundary.
@@ -38,11 +40,11 @@ import numpy as np
 from snncompile.coproc.ops import shift_round
 from snncompile.backends.base import Run, register_backend
 from snncompile.errors import GraphError, OverflowDetected, UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxCoproc, FxCoprocOut, FxDelay, FxDense, FxGate,
-                           FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxCoproc, FxCoprocOut, FxDelay,
+                           FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta, Graph, Input, Output)
 from snncompile.ir.nodes import RESETS
 from snncompile.ir.registry import Rules
-from snncompile.ir.timing import Timing, timing
+from snncompile.ir.timing import Timing, timing, window_row
 from snncompile.target import Numerics, load_target
 from snncompile.backends.sim.fixed import prepare_weights, shift_exp, trunc_decay, wrap, wrap_once
 
@@ -426,6 +428,20 @@ def _conv(node, setup: Setup):
                  setup.strict, graph.shape(node.name))
 
 
+class _Conv1d(_Conv):
+    """FxConv1d: the height-1 convolution on the (C, 1, L) view, output kept (O, L')."""
+
+    def compute(self, x):
+        return super().compute(x).reshape((x.shape[0],) + self.out_shape)
+
+
+@SIM.register(FxConv1d)
+def _conv1d(node, setup: Setup):
+    graph = setup.graph
+    return _Conv1d(node, node.image_shape(graph.shape(graph.inputs(node.name)[0])),
+                   setup.source_max(node.name), setup.strict, graph.shape(node.name))
+
+
 # ----------------------------------------------------------------- attention loop
 class _Gate(_Op):
     """Programmable-neuron gain: (a * g) / 2**shift rounded as the node says (floor or
@@ -519,24 +535,54 @@ class _Coproc(_Op):
         super().__init__(node)
 
     def clear_counters(self):
-        self.steps = 0
+        self.steps = 0      # graph runs x samples (window mode: one run per sample)
+        self.sample_steps = 0
 
     def reset(self, batch):
         self.state = self.cg.init_state(batch.size)
+        self.buf, self.out = [], None       # window mode: the buffered steps, the result
 
     def advance(self, n, srcs, batch):
         tm = batch.time
+        if self.node.window:
+            return self._window(n, srcs, batch)
         if n == tm.to_global(self.name, 0):   # its first input arrives: fresh state
             self.reset(batch)
         if not tm.active(self.name, n):
             return None
         out = self.step(srcs)
         if out is not None:
-            t = tm.local(self.name, n)
-            for src, v in zip(self.sources, srcs):
-                channel = batch.boundary[inbound(self.name, src)]
-                channel[batch.rows, t] = v.reshape((batch.size,) + channel.shape[2:])
+            self._record(tm.local(self.name, n), srcs, batch)
         return out
+
+    def _record(self, t, srcs, batch):
+        """What crossed into the partition at its local step t (boundary channels)."""
+        self.sample_steps += batch.size
+        for src, v in zip(self.sources, srcs):
+            channel = batch.boundary[inbound(self.name, src)]
+            channel[batch.rows, t] = v.reshape((batch.size,) + channel.shape[2:])
+
+    def _window(self, n, srcs, batch):
+        """Window mode (`ir.timing`): buffer local steps 0 .. T-1, run the graph on the
+        whole window when it is complete, then send row t of every output for local step
+        t, `coproc_delay` steps after a streaming partition would."""
+        tm = batch.time
+        if n == tm.buffers_from(self.name):   # its window's first step arrives
+            self.reset(batch)
+        if tm.buffering(self.name, n) and not any(x is None for x in srcs):
+            self.buf.append([np.asarray(x, np.int64).reshape((batch.size,) + tuple(
+                self.cg.inputs[k].shape[1:])) for k, x in zip(self.in_names, srcs)])
+            self._record(n - tm.buffers_from(self.name), srcs, batch)
+            if n == tm.window_done(self.name):
+                whole = {k: np.stack([b[i] for b in self.buf], 1)
+                         for i, k in enumerate(self.in_names)}
+                out, _ = self.cg.run_step(whole, None)
+                self.steps += batch.size
+                self.out = {k: v.astype(np.int64) for k, v in out.items()}
+        t = tm.local(self.name, n)
+        if self.out is None or not 0 <= t < tm.steps:
+            return None
+        return {k: window_row(v, t) for k, v in self.out.items()}
 
     def step(self, xs):
         if any(x is None for x in xs):
@@ -546,10 +592,14 @@ class _Coproc(_Op):
         return {k: v.astype(np.int64) for k, v in out.items()}
 
     def counts(self, samples, steps):
-        c, io, k = self.cg.op_counts(), self.cg.io_bytes(), self.steps
-        return {"coproc_steps": k, "coproc_macs": c.macs * k, "coproc_adds": c.adds * k,
-                "coproc_compares": c.compares * k, "coproc_lookups": c.lut * k,
-                "bytes_to_coproc": io.inp * k, "bytes_from_coproc": io.out * k}
+        c, io, k = self.cg.op_counts(), self.node.step_io_bytes(), self.steps
+        s = self.sample_steps       # per-step traffic: every step of every sample
+        out = {"coproc_steps": k, "coproc_macs": c.macs * k, "coproc_adds": c.adds * k,
+               "coproc_compares": c.compares * k, "coproc_lookups": c.lut * k,
+               "bytes_to_coproc": io.inp * s, "bytes_from_coproc": io.out * s}
+        if self.node.window:        # each window written into the buffer and read once
+            out["coproc_buffer_bytes"] = 2 * self.node.buffer_bytes() * k
+        return out
 
     def channels(self, graph):
         return {inbound(self.name, src): tuple(graph.shape(src)) for src in self.sources}

@@ -43,7 +43,8 @@ import numpy as np
 from snncompile.errors import UnsupportedError
 from snncompile.formats.netx.read import (DECAY_UNITY, NETX_BIAS_EXP, NETX_SDNN_MESSAGE_BITS,
                                      NETX_SPIKE_EXP, netx_dense_weights)
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
+from snncompile.ir import (Flatten, FxConv1d, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph,
+                           Input, Output)
 from snncompile.ir.registry import Rules
 from snncompile.backends.sim.fixed import prepare_weights, shift_exp
 
@@ -225,6 +226,9 @@ class _NeuronWriter(NetxWriter):
         node = ch.node(i)
         raise UnsupportedError(f"{node.name}: {type(node).__name__} cannot be expressed in "
                                f"netx without a synapse before it; supported: {supported()}")
+
+
+NETX_EXPORT.refuse(FxConv1d)   # netx's conv layers take (W, H, C) images, not (C, L)
 
 
 @_writer(FxLIF)

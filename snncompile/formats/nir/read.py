@@ -85,12 +85,13 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import InputFileError, UnsupportedError, is_max_pool, max_pool_refused
-from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv2d, Dense, Flatten,
-                           Graph, Input, Output, SumPool2d)
+from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv1d, Conv2d, Dense,
+                           Flatten, Graph, Input, Output, SumPool2d)
 from snncompile.formats.h5safe import check_hdf5
 
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d",
-             "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold", "LI", "CubaLI")
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Conv1d", "SumPool2d",
+             "AvgPool2d", "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold",
+             "LI", "CubaLI")
 CONVENTIONS = ("nir", "snncompile", "snntorch", "sinabs", "spikingjelly", "rockpool", "norse")
 """Exporter conventions `import_nir` knows (see the module docstring)."""
 DEFAULT_DT = {"nir": 1e-3, "norse": 1e-3, "spikingjelly": 1e-4, "snntorch": 1e-4}
@@ -98,6 +99,8 @@ DEFAULT_DT = {"nir": 1e-3, "norse": 1e-3, "spikingjelly": 1e-4, "snntorch": 1e-4
 defaults (norse.torch.to_nir dt=1e-3, spikingjelly export_to_nir dt=1e-4, snnTorch 1e-4)."""
 SNNTORCH_DT = 1e-4
 """snnTorch 1.0.0's export_to_nir writes Leaky/Synaptic with this dt, hard-coded."""
+MAX_DENSE_KERNEL = 1 << 28
+"""Most weights a dilated Conv1d may become as its dense kernel (as the training layers')."""
 _REL_TOL = 1e-6  # per-neuron parameters closer than this count as one per-layer value
 _DT_TOL = 1e-5   # two dt implied by float32 parameters of one file agree to this
 _NEURONS = ("LIF", "CubaLIF", "IF")
@@ -546,6 +549,14 @@ def _pair(v, what: str, where: str) -> tuple[int, int]:
     return int(a[0]), int(a[1])
 
 
+def _single(v, what: str, where: str) -> int:
+    """One integer from an int or a 1-element array (sinabs writes PyTorch's 1-tuples)."""
+    a = np.asarray(v).ravel()
+    if a.size != 1:
+        raise UnsupportedError(f"{where}: {what} ({v}) must be one integer")
+    return _pair(a, what, where)[0]
+
+
 # ---------------------------------------------------------------- translation
 class _Builder:
     """Walks the chain keeping the current per-step shape, a constant added to the signal
@@ -736,22 +747,65 @@ class _Builder:
         groups = int(np.asarray(node.groups))
         self._check_free(where)
         if self.in_scale is not None:
-            s = self.in_scale.reshape(self.shape[0], -1)
-            if groups != 1 or not np.allclose(s, s[:, :1], rtol=_REL_TOL):
-                raise UnsupportedError(f"{where}: a Scale before a convolution must be per "
-                                       "channel (and groups 1)")
-            w = w * s[:, 0].reshape(1, -1, 1, 1)
-            self.in_scale = None
+            w = w * self._channel_scale(where, groups).reshape(1, -1, 1, 1)
         conv = Conv2d(name, weight=w.astype(np.float32), stride=stride, padding=pad,
                       groups=groups)
         self.shape = conv.out_shape([self.shape])  # raises GraphError on a mismatch
         self.nodes.append(conv)
+        self._conv_bias(node, w.shape[0], where)
+
+    def _conv1d(self, name, node, where, nxt):
+        """NIR Conv1d (weight (O, I/groups, K), (C, L) input); dilation is kept on the
+        float node and compiled as the equal sparse kernel (exact)."""
+        w = _finite(_arr(node.weight), "weight", where)
+        if w.ndim != 3:
+            raise UnsupportedError(f"{where}: weight of shape {w.shape} is not (O, I, K)")
+        stride = _single(node.stride, "stride", where)
+        dilation = _single(node.dilation, "dilation", where)
+        pad = node.padding
+        if isinstance(pad, (str, bytes)):
+            pad = pad.decode() if isinstance(pad, bytes) else pad
+            span = dilation * (w.shape[2] - 1)
+            if pad == "valid":
+                pad = 0
+            elif stride == 1 and span % 2 == 0:
+                pad = span // 2
+            else:
+                raise UnsupportedError(f"{where}: padding 'same' needs stride 1 and an odd "
+                                       "(dilated) kernel")
+        pad = _single(pad, "padding", where)
+        groups = int(np.asarray(node.groups))
+        self._check_free(where)
+        if self.in_scale is not None:
+            w = w * self._channel_scale(where, groups).reshape(1, -1, 1)
+        span = dilation * (w.shape[2] - 1) + 1
+        if w.shape[0] * w.shape[1] * span > MAX_DENSE_KERNEL:
+            raise UnsupportedError(f"{where}: dilation {dilation} makes a dense kernel of "
+                                   f"{w.shape[0]}x{w.shape[1]}x{span} weights (more than "
+                                   f"{MAX_DENSE_KERNEL}), which is how it would compile")
+        conv = Conv1d(name, weight=w.astype(np.float32), stride=stride, padding=pad,
+                      dilation=dilation, groups=groups)
+        self.shape = conv.out_shape([self.shape])  # raises GraphError on a mismatch
+        self.nodes.append(conv)
+        self._conv_bias(node, w.shape[0], where)
+
+    def _channel_scale(self, where, groups) -> np.ndarray:
+        """The pending per-element Scale as one factor per input channel of a conv."""
+        s = self.in_scale.reshape(self.shape[0], -1)
+        if groups != 1 or not np.allclose(s, s[:, :1], rtol=_REL_TOL):
+            raise UnsupportedError(f"{where}: a Scale before a convolution must be per "
+                                   "channel (and groups 1)")
+        self.in_scale = None
+        return s[:, 0]
+
+    def _conv_bias(self, node, channels: int, where):
+        """A conv's bias (one value per output channel) as the walk's bias."""
         b = (_finite(_arr(node.bias), "bias", where) if getattr(node, "bias", None) is not None
              else None)
-        if b is not None and b.size not in (1, w.shape[0]):
+        if b is not None and b.size not in (1, channels):
             raise UnsupportedError(f"{where}: bias of shape {b.shape} is not per channel")
         if b is not None:
-            b = np.broadcast_to(b.reshape(-1, 1, 1), self.shape)
+            b = np.broadcast_to(b.reshape((-1,) + (1,) * (len(self.shape) - 1)), self.shape)
         self._set_bias(b, where)
 
     def _check_free(self, where):
@@ -772,12 +826,13 @@ class _Builder:
             self.bias = self.bias * s
         if isinstance(last, Dense):
             last.weight = (last.weight * s.reshape(-1, 1)).astype(np.float32)
-        elif isinstance(last, Conv2d):
+        elif isinstance(last, (Conv2d, Conv1d)):
             per = s.reshape(s.shape[0], -1)
             if not np.allclose(per, per[:, :1], rtol=_REL_TOL):
                 raise UnsupportedError(f"{where}: a Scale after a convolution must be per "
                                        "channel to fold into its weights")
-            last.weight = (last.weight * per[:, 0].reshape(-1, 1, 1, 1)).astype(np.float32)
+            per = per[:, 0].reshape((-1,) + (1,) * (last.weight.ndim - 1))
+            last.weight = (last.weight * per).astype(np.float32)
         else:  # after a neuron or the input: scale the next synapse's inputs
             self.in_scale = s if self.in_scale is None else self.in_scale * s
         self.meta["nir_quirks"].append(f"Scale '{name}' folded into synapse weights")
@@ -1035,6 +1090,8 @@ def _expected_rank(nxt) -> int | None:
         return 1
     if kind in ("Conv2d", "SumPool2d", "AvgPool2d"):
         return 3
+    if kind == "Conv1d":
+        return 2
     if kind == "Flatten":
         return 3
     for key in ("scale", "threshold", "v_threshold"):

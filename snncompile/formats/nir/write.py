@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output,
+from snncompile.ir import (LI, LIF, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input, Output,
                            SumPool2d)
 from snncompile.ir.registry import Rules
 
@@ -57,7 +57,7 @@ class _NirOut:
 
 def export_nir(graph: Graph, dt: float = 1e-3):
     """The float graph as a `nir.NIRGraph` (one node per float node, by NIR_EXPORT's
-    writers: Input, Linear, Conv2d, pools, Flatten, CubaLIF, Output), node names kept."""
+    writers: Input, Linear, Conv2d, Conv1d, pools, Flatten, CubaLIF, Output), node names kept."""
     import nir
 
     graph.validate()
@@ -103,6 +103,17 @@ def _conv2d(node: Conv2d, out: _NirOut) -> None:
         input_shape=tuple(out.in_shape(node.name)[1:]),
         weight=np.asarray(node.weight, np.float32), stride=tuple(node.stride),
         padding=tuple(node.padding), dilation=(1, 1), groups=node.groups,
+        bias=np.zeros(node.weight.shape[0], np.float32)))
+
+
+@NIR_EXPORT.register(Conv1d)
+def _conv1d(node: Conv1d, out: _NirOut) -> None:
+    """nir.Conv1d (input_shape: the length L of the (C, L) input), dilation kept."""
+    import nir
+    out.add(node.name, nir.Conv1d(
+        input_shape=int(out.in_shape(node.name)[1]),
+        weight=np.asarray(node.weight, np.float32), stride=int(node.stride),
+        padding=int(node.padding), dilation=int(node.dilation), groups=int(node.groups),
         bias=np.zeros(node.weight.shape[0], np.float32)))
 
 
