@@ -37,7 +37,8 @@ of it as JSON (`--json`, default OUT/gesture_networks.json).
 
 `--bn` adds {"type": "batchnorm"} after every conv (the authors' conv + BN); it is off by
 default, and refused in one line while the training layers have no batchnorm type. `--mode`
-is passed to every attention layer (causal by default; the compiler refuses "window").
+is passed to every attention layer (causal by default; "window", the released form, compiles
+with a buffered co-processor window, and its delay is in the latency per inference).
 """
 from __future__ import annotations
 
