@@ -280,8 +280,8 @@ def parse(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[2:]))
     ap.add_argument("--quick", action="store_true",
-                    help="smoke version: narrow layers, few samples, 2 epochs (76 s measured "
-                    "on a quiet 2-core machine, 3 to 3.5 min at load 8)")
+                    help="smoke version: narrow layers, few samples, 2 epochs (52-76 s "
+                    "measured on a quiet 2-core machine, 3 to 3.5 min at load 8)")
     ap.add_argument("--steps", type=int, help="time steps T (default 8; issue 12: 8 to 60)")
     ap.add_argument("--epochs", type=int, help="training epochs (quick 2, full 5)")
     ap.add_argument("--train", type=int, help="training samples (quick 44, full 440)")
