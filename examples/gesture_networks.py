@@ -1,0 +1,374 @@
+"""Issue 12's attention networks on generated gestures: train, compile for loihi2, verify.
+
+Two networks, each with and without attention, on generated DVS-style gestures; compiled
+for loihi2 with the attention on the co-processor.
+
+    .venv/bin/python examples/gesture_networks.py --quick    # smoke version (tests run it)
+    .venv/bin/python examples/gesture_networks.py            # full widths (long on 2 cores)
+
+Data: `examples.datasets.gestures` (11 classes of motion, two polarities, 2x32x32 frames,
+T steps). Networks (every LIF: du 0.5, dv 0.2, vth 1.0, reset to 0, spike at v > vth):
+
+A  the MA-SNN authors' DVS128 Gesture layout (Att_SNN.py: Input-MP4-64C3-128C3-AP2-128C3-AP2-
+   256FC-11; issue 12). Each conv block is conv 3x3 -> AvgPool -> attention -> LIF, the pool
+   on the conv's current as the authors order it. The authors pool their 128x128 input by 4
+   to 32x32 first, so on this 2x32x32 input the block pools are 1, 2, 2 and the flattened
+   map is 128 x 8 x 8 = 8192 -> 256 -> 11, as in the paper. Attention (`--kind`, default
+   tcsa) sits in all three conv blocks, none on the FC layers.
+B  a residual attention network in the Att_Res_SNN style: a stem conv -> AvgPool 2 -> CSA ->
+   LIF, a residual block (conv, LIF, conv; a 1x1 conv shortcut; the two currents add into
+   a LIF), a transition conv -> AvgPool 2 -> CSA -> LIF, a second residual block, then a
+   sum pool 2, FC 11. snncompile refuses attention inside a residual block (README, known
+   limits), so the CSA layers sit on the stem and transition convs, not inside the blocks.
+
+"Without attention" is the same layout minus the attention layers. Training is the
+package's `snncompile.nn.train.fit` (cross-entropy on output spike counts), after scaling
+each synapse so that its LIF starts at a 10% firing rate. Each model is saved as a
+checkpoint and compiled with `compile_model(..., "loihi2", calib=...)`; `verify` compares
+the simulator (the baseline, so "compiled acc" is the simulator's), the integer reference
+and Lava (on `--lava-samples` samples) spike for spike and every co-processor value, then
+the compiled network against the float model; `energy_report` gives cores and latency.
+
+Printed per network: float and compiled accuracy on the test split, per-layer firing rates
+(float / compiled, from verify's fidelity table), spikes per inference (trained LIF layers,
+compiled), cores, co-processor bytes per step, latency per step and per inference (energy
+model), co-processor latency per step, mismatches and both verdicts; then a table, and all
+of it as JSON (`--json`, default OUT/gesture_networks.json).
+
+`--bn` adds {"type": "batchnorm"} after every conv (the authors' conv + BN); it is off by
+default, and refused in one line while the training layers have no batchnorm type. `--mode`
+is passed to every attention layer (causal by default; "window", the released form, compiles
+with a buffered co-processor window, and its delay is in the latency per inference).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from examples.datasets.gestures import gestures  # noqa: E402
+from snncompile.energy.run import energy_report  # noqa: E402
+from snncompile.errors import SnnCompileError  # noqa: E402
+from snncompile.nn import SNN, save_checkpoint  # noqa: E402
+from snncompile.nn.attention import KINDS, MODES, AttentionLayer, AttentionSNN  # noqa: E402
+from snncompile.nn.layers import LIFLayer, Residual  # noqa: E402
+from snncompile.nn.train import accuracy, fit  # noqa: E402
+from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
+from snncompile.report.compile import table  # noqa: E402
+from snncompile.verify.compare import verify  # noqa: E402
+
+LIF = {"type": "lif", "du": 0.5, "dv": 0.2, "vth": 1.0}
+#: what --quick and the full mode set unless a flag says otherwise
+PRESETS = {
+    "quick": {"steps": 8, "train": 44, "test": 22, "epochs": 2, "calib": 16,
+              "lava_samples": 2, "width_a": (4, 8, 8, 16), "width_b": (4, 8)},
+    "full": {"steps": 8, "train": 440, "test": 110, "epochs": 5, "calib": 64,
+             "lava_samples": 2, "width_a": (64, 128, 128, 256), "width_b": (32, 64)},
+}
+FIELDS = ["network", "attention", "float acc", "compiled acc", "firing rate float/compiled",
+          "spikes/inference", "cores", "co-proc bytes/step", "latency/step",
+          "latency/inference", "co-proc latency/step", "mismatches", "backends",
+          "float model"]
+
+
+def conv(out: int, name: str, kernel: int = 3, bn: bool = False) -> list[dict]:
+    layer = {"type": "conv2d", "out": out, "kernel": kernel, "padding": kernel // 2,
+             "name": name}
+    return [layer] + ([{"type": "batchnorm", "name": f"{name}.bn"}] if bn else [])
+
+
+def attention(kind: str | None, mode: str, name: str) -> list[dict]:
+    if not kind:
+        return []
+    return [{"type": "attention", "kind": kind, "mode": mode, "window": 4, "t_ratio": 2,
+             "c_ratio": 4, "kernel": 3, "gain_bits": 8, "name": name}]
+
+
+def gesture_config(widths, kind: str | None, mode: str, bn: bool, steps: int) -> dict:
+    """Network A: three conv blocks (pools 1, 2, 2), FC widths[3], FC 11."""
+    layers = []
+    for i, (c, pool) in enumerate(zip(widths[:3], (1, 2, 2)), 1):
+        layers += conv(c, f"conv{i}", bn=bn)
+        layers += [{"type": "avgpool2d", "kernel": pool, "name": f"pool{i}"}] if pool > 1 else []
+        layers += attention(kind, mode, f"att{i}") + [dict(LIF, name=f"lif{i}")]
+    layers += [{"type": "flatten"}, {"type": "dense", "out": widths[3], "name": "fc4"},
+               dict(LIF, name="lif4"), {"type": "dense", "out": 11, "name": "fc5"},
+               dict(LIF, name="lif5")]
+    return {"input": {"shape": [2, 32, 32], "encoding": "spikes", "steps": steps},
+            "layers": layers}
+
+
+def residual_config(widths, kind: str | None, mode: str, bn: bool, steps: int) -> dict:
+    """Network B: stem, residual block, transition, residual block, sum pool, FC 11."""
+    def block(c, name):
+        body = conv(c, f"{name}.conv1", bn=bn) + [dict(LIF, name=f"{name}.lif")] \
+            + conv(c, f"{name}.conv2", bn=bn)
+        return [{"type": "residual", "name": name, "body": body,
+                 "shortcut": conv(c, f"{name}.short", kernel=1, bn=bn)},
+                dict(LIF, name=f"{name}.out")]
+    layers = []
+    for i, c in enumerate(widths, 1):
+        name = "stem" if i == 1 else f"trans{i}"
+        layers += conv(c, name, bn=bn) + [{"type": "avgpool2d", "kernel": 2,
+                                           "name": f"{name}.pool"}]
+        layers += attention(kind, mode, f"{name}.att") + [dict(LIF, name=f"{name}.lif")]
+        layers += block(c, f"res{i}")
+    layers += [{"type": "sumpool2d", "kernel": 2, "name": "pool"}, {"type": "flatten"},
+               {"type": "dense", "out": 11, "name": "fc"}, dict(LIF, name="out")]
+    return {"input": {"shape": [2, 32, 32], "encoding": "spikes", "steps": steps},
+            "layers": layers}
+
+
+# ---------------------------------------------------------------- training
+def _synapses(layers) -> tuple[list, list]:
+    """([(LIF, [synapse modules whose currents it sums], attention layer or None)], the
+    synapses still pending at the end) in forward order."""
+    pairs, pending, att = [], [], None
+    for layer in layers:
+        mod = getattr(layer, "module", None)
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            pending, att = [mod], None
+        elif isinstance(layer, AttentionLayer):
+            att = layer
+        elif isinstance(layer, Residual):
+            body = _synapses(layer.body)
+            pairs += body[0]
+            pending = body[1] + _synapses(layer.shortcut)[1]
+        elif isinstance(layer, LIFLayer):
+            pairs.append((layer, pending, att))
+            pending, att = [], None
+    return pairs, pending
+
+
+def _rescale(mods: list, att, k: float) -> None:
+    """Scale the current into a LIF by k: the synapses' weights by k and each attention
+    gate's first weights by 1/k (its MLP or conv has no bias, so the gains are unchanged
+    and the modulated current scales by exactly k)."""
+    for mod in mods:
+        mod.weight.mul_(k)
+    for gate in (att.gate_modules().values() if att is not None else ()):
+        first = gate.mlp[0] if hasattr(gate, "mlp") else gate.conv
+        first.weight.div_(k)
+
+
+def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float = 0.3):
+    """Scale each LIF's input current (layer by layer, in forward order) so that it fires at
+    `rate` on `x` (the output layer at `out_rate`): a trainable start for surrogate
+    gradients on sparse event input."""
+    pairs, _ = _synapses(model.layers)
+    with torch.no_grad():
+        for i, (lif, mods, att) in enumerate(pairs):
+            seen = {}
+            hook = lif.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+            try:
+                model(x)
+            finally:
+                hook.remove()
+            target = out_rate if i == len(pairs) - 1 else rate
+            cur, lo, hi = seen["x"], 1e-3, 1e3
+            for _ in range(24):             # the rate grows with the scale
+                mid = (lo * hi) ** 0.5
+                lo, hi = (lo, mid) if lif(cur * mid).mean().item() > target else (mid, hi)
+            _rescale(mods, att, hi)
+
+
+def train(config: dict, data, args) -> tuple[SNN, float]:
+    xtr, ytr = data[:2]
+    torch.manual_seed(args.seed)
+    has_att = any(s.get("type") == "attention" for s in config["layers"])
+    model = (AttentionSNN if has_att else SNN)(copy.deepcopy(config))
+    t0 = time.perf_counter()
+    start_firing(model, torch.as_tensor(xtr[:16], dtype=torch.float32))
+    fit(model, xtr, ytr, epochs=args.epochs, lr=5e-3, batch_size=32, seed=args.seed,
+        progress=False)
+    return model, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- compile, verify, price
+def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path) -> dict:
+    """Checkpoint, compile for loihi2, verify, price: one result row (a dict)."""
+    xtr, _, xte, yte = data
+    stem = f"gesture_{label.split()[0].lower()}_{kind or 'plain'}"
+    ckpt = out / f"{stem}.pt"
+    save_checkpoint(model, ckpt, {"dataset": "examples.datasets.gestures",
+                                  "steps": args.steps})
+    row = {"network": label, "attention": kind or "none", "checkpoint": str(ckpt),
+           "float_acc": accuracy(model, xte, yte)}
+    t0 = time.perf_counter()
+    try:
+        build = compile_model(ckpt, "loihi2", calib=xtr[:args.calib])
+    except SnnCompileError as exc:
+        print(f"{label}, {kind or 'no attention'}: not compiled: {exc}", file=sys.stderr)
+        return dict(row, compiled=False, reason=str(exc))
+    build.save(out / f"{stem}.loihi2.build")
+    row["compile_s"] = time.perf_counter() - t0
+    for line in build.report["fidelity"]["warnings"]:
+        print(f"compile warning (calibration data): {line}")
+    t0 = time.perf_counter()
+    rep = verify(build, xte, yte, backends=("sim", "reference", "lava"),
+                 lava_samples=args.lava_samples)
+    row["verify_s"] = time.perf_counter() - t0
+    print(rep.text())
+    (out / f"{stem}.loihi2.verify.json").write_text(json.dumps(rep.to_json(), indent=1))
+    t0 = time.perf_counter()
+    energy, mapping = energy_report(build, xte)
+    row["energy_s"] = time.perf_counter() - t0
+    return dict(row, compiled=True, **_verified(rep), **_priced(build, energy, mapping))
+
+
+def _verified(rep) -> dict:
+    """What the result row takes from verify: accuracies, rates, spikes, both verdicts."""
+    fid, n, t = rep.fidelity, rep.samples, rep.steps
+    rates = {r["layer"]: {"neurons": r["neurons"],
+                          "float": None if r["float"] is None else r["float"] / (r["neurons"]
+                                                                                 * n * t),
+                          "compiled": r["compiled"] / (r["neurons"] * n * t)}
+             for r in fid.layers}
+    return {"compiled_acc": rep.accuracy["compiled"], "verify_float_acc": rep.accuracy["float"],
+            "rates": rates, "spikes_per_inference": sum(r["compiled"] for r in fid.layers) / n,
+            "float_spikes_per_inference": sum(r["float"] or 0 for r in fid.layers) / n,
+            "mismatches": rep.mismatches, "equivalent": rep.equivalent,
+            "samples_compared": {b: v["samples"] for b, v in rep.backends.items()},
+            "faithful": rep.faithful, "fidelity": fid.verdict, "worst": fid.worst,
+            "verdict_line": fid.verdict_line()}
+
+
+def _priced(build, energy, mapping) -> dict:
+    part = build.report.get("partition")
+    return {"cores": mapping.n_cores,
+            "coproc_bytes_per_step": part["bytes_per_step"] if part else 0,
+            "coproc_latency_per_step_s": part["added_latency_per_step_s"] if part else 0.0,
+            "latency_per_step_s": energy.latency_per_step_s,
+            "latency_per_inference_s": energy.latency_per_inference_s,
+            "energy_per_inference_j": energy.energy_per_inference_j}
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
+
+
+def table_row(r: dict) -> list:
+    if not r["compiled"]:
+        return [r["network"], r["attention"], f"{r['float_acc']:.1%}", "not compiled"] \
+            + ["-"] * (len(FIELDS) - 4)
+    rates = " ".join(f"{v['float']:.3f}/{v['compiled']:.3f}" if v["float"] is not None
+                     else f"-/{v['compiled']:.3f}" for v in r["rates"].values())
+    w = r["worst"]
+    fid = r["fidelity"] + (f" ({w['layer']} {w['difference']:+.1%})" if w else "")
+    backends = ", ".join(f"{b} {k}" for b, k in r["samples_compared"].items())
+    return [r["network"], r["attention"], f"{r['float_acc']:.1%}", f"{r['compiled_acc']:.1%}",
+            rates, f"{r['spikes_per_inference']:.0f}", r["cores"],
+            f"{r['coproc_bytes_per_step']:,}", _us(r["latency_per_step_s"]),
+            _us(r["latency_per_inference_s"]), _us(r["coproc_latency_per_step_s"]),
+            r["mismatches"], ("EQUIVALENT" if r["equivalent"] else "NOT EQUIVALENT")
+            + f" ({backends})", fid]
+
+
+# ---------------------------------------------------------------- main
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[2:]))
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke version: narrow layers, few samples, 2 epochs (52-76 s "
+                    "measured on a quiet 2-core machine, 3 to 3.5 min at load 8)")
+    ap.add_argument("--steps", type=int, help="time steps T (default 8; issue 12: 8 to 60)")
+    ap.add_argument("--epochs", type=int, help="training epochs (quick 2, full 5)")
+    ap.add_argument("--train", type=int, help="training samples (quick 44, full 440)")
+    ap.add_argument("--test", type=int, help="test samples (quick 22, full 110)")
+    ap.add_argument("--calib", type=int, help="calibration samples (quick 16, full 64)")
+    ap.add_argument("--lava-samples", type=int, help="test samples Lava runs (default 2)")
+    ap.add_argument("--kind", default="tcsa", choices=KINDS,
+                    help="network A's attention kind (default tcsa)")
+    ap.add_argument("--res-kind", default="csa", choices=KINDS,
+                    help="network B's attention kind (default csa, as Att_Res_SNN)")
+    ap.add_argument("--mode", default="causal", choices=MODES,
+                    help="attention mode (default causal; window is passed through to "
+                    "the attention layers and the compiler)")
+    ap.add_argument("--bn", action="store_true", help="BatchNorm after every conv")
+    ap.add_argument("--networks", default="a,b", choices=("a", "b", "a,b"),
+                    help="which networks (default a,b)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "out" / "gestures"))
+    ap.add_argument("--json", help="results JSON (default OUT/gesture_networks.json)")
+    args = ap.parse_args(argv)
+    preset = PRESETS["quick" if args.quick else "full"]
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
+def check_bn(args) -> str | None:
+    """None, or the one-line reason --bn cannot be honoured by these training layers."""
+    if args.bn and "batchnorm" not in SNN.LAYER_TYPES:
+        return ("--bn: the training layers have no 'batchnorm' layer type yet (supported: "
+                + ", ".join(SNN.LAYER_TYPES) + "); run without --bn")
+    return None
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    why = check_bn(args)
+    if why:
+        print(f"gesture_networks: {why}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+    warnings.simplefilter("ignore", FidelityWarning)   # printed where they arise
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    data = gestures(n_train=args.train, n_test=args.test, steps=args.steps, seed=args.seed)
+    print(f"mode: {'quick' if args.quick else 'full'}; T = {args.steps}; {args.train} train / "
+          f"{args.test} test samples; {args.epochs} epochs; BatchNorm "
+          f"{'on' if args.bn else 'off (--bn adds it)'}; attention mode {args.mode}; "
+          f"network A widths {args.width_a}, B widths {args.width_b}", flush=True)
+    nets = {"a": ("A gesture (authors' layout)", gesture_config, args.width_a, args.kind),
+            "b": ("B residual (Att_Res_SNN style)", residual_config, args.width_b,
+                  args.res_kind)}
+    rows = []
+    for key in args.networks.split(","):
+        label, make, widths, kind = nets[key]
+        for k in (None, kind):
+            print(f"\n== {label}, {k or 'no attention'}", flush=True)
+            model, secs = train(make(widths, k, args.mode, args.bn, args.steps), data, args)
+            print(f"trained in {secs:.1f} s", flush=True)
+            t0 = time.perf_counter()
+            row = dict(evaluate(label, k, model, data, args, out), train_s=secs)
+            row["total_s"] = secs + time.perf_counter() - t0
+            rows.append(row)
+    what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \
+        else "full mode"
+    print(f"\n== {what}: loihi2, attention on the co-processor; firing rates per LIF layer "
+          f"(float / compiled) on the {args.test} test samples")
+    print(table(FIELDS, [table_row(r) for r in rows], "llrrlrrrrrrrll"))
+    for r in rows:
+        if r["compiled"]:
+            print(f"{r['network']}, {r['attention']}: {r['verdict_line']}")
+        times = ", ".join(f"{k[:-2]} {r[k]:.1f} s" for k in ("train_s", "compile_s",
+                                                               "verify_s", "energy_s")
+                          if k in r)
+        print(f"{r['network']}, {r['attention']}: time {times}")
+    total = time.perf_counter() - t_all
+    print(f"total time {total:.0f} s")
+    path = Path(args.json) if args.json else out / "gesture_networks.json"
+    doc = {"mode": "quick" if args.quick else "full", "args": vars(args), "rows": rows,
+           "total_s": total}
+    path.write_text(json.dumps(doc, indent=1, default=list) + "\n")
+    print(f"wrote {path}")
+    ok = all(r["compiled"] and r["equivalent"] and r["faithful"] for r in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
