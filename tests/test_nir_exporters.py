@@ -500,7 +500,7 @@ def _check_faithful(name, kind, net, xte, yte, tmp_path, capsys):
     assert net["acc"] > 0.5, f"{name} trained to only {net['acc']:.1%}"
     assert abs(acc - net["acc"]) <= ACC_TOL, \
         f"{name}: compiled {acc:.2%}, {name} itself {net['acc']:.2%}"
-    if getattr(lib, "trains_bias", False):   # the biases are compiled, not dropped
+    if getattr(LIBRARIES[name], "trains_bias", False):   # the biases are compiled, not dropped
         biased = [n for n in build.graph.order()
                   if getattr(build.graph.node(n), "bias_mant", None) is not None
                   and build.graph.node(n).is_synapse]

@@ -132,9 +132,20 @@ class LIFLayer(nn.Module):
         p = getattr(self, f"learn_{key}")
         return p.clamp(min=VTH_MIN) if key == "vth" else p.clamp(0.0, 1.0)
 
-    du = property(lambda self: self._param("du"))
-    dv = property(lambda self: self._param("dv"))
-    vth = property(lambda self: self._param("vth"))
+    def _set_param(self, key: str, value) -> None:
+        """Set a parameter as the constructor would (a learned one: its Parameter's data),
+        so that code written when du/dv/vth were plain attributes keeps working."""
+        if key in self.learn:
+            with torch.no_grad():
+                getattr(self, f"learn_{key}").copy_(torch.as_tensor(value))
+        elif isinstance(value, (int, float)):
+            self._fixed[key] = float(value)
+        else:
+            self._fixed[key] = torch.as_tensor(value, dtype=torch.float32)
+
+    du = property(lambda self: self._param("du"), lambda self, v: self._set_param("du", v))
+    dv = property(lambda self: self._param("dv"), lambda self, v: self._set_param("dv", v))
+    vth = property(lambda self: self._param("vth"), lambda self, v: self._set_param("vth", v))
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         b, t = x.shape[:2]
