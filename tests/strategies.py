@@ -245,13 +245,18 @@ def residual_networks(draw, max_layers=4, delays=False):
 
 
 @st.composite
-def recurrent_networks(draw, max_layers=3, neuron_options=False):
+def recurrent_networks(draw, max_layers=3, neuron_options=False, synapse_bias=False,
+                       per_neuron=False):
     """Random dense LIF chains in which some layers (at least one) have recurrent synapses
     (FxRecDense: the layer's spikes back into itself one step later), with random sign
-    modes and exponents; `neuron_options` also draws each LIF's reset and fire_at."""
+    modes and exponents; `neuron_options` also draws each LIF's reset and fire_at,
+    `synapse_bias` a bias axon on each feed-forward synapse, `per_neuron` per-neuron du, dv
+    and vth (each from its own generator, as in `fixed_networks`)."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     opts = np.random.default_rng(seed + 1) if neuron_options else None
+    brng = np.random.default_rng(seed + 2) if synapse_bias else None
+    per = np.random.default_rng(seed + 3) if per_neuron else None
     n_layers = draw(st.integers(1, max_layers))
     recurrent = [rng.random() < 0.6 for _ in range(n_layers)]
     recurrent[int(rng.integers(0, n_layers))] = True
@@ -272,7 +277,11 @@ def recurrent_networks(draw, max_layers=3, neuron_options=False):
                                        weight_exp=int(rng.integers(-1, 3)), sign_mode=rmode),
                             (n,))
             syns.append(f"rec{i}")
-        graph.add(_lif(rng, f"lif{i}", (n,), 2 ** max(exp, 0) * 32, opts), syns)
+        lif = _lif(rng, f"lif{i}", (n,), 2 ** max(exp, 0) * 32, opts, per)
+        if brng is not None:       # about a threshold's worth per step
+            _bias_axon(brng, graph.node(f"fc{i}"),
+                       int(np.max(lif.vth)) * int(brng.integers(1, 5)) // 2)
+        graph.add(lif, syns)
         if recurrent[i - 1]:
             graph.connect(f"lif{i}", f"rec{i}")
         prev, n_in = f"lif{i}", n
