@@ -150,11 +150,11 @@ class LIFLayer(nn.Module):
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         b, t = x.shape[:2]
         u = torch.zeros((b,) + self.shape, dtype=x.dtype, device=x.device)
-        v = torch.zeros_like(u)
+        v, s = torch.zeros_like(u), torch.zeros_like(u)
         out = []
         peak_u = peak_v = torch.zeros((), dtype=x.dtype)
         for step in range(t):
-            s, u, v, v_peak = self.step(u, v, x[:, step])
+            s, u, v, v_peak = self.step(u, v, self.drive(x[:, step], s))
             if record is not None:
                 peak_u = torch.maximum(peak_u, u.detach().abs().max())
                 peak_v = torch.maximum(peak_v, v_peak.detach().abs().max())
@@ -163,6 +163,10 @@ class LIFLayer(nn.Module):
             record["peak_u"] = float(peak_u)
             record["peak_v"] = float(peak_v)
         return torch.stack(out, dim=1)
+
+    def drive(self, x_t: torch.Tensor, s_prev: torch.Tensor) -> torch.Tensor:
+        """The input current of one step (`RecurrentLIFLayer` adds its own last spikes)."""
+        return x_t
 
     def step(self, u: torch.Tensor, v: torch.Tensor, x_t: torch.Tensor):
         """One step: (spikes, u, v after the reset, v before it)."""
@@ -203,22 +207,8 @@ class RecurrentLIFLayer(LIFLayer):
                                    f"{MAX_LAYER_WEIGHTS}")
         self.rec = nn.Linear(n, n, bias=False)
 
-    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
-        b, t = x.shape[:2]
-        u = torch.zeros((b,) + self.shape, dtype=x.dtype, device=x.device)
-        v, s = torch.zeros_like(u), torch.zeros_like(u)
-        out = []
-        peak_u = peak_v = torch.zeros((), dtype=x.dtype)
-        for step in range(t):
-            s, u, v, v_peak = self.step(u, v, x[:, step] + self.rec(s))
-            if record is not None:
-                peak_u = torch.maximum(peak_u, u.detach().abs().max())
-                peak_v = torch.maximum(peak_v, v_peak.detach().abs().max())
-            out.append(s)
-        if record is not None:
-            record["peak_u"] = float(peak_u)
-            record["peak_v"] = float(peak_v)
-        return torch.stack(out, dim=1)
+    def drive(self, x_t: torch.Tensor, s_prev: torch.Tensor) -> torch.Tensor:
+        return x_t + self.rec(s_prev)
 
 
 class _TimeDistributed(nn.Module):
