@@ -15,7 +15,10 @@ from snncompile.backends.float_model import run_float
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.frontends import graph_from_model
-from snncompile.ir import FxCoproc, FxGate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snncompile.ir import ATTENTION_PARTS, FxCoproc, FxGate
 from snncompile.nn.attention import AttentionSNN
 from snncompile.pipeline import compile_model
 
@@ -25,7 +28,8 @@ CASES = [("ca", "causal"), ("sa", "causal"), ("ta", "causal"), ("tcsa", "causal"
          ("tcsa", "window")]
 
 
-def biased_net(variant: str, mode: str, seed: int, bn: bool = False, pool: bool = False):
+def biased_net(variant: str, mode: str, seed: int, bn: bool = False, pool: bool = False,
+               random_bias: bool = False):
     torch.manual_seed(seed)
     att = {"type": "attention", "kind": variant, "mode": mode, "window": 3, "t_ratio": 1,
            "c_ratio": 2, "kernel": 3, "gain_bits": 8, "name": "att"}
@@ -42,6 +46,8 @@ def biased_net(variant: str, mode: str, seed: int, bn: bool = False, pool: bool 
         conv = model.layers[0].module
         conv.weight.mul_(3.0)
         conv.bias.copy_(torch.tensor([0.6, -0.4, 0.3, 0.0]))   # both signs, one zero
+        if random_bias:
+            conv.bias.copy_(torch.randn(4) * 0.6)
         if bn:
             bnm = model.layers[1].module
             bnm.running_mean.copy_(torch.tensor([0.1, -0.2, 0.0, 0.3]))
@@ -52,6 +58,7 @@ def biased_net(variant: str, mode: str, seed: int, bn: bool = False, pool: bool 
 
 
 def compiled(variant, mode, seed=3, n=3, steps=8, **kw):
+    """(build for loihi2 with calibration data, n test inputs) of `biased_net`."""
     graph = graph_from_model(biased_net(variant, mode, seed, **kw))
     rng = np.random.default_rng(seed)
     shape = graph.input_node().shape
@@ -80,6 +87,33 @@ def test_reference_equals_simulator_with_a_bias_into_attention(variant, mode):
         assert sim.boundary
         for name, values in sim.boundary.items():
             assert np.array_equal(ref["@" + name], values), (kernel, name)
+
+
+random_cases = st.tuples(st.sampled_from(sorted(ATTENTION_PARTS)),
+                         st.sampled_from(["causal", "window"]), st.integers(0, 10_000))
+SLOW_OK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(max_examples=10, **SLOW_OK)
+@given(random_cases)
+def test_reference_equals_simulator_on_random_biased_attention_networks(case):
+    variant, mode, seed = case
+    build, x = compiled(variant, mode, seed, random_bias=True)
+    assert _has_biased_synapse_into_attention(build.graph)
+    ref = reference_run(build.graph, x)
+    sim = Simulator(build.graph).run(x)
+    for name, spikes in sim.spikes.items():
+        assert np.array_equal(ref[name], spikes), name
+    for name, values in sim.boundary.items():
+        assert np.array_equal(ref["@" + name], values), name
+
+
+@pytest.mark.lava
+@settings(max_examples=3, **SLOW_OK)
+@given(random_cases)
+def test_lava_equals_simulator_on_random_biased_attention_networks(case):
+    variant, mode, seed = case
+    _lava_equals_simulator(*compiled(variant, mode, seed, n=2, random_bias=True))
 
 
 def test_the_bias_reaches_the_coprocessor_and_the_gate():
