@@ -35,8 +35,10 @@ compiled), cores, co-processor bytes per step, latency per step and per inferenc
 model), co-processor latency per step, mismatches and both verdicts; then a table, and all
 of it as JSON (`--json`, default OUT/gesture_networks.json).
 
-`--bn` adds {"type": "batchnorm"} after every conv (the authors' conv + BN); it is off by
-default, and refused in one line while the training layers have no batchnorm type. `--mode`
+`--bn` adds {"type": "batchnorm"} after every conv (the authors' conv + BN: conv ->
+batchnorm -> avgpool -> attention -> lif per block); the compiler folds each BatchNorm into
+its conv's weight and bias, and the bias axon feeds the attention gate, so the gain
+multiplies current + bias as in the float model. It is off by default. `--mode`
 is passed to every attention layer (causal by default; "window", the released form, compiles
 with a buffered co-processor window, and its delay is in the latency per inference).
 """
@@ -132,12 +134,15 @@ def residual_config(widths, kind: str | None, mode: str, bn: bool, steps: int) -
 # ---------------------------------------------------------------- training
 def _synapses(layers) -> tuple[list, list]:
     """([(LIF, [synapse modules whose currents it sums], attention layer or None)], the
-    synapses still pending at the end) in forward order."""
+    synapses still pending at the end) in forward order; a synapse followed by a
+    BatchNorm is represented by the BatchNorm (what sets its output's scale)."""
     pairs, pending, att = [], [], None
     for layer in layers:
         mod = getattr(layer, "module", None)
         if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
             pending, att = [mod], None
+        elif isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            pending = [mod]
         elif isinstance(layer, AttentionLayer):
             att = layer
         elif isinstance(layer, Residual):
@@ -151,11 +156,14 @@ def _synapses(layers) -> tuple[list, list]:
 
 
 def _rescale(mods: list, att, k: float) -> None:
-    """Scale the current into a LIF by k: the synapses' weights by k and each attention
-    gate's first weights by 1/k (its MLP or conv has no bias, so the gains are unchanged
-    and the modulated current scales by exactly k)."""
+    """Scale the current into a LIF by k: the synapses' weights (and biases) by k, a
+    BatchNorm's affine weight and bias by k (its output scales by k in train and eval
+    mode alike), and each attention gate's first weights by 1/k (its MLP or conv has no
+    bias, so the gains are unchanged and the modulated current scales by exactly k)."""
     for mod in mods:
         mod.weight.mul_(k)
+        if mod.bias is not None:
+            mod.bias.mul_(k)
     for gate in (att.gate_modules().values() if att is not None else ()):
         first = gate.mlp[0] if hasattr(gate, "mlp") else gate.conv
         first.weight.div_(k)
@@ -191,7 +199,27 @@ def train(config: dict, data, args) -> tuple[SNN, float]:
     start_firing(model, torch.as_tensor(xtr[:16], dtype=torch.float32))
     fit(model, xtr, ytr, epochs=args.epochs, lr=5e-3, batch_size=32, seed=args.seed,
         progress=False)
+    settle_batchnorm(model, torch.as_tensor(xtr, dtype=torch.float32))
     return model, time.perf_counter() - t0
+
+
+def settle_batchnorm(model: SNN, x: torch.Tensor, batch: int = 32) -> None:
+    """Set every BatchNorm's running statistics (what eval mode, and so the compiler,
+    uses) to the exact averages over `x`: a few training batches at momentum 0.1 leave
+    them near their initial 0 / 1, far from the batch statistics the model trained with."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None              # cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            model(x[i:i + batch])
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
 
 
 # ---------------------------------------------------------------- compile, verify, price
@@ -309,20 +337,8 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
-def check_bn(args) -> str | None:
-    """None, or the one-line reason --bn cannot be honoured by these training layers."""
-    if args.bn and "batchnorm" not in SNN.LAYER_TYPES:
-        return ("--bn: the training layers have no 'batchnorm' layer type yet (supported: "
-                + ", ".join(SNN.LAYER_TYPES) + "); run without --bn")
-    return None
-
-
 def main(argv=None) -> int:
     args = parse(argv)
-    why = check_bn(args)
-    if why:
-        print(f"gesture_networks: {why}", file=sys.stderr)
-        return 2
     torch.set_num_threads(2)
     warnings.simplefilter("ignore", FidelityWarning)   # printed where they arise
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """examples/gesture_networks.py: issue 12's gesture-layout MA-SNN and the residual CSA
 network. The fast tests check the layouts' shapes, the firing-rate start and the --bn
-refusal; the slow one runs `--quick` end to end (training, compile, verify with Lava,
+layout; the slow one runs `--quick` end to end (training, compile, verify with Lava,
 energy) and reads its printed table and JSON."""
 import json
 import math
@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from examples import gesture_networks as gn
-from snncompile.nn import SNN
 from snncompile.nn.attention import AttentionLayer, AttentionSNN
 from snncompile.nn.layers import LIFLayer, Residual
 
@@ -76,12 +75,30 @@ def test_start_firing_sets_each_rate_and_keeps_the_attention_gains():
     assert abs(float(rates["lif5"]) - 0.3) < 0.1
 
 
-def test_bn_flag_is_refused_in_one_line_while_there_is_no_batchnorm(capsys):
-    if "batchnorm" in SNN.LAYER_TYPES:
-        pytest.skip("the training layers have batchnorm now: --bn is honoured")
-    assert gn.main(["--quick", "--bn"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--bn" in err[0] and "batchnorm" in err[0]
+def test_bn_flag_puts_a_batchnorm_after_every_conv_and_start_firing_scales_it():
+    """--bn: conv -> batchnorm -> avgpool -> attention -> lif per block (the authors'
+    block), batchnorms after every residual conv too; start_firing scales the BatchNorm
+    (scaling the conv before it would be normalised away in training mode)."""
+    assert gn.parse(["--quick", "--bn"]).bn
+    cfg = gn.gesture_config((4, 8, 8, 16), "tcsa", "causal", True, 8)
+    kinds = [s["type"] for s in cfg["layers"]]
+    assert kinds[:4] == ["conv2d", "batchnorm", "attention", "lif"]     # block 1: no pool
+    assert kinds[4:9] == ["conv2d", "batchnorm", "avgpool2d", "attention", "lif"]
+    assert kinds.count("batchnorm") == kinds.count("conv2d") == 3
+    res = gn.residual_config((4, 8), "csa", "causal", True, 8)
+    block = next(s for s in res["layers"] if s["type"] == "residual")
+    assert [s["type"] for s in block["body"]] == ["conv2d", "batchnorm", "lif", "conv2d",
+                                                  "batchnorm"]
+    assert [s["type"] for s in block["shortcut"]] == ["conv2d", "batchnorm"]
+    model = AttentionSNN(cfg)
+    pairs, _ = gn._synapses(model.layers)
+    assert all(isinstance(m, torch.nn.BatchNorm2d) for _, mods, _ in pairs[:3] for m in mods)
+    bn = pairs[0][1][0]
+    cur = torch.randn(2, 8, 4, 32, 32)
+    with torch.no_grad():
+        before = bn(cur.flatten(0, 1))
+        gn._rescale([bn], None, 3.0)
+        assert torch.allclose(bn(cur.flatten(0, 1)), before * 3.0, rtol=1e-4, atol=1e-5)
 
 
 def _table(stdout: str) -> list[dict]:

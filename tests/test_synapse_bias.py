@@ -176,7 +176,9 @@ def test_a_bias_too_large_for_the_axon_limits_the_scale():
     assert reps[0].scale == pytest.approx(255 * 2 ** 7 / 50.0)   # excitatory
 
 
-def test_bias_into_attention_is_refused():
+def test_bias_into_attention_is_quantised_into_the_attention_input():
+    """The gain multiplies current + bias (tests/test_attention_synapse_bias.py checks the
+    backends): the biased conv keeps its bias axon and feeds the gate and co-processor."""
     from snncompile.ir import Attention
     rng = np.random.default_rng(0)
     g = Graph.sequential([Input("in", shape=(4, 4, 4)),
@@ -185,8 +187,11 @@ def test_bias_into_attention_is_refused():
                           Attention("att", variant="ca", ca_w1=rng.normal(0, 1, (2, 4)),
                                     ca_w2=rng.normal(0, 1, (4, 2)), steps=4),
                           LIF("lif", shape=(4, 4, 4), du=.5, dv=.5, vth=1.0), Output("out")])
-    with pytest.raises(UnsupportedError, match="conv: a synapse bias in front of an attention"):
-        quantize(g, LOIHI2, {"lif": {"peak_u": 1.0, "peak_v": 1.0}})
+    rec = {}
+    run_float(g, (rng.random((4, 4, 4, 4, 4)) < .4).astype(np.int64), record=rec)
+    fx, _ = quantize(g, LOIHI2, rec)
+    assert fx.node("conv").bias_mant is not None and fx.node("conv").bias_mant.any()
+    assert {type(fx.node(d)).__name__ for d in fx.outputs("conv")} == {"FxCoproc", "FxGate"}
 
 
 # ------------------------------------------------------------ pools, limits, costs

@@ -160,8 +160,10 @@ class Node:
     #: that paths of unequal depth meet in step (`ir.timing.balance`): FxDense (Lava
     #: DelayDense). Lava's Conv has no synaptic delays.
     can_align: ClassVar[bool] = False
-    #: True for neurons a synapse's bias axon may feed: they are zeroed at their window's
-    #: start (FxLIF, FxLI), so the always-on axon's current before it is never seen.
+    #: True for the nodes a synapse's bias axon may feed: neurons zeroed at their window's
+    #: start (FxLIF, FxLI), so the always-on axon's current before it is never seen, and
+    #: the attention parts between a synapse and its LIF (FxGate: no state, its output
+    #: reaches that LIF; FxCoproc: reset at its window's start), which see current + bias.
     takes_synapse_bias: ClassVar[bool] = False
 
     def output_delay(self) -> int:
@@ -861,6 +863,7 @@ class FxGate(Node):
     the field existed, and is exact for HTDA's 0/1 map (shift 0).
     """
     stage: ClassVar[str] = "fixed"
+    takes_synapse_bias: ClassVar[bool] = True
 
     shift: int = 8
     gain_bits: int = 8
@@ -919,6 +922,7 @@ class FxCoproc(Node):
     delay is `ir.timing.coproc_delay`)."""
     stage: ClassVar[str] = "fixed"
     on_coproc: ClassVar[bool] = True
+    takes_synapse_bias: ClassVar[bool] = True
 
     doc: dict = None
     arrays: dict = None

@@ -34,7 +34,9 @@ Definitions (the chip's, and Lava's):
   step 1 (depth 1, the shallowest neuron's local step 0) and never stops. Only neurons
   zeroed at their local step 0 (`takes_synapse_bias`: FxLIF, FxLI) take one, so what
   arrives before their window, or between a stream's samples, is cleared: in local time
-  the bias is there at every step t in [0, T), on every backend.
+  the bias is there at every step t in [0, T), on every backend. In front of an attention
+  layer the same holds for its parts (FxGate: stateless, into such a LIF; FxCoproc: reset
+  or buffered from its own window's start), which see current + bias.
 * a loop delay (FxDelay, the top-down attention loop) reads, at its target's local step t,
   what its source produced at local step t - latency (`init` before that).
 * a **window partition** (FxCoproc with `window` = T > 0: whole-window attention, as

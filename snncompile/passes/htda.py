@@ -139,9 +139,9 @@ def lower_htda(loop: TopDownLoop, fixed: Graph, spec,
     check_coproc_target(where, spec)
     gated = fixed.node(fixed.inputs(loop.target)[0])
     if getattr(gated, "bias_mant", None) is not None:
-        raise UnsupportedError(f"{where}: the gated synapse {gated.name} has a bias; the "
-                               "model gates it with the current, but its bias axon would "
-                               "feed the neurons past the gate (retrain it without bias)")
+        raise UnsupportedError(f"{where}: the gated synapse {gated.name} has a bias; a "
+                               "bias under an HTDA map is not compiled yet (its gate before "
+                               "the loop's latency is untested; retrain it without bias)")
     if source_spikes is None or not len(source_spikes):
         raise QuantizationError(f"{where}: HTDA needs calibration data (--calib) to choose "
                                 "the co-processor's scales")

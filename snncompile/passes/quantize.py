@@ -345,10 +345,6 @@ class _LIFRule(_Planned):
                                    "layers (their currents add; one of them optionally "
                                    "through an attention layer)")
         syns = [graph.node(p) for p in preds]
-        if att is not None and getattr(syns[0], "bias", None) is not None:
-            raise UnsupportedError(f"{syns[0].name}: a synapse bias in front of an attention "
-                                   f"layer ({att.name}) is not compiled (the gain would "
-                                   "multiply the bias axon's current too)")
         bits = [_msg_bits(s.name, graph.kind(graph.inputs(s.name)[0]), graph.input_node().bits)
                 for s in syns]
         fss, fl, rep = _quantize_pair(syns, node, bits, plan.calib.get(name), plan.spec,

@@ -7,7 +7,8 @@
     FxConv2d -> lava.proc.conv.process.Conv (PyConvModelFixed)
     FxConv1d -> the same Conv on a (L, 1, C) view of its input (height 1)
                  a synapse bias (either): one shared RingBuffer of ones (the always-on
-                 bias axon) into a one-column Dense summed into the neurons' a_in
+                 bias axon) into a one-column Dense summed with the synapse's output
+                 into whatever reads it (neurons' a_in, attention gate, co-processor)
     Flatten, Output -> views of their input's port
     FxLIF    -> lava.proc.lif.process.LIFReset (PyLifResetModelBitAcc); spikes recorded
     FxLI     -> LIFReset at the largest threshold mantissa; its voltage v recorded (VOLTAGE)
@@ -120,7 +121,6 @@ class LavaNet:
     checks: list = field(default_factory=list)     # callables to run after the run
     source: object = None                           # the RingBuffer, if any
     bias_fed: set = field(default_factory=set)      # FxLIFs a bias input drives
-    bias_ports: dict = field(default_factory=dict)  # synapse -> its bias axon's OutPort
     bias_source: object = None                      # the always-on bias axon (shared)
 
     @property
@@ -229,27 +229,43 @@ def _connect(ins: list[Lowered], in_port) -> None:
         src.port.connect(in_port)
 
 
-def _connect_neuron(name: str, ins: list[Lowered], in_port, net: LavaNet) -> None:
-    """A neuron's input port: its synapses' outputs and their bias axons', summed."""
-    _connect(ins, in_port)
-    for src in net.graph.inputs(name):
-        if src in net.bias_ports:
-            net.bias_ports[src].connect(in_port)
+class SummedPort(NamedTuple):
+    """A synapse's output with its bias axon's: OutPorts (or views) that every InPort
+    they connect to sums, so what reads the synapse (a neuron, an attention gate, the
+    co-processor, a recorder) sees current + bias."""
+
+    ports: tuple
+
+    def connect(self, in_port) -> None:
+        for port in self.ports:
+            port.connect(in_port)
+
+    def flatten(self) -> "SummedPort":
+        return SummedPort(tuple(p.flatten() for p in self.ports))
+
+    def reshape(self, shape) -> "SummedPort":
+        return SummedPort(tuple(p.reshape(shape) for p in self.ports))
+
+    def transpose(self, axes) -> "SummedPort":
+        return SummedPort(tuple(p.transpose(axes) for p in self.ports))
 
 
-def _bias_axon(node, perm, lshape: tuple, net: LavaNet) -> None:
+def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
     """A synapse's bias (`bias_mant << bias_exp` per output, `synapse_bias`): the shared
     always-on axon (a RingBuffer of ones, sending at every step from Lava step 1, so its
     current arrives from global step 1, before any neuron's window opens) into a Dense of
     one column holding the mantissas in the output's Lava layout, with the bias exponent;
-    its output is summed into the neurons the synapse feeds (`_connect_neuron`)."""
+    returned with the synapse's `port` as one SummedPort (the port alone without a bias),
+    so it reaches whatever the synapse feeds: into an attention layer, the gain multiplies
+    current + bias as in the float model."""
     if node.bias_mant is None:
-        return
+        return port
     for dst in net.graph.outputs(node.name):
         if not net.graph.node(dst).takes_synapse_bias:
             raise UnsupportedError(f"{node.name}: its bias axon feeds {dst} "
                                    f"({type(net.graph.node(dst)).__name__}); only neurons "
-                                   "zeroed at their window's start (FxLIF, FxLI) take one")
+                                   "zeroed at their window's start (FxLIF, FxLI) or the "
+                                   "attention gate and co-processor take one")
     from lava.proc.dense.models import PyDenseModelBitAcc
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import PySendModelFixed, RingBuffer
@@ -267,7 +283,7 @@ def _bias_axon(node, perm, lshape: tuple, net: LavaNet) -> None:
                          sign_mode=SignMode[bias_sign_mode(node.bias_mant).upper()],
                          name=f"{node.name}.bias"), PyDenseModelBitAcc)
     net.bias_source.s_out.connect(proc.s_in)
-    net.bias_ports[node.name] = proc.a_out if len(lshape) == 1 else proc.a_out.reshape(lshape)
+    return SummedPort((port, proc.a_out if len(lshape) == 1 else proc.a_out.reshape(lshape)))
 
 
 def _neuron_layout(node, ins: list[Lowered], net: LavaNet) -> tuple:
@@ -378,8 +394,8 @@ def _dense(node: FxDense, ins: list[Lowered], net: LavaNet) -> Lowered:
     else:
         proc = net.add(Dense(**kw), PyDenseModelBitAcc)
     _connect(ins, proc.s_in)
-    _bias_axon(node, None, net.graph.shape(node.name), net)
-    return Lowered(proc.a_out, None, net.graph.shape(node.name))
+    shape = net.graph.shape(node.name)
+    return Lowered(_bias_axon(node, proc.a_out, None, shape, net), None, shape)
 
 
 def _dense_params(node, perm=None) -> dict:
@@ -475,8 +491,8 @@ def _lava_conv(node: FxConv2d, ins: list[Lowered], net: LavaNet, in_shape, shape
                            f"!= expected {lava_shape(shape)}")
     net.add(proc, PyConvModelFixed)
     _connect(ins, proc.s_in)
-    _bias_axon(node, natural_perm(shape), lava_shape(shape), net)
-    return Lowered(proc.a_out, natural_perm(shape), lava_shape(shape))
+    port = _bias_axon(node, proc.a_out, natural_perm(shape), lava_shape(shape), net)
+    return Lowered(port, natural_perm(shape), lava_shape(shape))
 
 
 @LOWER.register(FxLIF)
@@ -503,7 +519,7 @@ def _lif(node: FxLIF, ins: list[Lowered], net: LavaNet) -> Lowered:
         proc = SoftLIF(reset=node.reset, fire_at=node.fire_at, **params)
         net.add(proc, PySoftLIFModel)
     if not bias_fed:
-        _connect_neuron(name, ins, proc.a_in, net)
+        _connect(ins, proc.a_in)
     net.neurons[name] = (proc, perm, lshape)
     net.record(name, name, proc.s_out, perm, lshape, net.graph.shape(name), SPIKES)
     return Lowered(proc.s_out, perm, lshape)
@@ -526,7 +542,7 @@ def _li(node: FxLI, ins: list[Lowered], net: LavaNet) -> Lowered:
                     reset_interval=net.steps,
                     reset_offset=net.timing.lava_reset_offset(name), name=name)
     net.add(proc, PyLifResetModelBitAcc)
-    _connect_neuron(name, ins, proc.a_in, net)
+    _connect(ins, proc.a_in)
     net.neurons[name] = (proc, perm, lshape)
     net.record(name, name, proc.v, perm, lshape, net.graph.shape(name), VOLTAGE)
     return Lowered(proc.s_out, perm, lshape)
