@@ -266,6 +266,7 @@ def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
                                    f"({type(net.graph.node(dst)).__name__}); only neurons "
                                    "zeroed at their window's start (FxLIF, FxLI) or the "
                                    "attention gate and co-processor take one")
+    _refuse_bias_before_recurrent_window(node, net)
     from lava.proc.dense.models import PyDenseModelBitAcc
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import PySendModelFixed, RingBuffer
@@ -284,6 +285,23 @@ def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
                          name=f"{node.name}.bias"), PyDenseModelBitAcc)
     net.bias_source.s_out.connect(proc.s_in)
     return SummedPort((port, proc.a_out if len(lshape) == 1 else proc.a_out.reshape(lshape)))
+
+
+def _refuse_bias_before_recurrent_window(node, net: LavaNet) -> None:
+    """The shared bias axon's current arrives from global step 1; a recurrent layer whose
+    window opens later can spike on the bias alone before it, and its recurrent synapse
+    carries those spikes into the window, past LIFReset's zeroing of u and v (found by
+    tests/test_feature_combinations.py). Refused until the axon starts per layer."""
+    graph = net.graph
+    for dst in graph.outputs(node.name):
+        rec = [i for i in graph.inputs(dst)
+               if graph.node(i).is_synapse and graph.node(i).closes_loop]
+        if rec and net.timing.depth[dst] > 1:
+            raise UnsupportedError(
+                f"{node.name}: a bias axon into the recurrent layer {dst} (depth "
+                f"{net.timing.depth[dst]}) is not lowered to Lava yet: the bias reaches it "
+                f"before its window opens and its recurrent synapse {rec[0]} would carry "
+                "those spikes into the window (the reference and simulator compute it)")
 
 
 def _neuron_layout(node, ins: list[Lowered], net: LavaNet) -> tuple:
