@@ -206,6 +206,13 @@ def _gesture_tcsa(x: torch.Tensor, attention: bool = True) -> AttentionSNN:
     torch.manual_seed(0)
     model = AttentionSNN({"input": {"shape": [2, 32, 32], "encoding": "spikes",
                                     "steps": T}, "layers": layers}).eval()
+    return normalise_to_fire(model, x, output="lif5")
+
+
+def normalise_to_fire(model: AttentionSNN, x: torch.Tensor, output: str | None = None):
+    """Set `model`'s random weights up layer by layer on `x`: every synapse's current to
+    unit RMS, every attention logit a spread of 1.5 (`_spread_logits`), and every LIF's
+    threshold (by bisection) so that it fires at 10% of steps (`output`: at 30%)."""
     with torch.no_grad():
         h = x
         for name, layer in zip(model.names, model.layers):
@@ -216,7 +223,7 @@ def _gesture_tcsa(x: torch.Tensor, attention: bool = True) -> AttentionSNN:
                 for mod in (layer.block.ta, layer.block.ca, layer.block.sa):
                     cur = _spread_logits(mod, cur)
             elif isinstance(layer, LIFLayer):
-                target = 0.3 if name == "lif5" else 0.1
+                target = 0.3 if name == output else 0.1
                 lo, hi = 0.01, 100.0
                 for _ in range(16):          # rate falls as the threshold rises
                     layer.vth = (lo * hi) ** 0.5

@@ -165,9 +165,8 @@ def _calibrated_window_tcsa(x: torch.Tensor):
     """2x16x16 events -> conv 16 (window TCSA, LIF, 2x2 sum pool) -> conv 32 (window TCSA,
     LIF, pool) -> fc 11; random weights normalised on `x` as in test_attention_bias's
     gesture network (unit-RMS currents, attention logits spread 1.5, LIFs firing 10%)."""
-    from snncompile.nn.attention import AttentionLayer, AttentionSNN
-    from snncompile.nn.layers import LIFLayer
-    from test_attention_bias import _spread_logits
+    from snncompile.nn.attention import AttentionSNN
+    from test_attention_bias import normalise_to_fire
     att = {"type": "attention", "kind": "tcsa", "mode": "window", "t_ratio": 2,
            "c_ratio": 4, "kernel": 3, "gain_bits": 8}
     lif = {"type": "lif", "du": 0.5, "dv": 0.2}
@@ -181,24 +180,7 @@ def _calibrated_window_tcsa(x: torch.Tensor):
     torch.manual_seed(0)
     model = AttentionSNN({"input": {"shape": [2, 16, 16], "encoding": "spikes",
                                     "steps": STEPS}, "layers": layers}).eval()
-    with torch.no_grad():
-        h = x
-        for name, layer in zip(model.names, model.layers):
-            if name.startswith(("conv", "fc")):
-                layer.module.weight.div_(float(layer(h).pow(2).mean().sqrt()))
-            elif isinstance(layer, AttentionLayer):
-                cur = h
-                for key in ("ta", "ca", "sa"):
-                    cur = _spread_logits(getattr(layer.block, key), cur)
-            elif isinstance(layer, LIFLayer):
-                lo, hi = 0.01, 100.0
-                for _ in range(16):          # rate falls as the threshold rises
-                    layer.vth = (lo * hi) ** 0.5
-                    lo, hi = (layer.vth, hi) if layer(h).mean().item() > 0.1 else (lo,
-                                                                                layer.vth)
-                layer.vth = hi
-            h = layer(h)
-    return model
+    return normalise_to_fire(model, x)
 
 
 def test_calibrated_window_tcsa_network_is_faithful():
