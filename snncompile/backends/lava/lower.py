@@ -266,7 +266,6 @@ def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
                                    f"({type(net.graph.node(dst)).__name__}); only neurons "
                                    "zeroed at their window's start (FxLIF, FxLI) or the "
                                    "attention gate and co-processor take one")
-    _refuse_bias_before_recurrent_window(node, net)
     from lava.proc.dense.models import PyDenseModelBitAcc
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import PySendModelFixed, RingBuffer
@@ -276,32 +275,39 @@ def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
     m = np.broadcast_to(np.asarray(node.bias_mant, np.int64).reshape(
         (-1,) + (1,) * (len(shape) - 1)), shape)
     col = to_lava(np.ascontiguousarray(m), shape, perm, lshape).reshape(-1, 1)
-    if net.bias_source is None:
-        net.bias_source = net.add(RingBuffer(data=np.ones((1, 1), np.int32)),
-                                  PySendModelFixed)
+    start = _recurrent_window_start(node, net)
+    if start is not None:
+        # a recurrent layer deeper than the first: its own axon, silent until its window
+        # opens (otherwise it spikes on the bias alone before the window and its recurrent
+        # synapse carries those spikes past LIFReset's zeroing; tests/test_feature_combinations)
+        data = np.ones((1, max(int(net.n_steps), start + 1)), np.int32)
+        data[0, :start] = 0
+        source = net.add(RingBuffer(data=data), PySendModelFixed)
+    else:
+        if net.bias_source is None:
+            net.bias_source = net.add(RingBuffer(data=np.ones((1, 1), np.int32)),
+                                      PySendModelFixed)
+        source = net.bias_source
     proc = net.add(Dense(weights=col.astype(np.int32), weight_exp=int(node.bias_exp),
                          num_weight_bits=8, num_message_bits=0,
                          sign_mode=SignMode[bias_sign_mode(node.bias_mant).upper()],
                          name=f"{node.name}.bias"), PyDenseModelBitAcc)
-    net.bias_source.s_out.connect(proc.s_in)
+    source.s_out.connect(proc.s_in)
     return SummedPort((port, proc.a_out if len(lshape) == 1 else proc.a_out.reshape(lshape)))
 
 
-def _refuse_bias_before_recurrent_window(node, net: LavaNet) -> None:
-    """The shared bias axon's current arrives from global step 1; a recurrent layer whose
-    window opens later can spike on the bias alone before it, and its recurrent synapse
-    carries those spikes into the window, past LIFReset's zeroing of u and v (found by
-    tests/test_feature_combinations.py). Refused until the axon starts per layer."""
+def _recurrent_window_start(node, net: LavaNet) -> int | None:
+    """Index of the bias axon's first sending step (RingBuffer frame) for a synapse whose
+    bias feeds a recurrent layer deeper than the first, so its current first arrives in the
+    layer's window; None for every other synapse (the shared axon, from step 1, is exact
+    there because LIFReset zeroes u and v when the window opens)."""
     graph = net.graph
     for dst in graph.outputs(node.name):
         rec = [i for i in graph.inputs(dst)
                if graph.node(i).is_synapse and graph.node(i).closes_loop]
         if rec and net.timing.depth[dst] > 1:
-            raise UnsupportedError(
-                f"{node.name}: a bias axon into the recurrent layer {dst} (depth "
-                f"{net.timing.depth[dst]}) is not lowered to Lava yet: the bias reaches it "
-                f"before its window opens and its recurrent synapse {rec[0]} would carry "
-                "those spikes into the window (the reference and simulator compute it)")
+            return int(net.timing.depth[dst]) - 1
+    return None
 
 
 def _neuron_layout(node, ins: list[Lowered], net: LavaNet) -> tuple:
