@@ -9,8 +9,8 @@ for snncompile's model and for SANA-FE beside the measurement, with the ratio
 measurement SETS a constant (then it cannot validate it: the ratio is ~1 by construction
 or says nothing) or VALIDATES. Nothing here is tuned on a validating figure.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/validate_published.py          # all (~3 min)
-    PYTHONPATH=$PWD .venv/bin/python bench/validate_published.py --quick  # no PilotNet
+    PYTHONPATH=$PWD .venv/bin/python bench/validate_published.py          # all (~5 min)
+    PYTHONPATH=$PWD .venv/bin/python bench/validate_published.py --quick  # no PilotNet (~1 min)
 
 Networks
 * kws: Blouw et al. 2019 keyword spotter on Loihi 1 (390-256-256-29, 10 steps per
@@ -336,45 +336,65 @@ def _gts(name: str) -> Path:
                             "tests ship it with the lava-dl wheel in requirements)")
 
 
-def run_pilotnet_lif(out: Path, rebuild: bool = False, say=print) -> dict:
+# mapping variants: (name, extra compile flags, figures the variant takes from the
+# measurement, so that they cannot validate there)
+LIF_VARIANTS = (
+    ("objective cores", [], {}),
+    ("objective latency, at most 74 cores", ["--objective", "latency", "--max-cores", "74"],
+     {"cores": "--max-cores 74 = the measured core count"}),
+)
+
+
+def run_pilotnet_lif(out: Path, rebuild: bool = False, say=print,
+                     variants=LIF_VARIANTS) -> list[dict]:
+    import contextlib
+    import io
+    from dataclasses import replace
+
     from snncompile.build import Build
     from snncompile.cli import main as cli
     from snncompile.energy.run import count_events, price
     from snncompile.energy.sanafe_backend import run_sanafe
 
-    meas = MEASUREMENTS["pilotnet_lif"]
+    base = MEASUREMENTS["pilotnet_lif"]
     net, image = _gts("pilotnet_lif/network.net"), _gts("pilotnet_lif/image.npy")
     frame = np.load(image).astype(np.int32).transpose(2, 1, 0)   # Lava (W, H, C) -> (C, H, W)
-    x = np.repeat(frame[None, None], meas.steps, axis=1)
+    x = np.repeat(frame[None, None], base.steps, axis=1)
     out.mkdir(parents=True, exist_ok=True)
-    frames, build_dir = out / "pilotnet_lif_frame.npz", out / "pilotnet_lif.build"
+    frames = out / "pilotnet_lif_frame.npz"
     np.savez_compressed(frames, inputs=x)
-    if rebuild or not (build_dir / "manifest.json").exists():
-        import contextlib
-        import io
-        t0 = time.time()
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):     # the compile report: in the build
-            rc = cli(["compile", str(net), "--target", meas.target, "--calib", str(frames),
-                      "-o", str(build_dir)])
-        if rc:
-            raise SystemExit(f"compile of {net} failed (exit {rc}):\n{log.getvalue()}")
-        say(f"(compiled {net.name} in {time.time() - t0:.0f} s)")
-    build = Build.load(build_dir)
-    report, mapping = price(build, count_events(build, x, progress=False))
-    m_rows = rows(meas, model_figures(report))
-    sf, why = None, ""
-    try:
-        sf = run_sanafe(build.graph, mapping.to_json(), x, build.target)
-    except SnnCompileError as exc:
-        why = str(exc)
-    s_rows = rows(meas, sanafe_figures(sf)) if sf else None
-    say(table(meas, m_rows, s_rows, why))
-    busiest = mapping.cores[report.busiest_core].blocks if mapping.cores else []
-    say(f"  busiest core {report.busiest_core}: blocks of "
-        f"{sorted({mapping.blocks[b].layer for b in busiest})}; latency parts "
-        + ", ".join(f"{k} {fmt(v, 's')}" for k, v in report.latency_parts_s.items() if v))
-    return {"model": m_rows, "sanafe": s_rows, "sanafe_why": why, "report": report}
+    results = []
+    for k, (name, flags, sets) in enumerate(variants):
+        meas = replace(base, sets={**base.sets, **sets})
+        build_dir = out / f"pilotnet_lif_{k}.build"
+        if rebuild or not (build_dir / "manifest.json").exists():
+            t0 = time.time()
+            log = io.StringIO()
+            with contextlib.redirect_stdout(log):     # the compile report: in the build
+                rc = cli(["compile", str(net), "--target", meas.target, "--calib",
+                          str(frames), "-o", str(build_dir)] + flags)
+            if rc:
+                raise SystemExit(f"compile of {net} failed (exit {rc}):\n{log.getvalue()}")
+            say(f"(compiled {net.name} {' '.join(flags)} in {time.time() - t0:.0f} s)")
+        build = Build.load(build_dir)
+        report, mapping = price(build, count_events(build, x, progress=False))
+        m_rows = rows(meas, model_figures(report))
+        sf, why = None, ""
+        try:
+            sf = run_sanafe(build.graph, mapping.to_json(), x, build.target)
+        except SnnCompileError as exc:
+            why = str(exc)
+        s_rows = rows(meas, sanafe_figures(sf)) if sf else None
+        say(f"\nmapping: {name} (compile flags: {' '.join(flags) or 'none'})")
+        say(table(meas, m_rows, s_rows, why))
+        busiest = mapping.cores[report.busiest_core].blocks if mapping.cores else []
+        say(f"  busiest core {report.busiest_core}: blocks of "
+            f"{sorted({mapping.blocks[b].layer for b in busiest})}; latency parts "
+            + ", ".join(f"{k_} {fmt(v, 's')}" for k_, v in report.latency_parts_s.items()
+                        if v))
+        results.append({"name": name, "model": m_rows, "sanafe": s_rows, "sanafe_why": why,
+                        "report": report})
+    return results
 
 
 # ------------------------------------------------------------------ PilotNet SDNN
@@ -403,7 +423,7 @@ def _describe(meas: Measurement, say) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="skip PilotNet LIF (compile ~1.5 min)")
+    p.add_argument("--quick", action="store_true", help="skip PilotNet LIF (two compiles, ~1.5 min each)")
     p.add_argument("--rebuild", action="store_true", help="recompile PilotNet LIF")
     p.add_argument("--out", default=str(ROOT / "out" / "validate"),
                    help="where the PilotNet build is kept")
@@ -436,15 +456,15 @@ def main(argv=None) -> int:
 
     if not args.quick:
         _describe(MEASUREMENTS["pilotnet_lif"], say)
-        lif = run_pilotnet_lif(Path(args.out), args.rebuild, say)
-        summary["pilotnet_lif"] = ([lif["model"]], [lif["sanafe"]])
+        for v in run_pilotnet_lif(Path(args.out), args.rebuild, say):
+            summary[f"pilotnet_lif ({v['name']})"] = ([v["model"]], [v["sanafe"]])
     _describe(MEASUREMENTS["pilotnet_sdnn"], say)
     sdnn = run_pilotnet_sdnn(say)
     summary["pilotnet_sdnn"] = ([sdnn["model"]], [None])
 
     say("\n=== verdict (issue 14: every validating figure within 25% on >= 2 networks that "
         "did not set the constants, for snncompile's model and for SANA-FE)")
-    passed = {"snncompile": 0, "SANA-FE": 0}
+    passed = {"snncompile": set(), "SANA-FE": set()}
     for key, (model_sets, sanafe_sets) in summary.items():
         for who, sets in (("snncompile", model_sets), ("SANA-FE", sanafe_sets)):
             oks, bads = [], []
@@ -457,21 +477,28 @@ def main(argv=None) -> int:
                 oks.append(ok)
                 bads.append(bad)
             ok = bool(oks) and all(oks)
-            passed[who] += ok
+            if ok:      # a network counts once, whichever mapping passed
+                passed[who].add(key.split(" ")[0])
             worst = sorted({b for bad in bads for b in bad})
-            say(f"{key:<14}{who:<11} {'within 25%' if ok else 'NOT within 25%'}"
+            say(f"{key:<52}{who:<11} {'within 25%' if ok else 'NOT within 25%'}"
                 + ("" if ok else f": {'; '.join(worst[:6])}"))
-    for who, n in passed.items():
-        say(f"{who}: {n} network(s) with every validating figure within 25% (2 needed)")
+    for who, nets in passed.items():
+        say(f"{who}: {len(nets)} network(s) with every validating figure within 25% (2 "
+            f"needed){': ' + ', '.join(sorted(nets)) if nets else ''}")
+    say("Caveats: Loihi 2's per-event energies and times are Loihi 1 figures reused "
+        "(flagged estimates in targets/loihi2.toml), so a PilotNet dynamic-energy match does "
+        "not show they are right for Loihi 2; the PilotNet frame is lava-dl's test frame, "
+        "not the notebook's dashcam frames; run-to-run spread of the measurement itself is "
+        "16% in throughput (342.29 vs 408.9 fps in two versions of the notebook).")
     say("What it would take: the measured per-layer activity (or the inputs) of Blouw's run; "
         "the PilotNet SDNN network file the notebook benchmarked; more Loihi 2 measurements "
         "on one board type, to separate static power and host I/O from neurocore work; "
         "the measured per-frame energy and latency CSVs behind SANA-FE's own DVS-gesture "
         "validation (SANA-FE ships the network, sanafe/examples/dvs_challenge.npz, but not "
         "the measurements); and a SANA-FE able to hold more than 1024 neurons per core.")
-    if not all(n >= 2 for n in passed.values()):
+    if not all(len(n) >= 2 for n in passed.values()):
         print("validate_published: fewer than 2 published networks validate within 25% "
-              f"(snncompile {passed['snncompile']}, SANA-FE {passed['SANA-FE']}): the "
+              f"(snncompile {len(passed['snncompile'])}, SANA-FE {len(passed['SANA-FE'])}): the "
               "estimates do not predict board-level measurements", file=sys.stderr)
     return 0
 
