@@ -74,10 +74,11 @@ class Measurement:
 _BLOUW = ("Blouw, Choo, Hunsberger, Eliasmith, 'Benchmarking keyword spotting efficiency "
           "on neuromorphic hardware', arXiv 1812.01739 (2019), Table 1, Loihi row: idle "
           "0.029 W, dynamic 0.081 W, 296 inferences/s, 0.27 mJ dynamic energy / inference")
-_PILOTNET_LIF = ("lava-dl tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb, printed "
-                 "output (one-chip Oheo Gulch board, 16 steps / inference): 74 cores in its "
-                 "per-core table; total 1.661 mJ, dynamic 1.094 mJ / inference; 408.9 "
-                 "inferences/s; 152.8 us / step (as recorded in issue 14)")
+_PILOTNET_LIF = ("lava-dl tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb at commit "
+                 "dad9dfad9d81744bc8f21876f1e4bac46beeda8d, printed output (one-chip board, "
+                 "16 steps / inference, 10000 steps): cell 9 'Throughput : 408.91 fps' (152.8 "
+                 "us / step); 74 cores in its per-core table; total 1.661 mJ, dynamic 1.094 "
+                 "mJ / inference (energies as recorded in issue 14 from the same output)")
 _PILOTNET_SDNN = ("lava-dl tutorials/lava/lib/dl/netx/pilotnet_sdnn/benchmark.ipynb at commit "
                   "1878d6d407d5502d74ff337cf43a6e8c6796bebc, printed output (partition "
                   "oheogulch, 2000 steps, one frame per step): per-core table 'Total 61' "
@@ -458,6 +459,8 @@ def main(argv=None) -> int:
         _describe(MEASUREMENTS["pilotnet_lif"], say)
         for v in run_pilotnet_lif(Path(args.out), args.rebuild, say):
             summary[f"pilotnet_lif ({v['name']})"] = ([v["model"]], [v["sanafe"]])
+    else:
+        say("\n(PilotNet LIF skipped: --quick; its verdict is missing below)")
     _describe(MEASUREMENTS["pilotnet_sdnn"], say)
     sdnn = run_pilotnet_sdnn(say)
     summary["pilotnet_sdnn"] = ([sdnn["model"]], [None])
