@@ -111,3 +111,46 @@ def test_sanafe_runs_a_conv1d_build_with_our_spikes():
     assert sim.counts["l1"]["spikes"] > 0
     for layer in ("l1", "l2"):
         assert sf.spikes[layer] == sim.counts[layer]["spikes"] / 2, layer
+
+
+@pytest.mark.parametrize("target", ["loihi1", "loihi2"])
+def test_sanafe_runs_a_bias_input_build_with_our_spikes(target):
+    """A bias-encoded input (lava-dl netx's PilotNet LIF: the frame is the input layer's
+    bias_mant): the layer integrates (bias_mant + frame) << bias_exp in SANA-FE too, the
+    frame held for the input steps and removed for the drain; with du = 4095, dv = 0
+    SANA-FE's float LIF is exact, so every layer's spikes equal the simulator's."""
+    from snncompile.energy.sanafe_backend import run_sanafe
+    rng = np.random.default_rng(4)
+    g = Graph.sequential([
+        Input("in", shape=(2, 5, 5), encoding="bias", bits=8),
+        FxLIF("l0", shape=(2, 5, 5), du=4095, dv=0, vth=40, bias_exp=3),
+        FxConv2d("c1", weight=(2 * rng.integers(-5, 15, (3, 2, 3, 3))).astype(np.int32)),
+        FxLIF("l1", shape=(3, 3, 3), du=4095, dv=0, vth=30),
+        Flatten("f"),
+        FxDense("d2", weight=(2 * rng.integers(-5, 15, (6, 27))).astype(np.int32)),
+        FxLIF("l2", shape=(6,), du=4095, dv=0, vth=60),
+        Output("out")])
+    spec = load_target(target)
+    x = np.repeat(rng.integers(-20, 100, (2, 1, 2, 5, 5)), 10, axis=1).astype(np.int32)
+    sim = Simulator(g, spec.numerics).run(x)
+    sf = run_sanafe(g, map_graph(g, spec).to_json(), x, spec)
+    assert sim.counts["l2"]["spikes"] > 0
+    for layer in ("l0", "l1", "l2"):
+        assert sf.spikes[layer] == sim.counts[layer]["spikes"] / 2, layer
+    assert sf.steps_run == 10 + 2 and sf.dynamic_j > 0
+
+
+def test_sanafe_refuses_a_core_fuller_than_it_simulates():
+    """SANA-FE 2.2.9 holds at most 1024 neurons per core (1025 fail inside it with a vector
+    range error, whatever max_neurons_supported says): refused up front, in one line."""
+    from snncompile.energy.sanafe_backend import run_sanafe
+    from snncompile.errors import UnsupportedError
+    g = Graph.sequential([Input("in", shape=(8,)), FxDense("d", weight=np.ones((1025, 8), int)),
+                          FxLIF("l", shape=(1025,)), Output("o")])
+    spec = load_target("loihi2")
+    m = map_graph(g, spec)
+    assert m.n_cores == 1
+    x = np.ones((1, 2, 8), np.int8)
+    with pytest.raises(UnsupportedError, match="holds 1025 neurons.*at most 1024") as info:
+        run_sanafe(g, m.to_json(), x, spec)
+    assert "\n" not in str(info.value)

@@ -66,7 +66,7 @@ def test_bad_numbers_are_refused_naming_key_value_range(tmp_path, section, key, 
 
 
 def test_every_built_in_target_is_inside_the_ranges():
-    for name in ("loihi1", "loihi2", "loihi1-sanafe"):
+    for name in ("loihi1", "loihi2", "loihi1-sanafe", "loihi1-system"):
         spec = load_target(name)
         for section, ranges in RANGES.items():
             obj = getattr(spec, section, None)

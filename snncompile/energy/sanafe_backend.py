@@ -28,6 +28,8 @@ and each layer's spikes are counted in its own window [d, d + steps).
 
 What each node type becomes is its rule in the `SANAFE` table; node types without one
 (sigma-delta neurons, co-processor partitions, ...) are refused in one line naming the node.
+A bias-encoded input (netx's PilotNet LIF) becomes the bias of the layer it drives,
+(bias_mant + frame) << bias_exp, held for the input steps and removed for the drain.
 Also not supported (UnsupportedError naming the node): graded spikes, synaptic delays,
 multi-chip mappings.
 """
@@ -49,6 +51,10 @@ from ..target import TargetSpec
 
 SANAFE_VERSION = "2.2.9"
 INPUT_UNITS = 1024  # `input` soma units per core (one per input neuron; more slow SANA-FE)
+# SANA-FE 2.2.9 simulates at most 1024 neurons on one core whatever the description's
+# max_neurons_supported says (1025 fail with "vector::_M_range_check: __n (which is
+# 1024)", tests/test_energy_sanafe.py): Loihi 2 cores placed fuller are refused up front.
+CORE_NEURONS = 1024
 
 
 @dataclass
@@ -159,7 +165,8 @@ def _arch(spec: TargetSpec):
                 f"{SANAFE_VERSION})", "SANA-FE (silicon-calibrated Loihi 1 events)", units)
     if family == "loihi2":
         units = {"lif": "l2_lif", "input": "l2_inputs", "dense": "l2_dense_synapse",
-                 "capacity": int(spec.raw.get("limits", {}).get("neurons", 8192)),
+                 "capacity": min(int(spec.raw.get("limits", {}).get("neurons", 8192)),
+                                 CORE_NEURONS),
                  "sparse": "l2_dense_synapse", "conv": "l2_conv_synapse"}
         fd, path = tempfile.mkstemp(suffix=".yaml", prefix="loihi2_sanafe_")
         try:
@@ -201,9 +208,10 @@ class _SanafeInput(SanafeNode):
     """The graph input: a group of `input` soma units replaying the input spike trains."""
 
     def check(self, node: Input) -> None:
-        if node.encoding != "spikes":
+        if node.encoding not in ("spikes", "bias"):
             raise UnsupportedError(f"--backend sanafe: input '{node.name}' is "
-                                   f"{node.encoding}; only binary spike inputs are supported")
+                                   f"{node.encoding}; only binary spike and bias inputs are "
+                                   "supported")
 
 
 class _SanafeSynapse(SanafeNode):
@@ -278,9 +286,14 @@ class _SanafeLIF(SanafeNode):
                 "reset_mode": "soft" if node.reset == "subtract" else "hard",
                 "leak_decay": (4096 - dv) / 4096, "input_decay": (4095 - du) / 4096}
 
-    def biases(self, node: FxLIF) -> np.ndarray:
-        return np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape).ravel() \
-            * (1 << node.bias_exp)
+    def biases(self, node: FxLIF, frames: np.ndarray | None = None) -> np.ndarray:
+        """bias_mant << bias_exp per neuron; a bias input's frame (`frames`: (steps, n),
+        held for the sample, the first step's used) is added to the mantissa, as the
+        simulator does: (bias_mant + frame) << bias_exp."""
+        mant = np.broadcast_to(np.asarray(node.bias_mant, np.int64), node.shape).ravel()
+        if frames is not None:
+            mant = mant + np.asarray(frames[0], np.int64).ravel()
+        return mant * (1 << node.bias_exp)
 
     def exact(self, node: FxLIF) -> bool:
         """Whether SANA-FE's float LIF computes exactly Lava's fixed point for `node`
@@ -346,7 +359,8 @@ class _Plan:
 
     graph: Graph
     lifs: list[str]                    # neuron layers, graph order
-    feed: dict[str, tuple[str, str]]   # layer -> (its synapse node, that synapse's source)
+    feed: dict[str, tuple[str | None, str]]  # layer -> (its synapse node, that synapse's
+    #                                          source); (None, input) for a bias-fed layer
     depth: dict[str, int]              # global step at which each layer starts integrating
     steps: int
     blocks: list[dict]
@@ -354,6 +368,7 @@ class _Plan:
     mesh_y: int
     arch: object
     units: dict
+    biased: list[str] = field(default_factory=list)  # layers driven by a bias input
 
     @property
     def max_depth(self) -> int:
@@ -364,9 +379,14 @@ def _plan(graph: Graph, mapping: dict, spec: TargetSpec, steps: int, arch, units
     """Layers, the synapse feeding each and its spiking source, depths and placement."""
     inp = graph.input_node()
     lifs = [n for n in graph.order() if graph.node(n).is_neuron]
-    feed: dict[str, tuple[str, str]] = {}
+    feed: dict[str, tuple[str | None, str]] = {}
     depth = {inp.name: 0}
+    biased = graph.bias_fed()
     for lif in lifs:
+        if lif in biased:   # driven by its bias (the frame): integrates from step 0
+            feed[lif] = (None, inp.name)
+            depth[lif] = 0
+            continue
         syn = graph.inputs(lif)
         if len(syn) != 1 or not graph.node(syn[0]).is_synapse:
             raise UnsupportedError(f"--backend sanafe: '{lif}' must be fed by one dense or "
@@ -382,7 +402,7 @@ def _plan(graph: Graph, mapping: dict, spec: TargetSpec, steps: int, arch, units
         for b in c["blocks"]:
             core_of_block[b] = (int(c["tile"][0]) * mesh_y + int(c["tile"][1]), int(c["slot"]))
     return _Plan(graph, lifs, feed, depth, steps, mapping["blocks"], core_of_block, mesh_y,
-                 arch, units)
+                 arch, units, sorted(biased))
 
 
 def _network(sf, plan: _Plan, frames: np.ndarray):
@@ -391,21 +411,24 @@ def _network(sf, plan: _Plan, frames: np.ndarray):
     inp = graph.input_node()
     net = sf.Network()
     n_in = int(np.prod(inp.shape))
-    groups = {inp.name: net.create_neuron_group(inp.name, n_in)}
+    groups = {} if inp.is_bias else {inp.name: net.create_neuron_group(inp.name, n_in)}
     for lif in plan.lifs:
         node = graph.node(lif)
         rule = SANAFE.rule(node)
-        unit = SANAFE.rule(graph.node(plan.feed[lif][0])).unit
+        syn = plan.feed[lif][0]
+        unit = SANAFE.rule(graph.node(syn)).unit if syn else "dense"
         g = net.create_neuron_group(lif, int(np.prod(node.shape)),
                                     model_attributes=rule.attributes(node),
                                     soma_hw_name=units["lif"],
                                     default_synapse_hw_name=units[unit], log_spikes=True)
-        bias = rule.biases(node)
+        bias = rule.biases(node, frames if lif in plan.biased else None)
         for i in np.nonzero(bias)[0]:
             g.neurons[int(i)].set_attributes(model_attributes={"bias": float(bias[i])})
         groups[lif] = g
     for lif in plan.lifs:
         syn_name, src = plan.feed[lif]
+        if syn_name is None:    # bias-fed: no synapses
+            continue
         syn = graph.node(syn_name)
         si, di, wv = SANAFE.rule(syn).edges(syn, graph)
         groups[src].connect_neurons_sparse(groups[lif], {"weight": wv.tolist()},
@@ -420,8 +443,19 @@ def _network(sf, plan: _Plan, frames: np.ndarray):
         core = tiles[t].cores[slot]
         for i in _block_neurons(blk, graph.shape(layer)):
             groups[layer].neurons[int(i)].map_to_core(core)
-    _place_inputs(plan, groups[inp.name], n_in, frames)
+    if not inp.is_bias:
+        _place_inputs(plan, groups[inp.name], n_in, frames)
     return net
+
+
+def _silence_bias(chip, plan: _Plan) -> None:
+    """After the input steps: the bias-fed layers' biases back to their own (no frame),
+    as the spike inputs fall silent, so the pipeline drains without new input."""
+    for lif in plan.biased:
+        node = plan.graph.node(lif)
+        bias = SANAFE.rule(node).biases(node)
+        for i, mn in enumerate(chip.mapped_neuron_groups[lif]):
+            mn.set_attributes(model_attributes={"bias": float(bias[i])})
 
 
 def _place_inputs(plan: _Plan, g_in, n_in: int, frames: np.ndarray) -> None:
@@ -464,6 +498,7 @@ def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec
     inputs = np.asarray(inputs)
     n_samples = inputs.shape[0] if max_samples is None else min(inputs.shape[0], max_samples)
     steps = int(inputs.shape[1])
+    _check_capacity(graph, mapping)
     arch, arch_desc, constants, units = _arch(spec)
     plan = _plan(graph, mapping, spec, steps, arch, units)
     steps_run = steps + plan.max_depth
@@ -475,21 +510,32 @@ def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec
     spikes = dict.fromkeys(plan.lifs, 0.0)
     packets = synev = sim_time = 0.0
     chip = sf.SpikingChip(arch)  # built once (seconds); reset and reloaded per sample
+    bias_in = graph.input_node().is_bias
     for s in range(n_samples):
-        net = _network(sf, plan, inputs[s].reshape(steps, -1) != 0)
+        frames = inputs[s].reshape(steps, -1)
+        net = _network(sf, plan, frames if bias_in else frames != 0)
         chip.reset()
         try:
             chip.load(net)
         except Exception as exc:  # SANA-FE reports capacity errors as RuntimeError
             raise UnsupportedError(f"--backend sanafe: SANA-FE refused the mapped network: "
                                    f"{exc}") from exc
-        res = chip.sim(steps_run, spike_trace=True)
-        for k, v in res["energy"].items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-        packets += res["packets_sent"]
-        synev += res["spikes"]
-        sim_time += res["sim_time"]
-        _count_spikes(res["spike_trace"], spikes, plan)
+        if bias_in:   # frame held for the input steps, then the pipeline drains
+            runs = [chip.sim(steps, spike_trace=True)]
+            _silence_bias(chip, plan)
+            if plan.max_depth:
+                runs.append(chip.sim(plan.max_depth, spike_trace=True))
+        else:
+            runs = [chip.sim(steps_run, spike_trace=True)]
+        trace = []
+        for res in runs:
+            for k, v in res["energy"].items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+            packets += res["packets_sent"]
+            synev += res["spikes"]
+            sim_time += res["sim_time"]
+            trace += list(res["spike_trace"])
+        _count_spikes(trace, spikes, plan)
     per = {k: v / n_samples for k, v in totals.items()}
     dyn = per.pop("total")
     inference_s = sim_time / n_samples
@@ -505,6 +551,24 @@ def run_sanafe(graph: Graph, mapping: dict, inputs: np.ndarray, spec: TargetSpec
         latency_per_inference_s=inference_s, energy_parts_j=per,
         spikes={k: v / n_samples for k, v in spikes.items()},
         packets=packets / n_samples, synaptic_events=synev / n_samples, notes=notes)
+
+
+def _check_capacity(graph: Graph, mapping: dict) -> None:
+    """Refuse (one line) a placement with a core fuller than SANA-FE can simulate."""
+    inp = graph.input_node().name
+    per_core: dict[tuple, int] = {}
+    for c in mapping["core_list"]:
+        n = sum(int(mapping["blocks"][b]["neurons"]) for b in c["blocks"]
+                if mapping["blocks"][b]["layer"] != inp)
+        per_core[tuple(c["tile"]) + (int(c["slot"]),)] = n
+    if per_core:
+        where, n = max(per_core.items(), key=lambda kv: kv[1])
+        if n > CORE_NEURONS:
+            raise UnsupportedError(
+                f"--backend sanafe: core at tile {where[:2]} slot {where[2]} holds {n} neurons;"
+                f" SANA-FE {SANAFE_VERSION} simulates at most {CORE_NEURONS} per core "
+                "(whatever the description says): compile for a target with [limits] "
+                f"neurons <= {CORE_NEURONS} to run it through SANA-FE")
 
 
 def _count_spikes(trace, spikes: dict[str, float], plan: _Plan) -> None:
