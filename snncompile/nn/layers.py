@@ -279,8 +279,10 @@ class SNN(nn.Module):
             raise UnsupportedError("the last layer must be 'lif' (its spikes are the output)")
         self.output_shape = shape
 
-    def _layer(self, index: int, kind: str, spec: dict, shape: tuple, name: str):
-        """(module, output shape) for layer `index`; subclasses handle extra types."""
+    def _layer(self, index: int, kind: str, spec: dict, shape: tuple, name: str,
+               specs: list | None = None):
+        """(module, output shape) for layer `index` of `specs` (the top-level layers by
+        default, or a residual block's body or shortcut); subclasses handle extra types."""
         if kind == "residual":
             return self._residual(index, spec, shape, name)
         return self._build(kind, spec, shape, name)
@@ -296,19 +298,24 @@ class SNN(nn.Module):
             specs = spec.get(part) or []
             if part == "body" and not specs:
                 raise UnsupportedError(f"{name}: a residual block needs a body")
-            ends = [sp.get("type") for sp in specs if sp.get("type") != "batchnorm"][-1:]
+            ends = [sp.get("type") for sp in specs
+                    if sp.get("type") not in ("batchnorm", "attention")][-1:]
             if specs and (not ends or ends[0] not in SYNAPSE_TYPES):
                 raise UnsupportedError(f"{name}: the {part} must end with a dense, conv2d or "
-                                       "conv1d layer (its current feeds the next lif)")
+                                       "conv1d layer (its current feeds the next lif), "
+                                       "optionally then batchnorm and attention")
             names, mods, sub = [], nn.ModuleList(), shape
             check_batchnorm_order(specs, f"{name}: {part}")
             for j, sub_spec in enumerate(specs):
                 kind = sub_spec.get("type")
-                if kind not in self.LAYER_TYPES or kind in ("residual", "attention"):
+                if kind not in self.LAYER_TYPES or kind == "residual" \
+                        or (kind == "attention" and part == "shortcut"):
                     raise UnsupportedError(f"{name}: {part} layer {j}: type '{kind}' is not "
-                                           "supported in a residual block")
+                                           "supported in a residual block"
+                                           + ("'s shortcut (attention goes in the body)"
+                                              if kind == "attention" else ""))
                 names.append(sub_spec.get("name") or f"{name}.{part}{j}")
-                mod, sub = self._layer(-1, kind, sub_spec, sub, names[-1])
+                mod, sub = self._layer(j, kind, sub_spec, sub, names[-1], specs)
                 mods.append(mod)
             parts[part], shapes[part] = (names, mods), sub
         if shapes["body"] != shapes["shortcut"]:
