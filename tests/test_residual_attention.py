@@ -272,3 +272,16 @@ def test_a_plain_snn_refuses_attention_in_a_block():
     with pytest.raises(UnsupportedError, match="type 'attention' is not supported in a "
                                                "residual block"):
         SNN(block_config("ca", "causal", "inner"))
+
+
+def test_a_build_with_relay_stages_saves_and_loads(tmp_path):
+    """`balance` inserts relay stages in front of a conv shortcut already in the graph, so
+    the file's insertion order has the shortcut before its input; loading reorders."""
+    from snncompile.ir import Graph
+    from snncompile.ir.graph import graphs_equal
+    build, _ = compiled(block_config("ca", "window", "inner"), 2, n=1)
+    g = build.graph
+    assert g.inputs("res.short") == [f"res.short.relay{STEPS}"]
+    g.save(tmp_path)
+    back = Graph.load(tmp_path)
+    assert graphs_equal(g, back) and back.inputs("res.short") == g.inputs("res.short")
