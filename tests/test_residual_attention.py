@@ -285,3 +285,56 @@ def test_a_build_with_relay_stages_saves_and_loads(tmp_path):
     g.save(tmp_path)
     back = Graph.load(tmp_path)
     assert graphs_equal(g, back) and back.inputs("res.short") == g.inputs("res.short")
+
+
+def nested_config(mode: str) -> dict:
+    """`block_config` with a second block (identity shortcut) nested in the first one's
+    body, after the attention's lif: res.conv1 -> CSA -> res.lif -> [inner block] ->
+    inner.out -> res.conv2, + res.short."""
+    cfg = block_config("csa", mode, "inner")
+    body = cfg["layers"][2]["body"]
+    conv = {"type": "conv2d", "out": 4, "kernel": 3, "padding": 1}
+    inner = {"type": "residual", "name": "inner", "shortcut": [],
+             "body": [dict(conv, name="inner.c1"), dict(LIF, name="inner.l1"),
+                      dict(conv, name="inner.c2")]}
+    i = next(k for k, s in enumerate(body) if s.get("name") == "res.lif")
+    body[i + 1:i + 1] = [inner, dict(LIF, name="inner.out")]
+    return cfg
+
+
+@pytest.mark.parametrize("mode", ["causal", "window"])
+def test_nested_blocks_with_attention(mode):
+    """A block inside a block's body: the float graph equals the training model, the
+    inner shortcut is balanced against the inner body, the outer shortcut against the
+    whole outer body (window delay included), and reference == simulator."""
+    model = block_model(nested_config(mode), 3)
+    graph = graph_from_model(model)
+    calib, x = _inputs(graph.input_node().shape, 3, 2)
+    with torch.no_grad():
+        want = model(torch.as_tensor(x, dtype=torch.float32)).numpy() > 0
+    assert np.array_equal(run_float(graph, x.astype(np.float32))["out"], want)
+    build = compile_model(graph, "loihi2", calib=calib)
+    delays = {d["synapse"]: (d["into"], d["steps"]) for d in build.report["path_delays"]}
+    # outer body: conv1, inner c1, c2, conv2 = 4 synapses; shortcut 1; window: + T
+    assert delays == {"inner.shortcut": ("inner.out", 1),
+                      "res.short": ("res.out", 3 + (STEPS if mode == "window" else 0))}
+    _sim_equals_reference(build, x)
+
+
+@pytest.mark.lava
+def test_lava_equals_simulator_on_nested_blocks_with_window_attention():
+    model = block_model(nested_config("window"), 4)
+    graph = graph_from_model(model)
+    calib, x = _inputs(graph.input_node().shape, 4, 2)
+    _lava_equals_simulator(compile_model(graph, "loihi2", calib=calib), x)
+
+
+def test_a_block_in_a_shortcut_is_refused_in_one_line():
+    cfg = block_config("ca", "causal", "inner")
+    cfg["layers"][2]["shortcut"] = [{"type": "residual", "body": [{"type": "conv2d",
+                                                                   "out": 4, "kernel": 1}]},
+                                    dict(LIF), {"type": "conv2d", "out": 4, "kernel": 1}]
+    with pytest.raises(UnsupportedError, match="type 'residual' is not supported in a "
+                                               "residual block's shortcut") as info:
+        AttentionSNN(cfg)
+    assert "\n" not in str(info.value)
