@@ -224,7 +224,8 @@ def has_attention(layers) -> bool:
 
 
 def model_class(config: dict) -> type:
-    """SNN, AttentionSNN (a layer of type "attention", also in a residual block) or HTDA (config["model"] == "htda")."""
+    """SNN, AttentionSNN (a layer of type "attention", also in a residual block) or HTDA
+    (config["model"] == "htda")."""
     if config.get("model") == "htda":
         from .htda import HTDA
         return HTDA
