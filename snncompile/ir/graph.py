@@ -88,6 +88,41 @@ class _DiGraph(nx.DiGraph):
         return super().clear()
 
 
+def _inputs_first(entries: list) -> list:
+    """The node entries of a graph document in an order that adds each node after its
+    inputs (loop delays, added before their input exists, count as ready), ties kept in
+    file order. A file lists nodes in insertion order, which `ir.timing.balance` breaks: it
+    inserts relay stages in front of a synapse that is already in the graph."""
+    import heapq
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return entries
+    index = {}
+    for i, e in enumerate(entries):
+        index.setdefault(e.get("name"), i)
+    loop = {i for i, e in enumerate(entries) if getattr(NODE_TYPES.get(e.get("op")),
+                                                          "closes_loop", False)}
+    waits = [set() if i in loop else
+             {index[s] for s in e.get("inputs") or () if isinstance(s, str) and s in index
+              and index[s] != i} for i, e in enumerate(entries)]
+    readers: dict[int, list[int]] = {}
+    for i, w in enumerate(waits):
+        for j in w:
+            readers.setdefault(j, []).append(i)
+    ready = [i for i, w in enumerate(waits) if not w]
+    heapq.heapify(ready)
+    out, done = [], set()
+    while ready:
+        i = heapq.heappop(ready)
+        out.append(entries[i])
+        done.add(i)
+        for r in readers.get(i, ()):
+            waits[r].discard(i)
+            if not waits[r] and r not in done:
+                heapq.heappush(ready, r)
+    # a cycle or an unknown input: leave the rest in file order, `add` names the problem
+    return out + [e for i, e in enumerate(entries) if i not in done]
+
+
 class Graph:
     """A DAG of `Node`s. Build with `add` (which infers shapes) or `Graph.sequential`."""
 
@@ -338,7 +373,7 @@ class Graph:
         graph = cls(meta)
         loops: list = []
         try:
-            for entry in doc["nodes"]:
+            for entry in _inputs_first(doc["nodes"]):
                 op_cls = NODE_TYPES.get(entry["op"])
                 if op_cls is None:
                     raise InputFileError(f"{where}: unknown node type '{entry['op']}'")

@@ -139,19 +139,28 @@ def coproc_delay(node) -> int:
 
 def added_delay(graph) -> int:
     """Steps the window partitions add to the path from the input to the output (0 without
-    any): the output's depth minus what it would be if every partition streamed."""
+    any): the output's depth minus what it would be if every partition streamed. The
+    path-balancing delays (`balance`: aligns, relay stages) are left out of that causal
+    depth, because they exist only to match a deeper path: a window partition inside a
+    residual block's body makes `balance` delay the shortcut by the same T steps, and the
+    network's latency grows by T, not by nothing."""
     out = graph.output_node().name
     order = graph.order()
+    relays = {graph.inputs(r)[0] for r in delay_neurons(graph) if r in graph}
     base: dict[str, int] = {}
     for n in order:
         ins = [i for i in graph.inputs(n) if not graph.node(i).closes_loop]
-        base[n] = max((base[i] + _streaming_delay(graph.node(i)) for i in ins), default=0)
-    return graph.depth(out) - (base[out] + _streaming_delay(graph.node(out)))
+        base[n] = max((base[i] + _streaming_delay(graph.node(i), relays) for i in ins),
+                      default=0)
+    return graph.depth(out) - (base[out] + _streaming_delay(graph.node(out), relays))
 
 
-def _streaming_delay(node) -> int:
-    return node.output_delay() - (coproc_delay(node) if getattr(node, "window", 0)
-                                  and node.on_coproc else 0)
+def _streaming_delay(node, relays=frozenset()) -> int:
+    """A node's output delay if every partition streamed and no path were balanced."""
+    if node.name in relays:      # a relay stage's identity synapse (`_relay`)
+        return 0
+    return (node.output_delay() - int(getattr(node, "align", 0) or 0)
+            - (coproc_delay(node) if getattr(node, "window", 0) and node.on_coproc else 0))
 
 
 def window_row(value: np.ndarray, local_step: int) -> np.ndarray:

@@ -334,16 +334,20 @@ class AttentionSNN(SNN):
 
     LAYER_TYPES = ATTENTION_LAYER_TYPES
 
-    def _layer(self, index, kind, spec, shape, name):
+    def _layer(self, index, kind, spec, shape, name, specs=None):
         if kind != "attention":
-            return super()._layer(index, kind, spec, shape, name)
-        specs = self.config["layers"]
+            return super()._layer(index, kind, spec, shape, name, specs)
+        specs = self.config["layers"] if specs is None else specs
         prev = specs[index - 1].get("type") if index else None
         nxt = specs[index + 1].get("type") if index + 1 < len(specs) else None
-        if prev not in _BEFORE_ATTENTION or nxt != "lif":
+        # the last layer of a residual block's body: its gated current adds to the
+        # shortcut's in the lif after the block (Att_Res_SNN's CSA)
+        body_end = specs is not self.config["layers"] and nxt is None
+        if prev not in _BEFORE_ATTENTION or (nxt != "lif" and not body_end):
             raise UnsupportedError(
                 f"{name}: attention must sit between a synapse layer (dense, conv2d, "
-                f"optionally then a pool) and its lif; found after '{prev}', before '{nxt}'")
+                f"optionally then a pool) and its lif, or end a residual block's body; "
+                f"found after '{prev}', before '{nxt}'")
         steps = self.config["input"].get("steps")
         return AttentionLayer(spec, shape, steps, name), shape
 

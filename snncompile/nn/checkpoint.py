@@ -211,13 +211,25 @@ def _match(path, expected: dict, state: dict) -> None:
                                  f"{tuple(expected[key].shape)}")
 
 
+def has_attention(layers) -> bool:
+    """True when a list of layer specs holds a layer of type "attention", at the top
+    level or inside a residual block's body or shortcut."""
+    for spec in layers if isinstance(layers, list) else ():
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("type") == "attention" or (spec.get("type") == "residual" and any(
+                has_attention(spec.get(part)) for part in ("body", "shortcut"))):
+            return True
+    return False
+
+
 def model_class(config: dict) -> type:
-    """SNN, AttentionSNN (a layer of type "attention") or HTDA (config["model"] == "htda")."""
+    """SNN, AttentionSNN (a layer of type "attention", also in a residual block) or HTDA
+    (config["model"] == "htda")."""
     if config.get("model") == "htda":
         from .htda import HTDA
         return HTDA
-    if any(isinstance(s, dict) and s.get("type") == "attention"
-           for s in config.get("layers", ()) or ()):
+    if has_attention(config.get("layers")):
         from .attention import AttentionSNN
         return AttentionSNN
     return SNN

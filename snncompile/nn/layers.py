@@ -243,7 +243,10 @@ class SNN(nn.Module):
     is the identity, SEW-ResNet style spike addition, compiled as identity synapses), fed
     to the lif layer that must follow; a conv2d shortcut is the Att_Res_SNN form. Both
     paths are delay-free here; the compiler delays the shorter one on the chip
-    (`snncompile.ir.timing.balance`). Each layer may carry a "name" (inside a residual
+    (`snncompile.ir.timing.balance`). A body may hold further residual blocks (nested,
+    each followed by its lif inside the body) and, in an `AttentionSNN`, attention layers
+    (between a synapse and its lif, or ending the body: the gated current then adds to the
+    shortcut's); a shortcut holds neither. Each layer may carry a "name" (inside a residual
     block the default is BLOCK.body<i> / BLOCK.shortcut<i>). The last layer must be a lif;
     its spike counts are the class scores.
     """
@@ -279,15 +282,19 @@ class SNN(nn.Module):
             raise UnsupportedError("the last layer must be 'lif' (its spikes are the output)")
         self.output_shape = shape
 
-    def _layer(self, index: int, kind: str, spec: dict, shape: tuple, name: str):
-        """(module, output shape) for layer `index`; subclasses handle extra types."""
+    def _layer(self, index: int, kind: str, spec: dict, shape: tuple, name: str,
+               specs: list | None = None):
+        """(module, output shape) for layer `index` of `specs` (the top-level layers by
+        default, or a residual block's body or shortcut); subclasses handle extra types."""
         if kind == "residual":
-            return self._residual(index, spec, shape, name)
+            return self._residual(index, spec, shape, name, specs)
         return self._build(kind, spec, shape, name)
 
-    def _residual(self, index: int, spec: dict, shape: tuple, name: str):
-        """A `Residual` block: its body and shortcut built like top-level layers."""
-        after = self.config["layers"][index + 1:index + 2]
+    def _residual(self, index: int, spec: dict, shape: tuple, name: str,
+                  around: list | None = None):
+        """A `Residual` block: its body and shortcut built like top-level layers (a block
+        may sit in another block's body; `around` is the list of specs holding it)."""
+        after = (self.config["layers"] if around is None else around)[index + 1:index + 2]
         if not after or after[0].get("type") != "lif":
             raise UnsupportedError(f"{name}: a residual block must be followed by a lif layer "
                                    "(the neurons its two currents add into)")
@@ -296,19 +303,25 @@ class SNN(nn.Module):
             specs = spec.get(part) or []
             if part == "body" and not specs:
                 raise UnsupportedError(f"{name}: a residual block needs a body")
-            ends = [sp.get("type") for sp in specs if sp.get("type") != "batchnorm"][-1:]
+            ends = [sp.get("type") for sp in specs
+                    if sp.get("type") not in ("batchnorm", "attention")][-1:]
             if specs and (not ends or ends[0] not in SYNAPSE_TYPES):
                 raise UnsupportedError(f"{name}: the {part} must end with a dense, conv2d or "
-                                       "conv1d layer (its current feeds the next lif)")
+                                       "conv1d layer (its current feeds the next lif), "
+                                       "optionally then batchnorm and attention")
             names, mods, sub = [], nn.ModuleList(), shape
             check_batchnorm_order(specs, f"{name}: {part}")
             for j, sub_spec in enumerate(specs):
                 kind = sub_spec.get("type")
-                if kind not in self.LAYER_TYPES or kind in ("residual", "attention"):
+                if kind not in self.LAYER_TYPES or (kind in ("attention", "residual")
+                                                     and part == "shortcut"):
                     raise UnsupportedError(f"{name}: {part} layer {j}: type '{kind}' is not "
-                                           "supported in a residual block")
+                                           "supported in a residual block"
+                                           + (f"'s shortcut ({kind} goes in the body)"
+                                              if kind in ("attention", "residual")
+                                              else ""))
                 names.append(sub_spec.get("name") or f"{name}.{part}{j}")
-                mod, sub = self._layer(-1, kind, sub_spec, sub, names[-1])
+                mod, sub = self._layer(j, kind, sub_spec, sub, names[-1], specs)
                 mods.append(mod)
             parts[part], shapes[part] = (names, mods), sub
         if shapes["body"] != shapes["shortcut"]:

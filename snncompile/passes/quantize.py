@@ -334,13 +334,14 @@ class _LIFRule(_Planned):
     def plan(self, node: LIF, plan: _Plan) -> None:
         graph, name = plan.graph, node.name
         preds = graph.inputs(name)
-        att = None
-        if len(preds) == 1 and isinstance(QUANTIZE.get(graph.node(preds[0])), _AttentionRule):
-            att = graph.node(preds[0])
-            preds = graph.inputs(att.name)
+        atts = [p for p in preds if isinstance(QUANTIZE.get(graph.node(p)), _AttentionRule)]
+        att = graph.node(atts[0]) if len(atts) == 1 else None
+        feeds = graph.inputs(att.name) if att is not None else []
+        if att is not None and len(feeds) == 1:   # the attention's synapse, in its place
+            preds = [feeds[0] if p == att.name else p for p in preds]
         rules = [QUANTIZE.get(graph.node(p)) for p in preds]
         if not preds or not all(isinstance(r, _SynapseRule) for r in rules) \
-                or (att is not None and len(preds) != 1):
+                or len(atts) > 1 or (att is not None and len(feeds) != 1):
             raise UnsupportedError(f"{name}: a LIF must be fed by Dense, Conv2d or Conv1d "
                                    "layers (their currents add; one of them optionally "
                                    "through an attention layer)")
@@ -351,7 +352,7 @@ class _LIFRule(_Planned):
                                       plan.state_units)
         plan.fixed.update({s.name: fs for s, fs in zip(syns, fss)})
         plan.fixed[name] = fl
-        syn_rule = rules[0]
+        syn_rule = rules[preds.index(feeds[0])] if att is not None else rules[0]
         plan.reports.append(rep)
         if att is not None:
             from .attention import lower_attention
