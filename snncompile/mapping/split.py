@@ -999,7 +999,7 @@ def _attention_io(layers, layers_split, blocks, spec: TargetSpec) -> dict:
 
 # ------------------------------------------------------------------ entry point
 def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None = None,
-                work_cap: float | None = None) -> Split:
+                work_cap: float | None = None, spread: bool = True) -> Split:
     """Split every neuron layer of a fixed-stage `graph` into blocks that fit one core of
     `spec` and pack the blocks onto cores. Raises `ResourceLimitError` naming layer,
     resource, need and limit when a single neuron cannot fit.
@@ -1008,6 +1008,10 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     each block's work: its synapses x its source's rate, synaptic ops per step.
     `work_cap` (the latency objective) bounds every block's and every core's work; a single
     neuron whose own work exceeds it is still placed (its block then is the busiest).
+    Without a work cap, when the packing is above the lower bound, the layers are also
+    re-split within shares of a core (`_share_candidates`) and the packing with the fewest
+    cores is kept; `spread=False` keeps the first split (every block as large as a core
+    allows).
 
         >>> split = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
     """
@@ -1021,7 +1025,7 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     best = _split_pack(graph, spec, layers, names, inp, rates, work_cap, None, lims)
     infos, _, all_blocks, layers_split, local, cores, core_use = best
     bound = _lower_bound(layers, infos, layers_split, local, inp, spec)
-    if work_cap is None:
+    if work_cap is None and spread:
         for share in _share_candidates(all_blocks, lims, len(cores), bound["cores"],
                                        bound.get("exclusive_layers", ())):
             trial = _split_pack(graph, spec, layers, names, inp, rates, None, share, lims,
