@@ -1250,26 +1250,93 @@ def _subadditive(bpw: int, kmax: int, lim: Limits) -> bool:
     return bool(np.all(bits[(a + b)[m]] <= bits[a[m]] + bits[b[m]]))
 
 
+def _axis_reads(n_out: int, stride: int, pad: int, k: int, n_in: int):
+    """Input index ranges [lo, hi) that each output index reads along one axis."""
+    i = np.arange(n_out)
+    return (np.maximum(0, i * stride - pad),
+            np.maximum(np.minimum(n_in, i * stride - pad + k), np.maximum(0, i * stride - pad)))
+
+
+def _nested_reads(lo: np.ndarray, hi: np.ndarray):
+    """Along one axis: (d, u) where u[t] = inputs read by the first t outputs, d[x] = the
+    inputs output x reads that output x - 1 does not, in the end-first order for which
+    every run from the end reads the fewest inputs of any t outputs (exact dynamic
+    programme over sets of outputs); None when neither end's runs are the best."""
+    n = lo.size
+    if n > NESTED_MAX:
+        return None
+    for lo_, hi_ in ((lo, hi), (-hi[::-1], -lo[::-1])):   # from the start, from the end
+        d = np.r_[hi_[0] - lo_[0], np.maximum(0, hi_[1:] - np.maximum(lo_[1:], hi_[:-1]))]
+        u = np.r_[0, np.cumsum(d)]
+        # fewest inputs any t outputs read: the union of sorted ranges adds, per range,
+        # what the previous chosen one does not cover
+        new = np.maximum(0, hi_[None, :] - np.maximum(lo_[None, :], hi_[:, None]))
+        new = np.where(np.arange(n)[:, None] < np.arange(n)[None, :], new,
+                       np.iinfo(np.int64).max // 4)
+        best = (hi_ - lo_).astype(np.int64)
+        ok = best.min() == u[1]
+        for t in range(2, n + 1):
+            if not ok:
+                break
+            best = (best[:, None] + new).min(0)
+            ok = best.min() == u[t]
+        if ok:
+            return d, u
+    return None
+
+
+#: most (rows x columns x positions) the staircase programme of the halo bound evaluates
+HALO_WORK = 120_000_000
+#: longest axis checked exactly by `_nested_reads` (its work grows as the cube)
+NESTED_MAX = 256
+
+
 def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
-    """Smallest input axons per neuron of any rectangular tile (channels x rows x columns,
-    at the map's corner, where padding makes the halo smallest) that fits the neuron and
-    input-axon limits: conv halos make every tile read more inputs than it has neurons'
-    worth of kernel taps."""
-    c = np.arange(1, info.c + 1)
-    h = np.arange(1, info.h + 1)
-    w = np.arange(1, info.w + 1)
-    if info.c * info.h * info.w > 4_000_000:  # keep it fast: powers of two and the extents
-        c, h, w = (np.unique(np.r_[2 ** np.arange(int(math.log2(n)) + 1), n])
-                   for n in (info.c, info.h, info.w))
-    cc, rh, cw = (a.ravel() for a in np.meshgrid(c, h, w, indexing="ij"))
-    z = np.zeros_like(cc)
-    ci0, ci1, r0, r1, q0, q1 = info.region(z, cc, z, rh, z, cw)
-    neurons = cc * rh * cw
-    fanin = (ci1 - ci0) * np.maximum(r1 - r0, 0) * np.maximum(q1 - q0, 0)
-    ok = (neurons <= lim.neurons) & (fanin <= lim.input_axons)
-    if not ok.any():
+    """The fewest input axons per neuron of any set of the layer's neurons that fits the
+    neuron and input-axon limits of one core (conv halos: every block reads more inputs
+    than it has neurons' worth of kernel taps).
+
+    A set at m output positions holds at most min(C x m, neurons) neurons and reads at
+    least ipg x |inputs the m positions read|. That count never grows when the positions
+    of each column are moved to a run from one end (their rows read are then nested and,
+    checked exactly per axis by `_nested_reads`, no t rows read fewer than such a run),
+    nor of each row likewise; so the fewest inputs of m positions is reached by a
+    staircase (column heights nonincreasing from a corner), found by a dynamic programme
+    over columns. Falls back to the kernel taps of one neuron over the neuron limit when
+    an axis fails the check or the programme would be too large. The bias axon (one more
+    per block) is left out. tests/test_mapping_bound.py checks this against every subset
+    of small layers."""
+    rows = _nested_reads(*_axis_reads(info.h, info.sy, info.py, info.kh, info.hin))
+    cols = _nested_reads(*_axis_reads(info.w, info.sx, info.px, info.kw, info.win))
+    ipg, n_lim = info.ipg, lim.neurons
+    m_max = int(min(lim.input_axons // max(ipg, 1), n_lim, info.h * info.w))
+    (ylo, yhi), (xlo, xhi) = (_axis_reads(info.h, info.sy, info.py, info.kh, info.hin),
+                              _axis_reads(info.w, info.sx, info.px, info.kw, info.win))
+    single = ipg * int((yhi - ylo).min()) * int((xhi - xlo).min())  # one neuron, at best
+    if rows is None or cols is None or m_max < 1 or (
+            min(info.h, m_max) * min(info.w, m_max) * (m_max + 1) > HALO_WORK):
+        return single / n_lim if single <= lim.input_axons else 0.0
+    (_, uy), (dx, _) = rows, cols
+    hmax, wmax = min(info.h, m_max), min(info.w, m_max)
+    inf = np.iinfo(np.int64).max // 4
+    # nxt[h][a]: fewest inputs of columns x+1.. with heights <= h and area a
+    nxt = np.full((hmax + 1, m_max + 1), inf, np.int64)
+    nxt[:, 0] = 0
+    for x in range(wmax - 1, -1, -1):
+        cur = np.empty_like(nxt)
+        cur[0] = nxt[0]
+        for h in range(1, hmax + 1):
+            take = np.full(m_max + 1, inf, np.int64)
+            take[h:] = nxt[h][:m_max + 1 - h] + dx[x] * uy[h]
+            cur[h] = np.minimum(cur[h - 1], take)
+        nxt = cur
+    f = nxt[hmax].astype(float)        # fewest inputs read by m positions, m = 0..m_max
+    m = np.arange(1, m_max + 1)
+    fan = ipg * f[1:]
+    ok = fan <= lim.input_axons
+    if not ok.any():   # not even one neuron fits (the split refuses the layer)
         return 0.0
-    return float((fanin[ok] / neurons[ok]).min())
+    return float((fan[ok] / np.minimum(info.c * m[ok], n_lim)).min())
 
 
 def _layer_shares(layers, infos, layers_split, local, lim: Limits):
@@ -1311,8 +1378,9 @@ def _lower_bound(layers, infos, layers_split, local, inp, spec: TargetSpec) -> d
     * neurons: all of them;
     * input axons: an all-to-all layer occupies at least ceil(n / kmax) cores (kmax: the
       most of its neurons one core holds) and each of them needs all its inputs; a conv
-      layer at least its neurons x the smallest input axons per neuron of any rectangular
-      tile (the halo); other layers the fan-in of their most connected neuron;
+      layer at least its neurons x the fewest input axons per neuron of any set of its
+      neurons that fits a core (the halo, `_conv_fanin_per_neuron`); other layers the
+      fan-in of their most connected neuron;
     * output axons: a neuron feeding an all-to-all layer reaches every core of it (at least
       ceil(n / kmax)); any other neuron with consumers at least one;
     * synapse memory: all-to-all layers at their cheapest bits per neuron of any block size
