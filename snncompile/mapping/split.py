@@ -40,9 +40,11 @@ Weights given as zero-stride arrays (``np.broadcast_to(np.int8(1), (out, in))``)
 "all connected" without ever being materialised: benchmarks can describe huge layers by
 shape.
 
-Small blocks (every resource at most half its limit) are then packed together onto shared
-cores, first-fit decreasing, adding their resources (conservative: two blocks that share a
-source are charged two input axons).
+The blocks are then packed onto cores, best-fit decreasing over every resource, adding
+their resources (conservative: two blocks that share a source are charged two input axons).
+When that packing is above the lower bound, the layers are re-split within shares of a
+core (`_share_candidates`: each layer's cores' worth / K of every limit, for a few K) so
+that pieces of several layers fill each core, and the packing with the fewest cores wins.
 
     >>> split = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
     >>> split.n_cores, split.lower_bound["cores"]           # doctest: +SKIP
