@@ -109,3 +109,23 @@ def test_a_staircase_beats_every_rectangle_and_the_bound_sees_it():
     read = {(y + i, x + j) for y, x in cells for i in (-1, 0, 1) for j in (-1, 0, 1)
             if 0 <= y + i < 4 and 0 <= x + j < 4}
     assert len(read) == 11
+
+
+@pytest.mark.parametrize("n_in,k,s,p", [(10, 3, 1, 1), (9, 3, 2, 1), (8, 2, 2, 1), (7, 1, 1, 0),
+                                        (12, 5, 2, 2), (9, 3, 3, 0), (6, 4, 1, 3)])
+def test_nested_reads_is_exact_per_axis(n_in, k, s, p):
+    """Runs from an end are reported best only when no t outputs read fewer inputs (every
+    subset of the axis tried), and with the inputs such runs read."""
+    from snncompile.mapping.split import _axis_reads, _nested_reads
+    n_out = (n_in + 2 * p - k) // s + 1
+    lo, hi = _axis_reads(n_out, s, p, k, n_in)
+    fewest = [0] + [min(len(set().union(*(range(lo[i], hi[i]) for i in sub)))
+                        for sub in itertools.combinations(range(n_out), t))
+                    for t in range(1, n_out + 1)]
+    got = _nested_reads(lo, hi)
+    runs = [[len(set().union(*(range(lo[i], hi[i]) for i in idx[:t]))) if t else 0
+             for t in range(n_out + 1)] for idx in (range(n_out), range(n_out)[::-1])]
+    if got is None:
+        assert all(r != fewest for r in runs)
+    else:
+        assert list(got[1]) == fewest

@@ -1259,28 +1259,37 @@ def _axis_reads(n_out: int, stride: int, pad: int, k: int, n_in: int):
             np.maximum(np.minimum(n_in, i * stride - pad + k), np.maximum(0, i * stride - pad)))
 
 
-def _nested_reads(lo: np.ndarray, hi: np.ndarray):
+def _nested_reads(lo: np.ndarray, hi: np.ndarray, t_max: int | None = None):
     """Along one axis: (d, u) where u[t] = inputs read by the first t outputs, d[x] = the
     inputs output x reads that output x - 1 does not, in the end-first order for which
-    every run from the end reads the fewest inputs of any t outputs (exact dynamic
-    programme over sets of outputs); None when neither end's runs are the best."""
+    every run of t <= t_max outputs from the end reads the fewest inputs of any t outputs
+    (exact dynamic programme over sets of outputs); None when neither end's runs are."""
     n = lo.size
-    if n > NESTED_MAX:
-        return None
+    t_max = n if t_max is None else min(n, t_max)
+    big = np.iinfo(np.int64).max // 4
     for lo_, hi_ in ((lo, hi), (-hi[::-1], -lo[::-1])):   # from the start, from the end
         d = np.r_[hi_[0] - lo_[0], np.maximum(0, hi_[1:] - np.maximum(lo_[1:], hi_[:-1]))]
         u = np.r_[0, np.cumsum(d)]
-        # fewest inputs any t outputs read: the union of sorted ranges adds, per range,
-        # what the previous chosen one does not cover
-        new = np.maximum(0, hi_[None, :] - np.maximum(lo_[None, :], hi_[:, None]))
-        new = np.where(np.arange(n)[:, None] < np.arange(n)[None, :], new,
-                       np.iinfo(np.int64).max // 4)
-        best = (hi_ - lo_).astype(np.int64)
+        length = (hi_ - lo_).astype(np.int64)
+        # fewest inputs any t outputs ending at b read: sorted ranges add, each, what the
+        # previous chosen one does not cover; one g or more before b covers none of it
+        first_free = np.searchsorted(lo_, hi_, "left")   # first range starting past a's
+        g = int(max(1, (first_free - np.arange(n)).max()))
+        g = min(g, n)
+        best = length.copy()
         ok = best.min() == u[1]
-        for t in range(2, n + 1):
+        for t in range(2, t_max + 1):
             if not ok:
                 break
-            best = (best[:, None] + new).min(0)
+            nxt = np.full(n, big, np.int64)
+            pm = np.minimum.accumulate(best)
+            if g < n:   # a far enough back: the whole range of b is new
+                nxt[g:] = pm[:n - g] + length[g:]
+            for o in range(1, g):   # a = b - o: what a's range leaves of b's
+                b = np.arange(o, n)
+                add = np.maximum(0, hi_[b] - np.maximum(lo_[b], hi_[b - o]))
+                nxt[o:] = np.minimum(nxt[o:], best[:n - o] + add)
+            best = nxt
             ok = best.min() == u[t]
         if ok:
             return d, u
@@ -1289,8 +1298,6 @@ def _nested_reads(lo: np.ndarray, hi: np.ndarray):
 
 #: most (rows x columns x positions) the staircase programme of the halo bound evaluates
 HALO_WORK = 120_000_000
-#: longest axis checked exactly by `_nested_reads` (its work grows as the cube)
-NESTED_MAX = 256
 
 
 def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
@@ -1308,10 +1315,10 @@ def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
     an axis fails the check or the programme would be too large. The bias axon (one more
     per block) is left out. tests/test_mapping_bound.py checks this against every subset
     of small layers."""
-    rows = _nested_reads(*_axis_reads(info.h, info.sy, info.py, info.kh, info.hin))
-    cols = _nested_reads(*_axis_reads(info.w, info.sx, info.px, info.kw, info.win))
     ipg, n_lim = info.ipg, lim.neurons
     m_max = int(min(lim.input_axons // max(ipg, 1), n_lim, info.h * info.w))
+    rows = _nested_reads(*_axis_reads(info.h, info.sy, info.py, info.kh, info.hin), m_max)
+    cols = _nested_reads(*_axis_reads(info.w, info.sx, info.px, info.kw, info.win), m_max)
     (ylo, yhi), (xlo, xhi) = (_axis_reads(info.h, info.sy, info.py, info.kh, info.hin),
                               _axis_reads(info.w, info.sx, info.px, info.kw, info.win))
     single = ipg * int((yhi - ylo).min()) * int((xhi - xlo).min())  # one neuron, at best
