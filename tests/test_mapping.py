@@ -83,12 +83,15 @@ def test_synapse_memory_limited_layer():
 def test_output_axons_couple_consecutive_layers():
     # lif2 (fan-in 2048): 2048 * axon_bits(m) <= 2**20 -> m <= 62 -> ceil(8192/62) = 133 blocks;
     # every lif1 neuron reaches all 133 -> 133 output axons each -> 30 per block (3,990)
-    part = split_graph(dense_net(16, 2048, 8192), LOIHI1)
+    part = split_graph(dense_net(16, 2048, 8192), LOIHI1, spread=False)
     lif2 = layer_blocks(part, "lif2")
     lif1 = layer_blocks(part, "lif1")
     assert len(lif2) == 133 and max(b.n_neurons for b in lif2) == 62
     assert len(lif1) == math.ceil(2048 / 30) == 69
     assert max(b.usage["output_axons"] for b in lif1) == 30 * 133
+    # re-split within shares of a core, the packing keeps the fewest cores
+    spread = split_graph(dense_net(16, 2048, 8192), LOIHI1)
+    assert spread.lower_bound["cores"] <= spread.n_cores < part.n_cores
 
 
 def test_conv_block_stores_kernel_once():

@@ -90,12 +90,7 @@ def test_every_per_core_limit_holds_for_both_objectives(net, tmp_path_factory):
     assert cores.n_cores >= cores.lower_bound["cores"]
 
 
-PASSING = [(t, n) for t in ("loihi1", "loihi2") for n in bench_mapping.SHAPES
-           if (t, n) not in {("loihi1", "mixed H=128"), ("loihi2", "dense 784-1024-1024-10"),
-                             ("loihi2", "conv 64"), ("loihi2", "conv 128"),
-                             ("loihi2", "mixed H=128")}]
-KNOWN_GAPS = [("loihi1", "mixed H=128"), ("loihi2", "dense 784-1024-1024-10"),
-              ("loihi2", "conv 64"), ("loihi2", "conv 128"), ("loihi2", "mixed H=128")]
+PASSING = [(t, n) for t in ("loihi1", "loihi2") for n in bench_mapping.SHAPES]
 
 
 def _ratio(target, name):
@@ -107,14 +102,6 @@ def _ratio(target, name):
 
 @pytest.mark.parametrize("target,name", PASSING)
 def test_cores_within_115_percent_of_the_bound_on_bench_shapes(target, name):
-    assert _ratio(target, name) <= 1.15
-
-
-@pytest.mark.parametrize("target,name", KNOWN_GAPS)
-@pytest.mark.xfail(strict=True, reason="known gap: conv tiles on loihi2 are cut by output "
-                   "axons of halo neurons, and small layers do not fill the leftovers of "
-                   "all-to-all cores (see README Mapping)")
-def test_known_packing_gaps_stay_visible(target, name):
     assert _ratio(target, name) <= 1.15
 
 

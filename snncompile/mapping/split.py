@@ -40,9 +40,11 @@ Weights given as zero-stride arrays (``np.broadcast_to(np.int8(1), (out, in))``)
 "all connected" without ever being materialised: benchmarks can describe huge layers by
 shape.
 
-Small blocks (every resource at most half its limit) are then packed together onto shared
-cores, first-fit decreasing, adding their resources (conservative: two blocks that share a
-source are charged two input axons).
+The blocks are then packed onto cores, best-fit decreasing over every resource, adding
+their resources (conservative: two blocks that share a source are charged two input axons).
+When that packing is above the lower bound, the layers are re-split within shares of a
+core (`_share_candidates`: each layer's cores' worth / K of every limit, for a few K) so
+that pieces of several layers fill each core, and the packing with the fewest cores wins.
 
     >>> split = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
     >>> split.n_cores, split.lower_bound["cores"]           # doctest: +SKIP
@@ -391,6 +393,12 @@ class _DenseSyn:
         worst = (int(self.row_nnz.max()) if self.n_out else 0) + self.bias_axon
         return worst, int(worst * axon_bits(1, self.bpw, self.lim))
 
+    def single(self, out_ax: np.ndarray, lim: Limits) -> np.ndarray:
+        """The most any one neuron of the layer uses of each resource (RESOURCES order)."""
+        fan1, bits1 = self.one_neuron()
+        return np.array([1, fan1, int(out_ax.max()) if self.n_out else 0,
+                         bits1 + lim.neuron_state_bits], np.int64)
+
     @property
     def total_synapses(self) -> int:
         return int(self.syn_cum[-1]) if self.n_in else 0
@@ -416,8 +424,9 @@ class _DenseSyn:
               max_syn: int | None) -> tuple[list[Block], np.ndarray]:
         """The layer's blocks (contiguous neuron ranges) and the block of every neuron."""
         ranges, usages, syns, owner = _split_dense(name, self, out_ax, lim, max_syn)
-        blocks = [Block(-1, name, syn_name, int(u[0]), s, dict(zip(RESOURCES, map(int, u))),
-                        start=a, stop=b) for (a, b), u, s in zip(ranges, usages, syns)]
+        use = np.array(usages).tolist()
+        blocks = [Block(-1, name, syn_name, u[0], s, dict(zip(RESOURCES, u)),
+                        start=a, stop=b) for (a, b), u, s in zip(ranges, use, syns)]
         return blocks, owner
 
     def dest_counts(self, blocks: list[Block]) -> np.ndarray:
@@ -541,8 +550,8 @@ class _ConvSyn:
               max_syn: int | None) -> tuple[list[Block], np.ndarray]:
         """The layer's blocks (tiles of the output map) and the block of every neuron."""
         tiles, usages, syns, owner = _split_conv(name, self, out_ax, lim, max_syn)
-        blocks = [Block(-1, name, syn_name, int(u[0]), s, dict(zip(RESOURCES, map(int, u))),
-                        tile=tuple(p)) for p, u, s in zip(tiles, usages, syns)]
+        blocks = [Block(-1, name, syn_name, u[0], s, dict(zip(RESOURCES, u)),
+                        tile=tuple(p)) for p, u, s in zip(tiles, np.array(usages).tolist(), syns)]
         return blocks, owner
 
     def dest_counts(self, blocks: list[Block]) -> np.ndarray:
@@ -563,6 +572,18 @@ class _ConvSyn:
         ci0, ci1, r0, r1, q0, q1 = self.region(*blk.tile)
         return np.bincount(src_owner.reshape(self.cin, self.hin, self.win)
                            [ci0:ci1, r0:r1, q0:q1].ravel(), minlength=n_src)
+
+    def single(self, out_ax: np.ndarray, lim: Limits, sat=None) -> np.ndarray:
+        """The most any one neuron uses of each resource: fan-in and bits over the
+        positions of channel 0 (every channel reads as many inputs), output axons over
+        all neurons."""
+        if sat is None:   # output axons are out_ax.max(); the table only has to exist
+            sat = np.zeros((2, self.h + 1, self.w + 1), np.int64)
+        y, x = np.meshgrid(np.arange(self.h), np.arange(self.w), indexing="ij")
+        y, x, z = y.ravel(), x.ravel(), np.zeros(y.size, np.int64)
+        single = np.stack(self.costs(z, z + 1, y, y + 1, x, x + 1, sat)).max(1)
+        single[2] = out_ax.max() if out_ax.size else 0
+        return single
 
     def costs(self, c0, c1, y0, y1, x0, x1, out_sat):
         """Resource use of tiles (vectorised): neurons, input axons, output axons, bits."""
@@ -641,10 +662,7 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     out_cum = np.concatenate([[0], np.cumsum(out_ax, dtype=np.int64)])
     state = lim.neuron_state_bits
-    fan1, bits1 = syn.one_neuron()
-    worst = {"neurons": 1, "input_axons": fan1,
-             "output_axons": int(out_ax.max()) if n else 0, "synapse_bits": bits1 + state}
-    for r, v in worst.items():
+    for r, v in zip(RESOURCES, syn.single(out_ax, lim).tolist()):
         if v > lim.limit(r):
             raise _too_big(name, r, v, lim.limit(r), "one neuron", _FIX[r])
 
@@ -660,11 +678,23 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
             return False
         return bool(np.all(cost(a, b) <= lims))
 
+    kfit = None
+    if syn.nz is None and syn.n_in:   # all-to-all: fan-in fixed, bits grow with the size
+        k = np.arange(1, lim.neurons + 1, dtype=np.int64)
+        ok = ((syn.n_in + syn.bias_axon) * axon_bits(k, syn.bpw, lim) + state * k
+              <= lim.synapse_bits)
+        if max_syn is not None:
+            ok &= k * syn.n_in <= max_syn
+        kfit = int(np.argmin(ok)) if not ok.all() else lim.neurons
     cuts = [0]
     a = 0
     while a < n:
         hi = min(n, a + lim.neurons,
                  int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
+        if kfit is not None:   # the same largest end the search below finds, at once
+            cuts.append(max(min(hi, a + kfit), a + 1))
+            a = cuts[-1]
+            continue
         hi = max(_end_bound(syn, a, hi, lim, max_syn), a + 1)
         syn.prefix(a, hi)
         if fits(a, hi):
@@ -681,13 +711,27 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
         cuts.append(b)
         a = b
     syn._prefix = None
+    def costs(c):   # cost() of every range between cuts `c`; vectorised when all-to-all
+        if kfit is None:
+            return [cost(c[i], c[i + 1]) for i in range(len(c) - 1)]
+        c = np.asarray(c, np.int64)
+        size = np.diff(c)
+        use = np.stack([size, np.full(size.size, syn.fanin(0, 1)), np.diff(out_cum[c]),
+                        syn.fanin(0, 1) * axon_bits(size, syn.bpw, lim) + state * size], 1)
+        return list(use)
+
     k = len(cuts) - 1
     if k > 1:  # even out the block sizes when that still fits
         even = [int(round(i * n / k)) for i in range(k + 1)]
-        if all(fits(even[i], even[i + 1]) for i in range(k)):
+        if kfit is not None:
+            fit = (np.all(np.array(costs(even)) <= lims, axis=1).all()
+                   and (max_syn is None or np.diff(even).max() * syn.n_in <= max_syn))
+        else:
+            fit = all(fits(even[i], even[i + 1]) for i in range(k))
+        if fit:
             cuts = even
     ranges = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
-    usages = [cost(a, b) for a, b in ranges]
+    usages = costs(cuts)
     synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
     owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
     return ranges, usages, synapses, owner
@@ -723,13 +767,8 @@ def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits,
                 max_syn: int | None = None):
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     sat = _sat(out_ax.reshape(cs.c, cs.h, cs.w))
-    # a single neuron at the worst position must fit, else no tiling can: fan-in and bits
-    # over the positions of channel 0 (every channel reads as many inputs), output axons
-    # over all neurons
-    y, x = np.meshgrid(np.arange(cs.h), np.arange(cs.w), indexing="ij")
-    y, x, z = y.ravel(), x.ravel(), np.zeros(y.size, np.int64)
-    single = np.stack(cs.costs(z, z + 1, y, y + 1, x, x + 1, sat)).max(1)
-    single[2] = out_ax.max() if out_ax.size else 0
+    # a single neuron at the worst position must fit, else no tiling can
+    single = cs.single(out_ax, lim, sat)
     for i, r in enumerate(RESOURCES):
         if single[i] > lims[i]:
             raise _too_big(name, r, single[i], lims[i], "one neuron", _FIX[r])
@@ -809,14 +848,15 @@ def _traffic(src: LayerBlocks, dst: LayerBlocks, info, blocks: list[Block]) -> l
 
 
 # ------------------------------------------------------------------ packing onto cores
-def _pack(blocks: list[Block], lims: np.ndarray, work_cap: float | None = None
-          ) -> tuple[list[list[int]], np.ndarray]:
+def _pack(blocks: list[Block], lims: np.ndarray, work_cap: float | None = None,
+          max_cores: int | None = None) -> tuple[list[list[int]], np.ndarray] | None:
     """Pack blocks onto cores: best-fit decreasing vector bin packing over every per-core
     resource (adding the blocks' resources: conservative, two blocks that read one source
     are charged two input axons). Blocks are taken largest first (by their largest share of
     any limit) and each goes to the fullest core it still fits in, so blocks heavy in
     different resources (a fan-out-heavy conv tile and a fan-in-heavy dense block) share a
-    core. `work_cap` (latency objective) also caps each core's synaptic ops per step."""
+    core. `work_cap` (latency objective) also caps each core's synaptic ops per step.
+    None when the blocks take more than `max_cores` cores."""
     use = np.array([[b.usage[r] for r in RESOURCES] for b in blocks], np.int64).reshape(
         len(blocks), len(RESOURCES))
     work = np.array([b.work for b in blocks], float)
@@ -836,6 +876,8 @@ def _pack(blocks: list[Block], lims: np.ndarray, work_cap: float | None = None
             fullness = ((bins[fit] + use[i]) / lims).sum(1)
             j = int(fit[np.argmax(fullness)])
         else:
+            if max_cores is not None and n >= max_cores:
+                return None   # more cores than the caller can use
             j = n
             members.append([])
         members[j].append(i)
@@ -959,7 +1001,7 @@ def _attention_io(layers, layers_split, blocks, spec: TargetSpec) -> dict:
 
 # ------------------------------------------------------------------ entry point
 def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None = None,
-                work_cap: float | None = None) -> Split:
+                work_cap: float | None = None, spread: bool = True) -> Split:
     """Split every neuron layer of a fixed-stage `graph` into blocks that fit one core of
     `spec` and pack the blocks onto cores. Raises `ResourceLimitError` naming layer,
     resource, need and limit when a single neuron cannot fit.
@@ -968,6 +1010,10 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     each block's work: its synapses x its source's rate, synaptic ops per step.
     `work_cap` (the latency objective) bounds every block's and every core's work; a single
     neuron whose own work exceeds it is still placed (its block then is the busiest).
+    Without a work cap, when the packing is above the lower bound, the layers are also
+    re-split within shares of a core (`_share_candidates`) and the packing with the fewest
+    cores is kept; `spread=False` keeps the first split (every block as large as a core
+    allows).
 
         >>> split = split_graph(graph, load_target("loihi1"))  # doctest: +SKIP
     """
@@ -978,9 +1024,17 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
     lims = np.array([lim.limit(r) for r in RESOURCES], np.int64)
     layers, inp = _layers(graph)
     names = _network_order(graph, layers)
-    infos, layer_blocks, local = _split_layers(graph, spec, layers, names, inp, rates,
-                                               work_cap)
-    all_blocks, layers_split = _number_blocks(layers, names, inp, infos, layer_blocks, local)
+    best = _split_pack(graph, spec, layers, names, inp, rates, work_cap, None, lims)
+    infos, _, all_blocks, layers_split, local, cores, core_use = best
+    bound = _lower_bound(layers, infos, layers_split, local, inp, spec)
+    if work_cap is None and spread:
+        for share in _share_candidates(all_blocks, lims, len(cores), bound["cores"],
+                                       bound.get("exclusive_layers", ())):
+            trial = _split_pack(graph, spec, layers, names, inp, rates, None, share, lims,
+                                max_cores=len(best[5]) - 1)
+            if trial is not None:
+                best = trial
+        infos, _, all_blocks, layers_split, local, cores, core_use = best
     edges = []
     for name in names:
         for _, dst in layers[name].consumers:
@@ -989,13 +1043,75 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
         if layers[name].rec is not None:     # its spikes to itself (its own core)
             edges.extend(_traffic(layers_split[name], layers_split[name],
                                   infos[name].recurrent(), all_blocks))
-    cores, core_use = _pack(all_blocks, lims, work_cap)
     return Split(
         target=spec.name, blocks=all_blocks, cores=cores, core_usage=core_use,
-        limits={r: lim.limit(r) for r in RESOURCES},
-        lower_bound=_lower_bound(layers, infos, layers_split, local, inp, spec),
+        limits={r: lim.limit(r) for r in RESOURCES}, lower_bound=bound,
         layers=layers_split, edges=np.array(edges, np.int64).reshape(-1, 3), input_name=inp,
         work_cap=work_cap, coproc_io=_attention_io(layers, layers_split, all_blocks, spec))
+
+
+def _split_pack(graph, spec, layers, names, inp, rates, work_cap, share, lims,
+                max_cores: int | None = None):
+    """Split every layer (each within `share` of a core, see `_share_candidates`) and pack
+    the blocks: (infos, layer blocks, blocks, layers_split, local, cores, core usage), or
+    None when the packing needs more than `max_cores`."""
+    infos, layer_blocks, local = _split_layers(graph, spec, layers, names, inp, rates,
+                                               work_cap, share)
+    all_blocks, layers_split = _number_blocks(layers, names, inp, infos, layer_blocks, local)
+    packed = _pack(all_blocks, lims, work_cap, max_cores)
+    if packed is None:
+        return None
+    cores, core_use = packed
+    return infos, layer_blocks, all_blocks, layers_split, local, cores, core_use
+
+
+#: most neurons x candidate splits the cores objective tries beyond the first split
+SHARE_BUDGET = 4_000_000
+#: spreads tried: every layer within (its cores' worth / K) x (1 + slack) of a core
+SHARE_SLACK = (0.0, 0.15)
+
+
+def _share_candidates(blocks, lims, n_cores: int, bound: int, exclusive=()):
+    """Shares of a core per layer to re-split with, when the first packing is above the
+    bound and the network has two layers or more. A layer that needs R cores' worth of its
+    most used resource (summed over its blocks) is cut into blocks of at most
+    R / K x (1 + slack) of every limit (never below one neuron's worth), for core counts K
+    between the bound and the packing: every core then has room for a piece of every
+    layer (a fan-in-heavy conv tile beside a neuron-heavy one, two dense layers' blocks
+    side by side). A second family keeps the layers that hold cores of their own
+    (`exclusive`: their fan-in fills the input axons) whole and spreads the rest over the
+    cores left, from their summed need up. The two families alternate, first the
+    smallest K; at most SHARE_BUDGET / neurons candidates (none for a large network)."""
+    if n_cores <= bound or not blocks:
+        return []
+    neurons = sum(b.n_neurons for b in blocks)
+    need: dict[str, np.ndarray] = {}
+    for b in blocks:
+        u = np.array([b.usage[r] for r in RESOURCES], float) / lims
+        need[b.layer] = need.get(b.layer, 0) + u
+    if len(need) < 2:
+        return []
+    excl = set(exclusive)
+    shared = {k: v for k, v in need.items() if k not in excl}
+    families = [({k: float(v.max()) for k, v in need.items()}, bound, n_cores)]
+    if shared:
+        k0 = float(np.max(sum(shared.values())))
+        k1 = n_cores - sum(math.ceil(float(v.max())) for k, v in need.items() if k in excl)
+        families.append(({k: float(v.max()) for k, v in shared.items()}, k0, max(k0, k1)))
+    lists = []
+    for worth, k0, k1 in families:
+        ks = [k0 * (k1 / k0) ** (i / 4) for i in range(5)] if k0 > 0 else []
+        lists.append([{n: min(1.0, w * (1 + slack) / k) for n, w in worth.items()}
+                      | {"*cores": k} for k in ks for slack in SHARE_SLACK])
+    out, seen = [], set()
+    for i in range(max(map(len, lists))):
+        for cands in lists:
+            if i < len(cands):
+                key = tuple(sorted((n, round(v, 4)) for n, v in cands[i].items()))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(cands[i])
+    return out[:max(0, SHARE_BUDGET // max(neurons, 1))]
 
 
 def _network_order(graph: Graph, layers: dict[str, _Layer]) -> list[str]:
@@ -1009,7 +1125,8 @@ def _network_order(graph: Graph, layers: dict[str, _Layer]) -> list[str]:
     return names
 
 
-def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
+def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap,
+                  share: dict[str, float] | None = None):
     """Every layer's blocks, consumers first (a neuron's output axons depend on how many
     blocks of the next layers it reaches). Returns, per layer: its connectivity (`infos`),
     its blocks, and (output axons per neuron, block of every neuron) in `local` (the input:
@@ -1025,8 +1142,8 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
         if name == inp:
             local[name] = (out_ax,)
             continue
-        lim = _param_reserve(_gain_reserve(spec.limits, layer),
-                             graph.node(name) if name in graph else None, spec)
+        node = graph.node(name) if name in graph else None
+        lim = _param_reserve(_gain_reserve(spec.limits, layer), node, spec)
         rate = float(rates.get(layer.src, 1.0)) if rates and layer.src else 1.0
         max_syn = (None if work_cap is None else
                    int(work_cap / rate) if rate > 0 else None)
@@ -1034,8 +1151,26 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
         if layer.rec is not None:   # one axon to its own core per neuron the synapses read;
             out_ax = out_ax + info.rec_sources    # kept on one core (no latency cut)
             max_syn = None
-        blocks, owner = info.split(name, layer.syn.name if layer.syn is not None else None,
-                                   out_ax, lim, max_syn)
+        syn_name = layer.syn.name if layer.syn is not None else None
+        f = share.get(name, 1.0) if share and layer.rec is None else 1.0
+        blocks = None
+        if f < 1.0:   # within a share of a core (and at least one neuron's worth)
+            try:
+                part = _param_reserve(_gain_reserve(_scaled(spec.limits, f), layer), node,
+                                      spec)
+                one = info.single(out_ax, lim)
+                raised = any(int(v) > part.limit(r) for r, v in zip(RESOURCES, one.tolist()))
+                import dataclasses
+                part = dataclasses.replace(part, **{
+                    r: min(lim.limit(r), max(part.limit(r), int(v)))
+                    for r, v in zip(RESOURCES, one.tolist())})
+                blocks, owner = info.split(name, syn_name, out_ax, part, max_syn)
+                if raised and len(blocks) > share["*cores"]:
+                    blocks = None   # a share below one neuron's worth, in more pieces
+            except ResourceLimitError:
+                blocks = None
+        if blocks is None:
+            blocks, owner = info.split(name, syn_name, out_ax, lim, max_syn)
         if layer.rec is not None and len(blocks) > 1:
             raise UnsupportedError(f"{name}: a recurrent layer needs {len(blocks)} cores; a "
                                    "recurrent layer split across cores (its spikes sent to "
@@ -1048,6 +1183,12 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap):
         layer_blocks[name] = blocks
         local[name] = (out_ax, owner.reshape(layer.shape) if owner.ndim > 1 else owner)
     return infos, layer_blocks, local
+
+
+def _scaled(lim: Limits, f: float) -> Limits:
+    """`lim` with every per-core capacity cut to the share `f` (encoding unchanged)."""
+    import dataclasses
+    return dataclasses.replace(lim, **{r: max(1, int(lim.limit(r) * f)) for r in RESOURCES})
 
 
 def _connectivity(graph: Graph, layer: _Layer, spec: TargetSpec, lim: Limits):
@@ -1111,26 +1252,100 @@ def _subadditive(bpw: int, kmax: int, lim: Limits) -> bool:
     return bool(np.all(bits[(a + b)[m]] <= bits[a[m]] + bits[b[m]]))
 
 
+def _axis_reads(n_out: int, stride: int, pad: int, k: int, n_in: int):
+    """Input index ranges [lo, hi) that each output index reads along one axis."""
+    i = np.arange(n_out)
+    return (np.maximum(0, i * stride - pad),
+            np.maximum(np.minimum(n_in, i * stride - pad + k), np.maximum(0, i * stride - pad)))
+
+
+def _nested_reads(lo: np.ndarray, hi: np.ndarray, t_max: int | None = None):
+    """Along one axis: (d, u) where u[t] = inputs read by the first t outputs, d[x] = the
+    inputs output x reads that output x - 1 does not, in the end-first order for which
+    every run of t <= t_max outputs from the end reads the fewest inputs of any t outputs
+    (exact dynamic programme over sets of outputs); None when neither end's runs are."""
+    n = lo.size
+    t_max = n if t_max is None else min(n, t_max)
+    big = np.iinfo(np.int64).max // 4
+    for lo_, hi_ in ((lo, hi), (-hi[::-1], -lo[::-1])):   # from the start, from the end
+        d = np.r_[hi_[0] - lo_[0], np.maximum(0, hi_[1:] - np.maximum(lo_[1:], hi_[:-1]))]
+        u = np.r_[0, np.cumsum(d)]
+        length = (hi_ - lo_).astype(np.int64)
+        # fewest inputs any t outputs ending at b read: sorted ranges add, each, what the
+        # previous chosen one does not cover; one g or more before b covers none of it
+        first_free = np.searchsorted(lo_, hi_, "left")   # first range starting past a's
+        g = int(max(1, (first_free - np.arange(n)).max()))
+        g = min(g, n)
+        best = length.copy()
+        ok = best.min() == u[1]
+        for t in range(2, t_max + 1):
+            if not ok:
+                break
+            nxt = np.full(n, big, np.int64)
+            pm = np.minimum.accumulate(best)
+            if g < n:   # a far enough back: the whole range of b is new
+                nxt[g:] = pm[:n - g] + length[g:]
+            for o in range(1, g):   # a = b - o: what a's range leaves of b's
+                b = np.arange(o, n)
+                add = np.maximum(0, hi_[b] - np.maximum(lo_[b], hi_[b - o]))
+                nxt[o:] = np.minimum(nxt[o:], best[:n - o] + add)
+            best = nxt
+            ok = best.min() == u[t]
+        if ok:
+            return d, u
+    return None
+
+
+#: most (rows x columns x positions) the staircase programme of the halo bound evaluates
+HALO_WORK = 120_000_000
+
+
 def _conv_fanin_per_neuron(info: "_ConvSyn", lim: Limits) -> float:
-    """Smallest input axons per neuron of any rectangular tile (channels x rows x columns,
-    at the map's corner, where padding makes the halo smallest) that fits the neuron and
-    input-axon limits: conv halos make every tile read more inputs than it has neurons'
-    worth of kernel taps."""
-    c = np.arange(1, info.c + 1)
-    h = np.arange(1, info.h + 1)
-    w = np.arange(1, info.w + 1)
-    if info.c * info.h * info.w > 4_000_000:  # keep it fast: powers of two and the extents
-        c, h, w = (np.unique(np.r_[2 ** np.arange(int(math.log2(n)) + 1), n])
-                   for n in (info.c, info.h, info.w))
-    cc, rh, cw = (a.ravel() for a in np.meshgrid(c, h, w, indexing="ij"))
-    z = np.zeros_like(cc)
-    ci0, ci1, r0, r1, q0, q1 = info.region(z, cc, z, rh, z, cw)
-    neurons = cc * rh * cw
-    fanin = (ci1 - ci0) * np.maximum(r1 - r0, 0) * np.maximum(q1 - q0, 0)
-    ok = (neurons <= lim.neurons) & (fanin <= lim.input_axons)
-    if not ok.any():
+    """The fewest input axons per neuron of any set of the layer's neurons that fits the
+    neuron and input-axon limits of one core (conv halos: every block reads more inputs
+    than it has neurons' worth of kernel taps).
+
+    A set at m output positions holds at most min(C x m, neurons) neurons and reads at
+    least ipg x |inputs the m positions read|. That count never grows when the positions
+    of each column are moved to a run from one end (their rows read are then nested and,
+    checked exactly per axis by `_nested_reads`, no t rows read fewer than such a run),
+    nor of each row likewise; so the fewest inputs of m positions is reached by a
+    staircase (column heights nonincreasing from a corner), found by a dynamic programme
+    over columns. Falls back to the kernel taps of one neuron over the neuron limit when
+    an axis fails the check or the programme would be too large. The bias axon (one more
+    per block) is left out. tests/test_mapping_bound.py checks this against every subset
+    of small layers."""
+    ipg, n_lim = info.ipg, lim.neurons
+    m_max = int(min(lim.input_axons // max(ipg, 1), n_lim, info.h * info.w))
+    rows = _nested_reads(*_axis_reads(info.h, info.sy, info.py, info.kh, info.hin), m_max)
+    cols = _nested_reads(*_axis_reads(info.w, info.sx, info.px, info.kw, info.win), m_max)
+    (ylo, yhi), (xlo, xhi) = (_axis_reads(info.h, info.sy, info.py, info.kh, info.hin),
+                              _axis_reads(info.w, info.sx, info.px, info.kw, info.win))
+    single = ipg * int((yhi - ylo).min()) * int((xhi - xlo).min())  # one neuron, at best
+    if rows is None or cols is None or m_max < 1 or (
+            min(info.h, m_max) * min(info.w, m_max) * (m_max + 1) > HALO_WORK):
+        return single / n_lim if single <= lim.input_axons else 0.0
+    (_, uy), (dx, _) = rows, cols
+    hmax, wmax = min(info.h, m_max), min(info.w, m_max)
+    inf = np.iinfo(np.int64).max // 4
+    # nxt[h][a]: fewest inputs of columns x+1.. with heights <= h and area a
+    nxt = np.full((hmax + 1, m_max + 1), inf, np.int64)
+    nxt[:, 0] = 0
+    for x in range(wmax - 1, -1, -1):
+        cur = np.empty_like(nxt)
+        cur[0] = nxt[0]
+        for h in range(1, hmax + 1):
+            take = np.full(m_max + 1, inf, np.int64)
+            take[h:] = nxt[h][:m_max + 1 - h] + dx[x] * uy[h]
+            cur[h] = np.minimum(cur[h - 1], take)
+        nxt = cur
+    f = nxt[hmax].astype(float)        # fewest inputs read by m positions, m = 0..m_max
+    m = np.arange(1, m_max + 1)
+    fan = ipg * f[1:]
+    ok = fan <= lim.input_axons
+    if not ok.any():   # not even one neuron fits (the split refuses the layer)
         return 0.0
-    return float((fanin[ok] / neurons[ok]).min())
+    return float((fan[ok] / np.minimum(info.c * m[ok], n_lim)).min())
 
 
 def _layer_shares(layers, infos, layers_split, local, lim: Limits):
@@ -1172,8 +1387,9 @@ def _lower_bound(layers, infos, layers_split, local, inp, spec: TargetSpec) -> d
     * neurons: all of them;
     * input axons: an all-to-all layer occupies at least ceil(n / kmax) cores (kmax: the
       most of its neurons one core holds) and each of them needs all its inputs; a conv
-      layer at least its neurons x the smallest input axons per neuron of any rectangular
-      tile (the halo); other layers the fan-in of their most connected neuron;
+      layer at least its neurons x the fewest input axons per neuron of any set of its
+      neurons that fits a core (the halo, `_conv_fanin_per_neuron`); other layers the
+      fan-in of their most connected neuron;
     * output axons: a neuron feeding an all-to-all layer reaches every core of it (at least
       ceil(n / kmax)); any other neuron with consumers at least one;
     * synapse memory: all-to-all layers at their cheapest bits per neuron of any block size
@@ -1207,9 +1423,11 @@ def _lower_bound(layers, infos, layers_split, local, inp, spec: TargetSpec) -> d
             exclusive += g
             excl_names += names
     cores["all_to_all_groups"] = group_bound
+    extra = {"exclusive_layers": sorted(excl_names)} if excl_names else {}
     if exclusive:
         rest = [m for m in infos if m not in excl_names]
         cores["exclusive_groups_plus_rest"] = exclusive + (max(bound(rest).values())
                                                            if rest else 0)
     tot = {r: int(math.ceil(round(sum(p[r] for p in per.values()), 6))) for r in RESOURCES}
-    return {"totals": tot, "cores_by_resource": cores, "cores": max(1, max(cores.values()))}
+    return {"totals": tot, "cores_by_resource": cores, "cores": max(1, max(cores.values())),
+            **extra}
