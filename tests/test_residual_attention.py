@@ -228,6 +228,7 @@ def test_b_like_network_with_csa_in_the_block_compiles_and_verifies(place, mode,
     rc, out, err = run_cli("compile", tmp_path / "b.pt", "--target", "loihi2", "--calib",
                            tmp_path / "cal.npz", "-o", tmp_path / "b", "--quiet")
     assert rc == 0, out + err
+    assert "not charged to its cores" in err and "res." in err, err  # said, not hidden
     rc, out, err = run_cli("verify", tmp_path / "b", "--inputs", tmp_path / "test.npz",
                            "--json", tmp_path / "v.json")
     report = json.loads((tmp_path / "v.json").read_text())

@@ -287,6 +287,26 @@ def _neuron_layer(graph: Graph, name: str) -> list[_Layer]:
     return layers
 
 
+def uncharged_synapses(graph: Graph) -> list[str]:
+    """One line per neuron fed by more than one feed-forward synapse (a residual block's
+    body and shortcut adding into one LIF): the mapper charges the first synapse only
+    (`_neuron_layer`), so the others' synapse memory and input axons are missing from every
+    per-core count. Said, not hidden, until layers carry several synapses."""
+    lines = []
+    for name in graph.order():
+        if core_role(graph, name) != "neuron":
+            continue
+        ins = graph.inputs(name)
+        extra = [_through_gates(graph, i)[0] for i in ins[1:]
+                 if core_role(graph, i) in ("synapse", "gate")]
+        if extra:
+            lines.append(f"mapping: {name}: its synapses {', '.join(extra)} are not charged "
+                         "to its cores (the mapper counts a neuron's first synapse, "
+                         f"{_through_gates(graph, ins[0])[0]}, only); synapse memory and "
+                         "input axons may exceed the per-core limits there")
+    return lines
+
+
 def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
     """Every layer (the graph input and each neuron node with its synapse) by name, in
     graph order, each with its consumers; and the input's name."""
