@@ -78,11 +78,11 @@ def peak_add_rate(reps: int = 5) -> float:
     wt = rng.integers(-128, 128, (2048, 2048)).astype(np.int8)
     x = np.ones((8, 2048), np.uint8)
     out, ic, acc = np.zeros((9, 2048), np.int64), np.zeros(2048, np.int64), np.zeros(2048, np.int32)
-    K.dense_binary(x, wt, True, acc, 1, 0, out, ic, 0, 2048, True)
+    K.dense_binary(x, wt, 255, acc, 1, 0, out, ic, 0, 2048, True)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        K.dense_binary(x, wt, True, acc, 1, 0, out, ic, 0, 2048, True)
+        K.dense_binary(x, wt, 255, acc, 1, 0, out, ic, 0, 2048, True)
         best = min(best, time.perf_counter() - t0)
     return x.size * wt.shape[1] / best
 
