@@ -261,6 +261,7 @@ class _DenseK(_SynapseK):
             self.wt = np.empty((n_in, n_out), _int_dtype(lo, hi))
             K.transpose_cast(np.ascontiguousarray(w), nt, self.wt)
         mmax = max(abs(lo), abs(hi))
+        self.mmax = mmax
         # int8 mantissas: rows summed in int16 this many at a time (kernels._row_sum)
         self.chunk = 32767 // max(mmax, 1) if self.wt.dtype == np.int8 else 0
         self.acc_dtype = np.int32 if mmax * max(n_in, 1) < 2 ** 31 else np.int64
@@ -301,7 +302,8 @@ class _DenseK(_SynapseK):
             K.dense_delayed(src, self.wt, self.dl, self.n_delays, self.nt, self.exp, out,
                             in_counts)
         elif self.graded:
-            K.dense_graded(src, self.wt, self.nt, self.exp, out, in_counts, wraps)
+            K.dense_graded(src, self.wt, self.mmax, self.nt, self.exp, out, in_counts,
+                           wraps)
         elif not self.event_driven(src):
             K.count_nonzero_rows(src, in_counts)    # dense input: one BLAS product
             rows = min(src.shape[0], out.shape[0] - 1)
