@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snncompile.errors import OverflowDetected, UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLIF, FxSigmaDelta, Graph,
-                           Input, Output)
+from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
+                           Graph, Input, Output)
 from snncompile.backends.sim import Simulator, kernels_plan
 
 from strategies import fixed_networks, sigma_delta_networks
@@ -349,3 +349,46 @@ def test_graded_messages_on_both_sides_of_the_int32_accumulator():
     msgs = np.abs(a.values["enc"].astype(np.int64)).reshape(2, 12, n_in).sum(-1)
     kinds = msgs * 128 < 2 ** 31
     assert kinds.any() and (~kinds & (msgs > 0)).any(), msgs
+
+
+def _with_readout(graph):
+    """The same chain with its last LIF layer made an FxLI readout (same du, dv, bias)."""
+    nodes = [graph.node(n) for n in graph.order()]
+    i = max(k for k, n in enumerate(nodes) if isinstance(n, FxLIF))
+    n = nodes[i]
+    nodes[i] = FxLI(n.name, shape=n.shape, du=n.du, dv=n.dv, bias_mant=n.bias_mant,
+                    bias_exp=n.bias_exp)
+    return Graph.sequential(nodes)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_li_readout_on_the_kernels(monkeypatch, fuse):
+    """FxLI readouts run on the kernels (the LIF kernel at the readout threshold, v as the
+    value): identical values, u/v, counts and overflow (would_spike included, which the
+    stress networks reach) to numpy, fused with their dense layer or not."""
+    monkeypatch.setattr(kernels_plan, "FUSE", fuse)
+    would = 0
+    for seed in range(30):
+        graph, x = stress_lif_network(seed)
+        a = assert_same(_with_readout(graph), x, batch_size=2)
+        li = [n for n in a.overflow if "would_spike" in a.overflow[n]]
+        assert len(li) == 1
+        would += a.overflow[li[0]]["would_spike"]
+    assert would > 0
+
+
+def test_li_readout_strict_errors_are_the_numpy_errors():
+    raised = 0
+    for seed in range(30):
+        graph, x = stress_lif_network(seed)
+        graph = _with_readout(graph)
+        errors = []
+        for kernel in ("numpy", "numba"):
+            try:
+                Simulator(graph, kernel=kernel, strict=True).run(x, batch_size=2)
+                errors.append(None)
+            except OverflowDetected as e:
+                errors.append(str(e))
+        assert errors[0] == errors[1], (seed, errors)
+        raised += errors[0] is not None
+    assert raised >= 5

@@ -8,7 +8,8 @@ steps all nodes together; both give the same integers (tests/test_sim_kernel.py)
 
 Supported: the node types of the `KERNELS` table, each registered next to its kernel class
 below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
-padding; pooling folded into a conv is a conv), FxLIF, FxSigmaDelta, Flatten, Output. A
+padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxSigmaDelta,
+Flatten, Output. A
 graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
 path whole, and the reason names the first such node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
@@ -42,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
+from snncompile.ir import Flatten, FxConv2d, FxDense, FxLI, FxLIF, FxSigmaDelta, Input, Output
 from snncompile.ir.registry import Rules
 
 CHOICES = ("auto", "numba", "numpy")
@@ -368,14 +369,25 @@ class _LIFK(_Kernel):
                     for x in (op.keep_u, op.keep_v, op.vth)]
         self.bias = _flat(op.bias)
 
+    def targets(self, batch, row: int, steps: int):
+        """What the kernel writes for sample `row`: (spikes (T, n) uint8, u_rec, v_rec
+        (T, n) int32, record), and the series the node returns: the spikes, straight
+        into Run.values."""
+        op = self.op
+        spk = batch.values[self.name][row].reshape(steps, op.n).view(np.uint8)
+        rec = batch.state is not None
+        u_rec = batch.state[self.name][0][row].reshape(steps, op.n) if rec else _E32
+        v_rec = batch.state[self.name][1][row].reshape(steps, op.n) if rec else _E32
+        return spk, u_rec, v_rec, rec, spk
+
+    def finish(self, batch, row: int, steps: int) -> None:
+        """After the kernel ran sample `row` (nothing to do for a LIF)."""
+
     def series(self, srcs, run):
         op, tm, batch = self.op, run.time, run.batch
         window = tm.window(self.name)
         row = batch.offset + run.row
-        spk = batch.values[self.name][row].reshape(tm.steps, op.n).view(np.uint8)
-        rec = batch.state is not None
-        u_rec = batch.state[self.name][0][row].reshape(tm.steps, op.n) if rec else _E32
-        v_rec = batch.state[self.name][1][row].reshape(tm.steps, op.n) if rec else _E32
+        spk, u_rec, v_rec, rec, result = self.targets(batch, row, tm.steps)
         c = np.zeros(5, np.int64)
         keep_u, keep_v, vth = self.per
         pending = srcs[0] if len(srcs) == 1 and isinstance(srcs[0], _Pending) else None
@@ -394,7 +406,8 @@ class _LIFK(_Kernel):
             run.K.lif(a, keep_u, keep_v, op.shift, op.half, op.act_shift, vth,
                       bool(op.fire_ge), op.reset_code, self.bias, spk, u_rec, v_rec, rec, c)
         run.counters[self.name] = c
-        return spk, window.start
+        self.finish(batch, row, tm.steps)
+        return result, window.start
 
     def account(self, counters, samples, time):
         op, c = self.op, sum(counters)
@@ -407,6 +420,33 @@ class _LIFK(_Kernel):
 
 
 KERNELS.register(FxLIF)(_LIFK)
+
+
+class _LIK(_LIFK):
+    """FxLI, the non-spiking readout: the LIF kernel at the readout's threshold (the op's
+    vth, `num.vth_max` << 6, as `simulator._LI`); its value is v after each step (int32),
+    and a step where it spikes (and resets, as Lava does) counts as `would_spike`."""
+
+    def targets(self, batch, row, steps):
+        op = self.op
+        vals = batch.values[self.name][row].reshape(steps, op.n)     # int32: v
+        rec = batch.state is not None
+        u_rec = (batch.state[self.name][0][row].reshape(steps, op.n) if rec
+                 else np.empty((steps, op.n), np.int32))
+        return np.empty((steps, op.n), np.uint8), u_rec, vals, True, vals
+
+    def finish(self, batch, row, steps):
+        if batch.state is not None:
+            batch.state[self.name][1][row] = batch.values[self.name][row]
+
+    def account(self, counters, samples, time):
+        flagged = super().account(counters, samples, time)
+        would = int(sum(c[3] for c in counters))
+        self.op.overflow["would_spike"] += would
+        return flagged or would > 0
+
+
+KERNELS.register(FxLI)(_LIK)
 
 
 class _SigmaDeltaK(_Kernel):
@@ -464,7 +504,7 @@ class Plan:
             if isinstance(k, _DenseK):
                 lif = readers[name][0] if len(readers[name]) == 1 else None
                 k.fused = bool(on and k.fusable() and lif is not None
-                               and type(self.kernels[lif]) is _LIFK
+                               and isinstance(self.kernels[lif], _LIFK)
                                and self.sim.inputs[lif] == [name])
 
     def _sample(self, xb, row, batch, pool=None):
