@@ -12,7 +12,7 @@ from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLI, FxLIF, FxSi
                            Graph, Input, Output)
 from snncompile.backends.sim import Simulator, kernels_plan
 
-from strategies import fixed_networks, sigma_delta_networks
+from strategies import fixed_networks, recurrent_networks, sigma_delta_networks
 
 pytest.importorskip("numba")
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,6 +52,14 @@ def test_kernel_equals_numpy_on_random_networks(case, batch):
 @given(fixed_networks(conv=False, delays=True))
 def test_kernel_equals_numpy_with_synaptic_delays(case):
     assert_same(*case, batch_size=2)
+
+
+@settings(max_examples=40, **FAST)
+@given(recurrent_networks(neuron_options=True, synapse_bias=True, per_neuron=True),
+       st.sampled_from([1, 3]))
+def test_kernel_equals_numpy_on_recurrent_networks(case, batch):
+    """Recurrent synapses (FxRecDense) run step by step inside their LIF's kernel."""
+    assert_same(*case, batch_size=batch)
 
 
 @settings(max_examples=40, **FAST)

@@ -466,6 +466,41 @@ def lif(a, keep_u, keep_v, shift, half, act_shift, vth, fire_ge, reset, bias, sp
 
 
 @njit(**_OPT)
+def lif_rec(a, wr, chunk, acc, nt, exp, rec_counts, keep_u, keep_v, shift, half, act_shift,
+            vth, fire_ge, reset, bias, spikes, u_rec, v_rec, record, counts):
+    """`lif` with recurrent binary dense synapses (FxRecDense) from the layer's own spikes:
+    at local step t the input is a[t] plus the dense sum of the spikes of step t - 1
+    (nothing at t = 0), wr (n, n) input-major mantissas as in `dense_binary`; the spikes
+    of every step are counted into rec_counts (the recurrent synapse's input events)."""
+    steps, n = a.shape
+    u = np.zeros(n, np.int64)
+    v = np.zeros(n, np.int64)
+    at = np.empty(n, np.int64)
+    idx = np.empty(n, np.int32)
+    k = 0
+    for t in range(steps):
+        if k == 0:
+            at[:] = a[t]
+        else:
+            _row_sum(wr, idx, 0, k, chunk, acc, 0, n)
+            for j in range(n):
+                at[j] = a[t, j] + _shift(np.int64(acc[j]) << nt, exp)
+        st = spikes[t]
+        _lif_step(at, u, v, keep_u, keep_v, shift, half, act_shift, vth, fire_ge, reset,
+                  bias, st, counts)
+        if record:
+            for j in range(n):
+                u_rec[t, j] = u[j]
+                v_rec[t, j] = v[j]
+        k = 0
+        for j in range(n):
+            if st[j] != 0:
+                idx[k] = j
+                k += 1
+                rec_counts[j] += 1
+
+
+@njit(**_OPT)
 def sigma_delta(a, role, up, state_exp, vth, bias, cum_error, msg_max, out, counts):
     """Lava's fixed_pt sigma-delta models from zero state over all global steps, int32
     registers explicit. role 0 sigma_delta, 1 delta, 2 sigma. a (N, n) int64 input;

@@ -8,8 +8,9 @@ steps all nodes together; both give the same integers (tests/test_sim_kernel.py)
 
 Supported: the node types of the `KERNELS` table, each registered next to its kernel class
 below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
-padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxSigmaDelta,
-Flatten, Output. A
+padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxRecDense (a
+LIF layer's recurrent synapses: the one back edge, computed step by step inside that LIF's
+kernel), FxSigmaDelta, Flatten, Output. A
 graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
 path whole, and the reason names the first such node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
@@ -43,7 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLI, FxLIF, FxSigmaDelta, Input, Output
+from snncompile.ir import (Flatten, FxConv2d, FxDense, FxLI, FxLIF, FxRecDense, FxSigmaDelta,
+                           Input, Output)
 from snncompile.ir.registry import Rules
 
 CHOICES = ("auto", "numba", "numpy")
@@ -326,6 +328,18 @@ class _DenseK(_SynapseK):
 KERNELS.register(FxDense)(_DenseK)
 
 
+class _RecK(_DenseK):
+    """FxRecDense, a LIF layer's recurrent synapses from its own spikes (a back edge): the
+    Plan hands it to that LIF, whose kernel computes both step by step (`kernels.lif_rec`);
+    its own series is never read."""
+
+    def fusable(self) -> bool:
+        return False
+
+
+KERNELS.register(FxRecDense)(_RecK)
+
+
 class _ConvK(_SynapseK):
     def __init__(self, op):
         super().__init__(op)
@@ -368,6 +382,7 @@ class _LIFK(_Kernel):
         self.per = [_flat(np.broadcast_to(x, op.shape))
                     for x in (op.keep_u, op.keep_v, op.vth)]
         self.bias = _flat(op.bias)
+        self.rec = None         # set by Plan: the layer's recurrent synapses (_RecK)
 
     def targets(self, batch, row: int, steps: int):
         """What the kernel writes for sample `row`: (spikes (T, n) uint8, u_rec, v_rec
@@ -393,7 +408,17 @@ class _LIFK(_Kernel):
         pending = srcs[0] if len(srcs) == 1 and isinstance(srcs[0], _Pending) else None
         if pending is not None and not pending.kernel.event_driven(pending.src[0]):
             srcs, pending = [pending.materialise(run)], None
-        if pending is not None:
+        if self.rec is not None:      # recurrent synapses: computed step by step here
+            r = self.rec
+            a = _window(srcs, window.start, tm.steps, op.n) if srcs else np.zeros(
+                (tm.steps, op.n), np.int64)
+            ic = np.zeros(r.n_in, np.int64)
+            run.K.lif_rec(a, r.wt, r.chunk, np.zeros(r.n_out, r.acc_dtype), r.nt, r.exp, ic,
+                          keep_u, keep_v, op.shift, op.half, op.act_shift, vth,
+                          bool(op.fire_ge), op.reset_code, self.bias, spk, u_rec, v_rec, rec,
+                          c)
+            run.counters[r.name] = (ic, 0)
+        elif pending is not None:
             d, (x, off) = pending.kernel, pending.src
             ic = np.zeros(d.n_in, np.int64)
             run.K.dense_lif(x, off, d.wt, d.chunk, np.zeros(d.n_out, d.acc_dtype),
@@ -487,6 +512,16 @@ class Plan:
         self.order = list(sim.order)
         self.kernels = {name: KERNELS.rule(sim.nodes[name])(sim.ops[name])
                         for name in self.order}
+        self.recurrent = set()
+        for name in self.order:
+            k = self.kernels[name]
+            if isinstance(k, _RecK):
+                (lif,) = sim.inputs[name]   # FxRecDense: from a LIF's spikes back into it
+                if not isinstance(self.kernels[lif], _LIFK) or name not in sim.inputs[lif]:
+                    raise RuntimeError(f"internal error: {name} is not a recurrent synapse "
+                                       f"of the LIF layer {lif}")
+                self.kernels[lif].rec = k
+                self.recurrent.add(name)
         self.fuse(FUSE)
         self.threads = _threads()
         self._pool = None
@@ -517,8 +552,11 @@ class Plan:
         run = _SampleRun(K, xb, row, batch, bufs, pool)
         series = {}      # name -> (array (rows, n), global step of row 0)
         inputs = self.sim.inputs
+        rec = self.recurrent
         for name in self.order:
-            series[name] = self.kernels[name].series([series[s] for s in inputs[name]], run)
+            if name not in rec:
+                series[name] = self.kernels[name].series(
+                    [series[s] for s in inputs[name] if s not in rec], run)
         return run.counters
 
     def run_batch(self, batch) -> None:
