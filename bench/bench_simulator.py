@@ -3,6 +3,12 @@
 
     .venv/bin/python bench/bench_simulator.py [--steps 100] [--lava-samples 2] [--json F]
     .venv/bin/python bench/bench_simulator.py --neuron sdnn     # sigma-delta, graded
+    .venv/bin/python bench/bench_simulator.py --baseline DIR      # + an older checkout
+
+`--baseline DIR` also times the kernels of another checkout of snncompile (for example
+`git worktree add --detach /tmp/base <commit>`) on the same network and inputs, in a child
+process started right after this checkout's kernel timings, so that old and new are
+compared at the same load (the child imports DIR's own bench and simulator).
 
 `--neuron sdnn` builds the same shape with sigma-delta neurons: a delta encoder on 8-bit
 frames in which ~`--rate` of the pixels change each step, 16-bit graded messages, ReLU
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,13 +85,56 @@ def peak_add_rate(reps: int = 5) -> float:
     wt = rng.integers(-128, 128, (2048, 2048)).astype(np.int8)
     x = np.ones((8, 2048), np.uint8)
     out, ic, acc = np.zeros((9, 2048), np.int64), np.zeros(2048, np.int64), np.zeros(2048, np.int32)
-    K.dense_binary(x, wt, True, acc, 1, 0, out, ic, 0, 2048, True)
+    K.dense_binary(x, wt, 255, acc, 1, 0, out, ic, 0, 2048, True)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        K.dense_binary(x, wt, True, acc, 1, 0, out, ic, 0, 2048, True)
+        K.dense_binary(x, wt, 255, acc, 1, 0, out, ic, 0, 2048, True)
         best = min(best, time.perf_counter() - t0)
     return x.size * wt.shape[1] / best
+
+
+_CHILD = """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import bench.bench_simulator as B
+from snncompile.backends.sim import Simulator
+a = json.loads(sys.argv[2])
+class Args: pass
+args = Args()
+for k, v in a.items():
+    setattr(args, k, v)
+graph = B.network(neuron=args.neuron)
+x = B.inputs(args, np.random.default_rng(1))
+sim = Simulator(graph, kernel="numba")
+sim.run(x[:1, :5], batch_size=1)
+t1, r1 = B.timed(lambda: sim.run(x[:1], batch_size=1), 5)
+tb, rb = B.timed(lambda: sim.run(x, batch_size=args.batch), 2)
+np.save(a["spikes"], np.concatenate([rb.spikes[k].reshape(-1) for k in sorted(rb.spikes)]))
+print(json.dumps({"batch1_s": t1, "batch_s": tb}))
+"""
+
+
+def baseline(directory: str, args) -> dict:
+    """Kernel timings of the checkout at `directory` (see the module docstring), and
+    whether its spikes equal this checkout's (written to a temporary file)."""
+    import tempfile
+    rev = subprocess.run(["git", "-C", directory, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "?"
+    with tempfile.TemporaryDirectory() as tmp:
+        a = {"batch": args.batch, "steps": args.steps, "rate": args.rate,
+             "neuron": args.neuron, "spikes": str(Path(tmp) / "spikes.npy")}
+        env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+        p = subprocess.run([sys.executable, "-c", _CHILD, str(Path(directory).resolve()),
+                            json.dumps(a)], capture_output=True, text=True, env=env,
+                           cwd=directory)
+        if p.returncode != 0:
+            raise SystemExit(f"--baseline {directory}: the child run failed:\n{p.stderr}")
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+        res["spikes"] = np.load(a["spikes"])
+    res["rev"] = rev
+    return res
 
 
 def timed(fn, reps: int):
@@ -108,6 +158,8 @@ def main() -> int:
     ap.add_argument("--neuron", choices=("lif", "sdnn"), default="lif",
                     help="LIF with binary spikes, or sigma-delta with graded messages")
     ap.add_argument("--json", help="write results here")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time the kernels of the snncompile checkout at DIR")
     args = ap.parse_args()
     graph = network(neuron=args.neuron)
     rng = np.random.default_rng(1)
@@ -127,6 +179,7 @@ def main() -> int:
     t_b1, r1 = timed(lambda: sim.run(x[:1], batch_size=1), 5)
     t_b64, r64 = timed(lambda: sim.run(x, batch_size=args.batch), 2)
     threads = sim._fast.threads
+    base = baseline(args.baseline, args) if args.baseline else None
     # the pure-numpy fallback (SNNCOMPILE_SIM_KERNEL=numpy)
     npy = Simulator(graph, kernel="numpy")
     npy.run(x[:1, :5])
@@ -153,6 +206,12 @@ def main() -> int:
             (f"numpy fallback, batch {args.batch}", nn / t_npb, None),
             ("kernel, batch 1", 1 / t_b1, 1),
             (f"kernel, batch {args.batch}", args.batch / t_b64, threads)]
+    if base:
+        same_base = bool(np.array_equal(base["spikes"], np.concatenate(
+            [r64.spikes[k].reshape(-1) for k in sorted(r64.spikes)])))
+        rows += [(f"baseline {base['rev']}, batch 1", 1 / base["batch1_s"], 1),
+                 (f"baseline {base['rev']}, batch {args.batch}", args.batch / base["batch_s"],
+                  threads)]
     res = {
         "neuron": args.neuron, "steps": args.steps, "synapses": n_syn, "firing_rates": rates,
         "synops_per_sample": synops, "threads": threads,
@@ -163,6 +222,9 @@ def main() -> int:
         f"ratio_batch{args.batch}": (args.batch / t_b64) / lava_sps,
         "lava_equals_sim": same, "numpy_equals_kernel": same_np,
     }
+    if base:
+        res["baseline"] = {"rev": base["rev"], "batch1_s": base["batch1_s"],
+                           "batch_s": base["batch_s"], "spikes_identical": same_base}
     print("firing rates: " + ", ".join(f"{k} {v:.1%}" for k, v in rates.items()))
     print(f"kernel setup {t_setup:.3f} s; first run in this process {t_first:.2f} s (imports "
           f"numba, loads the kernels' cached machine code, or compiles it when the cache is "
@@ -187,9 +249,14 @@ def main() -> int:
         print(f"target {want}x Lava at {what}: {got:.0f}x, {'met' if got >= want else 'NOT met'}")
     print(f"spikes identical to Lava on {nl} samples: {same}; kernel identical to the numpy "
           f"fallback (spikes, counts, overflow) on {nn} samples: {same_np}")
+    if base:
+        print(f"baseline {base['rev']} (at {args.baseline}): kernel batch 1 "
+              f"{base['batch1_s'] / t_b1:.2f}x slower than this checkout, batch {args.batch} "
+              f"{base['batch_s'] / t_b64:.2f}x; spikes identical on {args.batch} samples: "
+              f"{same_base}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
-    return 0 if same and same_np else 1
+    return 0 if same and same_np and (not base or same_base) else 1
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def test_the_recurrence_arrives_one_step_later(rec_weight, x, want):
     want = np.array(want, bool).reshape(1, -1, 1)
     assert np.array_equal(reference_run(g, x)["lif"], want)
     assert np.array_equal(Simulator(g, kernel="numpy").run(x).spikes["lif"], want)
+    assert np.array_equal(Simulator(g, kernel="numba").run(x).spikes["lif"], want)
 
 
 @pytest.mark.lava
@@ -73,10 +74,12 @@ def test_lava_recurrence_arrives_one_step_later(rec_weight, x, want):
     assert np.array_equal(lava.spikes["lif"], np.array([want, want], bool)[..., None])
 
 
-def test_simulator_runs_recurrent_graphs_on_the_numpy_path():
-    sim = Simulator(_one_neuron(200))
-    assert sim.kernel == "numpy"
-    assert sim.kernel_reason.startswith("rec: FxRecDense has no compiled kernel")
+def test_simulator_runs_recurrent_graphs_on_the_kernels():
+    """FxRecDense has a compiled kernel (computed step by step with its LIF layer,
+    kernels.lif_rec); tests/test_sim_kernel.py compares it with the numpy path."""
+    sim = Simulator(_one_neuron(200), kernel="numba")
+    assert sim.kernel == "numba", sim.kernel_reason
+    assert sim.run(_pulse(6)).kernel == "numba"
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,11 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snncompile.errors import OverflowDetected, UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLIF, FxSigmaDelta, Graph,
-                           Input, Output)
+from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLI, FxLIF, FxSigmaDelta,
+                           Graph, Input, Output)
 from snncompile.backends.sim import Simulator, kernels_plan
 
-from strategies import fixed_networks, sigma_delta_networks
+from strategies import fixed_networks, recurrent_networks, sigma_delta_networks
 
 pytest.importorskip("numba")
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,6 +52,14 @@ def test_kernel_equals_numpy_on_random_networks(case, batch):
 @given(fixed_networks(conv=False, delays=True))
 def test_kernel_equals_numpy_with_synaptic_delays(case):
     assert_same(*case, batch_size=2)
+
+
+@settings(max_examples=40, **FAST)
+@given(recurrent_networks(neuron_options=True, synapse_bias=True, per_neuron=True),
+       st.sampled_from([1, 3]))
+def test_kernel_equals_numpy_on_recurrent_networks(case, batch):
+    """Recurrent synapses (FxRecDense) run step by step inside their LIF's kernel."""
+    assert_same(*case, batch_size=batch)
 
 
 @settings(max_examples=40, **FAST)
@@ -291,3 +299,104 @@ def test_one_sample_split_across_threads(monkeypatch):
     x = (rng.random((2, 12, 50)) < 0.3).astype(np.uint8)
     a = assert_same(g, x, batch_size=1)
     assert a.counts["fc2"]["input_events"] > 0
+
+
+def _long_rows_network(seed: int, n_in: int = 700):
+    """Every input active in some steps, weights at the int8 mantissa limits (-128, 127):
+    a row sum leaves int16 after 256 rows, so the kernel's int16 accumulation must
+    widen in chunks (kernels._row_sum); u wraps and v clips along the way."""
+    rng = np.random.default_rng(seed)
+    w = np.where(rng.random((24, n_in)) < 0.5, -256, 254)
+    w[:8] = -256
+    w[8:16] = 254
+    g = Graph.sequential([Input("in", shape=(n_in,)),
+                          FxDense("fc1", weight=w, weight_exp=int(rng.integers(-2, 3))),
+                          FxLIF("lif1", shape=(24,), du=int(rng.integers(0, 4096)), dv=300,
+                                vth=int(rng.integers(1, 2 ** 17))),
+                          FxDense("fc2", weight=rng.integers(-128, 128, (9, 24)) * 2),
+                          FxLIF("lif2", shape=(9,), du=100, dv=0, vth=30), Output("o")])
+    x = (rng.random((2, 10, n_in)) < rng.uniform(0.3, 0.55, (2, 10, 1))).astype(np.uint8)
+    x[:, 2] = 1
+    return g, x
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_long_rows_at_the_int16_limits(monkeypatch, fuse):
+    """Binary rows summed in int16 chunks, fused with the LIF (dense_lif) or not
+    (dense_binary): identical to numpy, and the run did overflow u or v."""
+    monkeypatch.setattr(kernels_plan, "FUSE", fuse)
+    monkeypatch.setattr(kernels_plan, "BLAS_DENSITY", 2.0)    # always event-driven
+    wrapped = 0
+    for seed in range(4):
+        a = assert_same(*_long_rows_network(seed))
+        wrapped += a.overflow["lif1"]["u_wrap"] + a.overflow["lif1"]["v_clip"]
+    assert wrapped > 0
+
+
+def test_graded_messages_on_both_sides_of_the_int32_accumulator():
+    """Graded dense synapses accumulate a step in int32 when sum |x| * max|w| < 2**31,
+    in int64 otherwise: messages large enough for both kinds of step, int32 wraps of the
+    dot product included, identical to numpy."""
+    rng = np.random.default_rng(3)
+    n_in = 1200        # all active, rows of -128: the sum passes -2**32 (wraps to int32)
+    g = Graph.sequential([
+        Input("in", shape=(n_in,), encoding="graded", bits=8),
+        FxSigmaDelta("enc", shape=(n_in,), role="delta", vth=0, spike_exp=7,
+                     num_message_bits=24),
+        FxDense("fc1", weight=np.where((rng.random((12, n_in)) < 0.8)
+                                       | (np.arange(12) < 4)[:, None], -256, 254),
+                weight_exp=-3, num_message_bits=24),
+        FxSigmaDelta("sd1", shape=(12,), vth=10), Output("o")])
+    x = np.zeros((2, 12, n_in), np.int64)
+    x[:, 0] = 255                                     # every input changes by 255 << 7
+    for t in range(1, 12):                            # then a varying fraction of them
+        change = rng.random((2, n_in)) < rng.uniform(0.01, 0.9)
+        x[:, t] = np.where(change, rng.integers(0, 256, (2, n_in)), x[:, t - 1])
+    a = assert_same(g, x)
+    assert a.overflow["fc1"]["int32_wrap"] > 0      # the dot product left int32
+    msgs = np.abs(a.values["enc"].astype(np.int64)).reshape(2, 12, n_in).sum(-1)
+    kinds = msgs * 128 < 2 ** 31
+    assert kinds.any() and (~kinds & (msgs > 0)).any(), msgs
+
+
+def _with_readout(graph):
+    """The same chain with its last LIF layer made an FxLI readout (same du, dv, bias)."""
+    nodes = [graph.node(n) for n in graph.order()]
+    i = max(k for k, n in enumerate(nodes) if isinstance(n, FxLIF))
+    n = nodes[i]
+    nodes[i] = FxLI(n.name, shape=n.shape, du=n.du, dv=n.dv, bias_mant=n.bias_mant,
+                    bias_exp=n.bias_exp)
+    return Graph.sequential(nodes)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_li_readout_on_the_kernels(monkeypatch, fuse):
+    """FxLI readouts run on the kernels (the LIF kernel at the readout threshold, v as the
+    value): identical values, u/v, counts and overflow (would_spike included, which the
+    stress networks reach) to numpy, fused with their dense layer or not."""
+    monkeypatch.setattr(kernels_plan, "FUSE", fuse)
+    would = 0
+    for seed in range(30):
+        graph, x = stress_lif_network(seed)
+        a = assert_same(_with_readout(graph), x, batch_size=2)
+        li = [n for n in a.overflow if "would_spike" in a.overflow[n]]
+        assert len(li) == 1
+        would += a.overflow[li[0]]["would_spike"]
+    assert would > 0
+
+
+def test_li_readout_strict_errors_are_the_numpy_errors():
+    raised = 0
+    for seed in range(30):
+        graph, x = stress_lif_network(seed)
+        graph = _with_readout(graph)
+        errors = []
+        for kernel in ("numpy", "numba"):
+            try:
+                Simulator(graph, kernel=kernel, strict=True).run(x, batch_size=2)
+                errors.append(None)
+            except OverflowDetected as e:
+                errors.append(str(e))
+        assert errors[0] == errors[1], (seed, errors)
+        raised += errors[0] is not None
+    assert raised >= 5

@@ -8,7 +8,9 @@ steps all nodes together; both give the same integers (tests/test_sim_kernel.py)
 
 Supported: the node types of the `KERNELS` table, each registered next to its kernel class
 below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
-padding; pooling folded into a conv is a conv), FxLIF, FxSigmaDelta, Flatten, Output. A
+padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxRecDense (a
+LIF layer's recurrent synapses: the one back edge, computed step by step inside that LIF's
+kernel), FxSigmaDelta, Flatten, Output. A
 graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
 path whole, and the reason names the first such node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
@@ -42,7 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Input, Output
+from snncompile.ir import (Flatten, FxConv2d, FxDense, FxLI, FxLIF, FxRecDense, FxSigmaDelta,
+                           Input, Output)
 from snncompile.ir.registry import Rules
 
 CHOICES = ("auto", "numba", "numpy")
@@ -54,6 +57,10 @@ CONV_BLAS_DENSITY = float(os.environ.get("SNNCOMPILE_SIM_CONV_BLAS_DENSITY", "0.
 # the shared 2-core machine it measured slower than one thread (the second thread is
 # often not scheduled in time); SNNCOMPILE_SIM_SPLIT=1 turns it on
 SPLIT = os.environ.get("SNNCOMPILE_SIM_SPLIT", "0") == "1"
+# a LIF fed only by a binary dense layer that feeds nothing else runs with it in one kernel
+# (`kernels.dense_lif`: no (steps, n_out) int64 series in memory); SNNCOMPILE_SIM_FUSE=0
+# runs them as two kernels (the same integers; the bench times both)
+FUSE = os.environ.get("SNNCOMPILE_SIM_FUSE", "1") != "0"
 KERNELS = Rules("simulator kernels")
 """Node type -> its compiled kernel class (built from the node's numpy op); a graph runs on
 the kernels when every node type has one."""
@@ -257,6 +264,9 @@ class _DenseK(_SynapseK):
             self.wt = np.empty((n_in, n_out), _int_dtype(lo, hi))
             K.transpose_cast(np.ascontiguousarray(w), nt, self.wt)
         mmax = max(abs(lo), abs(hi))
+        self.mmax = mmax
+        # int8 mantissas: rows summed in int16 this many at a time (kernels._row_sum)
+        self.chunk = 32767 // max(mmax, 1) if self.wt.dtype == np.int8 else 0
         self.acc_dtype = np.int32 if mmax * max(n_in, 1) < 2 ** 31 else np.int64
         self.blas_ok = mmax * max(n_in, 1) < 2 ** 24
         self.exp, self.graded = int(op.exp), bool(op.graded)
@@ -268,6 +278,22 @@ class _DenseK(_SynapseK):
             self.dl = np.ascontiguousarray(d.T.astype(_int_dtype(0, self.n_delays)))
         self.lag = 1 + max(self.n_delays - 1, 0)
         self._wf = None
+        self.fused = False      # set by Plan: its one reader, a LIF, runs it (dense_lif)
+        self.sbias = (np.zeros(n_out, np.int64) if op.bias is None
+                      else _flat(op.bias))
+
+    def fusable(self) -> bool:
+        """Binary, without delays: the synapse `kernels.dense_lif` computes."""
+        return self.dl is None and not self.graded
+
+    def series(self, srcs, run):
+        if self.fused and run.pool is None:
+            return _Pending(self, srcs[0])
+        return super().series(srcs, run)
+
+    def event_driven(self, src) -> bool:
+        """False when the binary input is dense enough for the BLAS product."""
+        return not (self.blas_ok and np.count_nonzero(src) > BLAS_DENSITY * src.size)
 
     def wf(self):
         if self._wf is None:
@@ -279,26 +305,39 @@ class _DenseK(_SynapseK):
             K.dense_delayed(src, self.wt, self.dl, self.n_delays, self.nt, self.exp, out,
                             in_counts)
         elif self.graded:
-            K.dense_graded(src, self.wt, self.nt, self.exp, out, in_counts, wraps)
-        elif self.blas_ok and np.count_nonzero(src) > BLAS_DENSITY * src.size:
+            K.dense_graded(src, self.wt, self.mmax, self.nt, self.exp, out, in_counts,
+                           wraps)
+        elif not self.event_driven(src):
             K.count_nonzero_rows(src, in_counts)    # dense input: one BLAS product
             rows = min(src.shape[0], out.shape[0] - 1)
             acc = ((src[:rows] != 0).astype(np.float32) @ self.wf()).astype(np.int64)
             acc <<= self.nt
             out[1:rows + 1] = acc << self.exp if self.exp > 0 else acc >> -self.exp
         else:
-            narrow, n = self.wt.dtype == np.int8, self.n_out
+            chunk, n = self.chunk, self.n_out
             if pool is not None and n >= 512:   # batch 1: output blocks on two threads
                 def block(j0, j1):
-                    K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype),
+                    K.dense_binary(src, self.wt, chunk, np.zeros(n, self.acc_dtype),
                                    self.nt, self.exp, out, in_counts, j0, j1, j0 == 0)
                 _shared(pool, block, n)
             else:
-                K.dense_binary(src, self.wt, narrow, np.zeros(n, self.acc_dtype), self.nt,
+                K.dense_binary(src, self.wt, chunk, np.zeros(n, self.acc_dtype), self.nt,
                                self.exp, out, in_counts, 0, n, True)
 
 
 KERNELS.register(FxDense)(_DenseK)
+
+
+class _RecK(_DenseK):
+    """FxRecDense, a LIF layer's recurrent synapses from its own spikes (a back edge): the
+    Plan hands it to that LIF, whose kernel computes both step by step (`kernels.lif_rec`);
+    its own series is never read."""
+
+    def fusable(self) -> bool:
+        return False
+
+
+KERNELS.register(FxRecDense)(_RecK)
 
 
 class _ConvK(_SynapseK):
@@ -333,23 +372,67 @@ KERNELS.register(FxConv2d)(_ConvK)
 
 
 class _LIFK(_Kernel):
-    """FxLIF over its local window from zero state; spikes straight into Run.values."""
+    """FxLIF over its local window from zero state; spikes straight into Run.values.
+    When its one source is a dense layer the Plan fused into it (a `_Pending` series),
+    both run in `kernels.dense_lif`, unless that sample's input is dense enough for the
+    BLAS product."""
+
+    def __init__(self, op):
+        super().__init__(op)
+        self.per = [_flat(np.broadcast_to(x, op.shape))
+                    for x in (op.keep_u, op.keep_v, op.vth)]
+        self.bias = _flat(op.bias)
+        self.rec = None         # set by Plan: the layer's recurrent synapses (_RecK)
+
+    def targets(self, batch, row: int, steps: int):
+        """What the kernel writes for sample `row`: (spikes (T, n) uint8, u_rec, v_rec
+        (T, n) int32, record), and the series the node returns: the spikes, straight
+        into Run.values."""
+        op = self.op
+        spk = batch.values[self.name][row].reshape(steps, op.n).view(np.uint8)
+        rec = batch.state is not None
+        u_rec = batch.state[self.name][0][row].reshape(steps, op.n) if rec else _E32
+        v_rec = batch.state[self.name][1][row].reshape(steps, op.n) if rec else _E32
+        return spk, u_rec, v_rec, rec, spk
+
+    def finish(self, batch, row: int, steps: int) -> None:
+        """After the kernel ran sample `row` (nothing to do for a LIF)."""
 
     def series(self, srcs, run):
         op, tm, batch = self.op, run.time, run.batch
         window = tm.window(self.name)
-        a = _window(srcs, window.start, tm.steps, op.n)
         row = batch.offset + run.row
-        spk = batch.values[self.name][row].reshape(tm.steps, op.n).view(np.uint8)
-        rec = batch.state is not None
-        u_rec = batch.state[self.name][0][row].reshape(tm.steps, op.n) if rec else _E32
-        v_rec = batch.state[self.name][1][row].reshape(tm.steps, op.n) if rec else _E32
+        spk, u_rec, v_rec, rec, result = self.targets(batch, row, tm.steps)
         c = np.zeros(5, np.int64)
-        per = [_flat(np.broadcast_to(x, op.shape)) for x in (op.keep_u, op.keep_v, op.vth)]
-        run.K.lif(a, per[0], per[1], op.shift, op.half, op.act_shift, per[2],
-                  bool(op.fire_ge), op.reset_code, _flat(op.bias), spk, u_rec, v_rec, rec, c)
+        keep_u, keep_v, vth = self.per
+        pending = srcs[0] if len(srcs) == 1 and isinstance(srcs[0], _Pending) else None
+        if pending is not None and not pending.kernel.event_driven(pending.src[0]):
+            srcs, pending = [pending.materialise(run)], None
+        if self.rec is not None:      # recurrent synapses: computed step by step here
+            r = self.rec
+            a = _window(srcs, window.start, tm.steps, op.n) if srcs else np.zeros(
+                (tm.steps, op.n), np.int64)
+            ic = np.zeros(r.n_in, np.int64)
+            run.K.lif_rec(a, r.wt, r.chunk, np.zeros(r.n_out, r.acc_dtype), r.nt, r.exp, ic,
+                          keep_u, keep_v, op.shift, op.half, op.act_shift, vth,
+                          bool(op.fire_ge), op.reset_code, self.bias, spk, u_rec, v_rec, rec,
+                          c)
+            run.counters[r.name] = (ic, 0)
+        elif pending is not None:
+            d, (x, off) = pending.kernel, pending.src
+            ic = np.zeros(d.n_in, np.int64)
+            run.K.dense_lif(x, off, d.wt, d.chunk, np.zeros(d.n_out, d.acc_dtype),
+                            d.nt, d.exp, d.sbias, ic, window.start, keep_u, keep_v, op.shift,
+                            op.half, op.act_shift, vth, bool(op.fire_ge), op.reset_code,
+                            self.bias, spk, u_rec, v_rec, rec, c)
+            run.counters[d.name] = (ic, 0)
+        else:
+            a = _window(srcs, window.start, tm.steps, op.n)
+            run.K.lif(a, keep_u, keep_v, op.shift, op.half, op.act_shift, vth,
+                      bool(op.fire_ge), op.reset_code, self.bias, spk, u_rec, v_rec, rec, c)
         run.counters[self.name] = c
-        return spk, window.start
+        self.finish(batch, row, tm.steps)
+        return result, window.start
 
     def account(self, counters, samples, time):
         op, c = self.op, sum(counters)
@@ -362,6 +445,33 @@ class _LIFK(_Kernel):
 
 
 KERNELS.register(FxLIF)(_LIFK)
+
+
+class _LIK(_LIFK):
+    """FxLI, the non-spiking readout: the LIF kernel at the readout's threshold (the op's
+    vth, `num.vth_max` << 6, as `simulator._LI`); its value is v after each step (int32),
+    and a step where it spikes (and resets, as Lava does) counts as `would_spike`."""
+
+    def targets(self, batch, row, steps):
+        op = self.op
+        vals = batch.values[self.name][row].reshape(steps, op.n)     # int32: v
+        rec = batch.state is not None
+        u_rec = (batch.state[self.name][0][row].reshape(steps, op.n) if rec
+                 else np.empty((steps, op.n), np.int32))
+        return np.empty((steps, op.n), np.uint8), u_rec, vals, True, vals
+
+    def finish(self, batch, row, steps):
+        if batch.state is not None:
+            batch.state[self.name][1][row] = batch.values[self.name][row]
+
+    def account(self, counters, samples, time):
+        flagged = super().account(counters, samples, time)
+        would = int(sum(c[3] for c in counters))
+        self.op.overflow["would_spike"] += would
+        return flagged or would > 0
+
+
+KERNELS.register(FxLI)(_LIK)
 
 
 class _SigmaDeltaK(_Kernel):
@@ -402,9 +512,35 @@ class Plan:
         self.order = list(sim.order)
         self.kernels = {name: KERNELS.rule(sim.nodes[name])(sim.ops[name])
                         for name in self.order}
+        self.recurrent = set()
+        for name in self.order:
+            k = self.kernels[name]
+            if isinstance(k, _RecK):
+                (lif,) = sim.inputs[name]   # FxRecDense: from a LIF's spikes back into it
+                if not isinstance(self.kernels[lif], _LIFK) or name not in sim.inputs[lif]:
+                    raise RuntimeError(f"internal error: {name} is not a recurrent synapse "
+                                       f"of the LIF layer {lif}")
+                self.kernels[lif].rec = k
+                self.recurrent.add(name)
+        self.fuse(FUSE)
         self.threads = _threads()
         self._pool = None
         self._local = threading.local()
+
+    def fuse(self, on: bool) -> None:
+        """Fuse (or not) each LIF whose only source is a binary dense layer read by
+        nothing else into one kernel with it (`kernels.dense_lif`)."""
+        readers: dict[str, list[str]] = {n: [] for n in self.order}
+        for name in self.order:
+            for s in self.sim.inputs[name]:
+                readers[s].append(name)
+        for name in self.order:
+            k = self.kernels[name]
+            if isinstance(k, _DenseK):
+                lif = readers[name][0] if len(readers[name]) == 1 else None
+                k.fused = bool(on and k.fusable() and lif is not None
+                               and isinstance(self.kernels[lif], _LIFK)
+                               and self.sim.inputs[lif] == [name])
 
     def _sample(self, xb, row, batch, pool=None):
         """Run sample `row` of the batch (xb: (T, *in) ints) through every node; returns
@@ -416,8 +552,11 @@ class Plan:
         run = _SampleRun(K, xb, row, batch, bufs, pool)
         series = {}      # name -> (array (rows, n), global step of row 0)
         inputs = self.sim.inputs
+        rec = self.recurrent
         for name in self.order:
-            series[name] = self.kernels[name].series([series[s] for s in inputs[name]], run)
+            if name not in rec:
+                series[name] = self.kernels[name].series(
+                    [series[s] for s in inputs[name] if s not in rec], run)
         return run.counters
 
     def run_batch(self, batch) -> None:
@@ -464,6 +603,18 @@ class Plan:
 
 
 _E32 = np.zeros((0, 0), np.int32)
+
+
+class _Pending:
+    """The series of a dense layer fused into its one reader, a LIF: the dense's source
+    series, computed by the LIF's kernel (or, for a sample whose input is dense enough
+    for BLAS, by the dense's own `series`, `materialise`)."""
+
+    def __init__(self, kernel, src):
+        self.kernel, self.src = kernel, src
+
+    def materialise(self, run):
+        return _SynapseK.series(self.kernel, [self.src], run)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
