@@ -62,7 +62,8 @@ from examples.datasets.gestures import gestures  # noqa: E402
 from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
 from snncompile.nn import SNN, save_checkpoint  # noqa: E402
-from snncompile.nn.attention import KINDS, MODES, AttentionLayer, AttentionSNN  # noqa: E402
+from snncompile.nn.attention import (KINDS, MODES, AttentionLayer, AttentionSNN,  # noqa: E402
+                                     ChannelAttention)
 from snncompile.nn.layers import LIFLayer, Residual  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
@@ -169,38 +170,101 @@ def _rescale(mods: list, att, k: float) -> None:
         first.weight.div_(k)
 
 
-def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float = 0.3):
-    """Scale each LIF's input current (layer by layer, in forward order) so that it fires at
-    `rate` on `x` (the output layer at `out_rate`): a trainable start for surrogate
-    gradients on sparse event input."""
+def _logits(gate, cur: torch.Tensor) -> torch.Tensor:
+    """A gate's sigmoid logits on `cur` (unquantised): log(g / (1 - g))."""
+    bits, gate.gain_bits = gate.gain_bits, None
+    try:
+        g = gate(cur).double().clamp(1e-12, 1 - 1e-12)
+    finally:
+        gate.gain_bits = bits
+    return torch.log(g / (1 - g))
+
+
+def tame_gates(att: AttentionLayer, cur: torch.Tensor, rms: float = 1.5) -> None:
+    """Start each gate of `att` (in order, each on the current the gates before it
+    modulated) near an open gate: flip the sign of its last weights where its logits on
+    `cur` are negative on average (per channel for CA), and scale them so that the logits
+    have an RMS of `rms` (gains mostly between 0.2 and 0.95). The logits are linear in the
+    last weights (MLP without bias, SA's conv), so both steps are exact. A random start
+    can close a gate: TA's logits come from the max over all C*H*W currents, and at
+    initialisation one of them closed network A's first TCSA to a mean gain of 0.02, which
+    the firing-rate start then made up with a 173x BatchNorm gamma (`--bn`) that no
+    weight mantissa can hold next to a threshold of 1."""
+    for gate in att.gate_modules().values():
+        last = gate.mlp[2] if hasattr(gate, "mlp") else gate.conv
+        logit = _logits(gate, cur)
+        units = last.weight.shape[0]        # CA: a logit per channel (axis 2), window TA:
+        if units > 1:                       # one per step (axis 1); else one for all
+            axis = 2 if isinstance(gate, ChannelAttention) else 1
+            mean = logit.transpose(0, axis).reshape(units, -1).mean(1)
+            last.weight[mean < 0] *= -1
+        elif float(logit.mean()) < 0:
+            last.weight.neg_()
+        for _ in range(3):                  # again where float sigmoids saturated
+            last.weight.mul_(rms / float(_logits(gate, cur).pow(2).mean().sqrt() + 1e-12))
+        cur = gate(cur) * cur
+
+
+def _capture(model: SNN, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What `module` receives when `model` runs on `x`."""
+    seen = {}
+    hook = module.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return seen["x"]
+
+
+def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float = 0.05):
+    """A trainable start for surrogate gradients on sparse event input, layer by layer in
+    forward order: open each attention layer's gates (`tame_gates`), then scale each LIF's
+    input current (`_rescale`) so that it fires at `rate` on `x` (the output layer at
+    `out_rate`). A rate the layer cannot reach at any scale (ReLU'd or sparse currents:
+    only neurons with a positive current ever fire) is lowered to 90% of the most it
+    reaches, with a line on stderr; it used to pin the scale at the search's bound (1000)."""
     pairs, _ = _synapses(model.layers)
     with torch.no_grad():
         for i, (lif, mods, att) in enumerate(pairs):
-            seen = {}
-            hook = lif.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
-            try:
-                model(x)
-            finally:
-                hook.remove()
+            if att is not None:
+                tame_gates(att, _capture(model, att, x))
+            cur = _capture(model, lif, x)
             target = out_rate if i == len(pairs) - 1 else rate
-            cur, lo, hi = seen["x"], 1e-3, 1e3
+            lo, hi = 1e-3, 1e3
+            most = lif(cur * hi).mean().item()
+            if most <= target:
+                name = model.names[model.layers.index(lif)] if lif in model.layers else "a lif"
+                print(f"start_firing: {name} fires at {most:.3f} at most on these samples "
+                      f"(target {target}); starting it at {0.9 * most:.3f}", file=sys.stderr)
+                target = 0.9 * most
             for _ in range(24):             # the rate grows with the scale
                 mid = (lo * hi) ** 0.5
                 lo, hi = (lo, mid) if lif(cur * mid).mean().item() > target else (mid, hi)
             _rescale(mods, att, hi)
 
 
-def train(config: dict, data, args) -> tuple[SNN, float]:
+#: the training recipe (ablations: bench/gesture_recipe.py, README "Issue 12's networks")
+RECIPE = {"rate": 0.1, "out_rate": 0.05, "surrogate_scale": 2.0, "lr": 5e-3,
+          "batch_size": 32}
+
+
+def train(config: dict, data, args) -> tuple[SNN, float, list]:
+    """Build, start (`start_firing`), fit (`RECIPE`), settle BatchNorm statistics:
+    (model, seconds, loss per epoch)."""
     xtr, ytr = data[:2]
     torch.manual_seed(args.seed)
     has_att = any(s.get("type") == "attention" for s in config["layers"])
     model = (AttentionSNN if has_att else SNN)(copy.deepcopy(config))
     t0 = time.perf_counter()
-    start_firing(model, torch.as_tensor(xtr[:16], dtype=torch.float32))
-    fit(model, xtr, ytr, epochs=args.epochs, lr=5e-3, batch_size=32, seed=args.seed,
-        progress=False)
+    for mod in model.modules():
+        if isinstance(mod, LIFLayer):
+            mod.surrogate_scale = args.surrogate
+    start_firing(model, torch.as_tensor(xtr[:16], dtype=torch.float32), RECIPE["rate"],
+                 args.out_rate)
+    losses = fit(model, xtr, ytr, epochs=args.epochs, lr=args.lr,
+                 batch_size=RECIPE["batch_size"], seed=args.seed, progress=False)
     settle_batchnorm(model, torch.as_tensor(xtr, dtype=torch.float32))
-    return model, time.perf_counter() - t0
+    return model, time.perf_counter() - t0, losses
 
 
 def settle_batchnorm(model: SNN, x: torch.Tensor, batch: int = 32) -> None:
@@ -326,6 +390,13 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--bn", action="store_true", help="BatchNorm after every conv")
     ap.add_argument("--networks", default="a,b", choices=("a", "b", "a,b"),
                     help="which networks (default a,b)")
+    ap.add_argument("--lr", type=float, default=RECIPE["lr"],
+                    help=f"Adam learning rate (default {RECIPE['lr']})")
+    ap.add_argument("--surrogate", type=float, default=RECIPE["surrogate_scale"],
+                    help="surrogate gradient slope (LIFLayer.surrogate_scale; default "
+                    f"{RECIPE['surrogate_scale']}, the layer's own default is 10)")
+    ap.add_argument("--out-rate", type=float, default=RECIPE["out_rate"],
+                    help=f"output layer's start firing rate (default {RECIPE['out_rate']})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "out" / "gestures"))
     ap.add_argument("--json", help="results JSON (default OUT/gesture_networks.json)")
@@ -357,10 +428,13 @@ def main(argv=None) -> int:
         label, make, widths, kind = nets[key]
         for k in (None, kind):
             print(f"\n== {label}, {k or 'no attention'}", flush=True)
-            model, secs = train(make(widths, k, args.mode, args.bn, args.steps), data, args)
-            print(f"trained in {secs:.1f} s", flush=True)
+            model, secs, losses = train(make(widths, k, args.mode, args.bn, args.steps),
+                                        data, args)
+            print(f"trained in {secs:.1f} s; loss per epoch "
+                  + " ".join(f"{v:.3f}" for v in losses), flush=True)
             t0 = time.perf_counter()
-            row = dict(evaluate(label, k, model, data, args, out), train_s=secs)
+            row = dict(evaluate(label, k, model, data, args, out), train_s=secs,
+                       losses=losses)
             row["total_s"] = secs + time.perf_counter() - t0
             rows.append(row)
     what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \
