@@ -73,8 +73,8 @@ from snncompile.verify.compare import verify  # noqa: E402
 LIF = {"type": "lif", "du": 0.5, "dv": 0.2, "vth": 1.0}
 #: what --quick and the full mode set unless a flag says otherwise
 PRESETS = {
-    "quick": {"steps": 8, "train": 44, "test": 22, "epochs": 2, "calib": 16,
-              "lava_samples": 2, "width_a": (4, 8, 8, 16), "width_b": (4, 8)},
+    "quick": {"steps": 8, "train": 110, "test": 22, "epochs": 5, "calib": 16,
+              "lava_samples": 2, "width_a": (8, 16, 16, 32), "width_b": (8, 16)},
     "full": {"steps": 8, "train": 440, "test": 110, "epochs": 5, "calib": 64,
              "lava_samples": 2, "width_a": (64, 128, 128, 256), "width_b": (32, 64)},
 }
@@ -216,6 +216,18 @@ def _capture(model: SNN, module: torch.nn.Module, x: torch.Tensor) -> torch.Tens
     return seen["x"]
 
 
+def _names(model: SNN) -> dict:
+    """{id(layer): config name} for the layers of `model`, residual blocks' included."""
+    out, todo = {}, [(model.names, model.layers)]
+    while todo:
+        names, layers = todo.pop()
+        for name, layer in zip(names, layers):
+            out[id(layer)] = name
+            if isinstance(layer, Residual):
+                todo += [(layer.body_names, layer.body), (layer.shortcut_names, layer.shortcut)]
+    return out
+
+
 def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float = 0.05):
     """A trainable start for surrogate gradients on sparse event input, layer by layer in
     forward order: open each attention layer's gates (`tame_gates`), then scale each LIF's
@@ -233,7 +245,7 @@ def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float
             lo, hi = 1e-3, 1e3
             most = lif(cur * hi).mean().item()
             if most <= target:
-                name = model.names[model.layers.index(lif)] if lif in model.layers else "a lif"
+                name = _names(model).get(id(lif), "a lif")
                 print(f"start_firing: {name} fires at {most:.3f} at most on these samples "
                       f"(target {target}); starting it at {0.9 * most:.3f}", file=sys.stderr)
                 target = 0.9 * most
