@@ -70,9 +70,7 @@ ABLATIONS = [
     ("output start rate 30% (the old start)", {"out_rate": 0.3}),
     ("both (the old recipe)", {"surrogate_scale": 10.0, "out_rate": 0.3}),
     ("output start rate 10%", {"out_rate": 0.1}),
-    ("surrogate slope 1", {"surrogate_scale": 1.0}),
     ("lr 2e-3", {"lr": 2e-3}),
-    ("lr 2e-2", {"lr": 2e-2}),
 ]
 
 
@@ -97,9 +95,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("data", "recipe"))
     ap.add_argument("--widths", default="8,16,16,32", help="network A widths (c1,c2,c3,fc)")
-    ap.add_argument("--train", type=int, default=220)
-    ap.add_argument("--test", type=int, default=110)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--train", type=int, default=110)
+    ap.add_argument("--test", type=int, default=55)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--steps", type=int, default=8)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
