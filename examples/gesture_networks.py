@@ -22,8 +22,10 @@ B  a residual attention network in the Att_Res_SNN style: a stem conv -> AvgPool
    limits), so the CSA layers sit on the stem and transition convs, not inside the blocks.
 
 "Without attention" is the same layout minus the attention layers. Training is the
-package's `snncompile.nn.train.fit` (cross-entropy on output spike counts), after scaling
-each synapse so that its LIF starts at a 10% firing rate. Each model is saved as a
+package's `snncompile.nn.train.fit` (cross-entropy on output spike counts; `RECIPE`:
+surrogate slope 2, Adam lr 5e-3, batch 32), after opening the attention gates and scaling
+each synapse so that its LIF starts at a 10% firing rate (the output at 5%; `start_firing`;
+ablations in bench/gesture_recipe.py). Each model is saved as a
 checkpoint and compiled with `compile_model(..., "loihi2", calib=...)`; `verify` compares
 the simulator (the baseline, so "compiled acc" is the simulator's), the integer reference
 and Lava (on `--lava-samples` samples) spike for spike and every co-processor value, then
@@ -75,7 +77,7 @@ LIF = {"type": "lif", "du": 0.5, "dv": 0.2, "vth": 1.0}
 PRESETS = {
     "quick": {"steps": 8, "train": 110, "test": 22, "epochs": 5, "calib": 16,
               "lava_samples": 2, "width_a": (8, 16, 16, 32), "width_b": (8, 16)},
-    "full": {"steps": 8, "train": 440, "test": 110, "epochs": 5, "calib": 64,
+    "full": {"steps": 8, "train": 220, "test": 55, "epochs": 4, "calib": 32,
              "lava_samples": 2, "width_a": (64, 128, 128, 256), "width_b": (32, 64)},
 }
 FIELDS = ["network", "attention", "float acc", "compiled acc", "firing rate float/compiled",
@@ -384,13 +386,13 @@ def parse(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[2:]))
     ap.add_argument("--quick", action="store_true",
-                    help="smoke version: narrow layers, few samples, 2 epochs (52-76 s "
-                    "measured on a quiet 2-core machine, 3 to 3.5 min at load 8)")
+                    help="smoke version: narrow layers, 110 samples, 5 epochs (README: "
+                    "time measured)")
     ap.add_argument("--steps", type=int, help="time steps T (default 8; issue 12: 8 to 60)")
-    ap.add_argument("--epochs", type=int, help="training epochs (quick 2, full 5)")
-    ap.add_argument("--train", type=int, help="training samples (quick 44, full 440)")
-    ap.add_argument("--test", type=int, help="test samples (quick 22, full 110)")
-    ap.add_argument("--calib", type=int, help="calibration samples (quick 16, full 64)")
+    ap.add_argument("--epochs", type=int, help="training epochs (quick 5, full 4)")
+    ap.add_argument("--train", type=int, help="training samples (quick 110, full 220)")
+    ap.add_argument("--test", type=int, help="test samples (quick 22, full 55)")
+    ap.add_argument("--calib", type=int, help="calibration samples (quick 16, full 32)")
     ap.add_argument("--lava-samples", type=int, help="test samples Lava runs (default 2)")
     ap.add_argument("--kind", default="tcsa", choices=KINDS,
                     help="network A's attention kind (default tcsa)")
