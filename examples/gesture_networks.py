@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from examples.datasets.gestures import gestures  # noqa: E402
 from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
-from snncompile.nn import SNN, save_checkpoint  # noqa: E402
+from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
 from snncompile.nn.attention import (KINDS, MODES, AttentionLayer, AttentionSNN,  # noqa: E402
                                      ChannelAttention)
 from snncompile.nn.layers import LIFLayer, Residual  # noqa: E402
@@ -304,7 +304,7 @@ def settle_batchnorm(model: SNN, x: torch.Tensor, batch: int = 32) -> None:
 def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path) -> dict:
     """Checkpoint, compile for loihi2, verify, price: one result row (a dict)."""
     xtr, _, xte, yte = data
-    stem = f"gesture_{label.split()[0].lower()}_{kind or 'plain'}"
+    stem = _stem(label, kind)
     ckpt = out / f"{stem}.pt"
     save_checkpoint(model, ckpt, {"dataset": "examples.datasets.gestures",
                                   "steps": args.steps})
@@ -330,6 +330,10 @@ def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path) ->
     energy, mapping = energy_report(build, xte)
     row["energy_s"] = time.perf_counter() - t0
     return dict(row, compiled=True, **_verified(rep), **_priced(build, energy, mapping))
+
+
+def _stem(label: str, kind: str | None) -> str:
+    return f"gesture_{label.split()[0].lower()}_{kind or 'plain'}"
 
 
 def _verified(rep) -> dict:
@@ -411,6 +415,9 @@ def parse(argv=None) -> argparse.Namespace:
                     f"{RECIPE['surrogate_scale']}, the layer's own default is 10)")
     ap.add_argument("--out-rate", type=float, default=RECIPE["out_rate"],
                     help=f"output layer's start firing rate (default {RECIPE['out_rate']})")
+    ap.add_argument("--reuse", metavar="DIR",
+                    help="do not train: compile, verify and price the checkpoints an "
+                    "earlier run with the same flags wrote to DIR (its --out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "out" / "gestures"))
     ap.add_argument("--json", help="results JSON (default OUT/gesture_networks.json)")
@@ -442,13 +449,19 @@ def main(argv=None) -> int:
         label, make, widths, kind = nets[key]
         for k in (None, kind):
             print(f"\n== {label}, {k or 'no attention'}", flush=True)
-            model, secs, losses = train(make(widths, k, args.mode, args.bn, args.steps),
-                                        data, args)
-            print(f"trained in {secs:.1f} s; loss per epoch "
-                  + " ".join(f"{v:.3f}" for v in losses), flush=True)
+            if args.reuse:                  # a checkpoint trained by an earlier run
+                path = Path(args.reuse) / f"{_stem(label, k)}.pt"
+                model, _ = load_checkpoint(path)
+                print(f"not trained: loaded {path}", flush=True)
+                secs, trained = 0.0, {"reused": str(path)}
+            else:
+                model, secs, losses = train(make(widths, k, args.mode, args.bn, args.steps),
+                                            data, args)
+                print(f"trained in {secs:.1f} s; loss per epoch "
+                      + " ".join(f"{v:.3f}" for v in losses), flush=True)
+                trained = {"train_s": secs, "losses": losses}
             t0 = time.perf_counter()
-            row = dict(evaluate(label, k, model, data, args, out), train_s=secs,
-                       losses=losses)
+            row = dict(evaluate(label, k, model, data, args, out), **trained)
             row["total_s"] = secs + time.perf_counter() - t0
             rows.append(row)
     what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \
