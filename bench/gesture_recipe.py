@@ -68,7 +68,7 @@ ABLATIONS = [
     ("example's recipe (RECIPE)", {}),
     ("surrogate slope 10 (the layer default)", {"surrogate_scale": 10.0}),
     ("output start rate 30% (the old start)", {"out_rate": 0.3}),
-    ("both (the old settings)", {"surrogate_scale": 10.0, "out_rate": 0.3}),
+    ("both (the old recipe)", {"surrogate_scale": 10.0, "out_rate": 0.3}),
     ("output start rate 10%", {"out_rate": 0.1}),
     ("lr 2e-3", {"lr": 2e-3}),
 ]
