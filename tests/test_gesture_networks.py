@@ -206,3 +206,22 @@ def test_quick_mode_prints_every_field_and_verify_agrees(tmp_path):
     # the recipe learns: A without attention well above chance (1/11) on the 22 test
     # samples (77% when this was written; deterministic for a machine and thread count)
     assert doc["rows"][0]["float_acc"] >= 0.3 and doc["rows"][0]["compiled_acc"] >= 0.3
+
+
+def test_surrogate_scale_changes_the_gradient_not_the_spikes():
+    """The recipe's slope 2 (LIFLayer.surrogate_scale, default 10) only widens the
+    surrogate: same spikes, the input gradient of fast-sigmoid 1 / (k|x| + 1)^2."""
+    x = torch.linspace(-1.0, 3.0, 16).reshape(1, 16, 1).requires_grad_()
+    out = {}
+    for k in (10.0, 2.0):
+        lif = LIFLayer((1,), 1.0, 1.0, 1.0)
+        if k != 10.0:
+            lif.surrogate_scale = k
+        assert LIFLayer.surrogate_scale == 10.0
+        s = lif(x)
+        (g,) = torch.autograd.grad(s.sum(), x)
+        out[k] = (s.detach(), g)
+    assert torch.equal(out[10.0][0], out[2.0][0])
+    v = x.detach()[0, :, 0]                   # du = dv = 1: v = x each step, vth 1
+    for k, (_, g) in out.items():
+        assert torch.allclose(g[0, :, 0], 1.0 / (k * (v - 1.0).abs() + 1.0) ** 2)
