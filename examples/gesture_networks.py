@@ -22,8 +22,10 @@ B  a residual attention network in the Att_Res_SNN style: a stem conv -> AvgPool
    limits), so the CSA layers sit on the stem and transition convs, not inside the blocks.
 
 "Without attention" is the same layout minus the attention layers. Training is the
-package's `snncompile.nn.train.fit` (cross-entropy on output spike counts), after scaling
-each synapse so that its LIF starts at a 10% firing rate. Each model is saved as a
+package's `snncompile.nn.train.fit` (cross-entropy on output spike counts; `RECIPE`:
+surrogate slope 2, Adam lr 5e-3, batch 32), after opening the attention gates and scaling
+each synapse so that its LIF starts at a 10% firing rate (the output at 5%; `start_firing`;
+ablations in bench/gesture_recipe.py). Each model is saved as a
 checkpoint and compiled with `compile_model(..., "loihi2", calib=...)`; `verify` compares
 the simulator (the baseline, so "compiled acc" is the simulator's), the integer reference
 and Lava (on `--lava-samples` samples) spike for spike and every co-processor value, then
@@ -61,8 +63,9 @@ sys.path.insert(0, str(ROOT))
 from examples.datasets.gestures import gestures  # noqa: E402
 from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
-from snncompile.nn import SNN, save_checkpoint  # noqa: E402
-from snncompile.nn.attention import KINDS, MODES, AttentionLayer, AttentionSNN  # noqa: E402
+from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
+from snncompile.nn.attention import (KINDS, MODES, AttentionLayer, AttentionSNN,  # noqa: E402
+                                     ChannelAttention)
 from snncompile.nn.layers import LIFLayer, Residual  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
@@ -72,9 +75,9 @@ from snncompile.verify.compare import verify  # noqa: E402
 LIF = {"type": "lif", "du": 0.5, "dv": 0.2, "vth": 1.0}
 #: what --quick and the full mode set unless a flag says otherwise
 PRESETS = {
-    "quick": {"steps": 8, "train": 44, "test": 22, "epochs": 2, "calib": 16,
-              "lava_samples": 2, "width_a": (4, 8, 8, 16), "width_b": (4, 8)},
-    "full": {"steps": 8, "train": 440, "test": 110, "epochs": 5, "calib": 64,
+    "quick": {"steps": 8, "train": 110, "test": 22, "epochs": 5, "calib": 16,
+              "lava_samples": 2, "width_a": (8, 16, 16, 32), "width_b": (8, 16)},
+    "full": {"steps": 8, "train": 220, "test": 55, "epochs": 4, "calib": 32,
              "lava_samples": 2, "width_a": (64, 128, 128, 256), "width_b": (32, 64)},
 }
 FIELDS = ["network", "attention", "float acc", "compiled acc", "firing rate float/compiled",
@@ -169,38 +172,113 @@ def _rescale(mods: list, att, k: float) -> None:
         first.weight.div_(k)
 
 
-def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float = 0.3):
-    """Scale each LIF's input current (layer by layer, in forward order) so that it fires at
-    `rate` on `x` (the output layer at `out_rate`): a trainable start for surrogate
-    gradients on sparse event input."""
+def _logits(gate, cur: torch.Tensor) -> torch.Tensor:
+    """A gate's sigmoid logits on `cur` (unquantised): log(g / (1 - g))."""
+    bits, gate.gain_bits = gate.gain_bits, None
+    try:
+        g = gate(cur).double().clamp(1e-12, 1 - 1e-12)
+    finally:
+        gate.gain_bits = bits
+    return torch.log(g / (1 - g))
+
+
+def tame_gates(att: AttentionLayer, cur: torch.Tensor, rms: float = 1.5) -> None:
+    """Start each gate of `att` (in order, each on the current the gates before it
+    modulated) near an open gate: flip the sign of its last weights where its logits on
+    `cur` are negative on average (per channel for CA), and scale them so that the logits
+    have an RMS of `rms` (gains mostly between 0.2 and 0.95). The logits are linear in the
+    last weights (MLP without bias, SA's conv), so both steps are exact. A random start
+    can close a gate: TA's logits come from the max over all C*H*W currents, and at
+    initialisation one of them closed network A's first TCSA to a mean gain of 0.02, which
+    the firing-rate start then made up with a 173x BatchNorm gamma (`--bn`) that no
+    weight mantissa can hold next to a threshold of 1."""
+    for gate in att.gate_modules().values():
+        last = gate.mlp[2] if hasattr(gate, "mlp") else gate.conv
+        logit = _logits(gate, cur)
+        units = last.weight.shape[0]        # CA: a logit per channel (axis 2), window TA:
+        if units > 1:                       # one per step (axis 1); else one for all
+            axis = 2 if isinstance(gate, ChannelAttention) else 1
+            mean = logit.transpose(0, axis).reshape(units, -1).mean(1)
+            last.weight[mean < 0] *= -1
+        elif float(logit.mean()) < 0:
+            last.weight.neg_()
+        for _ in range(3):                  # again where float sigmoids saturated
+            last.weight.mul_(rms / float(_logits(gate, cur).pow(2).mean().sqrt() + 1e-12))
+        cur = gate(cur) * cur
+
+
+def _capture(model: SNN, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What `module` receives when `model` runs on `x`."""
+    seen = {}
+    hook = module.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return seen["x"]
+
+
+def _names(model: SNN) -> dict:
+    """{id(layer): config name} for the layers of `model`, residual blocks' included."""
+    out, todo = {}, [(model.names, model.layers)]
+    while todo:
+        names, layers = todo.pop()
+        for name, layer in zip(names, layers):
+            out[id(layer)] = name
+            if isinstance(layer, Residual):
+                todo += [(layer.body_names, layer.body), (layer.shortcut_names, layer.shortcut)]
+    return out
+
+
+def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float = 0.05):
+    """A trainable start for surrogate gradients on sparse event input, layer by layer in
+    forward order: open each attention layer's gates (`tame_gates`), then scale each LIF's
+    input current (`_rescale`) so that it fires at `rate` on `x` (the output layer at
+    `out_rate`). A rate the layer cannot reach at any scale (ReLU'd or sparse currents:
+    only neurons with a positive current ever fire) is lowered to 90% of the most it
+    reaches, with a line on stderr; it used to pin the scale at the search's bound (1000)."""
     pairs, _ = _synapses(model.layers)
     with torch.no_grad():
         for i, (lif, mods, att) in enumerate(pairs):
-            seen = {}
-            hook = lif.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
-            try:
-                model(x)
-            finally:
-                hook.remove()
+            if att is not None:
+                tame_gates(att, _capture(model, att, x))
+            cur = _capture(model, lif, x)
             target = out_rate if i == len(pairs) - 1 else rate
-            cur, lo, hi = seen["x"], 1e-3, 1e3
+            lo, hi = 1e-3, 1e3
+            most = lif(cur * hi).mean().item()
+            if most <= target:
+                name = _names(model).get(id(lif), "a lif")
+                print(f"start_firing: {name} fires at {most:.3f} at most on these samples "
+                      f"(target {target}); starting it at {0.9 * most:.3f}", file=sys.stderr)
+                target = 0.9 * most
             for _ in range(24):             # the rate grows with the scale
                 mid = (lo * hi) ** 0.5
                 lo, hi = (lo, mid) if lif(cur * mid).mean().item() > target else (mid, hi)
             _rescale(mods, att, hi)
 
 
-def train(config: dict, data, args) -> tuple[SNN, float]:
+#: the training recipe (ablations: bench/gesture_recipe.py, README "Issue 12's networks")
+RECIPE = {"rate": 0.1, "out_rate": 0.05, "surrogate_scale": 2.0, "lr": 5e-3,
+          "batch_size": 32}
+
+
+def train(config: dict, data, args) -> tuple[SNN, float, list]:
+    """Build, start (`start_firing`), fit (`RECIPE`), settle BatchNorm statistics:
+    (model, seconds, loss per epoch)."""
     xtr, ytr = data[:2]
     torch.manual_seed(args.seed)
     has_att = any(s.get("type") == "attention" for s in config["layers"])
     model = (AttentionSNN if has_att else SNN)(copy.deepcopy(config))
     t0 = time.perf_counter()
-    start_firing(model, torch.as_tensor(xtr[:16], dtype=torch.float32))
-    fit(model, xtr, ytr, epochs=args.epochs, lr=5e-3, batch_size=32, seed=args.seed,
-        progress=False)
+    for mod in model.modules():
+        if isinstance(mod, LIFLayer):
+            mod.surrogate_scale = args.surrogate
+    start_firing(model, torch.as_tensor(xtr[:16], dtype=torch.float32), RECIPE["rate"],
+                 args.out_rate)
+    losses = fit(model, xtr, ytr, epochs=args.epochs, lr=args.lr,
+                 batch_size=RECIPE["batch_size"], seed=args.seed, progress=False)
     settle_batchnorm(model, torch.as_tensor(xtr, dtype=torch.float32))
-    return model, time.perf_counter() - t0
+    return model, time.perf_counter() - t0, losses
 
 
 def settle_batchnorm(model: SNN, x: torch.Tensor, batch: int = 32) -> None:
@@ -226,7 +304,7 @@ def settle_batchnorm(model: SNN, x: torch.Tensor, batch: int = 32) -> None:
 def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path) -> dict:
     """Checkpoint, compile for loihi2, verify, price: one result row (a dict)."""
     xtr, _, xte, yte = data
-    stem = f"gesture_{label.split()[0].lower()}_{kind or 'plain'}"
+    stem = _stem(label, kind)
     ckpt = out / f"{stem}.pt"
     save_checkpoint(model, ckpt, {"dataset": "examples.datasets.gestures",
                                   "steps": args.steps})
@@ -252,6 +330,10 @@ def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path) ->
     energy, mapping = energy_report(build, xte)
     row["energy_s"] = time.perf_counter() - t0
     return dict(row, compiled=True, **_verified(rep), **_priced(build, energy, mapping))
+
+
+def _stem(label: str, kind: str | None) -> str:
+    return f"gesture_{label.split()[0].lower()}_{kind or 'plain'}"
 
 
 def _verified(rep) -> dict:
@@ -308,13 +390,13 @@ def parse(argv=None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[2:]))
     ap.add_argument("--quick", action="store_true",
-                    help="smoke version: narrow layers, few samples, 2 epochs (52-76 s "
-                    "measured on a quiet 2-core machine, 3 to 3.5 min at load 8)")
+                    help="smoke version: narrow layers, 110 samples, 5 epochs (README: "
+                    "time measured)")
     ap.add_argument("--steps", type=int, help="time steps T (default 8; issue 12: 8 to 60)")
-    ap.add_argument("--epochs", type=int, help="training epochs (quick 2, full 5)")
-    ap.add_argument("--train", type=int, help="training samples (quick 44, full 440)")
-    ap.add_argument("--test", type=int, help="test samples (quick 22, full 110)")
-    ap.add_argument("--calib", type=int, help="calibration samples (quick 16, full 64)")
+    ap.add_argument("--epochs", type=int, help="training epochs (quick 5, full 4)")
+    ap.add_argument("--train", type=int, help="training samples (quick 110, full 220)")
+    ap.add_argument("--test", type=int, help="test samples (quick 22, full 55)")
+    ap.add_argument("--calib", type=int, help="calibration samples (quick 16, full 32)")
     ap.add_argument("--lava-samples", type=int, help="test samples Lava runs (default 2)")
     ap.add_argument("--kind", default="tcsa", choices=KINDS,
                     help="network A's attention kind (default tcsa)")
@@ -326,6 +408,16 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--bn", action="store_true", help="BatchNorm after every conv")
     ap.add_argument("--networks", default="a,b", choices=("a", "b", "a,b"),
                     help="which networks (default a,b)")
+    ap.add_argument("--lr", type=float, default=RECIPE["lr"],
+                    help=f"Adam learning rate (default {RECIPE['lr']})")
+    ap.add_argument("--surrogate", type=float, default=RECIPE["surrogate_scale"],
+                    help="surrogate gradient slope (LIFLayer.surrogate_scale; default "
+                    f"{RECIPE['surrogate_scale']}, the layer's own default is 10)")
+    ap.add_argument("--out-rate", type=float, default=RECIPE["out_rate"],
+                    help=f"output layer's start firing rate (default {RECIPE['out_rate']})")
+    ap.add_argument("--reuse", metavar="DIR",
+                    help="do not train: compile, verify and price the checkpoints an "
+                    "earlier run with the same flags wrote to DIR (its --out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "out" / "gestures"))
     ap.add_argument("--json", help="results JSON (default OUT/gesture_networks.json)")
@@ -357,10 +449,19 @@ def main(argv=None) -> int:
         label, make, widths, kind = nets[key]
         for k in (None, kind):
             print(f"\n== {label}, {k or 'no attention'}", flush=True)
-            model, secs = train(make(widths, k, args.mode, args.bn, args.steps), data, args)
-            print(f"trained in {secs:.1f} s", flush=True)
+            if args.reuse:                  # a checkpoint trained by an earlier run
+                path = Path(args.reuse) / f"{_stem(label, k)}.pt"
+                model, _ = load_checkpoint(path)
+                print(f"not trained: loaded {path}", flush=True)
+                secs, trained = 0.0, {"reused": str(path)}
+            else:
+                model, secs, losses = train(make(widths, k, args.mode, args.bn, args.steps),
+                                            data, args)
+                print(f"trained in {secs:.1f} s; loss per epoch "
+                      + " ".join(f"{v:.3f}" for v in losses), flush=True)
+                trained = {"train_s": secs, "losses": losses}
             t0 = time.perf_counter()
-            row = dict(evaluate(label, k, model, data, args, out), train_s=secs)
+            row = dict(evaluate(label, k, model, data, args, out), **trained)
             row["total_s"] = secs + time.perf_counter() - t0
             rows.append(row)
     what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \

@@ -90,6 +90,10 @@ class LIFLayer(nn.Module):
         torch.Size([8, 1, 1])
     """
 
+    surrogate_scale = 10.0
+    """Slope of the fast-sigmoid surrogate gradient (`spike_fn`'s scale); training only,
+    the forward spikes do not depend on it. Set on an instance to train with another."""
+
     def __init__(self, shape, du, dv, vth=1.0, bias: bool = False,
                  reset: str = "zero", fire_at: str = ">", learn=(), per: str = "layer"):
         super().__init__()
@@ -175,7 +179,7 @@ class LIFLayer(nn.Module):
         v = (1.0 - dv) * v + u
         if self.bias is not None:
             v = v + self.bias
-        s = spike_fn((v - vth) / vth, at_zero=self.fire_at == ">=")
+        s = spike_fn((v - vth) / vth, self.surrogate_scale, at_zero=self.fire_at == ">=")
         if self.reset == "subtract":
             return s, u, v - vth * s.detach(), v
         kept = v * (1.0 - s.detach())
