@@ -663,14 +663,17 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
         return _split_all_to_all(syn, out_cum, lims, lim, max_syn)
     table = axon_bits(np.arange(min(n, lim.neurons) + 1), syn.bpw, lim)   # [0] = 0
     cuts = [0]
+    found = []    # the usage of each block as `_last_fit` found it (None: searched)
     a = 0
     while a < n:
         hi = min(n, a + lim.neurons,
                  int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
         hi = max(_end_bound(syn, a, hi, lim, max_syn), a + 1)
         if (hi - a) * syn.n_in <= _LAST_FIT_ELEMENTS:
-            cuts.append(_last_fit(syn, a, hi, lims, out_cum, state, max_syn, table))
-            a = cuts[-1]
+            b, use = _last_fit(syn, a, hi, lims, out_cum, state, max_syn, table)
+            cuts.append(b)
+            found.append(use)
+            a = b
             continue
         syn.prefix(a, hi)
         if fits(a, hi):
@@ -685,30 +688,37 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
                     hi = mid
             b = lo
         cuts.append(b)
+        found.append(None)
         a = b
     syn._prefix = None
     k = len(cuts) - 1
+    usages = None
     if k > 1:  # even out the block sizes when that still fits
         even = [int(round(i * n / k)) for i in range(k + 1)]
-        use = _block_usage(syn, even, out_cum, state, table)
-        ok = (use is not None and bool(np.all(use <= lims)) and (
-            max_syn is None or bool(np.all(np.diff(syn.syn_cum[even]) <= max_syn))))
-        if ok if use is not None else all(fits(even[i], even[i + 1]) for i in range(k)):
-            cuts = even
+        if max_syn is None or bool(np.all(np.diff(syn.syn_cum[even]) <= max_syn)):
+            use = _block_usage(syn, even, out_cum, state, table, lims)
+            if use is False:
+                pass                                   # a block does not fit
+            elif use is not None:
+                cuts, usages = even, list(use)
+            elif all(fits(even[i], even[i + 1]) for i in range(k)):
+                cuts = even
     ranges = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
-    use = _block_usage(syn, cuts, out_cum, state, table)
-    usages = list(use) if use is not None else [cost(a, b) for a, b in ranges]
+    if usages is None:
+        usages = [u if u is not None else cost(a, b) for u, (a, b) in zip(found, ranges)] \
+            if len(found) == len(ranges) else [cost(a, b) for a, b in ranges]
     synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
     owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
     return ranges, usages, synapses, owner
 
 
 def _block_usage(syn: _DenseSyn, cuts, out_cum: np.ndarray, state: int,
-                 table: np.ndarray) -> np.ndarray | None:
+                 table: np.ndarray, lims: np.ndarray):
     """`cost(a, b)` of every block between consecutive `cuts` (increasing, from 0 to the
-    last row) as rows of one array: the per-input synapse counts of all blocks by one
-    `np.add.reduceat` per batch of blocks (at most 2**22 counts at a time). None when a
-    block is empty (`reduceat` would not count it as empty)."""
+    last row) as rows of one array, or False as soon as one exceeds `lims` (the rest is
+    then not counted): the per-input synapse counts of a batch of blocks (about 2**22
+    mask elements) by one `np.add.reduceat`. None when a block is empty (`reduceat`
+    would not count it as empty)."""
     cuts = np.asarray(cuts, np.int64)
     starts, stops = cuts[:-1], cuts[1:]
     k = stops - starts
@@ -719,8 +729,10 @@ def _block_usage(syn: _DenseSyn, cuts, out_cum: np.ndarray, state: int,
     use = np.empty((len(k), 4), np.int64)
     use[:, 0] = k
     use[:, 2] = out_cum[stops] - out_cum[starts]
+    if np.any(use[:, 0] > lims[0]) or np.any(use[:, 2] > lims[2]):
+        return False
     rows = syn.nz.view(np.uint8)
-    per = max(1, (1 << 22) // max(syn.n_in, 1))
+    per = max(1, (1 << 22) // max(syn.n_in * int(k.mean()) if k.size else 1, 1))
     for i in range(0, len(k), per):
         j = min(i + per, len(k))
         counts = np.add.reduceat(rows[starts[i]:stops[j - 1]], starts[i:j] - starts[i],
@@ -728,6 +740,8 @@ def _block_usage(syn: _DenseSyn, cuts, out_cum: np.ndarray, state: int,
         use[i:j, 1] = np.count_nonzero(counts, axis=1) + syn.bias_axon
         use[i:j, 3] = (table[counts].sum(1) + syn.bias_axon * table[k[i:j]]
                        + state * k[i:j])
+        if np.any(use[i:j] > lims):
+            return False
     return use
 
 
@@ -736,9 +750,10 @@ _FIT_ROWS = 32                 # its coarse step
 
 
 def _last_fit(syn: _DenseSyn, a: int, hi: int, lims: np.ndarray, out_cum: np.ndarray,
-              state: int, max_syn: int | None, table: np.ndarray) -> int:
-    """The end `_split_dense`'s search finds for a block starting at row `a`: the largest b
-    in (a, hi] whose block fits (a + 1 when none does), from every end at once.
+              state: int, max_syn: int | None, table: np.ndarray):
+    """(end, usage) of the block starting at row `a` as `_split_dense`'s search finds it:
+    the largest b in (a, hi] whose block fits (a + 1 when none does), from every end at
+    once, and its `cost(a, b)` (None for a + 1 when nothing fits).
 
     Every resource grows with b, so the ends that fit are a run from a + 1: they are
     counted on the ends every `_FIT_ROWS` rows (the per-input synapse counts of whole
@@ -747,24 +762,29 @@ def _last_fit(syn: _DenseSyn, a: int, hi: int, lims: np.ndarray, out_cum: np.nda
     rows = syn.nz[a:hi].view(np.uint8)
     m, g = hi - a, _FIT_ROWS
 
-    def fitting(ends: np.ndarray, counts: np.ndarray) -> int:   # how many lead ends fit
+    def fitting(ends: np.ndarray, counts: np.ndarray):   # how many lead ends fit, usages
         k = ends - a
-        ok = ((k <= lims[0])
-              & (np.count_nonzero(counts, axis=1) + syn.bias_axon <= lims[1])
-              & (out_cum[ends] - out_cum[a] <= lims[2])
-              & (table[counts].sum(1) + syn.bias_axon * table[k] + state * k <= lims[3]))
+        use = np.stack([k, np.count_nonzero(counts, axis=1) + syn.bias_axon,
+                        out_cum[ends] - out_cum[a],
+                        table[counts].sum(1) + syn.bias_axon * table[k] + state * k],
+                       1).astype(np.int64)
+        ok = np.all(use <= lims, axis=1)
         if max_syn is not None:
             ok &= syn.syn_cum[ends] - syn.syn_cum[a] <= max_syn
-        return int(np.argmin(ok)) if not ok.all() else len(ok)
+        return (int(np.argmin(ok)) if not ok.all() else len(ok)), use
 
     q = m // g
     coarse = np.cumsum(rows[:q * g].reshape(q, g, syn.n_in).sum(1, dtype=np.int32), axis=0,
                        dtype=np.int32)
-    f = fitting(a + g * np.arange(1, q + 1), coarse)
+    f, use_c = fitting(a + g * np.arange(1, q + 1), coarse)
     base = coarse[f - 1] if f else np.zeros(syn.n_in, np.int32)
     fine = base + np.cumsum(rows[g * f:min(g * f + g, m)], axis=0, dtype=np.int32)
-    b = a + g * f + fitting(a + g * f + np.arange(1, len(fine) + 1), fine)
-    return max(b, a + 1)
+    r, use_f = fitting(a + g * f + np.arange(1, len(fine) + 1), fine)
+    if r:
+        return a + g * f + r, use_f[r - 1]
+    if f:
+        return a + g * f, use_c[f - 1]
+    return a + 1, None
 
 
 def _split_all_to_all(syn: _DenseSyn, out_cum: np.ndarray, lims: np.ndarray, lim: Limits,
