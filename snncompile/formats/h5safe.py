@@ -25,6 +25,8 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
+
 from snncompile.errors import InputFileError
 
 MAX_DATASET_BYTES = 1 << 28   # one dataset as declared (decompressed): 256 MiB
@@ -63,16 +65,31 @@ def open_hdf5(path: str | Path, what: str = "HDF5 file"):
 
 
 class Leaf:
-    """A checked dataset of `read_hdf5`'s tree: its declared `shape`, `nbytes` (declared,
-    decompressed) and `read()`, which returns what h5py's `dataset[()]` returns."""
+    """A checked dataset of `hdf5_tree`'s tree: its declared `shape`, `nbytes` (declared,
+    decompressed) and `read()`, which returns what h5py's `dataset[()]` returns, or raises
+    what it raised. The walk reads each dataset right after checking it, while it holds
+    it open (numbers and fixed-length strings straight into a numpy array, the rest
+    through h5py): no second lookup, no id kept open until the file closes."""
 
-    __slots__ = ("shape", "nbytes", "_id", "_h5py")
+    __slots__ = ("shape", "nbytes", "_value", "_error")
 
-    def __init__(self, dsid, shape, nbytes: int, h5py):
-        self._id, self.shape, self.nbytes, self._h5py = dsid, shape, nbytes, h5py
+    def __init__(self, shape, nbytes: int, value=None, error: BaseException | None = None):
+        self.shape, self.nbytes, self._value, self._error = shape, nbytes, value, error
 
     def read(self):
-        return self._h5py.Dataset(self._id)[()]
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _read(ds, shape, dtype, plain: bool, h5py):
+    """`dataset[()]` of an open DatasetID."""
+    if not plain or shape is None:
+        return h5py.Dataset(ds)[()]
+    arr = np.empty(shape, dtype=dtype)
+    if arr.size:
+        ds.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+    return arr[()] if arr.ndim == 0 else arr
 
 
 def read_hdf5(path: str | Path, what: str = "HDF5 file") -> dict:
@@ -208,7 +225,8 @@ class _Walker:
         h5py = self.h5py
         h5t = h5py.h5t
         dcpl = ds.get_create_plist()
-        if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        layout = dcpl.get_layout()
+        if layout == h5py.h5d.VIRTUAL:
             raise self.refuse(where, "virtual dataset (maps data from other files)")
         if dcpl.get_external_count() > 0:
             name = dcpl.get_external(0)[0]
@@ -230,20 +248,21 @@ class _Walker:
                                  "are not read (booleans, integers, floats and strings "
                                  "only)")
         count = 1
-        for n in (ds.shape or ()):
+        shape = ds.shape
+        for n in (shape or ()):
             count *= int(n)
         if variable and count > MAX_VLEN_ELEMENTS:
             raise InputFileError(f"{self.path}: {where}: {count} variable-length strings "
                                  f"exceed {MAX_VLEN_ELEMENTS}")
         nbytes = count * max(tid.get_size(), 1)
         if nbytes > MAX_DATASET_BYTES:
-            raise InputFileError(f"{self.path}: {where}: declared shape {ds.shape} "
+            raise InputFileError(f"{self.path}: {where}: declared shape {shape} "
                                  f"({nbytes} bytes) exceeds {MAX_DATASET_BYTES} bytes")
         self.total += nbytes
         if self.total > MAX_TOTAL_BYTES:
             raise InputFileError(f"{self.path}: datasets declare more than {MAX_TOTAL_BYTES}"
                                  f" bytes in total (reached at {where})")
-        if dcpl.get_layout() == h5py.h5d.CHUNKED:
+        if layout == h5py.h5d.CHUNKED:
             chunk = 1
             for n in dcpl.get_chunk():
                 chunk *= int(n)
@@ -252,16 +271,22 @@ class _Walker:
                                      f"{tuple(dcpl.get_chunk())} ({chunk} elements) exceeds "
                                      f"{MAX_DATASET_BYTES} bytes")
         if variable and count:
-            self.heap_records(ds, dcpl, where, count, f)
-        return Leaf(ds, ds.shape, nbytes, h5py)
+            self.heap_records(ds, layout, where, count, f)
+        plain = cls in (h5t.INTEGER, h5t.FLOAT, h5t.ENUM) or (cls == h5t.STRING
+                                                              and not variable)
+        try:
+            return Leaf(shape, nbytes, _read(ds, shape, tid.dtype if plain else None, plain,
+                                             h5py))
+        except Exception as exc:  # noqa: BLE001 - corrupt data: raised where it is read
+            return Leaf(shape, nbytes, error=exc)
 
-    def heap_records(self, ds, dcpl, where: str, count: int, f) -> None:
+    def heap_records(self, ds, layout, where: str, count: int, f) -> None:
         """Check a variable-length string dataset's records in the file's bytes before
         libhdf5 reads them: each is (length: 4 bytes, heap collection address, object
         index: 4 bytes); the length must stay under MAX_VLEN_BYTES and the collection it
         points at be a 'GCOL' of at most MAX_HEAP_BYTES inside the file."""
         h5py = self.h5py
-        if dcpl.get_layout() != h5py.h5d.CONTIGUOUS:
+        if layout != h5py.h5d.CONTIGUOUS:
             raise InputFileError(f"{self.path}: {where}: variable-length strings stored "
                                  "chunked or compact are not read (contiguous only)")
         fcpl = f.id.get_create_plist()
