@@ -364,9 +364,8 @@ class _DenseSyn:
         else:
             w = node.weight
             self.n_in = int(w.shape[1])
-            nz = w != 0
-            if int(np.count_nonzero(nz)) < w.size:
-                self.nz = nz
+            if int(np.count_nonzero(w)) < w.size:   # no mask (w.size bytes) when all-to-all
+                self.nz = w != 0
         if self.nz is not None:
             self.row_nnz = self.nz.sum(1, dtype=np.int64)
         else:
@@ -698,24 +697,22 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
             return False
         return bool(np.all(cost(a, b) <= lims))
 
-    kfit = None
-    if syn.nz is None and syn.n_in:   # all-to-all: fan-in fixed, bits grow with the size
-        k = np.arange(1, lim.neurons + 1, dtype=np.int64)
-        ok = ((syn.n_in + syn.bias_axon) * axon_bits(k, syn.bpw, lim) + state * k
-              <= lim.synapse_bits)
-        if max_syn is not None:
-            ok &= k * syn.n_in <= max_syn
-        kfit = int(np.argmin(ok)) if not ok.all() else lim.neurons
+    if syn.nz is None:   # all-to-all: every resource but output axons is a function of b - a
+        return _split_all_to_all(syn, out_cum, lims, lim, max_syn)
+    table = axon_bits(np.arange(min(n, lim.neurons) + 1), syn.bpw, lim)   # [0] = 0
     cuts = [0]
+    found = []    # the usage of each block as `_last_fit` found it (None: searched)
     a = 0
     while a < n:
         hi = min(n, a + lim.neurons,
                  int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
-        if kfit is not None:   # the same largest end the search below finds, at once
-            cuts.append(max(min(hi, a + kfit), a + 1))
-            a = cuts[-1]
-            continue
         hi = max(_end_bound(syn, a, hi, lim, max_syn), a + 1)
+        if (hi - a) * syn.n_in <= _LAST_FIT_ELEMENTS:
+            b, use = _last_fit(syn, a, hi, lims, out_cum, state, max_syn, table)
+            cuts.append(b)
+            found.append(use)
+            a = b
+            continue
         syn.prefix(a, hi)
         if fits(a, hi):
             b = hi
@@ -729,32 +726,154 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
                     hi = mid
             b = lo
         cuts.append(b)
+        found.append(None)
         a = b
     syn._prefix = None
-    def costs(c):   # cost() of every range between cuts `c`; vectorised when all-to-all
-        if kfit is None:
-            return [cost(c[i], c[i + 1]) for i in range(len(c) - 1)]
-        c = np.asarray(c, np.int64)
-        size = np.diff(c)
-        use = np.stack([size, np.full(size.size, syn.fanin(0, 1)), np.diff(out_cum[c]),
-                        syn.fanin(0, 1) * axon_bits(size, syn.bpw, lim) + state * size], 1)
-        return list(use)
-
     k = len(cuts) - 1
+    usages = None
     if k > 1:  # even out the block sizes when that still fits
         even = [int(round(i * n / k)) for i in range(k + 1)]
-        if kfit is not None:
-            fit = (np.all(np.array(costs(even)) <= lims, axis=1).all()
-                   and (max_syn is None or np.diff(even).max() * syn.n_in <= max_syn))
-        else:
-            fit = all(fits(even[i], even[i + 1]) for i in range(k))
-        if fit:
-            cuts = even
+        if max_syn is None or bool(np.all(np.diff(syn.syn_cum[even]) <= max_syn)):
+            use = _block_usage(syn, even, out_cum, state, table, lims)
+            if use is False:
+                pass                                   # a block does not fit
+            elif use is not None:
+                cuts, usages = even, list(use)
+            elif all(fits(even[i], even[i + 1]) for i in range(k)):
+                cuts = even
     ranges = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
-    usages = costs(cuts)
+    if usages is None:
+        usages = [u if u is not None else cost(a, b) for u, (a, b) in zip(found, ranges)] \
+            if len(found) == len(ranges) else [cost(a, b) for a, b in ranges]
     synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
     owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
     return ranges, usages, synapses, owner
+
+
+def _block_usage(syn: _DenseSyn, cuts, out_cum: np.ndarray, state: int,
+                 table: np.ndarray, lims: np.ndarray):
+    """`cost(a, b)` of every block between consecutive `cuts` (increasing, from 0 to the
+    last row) as rows of one array, or False as soon as one exceeds `lims` (the rest is
+    then not counted): the per-input synapse counts of a batch of blocks (about 2**22
+    mask elements) by one `np.add.reduceat`. None when a block is empty (`reduceat`
+    would not count it as empty)."""
+    cuts = np.asarray(cuts, np.int64)
+    starts, stops = cuts[:-1], cuts[1:]
+    k = stops - starts
+    if k.size and k.min() < 1:
+        return None
+    if k.size and k.max() >= len(table):
+        table = axon_bits(np.arange(int(k.max()) + 1), syn.bpw, syn.lim)
+    use = np.empty((len(k), 4), np.int64)
+    use[:, 0] = k
+    use[:, 2] = out_cum[stops] - out_cum[starts]
+    if np.any(use[:, 0] > lims[0]) or np.any(use[:, 2] > lims[2]):
+        return False
+    rows = syn.nz.view(np.uint8)
+    per = max(1, (1 << 22) // max(syn.n_in * int(k.mean()) if k.size else 1, 1))
+    for i in range(0, len(k), per):
+        j = min(i + per, len(k))
+        counts = np.add.reduceat(rows[starts[i]:stops[j - 1]], starts[i:j] - starts[i],
+                                 axis=0, dtype=np.int32)
+        use[i:j, 1] = np.count_nonzero(counts, axis=1) + syn.bias_axon
+        use[i:j, 3] = (table[counts].sum(1) + syn.bias_axon * table[k[i:j]]
+                       + state * k[i:j])
+        if np.any(use[i:j] > lims):
+            return False
+    return use
+
+
+_LAST_FIT_ELEMENTS = 1 << 26   # rows x inputs one `_last_fit` reads at most (as uint8)
+_FIT_ROWS = 32                 # its coarse step
+
+
+def _last_fit(syn: _DenseSyn, a: int, hi: int, lims: np.ndarray, out_cum: np.ndarray,
+              state: int, max_syn: int | None, table: np.ndarray):
+    """(end, usage) of the block starting at row `a` as `_split_dense`'s search finds it:
+    the largest b in (a, hi] whose block fits (a + 1 when none does), from every end at
+    once, and its `cost(a, b)` (None for a + 1 when nothing fits).
+
+    Every resource grows with b, so the ends that fit are a run from a + 1: they are
+    counted on the ends every `_FIT_ROWS` rows (the per-input synapse counts of whole
+    32-row chunks, summed), then on each end inside the first chunk that fails. The
+    integers are those of `cost` (synapse bits by `axon_bits`, looked up in `table`)."""
+    rows = syn.nz[a:hi].view(np.uint8)
+    m, g = hi - a, _FIT_ROWS
+
+    def fitting(ends: np.ndarray, counts: np.ndarray):   # how many lead ends fit, usages
+        k = ends - a
+        use = np.stack([k, np.count_nonzero(counts, axis=1) + syn.bias_axon,
+                        out_cum[ends] - out_cum[a],
+                        table[counts].sum(1) + syn.bias_axon * table[k] + state * k],
+                       1).astype(np.int64)
+        ok = np.all(use <= lims, axis=1)
+        if max_syn is not None:
+            ok &= syn.syn_cum[ends] - syn.syn_cum[a] <= max_syn
+        return (int(np.argmin(ok)) if not ok.all() else len(ok)), use
+
+    q = m // g
+    coarse = np.cumsum(rows[:q * g].reshape(q, g, syn.n_in).sum(1, dtype=np.int32), axis=0,
+                       dtype=np.int32)
+    f, use_c = fitting(a + g * np.arange(1, q + 1), coarse)
+    base = coarse[f - 1] if f else np.zeros(syn.n_in, np.int32)
+    fine = base + np.cumsum(rows[g * f:min(g * f + g, m)], axis=0, dtype=np.int32)
+    r, use_f = fitting(a + g * f + np.arange(1, len(fine) + 1), fine)
+    if r:
+        return a + g * f + r, use_f[r - 1]
+    if f:
+        return a + g * f, use_c[f - 1]
+    return a + 1, None
+
+
+def _split_all_to_all(syn: _DenseSyn, out_cum: np.ndarray, lims: np.ndarray, lim: Limits,
+                      max_syn: int | None):
+    """`_split_dense` for a layer whose every neuron reads all `n_in` inputs, in closed
+    form: the same blocks, usages and synapse counts as its search, without probing.
+
+    There a block (a, b) fits when its size k = b - a fits (neurons, fan-in, synapse bits
+    and the work cap depend on k only) and its output axons out_cum[b] - out_cum[a] do.
+    The search's first end `hi` already meets the output axons and the neuron limit, so
+    the end it finds is a + max(1, min(hi - a, kfit)) with kfit the largest size that
+    fits; the evening-out and the usages are the same formulas over all blocks at once."""
+    n, n_in = syn.n_out, syn.n_in
+    state = lim.neuron_state_bits
+    k = np.arange(1, max(min(n, lim.neurons), 1) + 1, dtype=np.int64)
+
+    def usage(k):   # cost(a, a + k) without the output axons (column 2 left 0)
+        ax = axon_bits(k, syn.bpw, lim)
+        return np.stack([k, np.full(k.shape, syn.fanin(0, 0), np.int64), np.zeros_like(k),
+                         n_in * ax + syn.bias_axon * ax + state * k], 1).astype(np.int64)
+
+    ok = np.all(usage(k) <= lims, axis=1)
+    if max_syn is not None:
+        ok &= syn.syn_cum[k] - syn.syn_cum[0] <= max_syn
+    bad = np.flatnonzero(~ok)     # every resource grows with k: ok is a prefix
+    kfit = int(bad[0]) if bad.size else int(k[-1])
+    cuts = [0]
+    a = 0
+    while a < n:
+        hi = min(n, a + lim.neurons,
+                 int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
+        hi = max(_end_bound(syn, a, hi, lim, max_syn), a + 1)
+        b = a + max(1, min(hi - a, kfit))
+        cuts.append(b)
+        a = b
+    nb = len(cuts) - 1
+    if nb > 1:  # even out the block sizes when that still fits
+        even = np.array([int(round(i * n / nb)) for i in range(nb + 1)], np.int64)
+        size = np.diff(even)
+        if np.all(size <= kfit) and np.all(out_cum[even[1:]] - out_cum[even[:-1]]
+                                           <= lim.output_axons):
+            cuts = even.tolist()
+    cuts = np.asarray(cuts, np.int64)
+    starts, stops = cuts[:-1], cuts[1:]
+    use = usage(stops - starts)
+    use[:, 2] = out_cum[stops] - out_cum[starts]
+    ranges = list(zip(starts.tolist(), stops.tolist()))
+    synapses = ((syn.syn_cum[stops] - syn.syn_cum[starts]).tolist() if n_in
+                else [0] * len(ranges))
+    owner = np.repeat(np.arange(len(ranges), dtype=np.int32), stops - starts)
+    return ranges, list(use), synapses, owner
 
 
 def _end_bound(syn: _DenseSyn, a: int, hi: int, lim: Limits, max_syn: int | None) -> int:

@@ -102,21 +102,22 @@ class _WeightStats:
         self.shape = w.shape
         self.flat = np.ascontiguousarray(w).reshape(-1)
         self.finite, lo, hi, sq = True, 0.0, 0.0, 0.0
-        for c in self._chunks():
-            if c.size:   # a NaN or inf shows in the block's min or max
-                cmin, cmax = float(c.min()), float(c.max())
-                if not (math.isfinite(cmin) and math.isfinite(cmax)):
-                    self.finite = False
-                    return
-                lo, hi = min(lo, cmin), max(hi, cmax)
-                sq += float(np.dot(c, c))
+        for i in range(0, self.flat.size, CHUNK):
+            raw = self.flat[i:i + CHUNK]   # min and max in its own type: the same values
+            cmin, cmax = float(raw.min()), float(raw.max())   # a NaN or inf shows here
+            if not (math.isfinite(cmin) and math.isfinite(cmax)):
+                self.finite = False
+                return
+            lo, hi = min(lo, cmin), max(hi, cmax)
+            c = raw.astype(np.float64)
+            sq += float(np.dot(c, c))
         self.wmin, self.wmax = lo, hi
         self.absmax = max(-lo, hi)
         self.norm = math.sqrt(sq)
 
     def _chunks(self):
         for i in range(0, self.flat.size, CHUNK):
-            yield self.flat[i:i + CHUNK].astype(np.float64)
+            yield self.flat[i:i + CHUNK]
 
     def sign_mode(self) -> tuple[str, int, int]:
         # an all-zero layer is excitatory, as np.all(w >= 0) said
@@ -127,18 +128,22 @@ class _WeightStats:
         how many fall outside [lo, hi], ||mantissas * 2**e / sigma - w||)."""
         out = np.empty(self.flat.size, np.int32)
         clipped, sq = 0, 0.0
-        down = 2.0 ** -e / step   # a power of two: multiplying by it is dividing exactly
+        # Powers of two scale exactly, so each float64 result below equals that of the
+        # step-by-step chain w * sigma * 2**-e / step, round, * step, * 2**e / sigma - w
+        # with fewer passes: (w * sigma) * 2**-e / step is w * (sigma * 2**-e / step),
+        # and (m * 2**e) / sigma is m / (sigma * 2**-e), each rounded once.
+        up = sigma * (2.0 ** -e / step)
+        back = sigma * 2.0 ** -e
         for i, c in zip(range(0, self.flat.size, CHUNK), self._chunks()):
-            q = c * sigma
-            q *= down
-            np.round(q, out=q)
-            q *= step
+            q = np.multiply(c, up, dtype=np.float64)       # float64 of w, then the product
+            np.rint(q, out=q)
+            if step != 1:
+                q *= step
             if q.size and (q.min() < lo or q.max() > hi):
                 clipped += int(np.count_nonzero((q < lo) | (q > hi)))
             out[i:i + q.size] = q
-            q *= 2.0 ** e
-            q /= sigma
-            q -= c
+            np.divide(q, back, out=q)
+            np.subtract(q, c, out=q, dtype=np.float64)
             sq += float(np.dot(q, q))
         return out.reshape(self.shape), clipped, math.sqrt(sq)
 

@@ -254,10 +254,12 @@ def decision(node, out: np.ndarray) -> np.ndarray:
     if reading is not None:
         return reading.decision(node, out)
     n, t = out.shape[:2]
-    flat = out.reshape(n, t, -1).astype(np.int64)
+    flat = out.reshape(n, t, -1)
+    if flat.dtype.kind not in "biu":        # (integers and spikes: no int64 copy of it all)
+        flat = flat.astype(np.int64)
     if isinstance(node, FxSigmaDelta) and node.role == "sigma":
-        return flat[:, -1].argmax(1)
-    return flat.sum(1).argmax(1)
+        return flat[:, -1].astype(np.int64).argmax(1)
+    return flat.sum(1, dtype=np.int64).argmax(1)
 
 
 def _activity(node, a: np.ndarray) -> np.ndarray:
@@ -279,12 +281,15 @@ def _per_neuron(a: np.ndarray) -> np.ndarray:
 def _moments(f: np.ndarray, c: np.ndarray) -> list[int]:
     """Exact integer sufficient statistics of Pearson's r: [n, sum f, sum c, sum f^2,
     sum c^2, sum f*c] (they add up over disjoint sets of samples)."""
-    f, c = f.astype(np.int64).ravel(), c.astype(np.int64).ravel()
+    f, c = f.astype(np.int64, copy=False).ravel(), c.astype(np.int64, copy=False).ravel()
     big = max(int(np.abs(f).max(initial=0)), int(np.abs(c).max(initial=0)))
     if big * big * max(f.size, 1) >= 2 ** 62:      # int64 sums could wrap: Python ints
         f, c = f.astype(object), c.astype(object)
-    return [int(f.size), int(f.sum()), int(c.sum()), int((f * f).sum()), int((c * c).sum()),
-            int((f * c).sum())]
+        return [int(f.size), int(f.sum()), int(c.sum()), int((f * f).sum()),
+                int((c * c).sum()), int((f * c).sum())]
+    # exact int64 sums that cannot wrap (above); dot products need no temporaries
+    return [int(f.size), int(f.sum()), int(c.sum()), int(np.dot(f, f)), int(np.dot(c, c)),
+            int(np.dot(f, c))]
 
 
 def _correlation(m: list[int] | None) -> float | None:

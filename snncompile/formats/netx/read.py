@@ -92,7 +92,7 @@ from snncompile.errors import InputFileError, SnnCompileError, UnsupportedError
 from snncompile.ir import (NEURON_TYPES, Flatten, FxConv2d, FxDense, FxLIF, FxRecDense,
                            FxSigmaDelta, Graph, Input, Output)
 from snncompile.backends.sim.fixed import prepare_weights
-from snncompile.formats.h5safe import open_hdf5
+from snncompile.formats.h5safe import hdf5_tree
 
 SUPPORTED_LAYERS = ("input", "dense", "dense_rec", "conv", "flatten")
 SUPPORTED_NEURONS = ("CUBA/LOIHI with refDelay <= 1 and binary spikes (gradedSpike false); "
@@ -182,10 +182,11 @@ def _read_file(path: Path) -> list[dict]:
     try:
         if not h5py.is_hdf5(str(path)):
             raise InputFileError(f"{path}: not an HDF5 file (expected a lava-dl netx .net)")
-        with open_hdf5(path, "lava-dl netx .net") as f:   # no external data, sizes bounded
-            if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        # no external data, sizes bounded; the file's tree from the walk that checked it
+        with hdf5_tree(path, "lava-dl netx .net") as tree:
+            if not isinstance(tree.get("layer"), dict):
                 raise InputFileError(f"{path}: no 'layer' group; not a netx network file")
-            group = f["layer"]
+            group = tree["layer"]
             keys = list(group.keys())
             if sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))]:
                 raise InputFileError(f"{path}: 'layer' must hold groups '0'..'{len(keys) - 1}'"
@@ -194,8 +195,7 @@ def _read_file(path: Path) -> list[dict]:
                 raise InputFileError(f"{path}: 'layer' group is empty")
             if len(keys) > MAX_LAYERS:
                 raise InputFileError(f"{path}: {len(keys)} layers exceed {MAX_LAYERS}")
-            return [_read_group(path, group[str(i)], f"layer/{i}", h5py)
-                    for i in range(len(keys))]
+            return [_read_group(path, group[str(i)], f"layer/{i}") for i in range(len(keys))]
     except SnnCompileError:
         raise
     except Exception as exc:  # noqa: BLE001 - any h5py failure on a bad file
@@ -203,21 +203,19 @@ def _read_file(path: Path) -> list[dict]:
                              f"({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
-def _read_group(path: Path, group, where: str, h5py) -> dict:
-    if not isinstance(group, h5py.Group):
+def _read_group(path: Path, group, where: str) -> dict:
+    """One layer's group of the checked tree (`h5safe.read_hdf5`), its datasets read."""
+    if not isinstance(group, dict):
         raise InputFileError(f"{path}: {where} is not a group")
     out: dict = {}
     for key, item in group.items():
-        if isinstance(item, h5py.Group):
-            out[key] = _read_group(path, item, f"{where}/{key}", h5py)
+        if isinstance(item, dict):
+            out[key] = _read_group(path, item, f"{where}/{key}")
             continue
-        if not isinstance(item, h5py.Dataset):
-            raise InputFileError(f"{path}: {where}/{key} is not a dataset")
-        nbytes = int(np.prod(item.shape or (1,), dtype=np.float64)) * item.dtype.itemsize
-        if nbytes > MAX_BYTES:
-            raise InputFileError(f"{path}: {where}/{key} holds {nbytes} bytes, more than "
-                                 f"{MAX_BYTES}")
-        out[key] = item[()]
+        if item.nbytes > MAX_BYTES:
+            raise InputFileError(f"{path}: {where}/{key} holds {item.nbytes} bytes, more "
+                                 f"than {MAX_BYTES}")
+        out[key] = item.read()
     return out
 
 

@@ -90,7 +90,7 @@ import numpy as np
 from snncompile.errors import InputFileError, UnsupportedError, is_max_pool, max_pool_refused
 from snncompile.ir import (LI, LIF, READOUT_DECISIONS, AvgPool2d, Conv1d, Conv2d, Dense,
                            Flatten, Graph, Input, Output, SumPool2d, RecDense)
-from snncompile.formats.h5safe import check_hdf5
+from snncompile.formats.h5safe import read_hdf5
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Conv1d", "SumPool2d",
              "AvgPool2d", "Delay", "Flatten", "Scale", "LIF", "CubaLIF", "IF", "Threshold",
@@ -402,35 +402,51 @@ def _load(source):
     path = Path(source)
     if not path.is_file():
         raise InputFileError(f"{path}: NIR file not found")
-    check_hdf5(path, "NIR file")   # no external data, sizes bounded, before nir reads it
+    tree = None
     try:
         with warnings.catch_warnings():  # nir/numpy warn on odd contents: not for users
             warnings.simplefilter("ignore")
-            return nir.read(path, type_check=False), path.name
+            # checked (no external data, sizes and heap records bounded), then read in the
+            # walk that checked it; what nir.read does with the file's "node" group after
+            tree = read_hdf5(path, "NIR file")
+            data = _strings(tree["node"])
+            if "type_check" in data:
+                raise ValueError("the 'type_check' key was found in the NIR graph; it "
+                                 "clashes with the reader's type-check parameter")
+            data["type_check"] = False
+            return nir.dict2NIRNode(data), path.name
+    except InputFileError:
+        raise
     except Exception as exc:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...
-        _refuse_max_pool_in_file(path)
+        _refuse_max_pool_in_tree(path, tree)
         text = " ".join(str(exc).split())[:200]
         raise InputFileError(f"{path}: not a readable NIR file ({type(exc).__name__}: "
                              f"{text})") from None
 
 
-def _refuse_max_pool_in_file(path) -> None:
-    """nir has no max-pool node class, so nir.read fails on a file naming one: say why."""
-    import h5py
+def _strings(tree) -> dict:
+    """nir.serialization.hdf2dict on a `read_hdf5` tree: bytes values become str."""
+    if not isinstance(tree, dict):
+        raise KeyError("'node' is a dataset, not a group")
+    return {k: _strings(v) if isinstance(v, dict) else
+            (v.decode("utf8") if isinstance(v, bytes) else v) for k, v in tree.items()}
 
+
+def _refuse_max_pool_in_tree(path, tree) -> None:
+    """nir has no max-pool node class, so reading fails on a file naming one: say why."""
     found = []
 
-    def visit(name, obj):
-        if name.endswith("/type") and isinstance(obj, h5py.Dataset) and obj.shape == ():
-            value = obj[()]
-            kind = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-            if is_max_pool(kind):
-                found.append((name.rsplit("/", 2)[-2], kind))
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(visit)
-    except Exception:  # unreadable as HDF5: the caller's message stands
-        return
+    def visit(node, trail):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                visit(value, trail + [key])
+            elif key == "type" and trail and np.ndim(value) == 0:
+                kind = value.decode(errors="replace") if isinstance(value, bytes) \
+                    else str(value)
+                if is_max_pool(kind):
+                    found.append((trail[-1], kind))
+    if isinstance(tree, dict):
+        visit(tree, [])
     if found:
         raise max_pool_refused(f"{path.name}: node '{found[0][0]}'", found[0][1])
 
