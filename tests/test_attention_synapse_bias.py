@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from snncompile.ir import ATTENTION_PARTS, FxCoproc, FxGate
 from snncompile.nn.attention import AttentionSNN
 from snncompile.pipeline import compile_model
+from agreement import lava_equals_simulator as _lava_equals_simulator
 
 LIF = {"type": "lif", "du": 0.3, "dv": 0.1, "vth": 0.5}
 #: every single variant and the full chain (SA needs a conv current), both modes
@@ -142,17 +143,6 @@ def test_float_graph_equals_the_training_model_with_bias_and_batchnorm(variant, 
         want = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
     assert want.any()
     assert np.array_equal(out["lif2"], want.astype(bool))
-
-
-def _lava_equals_simulator(build, x):
-    from snncompile.backends.lava.run import run_lava
-    sim = Simulator(build.graph).run(x)
-    lava = run_lava(build.graph, x)
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
-    assert sim.boundary
-    for name, values in sim.boundary.items():
-        assert np.array_equal(lava.boundary[name], values), name
 
 
 @pytest.mark.lava

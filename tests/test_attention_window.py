@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snncompile.backends.float_model import run_float
-from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.errors import GraphError
 from snncompile.frontends import graph_from_model
@@ -27,6 +26,7 @@ from snncompile.ir import ATTENTION_PARTS, FxCoproc, graphs_equal
 from snncompile.ir.timing import added_delay, timing
 from snncompile.pipeline import compile_model
 from test_attention_compile import SLOW_OK, _lava_equals_simulator, attention_net
+from agreement import sim_equals_reference as _agree
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 8
@@ -43,19 +43,6 @@ def compiled_window(variant: str, conv: bool, seed: int = 3, n: int = 4):
     calib = (rng.random((16, STEPS) + shape) < 0.4).astype(np.int64)
     x = (rng.random((n, STEPS) + shape) < 0.4).astype(np.int64)
     return compile_model(graph, "loihi2", calib=calib), x
-
-
-def _agree(build, x):
-    """Simulator and reference: the same spikes and boundary values; returns the sim run."""
-    sim = Simulator(build.graph).run(x)
-    ref = reference_run(build.graph, x)
-    assert any(s.any() for s in sim.spikes.values())
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(ref[name], spikes), name
-    assert sim.boundary
-    for name, values in sim.boundary.items():
-        assert np.array_equal(ref["@" + name], values), name
-    return sim
 
 
 @pytest.mark.parametrize("variant, conv", CASES)

@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snncompile.backends.float_model import run_float
-from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.errors import UnsupportedError
 from snncompile.frontends import graph_from_model
@@ -37,6 +36,8 @@ from snncompile.nn import SNN, save_checkpoint
 from snncompile.nn.attention import AttentionSNN
 from snncompile.nn.checkpoint import load_checkpoint, model_class
 from snncompile.pipeline import compile_model
+from agreement import lava_equals_simulator as _lava_equals_simulator
+from agreement import sim_equals_reference as _sim_equals_reference
 
 STEPS = 8
 LIF = {"type": "lif", "du": 0.3, "dv": 0.1, "vth": 0.5}
@@ -96,29 +97,6 @@ def compiled(cfg: dict, seed: int, n: int = 3):
     graph = graph_from_model(block_model(cfg, seed))
     calib, x = _inputs(graph.input_node().shape, seed, n)
     return compile_model(graph, "loihi2", calib=calib), x
-
-
-def _sim_equals_reference(build, x):
-    ref = reference_run(build.graph, x)
-    sim = Simulator(build.graph).run(x)
-    assert any(s.any() for s in sim.spikes.values())
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(ref[name], spikes), name
-    assert sim.boundary
-    for name, values in sim.boundary.items():
-        assert np.array_equal(ref["@" + name], values), name
-    return sim
-
-
-def _lava_equals_simulator(build, x):
-    from snncompile.backends.lava.run import run_lava
-    sim = Simulator(build.graph).run(x)
-    lava = run_lava(build.graph, x)
-    for name, spikes in sim.spikes.items():
-        assert np.array_equal(lava.spikes[name], spikes), name
-    assert sim.boundary
-    for name, values in sim.boundary.items():
-        assert np.array_equal(lava.boundary[name], values), name
 
 
 blocks = st.one_of(
