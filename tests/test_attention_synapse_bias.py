@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from snncompile.ir import ATTENTION_PARTS, FxCoproc, FxGate
 from snncompile.nn.attention import AttentionSNN
 from snncompile.pipeline import compile_model
+from agreement import cli_compile_and_verify
 from agreement import lava_equals_simulator as _lava_equals_simulator
 
 LIF = {"type": "lif", "du": 0.3, "dv": 0.1, "vth": 0.5}
@@ -155,8 +156,6 @@ def test_lava_equals_simulator_with_a_bias_into_attention(variant, mode):
 def test_conv_batchnorm_avgpool_attention_checkpoint_compiles_and_verifies(tmp_path):
     """The authors' block as a checkpoint: compile for loihi2 through the CLI; verify's
     backends (reference, simulator, Lava) agree on spikes and boundary values."""
-    import json
-    from cli_inprocess import run_cli
     from snncompile.data import save_inputs
     from snncompile.nn import save_checkpoint
     save_checkpoint(biased_net("tcsa", "causal", 5, bn=True, pool=True), tmp_path / "n.pt")
@@ -164,13 +163,5 @@ def test_conv_batchnorm_avgpool_attention_checkpoint_compiles_and_verifies(tmp_p
     x = (rng.random((18, 6, 2, 4, 4)) < 0.4).astype(np.int64)
     save_inputs(tmp_path / "cal.npz", x[:16], np.zeros(16, np.int64))
     save_inputs(tmp_path / "test.npz", x[16:], np.zeros(2, np.int64))
-    rc, out, err = run_cli("compile", tmp_path / "n.pt", "--target", "loihi2", "--calib",
-                           tmp_path / "cal.npz", "-o", tmp_path / "b", "--quiet")
-    assert rc == 0, out + err
-    rc, out, err = run_cli("verify", tmp_path / "b", "--inputs", tmp_path / "test.npz",
-                           "--json", tmp_path / "v.json")
-    report = json.loads((tmp_path / "v.json").read_text())
-    assert rc in (0, 4) and rc == report["exit_code"], out + err
-    assert report["equivalent"] and report["boundary"], out
-    assert all(v == 0 for r in report["boundary"] for v in r["mismatches"].values())
-    assert set(report["backends"]) == {"reference", "sim", "lava"}
+    cli_compile_and_verify(tmp_path, tmp_path / "n.pt", tmp_path / "cal.npz",
+                           tmp_path / "test.npz")

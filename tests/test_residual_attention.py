@@ -18,7 +18,6 @@ dense or conv, shortcut) the integer reference, the simulator and Lava agree spi
 spike and on every co-processor value; the window delay is part of the path depth; a
 B-like network (stem, block with CSA in the body, FC) compiles and verifies through the
 CLI with 0 mismatches; what is not supported is refused in one line."""
-import json
 
 import numpy as np
 import pytest
@@ -37,6 +36,7 @@ from snncompile.nn.attention import AttentionSNN
 from snncompile.nn.checkpoint import load_checkpoint, model_class
 from snncompile.pipeline import compile_model
 from agreement import lava_equals_simulator as _lava_equals_simulator
+from agreement import cli_compile_and_verify
 from agreement import sim_equals_reference as _sim_equals_reference
 
 STEPS = 8
@@ -194,7 +194,6 @@ def test_b_like_network_with_csa_in_the_block_compiles_and_verifies(place, mode,
     """A checkpoint in network B's layout with CSA inside the residual block: compile for
     loihi2 and verify through the CLI; reference, simulator and Lava agree on every spike
     and every co-processor value (0 mismatches)."""
-    from cli_inprocess import run_cli
     from snncompile.data import save_inputs
     model = block_model(_b_like(place, mode), 7)
     save_checkpoint(model, tmp_path / "b.pt")
@@ -203,17 +202,9 @@ def test_b_like_network_with_csa_in_the_block_compiles_and_verifies(place, mode,
     x = (rng.random((19, STEPS, 2, 12, 12)) < 0.4).astype(np.int64)
     save_inputs(tmp_path / "cal.npz", x[:16], np.zeros(16, np.int64))
     save_inputs(tmp_path / "test.npz", x[16:], np.zeros(3, np.int64))
-    rc, out, err = run_cli("compile", tmp_path / "b.pt", "--target", "loihi2", "--calib",
-                           tmp_path / "cal.npz", "-o", tmp_path / "b", "--quiet")
-    assert rc == 0, out + err
+    err = cli_compile_and_verify(tmp_path, tmp_path / "b.pt", tmp_path / "cal.npz",
+                                 tmp_path / "test.npz")
     assert "not charged to its cores" in err and "res." in err, err  # said, not hidden
-    rc, out, err = run_cli("verify", tmp_path / "b", "--inputs", tmp_path / "test.npz",
-                           "--json", tmp_path / "v.json")
-    report = json.loads((tmp_path / "v.json").read_text())
-    assert rc in (0, 4) and rc == report["exit_code"], out + err
-    assert report["equivalent"] and report["boundary"], out
-    assert all(v == 0 for r in report["boundary"] for v in r["mismatches"].values())
-    assert set(report["backends"]) == {"reference", "sim", "lava"}
     md = (tmp_path / "b" / "report.md").read_text()
     assert "Inserted path delays" in md and "res.att.coproc" in md
 
