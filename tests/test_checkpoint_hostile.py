@@ -8,6 +8,7 @@ import copy
 import os
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from conftest import TINY_CONFIG
 from snncompile.errors import GraphError, InputFileError, SnnCompileError
 from snncompile.ir import Conv2d, Flatten, Graph, Input, Output, SumPool2d
 from snncompile.nn import SNN, load_checkpoint
-from snncompile.nn.checkpoint import FORMAT, MAX_LAYERS, VERSION
+from snncompile.nn.checkpoint import (FORMAT, MAX_LAYERS, VERSION, _build, model_class,
+                                      read_checkpoint)
 
 WEIGHT = "layers.4.module.weight"     # fc2 of TINY_CONFIG: (4, 27)
 
@@ -227,3 +229,21 @@ def test_oversize_checkpoint_data_is_not_read_before_it_is_refused(tmp_path, mon
     with pytest.raises(InputFileError, match="more than 1048576 values"):
         load_checkpoint(path)
     assert _hwm_mb() - before < 32
+
+
+@pytest.mark.parametrize("path", sorted(
+    str(p) for p in (Path(__file__).parent.parent / "examples" / "checkpoints").glob("*.pt")))
+def test_every_shipped_model_builds_as_a_meta_skeleton(path):
+    """The names-and-shapes check before allocation only runs if the model builds on the meta
+    device; `_build` falls back to a real build (allocating whatever the config asks) when
+    it cannot. LIFLayer's parameter checks once called .item() on meta tensors, so every
+    model fell back: the 1M-neuron config above allocated 1 GiB before being refused."""
+    config = read_checkpoint(path)["config"]
+    assert _build(path, model_class(config), config, meta=True) is not None
+
+
+def test_the_oversized_config_builds_as_a_meta_skeleton():
+    config = {"input": {"shape": [256]},
+              "layers": [{"type": "dense", "out": 1 << 20},
+                         {"type": "lif", "du": 0.1, "dv": 0.1, "vth": 0.5}]}
+    assert _build("x.pt", model_class(config), config, meta=True) is not None

@@ -112,7 +112,9 @@ class LIFLayer(nn.Module):
         self.learn = tuple(k for k in LEARNABLE if k in learn)
         values = {"du": du, "dv": dv, "vth": vth}
         for key, val in values.items():
-            arr = torch.as_tensor(val, dtype=torch.float64)
+            # on the CPU even inside `torch.device("meta")` (the checkpoint loader's
+            # skeleton): a meta tensor has no values to check
+            arr = torch.as_tensor(val, dtype=torch.float64, device="cpu")
             if key == "vth" and not bool((arr > 0).all()):
                 raise UnsupportedError(f"LIF vth={_text(arr)} must be > 0")
             if key != "vth" and not bool(((arr >= 0) & (arr <= 1)).all()):
