@@ -387,6 +387,7 @@ def _verified(rep) -> dict:
             "mismatches": rep.mismatches, "equivalent": rep.equivalent,
             "samples_compared": {b: v["samples"] for b, v in rep.backends.items()},
             "faithful": rep.faithful, "fidelity": fid.verdict, "worst": fid.worst,
+            "agreement": fid.agreement,
             "verdict_line": fid.verdict_line()}
 
 
@@ -404,14 +405,19 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
 
 
+def _rate(v: dict) -> str:
+    return ("-" if v["float"] is None else f"{v['float']:.3f}") + f"/{v['compiled']:.3f}"
+
+
 def table_row(r: dict) -> list:
     if not r["compiled"]:
         return [r["network"], r["attention"], f"{r['float_acc']:.1%}", "not compiled"] \
             + ["-"] * (len(FIELDS) - 4)
-    rates = " ".join(f"{v['float']:.3f}/{v['compiled']:.3f}" if v["float"] is not None
-                     else f"-/{v['compiled']:.3f}" for v in r["rates"].values())
-    w = r["worst"]
-    fid = r["fidelity"] + (f" ({w['layer']} {w['difference']:+.1%})" if w else "")
+    rates = " ".join(_rate(v) for v in r["rates"].values())
+    w, agree = r["worst"], r.get("agreement")
+    why = ([f"{w['layer']} {w['difference']:+.1%}"] if w else []) \
+        + ([f"same decision {agree:.1%}"] if agree is not None else [])
+    fid = r["fidelity"] + (f" ({'; '.join(why)})" if why else "")
     backends = ", ".join(f"{b} {k}" for b, k in r["samples_compared"].items())
     return [r["network"], r["attention"], f"{r['float_acc']:.1%}", f"{r['compiled_acc']:.1%}",
             rates, f"{r['spikes_per_inference']:.0f}", r["cores"],
@@ -518,6 +524,9 @@ def main(argv=None) -> int:
     for r in rows:
         if r["compiled"]:
             print(f"{r['network']}, {r['attention']}: {r['verdict_line']}")
+            print(f"{r['network']}, {r['attention']}: firing rate per layer (float / "
+                  "compiled): " + ", ".join(f"{name} {_rate(v)}"
+                                            for name, v in r["rates"].items()))
         times = ", ".join(f"{k[:-2]} {r[k]:.1f} s" for k in ("train_s", "compile_s",
                                                                "verify_s", "energy_s")
                           if k in r)
