@@ -15,11 +15,12 @@ A  the MA-SNN authors' DVS128 Gesture layout (Att_SNN.py: Input-MP4-64C3-128C3-A
    to 32x32 first, so on this 2x32x32 input the block pools are 1, 2, 2 and the flattened
    map is 128 x 8 x 8 = 8192 -> 256 -> 11, as in the paper. Attention (`--kind`, default
    tcsa) sits in all three conv blocks, none on the FC layers.
-B  a residual attention network in the Att_Res_SNN style: a stem conv -> AvgPool 2 -> CSA ->
-   LIF, a residual block (conv, LIF, conv; a 1x1 conv shortcut; the two currents add into
-   a LIF), a transition conv -> AvgPool 2 -> CSA -> LIF, a second residual block, then a
-   sum pool 2, FC 11. snncompile refuses attention inside a residual block (README, known
-   limits), so the CSA layers sit on the stem and transition convs, not inside the blocks.
+B  a residual attention network in the Att_Res_SNN style: a stem conv -> AvgPool 2 -> LIF,
+   a residual block, a transition conv -> AvgPool 2 -> LIF, a second residual block, then
+   a sum pool 2, FC 11. Each block is the released Att_Res_SNN BasicBlock: body conv ->
+   LIF -> conv -> CSA (`--res-kind`), the attention on the second conv's current at the
+   end of the body; a 1x1 conv shortcut; the gated current and the shortcut's add into
+   the block's LIF. The stem and transition convs have no attention.
 
 "Without attention" is the same layout minus the attention layers. Training is the
 package's `snncompile.nn.train.fit` (cross-entropy on output spike counts; `RECIPE`:
@@ -64,8 +65,8 @@ from examples.datasets.gestures import gestures  # noqa: E402
 from snncompile.energy.run import energy_report  # noqa: E402
 from snncompile.errors import SnnCompileError  # noqa: E402
 from snncompile.nn import SNN, load_checkpoint, save_checkpoint  # noqa: E402
-from snncompile.nn.attention import (KINDS, MODES, AttentionLayer, AttentionSNN,  # noqa: E402
-                                     ChannelAttention)
+from snncompile.nn.checkpoint import model_class, read_checkpoint  # noqa: E402
+from snncompile.nn.attention import KINDS, MODES, AttentionLayer, ChannelAttention  # noqa: E402
 from snncompile.nn.layers import LIFLayer, Residual  # noqa: E402
 from snncompile.nn.train import accuracy, fit  # noqa: E402
 from snncompile.pipeline import FidelityWarning, compile_model  # noqa: E402
@@ -114,10 +115,12 @@ def gesture_config(widths, kind: str | None, mode: str, bn: bool, steps: int) ->
 
 
 def residual_config(widths, kind: str | None, mode: str, bn: bool, steps: int) -> dict:
-    """Network B: stem, residual block, transition, residual block, sum pool, FC 11."""
+    """Network B: stem, residual block, transition, residual block, sum pool, FC 11. The
+    attention sits where the released Att_Res_SNN BasicBlock puts its CSA: at the end of
+    each block's body, on the second conv's (+ BN's) current, before `+ shortcut(x)`."""
     def block(c, name):
         body = conv(c, f"{name}.conv1", bn=bn) + [dict(LIF, name=f"{name}.lif")] \
-            + conv(c, f"{name}.conv2", bn=bn)
+            + conv(c, f"{name}.conv2", bn=bn) + attention(kind, mode, f"{name}.att")
         return [{"type": "residual", "name": name, "body": body,
                  "shortcut": conv(c, f"{name}.short", kernel=1, bn=bn)},
                 dict(LIF, name=f"{name}.out")]
@@ -125,8 +128,8 @@ def residual_config(widths, kind: str | None, mode: str, bn: bool, steps: int) -
     for i, c in enumerate(widths, 1):
         name = "stem" if i == 1 else f"trans{i}"
         layers += conv(c, name, bn=bn) + [{"type": "avgpool2d", "kernel": 2,
-                                           "name": f"{name}.pool"}]
-        layers += attention(kind, mode, f"{name}.att") + [dict(LIF, name=f"{name}.lif")]
+                                           "name": f"{name}.pool"},
+                                          dict(LIF, name=f"{name}.lif")]
         layers += block(c, f"res{i}")
     layers += [{"type": "sumpool2d", "kernel": 2, "name": "pool"}, {"type": "flatten"},
                {"type": "dense", "out": 11, "name": "fc"}, dict(LIF, name="out")]
@@ -135,10 +138,12 @@ def residual_config(widths, kind: str | None, mode: str, bn: bool, steps: int) -
 
 
 # ---------------------------------------------------------------- training
-def _synapses(layers) -> tuple[list, list]:
+def _synapses(layers) -> tuple[list, list, AttentionLayer | None]:
     """([(LIF, [synapse modules whose currents it sums], attention layer or None)], the
-    synapses still pending at the end) in forward order; a synapse followed by a
-    BatchNorm is represented by the BatchNorm (what sets its output's scale)."""
+    synapses still pending at the end, the attention on them or None) in forward order;
+    a synapse followed by a BatchNorm is represented by the BatchNorm (what sets its
+    output's scale). A residual block's LIF sums the body's last current (gated by the
+    attention at the end of the body, if any) and the shortcut's."""
     pairs, pending, att = [], [], None
     for layer in layers:
         mod = getattr(layer, "module", None)
@@ -151,11 +156,11 @@ def _synapses(layers) -> tuple[list, list]:
         elif isinstance(layer, Residual):
             body = _synapses(layer.body)
             pairs += body[0]
-            pending = body[1] + _synapses(layer.shortcut)[1]
+            pending, att = body[1] + _synapses(layer.shortcut)[1], body[2]
         elif isinstance(layer, LIFLayer):
             pairs.append((layer, pending, att))
             pending, att = [], None
-    return pairs, pending
+    return pairs, pending, att
 
 
 def _rescale(mods: list, att, k: float) -> None:
@@ -237,7 +242,7 @@ def start_firing(model: SNN, x: torch.Tensor, rate: float = 0.1, out_rate: float
     `out_rate`). A rate the layer cannot reach at any scale (ReLU'd or sparse currents:
     only neurons with a positive current ever fire) is lowered to 90% of the most it
     reaches, with a line on stderr; it used to pin the scale at the search's bound (1000)."""
-    pairs, _ = _synapses(model.layers)
+    pairs = _synapses(model.layers)[0]
     with torch.no_grad():
         for i, (lif, mods, att) in enumerate(pairs):
             if att is not None:
@@ -267,8 +272,7 @@ def train(config: dict, data, args) -> tuple[SNN, float, list]:
     (model, seconds, loss per epoch)."""
     xtr, ytr = data[:2]
     torch.manual_seed(args.seed)
-    has_att = any(s.get("type") == "attention" for s in config["layers"])
-    model = (AttentionSNN if has_att else SNN)(copy.deepcopy(config))
+    model = model_class(config)(copy.deepcopy(config))   # attention also inside blocks
     t0 = time.perf_counter()
     for mod in model.modules():
         if isinstance(mod, LIFLayer):
@@ -301,13 +305,46 @@ def settle_batchnorm(model: SNN, x: torch.Tensor, batch: int = 32) -> None:
 
 
 # ---------------------------------------------------------------- compile, verify, price
-def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path) -> dict:
+#: the flags that change what train() returns for a config (recorded in each checkpoint)
+TRAINING = ("train", "epochs", "seed", "lr", "surrogate", "out_rate", "steps")
+
+
+def training(args) -> dict:
+    return {k: getattr(args, k) for k in TRAINING}
+
+
+def reusable(path: Path, config: dict, args) -> tuple[SNN | None, dict, str]:
+    """(model, checkpoint extra, note) for a checkpoint `--reuse` may load instead of
+    training: its config must equal the one this run builds (layout, widths, kind, mode,
+    --bn) and its recorded training settings this run's; (None, {}, why not) otherwise.
+    A checkpoint written before the settings were recorded is loaded, with a note."""
+    if not path.is_file():
+        return None, {}, f"{path}: not found"
+    ckpt = read_checkpoint(path)
+    if ckpt["config"] != config:
+        return None, {}, (f"{path}: its config differs from this run's (layout, widths, "
+                          "attention kind or mode, --bn)")
+    extra = dict(ckpt.get("extra") or {})
+    done = extra.get("training")
+    if done is not None and done != training(args):
+        diff = ", ".join(f"{k} {done.get(k)} != {v}" for k, v in training(args).items()
+                         if done.get(k) != v)
+        return None, {}, f"{path}: trained with other settings ({diff})"
+    note = "" if done is not None else (" (training settings not recorded in this older "
+                                        "checkpoint: its config matches this run's)")
+    return load_checkpoint(path)[0], extra, note
+
+
+def evaluate(label: str, kind: str | None, model: SNN, data, args, out: Path,
+             extra: dict | None = None) -> dict:
     """Checkpoint, compile for loihi2, verify, price: one result row (a dict)."""
     xtr, _, xte, yte = data
     stem = _stem(label, kind)
     ckpt = out / f"{stem}.pt"
-    save_checkpoint(model, ckpt, {"dataset": "examples.datasets.gestures",
-                                  "steps": args.steps})
+    if extra is None:                   # trained by this run
+        extra = {"dataset": "examples.datasets.gestures", "steps": args.steps,
+                 "training": training(args)}
+    save_checkpoint(model, ckpt, extra)
     row = {"network": label, "attention": kind or "none", "checkpoint": str(ckpt),
            "float_acc": accuracy(model, xte, yte)}
     t0 = time.perf_counter()
@@ -350,6 +387,7 @@ def _verified(rep) -> dict:
             "mismatches": rep.mismatches, "equivalent": rep.equivalent,
             "samples_compared": {b: v["samples"] for b, v in rep.backends.items()},
             "faithful": rep.faithful, "fidelity": fid.verdict, "worst": fid.worst,
+            "agreement": fid.agreement,
             "verdict_line": fid.verdict_line()}
 
 
@@ -367,14 +405,19 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
 
 
+def _rate(v: dict) -> str:
+    return ("-" if v["float"] is None else f"{v['float']:.3f}") + f"/{v['compiled']:.3f}"
+
+
 def table_row(r: dict) -> list:
     if not r["compiled"]:
         return [r["network"], r["attention"], f"{r['float_acc']:.1%}", "not compiled"] \
             + ["-"] * (len(FIELDS) - 4)
-    rates = " ".join(f"{v['float']:.3f}/{v['compiled']:.3f}" if v["float"] is not None
-                     else f"-/{v['compiled']:.3f}" for v in r["rates"].values())
-    w = r["worst"]
-    fid = r["fidelity"] + (f" ({w['layer']} {w['difference']:+.1%})" if w else "")
+    rates = " ".join(_rate(v) for v in r["rates"].values())
+    w, agree = r["worst"], r.get("agreement")
+    why = ([f"{w['layer']} {w['difference']:+.1%}"] if w else []) \
+        + ([f"same decision {agree:.1%}"] if agree is not None else [])
+    fid = r["fidelity"] + (f" ({'; '.join(why)})" if why else "")
     backends = ", ".join(f"{b} {k}" for b, k in r["samples_compared"].items())
     return [r["network"], r["attention"], f"{r['float_acc']:.1%}", f"{r['compiled_acc']:.1%}",
             rates, f"{r['spikes_per_inference']:.0f}", r["cores"],
@@ -416,8 +459,10 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--out-rate", type=float, default=RECIPE["out_rate"],
                     help=f"output layer's start firing rate (default {RECIPE['out_rate']})")
     ap.add_argument("--reuse", metavar="DIR",
-                    help="do not train: compile, verify and price the checkpoints an "
-                    "earlier run with the same flags wrote to DIR (its --out)")
+                    help="load the checkpoints an earlier run wrote to DIR (its --out) "
+                    "instead of training, where a checkpoint's config and recorded "
+                    "training settings equal this run's; the others are trained (said "
+                    "on stderr, and in the JSON row)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "out" / "gestures"))
     ap.add_argument("--json", help="results JSON (default OUT/gesture_networks.json)")
@@ -449,19 +494,26 @@ def main(argv=None) -> int:
         label, make, widths, kind = nets[key]
         for k in (None, kind):
             print(f"\n== {label}, {k or 'no attention'}", flush=True)
+            config = make(widths, k, args.mode, args.bn, args.steps)
+            model, extra = None, None
             if args.reuse:                  # a checkpoint trained by an earlier run
                 path = Path(args.reuse) / f"{_stem(label, k)}.pt"
-                model, _ = load_checkpoint(path)
-                print(f"not trained: loaded {path}", flush=True)
-                secs, trained = 0.0, {"reused": str(path)}
-            else:
-                model, secs, losses = train(make(widths, k, args.mode, args.bn, args.steps),
-                                            data, args)
+                model, extra, note = reusable(path, config, args)
+                if model is None:
+                    print(f"--reuse: not reused, training instead: {note}", file=sys.stderr,
+                          flush=True)
+                    print(f"not reused ({note}): training", flush=True)
+                else:
+                    print(f"not trained: loaded {path}{note}", flush=True)
+                    secs, trained = 0.0, {"reused": str(path),
+                                          "training": extra.get("training")}
+            if model is None:
+                model, secs, losses = train(config, data, args)
                 print(f"trained in {secs:.1f} s; loss per epoch "
                       + " ".join(f"{v:.3f}" for v in losses), flush=True)
-                trained = {"train_s": secs, "losses": losses}
+                trained = {"train_s": secs, "losses": losses, "training": training(args)}
             t0 = time.perf_counter()
-            row = dict(evaluate(label, k, model, data, args, out), **trained)
+            row = dict(evaluate(label, k, model, data, args, out, extra), **trained)
             row["total_s"] = secs + time.perf_counter() - t0
             rows.append(row)
     what = "quick mode (smoke sizes, not the networks of issue 12)" if args.quick \
@@ -472,6 +524,9 @@ def main(argv=None) -> int:
     for r in rows:
         if r["compiled"]:
             print(f"{r['network']}, {r['attention']}: {r['verdict_line']}")
+            print(f"{r['network']}, {r['attention']}: firing rate per layer (float / "
+                  "compiled): " + ", ".join(f"{name} {_rate(v)}"
+                                            for name, v in r["rates"].items()))
         times = ", ".join(f"{k[:-2]} {r[k]:.1f} s" for k in ("train_s", "compile_s",
                                                                "verify_s", "energy_s")
                           if k in r)

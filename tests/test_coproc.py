@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -124,6 +125,16 @@ def test_sigmoid_lut_by_hand_and_table():
     assert t[128] == 128 and t[0] == 0 and t[255] == 255  # v = 0, -128 (8 * 16), 127
     assert t[128 + 16] == 187  # round(256 * sigmoid(1)) = round(187.16)
     assert np.all(np.diff(t.astype(int)) >= 0)
+
+
+def test_sigmoid_table_of_a_small_scale_warns_of_nothing():
+    """A wide table at a small input scale: exp(-v / in_scale) overflows to inf for the
+    most negative v, which is a gain of exactly 0, not a RuntimeWarning on stderr (the
+    gesture example's compile printed 'overflow encountered in exp')."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = make_sigmoid_table(16, 4.0)            # v / in_scale down to -8192
+    assert t[0] == 0 and t[2 ** 15] == 128 and t[-1] == 255
 
 
 def test_window_and_history_carry_state():

@@ -2,6 +2,7 @@
 network. The fast tests check the layouts' shapes, the firing-rate start and the --bn
 layout; the slow one runs `--quick` end to end (training, compile, verify with Lava,
 energy) and reads its printed table and JSON."""
+import copy
 import json
 import math
 import subprocess
@@ -15,6 +16,7 @@ import torch
 from examples import gesture_networks as gn
 from snncompile.nn import SNN
 from snncompile.nn.attention import AttentionLayer, AttentionSNN
+from snncompile.nn.checkpoint import model_class
 from snncompile.nn.layers import LIFLayer, Residual
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,16 +41,95 @@ def test_gesture_layout_is_the_authors_8192_256_11():
     assert [s for s in cfg["layers"] if s["type"] != "attention"] == plain["layers"]
 
 
-def test_residual_layout_has_conv_shortcuts_and_csa_outside_the_blocks():
+def test_residual_layout_has_csa_at_the_end_of_each_block_as_att_res_snn():
+    """The released Att_Res_SNN BasicBlock: conv -> LIF -> conv -> CSA in the body, then
+    + shortcut(x) (a 1x1 conv here) into the block's LIF; no attention on the stem or the
+    transition; the checkpoint class is found through the nested blocks."""
     cfg = gn.residual_config((8, 16), "csa", "causal", False, 8)
+    assert model_class(cfg) is AttentionSNN
+    assert model_class(gn.residual_config((8, 16), None, "causal", False, 8)) is SNN
+    assert [s["type"] for s in cfg["layers"] if s["type"] != "residual"][:3] == \
+        ["conv2d", "avgpool2d", "lif"]
+    assert not any(s["type"] == "attention" for s in cfg["layers"])   # top level
     model = AttentionSNN(cfg)
     blocks = [m for m in model.layers if isinstance(m, Residual)]
     assert len(blocks) == 2
-    assert all(isinstance(b.shortcut[0].module, torch.nn.Conv2d) for b in blocks)
-    atts = [m for m in model.layers if isinstance(m, AttentionLayer)]
-    assert [a.kind for a in atts] == ["csa", "csa"]
+    for b in blocks:
+        assert isinstance(b.shortcut[0].module, torch.nn.Conv2d)
+        assert isinstance(b.body[-1], AttentionLayer)
+        assert b.body[-1].kind == "csa" and b.body_names[-1].endswith(".att")
+        assert isinstance(b.body[-2].module, torch.nn.Conv2d)
     out = model(torch.zeros((1, 2, 2, 32, 32)))
     assert out.shape == (1, 2, 11)
+    plain = gn.residual_config((8, 16), None, "causal", False, 8)
+    strip = [dict(s, body=[b for b in s["body"] if b["type"] != "attention"])
+             if s["type"] == "residual" else s for s in cfg["layers"]]
+    assert strip == plain["layers"]
+
+
+def test_start_firing_follows_the_attention_at_the_end_of_a_block():
+    """The block's LIF sums the gated body current and the shortcut's: start_firing
+    scales both synapses and the CSA's first weights back, so every LIF starts at its
+    rate and the gains on the body's current do not change."""
+    torch.manual_seed(0)
+    cfg = gn.residual_config((4, 8), "csa", "causal", False, 8)
+    model = AttentionSNN(cfg)
+    pairs, pending, att = gn._synapses(model.layers)
+    names = gn._names(model)
+    blocks = {names[id(lif)]: (mods, a) for lif, mods, a in pairs if a is not None}
+    assert list(blocks) == ["res1.out", "res2.out"] and pending == [] and att is None
+    for name, (mods, a) in blocks.items():
+        assert len(mods) == 2 and names[id(a)] == name.replace(".out", ".att")
+    x = torch.as_tensor((np.random.default_rng(0).random((6, 8, 2, 32, 32)) < 0.05),
+                        dtype=torch.float32)
+    gn.start_firing(model, x)
+    rates = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=names[id(m)]:
+                                     rates.__setitem__(n, float(o.mean())))
+             for m in model.modules() if isinstance(m, LIFLayer)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert list(rates) == ["stem.lif", "res1.lif", "res1.out", "trans2.lif", "res2.lif",
+                           "res2.out", "out"]
+    assert all(abs(rates[n] - 0.1) < 0.02 for n in list(rates)[:-1]), rates
+    assert abs(rates["out"] - 0.05) < 0.03, rates
+    a = blocks["res1.out"][1]
+    cur = torch.randn(2, 8, 4, 32, 32).abs()
+    with torch.no_grad():
+        before = a(cur)
+        gn._rescale([], a, 5.0)
+        assert torch.allclose(a(cur * 5.0), before * 5.0, rtol=1e-4, atol=1e-4)
+
+
+def test_reuse_loads_only_a_checkpoint_of_the_same_config_and_training(tmp_path):
+    """--reuse: a checkpoint is loaded when its config and recorded training settings
+    equal this run's (an older one without recorded settings, with a note); one of B's
+    old layout (CSA on the stem) or other training flags is trained again."""
+    from snncompile.nn import save_checkpoint
+    args = gn.parse(["--quick"])
+    cfg = gn.residual_config(args.width_b, "csa", "causal", False, args.steps)
+    torch.manual_seed(0)
+    model = AttentionSNN(cfg)
+    path = tmp_path / "b.pt"
+    save_checkpoint(model, path, {"training": gn.training(args)})
+    back, extra, note = gn.reusable(path, cfg, args)
+    assert back is not None and note == "" and extra["training"] == gn.training(args)
+    x = torch.zeros((1, 2, 2, 32, 32))
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+    other = gn.parse(["--quick", "--epochs", "9"])
+    assert gn.reusable(path, cfg, other)[0] is None
+    assert "epochs 5 != 9" in gn.reusable(path, cfg, other)[2]
+    old = copy.deepcopy(cfg)          # the old layout: CSA on the stem, not in the blocks
+    old["layers"].insert(2, gn.attention("csa", "causal", "stem.att")[0])
+    assert gn.reusable(path, old, args)[0] is None
+    assert "config differs" in gn.reusable(path, old, args)[2]
+    save_checkpoint(model, path, {"dataset": "examples.datasets.gestures"})
+    back, _, note = gn.reusable(path, cfg, args)
+    assert back is not None and "not recorded" in note
+    assert gn.reusable(tmp_path / "none.pt", cfg, args)[0] is None
 
 
 def test_start_firing_sets_each_rate_and_keeps_the_attention_gains():
@@ -147,10 +228,10 @@ def test_bn_flag_puts_a_batchnorm_after_every_conv_and_start_firing_scales_it():
     res = gn.residual_config((4, 8), "csa", "causal", True, 8)
     block = next(s for s in res["layers"] if s["type"] == "residual")
     assert [s["type"] for s in block["body"]] == ["conv2d", "batchnorm", "lif", "conv2d",
-                                                  "batchnorm"]
+                                                  "batchnorm", "attention"]   # BasicBlock
     assert [s["type"] for s in block["shortcut"]] == ["conv2d", "batchnorm"]
     model = AttentionSNN(cfg)
-    pairs, _ = gn._synapses(model.layers)
+    pairs = gn._synapses(model.layers)[0]
     assert all(isinstance(m, torch.nn.BatchNorm2d) for _, mods, _ in pairs[:3] for m in mods)
     bn = pairs[0][1][0]
     cur = torch.randn(2, 8, 4, 32, 32)
@@ -193,9 +274,14 @@ def test_quick_mode_prints_every_field_and_verify_agrees(tmp_path):
         assert r["faithful"] in (True, False)          # checked, not NOT CHECKED
         verdict = "FAITHFUL" if r["faithful"] else "NOT FAITHFUL"
         assert row["float model"].startswith(verdict)
+        assert f"same decision {r['agreement']:.1%})" in row["float model"]   # the reason
         assert f"{r['network']}, {r['attention']}: {verdict} to the float model" in res.stdout
         assert len(row["firing rate float/compiled"].split()) == len(r["rates"]) == \
             (5 if r["network"].startswith("A") else 7)
+        named = ", ".join(f"{k} {gn._rate(v)}" for k, v in r["rates"].items())
+        assert f"{r['network']}, {r['attention']}: firing rate per layer (float / " \
+            f"compiled): {named}" in res.stdout
+        assert list(r["rates"])[0] == ("lif1" if r["network"].startswith("A") else "stem.lif")
         spikes = sum(v["compiled"] * v["neurons"] * 8 for v in r["rates"].values())
         assert math.isclose(spikes, r["spikes_per_inference"], rel_tol=1e-9)
         assert r["cores"] >= 1 and r["latency_per_inference_s"] > r["latency_per_step_s"] > 0

@@ -684,7 +684,8 @@ def make_sigmoid_table(in_bits: int, in_scale: float) -> np.ndarray:
     if not in_scale > 0:
         raise GraphError(f"make_sigmoid_table: in_scale ({in_scale}) must be > 0")
     v = np.arange(-(2 ** (in_bits - 1)), 2 ** (in_bits - 1), dtype=np.float64)
-    s = 1.0 / (1.0 + np.exp(-v / float(in_scale)))
+    with np.errstate(over="ignore"):    # exp(-v/in_scale) = inf: s = 0, as it should be
+        s = 1.0 / (1.0 + np.exp(-v / float(in_scale)))
     return np.clip(np.floor(256.0 * s + 0.5), 0, 255).astype(np.uint8)
 
 
