@@ -10,9 +10,10 @@ Supported: the node types of the `KERNELS` table, each registered next to its ke
 below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
 padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxRecDense (a
 LIF layer's recurrent synapses: the one back edge, computed step by step inside that LIF's
-kernel), FxSigmaDelta, Flatten, Output. A
-graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
-path whole, and the reason names the first such node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
+kernel), FxSigmaDelta, Flatten, Output. Any
+other node (gates, co-processor partitions) steps on its numpy op inside the plan
+(`_NumpyK`); a graph with a loop delay (FxDelay) runs on the numpy path whole, and the
+reason names that node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
 Parameters are read from the numpy operations the Simulator builds (`_LIF.keep_u`,
 `_Dense.w`, `_Conv.im2col`, ...), so both paths share one definition of each node's
