@@ -59,12 +59,18 @@ def test_unregistered_node_type_is_refused_in_one_line():
 
 def test_kernel_fallback_names_the_node_type(monkeypatch):
     pytest.importorskip("numba")
-    # a registered simulator type without a kernel: the reason names it, the run works
+    # a registered simulator type without a kernel steps on its numpy code inside the
+    # kernel path: the reason names its type, the run gives the numpy path's integers
     monkeypatch.delitem(KERNELS._rules, FxDense)
     sim = Simulator(_lif_graph(), kernel="numba")
-    assert sim.kernel == "numpy"
-    assert sim.kernel_reason.startswith("fc: FxDense has no compiled kernel")
-    assert sim.run(np.ones((2, 5, 6), np.int64)).kernel == "numpy"
+    assert sim.kernel == "numba"
+    assert "FxDense step on their numpy code" in sim.kernel_reason
+    x = np.ones((2, 5, 6), np.int64)
+    a, b = Simulator(_lif_graph(), kernel="numpy").run(x), sim.run(x)
+    assert b.kernel == "numba"
+    for name in a.spikes:
+        assert np.array_equal(a.spikes[name], b.spikes[name]), name
+    assert a.counts == b.counts and a.overflow == b.overflow
 
 
 def _assert_runs_equal(a, b):

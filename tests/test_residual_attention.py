@@ -132,9 +132,17 @@ def test_reference_equals_simulator_on_random_blocks_with_attention(case, seed):
     g = build.graph
     assert g.nodes(FxCoproc) and g.nodes(FxGate)
     _sim_equals_reference(build, x)
-    # the compiled kernels have no gate rule: a numba request runs the numpy path and says so
+    # the compiled kernels have no gate rule: gates and the partition step on their numpy
+    # code inside the kernel path (kernels_plan._NumpyK), with the numpy path's integers
     sim = Simulator(g, kernel="numba")
-    assert sim.kernel == "numpy" and "no compiled kernel" in sim.kernel_reason
+    assert sim.kernel == "numba" and "step on their numpy code" in sim.kernel_reason
+    a, b = Simulator(g, kernel="numpy").run(x), sim.run(x)
+    assert b.kernel == "numba"
+    for name in a.spikes:
+        assert np.array_equal(a.spikes[name], b.spikes[name]), name
+    for name in a.boundary:
+        assert np.array_equal(a.boundary[name], b.boundary[name]), name
+    assert a.counts == b.counts and a.overflow == b.overflow
 
 
 @pytest.mark.lava

@@ -240,7 +240,8 @@ def test_selection_env_argument_and_unsupported_graphs(monkeypatch):
     monkeypatch.setattr(kernels_plan, "AUTO_MIN_WORK", 0)
     assert Simulator(graph).run(x).kernel == "numba"
     assert Simulator(graph).run(x.astype(np.float64)).kernel == "numpy"  # not integers
-    # a gate has no kernel: the whole graph runs on numpy, and the reason names it
+    # a gate has no kernel: it steps on its numpy code inside the plan, and the reason
+    # names its type
     g = Graph()
     g.add(Input("in", shape=(4,)))
     g.add(FxDense("fa", weight=np.full((3, 4), 2)), ["in"])
@@ -249,8 +250,9 @@ def test_selection_env_argument_and_unsupported_graphs(monkeypatch):
     g.add(FxLIF("lif", shape=(3,), vth=1), ["gate"])
     g.add(Output("o"), ["lif"])
     sim = Simulator(g, kernel="numba")
-    assert sim.kernel == "numpy" and sim.kernel_reason.startswith("gate: FxGate")
-    assert sim.run(np.ones((1, 3, 4), np.int64)).kernel == "numpy"
+    assert sim.kernel == "numba" and "FxGate step on their numpy code" in sim.kernel_reason
+    assert sim.run(np.ones((1, 3, 4), np.int64)).kernel == "numba"
+    assert_same(g, np.ones((2, 3, 4), np.int64))
 
 
 def test_empty_runs():
@@ -400,3 +402,97 @@ def test_li_readout_strict_errors_are_the_numpy_errors():
         assert errors[0] == errors[1], (seed, errors)
         raised += errors[0] is not None
     assert raised >= 5
+
+
+# ------------------------------------------------------------- attention graphs (mixed path)
+from snncompile.ir import ATTENTION_PARTS  # noqa: E402
+
+ATTENTION = [(v, c) for v in sorted(ATTENTION_PARTS) for c in (False, True)
+             if c or "sa" not in ATTENTION_PARTS[v]]
+
+
+def _attention_build(variant, conv, seed, mode):
+    import torch
+
+    from snncompile.frontends import graph_from_model
+    from snncompile.nn.attention import AttentionSNN
+    from snncompile.pipeline import compile_model
+    torch.manual_seed(seed)
+    lif = {"type": "lif", "du": 0.3, "dv": 0.1, "vth": 0.5}
+    steps = 6
+    att = {"type": "attention", "kind": variant, "mode": mode, "window": 3 if mode ==
+           "causal" else steps, "t_ratio": 1, "c_ratio": 2, "kernel": 3, "gain_bits": 8,
+           "name": "att"}
+    if conv:
+        layers = [{"type": "conv2d", "out": 4, "kernel": 3, "padding": 1, "name": "conv1"},
+                  att, dict(lif, name="lif1"), {"type": "flatten"},
+                  {"type": "dense", "out": 5, "name": "fc2"}, dict(lif, name="lif2")]
+        shape = (2, 5, 5)
+    else:
+        layers = [{"type": "dense", "out": 12, "name": "fc1"}, att, dict(lif, name="lif1"),
+                  {"type": "dense", "out": 5, "name": "fc2"}, dict(lif, name="lif2")]
+        shape = (10,)
+    model = AttentionSNN({"input": {"shape": list(shape), "encoding": "spikes",
+                                    "steps": steps}, "layers": layers})
+    with torch.no_grad():
+        model.layers[0].module.weight.mul_(3.0)
+    rng = np.random.default_rng(seed)
+    calib = (rng.random((8, steps) + shape) < 0.4).astype(np.int64)
+    x = (rng.random((5, steps) + shape) < 0.4).astype(np.int64)
+    import warnings
+
+    from snncompile.pipeline import FidelityWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FidelityWarning)
+        return compile_model(graph_from_model(model), "loihi2", calib=calib).graph, x
+
+
+@pytest.mark.parametrize("mode", ["causal", "window"])
+@pytest.mark.parametrize("variant,conv", ATTENTION)
+def test_kernel_equals_numpy_on_attention_networks(variant, conv, mode):
+    """Gates and co-processor partitions step on their numpy code inside the kernel plan
+    (kernels_plan._NumpyK); spikes, u/v, boundary channels, counts and overflow equal the
+    numpy path's, at batch 1 and over several samples on the threads."""
+    graph, x = _attention_build(variant, conv, 7, mode)
+    assert "step on their numpy code" in Simulator(graph, kernel="numba").kernel_reason
+    for batch in (1, 5):
+        a = assert_same(graph, x, batch_size=batch)
+        b = Simulator(graph, kernel="numba").run(x, batch_size=batch)
+        assert a.boundary and a.boundary.keys() == b.boundary.keys()
+        for ch in a.boundary:
+            assert np.array_equal(a.boundary[ch], b.boundary[ch]), ch
+        assert any(a.spikes[n].any() for n in a.spikes)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_attention_strict_mode_on_the_mixed_path(strict):
+    """strict=True on an attention graph: no error where numpy raises none, same results."""
+    graph, x = _attention_build("tcsa", True, 3, "causal")
+    a, b = run_both(graph, x, strict=strict)
+    for name in a.spikes:
+        assert np.array_equal(a.spikes[name], b.spikes[name]), name
+    assert a.counts == b.counts and a.overflow == b.overflow
+
+
+def test_attention_strict_errors_are_the_numpy_errors():
+    """A LIF after the gates that clips: the mixed path raises the numpy path's error."""
+    graph, x = _attention_build("ca", True, 5, "causal")
+    lif = graph.node("lif1")
+    # never fires; a bias just under the 24-bit limit: the gated current pushes v over it
+    # at the first (sample, neuron, step) where it is positive
+    lif.vth, lif.dv, lif.bias_mant, lif.bias_exp = 2 ** 17 - 1, 0, 4095, 11
+    errors = []
+    for kernel in ("numpy", "numba"):
+        with pytest.raises(OverflowDetected) as e:
+            Simulator(graph, kernel=kernel, strict=True).run(x)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1]
+
+
+def test_loop_delays_stay_on_numpy(tmp_path):
+    """HTDA's top-down loop (FxDelay) answers step n from earlier steps: every node of the
+    loop would have to step together, so the graph runs on the numpy loop, and says why."""
+    from test_attention_compile import compiled_htda
+    build, x = compiled_htda(1, tmp_path)
+    sim = Simulator(build.graph, kernel="numba")
+    assert sim.kernel == "numpy" and "FxDelay closes a loop" in sim.kernel_reason

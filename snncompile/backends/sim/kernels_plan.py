@@ -10,9 +10,10 @@ Supported: the node types of the `KERNELS` table, each registered next to its ke
 below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
 padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxRecDense (a
 LIF layer's recurrent synapses: the one back edge, computed step by step inside that LIF's
-kernel), FxSigmaDelta, Flatten, Output. A
-graph with any other node (gates, co-processor partitions, loop delays) runs on the numpy
-path whole, and the reason names the first such node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
+kernel), FxSigmaDelta, Flatten, Output. Any
+other node (gates, co-processor partitions) steps on its numpy op inside the plan
+(`_NumpyK`); a graph with a loop delay (FxDelay) runs on the numpy path whole, and the
+reason names that node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
 Parameters are read from the numpy operations the Simulator builds (`_LIF.keep_u`,
 `_Dense.w`, `_Conv.im2col`, ...), so both paths share one definition of each node's
@@ -106,13 +107,24 @@ class Dispatch:
                 f"{', '.join(sorted(sim.bias_fed))}: input frames drive the bias; the numpy "
                 "path runs the graph")
             return
+        stepped = []     # nodes without a kernel: their numpy op steps inside the plan
         for name in sim.order:
             node = sim.nodes[name]
-            if not KERNELS.supports(node):
+            if KERNELS.supports(node):
+                continue
+            if sim.ops[name].answers_early:
+                # a loop delay (FxDelay, HTDA's top-down feedback) answers at step n with
+                # what a later node computed earlier: every node of the loop would have to
+                # step together, so the graph stays on the numpy loop
                 self.kernel, self.reason = "numpy", (
-                    f"{name}: {type(node).__name__} has no compiled kernel; the numpy path "
-                    "runs the graph")
+                    f"{name}: {type(node).__name__} closes a loop (answers step n from "
+                    "earlier steps) and has no compiled kernel; the numpy path runs the graph")
                 return
+            stepped.append(name)
+        if stepped:
+            types = sorted({type(sim.nodes[n]).__name__ for n in stepped})
+            self.reason = (f"compiled kernels (numba); {len(stepped)} node(s) of type "
+                           f"{', '.join(types)} step on their numpy code inside the plan")
         self.synapses = sum(int(np.prod(sim.graph.shape(n))) * _fan_in(sim.nodes[n])
                             for n in sim.order if sim.nodes[n].is_synapse)
 
@@ -193,6 +205,14 @@ class _Kernel:
     def series(self, srcs, run: _SampleRun):
         return srcs[0]
 
+    def value_at(self, series, n: int, run: _SampleRun):
+        """What this node's numpy op returns at global step n, from its series (a node
+        that steps on its numpy code, `_NumpyK`, reads its sources through this): the
+        series' row, None outside it (a LIF outside its window; the default)."""
+        arr, off = series
+        i = n - off
+        return arr[i] if 0 <= i < arr.shape[0] else None
+
     def account(self, counters: list, samples: int, time) -> bool:
         """Add the counters of a batch of `samples` (one entry per sample; `time` its
         Timing) to the op; True when anything wrapped or clipped."""
@@ -206,6 +226,12 @@ class _InputK(_Kernel):
 
     def series(self, srcs, run):
         return run.xb.reshape(run.time.steps, self.n_in), 0
+
+    def value_at(self, series, n, run):
+        """The frame itself (its own dtype, as `simulator._Input` gives it)."""
+        if n < run.time.steps:
+            return run.batch.x[run.row, n]
+        return np.zeros(self.op.node.shape, np.int64) if self.op.zeros_after else None
 
 
 KERNELS.register(Input)(_InputK)
@@ -227,6 +253,12 @@ class _SynapseK(_Kernel):
             out += self.op.bias.reshape(1, -1)
         run.counters[self.name] = (ic, int(wraps[0]))
         return out, 0
+
+    def value_at(self, series, n, run):
+        """A synapse sends its buffer every step: zeros outside the series."""
+        arr, off = series
+        i = n - off
+        return arr[i] if 0 <= i < arr.shape[0] else np.zeros(arr.shape[1:], np.int64)
 
     def account(self, counters, samples, time):
         op = self.op
@@ -398,6 +430,11 @@ class _LIFK(_Kernel):
     def finish(self, batch, row: int, steps: int) -> None:
         """After the kernel ran sample `row` (nothing to do for a LIF)."""
 
+    def value_at(self, series, n, run):
+        """Spikes as the numpy op's bool (the series is their uint8 view); an LI's v."""
+        v = super().value_at(series, n, run)
+        return v.view(np.bool_) if v is not None and v.dtype == np.uint8 else v
+
     def series(self, srcs, run):
         op, tm, batch = self.op, run.time, run.batch
         window = tm.window(self.name)
@@ -504,14 +541,90 @@ class _SigmaDeltaK(_Kernel):
 KERNELS.register(FxSigmaDelta)(_SigmaDeltaK)
 
 
+class _NumpyK(_Kernel):
+    """A node without a compiled kernel (FxGate, FxCoproc, FxCoprocOut, ...) inside the
+    plan: its numpy op steps over one sample's global steps, reading its sources' values
+    step by step as the numpy loop gives them (`_Kernel.value_at`: dtype, None outside a
+    window, a synapse's zeros), and keeps its own counters and boundary channels.
+
+    Exact because the op answers no step early (Dispatch leaves graphs with a loop delay
+    on the numpy loop): what it reads at step n are its sources' values at step n, which
+    the topological order computed before it, over all steps (a causal gate reads the
+    co-processor's gain of the same step; a window partition's buffered rows later). The
+    op's state is its own, so one sample at a time steps it, under a lock; the kernels of
+    other samples run meanwhile. In strict mode an error it raises only flags the batch,
+    which the numpy path then runs again (the first error in the numpy loop's order)."""
+
+    def __init__(self, op):
+        super().__init__(op)
+        self.lock = threading.Lock()
+        self.sources: list = []   # set by Plan: per input, (origin kernel, per-step shape)
+        self.n_out = 0            # set by Plan: values per step when they are arrays
+
+    def series(self, srcs, run):
+        from snncompile.backends.sim.simulator import Batch
+        from snncompile.errors import OverflowDetected
+        b, op = run.batch, self.op
+        one = Batch(b.x[run.row:run.row + 1], b.offset + run.row, b.time, b.values,
+                    b.boundary, b.state)
+        steps, vals, flagged = b.time.global_steps, [], False
+        with self.lock:
+            op.reset(one)
+            try:
+                for n in range(steps):
+                    vals.append(op.advance(n, [self._read(k, shape, s, n, run) for (k, shape), s
+                                               in zip(self.sources, srcs)], one))
+                op.finish()
+            except OverflowDetected:
+                flagged = True
+        run.counters[self.name] = flagged
+        return _Steps(vals + [None] * (steps - len(vals)), self.n_out)
+
+    @staticmethod
+    def _read(kernel, shape, series, n, run):
+        v = kernel.value_at(series, n, run)
+        return v.reshape((1,) + shape) if isinstance(v, np.ndarray) else v
+
+    def value_at(self, series, n, run):
+        return series.vals[n] if n < len(series.vals) else None
+
+    def account(self, counters, samples, time):
+        return any(counters)
+
+
+class _Steps(tuple):
+    """A stepped node's series: (array (steps, n) int64 with zeros where the op gave None,
+    0) for kernels that read it, and `vals`, the op's value per global step (arrays, None,
+    or a partition's dict of ports) for stepped readers."""
+
+    def __new__(cls, vals, n_out):
+        arr = None
+        if all(v is None or isinstance(v, np.ndarray) for v in vals):
+            arr = np.zeros((len(vals), n_out), np.int64)
+            for i, v in enumerate(vals):
+                if v is not None:
+                    arr[i] = v.reshape(-1)
+        self = super().__new__(cls, (arr, 0))
+        self.vals = vals
+        return self
+
+
 class Plan:
     """The compiled kernels of one Simulator's graph (one `_Kernel` per node)."""
 
     def __init__(self, sim):
         self.sim = sim
         self.order = list(sim.order)
-        self.kernels = {name: KERNELS.rule(sim.nodes[name])(sim.ops[name])
-                        for name in self.order}
+        self.kernels = {name: (KERNELS.rule(sim.nodes[name]) if KERNELS.supports(
+            sim.nodes[name]) else _NumpyK)(sim.ops[name]) for name in self.order}
+        origin = {}     # name -> the kernel whose value_at reads its series
+        for name in self.order:
+            k, srcs = self.kernels[name], sim.inputs[name]
+            plain = type(k).series is _Kernel.series and srcs   # Flatten, Output
+            origin[name] = origin[srcs[0]] if plain else k
+            if isinstance(k, _NumpyK):
+                k.sources = [(origin[s], _shape(sim.graph, s)) for s in srcs]
+                k.n_out = _size(sim.graph, name)
         self.recurrent = set()
         for name in self.order:
             k = self.kernels[name]
@@ -652,6 +765,18 @@ def _shared(pool, block, n: int) -> None:
     work()
     if not helper.cancel():
         helper.result()
+
+
+def _shape(graph, name) -> tuple:
+    """A node's per-step output shape; () when it has none (a partition's dict of ports)."""
+    shape = graph.shape(name)
+    return tuple(shape) if isinstance(shape, (tuple, list)) else ()
+
+
+def _size(graph, name) -> int:
+    """Values per step of a node's output (0 when it has no array shape: a partition)."""
+    shape = _shape(graph, name)
+    return int(np.prod(shape)) if shape else 0
 
 
 def _flat(a) -> np.ndarray:

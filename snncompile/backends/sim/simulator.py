@@ -21,8 +21,9 @@ Run's values; partitions and their outputs write what crosses the boundary.
 Speed: integer matrix products are computed with BLAS in float32 or float64 when the
 largest possible partial sum is exactly representable (|sum| < 2**24 or 2**53), which
 gives bit-identical integers; otherwise in int64. Batch 1 with binary spikes uses
-event-driven gathering of the active inputs' weight rows. Graphs whose node types all have
-a compiled kernel (`kernels_plan.KERNELS`) run on those kernels instead (chosen in `run`);
+event-driven gathering of the active inputs' weight rows. Graphs without loop delays run
+on the compiled kernels (`kernels_plan.KERNELS`) instead (chosen in `run`), nodes without
+a kernel (gates, co-processor partitions) stepping on their op here inside that plan;
 `kernel="numpy"` or SNNCOMPILE_SIM_KERNEL=numpy keeps this numpy path, which the kernels
 are tested against.
 
