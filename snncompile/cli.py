@@ -361,12 +361,11 @@ def _dispatch(args) -> int:
 def cmd_compile(args) -> int:
     import warnings
 
-    from .pipeline import FidelityWarning, MappingWarning, compile_model
+    from .pipeline import FidelityWarning, compile_model
 
     from .cli_checks import naming
     with warnings.catch_warnings(), naming("--calib", args.calib):
         warnings.simplefilter("ignore", FidelityWarning)   # printed below, one line each
-        warnings.simplefilter("ignore", MappingWarning)
         build = compile_model(args.model, args.target, calib=args.calib,
                               calib_samples=args.calib_samples, chips=args.chips,
                               input_bits=args.input_bits, input_signed=args.input_signed,
@@ -383,8 +382,7 @@ def cmd_compile(args) -> int:
     else:
         print(build.report_md)
         print(f"wrote {path}/ (graph.json, arrays.npz, report.md, report.json)")
-    for line in (build.report.get("fidelity", {}).get("warnings", [])
-                 + build.report.get("mapping", {}).get("warnings", [])):
+    for line in build.report.get("fidelity", {}).get("warnings", []):
         _warn(line)
     return 0
 

@@ -19,7 +19,6 @@ from .passes.fold import fold_pools
 from .passes.htda import insert_loop, lower_htda, set_aside_loop
 from snncompile.mapping.coproc_assign import partition, partition_markdown
 from snncompile.mapping.place import map_graph
-from snncompile.mapping.split import uncharged_synapses
 from .passes.quantize import quantize
 from snncompile.report.compile import (SYNAPSE_COUNTS, bias_axons, compile_markdown,
                                        layer_rows)
@@ -141,13 +140,9 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
     report = _report(fixed, spec, low.quant, sim.overflow if sim else {}, x_cal, low.cal_file)
     report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
-    report["mapping"]["warnings"] = uncharged_synapses(fixed)
-    for line in report["mapping"]["warnings"]:
-        warnings.warn(line, MappingWarning, stacklevel=2)
     if graph.meta.get("nir"):                   # NIR: the dt used, where from, what assumed
         report["nir"] = graph.meta["nir"]
     md = compile_markdown(report) + "\n## Mapping\n\n```\n" + mapping.table() + "\n```\n"
-    md += "".join(f"\nWARNING: {line}\n" for line in report["mapping"]["warnings"])
     onnx_files = {}
     if fixed.nodes(FxCoproc):                                                # ANN branch
         report["partition"] = partition(fixed, spec)
@@ -235,10 +230,6 @@ def _netx_copy(source, fixed: Graph) -> bytes | None:
 NO_CALIB = ("no calibration data: scales ignore the 24-bit state headroom, and wraps, "
             "saturation and fidelity to the float model were not checked; pass --calib "
             "FILE.npz")
-
-
-class MappingWarning(UserWarning):
-    """Something the mapping does not count (printed by the CLI on stderr)."""
 
 
 class FidelityWarning(UserWarning):

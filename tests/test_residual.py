@@ -165,21 +165,3 @@ def test_sanafe_refuses_a_path_aligned_synapse():
     SANAFE.rule(g.node("fc2")).check(g.node("fc2"))
     with pytest.raises(UnsupportedError, match="'skip' has synaptic delays \\(path alignment"):
         SANAFE.rule(g.node("skip")).check(g.node("skip"))
-
-
-def test_the_mapper_says_which_synapses_it_does_not_charge():
-    """A neuron fed by a body and a shortcut synapse: the mapper counts the first synapse
-    only, and says so (a compile prints this on stderr and in report.md); a chain has
-    nothing to say."""
-    from snncompile.mapping.split import uncharged_synapses
-    g = _block()
-    balance(g)
-    lines = uncharged_synapses(g)
-    assert len(lines) == 1 and lines[0].startswith("mapping: lif2: its synapses skip ")
-    assert "fc2, only" in lines[0]
-    chain = Graph()
-    chain.add(Input("in", shape=(4,)))
-    chain.add(FxDense("fc1", weight=np.full((4, 4), 40, np.int32)), ["in"])
-    chain.add(FxLIF("lif1", shape=(4,), du=4095, dv=4095, vth=30), ["fc1"])
-    chain.add(Output("out"), ["lif1"])
-    assert uncharged_synapses(chain) == []

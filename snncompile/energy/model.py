@@ -219,7 +219,9 @@ class _NeuronLayerEnergy(NodeEnergy):
     def price(self, p: Pricing, layer: str) -> None:
         e, info = p.e, p.mapping.layers[layer]
         syn = info["synapse"]
-        synops, e_syn = ENERGY.rule(p.graph.node(syn)).synops(p, syn) if syn else (0.0, 0.0)
+        # every feed-forward synapse into it (a residual block's body and shortcut)
+        feeds = info.get("synapse_nodes") or ([syn] if syn else [])
+        synops, e_syn = _add_synops(p, feeds, 0.0, 0.0)
         synops, e_syn = _with_recurrent(p, layer, synops, e_syn)
         updates = p.count(layer, "neuron_updates")
         spikes = p.count(layer, "spikes")
@@ -240,7 +242,8 @@ class _NeuronLayerEnergy(NodeEnergy):
         p.events[layer] = {"synops": synops, "neuron_updates": updates,
                            "active_updates": active, "inactive_updates": inactive,
                            "spikes": spikes, **ev}
-        _bias_axon(p, layer, syn, e_syn)
+        for name in feeds:
+            _bias_axon(p, layer, name, e_syn)
         p.block_rate[layer] = {k: v / p.steps for k, v in p.events[layer].items()}
         dense_ops = float(info["synapses"])
         p.ann_j += dense_ops * E_MAC_J
@@ -261,25 +264,32 @@ def _bias_axon(p: Pricing, layer: str, syn: str | None, e_syn: float) -> None:
     cores = max(int(p.mapping.layers[layer].get("blocks", 1)), 1)
     msgs = events * cores
     p.per_layer[layer]["messages"] += msgs * p.e.message_j
-    p.events[layer]["bias_messages"] = msgs
+    ev = p.events[layer]
+    ev["bias_messages"] = ev.get("bias_messages", 0.0) + msgs
     bias_synops = p.count(syn, "bias_synops", required=False)
-    p.events[layer]["bias_synops"] = bias_synops
+    ev["bias_synops"] = ev.get("bias_synops", 0.0) + bias_synops
     p.note(f"{layer}: the bias axon of {syn} costs {bias_synops:,.0f} synaptic events "
            f"({bias_synops * e_syn:.3g} J) and {msgs:,.0f} messages per inference (every "
            "step, into each of its cores)")
 
 
+def _add_synops(p: Pricing, names, synops: float, e_syn: float):
+    """(synops, joules per synop) with the synaptic events of synapse nodes `names` added
+    (each priced by its type's rule), joules as the average."""
+    for name in names:
+        n, e = ENERGY.rule(p.graph.node(name)).synops(p, name)
+        if synops + n > 0:
+            e_syn = (synops * e_syn + n * e) / (synops + n)
+        synops += n
+    return synops, e_syn
+
+
 def _with_recurrent(p: Pricing, layer: str, synops: float, e_syn: float):
     """(synops, joules per synop) of a layer with its recurrent synapses (FxRecDense, on
     the layer's own core) added to its feed-forward ones, joules as the average."""
-    for rec in p.graph.inputs(layer):
-        node = p.graph.node(rec)
-        if node.is_synapse and node.closes_loop:
-            n, e = ENERGY.rule(node).synops(p, rec)
-            if synops + n > 0:
-                e_syn = (synops * e_syn + n * e) / (synops + n)
-            synops += n
-    return synops, e_syn
+    recs = [i for i in p.graph.inputs(layer)
+            if p.graph.node(i).is_synapse and p.graph.node(i).closes_loop]
+    return _add_synops(p, recs, synops, e_syn)
 
 
 READOUT_BITS = 24

@@ -497,12 +497,15 @@ def _layer_traffic(split: Split, spec: TargetSpec, grid: "_Grid", traffic: _Core
 
 
 def _layer_summary(split: Split, core_of_block: np.ndarray) -> dict[str, dict]:
-    """Per layer: neurons, synapse node, synapses, blocks and the cores holding them."""
+    """Per layer: neurons, synapse node (the first; `synapse_nodes`: all of them when there
+    are several), synapses (of all), blocks and the cores holding them."""
     layers = {}
     for name, lb in split.layers.items():
         layers[name] = {"neurons": lb.neurons, "synapse": lb.synapse, "synapses": lb.synapses,
                         "blocks": 0 if lb.blocks == [-1] else len(lb.blocks),
                         "cores": sorted({int(core_of_block[b]) for b in lb.blocks if b >= 0})}
+        if len(lb.synapse_nodes) > 1:   # a residual block's body and shortcut, ...
+            layers[name]["synapse_nodes"] = list(lb.synapse_nodes)
         if lb.relay_of:
             layers[name]["relay_of"] = lb.relay_of
     return layers

@@ -1,8 +1,9 @@
 """Split every neuron layer of a fixed-stage graph into core-sized blocks.
 
-A *layer* is one neuron node (`FxLIF`, `FxSigmaDelta`) together with the synapse node
-(`FxDense` / `FxConv2d`) that feeds it: a core holds neurons and the synapses that end on
-them. What each node type costs on a core is its rule in the `SPLIT` table (`CoreCost`: a
+A *layer* is one neuron node (`FxLIF`, `FxSigmaDelta`) together with every synapse node
+(`FxDense` / `FxConv2d`) that feeds it (a residual block's body and shortcut both end on
+the block's LIF: each is charged its input axons and synapse memory, `_StackedSyn` /
+`_ConvSum`): a core holds neurons and the synapses that end on them. What each node type costs on a core is its rule in the `SPLIT` table (`CoreCost`: a
 neuron has blocks of its own, a synapse and a gate are folded into the layer they feed, a
 Flatten into its consumers, co-processor nodes hold no neurocore); a node type without a
 rule is refused. Every block honours each per-core limit of the target (`spec.limits`):
@@ -112,6 +113,7 @@ class LayerBlocks:
     blocks: list[int]  # global block indices
     owner: np.ndarray = field(repr=False)  # local block index of every neuron (layer shape)
     relay_of: str | None = None  # relay neurons of a gated LIF's current (attention)
+    synapse_nodes: list = field(default_factory=list)  # every synapse ending on it
 
 
 @dataclass
@@ -194,7 +196,7 @@ for _t in (FxLIF, FxSigmaDelta, FxCoproc, FxCoprocOut):
 SPLIT.add(FxLI, CoreCost(_trait_role(FxLI)))   # a readout: compartments, no output axons
 SPLIT.add(FxGate, CoreCost("gate"))      # the gated LIF's own programmable neuron applies it
 SPLIT.add(FxDelay, CoreCost("coproc"))   # a loop delay buffers on the x86 core
-SPLIT.add(FxRecDense, CoreCost("recurrent"))   # charged with its layer (_RecurrentSyn)
+SPLIT.add(FxRecDense, CoreCost("recurrent"))   # charged with its layer (_StackedSyn)
 # FxDense and FxConv2d: next to their connectivity (_DenseSyn, _ConvSyn) below
 
 
@@ -221,14 +223,30 @@ def _refuse_unmappable(graph: Graph) -> None:
 # ------------------------------------------------------------------ graph structure
 @dataclass
 class _Layer:
+    """One neuron layer (or the graph input) and every feed-forward synapse ending on it:
+    `syns` = [(synapse node, the node sending it messages)], first the one through its
+    first input (a residual block's body), then the others (its shortcut, ...)."""
+
     name: str
     shape: tuple
-    syn: object  # a node with role "synapse", or None
-    src: str | None
-    consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name)]
+    syns: list = field(default_factory=list)  # [(syn_node, src_name)]
+    consumers: list = field(default_factory=list)  # [(syn_node, dst_layer_name, part)]
     relay_of: str | None = None  # attention: relay neurons of this gated LIF's current
     gains: list = field(default_factory=list)  # attention: gain shapes applied to the LIF
     rec: object = None  # its recurrent synapse (FxRecDense), on the layer's own core
+
+    @property
+    def syn(self):
+        """The first synapse node (None: no synaptic input)."""
+        return self.syns[0][0] if self.syns else None
+
+    @property
+    def src(self) -> str | None:
+        return self.syns[0][1] if self.syns else None
+
+    @property
+    def sources(self) -> list[str]:
+        return [src for _, src in self.syns]
 
 
 def _source_of(graph: Graph, name: str) -> str:
@@ -265,46 +283,35 @@ def _through_gates(graph: Graph, name: str) -> tuple[str, list[tuple]]:
 
 
 def _neuron_layer(graph: Graph, name: str) -> list[_Layer]:
-    """The layer of neuron `name` (its synapse, the synapse's source, the gains applied),
-    and its relay layer when the synapse's current also leaves for the co-processor."""
+    """The layer of neuron `name` (every synapse feeding it, each synapse's source, the
+    gains applied), and its relay layer when a synapse's current also leaves for the
+    co-processor."""
     ins = graph.inputs(name)
-    syn, gains = _through_gates(graph, ins[0]) if ins else (None, [])
-    if syn is not None and core_role(graph, syn) == "input":
-        syn = None  # a delta encoder reads the input frames directly
-    if syn is not None and core_role(graph, syn) != "synapse":
-        raise UnsupportedError(f"{name}: an {type(graph.node(name)).__name__} must be fed by "
-                               f"{_names('synapse')}, not {type(graph.node(syn)).__name__}")
-    syn_node = graph.node(syn) if syn is not None else None
-    src = _source_of(graph, graph.inputs(syn)[0]) if syn is not None else None
-    rec = [graph.node(i) for i in ins if core_role(graph, i) == "recurrent"]
-    layers = [_Layer(name, graph.shape(name), syn_node, src, gains=gains,
-                     rec=rec[0] if rec else None)]
-    if syn is not None and any(graph.node(o).on_coproc for o in graph.outputs(syn)):
+    syns, gains, rec = [], [], []
+    for k, i in enumerate(ins):
+        role = core_role(graph, i)
+        if role == "recurrent":
+            rec.append(graph.node(i))
+            continue
+        if k and role not in ("synapse", "gate"):
+            continue
+        syn, g = _through_gates(graph, i)
+        if core_role(graph, syn) == "input":
+            continue  # a delta encoder reads the input frames directly
+        if core_role(graph, syn) != "synapse":
+            raise UnsupportedError(f"{name}: an {type(graph.node(name)).__name__} must be fed "
+                                   f"by {_names('synapse')}, not "
+                                   f"{type(graph.node(syn)).__name__}")
+        gains += g
+        syns.append((graph.node(syn), _source_of(graph, graph.inputs(syn)[0])))
+    layers = [_Layer(name, graph.shape(name), syns, gains=gains, rec=rec[0] if rec else None)]
+    relayed = [(node, src) for node, src in syns
+               if any(graph.node(o).on_coproc for o in graph.outputs(node.name))]
+    if relayed:
         # the current leaves for the co-processor: relay neurons with a copy of the
         # synapses, sending it each step as a graded spike (see _attention_io)
-        relay = f"{name}.relay"
-        layers.append(_Layer(relay, graph.shape(name), syn_node, src, relay_of=name))
+        layers.append(_Layer(f"{name}.relay", graph.shape(name), relayed, relay_of=name))
     return layers
-
-
-def uncharged_synapses(graph: Graph) -> list[str]:
-    """One line per neuron fed by more than one feed-forward synapse (a residual block's
-    body and shortcut adding into one LIF): the mapper charges the first synapse only
-    (`_neuron_layer`), so the others' synapse memory and input axons are missing from every
-    per-core count. Said, not hidden, until layers carry several synapses."""
-    lines = []
-    for name in graph.order():
-        if core_role(graph, name) != "neuron":
-            continue
-        ins = graph.inputs(name)
-        extra = [_through_gates(graph, i)[0] for i in ins[1:]
-                 if core_role(graph, i) in ("synapse", "gate")]
-        if extra:
-            lines.append(f"mapping: {name}: its synapses {', '.join(extra)} are not charged "
-                         "to its cores (the mapper counts a neuron's first synapse, "
-                         f"{_through_gates(graph, ins[0])[0]}, only); synapse memory and "
-                         "input axons may exceed the per-core limits there")
-    return lines
 
 
 def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
@@ -312,13 +319,13 @@ def _layers(graph: Graph) -> tuple[dict[str, _Layer], str]:
     graph order, each with its consumers; and the input's name."""
     _refuse_unmappable(graph)
     inp = graph.input_node().name
-    layers = {inp: _Layer(inp, graph.shape(inp), None, None)}
+    layers = {inp: _Layer(inp, graph.shape(inp))}
     for name in graph.order():
         if core_role(graph, name) == "neuron":
             layers.update((lay.name, lay) for lay in _neuron_layer(graph, name))
     for layer in layers.values():
-        if layer.syn is not None:
-            layers[layer.src].consumers.append((layer.syn, layer.name))
+        for part, (syn, src) in enumerate(layer.syns):
+            layers[src].consumers.append((syn, layer.name, part))
     return layers, inp
 
 
@@ -448,14 +455,16 @@ class _DenseSyn:
                         start=a, stop=b) for (a, b), u, s in zip(ranges, use, syns)]
         return blocks, owner
 
-    def dest_counts(self, blocks: list[Block]) -> np.ndarray:
-        """Per source neuron: how many of `blocks` (this layer's) it has synapses into."""
+    def dest_counts(self, blocks: list[Block], part: int = 0) -> np.ndarray:
+        """Per source neuron: how many of `blocks` (this layer's) it has synapses into
+        (`part`: which of the layer's synapses; one here)."""
         if self.nz is None:
             return len(blocks) if self.n_in else 0
         starts = np.array([b.start for b in blocks])
         return np.logical_or.reduceat(self.nz, starts, axis=0).sum(0)
 
-    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int) -> np.ndarray | None:
+    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int,
+                part: int = 0) -> np.ndarray | None:
         """Per source block: how many of its neurons have synapses into `blk` (None: the
         layer has no synaptic input)."""
         if self.n_in == 0:
@@ -464,6 +473,11 @@ class _DenseSyn:
             return np.bincount(src_owner.ravel(), minlength=n_src)
         return np.bincount(src_owner.ravel()[self.nz[blk.start:blk.stop].any(0)],
                            minlength=n_src)
+
+
+    def block_synapses(self, blk: Block) -> list[int]:
+        """Synapses ending on `blk`, per synapse of the layer (one here)."""
+        return [blk.synapses]
 
 
 def _dense_connectivity(node: FxDense, graph: Graph, shape, spec: TargetSpec,
@@ -476,52 +490,74 @@ SPLIT.add(FxDense, CoreCost(_trait_role(FxDense), _dense_connectivity))
 
 @dataclass(frozen=True)
 class _Stacked:
-    """A dense layer's feed-forward and recurrent weights side by side: its input axons
-    are the source's neurons, then its own."""
+    """Several dense synapses' weights side by side (a neuron layer's feed-forward ones,
+    then its recurrent one): its input axons are each source's neurons in turn."""
 
     weight: np.ndarray
     num_weight_bits: int
+    bias_mant: object = None
 
 
-class _RecurrentSyn(_DenseSyn):
-    """Connectivity of a dense-fed layer with recurrent synapses: fan-in, synapse memory
-    and synapse counts of both (the layer's own neurons are input axons of its core, one
-    more per neuron with a recurrent synapse), while traffic from the source (`sources`,
-    `dest_counts`) reads the feed-forward columns only."""
+class _StackedSyn(_DenseSyn):
+    """Connectivity of a dense-fed layer with several synapses ending on it (a residual
+    block's body and shortcut, recurrent weights): fan-in, synapse memory and synapse
+    counts of all of them (the columns of part i are the neurons of its source, the
+    recurrent part's the layer's own, one more input axon per neuron it reads), while
+    traffic from one source (`sources`, `dest_counts` with `part`) reads its columns only.
+    A source feeding the layer through two synapses is charged two input axons (each
+    synapse keeps its own synapse list; conservative)."""
 
-    def __init__(self, node, rec, n_out: int, lim: Limits):
-        self.n_fwd = int(node.weight.shape[1])
-        w = np.hstack([np.asarray(node.weight), np.asarray(rec.weight)])
-        super().__init__(_Stacked(w, max(int(node.num_weight_bits),
-                                         int(rec.num_weight_bits))), n_out, lim)
-        self.rec_sources = (np.asarray(rec.weight) != 0).any(0).astype(np.int64)
-
-    def _forward(self):
-        return self._columns(slice(0, self.n_fwd), self.n_fwd)
-
-    def recurrent(self) -> _DenseSyn:
-        """The recurrent columns alone: the layer's traffic to itself (`sources`)."""
-        return self._columns(slice(self.n_fwd, None), self.n_out)
+    def __init__(self, nodes: list, rec, n_out: int, lim: Limits):
+        ws = [np.asarray(n.weight) for n in nodes]
+        if rec is not None:
+            ws.append(np.asarray(rec.weight))
+        self.offsets = np.concatenate([[0], np.cumsum([w.shape[1] for w in ws])]).astype(int)
+        bits = max(int(n.num_weight_bits) for n in nodes + ([rec] if rec is not None else []))
+        super().__init__(_Stacked(np.hstack(ws), bits), n_out, lim)
+        self.bias_axon = sum(int(getattr(n, "bias_mant", None) is not None) for n in nodes)
+        self.n_parts = len(nodes)
+        if rec is not None:
+            self.n_fwd = int(self.offsets[-2])
+            self.rec_sources = (ws[-1] != 0).any(0).astype(np.int64)
+        # synapses of each part (recurrent last) in the first r rows: part_cum[i][r]
+        self.part_cum = [np.concatenate([[0], np.cumsum(
+            self._columns(slice(a, b), b - a).row_nnz)]) for a, b in
+            zip(self.offsets[:-1], self.offsets[1:])]
 
     def _columns(self, cols: slice, n_in: int) -> _DenseSyn:
         view = object.__new__(_DenseSyn)
         view.__dict__.update(self.__dict__)
         view.n_in = n_in
         view.nz = None if self.nz is None else self.nz[:, cols]
+        view.row_nnz = (np.full(self.n_out, n_in, np.int64) if view.nz is None
+                        else view.nz.sum(1, dtype=np.int64))
         return view
 
-    def dest_counts(self, blocks):
-        return _DenseSyn.dest_counts(self._forward(), blocks)
+    def part(self, i: int) -> _DenseSyn:
+        """The columns of part `i` alone (its source's traffic into this layer)."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self._columns(slice(a, b), b - a)
 
-    def sources(self, blk, src_owner, n_src):
-        return _DenseSyn.sources(self._forward(), blk, src_owner, n_src)
+    def recurrent(self) -> _DenseSyn:
+        """The recurrent columns alone: the layer's traffic to itself (`sources`)."""
+        return self.part(self.n_parts)
+
+    def dest_counts(self, blocks, part: int = 0):
+        return _DenseSyn.dest_counts(self.part(part), blocks)
+
+    def sources(self, blk, src_owner, n_src, part: int = 0):
+        return _DenseSyn.sources(self.part(part), blk, src_owner, n_src)
+
+    def block_synapses(self, blk: Block) -> list[int]:
+        return [int(c[blk.stop] - c[blk.start]) for c in self.part_cum]
 
 
 class _ConvSyn:
     """Geometry of a conv-fed layer: tiles of the output map to rectangles of the input."""
 
-    def __init__(self, node: FxConv2d, in_shape, out_shape, spec: TargetSpec):
-        self.lim = spec.limits
+    def __init__(self, node: FxConv2d, in_shape, out_shape, spec: TargetSpec,
+                 lim: Limits | None = None):
+        self.lim = spec.limits if lim is None else lim   # the layer's (reserves included)
         self.cin, self.hin, self.win = in_shape
         self.c, self.h, self.w = out_shape
         o, self.ipg, self.kh, self.kw = node.weight.shape
@@ -542,6 +578,15 @@ class _ConvSyn:
     @property
     def total_synapses(self) -> int:
         return int(self.c * self.ipg * self.cvh[-1] * self.cvw[-1])
+
+    @property
+    def taps(self) -> int:
+        """Synapses of one neuron away from the padding (its kernel)."""
+        return self.ipg * self.kh * self.kw
+
+    def block_synapses(self, blk: Block) -> list[int]:
+        """Synapses ending on `blk`, per synapse of the layer (one here)."""
+        return [blk.synapses]
 
     def region(self, c0, c1, y0, y1, x0, x1):
         """Input rectangle (ci0, ci1, r0, r1, q0, q1) read by an output tile (vectorised)."""
@@ -573,7 +618,7 @@ class _ConvSyn:
                         tile=tuple(p)) for p, u, s in zip(tiles, np.array(usages).tolist(), syns)]
         return blocks, owner
 
-    def dest_counts(self, blocks: list[Block]) -> np.ndarray:
+    def dest_counts(self, blocks: list[Block], part: int = 0) -> np.ndarray:
         """Per source neuron: how many of `blocks` (this layer's) read it (a difference
         array over the input rectangles the tiles read)."""
         diff = np.zeros((self.cin + 1, self.hin + 1, self.win + 1), np.int64)
@@ -586,7 +631,8 @@ class _ConvSyn:
             np.add.at(diff, (c, r, q), sign)
         return diff.cumsum(0).cumsum(1).cumsum(2)[:-1, :-1, :-1].ravel()
 
-    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int) -> np.ndarray:
+    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int,
+                part: int = 0) -> np.ndarray:
         """Per source block: how many of its neurons `blk` reads (its input rectangle)."""
         ci0, ci1, r0, r1, q0, q1 = self.region(*blk.tile)
         return np.bincount(src_owner.reshape(self.cin, self.hin, self.win)
@@ -632,7 +678,7 @@ class _ConvSyn:
 
 def _conv_connectivity(node: FxConv2d, graph: Graph, shape, spec: TargetSpec,
                        lim: Limits) -> _ConvSyn:
-    return _ConvSyn(node, graph.shape(graph.inputs(node.name)[0]), shape, spec)
+    return _ConvSyn(node, graph.shape(graph.inputs(node.name)[0]), shape, spec, lim)
 
 
 SPLIT.add(FxConv2d, CoreCost(_trait_role(FxConv2d), _conv_connectivity))
@@ -642,7 +688,65 @@ def _conv1d_connectivity(node: FxConv1d, graph: Graph, shape, spec: TargetSpec,
                          lim: Limits) -> _ConvSyn:
     """A Conv1d-fed layer is tiled as the height-1 image it is: (O, 1, L')."""
     return _ConvSyn(node, node.image_shape(graph.shape(graph.inputs(node.name)[0])),
-                    node.image_shape(shape), spec)
+                    node.image_shape(shape), spec, lim)
+
+
+class _ConvSum:
+    """Connectivity of a conv-fed layer with several conv synapses ending on it (a
+    residual block's body and conv shortcut): tiles of the common output, each charged
+    the input axons and synapse memory of every part (their inputs are different axons),
+    the neurons, their state and output axons once; traffic per part."""
+
+    def __init__(self, name: str, parts: list[_ConvSyn]):
+        p = parts[0]
+        for q in parts[1:]:
+            if (q.c, q.h, q.w) != (p.c, p.h, p.w):   # pragma: no cover - the graph's shapes
+                raise UnsupportedError(f"{name}: its conv synapses' outputs differ")
+        self.parts, self.lim = parts, p.lim
+        self.c, self.h, self.w = p.c, p.h, p.w
+        self.bpw = p.bpw
+        self.bias_axon = sum(q.bias_axon for q in parts)
+
+    @property
+    def total_synapses(self) -> int:
+        return sum(q.total_synapses for q in self.parts)
+
+    @property
+    def taps(self) -> int:
+        return sum(q.taps for q in self.parts)
+
+    def synapses(self, *tile):
+        return sum(q.synapses(*tile) for q in self.parts)
+
+    def costs(self, c0, c1, y0, y1, x0, x1, out_sat):
+        neurons, fanin, out, bits = self.parts[0].costs(c0, c1, y0, y1, x0, x1, out_sat)
+        state = self.lim.neuron_state_bits * neurons
+        for q in self.parts[1:]:
+            _, f, _, b = q.costs(c0, c1, y0, y1, x0, x1, out_sat)
+            fanin, bits = fanin + f, bits + b - state
+        return np.broadcast_arrays(neurons, fanin, out, bits)
+
+    single = _ConvSyn.single
+    split = _ConvSyn.split
+
+    def bound_share(self, n: int, synapses: int, lim: Limits) -> "_BoundShare":
+        """The parts' shares added (each part's inputs are axons of its own; the neuron
+        state once), the input axons at least the most one neuron reads."""
+        shares = [q.bound_share(n, synapses, lim) for q in self.parts]
+        state = lim.neuron_state_bits * n
+        one = int(self.single(np.zeros(0, np.int64), lim)[1])
+        halo = sum(n * _conv_fanin_per_neuron(q, lim) for q in self.parts)
+        return _BoundShare(max(one, halo, max(s.input_axons for s in shares)),
+                           state + sum(s.synapse_bits - state for s in shares), 1)
+
+    def dest_counts(self, blocks: list[Block], part: int = 0) -> np.ndarray:
+        return self.parts[part].dest_counts(blocks)
+
+    def sources(self, blk: Block, src_owner: np.ndarray, n_src: int, part: int = 0):
+        return self.parts[part].sources(blk, src_owner, n_src)
+
+    def block_synapses(self, blk: Block) -> list[int]:
+        return [int(q.synapses(*blk.tile)) for q in self.parts]
 
 
 SPLIT.add(FxConv1d, CoreCost(_trait_role(FxConv1d), _conv1d_connectivity))
@@ -912,7 +1016,7 @@ def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits,
         if single[i] > lims[i]:
             raise _too_big(name, r, single[i], lims[i], "one neuron", _FIX[r])
     if max_syn is not None:  # a single neuron always meets the work cap
-        max_syn = max(int(max_syn), cs.ipg * cs.kh * cs.kw)
+        max_syn = max(int(max_syn), cs.taps)
     # candidate tile sizes: channels x rows at full width; channels x few rows x columns
     cc, rh = np.meshgrid(np.arange(1, cs.c + 1), np.arange(1, cs.h + 1), indexing="ij")
     cand = [(cc.ravel(), rh.ravel(), np.full(cc.size, cs.w))]
@@ -968,17 +1072,19 @@ def _split_conv(name: str, cs: _ConvSyn, out_ax: np.ndarray, lim: Limits,
 def _dest_counts(src_shape, consumers, layer_blocks: dict, infos: dict) -> np.ndarray:
     """Per source neuron: number of destination blocks it reaches (its output axons)."""
     total = np.zeros(int(np.prod(src_shape)), np.int64)
-    for _, dst in consumers:
-        total += infos[dst].dest_counts(layer_blocks[dst])
+    for _, dst, part in consumers:
+        total += infos[dst].dest_counts(layer_blocks[dst], part)
     return total
 
 
-def _traffic(src: LayerBlocks, dst: LayerBlocks, info, blocks: list[Block]) -> list:
-    """Edges (src_block, dst_block, n_source_neurons) of one projection."""
+def _traffic(src: LayerBlocks, dst: LayerBlocks, info, blocks: list[Block],
+             part: int = 0) -> list:
+    """Edges (src_block, dst_block, n_source_neurons) of one projection (`part`: which of
+    `dst`'s synapses)."""
     src_ids = np.array(src.blocks)
     out = []
     for gid in dst.blocks:
-        cnt = info.sources(blocks[gid], src.owner, len(src.blocks))
+        cnt = info.sources(blocks[gid], src.owner, len(src.blocks), part)
         if cnt is None:
             continue
         nzi = np.nonzero(cnt)[0]
@@ -1176,9 +1282,9 @@ def split_graph(graph: Graph, spec: TargetSpec, rates: dict[str, float] | None =
         infos, _, all_blocks, layers_split, local, cores, core_use = best
     edges = []
     for name in names:
-        for _, dst in layers[name].consumers:
+        for _, dst, part in layers[name].consumers:
             edges.extend(_traffic(layers_split[name], layers_split[dst], infos[dst],
-                                  all_blocks))
+                                  all_blocks, part))
         if layers[name].rec is not None:     # its spikes to itself (its own core)
             edges.extend(_traffic(layers_split[name], layers_split[name],
                                   infos[name].recurrent(), all_blocks))
@@ -1283,7 +1389,10 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap,
             continue
         node = graph.node(name) if name in graph else None
         lim = _param_reserve(_gain_reserve(spec.limits, layer), node, spec)
-        rate = float(rates.get(layer.src, 1.0)) if rates and layer.src else 1.0
+        src_rates = [float(rates.get(src, 1.0)) if rates else 1.0 for src in layer.sources]
+        if layer.rec is not None:   # its recurrent synapses carry its own spikes
+            src_rates.append(float(rates.get(name, 1.0)) if rates else 1.0)
+        rate = max(src_rates, default=1.0)   # the work cap holds at the busiest source's
         max_syn = (None if work_cap is None else
                    int(work_cap / rate) if rate > 0 else None)
         info = _connectivity(graph, layer, spec, lim)
@@ -1317,7 +1426,8 @@ def _split_layers(graph, spec: TargetSpec, layers, names, inp, rates, work_cap,
                                    "core's worth of neurons and synapses")
         _charge_gains(layer, blocks, owner, spec.limits)
         for blk in blocks:
-            blk.work = blk.synapses * rate if layer.src else 0.0
+            blk.work = float(sum(n * r for n, r in zip(info.block_synapses(blk),
+                                                       src_rates)))
         infos[name] = info
         layer_blocks[name] = blocks
         local[name] = (out_ax, owner.reshape(layer.shape) if owner.ndim > 1 else owner)
@@ -1333,15 +1443,23 @@ def _scaled(lim: Limits, f: float) -> Limits:
 def _connectivity(graph: Graph, layer: _Layer, spec: TargetSpec, lim: Limits):
     """The connectivity of the synapses feeding `layer`, by the synapse type's rule (a
     layer without synapses: a dense layer with no inputs)."""
-    if layer.syn is None:
-        return _DenseSyn(None, int(np.prod(layer.shape)), lim)
+    n = int(np.prod(layer.shape))
+    if not layer.syns:
+        return _DenseSyn(None, n, lim)
+    nodes = [node for node, _ in layer.syns]
+    parts = [SPLIT.rule(node).connectivity(node, graph, layer.shape, spec, lim)
+             for node in nodes]
+    if len(parts) == 1 and layer.rec is None:
+        return parts[0]
+    if all(isinstance(p, _DenseSyn) for p in parts):
+        return _StackedSyn(nodes, layer.rec, n, lim)
     if layer.rec is not None:
-        if not isinstance(SPLIT.rule(layer.syn).connectivity(layer.syn, graph, layer.shape,
-                                                             spec, lim), _DenseSyn):
-            raise UnsupportedError(f"{layer.name}: a recurrent layer must be fed by dense "
-                                   f"synapses, not {type(layer.syn).__name__}")
-        return _RecurrentSyn(layer.syn, layer.rec, int(np.prod(layer.shape)), lim)
-    return SPLIT.rule(layer.syn).connectivity(layer.syn, graph, layer.shape, spec, lim)
+        raise UnsupportedError(f"{layer.name}: a recurrent layer must be fed by dense "
+                               f"synapses, not {type(layer.syn).__name__}")
+    if all(isinstance(p, _ConvSyn) for p in parts):
+        return _ConvSum(layer.name, parts)
+    raise UnsupportedError(f"{layer.name}: fed by {', '.join(type(n).__name__ for n in nodes)}"
+                           "; a layer fed by dense and conv synapses together is not mapped")
 
 
 def _number_blocks(layers, names, inp, infos, layer_blocks, local):
@@ -1362,7 +1480,8 @@ def _number_blocks(layers, names, inp, infos, layer_blocks, local):
         layers_split[name] = LayerBlocks(name, int(np.prod(layer.shape)),
                                          layer.syn.name if layer.syn else None,
                                          infos[name].total_synapses, ids, local[name][1],
-                                         relay_of=layer.relay_of)
+                                         relay_of=layer.relay_of,
+                                         synapse_nodes=[n.name for n, _ in layer.syns])
     return all_blocks, layers_split
 
 
@@ -1509,7 +1628,7 @@ def _layer_shares(layers, infos, layers_split, local, lim: Limits):
             group[0] += n
             group[2].append(name)
     for name in infos:
-        full = [dst for _, dst in layers[name].consumers if dst in full_cores]
+        full = [dst for _, dst, _ in layers[name].consumers if dst in full_cores]
         other = len(layers[name].consumers) > len(full)
         per[name]["output_axons"] = layers_split[name].neurons * sum(full_cores[d]
                                                                      for d in full)
