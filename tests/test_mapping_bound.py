@@ -129,3 +129,33 @@ def test_nested_reads_is_exact_per_axis(n_in, k, s, p):
         assert all(r != fewest for r in runs)
     else:
         assert list(got[1]) == fewest
+
+
+def _subadditive_brute(bpw, kmax, lim) -> bool:
+    from snncompile.mapping.split import axon_bits
+    k = np.arange(0, kmax + 1, dtype=np.int64)
+    bits = axon_bits(k, bpw, lim)
+    a, b = np.meshgrid(k, k, indexing="ij")
+    m = a + b <= kmax
+    return bool(np.all(bits[(a + b)[m]] <= bits[a[m]] + bits[b[m]]))
+
+
+@pytest.mark.parametrize("target", ["loihi1", "loihi2"])
+def test_subadditivity_check_over_residues_equals_every_pair(target):
+    """`_subadditive` checks pairs below the group size only; the same answer as every
+    pair a + b <= kmax, on encodings where it holds and where it does not."""
+    import dataclasses
+
+    from snncompile.mapping.split import _subadditive
+    base = load_target(target).limits
+    seen = set()
+    for size, head, word in [(64, 10, 64), (4, 0, 8), (5, 3, 16), (8, 40, 8), (3, 1, 2)]:
+        lim = dataclasses.replace(base, synapse_group_size=size,
+                                  synapse_group_header_bits=head, synapse_word_bits=word)
+        for bpw in (1, 3, 8, 9):
+            for kmax in (1, 2, 5, 17, 130, 300):
+                got = _subadditive(bpw, kmax, lim)
+                assert got == _subadditive_brute(bpw, kmax, lim), (size, head, word, bpw,
+                                                                   kmax)
+                seen.add(got)
+    assert seen == {True, False}

@@ -1503,11 +1503,15 @@ def _kmax_full(n_in: int, bpw: int, lim: Limits) -> tuple[int, float]:
 def _subadditive(bpw: int, kmax: int, lim: Limits) -> bool:
     """axon_bits(a + b) <= axon_bits(a) + axon_bits(b) for a + b <= kmax: then one block of
     a + b neurons of all-to-all layers with equal fan-in is never dearer than two."""
-    k = np.arange(0, kmax + 1, dtype=np.int64)
-    bits = axon_bits(k, bpw, lim)
+    # axon_bits(q * S + r) = q * axon_bits(S) + axon_bits(r) for r < S (S: the group
+    # size), so axon_bits(a) + axon_bits(b) - axon_bits(a + b) depends on the residues
+    # ra, rb of a and b only, and residues ra, rb occur with a + b <= kmax exactly when
+    # ra + rb <= kmax: checking a, b < S is the whole check (O(S^2), not O(kmax^2))
+    k = np.arange(0, min(kmax, lim.synapse_group_size - 1) + 1, dtype=np.int64)
     a, b = np.meshgrid(k, k, indexing="ij")
     m = a + b <= kmax
-    return bool(np.all(bits[(a + b)[m]] <= bits[a[m]] + bits[b[m]]))
+    return bool(np.all(axon_bits((a + b)[m], bpw, lim)
+                       <= axon_bits(a[m], bpw, lim) + axon_bits(b[m], bpw, lim)))
 
 
 def _axis_reads(n_out: int, stride: int, pad: int, k: int, n_in: int):
