@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench clean browser screenshots
+.PHONY: venv demo test test-fast test-thorough bench clean browser screenshots
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ XDIST := -n $(XDIST_WORKERS) --dist loadfile
 
 test: $(STAMP) browser
 	$(PY) -m pytest tests $(XDIST)
+
+# Ten times the examples of every property (hypothesis) test: tests/hypothesis_profile.py.
+test-thorough: $(STAMP) browser
+	SNNCOMPILE_HYPOTHESIS=thorough $(PY) -m pytest tests $(XDIST)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests $(XDIST) -m "not lava and not slow"

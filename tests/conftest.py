@@ -3,7 +3,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
+import hypothesis_profile
 from snncompile.data import save_inputs
 from snncompile.nn import SNN, save_checkpoint
 
@@ -51,11 +53,25 @@ def _share_cores_between_xdist_workers():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def _load_hypothesis_profile():
+    """tests/hypothesis_profile.py: the thorough profile draws 10x Hypothesis's default of 100
+    examples for the tests that give no count (the others scale through `examples`)."""
+    try:
+        hypothesis_profile.check_profile()
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    settings.register_profile("thorough",
+                              max_examples=100 * hypothesis_profile.FACTORS["thorough"])
+    if hypothesis_profile.PROFILE != "default":
+        settings.load_profile(hypothesis_profile.PROFILE)
+
+
 def pytest_configure(config):
     """Import Lava first, through the backend's guard: Lava fixes the multiprocessing start
     method when it is imported and fails if anything fixed it before (some tests import
     lava-dl's netx directly)."""
     _share_cores_between_xdist_workers()
+    _load_hypothesis_profile()
     try:
         from snncompile.backends.lava.run import require_lava
         require_lava()

@@ -10,6 +10,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.errors import QuantizationError, UnsupportedError
 from snncompile.frontends import graph_from_model
 from snncompile.ir import ATTENTION_PARTS, FxCoproc, FxGate
@@ -60,7 +62,7 @@ cases = st.tuples(st.sampled_from(sorted(ATTENTION_PARTS)), st.booleans(),
 COMBINED = [("csa", True), ("tca", True), ("tca", False), ("tsa", True)]
 
 
-@settings(max_examples=12, **SLOW_OK)
+@settings(max_examples=examples(12), **SLOW_OK)
 @given(cases)
 def test_simulator_equals_reference_with_onnx_coprocessor(case):
     build, x = compiled(*case)
@@ -75,7 +77,7 @@ def test_simulator_equals_reference_with_onnx_coprocessor(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=6, **SLOW_OK)
+@settings(max_examples=examples(6), **SLOW_OK)
 @given(cases)
 def test_simulator_equals_lava_on_random_attention_networks(case):
     _lava_equals_simulator(*compiled(*case, n=3))

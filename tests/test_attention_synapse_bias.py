@@ -18,6 +18,8 @@ from snncompile.frontends import graph_from_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.ir import ATTENTION_PARTS, FxCoproc, FxGate
 from snncompile.nn.attention import AttentionSNN
 from snncompile.pipeline import compile_model
@@ -96,7 +98,7 @@ random_cases = st.tuples(st.sampled_from(sorted(ATTENTION_PARTS)),
 SLOW_OK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@settings(max_examples=10, **SLOW_OK)
+@settings(max_examples=examples(10), **SLOW_OK)
 @given(random_cases)
 def test_reference_equals_simulator_on_random_biased_attention_networks(case):
     variant, mode, seed = case
@@ -111,7 +113,7 @@ def test_reference_equals_simulator_on_random_biased_attention_networks(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=3, **SLOW_OK)
+@settings(max_examples=examples(3), **SLOW_OK)
 @given(random_cases)
 def test_lava_equals_simulator_on_random_biased_attention_networks(case):
     variant, mode, seed = case

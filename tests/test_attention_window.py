@@ -18,6 +18,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.sim import Simulator
 from snncompile.errors import GraphError
@@ -70,7 +72,7 @@ def test_every_kind_compiles_with_the_window_delay_and_reference_equals_simulato
     assert np.array_equal(sim.boundary["att.current"], sim.boundary[f"att.coproc<-{syn}"])
 
 
-@settings(max_examples=8, **SLOW_OK)
+@settings(max_examples=examples(8), **SLOW_OK)
 @given(st.sampled_from(CASES), st.integers(0, 10_000))
 def test_random_window_networks_reference_equals_simulator(case, seed):
     _agree(*compiled_window(*case, seed=seed))
@@ -114,7 +116,7 @@ def test_window_mode_on_lava_equals_the_simulator(variant, conv):
 
 
 @pytest.mark.lava
-@settings(max_examples=3, **SLOW_OK)
+@settings(max_examples=examples(3), **SLOW_OK)
 @given(st.sampled_from(CASES), st.integers(0, 10_000))
 def test_random_window_networks_on_lava_equal_the_simulator(case, seed):
     _lava_equals_simulator(*compiled_window(*case, seed=seed, n=2))

@@ -880,6 +880,7 @@ def test_fuzz_resealed_values_either_refused_or_safe(built, tmp_path):
 
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
+    from hypothesis_profile import examples
 
     from snncompile.ir import load_npz
     from snncompile.backends.reference import reference_run
@@ -891,7 +892,7 @@ def test_fuzz_resealed_values_either_refused_or_safe(built, tmp_path):
     int_attrs = [(i, k) for i, e in enumerate(doc0["nodes"]) for k, v in e["attrs"].items()
                  if isinstance(v, int) and not isinstance(v, bool)]
     deep = "SNNCOMPILE_FUZZ_EXAMPLES" in os.environ
-    fuzz = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", 40)),
+    fuzz = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", examples(40))),
                     deadline=None, database=None, derandomize=not deep,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])

@@ -7,6 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
@@ -58,7 +60,7 @@ def conv1d_layers(draw):
     return c, length, layers
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(conv1d_layers(), st.integers(0, 2**16))
 def test_float_conv1d_equals_torch_conv1d(case, seed):
     """Per conv1d layer, the float stage's rule computes the training layer's nn.Conv1d
@@ -121,7 +123,7 @@ def test_nodes_table_lists_conv1d_stages():
     assert not NETX_EXPORT.supports(FxConv1d) and "FxConv1d" not in NETX_EXPORT.names()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(conv1d_networks())
 def test_simulator_equals_reference_on_random_conv1d_graphs(case):
     graph, x = case
@@ -168,7 +170,7 @@ def test_lava_conv1d_by_hand():
 
 
 @pytest.mark.lava
-@settings(max_examples=5, deadline=None, database=None)
+@settings(max_examples=examples(5), deadline=None, database=None)
 @given(conv1d_networks(max_len=8))
 def test_lava_equals_simulator_on_random_conv1d_graphs(case):
     assert_lava_equals_simulator(case)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from hypothesis_profile import examples
+
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.ir import FxDense, FxLIF, FxRecDense, Graph, Input, Output
@@ -17,13 +19,13 @@ FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ALL = dict(neuron_options=True, synapse_bias=True, per_neuron=True)
 
 
-@settings(max_examples=40, **FAST)
+@settings(max_examples=examples(40), **FAST)
 @given(fixed_networks(**ALL))
 def test_options_bias_and_per_neuron_params_together(case):
     all_backends(*case)
 
 
-@settings(max_examples=30, **FAST)
+@settings(max_examples=examples(30), **FAST)
 @given(recurrent_networks(**ALL))
 def test_recurrent_layers_with_bias_options_and_per_neuron_params(case):
     """Recurrent graphs run on the simulator's numpy path (no compiled recurrent kernel)."""
@@ -36,21 +38,21 @@ def test_recurrent_layers_with_bias_options_and_per_neuron_params(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=4, **FAST)
+@settings(max_examples=examples(4), **FAST)
 @given(fixed_networks(conv=None, max_layers=2, **ALL))
 def test_lava_equals_simulator_with_every_option(case):
     assert_lava_equals_simulator(case)
 
 
 @pytest.mark.lava
-@settings(max_examples=3, **FAST)
+@settings(max_examples=examples(3), **FAST)
 @given(recurrent_networks(max_layers=2, neuron_options=True, per_neuron=True))
 def test_lava_equals_simulator_recurrent_with_options_and_per_neuron_params(case):
     assert_lava_equals_simulator(case)
 
 
 @pytest.mark.lava
-@settings(max_examples=4, **FAST)
+@settings(max_examples=examples(4), **FAST)
 @given(recurrent_networks(max_layers=3, synapse_bias=True, neuron_options=True,
                           per_neuron=True))
 def test_lava_equals_simulator_recurrent_with_bias_axons(case):

@@ -27,12 +27,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hypothesis_profile import examples
+
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from snncompile.errors import SnnCompileError
 from snncompile.ir import Flatten, FxConv2d, FxDense, FxLIF, FxSigmaDelta, Graph, Input, Output
 
 _DEEP = "SNNCOMPILE_FUZZ_EXAMPLES" in os.environ
-FUZZ = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", 50)), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("SNNCOMPILE_FUZZ_EXAMPLES", examples(50))),
+                deadline=None,
                 database=None, derandomize=not _DEEP,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from hypothesis_profile import examples
+
 import snncompile  # noqa: F401  (installs the Lava import fix)
 from netx_files import add_dataset, export_blocks
 from strategies import sigma_delta_networks
@@ -341,7 +343,7 @@ def graphs_equal_but_source(a: Graph, b: Graph) -> bool:
 
 
 # ------------------------------------------------------------------ random networks
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(sigma_delta_networks())
 def test_simulator_equals_reference_on_random_sigma_delta_networks(case):
     """Any exponents (int32 wraps included), thresholds, biases, cumulative error, conv or
@@ -354,7 +356,7 @@ def test_simulator_equals_reference_on_random_sigma_delta_networks(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(sigma_delta_networks(max_layers=2))
 def test_lava_lowering_equals_simulator_on_random_sigma_delta_networks(case):
     from snncompile.backends.lava.run import run_lava

@@ -8,6 +8,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
@@ -80,7 +82,7 @@ def test_threshold_equality_is_where_the_compare_matters():
     assert ge["lif"].sum() == 6 and gt["lif"].sum() == 3
 
 
-@settings(max_examples=40, **FAST)
+@settings(max_examples=examples(40), **FAST)
 @given(fixed_networks(neuron_options=True))
 def test_reference_equals_simulator_numpy_and_numba_with_options(case):
     graph, x = case
@@ -88,7 +90,7 @@ def test_reference_equals_simulator_numpy_and_numba_with_options(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=6, **FAST)
+@settings(max_examples=examples(6), **FAST)
 @given(fixed_networks(conv=None, max_layers=2, neuron_options=True))
 def test_lava_soft_lif_equals_simulator(case):
     assert_lava_equals_simulator(case)

@@ -8,6 +8,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.errors import GraphError, InputFileError, UnsupportedError
 from snncompile.frontends.torch_checkpoint import graph_from_model
@@ -54,7 +56,7 @@ def test_threshold_reset_sets_each_neurons_own_threshold():
     assert states["lif"][1][0, 2].tolist() == [64 * 64, 32 * 64, 16 * 64]
 
 
-@settings(max_examples=40, **FAST)
+@settings(max_examples=examples(40), **FAST)
 @given(fixed_networks(neuron_options=True, per_neuron=True))
 def test_reference_equals_simulator_numpy_and_numba_per_neuron(case):
     graph, x = case
@@ -62,7 +64,7 @@ def test_reference_equals_simulator_numpy_and_numba_per_neuron(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=6, **FAST)
+@settings(max_examples=examples(6), **FAST)
 @given(fixed_networks(conv=None, max_layers=2, neuron_options=True, per_neuron=True))
 def test_lava_per_neuron_lif_equals_simulator(case):
     assert_lava_equals_simulator(case)

@@ -9,6 +9,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
@@ -82,7 +84,7 @@ def test_simulator_runs_recurrent_graphs_on_the_kernels():
     assert sim.run(_pulse(6)).kernel == "numba"
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(recurrent_networks(neuron_options=True))
 def test_simulator_equals_reference_on_random_recurrent_graphs(case):
     graph, x = case
@@ -93,7 +95,7 @@ def test_simulator_equals_reference_on_random_recurrent_graphs(case):
 
 
 @pytest.mark.lava
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(recurrent_networks(max_layers=2, neuron_options=True))
 def test_lava_equals_reference_on_random_recurrent_graphs(case):
     from snncompile.backends.lava.run import run_lava
@@ -183,7 +185,7 @@ def test_training_layer_recurrence_is_one_step_late():
     assert layer(x)[0, :, 0].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=3), st.integers(0, 2**16))
 def test_float_graph_equals_training_layer_on_random_recurrent_models(recurrent, seed):
     model = _model(_cfg(12, tuple(recurrent)), seed)

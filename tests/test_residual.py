@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from hypothesis_profile import examples
+
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.errors import GraphError
@@ -68,7 +70,7 @@ def test_balanced_residual_by_hand():
         assert np.array_equal(Simulator(g, kernel=kernel).run(x).spikes["lif2"], want), kernel
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(residual_networks(delays=True))
 def test_simulator_equals_reference_on_random_residual_graphs(case):
     graph, x = case
@@ -134,7 +136,7 @@ def test_a_delay_past_the_chip_limit_is_refused():
 
 
 @pytest.mark.lava
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(residual_networks(max_layers=3))
 def test_lava_equals_reference_on_random_residual_graphs(case):
     from snncompile.backends.lava.run import run_lava

@@ -27,6 +27,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.sim import Simulator
 from snncompile.errors import UnsupportedError
@@ -112,7 +114,7 @@ blocks = st.one_of(
         "bn": st.booleans()}))
 
 
-@settings(max_examples=12, **SLOW_OK)
+@settings(max_examples=examples(12), **SLOW_OK)
 @given(blocks, st.integers(0, 2**16))
 def test_float_graph_equals_the_training_model(case, seed):
     model = block_model(block_config(**case), seed)
@@ -127,7 +129,7 @@ def test_float_graph_equals_the_training_model(case, seed):
         assert "res.att" in graph.inputs("res.out")
 
 
-@settings(max_examples=10, **SLOW_OK)
+@settings(max_examples=examples(10), **SLOW_OK)
 @given(blocks, st.integers(0, 2**16))
 def test_reference_equals_simulator_on_random_blocks_with_attention(case, seed):
     build, x = compiled(block_config(**case), seed)
@@ -148,7 +150,7 @@ def test_reference_equals_simulator_on_random_blocks_with_attention(case, seed):
 
 
 @pytest.mark.lava
-@settings(max_examples=3, **SLOW_OK)
+@settings(max_examples=examples(3), **SLOW_OK)
 @given(blocks, st.integers(0, 2**16))
 def test_lava_equals_simulator_on_random_blocks_with_attention(case, seed):
     _lava_equals_simulator(*compiled(block_config(**case), seed, n=2))

@@ -7,6 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
@@ -60,7 +62,7 @@ def _float_equals_training_layer(model, x):
     return graph
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(st.integers(0, 3), st.booleans(), st.integers(0, 2**16))
 def test_float_graph_equals_training_layer_on_random_residual_depths(depth, shortcut, seed):
     x = (np.random.default_rng(seed).random((3, 8, 12)) < 0.5).astype(np.float32)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from hypothesis_profile import examples
+
 from snncompile.build import Build
 from snncompile.errors import OverflowDetected
 from snncompile.ir import FxDense
@@ -15,7 +17,7 @@ from snncompile.verify.compare import verify
 from strategies import fixed_networks
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(fixed_networks())
 def test_simulator_equals_reference_spikes_and_state(case):
     graph, x = case
@@ -27,7 +29,7 @@ def test_simulator_equals_reference_spikes_and_state(case):
         assert np.array_equal(res.state[name][1], states[name][1]), name
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(fixed_networks(conv=False, delays=True))
 def test_simulator_equals_reference_with_synaptic_delays(case):
     graph, x = case
@@ -37,7 +39,7 @@ def test_simulator_equals_reference_with_synaptic_delays(case):
         assert np.array_equal(res.spikes[name], ref[name]), name
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(fixed_networks())
 def test_batch_size_does_not_change_results_or_counts(case):
     graph, x = case

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from hypothesis_profile import examples
+
 from snncompile.backends.float_model import run_float
 from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
@@ -40,13 +42,13 @@ def _check_backends(graph, x):
     return ref
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(fixed_networks(synapse_bias=True))
 def test_reference_equals_simulator_on_random_biased_graphs(case):
     _check_backends(*case)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(fixed_networks(synapse_bias=True, conv=True, max_layers=1))
 def test_reference_equals_simulator_on_random_biased_conv_graphs(case):
     _check_backends(*case)
@@ -71,14 +73,14 @@ def test_the_bias_changes_what_the_random_networks_do():
 
 
 @pytest.mark.lava
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(fixed_networks(synapse_bias=True, conv=False, max_layers=2))
 def test_lava_equals_simulator_on_random_biased_dense_graphs(case):
     assert_lava_equals_simulator(case)
 
 
 @pytest.mark.lava
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=examples(3), deadline=None)
 @given(fixed_networks(synapse_bias=True, conv=True, max_layers=1))
 def test_lava_equals_simulator_on_random_biased_conv_graphs(case):
     assert_lava_equals_simulator(case)
