@@ -20,6 +20,7 @@ from snncompile.mapping.split import (RESOURCES, _ConvSum, _ConvSyn, _conv_fanin
                                       _source_of, core_role, split_graph)
 from snncompile.target import load_target
 
+from hypothesis_profile import examples
 from strategies import residual_networks
 
 
@@ -192,7 +193,7 @@ def test_residual_conv_block_on_a_small_core_under_both_objectives(objective):
             assert work[b.index] == pytest.approx(expect)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(residual_networks(max_layers=4))
 def test_random_residual_graphs_are_charged_every_synapse(case):
     graph, _ = case
