@@ -243,26 +243,10 @@ def test_compiled_residual_checkpoint_mapping_counts_its_shortcut(tmp_path):
     """Through the compiler: a conv residual checkpoint's mapping.json lists both synapses
     of the block's LIF, and every block's counts equal the recount from the build's graph;
     no warning about uncharged synapses is left to print."""
-    import torch
-
-    from snncompile.nn import SNN, save_checkpoint
+    from snncompile.nn import save_checkpoint
     from snncompile.pipeline import compile_model
-    lif = {"type": "lif", "du": 0.3, "dv": 0.2, "vth": 1.0}
-    cfg = {"input": {"shape": [2, 6, 6]},
-           "layers": [{"type": "conv2d", "out": 4, "kernel": 3, "padding": 1}, dict(lif),
-                      {"type": "residual", "name": "res",
-                       "body": [{"type": "conv2d", "out": 4, "kernel": 3, "padding": 1},
-                                dict(lif, name="res.lif"),
-                                {"type": "conv2d", "out": 4, "kernel": 3, "padding": 1}],
-                       "shortcut": [{"type": "conv2d", "out": 4, "kernel": 1}]},
-                      dict(lif, name="after"), {"type": "flatten"},
-                      {"type": "dense", "out": 3}, dict(lif, name="out")]}
-    torch.manual_seed(2)
-    model = SNN(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(1.5)
-    save_checkpoint(model, tmp_path / "res.pt")
+    from test_residual_layers import CONV_CFG, _model   # conv body, 1x1 conv shortcut
+    save_checkpoint(_model(CONV_CFG, 2, 1.5), tmp_path / "res.pt")
     calib = (np.random.default_rng(2).random((8, 6, 2, 6, 6)) < 0.4).astype(np.int64)
     build = compile_model(tmp_path / "res.pt", "loihi2", calib=calib)
     doc = build.extra_files["mapping.json"]
