@@ -534,9 +534,13 @@ class _StackedSyn(_DenseSyn):
         return view
 
     def part(self, i: int) -> _DenseSyn:
-        """The columns of part `i` alone (its source's traffic into this layer)."""
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self._columns(slice(a, b), b - a)
+        """The columns of part `i` alone (its source's traffic into this layer); made once
+        (`_traffic` asks for it per block)."""
+        views = self.__dict__.setdefault("_parts", {})
+        if i not in views:
+            a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+            views[i] = self._columns(slice(a, b), b - a)
+        return views[i]
 
     def recurrent(self) -> _DenseSyn:
         """The recurrent columns alone: the layer's traffic to itself (`sources`)."""
