@@ -28,7 +28,9 @@ import numpy as np
 from snncompile.backends.base import Run, register_backend
 from snncompile.backends.lava.layout import from_lava
 from snncompile.backends.lava.lower import LOWER, LavaNet, build, check_graph
-from snncompile.backends.lava.session import lava_session, over_samples, require_lava
+from snncompile.backends.lava.cost import lava_seconds_per_sample
+from snncompile.backends.lava.session import (lava_session, over_samples, require_lava,
+                                              retry_stalled)
 from snncompile.errors import InputFileError, UnsupportedError
 from snncompile.ir.graph import Graph
 from snncompile.ir.timing import timing
@@ -100,17 +102,21 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
     n, t_len = x.shape[:2]
     n_steps = timing(graph, t_len).stream_steps(n)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="snncompile-lava-") as tmp:
-        with lava_session() as session:
-            net = build(graph, x, n_steps, Path(tmp))
-            session.start(net.runner, net.models)
-            if net.bias_in:
-                _run_bias_samples(session, net, progress)
-            else:
-                session.run(n_steps, progress=progress)
-            for check in net.checks:
-                check()
-        values, boundary = net.read_back()
+    step_s = lava_seconds_per_sample(graph, 1)
+
+    def job():
+        with tempfile.TemporaryDirectory(prefix="snncompile-lava-") as tmp:
+            with lava_session(step_s=step_s) as session:
+                net = build(graph, x, n_steps, Path(tmp))
+                session.start(net.runner, net.models)
+                if net.bias_in:
+                    _run_bias_samples(session, net, progress)
+                else:
+                    session.run(n_steps, progress=progress)
+                for check in net.checks:
+                    check()
+            return net.read_back()
+    values, boundary = retry_stalled(job, "lava run")
     return Run(values=values, samples=n, steps=t_len, wall_s=time.perf_counter() - start,
                backend="lava", boundary=boundary)
 
@@ -157,12 +163,15 @@ def lava_state(graph: Graph, sample: np.ndarray, node: str,
         raise InputFileError(f"{node}: local step {local_step} outside [0, {t_len})")
     require_lava()
     when = timing(graph, t_len)
-    with lava_session() as session:
-        net = build(graph, x, when.stream_steps(1), None)
-        session.start(net.runner, net.models)
-        session.run(when.lava_start(node) + local_step)
-        proc, perm, _ = net.neurons[node]
-        u, v = np.asarray(proc.u.get()), np.asarray(proc.v.get())
+
+    def job():
+        with lava_session(step_s=lava_seconds_per_sample(graph, 1)) as session:
+            net = build(graph, x, when.stream_steps(1), None)
+            session.start(net.runner, net.models)
+            session.run(when.lava_start(node) + local_step)
+            proc, perm, _ = net.neurons[node]
+            return np.asarray(proc.u.get()), np.asarray(proc.v.get()), perm
+    u, v, perm = retry_stalled(job, f"lava state of {node}")
     shape = graph.shape(node)
     flat = [from_lava(a.reshape(-1).astype(np.int64), perm) for a in (u, v)]
     return flat[0].reshape(shape), flat[1].reshape(shape)

@@ -13,17 +13,35 @@ Lava's CPU simulation forks one worker per process and costs about 2 ms per step
 a run left open keeps its workers alive, and after a failure Lava's own `stop()` can hang,
 so `lava_session` always shuts down (forced after a failure) and turns Lava's bare
 Exceptions into one-line BackendErrors naming the first worker exception.
+
+Lava's multiprocess runtime can deadlock: seen once in this project's test suite on a busy
+2-core machine, every worker idle in a channel wait at step 1 of a network that runs in
+7 s alone (and passed six runs in a row alone afterwards). So a run never waits forever:
+each `run` is started non-blocking and given `stall_limit(steps)` seconds (a floor plus
+20x the estimated or the slowest measured time per step); past it LavaStallError is raised
+and the session is shut down by force. `retry_stalled` runs a whole Lava job (build, run,
+read back) again once after a stall, saying so on stderr.
 """
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from snncompile.backends.lava import compat as _lava_compat
 from snncompile.errors import BackendError, InputFileError, UnsupportedError
+
+
+STALL_FLOOR_S = 120.0
+"""Seconds a Lava run may take beyond 20x its expected time before it counts as stalled."""
+STALL_FACTOR = 20.0
+
+
+class LavaStallError(BackendError):
+    """A Lava run made no progress within its stall limit (its runtime deadlocked)."""
 
 
 def require_lava() -> None:
@@ -92,9 +110,18 @@ class LavaSession:
     compiles and starts the whole network at its first run) and `models` (process class and
     instance -> process model class, Lava's `exception_proc_model_map`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, step_s: float = 0.0, floor_s: float = STALL_FLOOR_S) -> None:
         self.runner = None
         self.models: dict = {}
+        self.step_s = float(step_s)     # expected seconds per step (cost.py's estimate)
+        self.floor_s = float(floor_s)
+        self.steps_done = 0
+
+    def stall_limit(self, steps: int) -> float:
+        """Seconds `steps` steps may take before the run counts as stalled: the floor plus
+        STALL_FACTOR x the expected time (the estimate or the slowest step measured so far,
+        whichever is larger)."""
+        return self.floor_s + STALL_FACTOR * steps * self.step_s
 
     def start(self, runner, models: dict | None = None) -> None:
         """Name the network to run and the models to pin; nothing runs yet."""
@@ -125,7 +152,26 @@ class LavaSession:
         from lava.magma.core.run_configs import Loihi2SimCfg
 
         cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=self.models)
-        self.runner.run(condition=RunSteps(num_steps=int(steps)), run_cfg=cfg)
+        # non-blocking, so that a deadlocked runtime cannot hold us forever; the first
+        # run() compiles and forks the workers before it returns
+        self.runner.run(condition=RunSteps(num_steps=int(steps), blocking=False),
+                        run_cfg=cfg)
+        limit, t0 = self.stall_limit(steps), time.perf_counter()
+        answers = self._runtime().service_to_runtime
+        pause = 1e-4
+        while not all(port.probe() for port in answers):
+            waited = time.perf_counter() - t0
+            if waited > limit:
+                raise LavaStallError(
+                    f"Lava made no progress in {waited:.0f} s running steps "
+                    f"{self.steps_done + 1}..{self.steps_done + steps} (limit {limit:.0f} s: "
+                    f"{self.floor_s:.0f} s + {STALL_FACTOR:.0f}x {self.step_s:.3g} s/step); "
+                    "its multiprocess runtime stalled")
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
+        self.runner.wait()              # collects the answers (and raises a worker error)
+        self.step_s = max(self.step_s, (time.perf_counter() - t0) / steps)
+        self.steps_done += steps
 
     def _runtime(self):
         return getattr(self.runner, "runtime", None) if self.runner is not None else None
@@ -172,11 +218,13 @@ class LavaSession:
 
 
 @contextmanager
-def lava_session(failure: str = "lava run failed") -> Iterator[LavaSession]:
+def lava_session(failure: str = "lava run failed", step_s: float = 0.0,
+                 floor_s: float = STALL_FLOOR_S) -> Iterator[LavaSession]:
     """A LavaSession that is always shut down on the way out (gracefully after success,
-    forced after a failure). Our own one-line errors pass through; any other exception
-    becomes BackendError(f"{failure}: <first worker exception or the exception>")."""
-    session = LavaSession()
+    forced after a failure or a stall). Our own one-line errors pass through; any other
+    exception becomes BackendError(f"{failure}: <first worker exception or the exception>").
+    step_s: the expected seconds per step, for the stall limit (LavaSession.stall_limit)."""
+    session = LavaSession(step_s=step_s, floor_s=floor_s)
     ok = False
     try:
         yield session
@@ -187,3 +235,18 @@ def lava_session(failure: str = "lava run failed") -> Iterator[LavaSession]:
         raise BackendError(f"{failure}: {session.worker_error() or one_line(exc)}") from exc
     finally:
         session.shutdown(graceful=ok)
+
+
+def retry_stalled(job, what: str = "Lava run", attempts: int = 2):
+    """`job()` (one whole Lava job in its own `lava_session`: build, run, read back), run
+    again from the start after a LavaStallError, at most `attempts` times in all; each
+    retry is said on stderr. Lava's results do not depend on the attempt: its models are
+    bit-accurate and the job starts from a fresh network."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return job()
+        except LavaStallError as exc:
+            if attempt == attempts:
+                raise LavaStallError(f"{what}: {exc} ({attempts} attempts)") from None
+            print(f"snncompile: warning: {what}: {exc}; starting it again "
+                  f"(attempt {attempt + 1} of {attempts})", file=sys.stderr, flush=True)

@@ -24,8 +24,9 @@ import numpy as np
 
 from snncompile.backends.base import Run, register_backend
 from snncompile.backends.lava.layout import natural_perm, to_lava
+from snncompile.backends.lava.cost import lava_seconds_per_sample
 from snncompile.backends.lava.session import (lava_session, one_line, over_samples,
-                                              require_lava)
+                                              require_lava, retry_stalled)
 from snncompile.errors import BackendError, InputFileError
 from snncompile.formats.netx.read import lava_network_kwargs
 from snncompile.ir import NEURON_TYPES, Graph
@@ -52,7 +53,7 @@ def run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     line) when netx cannot build the network or Lava fails; Lava is always shut down."""
     _known_netx_failures(path)
     try:
-        return _run_netx(path, graph, x)
+        return retry_stalled(lambda: _run_netx(path, graph, x), f"{path}: netx in Lava")
     except (BackendError, InputFileError):
         raise
     except Exception as exc:  # netx and Lava raise bare Exceptions of many kinds
@@ -91,7 +92,8 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     _feed(path, graph, net, encoder, x, total)
     sinks = _sinks(blocks, encoder, total)
     # a run left open keeps Lava's workers alive; a failed one must be forced
-    with lava_session(f"{path}: netx network failed in Lava") as session:
+    with lava_session(f"{path}: netx network failed in Lava",
+                      step_s=lava_seconds_per_sample(graph, 1)) as session:
         session.start(net)
         session.run(total)
         raw = [sink.data.get() for sink in sinks]
