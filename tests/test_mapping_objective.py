@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from hypothesis_profile import examples
 from snncompile.ir.nodes import FxConv2d, FxDense
 from snncompile.mapping.place import map_graph
 from snncompile.mapping.split import RESOURCES, _DenseSyn, axon_bits
@@ -70,7 +71,7 @@ def check_limits(graph, m, spec):
                 m.blocks[c.blocks[0]].n_neurons == 1 or w <= single
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=list(HealthCheck))
 @given(net=fixed_networks(max_layers=3))
 def test_every_per_core_limit_holds_for_both_objectives(net, tmp_path_factory):
     spec = tiny_target(tmp_path_factory.mktemp("t"))

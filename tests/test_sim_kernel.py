@@ -12,6 +12,7 @@ from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLI, FxLIF, FxSi
                            Graph, Input, Output)
 from snncompile.backends.sim import Simulator, kernels_plan
 
+from hypothesis_profile import examples
 from strategies import fixed_networks, recurrent_networks, sigma_delta_networks
 
 pytest.importorskip("numba")
@@ -42,19 +43,19 @@ def assert_same(graph, x, **kw):
 
 
 # ------------------------------------------------------------- the property networks
-@settings(max_examples=60, **FAST)
+@settings(max_examples=examples(60), **FAST)
 @given(fixed_networks(), st.sampled_from([1, 3, 64]))
 def test_kernel_equals_numpy_on_random_networks(case, batch):
     assert_same(*case, batch_size=batch)
 
 
-@settings(max_examples=25, **FAST)
+@settings(max_examples=examples(25), **FAST)
 @given(fixed_networks(conv=False, delays=True))
 def test_kernel_equals_numpy_with_synaptic_delays(case):
     assert_same(*case, batch_size=2)
 
 
-@settings(max_examples=40, **FAST)
+@settings(max_examples=examples(40), **FAST)
 @given(recurrent_networks(neuron_options=True, synapse_bias=True, per_neuron=True),
        st.sampled_from([1, 3]))
 def test_kernel_equals_numpy_on_recurrent_networks(case, batch):
@@ -62,7 +63,7 @@ def test_kernel_equals_numpy_on_recurrent_networks(case, batch):
     assert_same(*case, batch_size=batch)
 
 
-@settings(max_examples=40, **FAST)
+@settings(max_examples=examples(40), **FAST)
 @given(sigma_delta_networks(), st.sampled_from([1, 64]))
 def test_kernel_equals_numpy_on_sigma_delta_networks(case, batch):
     assert_same(*case, batch_size=batch)
@@ -153,13 +154,13 @@ def stress_sd_network(seed: int):
     return graph, x
 
 
-@settings(max_examples=60, **FAST)
+@settings(max_examples=examples(60), **FAST)
 @given(st.integers(0, 2 ** 32 - 1))
 def test_kernel_equals_numpy_on_stress_lif_networks(seed):
     assert_same(*stress_lif_network(seed), batch_size=2)
 
 
-@settings(max_examples=40, **FAST)
+@settings(max_examples=examples(40), **FAST)
 @given(st.integers(0, 2 ** 32 - 1))
 def test_kernel_equals_numpy_on_stress_sigma_delta_networks(seed):
     assert_same(*stress_sd_network(seed), batch_size=2)
@@ -274,7 +275,7 @@ def test_neuron_fed_by_the_input_directly():
 
 
 @pytest.mark.lava
-@settings(max_examples=6, **FAST)
+@settings(max_examples=examples(6), **FAST)
 @given(fixed_networks(conv=None, max_layers=2))
 def test_kernel_equals_lava(case):
     from snncompile.backends.lava.run import run_lava
