@@ -53,6 +53,7 @@ that pieces of several layers fill each core, and the packing with the fewest co
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -811,6 +812,14 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
     cuts = [0]
     found = []    # the usage of each block as `_last_fit` found it (None: searched)
     a = 0
+    if map_kernel(n * syn.n_in):   # the same search, compiled (mapping/kernels.py)
+        from snncompile.mapping.kernels import greedy_cuts
+        syn_cap = lim.synapse_bits // max(syn.bpw, 1) if syn.n_in else -1
+        kc, ku = greedy_cuts(syn.nz.view(np.uint8), lims, out_cum,
+                             table.astype(np.int64), syn.syn_cum,
+                             -1 if max_syn is None else int(max_syn), int(syn_cap),
+                             int(syn.bias_axon), int(state))
+        cuts, found, a = kc.tolist(), list(ku), n
     while a < n:
         hi = min(n, a + lim.neurons,
                  int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
@@ -889,6 +898,22 @@ def _block_usage(syn: _DenseSyn, cuts, out_cum: np.ndarray, state: int,
         if np.any(use[i:j] > lims):
             return False
     return use
+
+
+MAP_KERNEL_ELEMENTS = 1 << 22
+"""Dense layers with zeros of at least this many weights (outputs x inputs) are cut by the
+compiled search (mapping/kernels.py, numba) instead of numpy: below it, numba's first
+compile in a fresh checkout (about a second) would cost more than it saves.
+SNNCOMPILE_MAP_KERNEL=numpy keeps numpy for every layer, =numba uses the kernel for every
+layer (the tests compare the two)."""
+
+
+def map_kernel(elements: int) -> bool:
+    """Whether a dense layer of `elements` weights is cut by the compiled search."""
+    choice = os.environ.get("SNNCOMPILE_MAP_KERNEL", "")
+    if choice not in ("", "numpy", "numba"):
+        raise UnsupportedError(f"SNNCOMPILE_MAP_KERNEL={choice!r}: choose numpy or numba")
+    return choice == "numba" or (choice == "" and elements >= MAP_KERNEL_ELEMENTS)
 
 
 _LAST_FIT_ELEMENTS = 1 << 26   # rows x inputs one `_last_fit` reads at most (as uint8)
