@@ -248,7 +248,7 @@ class _SynapseK(_Kernel):
         out = run.buffer(self.name, (off + arr.shape[0] + self.lag, self.n_out), True)
         ic = np.zeros(self.n_in, np.int64)
         wraps = np.zeros(1, np.int64)
-        self.run(run.K, arr, out[off:], ic, wraps, run.pool)
+        self.run(run.K, _plain(arr), out[off:], ic, wraps, run.pool)
         if self.op.bias is not None:     # the bias axon: every step, after the wrap
             out += self.op.bias.reshape(1, -1)
         run.counters[self.name] = (ic, int(wraps[0]))
@@ -458,7 +458,7 @@ class _LIFK(_Kernel):
         elif pending is not None:
             d, (x, off) = pending.kernel, pending.src
             ic = np.zeros(d.n_in, np.int64)
-            run.K.dense_lif(x, off, d.wt, d.chunk, np.zeros(d.n_out, d.acc_dtype),
+            run.K.dense_lif(_plain(x), off, d.wt, d.chunk, np.zeros(d.n_out, d.acc_dtype),
                             d.nt, d.exp, d.sbias, ic, window.start, keep_u, keep_v, op.shift,
                             op.half, op.act_shift, vth, bool(op.fire_ge), op.reset_code,
                             self.bias, spk, u_rec, v_rec, rec, c)
@@ -780,7 +780,15 @@ def _size(graph, name) -> int:
 
 
 def _flat(a) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(a, np.int64).reshape(-1))
+    """A flat, C-contiguous, writable int64 copy or view: numba compiles one machine-code
+    version per argument type, and a read-only or non-contiguous array is another type
+    (three per-neuron parameters, read-only or not, made 8 versions of a LIF kernel)."""
+    return _plain(np.asarray(a, np.int64).reshape(-1))
+
+
+def _plain(a: np.ndarray) -> np.ndarray:
+    """`a` as a C-contiguous, writable array (a copy only when it is not one already)."""
+    return np.require(a, requirements=["C", "W"])
 
 
 def _window(srcs, start: int, rows: int, n: int) -> np.ndarray:
