@@ -125,9 +125,10 @@ class _WeightStats:
 
     def quantize(self, sigma: float, e: int, step: int, lo: int, hi: int):
         """(int32 mantissas round(w * sigma / 2**e / step) * step in the layer's shape,
-        how many fall outside [lo, hi], ||mantissas * 2**e / sigma - w||)."""
+        how many fall outside [lo, hi], ||mantissas * 2**e / sigma - w||, the largest
+        |mantissa|)."""
         out = np.empty(self.flat.size, np.int32)
-        clipped, sq = 0, 0.0
+        clipped, sq, top = 0, 0.0, 0.0
         # Powers of two scale exactly, so each float64 result below equals that of the
         # step-by-step chain w * sigma * 2**-e / step, round, * step, * 2**e / sigma - w
         # with fewer passes: (w * sigma) * 2**-e / step is w * (sigma * 2**-e / step),
@@ -139,13 +140,16 @@ class _WeightStats:
             np.rint(q, out=q)
             if step != 1:
                 q *= step
-            if q.size and (q.min() < lo or q.max() > hi):
-                clipped += int(np.count_nonzero((q < lo) | (q > hi)))
+            if q.size:
+                qmin, qmax = float(q.min()), float(q.max())
+                top = max(top, -qmin, qmax)
+                if qmin < lo or qmax > hi:
+                    clipped += int(np.count_nonzero((q < lo) | (q > hi)))
             out[i:i + q.size] = q
             np.divide(q, back, out=q)
             np.subtract(q, c, out=q, dtype=np.float64)
             sq += float(np.dot(q, q))
-        return out.reshape(self.shape), clipped, math.sqrt(sq)
+        return out.reshape(self.shape), clipped, math.sqrt(sq), int(top)
 
 
 def _decay(name: str, key: str, value, unity: int, offset: int):
@@ -526,12 +530,13 @@ def _lower_synapse(syn, ws: "_WeightStats", sigma: float, msg_bits: int, num):
     mant, m = (hi if mode != "inhibitory" else -lo), ws.absmax
     e = int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max)) \
         if m > 0 else 0
-    wq, clipped, err_norm = ws.quantize(sigma, e, 2 if mode == "mixed" else 1, lo, hi)
+    wq, clipped, err_norm, max_mant = ws.quantize(sigma, e, 2 if mode == "mixed" else 1,
+                                                  lo, hi)
     if clipped:
         raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
                                 f"range [{lo}, {hi}] at weight exponent {e}")
     info = {"synapse": syn.name, "weight_exp": e, "sign_mode": mode,
-            "weight_max_mant": int(np.abs(wq).max(initial=0)),
+            "weight_max_mant": max_mant,
             "weight_rel_error": float(err_norm / max(ws.norm, 1e-30))}
     return _with_bias(syn_rule.lower(syn, wq, e, mode, msg_bits, num), syn, sigma, num,
                       info), info
@@ -702,7 +707,8 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
                                 f"{sigma:.3g}); weights reach {m:.3g}")
     e = (int(np.clip(math.ceil(math.log2(m * sigma / mant) - 1e-12), e_min, e_max))
          if m > 0 else 0)
-    wq, clipped, err_norm = ws.quantize(sigma, e, 2 if mode == "mixed" else 1, lo, hi)
+    wq, clipped, err_norm, max_mant = ws.quantize(sigma, e, 2 if mode == "mixed" else 1,
+                                                  lo, hi)
     if clipped:
         raise QuantizationError(f"{syn.name}: {clipped} weights exceed the 8-bit mantissa "
                                 f"range [{lo}, {hi}] at weight exponent {e}")
@@ -715,7 +721,7 @@ def _quantize_li(syn, li: LI, msg_bits: int, stats, spec: TargetSpec, state_unit
               bias_exp=bias_exp, scale=float(sigma * (1 << num.act_shift)),
               offset=li.offset, decision=li.decision)
     rep = LayerQuant(layer=name, synapse=syn.name, scale=float(sigma), weight_exp=e,
-                     sign_mode=mode, weight_max_mant=int(np.abs(wq).max(initial=0)),
+                     sign_mode=mode, weight_max_mant=max_mant,
                      weight_rel_error=float(err_norm / max(ws.norm, 1e-30)),
                      weights_clipped=clipped, vth=num.vth_max, vth_rel_error=0.0,
                      du=du, dv=dv, du_eff=du_eff, dv_eff=dv_eff, bias_exp=bias_exp,
