@@ -47,10 +47,15 @@ def tiny_files(tmp_path):
 
 def _share_cores_between_xdist_workers():
     """Under pytest-xdist (`make test`), each worker gets its share of the cores for torch's
-    intra-op threads instead of every worker starting one thread per core."""
+    intra-op threads instead of every worker starting one thread per core; the command-line
+    runs the tests start (examples/gesture_networks.py --quick, the CLI) inherit it through
+    OMP_NUM_THREADS (that test took 125 s in the suite, 38 s alone with two threads and
+    28 s alone with one)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))
 
 
 def _load_hypothesis_profile():
@@ -77,3 +82,16 @@ def pytest_configure(config):
         require_lava()
     except Exception:  # noqa: BLE001 - tests that need Lava report its absence themselves
         pass
+
+
+#: the test files that take longest (seconds in one `make test`, --durations, at 2b14645),
+#: started first: xdist hands whole files (--dist loadfile) to the workers in collection
+#: order, so a long file collected last leaves the other worker idle at the end
+SLOW_FILES = ["test_gesture_networks.py", "test_hostile_corpus.py",  # 125 s, 36 s
+              "test_attention_bias.py", "test_feature_combinations.py",  # 27+, 40 s
+              "test_sim_lava.py", "test_sim_kernel.py", "test_residual_attention.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable
