@@ -32,12 +32,13 @@ def test_blocks_equal_whole_array(monkeypatch, chunk, kind):
     sigma, e = 417.3, 2
     step = 2 if kind == "mixed" else 1
     mode, lo, hi = ws.sign_mode()
-    got, clipped, err = ws.quantize(sigma, e, step, lo, hi)
+    got, clipped, err, top = ws.quantize(sigma, e, step, lo, hi)
     want, want_err = whole_array(w, sigma, e, step)
     assert got.dtype == np.int32 and got.shape == w.shape
     assert np.array_equal(got, want) and clipped == 0
+    assert top == int(np.abs(want).max()) and (top > 0) == (kind != "zeros")
     assert math.isclose(err, want_err, rel_tol=1e-9, abs_tol=1e-12)
-    _, clipped, _ = ws.quantize(sigma * 100, e, step, lo, hi)   # now most fall outside
+    _, clipped, _, _ = ws.quantize(sigma * 100, e, step, lo, hi)   # now most fall outside
     w64 = np.round(w.astype(np.float64) * sigma * 100 / 2.0 ** e / step) * step
     assert clipped == int(np.count_nonzero((w64 < lo) | (w64 > hi)))
 
