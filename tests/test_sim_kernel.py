@@ -490,6 +490,43 @@ def test_attention_strict_errors_are_the_numpy_errors():
     assert errors[0] == errors[1]
 
 
+@settings(max_examples=examples(8), **FAST)
+@given(st.sampled_from(ATTENTION), st.sampled_from(["causal", "window"]),
+       st.integers(0, 2**16), st.sampled_from([1, 3]))
+def test_kernel_equals_numpy_on_drawn_attention_networks(variant_conv, mode, seed, batch):
+    """The mixed path on drawn attention networks (variant, conv or dense, mode, weights
+    and inputs from the seed): spikes, u/v, boundary channels, counts and overflow equal
+    the numpy path's."""
+    graph, x = _attention_build(*variant_conv, seed, mode)
+    a = assert_same(graph, x, batch_size=batch)
+    b = Simulator(graph, kernel="numba").run(x, batch_size=batch)
+    assert a.boundary.keys() == b.boundary.keys()
+    for ch in a.boundary:
+        assert np.array_equal(a.boundary[ch], b.boundary[ch]), ch
+
+
+def test_a_gate_that_raises_in_strict_mode_raises_the_same_on_the_mixed_path():
+    """A gate whose gains exceed its gain range (the co-processor's 8-bit gains into a gate
+    told it takes 2-bit ones) raises OverflowDetected in strict mode: the mixed path, where
+    the gate steps on its numpy code inside the kernel plan, raises the numpy path's error;
+    without strict both compute the same."""
+    from snncompile.ir import FxGate
+    graph, x = _attention_build("tcsa", True, 3, "causal")
+    gates = graph.nodes(FxGate)
+    assert gates
+    for gate in gates:
+        gate.gain_bits = 2
+    errors = []
+    for kernel in ("numpy", "numba"):
+        with pytest.raises(OverflowDetected) as e:
+            Simulator(graph, kernel=kernel, strict=True).run(x)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "gain outside [0, 3]" in errors[0], errors
+    a, b = run_both(graph, x)
+    for name in a.spikes:
+        assert np.array_equal(a.spikes[name], b.spikes[name]), name
+
+
 def test_loop_delays_stay_on_numpy(tmp_path):
     """HTDA's top-down loop (FxDelay) answers step n from earlier steps: every node of the
     loop would have to step together, so the graph runs on the numpy loop, and says why."""
