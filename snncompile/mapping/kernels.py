@@ -48,7 +48,7 @@ def greedy_cuts(rows, lims, out_cum, table, syn_cum, max_syn, syn_cap, bias_axon
         r = a
         while r < n:
             k = r + 1 - a
-            if k > lims[0]:
+            if k > lims[0] or k >= table.shape[0]:   # (the table covers the neuron limit)
                 break
             for j in range(n_in):
                 if rows[r, j]:
