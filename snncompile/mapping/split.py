@@ -809,17 +809,39 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
     if syn.nz is None:   # all-to-all: every resource but output axons is a function of b - a
         return _split_all_to_all(syn, out_cum, lims, lim, max_syn)
     table = axon_bits(np.arange(min(n, lim.neurons) + 1), syn.bpw, lim)   # [0] = 0
-    cuts = [0]
-    found = []    # the usage of each block as `_last_fit` found it (None: searched)
+    # the usage of each block as the search found it (None: to be counted)
+    search = _longest_first_compiled if map_kernel(n * syn.n_in) else _longest_first
+    cuts, found = search(syn, lim, lims, out_cum, state, max_syn, table, fits)
+    syn._prefix = None
+    k = len(cuts) - 1
+    usages = None
+    if k > 1:  # even out the block sizes when that still fits
+        even = [int(round(i * n / k)) for i in range(k + 1)]
+        if max_syn is None or bool(np.all(np.diff(syn.syn_cum[even]) <= max_syn)):
+            use = _block_usage(syn, even, out_cum, state, table, lims)
+            if use is False:
+                pass                                   # a block does not fit
+            elif use is not None:
+                cuts, usages = even, list(use)
+            elif all(fits(even[i], even[i + 1]) for i in range(k)):
+                cuts = even
+    ranges = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+    if usages is None:
+        usages = [u if u is not None else cost(a, b) for u, (a, b) in zip(found, ranges)] \
+            if len(found) == len(ranges) else [cost(a, b) for a, b in ranges]
+    synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
+    owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
+    return ranges, usages, synapses, owner
+
+
+def _longest_first(syn: _DenseSyn, lim: Limits, lims, out_cum, state: int, max_syn,
+                   table, fits):
+    """(cuts, usages) of `_split_dense`'s search in numpy: from each start the largest end
+    that fits (`_last_fit` on every end at once, or a bisection with `fits` when the block
+    would be too large to count that way); a usage is None where it was not counted."""
+    n = syn.n_out
+    cuts, found = [0], []
     a = 0
-    if map_kernel(n * syn.n_in):   # the same search, compiled (mapping/kernels.py)
-        from snncompile.mapping.kernels import greedy_cuts
-        syn_cap = lim.synapse_bits // max(syn.bpw, 1) if syn.n_in else -1
-        kc, ku = greedy_cuts(syn.nz.view(np.uint8), lims, out_cum,
-                             table.astype(np.int64), syn.syn_cum,
-                             -1 if max_syn is None else int(max_syn), int(syn_cap),
-                             int(syn.bias_axon), int(state))
-        cuts, found, a = kc.tolist(), list(ku), n
     while a < n:
         hi = min(n, a + lim.neurons,
                  int(np.searchsorted(out_cum, out_cum[a] + lim.output_axons, "right")) - 1)
@@ -845,26 +867,20 @@ def _split_dense(name: str, syn: _DenseSyn, out_ax: np.ndarray, lim: Limits,
         cuts.append(b)
         found.append(None)
         a = b
-    syn._prefix = None
-    k = len(cuts) - 1
-    usages = None
-    if k > 1:  # even out the block sizes when that still fits
-        even = [int(round(i * n / k)) for i in range(k + 1)]
-        if max_syn is None or bool(np.all(np.diff(syn.syn_cum[even]) <= max_syn)):
-            use = _block_usage(syn, even, out_cum, state, table, lims)
-            if use is False:
-                pass                                   # a block does not fit
-            elif use is not None:
-                cuts, usages = even, list(use)
-            elif all(fits(even[i], even[i + 1]) for i in range(k)):
-                cuts = even
-    ranges = [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
-    if usages is None:
-        usages = [u if u is not None else cost(a, b) for u, (a, b) in zip(found, ranges)] \
-            if len(found) == len(ranges) else [cost(a, b) for a, b in ranges]
-    synapses = [int(syn.syn_cum[b] - syn.syn_cum[a]) if syn.n_in else 0 for a, b in ranges]
-    owner = np.repeat(np.arange(len(ranges), dtype=np.int32), [b - a for a, b in ranges])
-    return ranges, usages, synapses, owner
+    return cuts, found
+
+
+def _longest_first_compiled(syn: _DenseSyn, lim: Limits, lims, out_cum, state: int,
+                            max_syn, table, fits):
+    """`_longest_first` as one compiled pass over the connectivity (mapping/kernels.py):
+    the same cuts, every usage counted."""
+    from snncompile.mapping.kernels import greedy_cuts
+    syn_cap = lim.synapse_bits // max(syn.bpw, 1) if syn.n_in else -1
+    cuts, use = greedy_cuts(syn.nz.view(np.uint8), lims, out_cum,
+                            np.asarray(table, np.int64), syn.syn_cum,
+                            -1 if max_syn is None else int(max_syn), int(syn_cap),
+                            int(syn.bias_axon), int(state))
+    return cuts.tolist(), list(use)
 
 
 def _block_usage(syn: _DenseSyn, cuts, out_cum: np.ndarray, state: int,
