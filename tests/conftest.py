@@ -49,8 +49,9 @@ def _share_cores_between_xdist_workers():
     """Under pytest-xdist (`make test`), each worker gets its share of the cores for torch's
     intra-op threads instead of every worker starting one thread per core; the command-line
     runs the tests start (examples/gesture_networks.py --quick, the CLI) inherit it through
-    OMP_NUM_THREADS (that test took 125 s in the suite, 38 s alone with two threads and
-    28 s alone with one)."""
+    OMP_NUM_THREADS. (That script took 38 s alone with two threads and 28 s with one; in
+    the suite it took 116-125 s either way: Lava's lock-step workers are what slows it
+    there.)"""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers > 1:
         share = max(1, (os.cpu_count() or 1) // workers)
@@ -87,8 +88,8 @@ def pytest_configure(config):
 #: the test files that take longest (seconds in one `make test`, --durations, at 2b14645),
 #: started first: xdist hands whole files (--dist loadfile) to the workers in collection
 #: order, so a long file collected last leaves the other worker idle at the end
-SLOW_FILES = ["test_gesture_networks.py", "test_hostile_corpus.py",  # 125 s, 36 s
-              "test_attention_bias.py", "test_feature_combinations.py",  # 27+, 40 s
+SLOW_FILES = ["test_gesture_networks.py", "test_hostile_corpus.py",  # ~120 s, ~35 s
+              "test_attention_bias.py", "test_feature_combinations.py",  # ~35, ~40 s
               "test_sim_lava.py", "test_sim_kernel.py", "test_residual_attention.py"]
 
 

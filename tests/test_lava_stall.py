@@ -35,7 +35,7 @@ def test_a_stalled_run_is_stopped_and_retried_once(tmp_path, capsys):
     assert steps == 3                      # the second ran every step
     assert took < 120, took                # not the first attempt's 600 s sleep
     err = capsys.readouterr().err
-    assert "sleeper: Lava made no progress" in err
+    assert "sleeper: Lava did not finish steps 1..3 in" in err and "counts as stalled" in err
     assert "starting it again (attempt 2 of 2)" in err
     # the stalled attempt's workers were terminated, not left sleeping
     assert not [p for p in set(mp.active_children()) - before if p.is_alive()]
@@ -46,13 +46,13 @@ def test_a_run_that_keeps_stalling_fails_in_one_line_after_the_last_attempt(caps
 
     def job():
         calls.append(1)
-        raise LavaStallError("Lava made no progress in 9 s running steps 1..4")
+        raise LavaStallError("Lava did not finish steps 1..4 in 9 s")
 
     with pytest.raises(LavaStallError) as info:
         retry_stalled(job, "lava run", attempts=3)
     assert len(calls) == 3
     msg = str(info.value)
-    assert "\n" not in msg and msg.startswith("lava run: Lava made no progress")
+    assert "\n" not in msg and msg.startswith("lava run: Lava did not finish steps 1..4")
     assert msg.endswith("(3 attempts)")
     assert capsys.readouterr().err.count("starting it again") == 2
 

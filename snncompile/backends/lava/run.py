@@ -28,7 +28,6 @@ import numpy as np
 from snncompile.backends.base import Run, register_backend
 from snncompile.backends.lava.layout import from_lava
 from snncompile.backends.lava.lower import LOWER, LavaNet, build, check_graph
-from snncompile.backends.lava.cost import lava_seconds_per_sample
 from snncompile.backends.lava.session import (lava_session, over_samples, require_lava,
                                               retry_stalled)
 from snncompile.errors import InputFileError, UnsupportedError
@@ -102,11 +101,10 @@ def run_lava(graph: Graph, inputs: np.ndarray, *, progress: bool = False) -> Lav
     n, t_len = x.shape[:2]
     n_steps = timing(graph, t_len).stream_steps(n)
     start = time.perf_counter()
-    step_s = lava_seconds_per_sample(graph, 1)
 
     def job():
         with tempfile.TemporaryDirectory(prefix="snncompile-lava-") as tmp:
-            with lava_session(step_s=step_s) as session:
+            with lava_session(graph=graph) as session:
                 net = build(graph, x, n_steps, Path(tmp))
                 session.start(net.runner, net.models)
                 if net.bias_in:
@@ -165,7 +163,7 @@ def lava_state(graph: Graph, sample: np.ndarray, node: str,
     when = timing(graph, t_len)
 
     def job():
-        with lava_session(step_s=lava_seconds_per_sample(graph, 1)) as session:
+        with lava_session(graph=graph) as session:
             net = build(graph, x, when.stream_steps(1), None)
             session.start(net.runner, net.models)
             session.run(when.lava_start(node) + local_step)

@@ -16,8 +16,9 @@ Exceptions into one-line BackendErrors naming the first worker exception.
 
 Lava's multiprocess runtime can deadlock: seen once in this project's test suite on a busy
 2-core machine, every worker idle in a channel wait at step 1 of a network that runs in
-7 s alone (and passed six runs in a row alone afterwards). So a run never waits forever:
-each `run` is started non-blocking and given `stall_limit(steps)` seconds (a floor plus
+7 s alone (and passed six runs in a row alone afterwards). So stepping never waits
+forever (Lava's compile and worker start, and its stop(), are not guarded): each `run` is
+started non-blocking and given `stall_limit(steps)` seconds (a floor plus
 20x the estimated or the slowest measured time per step); past it LavaStallError is raised
 and the session is shut down by force. `retry_stalled` runs a whole Lava job (build, run,
 read back) again once after a stall, saying so on stderr.
@@ -41,7 +42,8 @@ STALL_FACTOR = 20.0
 
 
 class LavaStallError(BackendError):
-    """A Lava run made no progress within its stall limit (its runtime deadlocked)."""
+    """A Lava run did not finish within its stall limit (seen when its runtime deadlocked;
+    a run merely far slower than estimated would count too)."""
 
 
 def require_lava() -> None:
@@ -163,10 +165,10 @@ class LavaSession:
             waited = time.perf_counter() - t0
             if waited > limit:
                 raise LavaStallError(
-                    f"Lava made no progress in {waited:.0f} s running steps "
-                    f"{self.steps_done + 1}..{self.steps_done + steps} (limit {limit:.0f} s: "
-                    f"{self.floor_s:.0f} s + {STALL_FACTOR:.0f}x {self.step_s:.3g} s/step); "
-                    "its multiprocess runtime stalled")
+                    f"Lava did not finish steps {self.steps_done + 1}.."
+                    f"{self.steps_done + steps} in {waited:.0f} s (limit {limit:.0f} s: "
+                    f"{self.floor_s:.0f} s + {STALL_FACTOR:.0f}x {self.step_s:.3g} s/step), "
+                    "so the run counts as stalled")
             time.sleep(pause)
             pause = min(2 * pause, 0.01)
         self.runner.wait()              # collects the answers (and raises a worker error)
@@ -218,12 +220,15 @@ class LavaSession:
 
 
 @contextmanager
-def lava_session(failure: str = "lava run failed", step_s: float = 0.0,
+def lava_session(failure: str = "lava run failed", graph=None,
                  floor_s: float = STALL_FLOOR_S) -> Iterator[LavaSession]:
     """A LavaSession that is always shut down on the way out (gracefully after success,
     forced after a failure or a stall). Our own one-line errors pass through; any other
     exception becomes BackendError(f"{failure}: <first worker exception or the exception>").
-    step_s: the expected seconds per step, for the stall limit (LavaSession.stall_limit)."""
+    graph: the network being run, whose estimated Lava time per step (cost.py) sets the
+    stall limit (LavaSession.stall_limit); None: the floor alone."""
+    from snncompile.backends.lava.cost import lava_seconds_per_sample
+    step_s = lava_seconds_per_sample(graph, 1) if graph is not None else 0.0
     session = LavaSession(step_s=step_s, floor_s=floor_s)
     ok = False
     try:

@@ -24,7 +24,6 @@ import numpy as np
 
 from snncompile.backends.base import Run, register_backend
 from snncompile.backends.lava.layout import natural_perm, to_lava
-from snncompile.backends.lava.cost import lava_seconds_per_sample
 from snncompile.backends.lava.session import (lava_session, one_line, over_samples,
                                               require_lava, retry_stalled)
 from snncompile.errors import BackendError, InputFileError
@@ -92,8 +91,7 @@ def _run_netx(path, graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     _feed(path, graph, net, encoder, x, total)
     sinks = _sinks(blocks, encoder, total)
     # a run left open keeps Lava's workers alive; a failed one must be forced
-    with lava_session(f"{path}: netx network failed in Lava",
-                      step_s=lava_seconds_per_sample(graph, 1)) as session:
+    with lava_session(f"{path}: netx network failed in Lava", graph=graph) as session:
         session.start(net)
         session.run(total)
         raw = [sink.data.get() for sink in sinks]
