@@ -7,7 +7,7 @@ back into its a_in); all three must agree spike for spike. The training layer
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from hypothesis_profile import examples
 
@@ -194,10 +194,15 @@ def test_float_graph_equals_training_layer_on_random_recurrent_models(recurrent,
     assert sorted(n for n in graph.order() if isinstance(graph.node(n), RecDense)) == \
         [f"lif{i}.rec" for i, r in enumerate(recurrent) if r]
     want = _layer_spikes(model, x)
+    fired = sum(int(v.sum()) for v in want.values())
+    # a drawn model that never fires (seen once: one layer, seed 8367) would make the
+    # equality below vacuous: such draws are discarded (Hypothesis fails the test when too
+    # many are), the others must fire and agree
+    assume(fired > 0)
     got = run_float(graph, x)
     for name in want:
         assert np.array_equal(got[name], want[name]), name
-    assert sum(int(v.sum()) for v in want.values()) > 0   # something fired
+    assert fired > 0   # something fired
 
 
 @pytest.mark.parametrize("cfg", [
