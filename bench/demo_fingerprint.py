@@ -5,7 +5,8 @@ write and print.
     python bench/demo_fingerprint.py check     # runs again, compares, exit 1 on a difference
 
 The fingerprint holds the sha256 of every file the demos write inside a build directory
-(out/**/*.build/**) and every line the demos print, with wall-clock times (a number
+(out/**/*.build/**, those written during the run: builds other commands left in out/
+are not counted) and every line the demos print, with wall-clock times (a number
 followed by "s" or "ms" after "in", "time", or in a timing column) replaced by "<t>",
 since those change from run to run and are not behaviour, and the checkout's path by
 "<repo>" (the recording may come from another clone). Everything else must be
@@ -21,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +41,7 @@ def normalise(line: str) -> str:
 
 def run_demos(out: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), SNNCOMPILE_PROGRESS="0")
+    started = time.time() - 1.0       # builds other commands left in out/ are not the demos'
     printed = {}
     for demo in DEMOS:
         print(f"running {demo} ...", file=sys.stderr, flush=True)
@@ -51,7 +54,8 @@ def run_demos(out: Path) -> dict:
     files = {}
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
-        if path.is_file() and any(part.endswith(".build") for part in rel.split("/")[:-1]):
+        if path.is_file() and any(part.endswith(".build") for part in rel.split("/")[:-1]) \
+                and path.stat().st_mtime >= started:
             files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"build_files": files, "printed": printed}
 
