@@ -388,6 +388,85 @@ def test_onnx_floor_shift_of_negatives():
         np.testing.assert_array_equal(got[k], want[k])
 
 
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx is not installed")
+@pytest.mark.parametrize("rounding", ["floor", "nearest_even"])
+def test_onnx_rounding_helpers_on_the_whole_int64_bound(rounding):
+    """The exported shift / mean rounding (mask or Mod remainder, exact Div, Clip for the
+    round-up bit) equals ops.shift_round / ops.div_round for every |x| < 2**62 the graphs
+    allow: values at the bound, ties of both parities, both signs, every shift up to the
+    largest each rounding accepts, divisors that are no power of 2."""
+    import onnx
+    from onnx import helper as h
+
+    from snncompile.coproc.onnx_export import _Builder, evaluator
+    from snncompile.coproc.ops import INT64_SAFE_BITS, div_round, shift_round
+
+    top = 2 ** INT64_SAFE_BITS - 1
+    rng = np.random.default_rng(7)
+    shifts = [1, 2, 3, 8, 13, 31, 40, INT64_SAFE_BITS - 2] + \
+        ([INT64_SAFE_BITS - 1, INT64_SAFE_BITS] if rounding == "floor" else [])
+    divisors = [3, 5, 6, 7, 64, 100, 1000, 2 ** 20 + 1]
+    b = _Builder(onnx)
+    outs = [b.shift("x", s, rounding, f"s{s}") for s in shifts] + \
+        [b.round_div("x", d, rounding, f"d{d}") for d in divisors]
+    t = onnx.TensorProto.INT64
+    model = h.make_model(h.make_graph(
+        b.nodes, "rounding", [h.make_tensor_value_info("x", t, None)],
+        [h.make_tensor_value_info(o, t, None) for o in outs], initializer=b.inits),
+        opset_imports=[h.make_opsetid("", 18)])
+    ties = [k * 2 ** s + 2 ** (s - 1) for s in shifts[:6] for k in range(-3, 3)]
+    x = np.concatenate([rng.integers(-top, top, 3000, endpoint=True),
+                        rng.integers(-3000, 3000, 3000), [-top, top, 0, -1, 1], ties,
+                        [k * d + d // 2 for d in divisors for k in range(-3, 3)]])
+    got = evaluator(model).run(None, {"x": x.astype(np.int64)})
+    for s, y in zip(shifts, got):
+        np.testing.assert_array_equal(y, shift_round(x, s, rounding), err_msg=f"shift {s}")
+    for d, y in zip(divisors, got[len(shifts):]):
+        np.testing.assert_array_equal(y, div_round(x, d, rounding), err_msg=f"mean n={d}")
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx is not installed")
+def test_truncating_div_equals_onnx_reference_div():
+    """The evaluator's faster Div is onnx's own function: integer quotients truncated
+    toward zero, on both signs of numerator and divisor, exact multiples, int64 extremes
+    (the one overflowing case, -2**63 / -1, left out), broadcasting, and float inputs."""
+    import onnx
+    from onnx import helper as h
+    from onnx.reference import ReferenceEvaluator
+
+    from snncompile.coproc.onnx_export import evaluator
+
+    def model(dtype):
+        t = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        g = h.make_graph([h.make_node("Div", ["a", "b"], ["y"])], "div",
+                         [h.make_tensor_value_info("a", t, None),
+                          h.make_tensor_value_info("b", t, None)],
+                         [h.make_tensor_value_info("y", t, None)])
+        return h.make_model(g, opset_imports=[h.make_opsetid("", 18)])
+
+    rng = np.random.default_rng(11)
+    big = 2 ** 63 - 1
+    a = np.concatenate([rng.integers(-2 ** 62, 2 ** 62, 4000), rng.integers(-40, 40, 4000),
+                        [-big, big, -big - 1, 0, 7, -7, 8, -8, 256 * -3, 256 * 3]])
+    b = np.concatenate([rng.integers(1, 300, 4000) * rng.choice([-1, 1], 4000),
+                        rng.integers(1, 9, 4000) * rng.choice([-1, 1], 4000),
+                        [3, -3, 2, 5, 2, -2, -2, 2, 256, -256]])
+    m = model(np.int64)
+    ours, theirs = evaluator(m), ReferenceEvaluator(m)
+    for x, y in ((a, b), (a, np.array(256)), (a, np.array(-7)), (a[:, None], b[None, :50])):
+        got = ours.run(None, {"a": x, "b": y})[0]
+        want = theirs.run(None, {"a": x, "b": y})[0]
+        assert got.dtype == want.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+    assert ours.run(None, {"a": np.array([-7, 7, -8]), "b": np.array(2)})[0].tolist() == \
+        [-3, 3, -4]                                     # toward zero, not floor
+    x, y = a[4000:8000], b[4000:8000]   # small values: int32 and float32 hold them
+    for dt in (np.int32, np.float32):
+        m, feeds = model(dt), {"a": x.astype(dt), "b": y.astype(dt)}
+        np.testing.assert_array_equal(evaluator(m).run(None, feeds)[0],
+                                      ReferenceEvaluator(m).run(None, feeds)[0])
+
+
 # ------------------------------------------------------------------ Lava
 def _lava_run(procs, source, n_steps):
     """Run the network; always stop Lava (forced shutdown after a failure)."""

@@ -388,11 +388,9 @@ class _CoprocEvaluator:
     evaluator step by step (an implementation independent of the simulator's numpy one)."""
 
     def __init__(self, node: FxCoproc, n: int):
-        from onnx.reference import ReferenceEvaluator
-
-        from snncompile.coproc.onnx_export import build_onnx
+        from snncompile.coproc.onnx_export import build_onnx, evaluator
         self.cg = node.cgraph
-        self.evaluator = ReferenceEvaluator(build_onnx(self.cg))
+        self.evaluator = evaluator(build_onnx(self.cg))
         self.state = self.cg.init_state(n)
 
     def run(self, ins: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -428,20 +426,32 @@ def _gate_rule(node: FxGate, ins, ctx: _Context) -> torch.Tensor:
 
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """(a * g) / 2**shift, floor or to nearest with ties to even (node.rounding); the gain
-    broadcasts (same number of axes)."""
+    broadcasts (same number of axes). Computed one step (axis 1) at a time: on the whole
+    chunk each of the few integer passes allocated a fresh tensor of the current's size,
+    and those allocations (page faults), not the arithmetic, took most of the gate's time."""
     g = g.to(torch.int64)
     fh, fw = node.upsample
     if (fh, fw) != (1, 1):  # nearest: neuron (i, j) reads gain (i // fh, j // fw)
         g = g.repeat_interleave(fh, dim=-2).repeat_interleave(fw, dim=-1)
     a = _wrap(a.to(torch.int64), 32)  # the synapse's int32 message
+    shape = np.broadcast_shapes(tuple(a.shape), tuple(g.shape))  # torch's imports sympy
+    out = torch.empty(shape, dtype=torch.int64)
+    for k in range(shape[1]):
+        out[:, k] = _gate_step(node, a[:, min(k, a.shape[1] - 1)],
+                               g[:, min(k, g.shape[1] - 1)])
+    return out
+
+
+def _gate_step(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     k = node.shift
     p = a * g
     # floor(p / 2**k) is p >> k (an arithmetic shift of the int64 product, exact for
     # either sign); int64 division by d = 2**k took most of the reference's gate time
     out = p >> k
     if node.rounding == "nearest_even" and k > 0:  # up iff 2r + parity(q) > d
-        r = p - (out << k)                           # the remainder, in [0, d)
-        out += (2 * r + (out & 1) + (1 << k) - 1) >> (k + 1)
+        r = p.bitwise_and_((1 << k) - 1)             # the remainder, in [0, d)
+        r.mul_(2).add_(out & 1).sub_(1 << k)         # 2r + parity - d: up iff > 0
+        out += r.clamp_(0, 1)
     return torch.clamp_(out, min=0) if node.relu else out
 
 
