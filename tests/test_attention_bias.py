@@ -25,6 +25,7 @@ from snncompile.coproc.ops import Mul, ReduceMean, div_round, shift_round
 from snncompile.coproc.onnx_export import build_onnx, run_onnx
 from examples.datasets.events import digits_images, event_timing
 from snncompile.frontends import graph_from_model
+from snncompile.errors import UnsupportedError
 from snncompile.ir import FxGate
 from snncompile.nn import load_checkpoint
 from snncompile.nn.attention import AttentionLayer, AttentionSNN, gain_to_int
@@ -80,6 +81,36 @@ def test_gate_error_is_zero_in_expectation_and_all_gate_implementations_agree():
         assert abs(err[sign].mean()) < 0.01               # for either sign alone too
     floor = _Gate(FxGate("f", shift=8, gain_bits=8), strict=True).step(a, g)
     assert (floor - exact).mean() < -0.45                 # the bias the fix removes
+
+
+@pytest.mark.parametrize("rounding", ["floor", "nearest_even"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_reference_gate_equals_simulator_gate_at_the_extremes(rounding, relu):
+    """The reference's gate (float64, exact) and the simulator's (integer shifts): int32
+    messages at both ends and past them (wrapped), 16-bit gains, shifts 0..16, ties of
+    both parities, broadcasting gains over time and space, nearest-neighbour upsampling;
+    a gain beyond the reference's exact range is refused, not rounded."""
+    rng = np.random.default_rng(4)
+    a = np.concatenate([rng.integers(-2 ** 31, 2 ** 31, 2000), rng.integers(-600, 600, 2000),
+                        [-2 ** 31, 2 ** 31 - 1, 2 ** 31, -2 ** 31 - 1, 2 ** 33 + 5, 0, -1, 1],
+                        [k * 256 + 128 for k in range(-6, 6)]]).reshape(1, 1, -1, 1)
+    a = np.repeat(a, 2, axis=0).repeat(3, axis=1).reshape(2, 3, -1, 2, 2)  # (N, T, C, H, W)
+    for shift, bits in ((0, 1), (1, 8), (8, 8), (8, 16), (16, 16)):
+        node = FxGate("g", shift=shift, gain_bits=bits, rounding=rounding, relu=relu)
+        for gshape in ((2, 3) + a.shape[2:], (2, 1, a.shape[2], 1, 1), (2, 3, 1, 2, 2)):
+            g = rng.integers(0, 2 ** bits, gshape)
+            g.flat[:3] = [0, 2 ** bits - 1, 2 ** shift]
+            want = _Gate(node, strict=False).step(a, g)
+            got = reference_gate(node, torch.as_tensor(a), torch.as_tensor(g)).numpy()
+            np.testing.assert_array_equal(got, want, err_msg=f"shift {shift} {gshape}")
+    up = FxGate("u", shift=8, rounding=rounding, relu=relu, upsample=(2, 2))
+    g = rng.integers(0, 256, (2, 3, a.shape[2], 1, 1))
+    want = _Gate(up, strict=False).step(a, g)
+    np.testing.assert_array_equal(
+        reference_gate(up, torch.as_tensor(a), torch.as_tensor(g)).numpy(), want)
+    with pytest.raises(UnsupportedError, match=r"g: gain 4194304 exceeds"):
+        reference_gate(FxGate("g", shift=8), torch.as_tensor(a),
+                       torch.full((2, 3, 1, 1, 1), 2 ** 22))
 
 
 def test_tcsa_chain_of_three_gates_is_unbiased():

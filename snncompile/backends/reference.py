@@ -285,21 +285,28 @@ def _conv1d_rule(node: FxConv1d, ins, ctx: _Context) -> torch.Tensor:
     return y.reshape(tuple(y.shape[:3]) + (y.shape[-1],))
 
 
-def _check_weights(node, w: torch.Tensor, lo: int, hi: int, step: int):
-    step = max(int(step), 1)                          # a power of 2
-    bad = (w < lo) | (w > hi) | ((w & (step - 1)) != 0)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+def _check_weights(node, w: np.ndarray, lo: int, hi: int, step: int):
+    """Refuse, in one line, the first weight outside [lo, hi] or off the mantissa grid
+    (a multiple of `step`, a power of 2); checked on the stored integer array (no int64
+    copy: a dense layer's weights are the largest array the reference reads)."""
+    step = max(int(step), 1)
+    if w.size and (int(w.min()) < lo or int(w.max()) > hi
+                   or (step > 1 and bool(np.bitwise_and(w, step - 1).any()))):
+        bad = (w < lo) | (w > hi) | ((w & (step - 1)) != 0)
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise UnsupportedError(f"{node.name}: weight{list(idx)} = {int(w[idx])} is not a "
                                f"representable 8-bit mantissa (range [{lo}, {hi}], step {step})")
 
 
 def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
-    w = torch.as_tensor(np.asarray(node.weight, dtype=np.int64))
+    w = np.asarray(node.weight)
+    if w.dtype.kind not in "iu":
+        w = w.astype(np.int64)
     mixed = node.sign_mode == "mixed"
     lo, hi = {"mixed": (-256, 254), "excitatory": (0, 255),
               "inhibitory": (-255, 0)}[node.sign_mode]
     _check_weights(node, w, lo, hi, 2 ** (8 - node.num_weight_bits + int(mixed)))
+    w = torch.as_tensor(w)   # its integer type: _exact_matmul casts once, as it needs
     x = x.to(torch.int64)
     if node.num_message_bits == 0:
         x = (x != 0).to(torch.int64)
@@ -312,6 +319,7 @@ def _dense(node: FxDense, x: torch.Tensor) -> torch.Tensor:
         return _wrap(acc, 32) if node.num_message_bits else acc
     if node.delay is None:
         return shifted(_exact_matmul(x, w))
+    w = w.to(torch.int64)
     d = torch.as_tensor(np.asarray(node.delay, np.int64))
     out = torch.zeros(x.shape[:2] + (w.shape[0],), dtype=torch.int64)
     for k in torch.unique(d).tolist():             # delay k: step t gets what s(t-k) sent
@@ -331,7 +339,7 @@ def _exact_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         bound = max(-int(xl), int(xh)) * max(-int(wl), int(wh)) * w.shape[1]
         if bound < 2 ** 24:
             return torch.matmul(x.to(torch.float32), w.T.to(torch.float32)).to(torch.int64)
-    return torch.matmul(x, w.T)
+    return torch.matmul(x, w.T.to(torch.int64))
 
 
 def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -353,7 +361,7 @@ def _conv(node: FxConv2d, x: torch.Tensor) -> torch.Tensor:
     y = torch.nn.functional.conv2d(x.reshape((n * t,) + tuple(x.shape[2:])).to(dtype),
                                    w.to(dtype), stride=node.stride, padding=node.padding,
                                    groups=node.groups)
-    y = torch.round(y).to(torch.int64)
+    y = y.to(torch.int64)   # every sum is an integer held exactly: no rounding needed
     return _wrap(y, 24).reshape((n, t) + tuple(y.shape[1:]))
 
 
@@ -425,34 +433,31 @@ def _gate_rule(node: FxGate, ins, ctx: _Context) -> torch.Tensor:
 
 
 def _gate(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """(a * g) / 2**shift, floor or to nearest with ties to even (node.rounding); the gain
-    broadcasts (same number of axes). Computed one step (axis 1) at a time: on the whole
-    chunk each of the few integer passes allocated a fresh tensor of the current's size,
-    and those allocations (page faults), not the arithmetic, took most of the gate's time."""
-    g = g.to(torch.int64)
+    """(a * g) / 2**shift rounded as node.rounding says: floor, or to nearest with ties to
+    even; the gain broadcasts (same number of axes).
+
+    Computed in float64, exactly, not by integer shifts (the simulator's way): a is the
+    synapse's int32 message and |g| <= 2**21 (checked), so p = a * g is an integer below
+    2**52 in magnitude, held exactly; p * 2**-shift only changes the exponent; floor and
+    torch.round (ties to even) of an exact value are exact. One step (axis 1) at a time:
+    on the whole chunk, allocating tensors of the current's size cost more than the
+    arithmetic."""
     fh, fw = node.upsample
     if (fh, fw) != (1, 1):  # nearest: neuron (i, j) reads gain (i // fh, j // fw)
         g = g.repeat_interleave(fh, dim=-2).repeat_interleave(fw, dim=-1)
+    if g.numel() and int(g.abs().max()) > 2 ** 21:
+        raise UnsupportedError(f"{node.name}: gain {int(g.abs().max())} exceeds the "
+                               "reference's exact range (2**21)")
     a = _wrap(a.to(torch.int64), 32)  # the synapse's int32 message
+    g = g.to(torch.float64) * 2.0 ** -node.shift
     shape = np.broadcast_shapes(tuple(a.shape), tuple(g.shape))  # torch's imports sympy
     out = torch.empty(shape, dtype=torch.int64)
-    for k in range(shape[1]):
-        out[:, k] = _gate_step(node, a[:, min(k, a.shape[1] - 1)],
-                               g[:, min(k, g.shape[1] - 1)])
+    nearest = node.rounding == "nearest_even"
+    for t in range(shape[1]):
+        q = a[:, min(t, a.shape[1] - 1)].to(torch.float64) * g[:, min(t, g.shape[1] - 1)]
+        q = torch.round_(q) if nearest else torch.floor_(q)
+        out[:, t] = q.clamp_(min=0) if node.relu else q
     return out
-
-
-def _gate_step(node: FxGate, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    k = node.shift
-    p = a * g
-    # floor(p / 2**k) is p >> k (an arithmetic shift of the int64 product, exact for
-    # either sign); int64 division by d = 2**k took most of the reference's gate time
-    out = p >> k
-    if node.rounding == "nearest_even" and k > 0:  # up iff 2r + parity(q) > d
-        r = p.bitwise_and_((1 << k) - 1)             # the remainder, in [0, d)
-        r.mul_(2).add_(out & 1).sub_(1 << k)         # 2r + parity - d: up iff > 0
-        out += r.clamp_(0, 1)
-    return torch.clamp_(out, min=0) if node.relu else out
 
 
 # ------------------------------------------------------------------ LIF neurons
@@ -509,6 +514,7 @@ class _LifRegisters:
         if bias_frames is not None:
             bias_all = (self.bias_mant + bias_frames.to(torch.int64)) * (1 << self.bias_exp)
         bits, keep_u, keep_v = num.decay_bits, self.keep_u, self.keep_v
+        has_bias = bias_frames is not None or bool(bias.any())
         for k in range(a.shape[1]):
             if bias_frames is not None:
                 bias = bias_all[:, k]
@@ -521,7 +527,8 @@ class _LifRegisters:
                 u = torch.where(u <= -half, u + 2 * half, u)
             v = _decay_(v * keep_v, bits)
             v += u
-            v += bias
+            if has_bias:
+                v += bias
             v.clamp_(-half + 1, half - 1)
             s = v >= self.vth if self.fire_ge else v > self.vth
             if self.reset == "subtract":
