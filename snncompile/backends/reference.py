@@ -146,6 +146,7 @@ def _run_local(graph: Graph, x: torch.Tensor, num: Numerics, record_state: bool)
                                "integer reference yet")
     ctx = _Context(graph, num, timing(graph, t), n, record_state, graph.bias_fed())
     chunk = 1 if stepwise else t
+    release = _releases(graph, list(rules))
     for start in range(0, t, chunk):
         ctx.start, ctx.frames = start, x[:, start:start + chunk]
         ctx.steps = ctx.frames.shape[1]
@@ -153,7 +154,26 @@ def _run_local(graph: Graph, x: torch.Tensor, num: Numerics, record_state: bool)
                   for name, rule in rules.items() if hasattr(rule, "opening")}
         for name, rule in rules.items():
             values[name] = rule(graph.node(name), [values[i] for i in graph.inputs(name)], ctx)
+            for done in release[name]:
+                del values[done]
     return ctx
+
+
+def _releases(graph: Graph, order: list[str]) -> dict[str, list[str]]:
+    """Node -> the values no node after it reads (computed before it): dropped once it has
+    run, so that the allocator reuses their memory. Whole-window tensors of tens of MB
+    that stay alive make every later one a fresh mapping, and its page faults cost more
+    than the arithmetic that fills it."""
+    pos = {name: k for k, name in enumerate(order)}
+    last = {}
+    for name in order:
+        for i in graph.inputs(name):
+            last[i] = max(last.get(i, -1), pos[name])
+    out = {name: [] for name in order}
+    for i, k in last.items():
+        if pos[i] < k:
+            out[order[k]].append(i)
+    return out
 
 
 def _run_global(graph: Graph, x: torch.Tensor, num: Numerics) -> _Context:
@@ -503,14 +523,14 @@ class _LifRegisters:
     def run(self, a: torch.Tensor, record: bool, bias_frames: torch.Tensor | None = None):
         """bias_frames (N, k, *shape): per-step bias mantissas added to the node's own.
 
-        What does not depend on the state (the int32 input port and its shift into u) is
-        computed for the whole chunk at once; only the recurrence steps one by one."""
+        One step at a time, the input too: the int32 input port and its shift into u on
+        the whole chunk allocated a tensor of the chunk's size, whose page faults cost more
+        than the arithmetic."""
         num, half = self.num, self.half
         out, us, vs = [], [], []
         u, v = self.u, self.v
         bias = self.bias
-        a_in = _wrap(a.to(torch.int64), 32)                            # int32 input port
-        a_in = _wrap(a_in * (1 << num.act_shift), 32)                  # shifted into u
+        a = a.to(torch.int64)
         if bias_frames is not None:
             bias_all = (self.bias_mant + bias_frames.to(torch.int64)) * (1 << self.bias_exp)
         bits, keep_u, keep_v = num.decay_bits, self.keep_u, self.keep_v
@@ -519,7 +539,7 @@ class _LifRegisters:
             if bias_frames is not None:
                 bias = bias_all[:, k]
             u = _decay_(u * keep_u, bits)
-            u += a_in[:, k]
+            u += _wrap(_wrap(a[:, k], 32) * (1 << num.act_shift), 32)  # int32 port, into u
             lo, hi = torch.aminmax(u)
             if int(lo) <= -half or int(hi) > half:   # else both wraps below are no-ops
                 u = _wrap(u, 32)                                        # int32 register
@@ -536,7 +556,7 @@ class _LifRegisters:
             elif self.reset == "threshold":
                 v = torch.where(s, self.vth, v)
             else:
-                v.masked_fill_(s, 0)
+                v.mul_(s.logical_not())   # masked_fill_ took 7x as long
             out.append(s)
             if record:           # u and v are new tensors every step: no copies needed
                 us.append(u)

@@ -20,17 +20,25 @@ count n of a mean):
     q = Div(x - r, d)    # x - r is an exact multiple of d: every Div rounding agrees
 
 gives q = floor(x / d) = x >> s for every int64 x that the graph's static bound allows
-(|x| < 2**62, so x - r cannot overflow).
+(|x| < 2**61, so x - r cannot overflow).
 
-Rounding to nearest, ties to even (ops with rounding "nearest_even"), from the same q, r:
+Rounding to nearest, ties to even (ops with rounding "nearest_even"), for d = 2**s (s >= 1)
+with one Div: the parity of floor(x / d) is bit s of x, and
+
+    p  = Clip(x & d, 0, 1)                      # bit s of x: 0 or 1
+    y  = Div(x + O + (d/2 - 1) + p, d) - O/d    # O = 2**62, a multiple of d
+
+is floor((x + d/2 - 1 + p) / d) = `ops.shift_round`: the numerator is positive and below
+2**63 because |x| < 2**61 (ops.INT64_SAFE_BITS), so truncation is the floor. For another
+d (the element count n of a mean), from the q, r above:
 
     p  = q & 1                           # the parity of q: 0 or 1, also for q < 0
     up = Clip(2r + p - d, 0, 1)          # an integer: 1 iff 2r + p > d, else 0
     y  = q + up
 
-which is `ops.div_round` (and `ops.shift_round` for d = 2**s) term by term (there
-`up = (2r + p + d - 1) // 2d`, the same 0 or 1). Masks and Clip instead of Mod and Div
-where they are exact: onnx's reference evaluator divides slowly, and the gates' Mul on
+which is `ops.div_round` term by term (there `up = (2r + p + d - 1) // 2d`, the same 0 or
+1). Masks, Clip and one Div instead of Mod and two Divs where they are exact: onnx's
+reference evaluator divides slowly and runs every node in Python, and the gates' Mul on
 the whole current is rounded this way every step.
 
 Opset 18, IR version 8. Example::
@@ -46,8 +54,8 @@ import numpy as np
 
 from ..errors import GraphError, UnsupportedError
 from .graph import CoprocGraph
-from .ops import (Accumulate, Add, Concat, Conv2d, History, Linear, Mul, Op, ReduceMax,
-                  ReduceMean, Relu, Reshape, SigmoidLUT, Window)
+from .ops import (INT64_SAFE_BITS, Accumulate, Add, Concat, Conv2d, History, Linear, Mul, Op,
+                  ReduceMax, ReduceMean, Relu, Reshape, SigmoidLUT, Window)
 
 OPSET = 18
 IR_VERSION = 8
@@ -62,6 +70,12 @@ def _require_onnx():
         raise UnsupportedError("ONNX export needs the `onnx` package: pip install onnx") \
             from None
     return onnx
+
+
+_OFFSET = 2 ** 62
+"""Added before the one Div of a power-of-2 rounding: a multiple of every d <= 2**61 that
+makes the numerator non-negative for |x| < 2**INT64_SAFE_BITS (= 2**61), far from 2**63."""
+assert INT64_SAFE_BITS <= 61
 
 
 def state_names(op: Op) -> tuple[str, str]:
@@ -114,6 +128,15 @@ class _Builder:
         """x / d for d >= 1 rounded as `rounding` (floor / nearest_even), exact."""
         if d == 1 or rounding == "floor":
             return self.floor_div(x, d, hint)
+        if d & (d - 1) == 0:     # 2**s, s >= 1: one Div of a non-negative numerator
+            par = self.clip(self.node("BitwiseAnd", [x, self.const(d, f"{hint}/bit")],
+                                      f"{hint}/bit_s"), 0, 1, f"{hint}/parity")
+            z = self.node("Add", [x, self.const(_OFFSET + d // 2 - 1, f"{hint}/off")],
+                          f"{hint}/offset")
+            q = self.node("Div", [self.node("Add", [z, par], f"{hint}/z"),
+                                  self.const(d, f"{hint}/d")], f"{hint}/div")
+            return self.node("Sub", [q, self.const(_OFFSET // d, f"{hint}/back")],
+                             f"{hint}/rnd")
         r = self._remainder(x, d, hint)
         q = self._floor_div(x, r, d, hint)
         p = self.node("BitwiseAnd", [q, self.const(1, f"{hint}/one")], f"{hint}/parity")

@@ -52,9 +52,9 @@ import numpy as np
 
 from ..errors import GraphError
 
-INT64_SAFE_BITS = 62
-"""Every intermediate magnitude must stay below 2**62: int64 with one bit of headroom for
-the floor-shift helper of the ONNX export (x - mod(x, 2**s))."""
+INT64_SAFE_BITS = 61
+"""Every intermediate magnitude must stay below 2**61: int64 with two bits of headroom for
+the exact rounding of the ONNX export (x - mod(x, d); x + 2**62 + d/2 before one Div)."""
 
 MAX_VALUE_BITS = 32
 """Widest value a graph input or op output may have (ports and ONNX I/O are int32)."""
