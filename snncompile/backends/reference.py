@@ -122,10 +122,15 @@ class _Context:
 
     def collect(self):
         """(recorded, states) as numpy arrays, every chunk joined along time."""
-        recorded = {key: torch.cat(parts, 1).numpy() for key, parts in self.chunks.items()}
-        states = {name: tuple(torch.cat(p, 1).numpy() for p in zip(*parts))
+        recorded = {key: _joined(parts) for key, parts in self.chunks.items()}
+        states = {name: tuple(_joined(p) for p in zip(*parts))
                   for name, parts in self.state_chunks.items()}
         return recorded, states
+
+
+def _joined(parts) -> np.ndarray:
+    """Chunks joined along time (a single chunk as it is: no copy)."""
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)).numpy()
 
 
 def _rules(table: Rules, graph: Graph) -> dict:
