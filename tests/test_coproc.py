@@ -453,10 +453,12 @@ def test_truncating_div_equals_onnx_reference_div():
                         [3, -3, 2, 5, 2, -2, -2, 2, 256, -256]])
     m = model(np.int64)
     ours, theirs = evaluator(m), ReferenceEvaluator(m)
-    for x, y in ((a, b), (a, np.array(256)), (a, np.array(-7)), (a[:, None], b[None, :50])):
+    for x, y in ((a, b), (a, np.array(256)), (a, np.array(-7)), (a[:, None], b[None, :50]),
+                 (a[:, None], np.array([[3]])), (a[-3:-2].reshape(()), np.array([3])),
+                 (a[-3:-2].reshape(()), np.array(3))):
         got = ours.run(None, {"a": x, "b": y})[0]
         want = theirs.run(None, {"a": x, "b": y})[0]
-        assert got.dtype == want.dtype == np.int64
+        assert got.dtype == want.dtype == np.int64 and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
     assert ours.run(None, {"a": np.array([-7, 7, -8]), "b": np.array(2)})[0].tolist() == \
         [-3, 3, -4]                                     # toward zero, not floor

@@ -344,6 +344,13 @@ def _truncating_div():
         def _run(self, a, b):
             if not issubclass(a.dtype.type, np.integer):
                 return (np.divide(a, b).astype(a.dtype, copy=False),)
+            if (b.size == 1 and b.ndim <= a.ndim and b.item() > 0
+                    and issubclass(a.dtype.type, np.signedinteger)):
+                # one positive divisor (every Div of the export): a negative numerator
+                # plus b - 1, floored, is the quotient rounded toward zero
+                d = b.reshape(()).astype(a.dtype)
+                return (np.floor_divide(a + ((a >> (a.dtype.itemsize * 8 - 1)) & (d - 1)),
+                                        d),)
             q = np.floor_divide(a, b)
             q += (q * b != a) & ((a < 0) != (b < 0))   # floor -> toward zero
             return (q,)
