@@ -241,8 +241,7 @@ def test_selection_env_argument_and_unsupported_graphs(monkeypatch):
     monkeypatch.setattr(kernels_plan, "AUTO_MIN_WORK", 0)
     assert Simulator(graph).run(x).kernel == "numba"
     assert Simulator(graph).run(x.astype(np.float64)).kernel == "numpy"  # not integers
-    # a gate has no kernel: it steps on its numpy code inside the plan, and the reason
-    # names its type
+    # a gate has its own kernel (kernels.gate), also when its gain is a synapse's
     g = Graph()
     g.add(Input("in", shape=(4,)))
     g.add(FxDense("fa", weight=np.full((3, 4), 2)), ["in"])
@@ -251,7 +250,8 @@ def test_selection_env_argument_and_unsupported_graphs(monkeypatch):
     g.add(FxLIF("lif", shape=(3,), vth=1), ["gate"])
     g.add(Output("o"), ["lif"])
     sim = Simulator(g, kernel="numba")
-    assert sim.kernel == "numba" and "FxGate step on their numpy code" in sim.kernel_reason
+    assert sim.kernel == "numba" and sim.kernel_reason == "compiled kernels (numba)"
+    assert type(sim._dispatch.plan_for(1).kernels["gate"]).__name__ == "_GateK"
     assert sim.run(np.ones((1, 3, 4), np.int64)).kernel == "numba"
     assert_same(g, np.ones((2, 3, 4), np.int64))
 
@@ -503,6 +503,40 @@ def test_kernel_equals_numpy_on_drawn_attention_networks(variant_conv, mode, see
     assert a.boundary.keys() == b.boundary.keys()
     for ch in a.boundary:
         assert np.array_equal(a.boundary[ch], b.boundary[ch]), ch
+
+
+@pytest.mark.parametrize("rounding", ["floor", "nearest_even"])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shift", [0, 1, 8])
+def test_gate_kernel_equals_the_numpy_gate(rounding, relu, shift):
+    """The gate's kernel (kernels.gate) against the numpy gate: graded currents of 24 bits
+    from a conv, gains from a second, strided conv upsampled 2x2 onto them (negative and
+    far outside the gain range: without strict both compute the same), every rounding,
+    ReLU, a second gate fed by the first, and strict mode, where the out-of-range gains
+    make both paths raise the same error."""
+    rng = np.random.default_rng(shift * 4 + 2 * relu + (rounding == "floor"))
+    g = Graph()
+    g.add(Input("in", shape=(2, 4, 4), encoding="graded", bits=8))
+    g.add(FxConv2d("fa", weight=rng.integers(-3000, 3000, (3, 2, 3, 3)), padding=(1, 1),
+                   num_message_bits=8), ["in"])
+    g.add(FxConv2d("fg", weight=rng.integers(-40, 120, (1, 2, 2, 2)), stride=(2, 2),
+                   num_message_bits=8), ["in"])
+    g.add(FxGate("gate", shift=shift, rounding=rounding, relu=relu, upsample=(2, 2)),
+          ["fa", "fg"])
+    g.add(FxGate("gate2", shift=shift, rounding=rounding, gain_bits=16, upsample=(2, 2)),
+          ["gate", "fg"])
+    g.add(FxLIF("lif", shape=(3, 4, 4), vth=50, dv=0, du=4095), ["gate2"])
+    g.add(Output("o"), ["lif"])
+    x = rng.integers(0, 256, (3, 5, 2, 4, 4))
+    assert_same(g, x, batch_size=3)
+    a, b = run_both(g, x, record_state=True)
+    assert a.counts == b.counts and a.counts["gate"]["gate_products"] > 0
+    errors = []
+    for kernel in ("numpy", "numba"):
+        with pytest.raises(OverflowDetected) as e:
+            Simulator(g, kernel=kernel, strict=True).run(x)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "gain outside [0, 255]" in errors[0], errors
 
 
 def test_a_gate_that_raises_in_strict_mode_raises_the_same_on_the_mixed_path():

@@ -556,6 +556,38 @@ def sigma_delta(a, role, up, state_exp, vth, bias, cum_error, msg_max, out, coun
     counts[3] += c_a
 
 
+# ------------------------------------------------------------------------ gates
+@njit(**_OPT)
+def gate(a, g, idx, shift, nearest, relu, gmax, live, out):
+    """FxGate over all steps (`simulator._Gate.step`): out[t, j] = (wrap32(a[t, j]) *
+    g[t, idx[j]]) / 2**shift, floor or to nearest with ties to even (`coproc.ops.
+    shift_round`), then ReLU if asked; idx maps each neuron to its gain (broadcast and
+    upsampled). A step that is not `live` (the source gave nothing) is zero. Returns the
+    number of live gains outside [0, gmax] (an error in strict mode)."""
+    steps, n = a.shape
+    bad = 0
+    rnd = (np.int64(1) << (shift - 1)) - 1 if shift > 0 else np.int64(0)
+    for t in range(steps):
+        if not live[t]:
+            for j in range(n):
+                out[t, j] = 0
+            continue
+        for k in range(g.shape[1]):
+            if g[t, k] < 0 or g[t, k] > gmax:
+                bad += 1
+        for j in range(n):
+            p = _wrap32(a[t, j]) * g[t, idx[j]]
+            if shift > 0:
+                if nearest:
+                    p = (p + rnd + ((p >> shift) & 1)) >> shift
+                else:
+                    p = p >> shift
+            if relu and p < 0:
+                p = 0
+            out[t, j] = p
+    return bad
+
+
 @njit(**_OPT)
 def count_nonzero_rows(x, nz):
     """nz[i] += number of non-zero x[:, i] (input events of a synapse computed by BLAS)."""

@@ -10,9 +10,9 @@ Supported: the node types of the `KERNELS` table, each registered next to its ke
 below: Input, FxDense (binary, graded, with delays), FxConv2d (any groups, stride,
 padding; pooling folded into a conv is a conv), FxLIF, FxLI (readout), FxRecDense (a
 LIF layer's recurrent synapses: the one back edge, computed step by step inside that LIF's
-kernel), FxSigmaDelta, Flatten, Output. Any
-other node (gates, co-processor partitions) steps on its numpy op inside the plan
-(`_NumpyK`); a graph with a loop delay (FxDelay) runs on the numpy path whole, and the
+kernel), FxSigmaDelta, FxGate (reading its current and gain step by step as the numpy op
+receives them, `_GateK`), Flatten, Output. Any other node (co-processor partitions and
+their ports) steps on its numpy op inside the plan (`_NumpyK`); a graph with a loop delay (FxDelay) runs on the numpy path whole, and the
 reason names that node and its type; `Simulator.kernel` and `Simulator.kernel_reason` say which path runs and why.
 
 Parameters are read from the numpy operations the Simulator builds (`_LIF.keep_u`,
@@ -45,8 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (Flatten, FxConv2d, FxDense, FxLI, FxLIF, FxRecDense, FxSigmaDelta,
-                           Input, Output)
+from snncompile.ir import (Flatten, FxConv2d, FxDense, FxGate, FxLI, FxLIF, FxRecDense,
+                           FxSigmaDelta, Input, Output)
 from snncompile.ir.registry import Rules
 
 CHOICES = ("auto", "numba", "numpy")
@@ -541,8 +541,72 @@ class _SigmaDeltaK(_Kernel):
 KERNELS.register(FxSigmaDelta)(_SigmaDeltaK)
 
 
+class _GateK(_Kernel):
+    """FxGate: its current and gain read step by step through their kernels' `value_at`,
+    exactly as the numpy op receives them (None where the source gives nothing, a
+    partition's gain None outside its window: gain 0), then one kernel call over all
+    global steps (`kernels.gate`). Stateless, so samples run on the threads at once."""
+
+    reads_steps = True
+
+    def __init__(self, op):
+        super().__init__(op)
+        self.sources: list = []   # set by Plan: per input, (origin kernel, per-step shape)
+        self.n_out = 0            # set by Plan
+        self._idx = None
+
+    def idx(self) -> np.ndarray:
+        """Per neuron (flat), the flat index of the gain it reads."""
+        if self._idx is None:
+            (_, a_shape), (_, g_shape) = self.sources
+            ga = np.arange(int(np.prod(g_shape)), dtype=np.int64).reshape(g_shape)
+            fh, fw = self.op.up
+            if (fh, fw) != (1, 1):
+                ga = ga.repeat(fh, axis=-2).repeat(fw, axis=-1)
+            self._idx = _plain(np.broadcast_to(ga, a_shape).reshape(-1))
+        return self._idx
+
+    def series(self, srcs, run):
+        op, steps, n = self.op, run.time.global_steps, self.n_out
+        (ka, _), (kg, g_shape) = self.sources
+        a = run.buffer(self.name + "<-a", (steps, n), False)
+        g = run.buffer(self.name + "<-g", (steps, int(np.prod(g_shape))), True)
+        live = np.zeros(steps, np.bool_)
+        for t in range(steps):
+            v = ka.value_at(srcs[0], t, run)
+            if v is None:
+                continue
+            live[t] = True
+            a[t] = v.reshape(-1)
+            w = kg.value_at(srcs[1], t, run)
+            if w is not None:
+                g[t] = w.reshape(-1)
+        out = run.buffer(self.name, (steps, n), False)
+        bad = run.K.gate(a, g, self.idx(), op.shift, op.rounding == "nearest_even",
+                         op.relu, op.gmax, live, out)
+        run.counters[self.name] = (int(live.sum()) * n, int(bad))
+        series = _Live((out, 0))
+        series.live = live
+        return series
+
+    def value_at(self, series, n, run):
+        return series[0][n] if n < len(series.live) and series.live[n] else None
+
+    def account(self, counters, samples, time):
+        self.op.products += sum(c[0] for c in counters)
+        return any(c[1] for c in counters)   # strict: the numpy path raises the error
+
+
+class _Live(tuple):
+    """A gate's series (array (steps, n), 0) and `live`: the steps its source gave a value
+    (elsewhere the numpy op returns None)."""
+
+
+KERNELS.register(FxGate)(_GateK)
+
+
 class _NumpyK(_Kernel):
-    """A node without a compiled kernel (FxGate, FxCoproc, FxCoprocOut, ...) inside the
+    """A node without a compiled kernel (FxCoproc, FxCoprocOut, ...) inside the
     plan: its numpy op steps over one sample's global steps, reading its sources' values
     step by step as the numpy loop gives them (`_Kernel.value_at`: dtype, None outside a
     window, a synapse's zeros), and keeps its own counters and boundary channels.
@@ -554,6 +618,8 @@ class _NumpyK(_Kernel):
     op's state is its own, so one sample at a time steps it, under a lock; the kernels of
     other samples run meanwhile. In strict mode an error it raises only flags the batch,
     which the numpy path then runs again (the first error in the numpy loop's order)."""
+
+    reads_steps = True
 
     def __init__(self, op):
         super().__init__(op)
@@ -622,7 +688,7 @@ class Plan:
             k, srcs = self.kernels[name], sim.inputs[name]
             plain = type(k).series is _Kernel.series and srcs   # Flatten, Output
             origin[name] = origin[srcs[0]] if plain else k
-            if isinstance(k, _NumpyK):
+            if getattr(k, "reads_steps", False):   # _NumpyK, _GateK
                 k.sources = [(origin[s], _shape(sim.graph, s)) for s in srcs]
                 k.n_out = _size(sim.graph, name)
         self.recurrent = set()
