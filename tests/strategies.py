@@ -118,12 +118,14 @@ def fixed_networks(draw, conv=None, max_layers=3, delays=False, neuron_options=F
 
 
 @st.composite
-def conv1d_networks(draw, max_convs=2, max_len=12):
+def conv1d_networks(draw, max_convs=2, max_len=12, synapse_bias=False):
     """Random Conv1d chains: Input (C, L) -> FxConv1d -> FxLIF (-> FxConv1d -> FxLIF) ->
     Flatten -> FxDense -> FxLIF, with random channels, lengths, kernels, strides,
-    paddings and groups, binary or graded input (graded into the first conv)."""
+    paddings and groups, binary or graded input (graded into the first conv);
+    synapse_bias: each synapse may get a bias axon (`_bias_axon`, a second generator)."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
+    brng = np.random.default_rng(seed + 2) if synapse_bias else None
     graded = draw(st.booleans())
     bits = int(rng.integers(2, 6)) if graded else 1
     c, length = int(rng.integers(1, 4)), int(rng.integers(3, max_len + 1))
@@ -140,10 +142,14 @@ def conv1d_networks(draw, max_convs=2, max_len=12):
         length = (length + 2 * p - k) // s + 1
         c = o
         nodes.append(_lif(rng, f"lif{i}", (c, length), 64 * (bits if i == 0 else 1)))
+        if brng is not None:
+            _bias_axon(brng, nodes[-2], int(np.max(nodes[-1].vth)) * int(brng.integers(1, 5)))
     nodes.append(Flatten("flat"))
     n_out = int(rng.integers(1, 8))
     nodes.append(FxDense("fc", weight=_weights(rng, (n_out, c * length), "mixed")))
     nodes.append(_lif(rng, "out_lif", (n_out,), 32))
+    if brng is not None:
+        _bias_axon(brng, nodes[-2], int(np.max(nodes[-1].vth)) * int(brng.integers(1, 5)))
     nodes.append(Output("out"))
     graph = Graph.sequential(nodes)
     n, t = draw(st.integers(1, 3)), draw(st.integers(1, 10))

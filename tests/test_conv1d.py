@@ -53,7 +53,7 @@ def conv1d_layers(draw):
         if n_out < 1:
             break
         layers += [{"type": "conv1d", "out": out, "kernel": k, "stride": s, "padding": p,
-                    "dilation": d, "groups": g}, dict(LIF)]
+                    "dilation": d, "groups": g, "bias": draw(st.booleans())}, dict(LIF)]
         ch, n = out, n_out
     if not layers:
         layers = [{"type": "conv1d", "out": 2, "kernel": 1}, dict(LIF)]
@@ -134,6 +134,39 @@ def test_simulator_equals_reference_on_random_conv1d_graphs(case):
             assert np.array_equal(res.spikes[name], ref[name]), (kernel, name)
 
 
+@settings(max_examples=examples(40), deadline=None)
+@given(conv1d_networks(synapse_bias=True))
+def test_simulator_equals_reference_on_random_biased_conv1d_graphs(case):
+    """Bias axons on the Conv1d synapses (per output channel, every step, into the
+    neurons' current) and on the readout's Dense: reference == numpy == kernels."""
+    graph, x = case
+    ref = reference_run(graph, x)
+    for kernel in ("numpy", "numba"):
+        res = Simulator(graph, kernel=kernel).run(x, batch_size=2)
+        for name in ref:
+            assert np.array_equal(res.spikes[name], ref[name]), (kernel, name)
+
+
+def test_the_conv1d_bias_changes_what_the_networks_do():
+    """The drawn Conv1d biases are not inert: without them some networks spike
+    differently (else the property tests with bias would test nothing new)."""
+    import dataclasses
+
+    from hypothesis import find
+
+    def differs(case):
+        graph, x = case
+        convs = [n for n in graph.order() if isinstance(graph.node(n), FxConv1d)
+                 and graph.node(n).bias_mant is not None]
+        if not convs:
+            return False
+        plain = Graph.sequential([dataclasses.replace(graph.node(n), bias_mant=None)
+                                  if n in convs else graph.node(n) for n in graph.order()])
+        a, b = reference_run(graph, x), reference_run(plain, x)
+        return any(not np.array_equal(a[n], b[n]) for n in a)
+    find(conv1d_networks(synapse_bias=True), differs, settings=settings(max_examples=50))
+
+
 def _hand_graph():
     """Input (2, 5) -> asymmetric Conv1d (k 2, s 1, p 1) -> LIF (3, 6): every output
     position reads a different pair of inputs, so a transposed layout would differ."""
@@ -176,6 +209,13 @@ def test_lava_equals_simulator_on_random_conv1d_graphs(case):
     assert_lava_equals_simulator(case)
 
 
+@pytest.mark.lava
+@settings(max_examples=examples(4), deadline=None, database=None)
+@given(conv1d_networks(max_len=8, synapse_bias=True))
+def test_lava_equals_simulator_on_random_biased_conv1d_graphs(case):
+    assert_lava_equals_simulator(case)
+
+
 def _compiled(cfg, seed, tmp_path, shape, gain=2.0):
     path = tmp_path / "c1.pt"
     model = _model(cfg, seed, gain)
@@ -189,6 +229,12 @@ def _compiled(cfg, seed, tmp_path, shape, gain=2.0):
 CFG = _cfg(3, 16, [{"type": "conv1d", "out": 4, "kernel": 3, "stride": 2, "padding": 1,
                     "dilation": 2}, dict(LIF),
                    {"type": "conv1d", "out": 4, "kernel": 2, "groups": 2}, dict(LIF)])
+
+
+BIAS_CFG = _cfg(3, 16, [{"type": "conv1d", "out": 4, "kernel": 3, "stride": 2, "padding": 1,
+                         "bias": True}, dict(LIF, du=0.4),
+                        {"type": "conv1d", "out": 4, "kernel": 2, "groups": 2, "bias": True},
+                        dict(LIF)])
 
 
 def test_checkpoint_compiles_and_keeps_1d_shapes(tmp_path):
@@ -222,20 +268,31 @@ def test_netx_export_refuses_conv1d_in_one_line(tmp_path):
     assert "\n" not in str(exc.value)
 
 
-def test_nir_export_writes_conv1d_and_reads_back(tmp_path):
+@pytest.mark.parametrize("cfg", [CFG, BIAS_CFG], ids=["plain", "bias"])
+def test_nir_export_writes_conv1d_and_reads_back(tmp_path, cfg):
+    """The float graph as NIR (CubaLIF neurons, decaying currents) and back: the same
+    weights, geometry and Conv1d bias (into the current: kept on the synapse), and the
+    same float spikes."""
     import nir
     from snncompile.formats.nir.read import import_nir
     from snncompile.formats.nir.write import export_nir
-    build, x, _ = _compiled(CFG, 1, tmp_path, (3, 16))
+    build, x, _ = _compiled(cfg, 1, tmp_path, (3, 16))
     g = export_nir(build.float_graph)
     node = g.nodes["conv1d1"]
-    assert isinstance(node, nir.Conv1d) and node.dilation == 2 and node.stride == 2
+    assert isinstance(node, nir.Conv1d) and node.stride == 2
+    assert node.dilation == (2 if cfg is CFG else 1)
     assert node.input_shape == 16 and node.weight.shape == (4, 3, 3)
     nir.write(tmp_path / "m.nir", g)
     back = import_nir(tmp_path / "m.nir")
     a, b = back.node("conv1d1"), build.float_graph.node("conv1d1")
-    assert isinstance(a, Conv1d) and (a.stride, a.padding, a.dilation) == (2, 1, 2)
+    assert isinstance(a, Conv1d) and (a.stride, a.padding) == (2, 1)
+    assert a.dilation == b.dilation == (2 if cfg is CFG else 1)
     assert np.array_equal(a.weight, b.weight)
+    assert (a.bias is None) == (b.bias is None) == (cfg is CFG)
+    if b.bias is not None:
+        np.testing.assert_allclose(a.bias, b.bias, rtol=1e-6)
+        assert compile_model(tmp_path / "m.nir", "loihi2", calib=x).graph.node(
+            "conv1d1").bias_mant is not None
     xf = x.astype(np.float32)
     fa, fb = run_float(back, xf), run_float(build.float_graph, xf)
     assert all(np.array_equal(fa[k], fb[k]) for k in fb)
@@ -270,11 +327,46 @@ def test_conv1d_residual_with_identity_shortcut_is_balanced_by_delay_neurons(tmp
         assert all(np.array_equal(res.spikes[k], ref[k]) for k in ref), kernel
 
 
+def test_a_conv1d_bias_compiles_as_a_bias_axon_and_is_faithful(tmp_path):
+    """conv1d layers with 'bias': true: the float graph carries the trained bias, the
+    build a bias axon per output channel (FxConv1d.bias_mant), whose exact value the
+    reference and simulator add at every step; the compiled spike counts stay close to
+    the float model's, and the bias matters (zeroed, the spikes change)."""
+    import dataclasses
+    model = _model(BIAS_CFG, 3)
+    with torch.no_grad():
+        model.layers[0].module.bias.fill_(0.6)      # a clear drive into a decaying current
+    path = tmp_path / "b.pt"
+    save_checkpoint(model, path)
+    graph = graph_from_model(model)
+    assert np.allclose(graph.node("conv1d1").bias, 0.6)
+    rng = np.random.default_rng(3)
+    calib = (rng.random((16, 8, 3, 16)) < 0.3).astype(np.int64)
+    x = (rng.random((4, 8, 3, 16)) < 0.3).astype(np.int64)
+    build = compile_model(path, "loihi2", calib=calib)
+    g = build.graph
+    fx = g.node("conv1d1")
+    assert isinstance(fx, FxConv1d) and fx.bias_mant is not None and fx.bias_mant.shape == (4,)
+    ref = reference_run(g, x)
+    for kernel in ("numpy", "numba"):
+        res = Simulator(g, kernel=kernel).run(x)
+        assert all(np.array_equal(res.spikes[k], ref[k]) for k in ref), kernel
+    flt = run_float(graph, x.astype(np.float32))
+    for k in ("lif1", "lif2"):
+        a, b = int(flt[k].sum()), int(ref[k].sum())
+        assert a > 0 and abs(a - b) <= 0.1 * a, (k, a, b)
+    plain = Graph.sequential([dataclasses.replace(g.node(n), bias_mant=None)
+                              if isinstance(g.node(n), FxConv1d) else g.node(n)
+                              for n in g.order()])
+    assert not np.array_equal(reference_run(plain, x)["lif1"], ref["lif1"])
+
+
 @pytest.mark.lava
 def test_compiled_conv1d_checkpoints_reference_equals_simulator_and_lava(tmp_path):
     from snncompile.backends.lava.run import run_lava
-    for i, (cfg, shape) in enumerate(((CFG, (3, 16)), (RES_CFG, (2, 10)))):
-        build, x, _ = _compiled(cfg, i, tmp_path, shape, gain=2.0 if i == 0 else 1.5)
+    for i, (cfg, shape) in enumerate(((CFG, (3, 16)), (RES_CFG, (2, 10)),
+                                      (BIAS_CFG, (3, 16)))):
+        build, x, _ = _compiled(cfg, i, tmp_path, shape, gain=2.0 if i != 1 else 1.5)
         ref = reference_run(build.graph, x)
         sim = Simulator(build.graph).run(x)
         lava = run_lava(build.graph, x)

@@ -167,8 +167,10 @@ def _conv(node: Conv2d, ins, ctx: FloatContext):
 @FLOAT.register(Conv1d)
 def _conv1d(node: Conv1d, ins, ctx: FloatContext):
     w = torch.as_tensor(node.weight, dtype=torch.float32)
+    b = None if node.bias is None else torch.as_tensor(np.asarray(node.bias),
+                                                        dtype=torch.float32)
     return _frames(lambda f: torch.nn.functional.conv1d(
-        f, w, stride=node.stride, padding=node.padding, dilation=node.dilation,
+        f, w, b, stride=node.stride, padding=node.padding, dilation=node.dilation,
         groups=node.groups), _sum(ins))
 
 

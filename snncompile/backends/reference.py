@@ -301,11 +301,19 @@ def _conv_global(node: FxConv2d, ins, ctx: _Context) -> torch.Tensor:
     return _conv(node, ins[0])
 
 
-@REFERENCE_GLOBAL.register(FxConv1d)
 @REFERENCE.register(FxConv1d)
 def _conv1d_rule(node: FxConv1d, ins, ctx: _Context) -> torch.Tensor:
+    return _biased(node, _conv1d(node, ins[0]))
+
+
+@REFERENCE_GLOBAL.register(FxConv1d)
+def _conv1d_global(node: FxConv1d, ins, ctx: _Context) -> torch.Tensor:
+    _no_bias_in_global_time(node)
+    return _conv1d(node, ins[0])
+
+
+def _conv1d(node: FxConv1d, x: torch.Tensor) -> torch.Tensor:
     """The height-1 2-D convolution on (N, T, C, 1, L), back to (N, T, O, L')."""
-    x = ins[0]
     y = _conv(node, x.reshape(tuple(x.shape[:2]) + node.image_shape(x.shape[2:])))
     return y.reshape(tuple(y.shape[:3]) + (y.shape[-1],))
 

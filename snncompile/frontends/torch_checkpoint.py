@@ -124,7 +124,7 @@ def _node(name: str, spec: dict, layer, cfg: dict):
         conv = layer.module
         return Conv1d(name, weight=conv.weight.detach().numpy().astype(np.float32),
                       stride=conv.stride[0], padding=conv.padding[0],
-                      dilation=conv.dilation[0], groups=conv.groups)
+                      dilation=conv.dilation[0], groups=conv.groups, bias=_bias(conv))
     if kind == "sumpool2d":
         return SumPool2d(name, kernel=(int(spec["kernel"]),) * 2)
     if kind == "avgpool2d":
@@ -143,7 +143,7 @@ def _node(name: str, spec: dict, layer, cfg: dict):
 
 
 def _bias(module) -> np.ndarray | None:
-    """A Linear's or Conv2d's bias as float32, or None."""
+    """A Linear's or Conv2d's / Conv1d's bias as float32, or None."""
     return None if module.bias is None else module.bias.detach().numpy().astype(np.float32)
 
 

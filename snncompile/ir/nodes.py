@@ -343,13 +343,15 @@ class Conv1d(Node):
     """Float 1-D convolution (cross-correlation, as PyTorch `Conv1d`) over (C, L) inputs.
     weight: (O, I/groups, K); stride, padding, dilation: ints. A dilated kernel is the
     sparse kernel of size dilation*(K-1)+1 with the taps `dilation` apart, which is how it
-    is compiled (quantisation lowers it to `FxConv1d`, a height-1 `FxConv2d`)."""
+    is compiled (quantisation lowers it to `FxConv1d`, a height-1 `FxConv2d`). bias
+    (optional, (O,)): added to every output position of channel o at every step."""
 
     weight: np.ndarray = None
     stride: int = 1
     padding: int = 0
     dilation: int = 1
     groups: int = 1
+    bias: np.ndarray = None
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self):
@@ -360,6 +362,8 @@ class Conv1d(Node):
         if self.weight is not None and np.ndim(self.weight) != 3:
             raise GraphError(f"{self.name}: Conv1d weight {np.shape(self.weight)} is not "
                              "(O, I/groups, K)")
+        if self.weight is not None:
+            _float_bias(self, int(np.shape(self.weight)[0]))
 
     def dense_kernel(self) -> np.ndarray:
         """The weight with dilation made explicit: (O, I/groups, dilation*(K-1)+1), zeros
@@ -759,13 +763,11 @@ class FxConv1d(FxConv2d):
     dilated float kernel already made dense, see `Conv1d.dense_kernel`); stride (1, s),
     padding (0, p). Every stage computes it as that height-1 2-D convolution on the
     (C, 1, L) view of its input (`image_shape`); the stages whose rules read shapes have
-    their own FxConv1d rule, the others inherit FxConv2d's."""
+    their own FxConv1d rule, the others inherit FxConv2d's. bias_mant / bias_exp: the bias
+    axon per output channel, as FxConv2d's (`synapse_bias` of the (O, L') output)."""
 
     def __post_init__(self):
         FxConv2d.__post_init__(self)
-        if self.bias_mant is not None:
-            raise GraphError(f"{self.name}: a bias axon on a 1-D convolution is not compiled "
-                             "yet (FxConv2d and FxDense take one)")
         w = np.shape(self.weight)
         if len(w) != 4 or w[2] != 1 or self.stride[0] != 1 or self.padding[0] != 0:
             raise GraphError(f"{self.name}: FxConv1d needs weight (O, I/groups, 1, K), "

@@ -238,8 +238,8 @@ class SNN(nn.Module):
                     {"type": "lif", "du": 0.2, "dv": 0.1, "vth": 1.0, "bias": false}, ...]}
 
     Layer types: dense(out, bias=false), conv2d(out, kernel, stride=1, padding=0, groups=1,
-    bias=false), conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1) on (C, L)
-    inputs, batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded into it
+    bias=false), conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1, bias=false)
+    on (C, L) inputs, batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded into it
     on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias,
     reset, fire_at, learn, per_channel, per_neuron: `learn` lists the parameters to train,
     e.g. ["du", "vth"], one per layer, per channel or per neuron; see `LIFLayer`;
@@ -420,9 +420,7 @@ class SNN(nn.Module):
 
 def _conv1d(name: str, spec: dict, shape: tuple, num):
     """A conv1d layer on a (C, L) input: (module, (out, L'))."""
-    if _flag(spec, "bias", name):
-        raise UnsupportedError(f"{name}: conv1d with a bias is not compiled yet (conv2d and "
-                               "dense take 'bias': true)")
+    bias = _flag(spec, "bias", name)
     k, s, d = num("kernel"), num("stride", 1), num("dilation", 1)
     p, g, out = num("padding", 0, minimum=0), num("groups", 1), num("out")
     if shape[0] % g or out % g:
@@ -436,7 +434,7 @@ def _conv1d(name: str, spec: dict, shape: tuple, num):
     if out * shape[0] // g * span > MAX_LAYER_WEIGHTS:
         raise UnsupportedError(f"{name}: {out}x{shape[0] // g}x{span} (dilated) kernel "
                                f"weights exceed {MAX_LAYER_WEIGHTS}")
-    conv = nn.Conv1d(shape[0], out, k, s, p, dilation=d, groups=g, bias=False)
+    conv = nn.Conv1d(shape[0], out, k, s, p, dilation=d, groups=g, bias=bias)
     return _TimeDistributed(conv), (out, length)
 
 

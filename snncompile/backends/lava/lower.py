@@ -250,14 +250,15 @@ class SummedPort(NamedTuple):
         return SummedPort(tuple(p.transpose(axes) for p in self.ports))
 
 
-def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
+def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet, shape: tuple | None = None):
     """A synapse's bias (`bias_mant << bias_exp` per output, `synapse_bias`): the shared
     always-on axon (a RingBuffer of ones, sending at every step from Lava step 1, so its
     current arrives from global step 1, before any neuron's window opens) into a Dense of
     one column holding the mantissas in the output's Lava layout, with the bias exponent;
     returned with the synapse's `port` as one SummedPort (the port alone without a bias),
     so it reaches whatever the synapse feeds: into an attention layer, the gain multiplies
-    current + bias as in the float model."""
+    current + bias as in the float model. `shape`: the output shape `perm` is for (a
+    Conv1d's (O, 1, L') image; default the node's own)."""
     if node.bias_mant is None:
         return port
     for dst in net.graph.outputs(node.name):
@@ -271,7 +272,7 @@ def _bias_axon(node, port, perm, lshape: tuple, net: LavaNet):
     from lava.proc.io.source import PySendModelFixed, RingBuffer
     from lava.utils.weightutils import SignMode
 
-    shape = net.graph.shape(node.name)
+    shape = tuple(net.graph.shape(node.name) if shape is None else shape)  # perm's order
     m = np.broadcast_to(np.asarray(node.bias_mant, np.int64).reshape(
         (-1,) + (1,) * (len(shape) - 1)), shape)
     col = to_lava(np.ascontiguousarray(m), shape, perm, lshape).reshape(-1, 1)
@@ -515,7 +516,7 @@ def _lava_conv(node: FxConv2d, ins: list[Lowered], net: LavaNet, in_shape, shape
                            f"!= expected {lava_shape(shape)}")
     net.add(proc, PyConvModelFixed)
     _connect(ins, proc.s_in)
-    port = _bias_axon(node, proc.a_out, natural_perm(shape), lava_shape(shape), net)
+    port = _bias_axon(node, proc.a_out, natural_perm(shape), lava_shape(shape), net, shape)
     return Lowered(port, natural_perm(shape), lava_shape(shape))
 
 

@@ -482,6 +482,7 @@ class _Conv1d(_Conv):
 
 @SIM.register(FxConv1d)
 def _conv1d(node, setup: Setup):
+    _bias_in_local_time(node, setup)
     graph = setup.graph
     return _Conv1d(node, node.image_shape(graph.shape(graph.inputs(node.name)[0])),
                    setup.source_max(node.name), setup.strict, graph.shape(node.name))

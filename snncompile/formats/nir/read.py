@@ -1010,20 +1010,15 @@ class _Builder:
     def _bias_into_synapse(self, where):
         """The pending synapse bias (a constant added to the neuron's input current) as the
         bias of the synapse feeding the neuron (the first one, when several add): per
-        output of a Dense, per channel of a Conv2d."""
+        output of a Dense, per channel of a Conv2d or Conv1d."""
         feeds = self.feeds
-        if any(isinstance(f, Conv1d) for f in feeds):
-            raise UnsupportedError(
-                f"{where}: the Conv1d bias ({_show(self.bias)}) reaches this neuron's "
-                "decaying current; a bias axon on a 1-D convolution is not compiled yet "
-                "(it compiles where the neuron has no current state, du = 1)")
-        if not feeds or not all(isinstance(f, (Dense, Conv2d)) for f in feeds):
+        if not feeds or not all(isinstance(f, (Dense, Conv2d, Conv1d)) for f in feeds):
             raise UnsupportedError(
                 f"{where}: the synapse bias ({_show(self.bias)}) reaches this neuron's "
                 "decaying current through a pool or reshape; it compiles only from a "
-                "Linear, Affine or Conv2d straight into the neuron")
+                "Linear, Affine, Conv2d or Conv1d straight into the neuron")
         syn, b = feeds[0], self.bias
-        if isinstance(syn, Conv2d):
+        if isinstance(syn, (Conv2d, Conv1d)):
             per = b.reshape(b.shape[0], -1)
             if not np.allclose(per, per[:, :1], rtol=_REL_TOL):
                 raise UnsupportedError(f"{where}: the synapse bias ({_show(b)}) varies within "

@@ -127,7 +127,8 @@ def _conv1d(node: Conv1d, out: _NirOut) -> None:
         input_shape=int(out.in_shape(node.name)[1]),
         weight=np.asarray(node.weight, np.float32), stride=int(node.stride),
         padding=int(node.padding), dilation=int(node.dilation), groups=int(node.groups),
-        bias=np.zeros(node.weight.shape[0], np.float32)))
+        bias=(np.zeros(node.weight.shape[0], np.float32) if node.bias is None
+              else np.asarray(node.bias, np.float32))))
 
 
 def _pool(nir_class: str):
