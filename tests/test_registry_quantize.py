@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten,
-                           FxDense, FxLIF, Graph, Input, Output, SumPool2d, RecDense)
+from snncompile.ir import (LI, LIF, Attention, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Dense,
+                           Flatten, FxDense, FxLIF, Graph, Input, Output, SumPool1d, SumPool2d,
+                           RecDense)
 from snncompile.passes.fold import FOLD_INTO, POOLS, fold_pools
 from snncompile.passes.quantize import QUANTIZE, quantize
 from snncompile.target import load_target
@@ -33,8 +34,9 @@ def pooled(pool_type, after=Dense):
 
 def test_quantize_table_lists_the_float_node_types():
     assert set(QUANTIZE.types) == {Input, Flatten, Output, Dense, Conv2d, Conv1d, LIF,
-                                   Attention, SumPool2d, LI, RecDense}
+                                   Attention, SumPool2d, SumPool1d, LI, RecDense}
     assert QUANTIZE.rule(AvgPool2d("p")) is QUANTIZE.rule(SumPool2d("p"))  # inherited
+    assert QUANTIZE.rule(AvgPool1d("p")) is QUANTIZE.rule(SumPool1d("p"))
 
 
 def test_a_fixed_point_node_in_a_float_graph_is_refused_in_one_line():
@@ -73,10 +75,12 @@ def test_a_dense_subclass_quantises_like_dense():
 
 # ------------------------------------------------------------------ folding
 def test_fold_tables_and_pool_factors():
-    assert set(POOLS.types) == {SumPool2d, AvgPool2d}
-    assert set(FOLD_INTO.types) == {Flatten, Dense, Conv2d}
+    assert set(POOLS.types) == {SumPool2d, AvgPool2d, SumPool1d, AvgPool1d}
+    assert set(FOLD_INTO.types) == {Flatten, Dense, Conv2d, Conv1d}
     assert POOLS.rule(SumPool2d("p"))(SumPool2d("p")) == 1.0
     assert POOLS.rule(AvgPool2d("p"))(AvgPool2d("p", kernel=(2, 3))) == 1 / 6
+    assert POOLS.rule(SumPool1d("p"))(SumPool1d("p", kernel=3)) == 1.0
+    assert POOLS.rule(AvgPool1d("p"))(AvgPool1d("p", kernel=3)) == 1 / 3
 
 
 @pytest.mark.parametrize("after", [Dense, Conv2d])

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from snncompile.errors import UnsupportedError
-from snncompile.ir import (LI, LIF, Attention, AvgPool2d, Conv1d, Conv2d, Delay, Dense,
-                           Flatten, Gate, Graph, Input, Output, SumPool2d, TopDown, RecDense)
+from snncompile.ir import (LI, LIF, Attention, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Delay,
+                           Dense, Flatten, Gate, Graph, Input, Output, SumPool1d, SumPool2d,
+                           TopDown, RecDense)
 from snncompile.ir.registry import Rules
 from snncompile.nn.layers import LIFLayer
 
@@ -183,6 +184,17 @@ def _avg_pool(node: AvgPool2d, ins, ctx: FloatContext):
 def _sum_pool(node: SumPool2d, ins, ctx: FloatContext):
     k = node.kernel
     return _frames(lambda f: torch.nn.functional.avg_pool2d(f, k) * (k[0] * k[1]), _sum(ins))
+
+
+@FLOAT.register(AvgPool1d)
+def _avg_pool1d(node: AvgPool1d, ins, ctx: FloatContext):
+    return _frames(lambda f: torch.nn.functional.avg_pool1d(f, node.kernel), _sum(ins))
+
+
+@FLOAT.register(SumPool1d)
+def _sum_pool1d(node: SumPool1d, ins, ctx: FloatContext):
+    k = node.kernel
+    return _frames(lambda f: torch.nn.functional.avg_pool1d(f, k) * k, _sum(ins))
 
 
 @FLOAT.register(Flatten)

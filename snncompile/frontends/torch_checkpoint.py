@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir import (LIF, Attention, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, Input,
-                  Output, SumPool2d, RecDense)
+from ..ir import (LIF, Attention, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph,
+                  Input, Output, SumPool1d, SumPool2d, RecDense)
 from ..errors import UnsupportedError
 from ..nn.checkpoint import load_checkpoint
 from ..nn.layers import SNN, LIFLayer, RecurrentLIFLayer
@@ -129,6 +129,10 @@ def _node(name: str, spec: dict, layer, cfg: dict):
         return SumPool2d(name, kernel=(int(spec["kernel"]),) * 2)
     if kind == "avgpool2d":
         return AvgPool2d(name, kernel=(int(spec["kernel"]),) * 2)
+    if kind == "sumpool1d":
+        return SumPool1d(name, kernel=int(spec["kernel"]))
+    if kind == "avgpool1d":
+        return AvgPool1d(name, kernel=int(spec["kernel"]))
     if kind == "flatten":
         return Flatten(name)
     if kind == "attention":

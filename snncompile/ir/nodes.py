@@ -416,6 +416,11 @@ class SumPool2d(Node):
                              f"kernel {kh}x{kw}")
         return (c, h // kh, w // kw)
 
+    @property
+    def window(self) -> tuple[int, ...]:
+        """The pooling window per spatial axis (what a fold repeats each weight over)."""
+        return tuple(self.kernel)
+
     def out_kind(self, in_kinds):
         return "graded"
 
@@ -426,6 +431,45 @@ class SumPool2d(Node):
 @dataclass
 class AvgPool2d(SumPool2d):
     """Average over non-overlapping windows (sum / kernel area)."""
+
+    def out_kind(self, in_kinds):
+        return "real"
+
+
+@dataclass
+class SumPool1d(Node):
+    """Sum over non-overlapping windows of `kernel` positions of a (C, L) input; stride ==
+    kernel. Like the 2-D pools it is folded into the synapse before or after it."""
+
+    kernel: int = 2
+
+    def __post_init__(self):
+        self.kernel = _int(self, "kernel", self.kernel, minimum=1)
+
+    @property
+    def window(self) -> tuple[int, ...]:
+        return (self.kernel,)
+
+    def out_shape(self, in_shapes):
+        shape = self._one(in_shapes)
+        if len(shape) != 2:
+            raise GraphError(f"{self.name}: 1-d pooling expects a (C, L) input, got {shape}")
+        c, length = shape
+        if length % self.kernel:
+            raise GraphError(f"{self.name}: input length {length} is not divisible by the "
+                             f"pooling kernel {self.kernel}")
+        return (c, length // self.kernel)
+
+    def out_kind(self, in_kinds):
+        return "graded"
+
+    def summary(self):
+        return f"k{self.kernel}"
+
+
+@dataclass
+class AvgPool1d(SumPool1d):
+    """Average over non-overlapping windows of a (C, L) input (sum / kernel)."""
 
     def out_kind(self, in_kinds):
         return "real"
@@ -1440,7 +1484,8 @@ class Gate(Node):
 
 NODE_TYPES: dict[str, type[Node]] = {
     cls.__name__: cls
-    for cls in (Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d, Flatten, LIF, Attention,
+    for cls in (Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d, SumPool1d, AvgPool1d,
+                Flatten, LIF, Attention,
                 Output, FxDense, FxConv2d, FxConv1d, FxLIF, FxGate, FxCoproc, FxCoprocOut,
                 FxDelay, FxSigmaDelta, LI, FxLI, TopDown, Delay, Gate, RecDense, FxRecDense)
 }

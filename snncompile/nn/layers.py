@@ -20,7 +20,8 @@ from torch import nn
 
 from ..errors import UnsupportedError, is_max_pool, max_pool_refused
 
-LAYER_TYPES = ("dense", "conv2d", "conv1d", "batchnorm", "sumpool2d", "avgpool2d", "flatten",
+LAYER_TYPES = ("dense", "conv2d", "conv1d", "batchnorm", "sumpool2d", "avgpool2d", "sumpool1d",
+               "avgpool1d", "flatten",
                "lif", "residual")
 SYNAPSE_TYPES = ("dense", "conv2d", "conv1d")
 """Layer types with a weight: what a residual part ends with."""
@@ -240,7 +241,8 @@ class SNN(nn.Module):
     Layer types: dense(out, bias=false), conv2d(out, kernel, stride=1, padding=0, groups=1,
     bias=false), conv1d(out, kernel, stride=1, padding=0, groups=1, dilation=1, bias=false)
     on (C, L) inputs, batchnorm(eps=1e-5, momentum=0.1; right after a dense or conv2d, folded into it
-    on compile), sumpool2d(kernel), avgpool2d(kernel), flatten, lif(du, dv, vth, bias,
+    on compile), sumpool2d(kernel), avgpool2d(kernel), sumpool1d(kernel), avgpool1d(kernel)
+    on (C, L), flatten, lif(du, dv, vth, bias,
     reset, fire_at, learn, per_channel, per_neuron: `learn` lists the parameters to train,
     e.g. ["du", "vth"], one per layer, per channel or per neuron; see `LIFLayer`;
     recurrent: its spikes back into itself one step later, `RecurrentLIFLayer`), and
@@ -394,6 +396,14 @@ class SNN(nn.Module):
                                        f"by pooling kernel {k}")
             pool = nn.AvgPool2d(k) if kind == "avgpool2d" else _SumPool(k)
             return _TimeDistributed(pool), (shape[0], shape[1] // k, shape[2] // k)
+        if kind in ("sumpool1d", "avgpool1d"):
+            need(2)
+            k = num("kernel")
+            if shape[1] % k:
+                raise UnsupportedError(f"{name}: input length {shape[1]} not divisible by "
+                                       f"pooling kernel {k}")
+            pool = nn.AvgPool1d(k) if kind == "avgpool1d" else _SumPool1d(k)
+            return _TimeDistributed(pool), (shape[0], shape[1] // k)
         if kind == "flatten":
             return _TimeDistributed(nn.Flatten()), (int(math.prod(shape)),)
         per = ("neuron" if spec.get("per_neuron") else
@@ -473,6 +483,15 @@ class Residual(nn.Module):
         for name, layer in zip(self.shortcut_names, self.shortcut):
             z = _apply(name, layer, z, record)
         return y + z
+
+
+class _SumPool1d(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return nn.functional.avg_pool1d(x, self.k) * self.k
 
 
 class _SumPool(nn.Module):

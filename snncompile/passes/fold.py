@@ -7,12 +7,15 @@ weight is replicated rather than approximated):
 * pool(k) -> [Flatten] -> Dense:  W'[o, c, h, w] = W[o, c, h//k, w//k] * (1/k^2 for avg)
 * pool(k) -> Conv2d(K, s, p):     kernel W'[o, c, k*a + i, k*b + j] = W[o, c, a, b] (* 1/k^2),
                                   stride k*s, padding k*p  (input size divisible by k)
+* the 1-D pools (SumPool1d / AvgPool1d on (C, L)) the same along L: into a Dense after a
+  Flatten, or a Conv1d (its dilation made explicit first: the kernel W'[o, c, k*a + i] =
+  Wd[o, c, a], stride k*s, padding k*p, dilation 1)
 
 A pool right after a Conv2d (on its current, as in MA-SNN's conv -> AvgPool -> attention ->
 neuron block) is folded backwards into that conv instead (`fold_pools_after_conv`, table
 `FOLD_BACK`): pool(k) after Conv2d(K, s, p) is the conv with kernel K + s*(k-1), stride s*k,
 padding p and W'[d] = factor * sum_{s*i + a = d, i < k} W[a] (per axis) -- the same linear map
-in float; the folded weights are quantised like any conv's.
+in float; the folded weights are quantised like any conv's (a Conv1d likewise along L).
 
 Two tables say what takes part: `POOLS` (pool type -> the factor every replicated weight
 gets) and `FOLD_INTO` (the node type a pool feeds -> how the pool folds into it; a Flatten
@@ -25,7 +28,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import AvgPool2d, Conv2d, Dense, Flatten, Graph, SumPool2d
+from ..ir import AvgPool1d, AvgPool2d, Conv1d, Conv2d, Dense, Flatten, Graph, SumPool1d, SumPool2d
 from ..ir.registry import Rules
 
 POOLS = Rules("pool folding")
@@ -42,14 +45,14 @@ folded in, for a pool on a synapse's current."""
 THROUGH = "through"
 
 
-@POOLS.register(SumPool2d)
-def _sum_factor(pool: SumPool2d) -> float:
+@POOLS.register(SumPool2d, SumPool1d)
+def _sum_factor(pool) -> float:
     return 1.0
 
 
-@POOLS.register(AvgPool2d)
-def _average_factor(pool: AvgPool2d) -> float:
-    return 1.0 / (pool.kernel[0] * pool.kernel[1])
+@POOLS.register(AvgPool2d, AvgPool1d)
+def _average_factor(pool) -> float:
+    return 1.0 / float(np.prod(pool.window))
 
 
 FOLD_INTO.add(Flatten, THROUGH)
@@ -62,10 +65,10 @@ def _into_dense(pool, factor: float, syn: Dense, graph: Graph, chain: list[str])
                                "with synaptic delays")
     if len(chain) == 1:
         raise UnsupportedError(f"{syn.name}: Dense after a pool needs a Flatten")
-    kh, kw = pool.kernel
-    c, ph, pw = graph.shape(pool.name)
-    w = syn.weight.reshape(syn.weight.shape[0], c, ph, pw)
-    w = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) * factor
+    w = syn.weight.reshape((syn.weight.shape[0],) + tuple(graph.shape(pool.name)))
+    for axis, k in enumerate(pool.window, start=2):     # (O, C, *pooled positions)
+        w = np.repeat(w, k, axis=axis)
+    w = w * factor
     return Dense(syn.name, weight=w.reshape(w.shape[0], -1).astype(syn.weight.dtype),
                  bias=syn.bias)
 
@@ -80,6 +83,30 @@ def _into_conv(pool, factor: float, syn: Conv2d, graph: Graph, chain: list[str])
                   stride=(syn.stride[0] * kh, syn.stride[1] * kw),
                   padding=(syn.padding[0] * kh, syn.padding[1] * kw),
                   groups=syn.groups, bias=syn.bias)
+
+
+@FOLD_INTO.register(Conv1d)
+def _into_conv1d(pool, factor: float, syn: Conv1d, graph: Graph, chain: list[str]) -> Conv1d:
+    if len(chain) > 1:
+        raise UnsupportedError(f"{syn.name}: Conv1d cannot follow a Flatten")
+    (k,) = pool.window
+    w = np.repeat(syn.dense_kernel(), k, axis=2) * factor
+    return Conv1d(syn.name, weight=w.astype(syn.weight.dtype), stride=syn.stride * k,
+                  padding=syn.padding * k, groups=syn.groups, bias=syn.bias)
+
+
+@FOLD_BACK.register(Conv1d)
+def _after_conv1d(pool, factor: float, syn: Conv1d) -> Conv1d:
+    """A 1-D pool of the conv's output, as `_after_conv` along L (dilation made explicit)."""
+    (k,), s = pool.window, syn.stride
+    wd = syn.dense_kernel()
+    o, ig, ka = wd.shape
+    w = np.zeros((o, ig, ka + s * (k - 1)), np.float64)
+    for i in range(k):
+        w[:, :, s * i:s * i + ka] += wd
+    bias = None if syn.bias is None else syn.bias * (k * factor)
+    return dataclasses.replace(syn, weight=(w * factor).astype(syn.weight.dtype),
+                               stride=s * k, dilation=1, bias=bias)
 
 
 @FOLD_BACK.register(Conv2d)
@@ -130,10 +157,10 @@ def fold_pools(graph: Graph) -> tuple[Graph, bool]:
         replace[target] = FOLD_INTO.rule(graph.node(target))(
             pool, POOLS.rule(pool)(pool), graph.node(target), graph, chain)
         pshape = graph.shape(graph.inputs(name)[0])
-        kh, kw = pool.kernel
-        if pshape[1] % kh or pshape[2] % kw:
-            raise UnsupportedError(f"{name}: input {pshape[1]}x{pshape[2]} not divisible by "
-                                   f"the pooling kernel {kh}x{kw}")
+        if any(n % k for n, k in zip(pshape[1:], pool.window)):
+            raise UnsupportedError(f"{name}: input {'x'.join(map(str, pshape[1:]))} not "
+                                   f"divisible by the pooling kernel "
+                                   f"{'x'.join(map(str, pool.window))}")
         rename[name] = graph.inputs(name)[0]
     return _rebuild(graph, replace, rename), True
 
@@ -166,7 +193,7 @@ def _chain_to_synapse(graph: Graph, pool: str) -> tuple[list[str], str]:
     if len(succ) != 1 or not FOLD_INTO.supports(graph.node(succ[0])) \
             or any(len(graph.outputs(c)) != 1 for c in chain):
         raise UnsupportedError(
-            f"{pool}: a pooling layer must feed exactly one Dense or Conv2d (optionally "
-            "through Flatten) so it can be folded into its weights; Loihi has no pooling "
-            "unit")
+            f"{pool}: a pooling layer must feed exactly one Dense, Conv2d or Conv1d "
+            "(optionally through Flatten) so it can be folded into its weights; Loihi has no "
+            "pooling unit")
     return chain, succ[0]

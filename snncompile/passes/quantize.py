@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import GraphError, QuantizationError, UnsupportedError
 from ..ir import (LI, LIF, Attention, Conv1d, Conv2d, Dense, Flatten, FxConv1d, FxConv2d,
-                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool2d, per_neuron,
+                  FxDense, FxLI, FxLIF, Graph, Input, Output, SumPool1d, SumPool2d, per_neuron,
                   FxRecDense, RecDense)
 from ..ir.registry import Rules
 from ..target import TargetSpec
@@ -407,6 +407,7 @@ QUANTIZE.add(Conv1d, _Conv1dRule())
 QUANTIZE.add(LIF, _LIFRule())
 QUANTIZE.add(Attention, _AttentionRule())
 QUANTIZE.add(SumPool2d, _NotFolded())     # and AvgPool2d, its subclass
+QUANTIZE.add(SumPool1d, _NotFolded())     # and AvgPool1d
 
 
 def _quantize_pair(syns: list, lif: LIF, msg_bits: list[int], stats, spec: TargetSpec,
