@@ -120,7 +120,8 @@ def test_nodes_table_lists_conv1d_stages():
     assert "Conv1d" in m["float evaluation"] and "Conv1d" in m["quantisation"]
     assert "Conv1d" in m["NIR export"] and "FxConv1d" in m["simulator"]
     assert LOWER.get(FxConv1d) is not LOWER.get(FxConv1d.__mro__[1])   # its own lowering
-    assert not NETX_EXPORT.supports(FxConv1d) and "FxConv1d" not in NETX_EXPORT.names()
+    assert NETX_EXPORT.supports(FxConv1d)            # its own writer: the (C, 1, L) image
+    assert NETX_EXPORT.get(FxConv1d) is not NETX_EXPORT.get(FxConv1d.__mro__[1])
 
 
 @settings(max_examples=examples(60), deadline=None)
@@ -259,13 +260,67 @@ def test_checkpoint_compiles_and_keeps_1d_shapes(tmp_path):
     assert graphs_equal(Build.load(tmp_path / "b").graph, g)
 
 
-def test_netx_export_refuses_conv1d_in_one_line(tmp_path):
+def _netx_graph(bias: bool = False):
+    """Input (3, 16) -> Conv1d (k 3, s 2, p 1) -> LIF -> grouped Conv1d -> LIF -> Flatten
+    -> Dense (weight_exp 0, netx-exact) -> LIF, random mantissas and LIF biases that netx
+    can hold (multiples of 2**6); `bias`: a bias axon on the first conv."""
+    from snncompile.ir import Flatten, FxDense
+    rng = np.random.default_rng(5)
+    g = Graph()
+    g.add(Input("in", shape=(3, 16)))
+    g.add(FxConv1d("c1", weight=rng.integers(-60, 120, (4, 3, 1, 3)), stride=(1, 2),
+                   padding=(0, 1), bias_mant=np.array([20, -4, 8, 0]) if bias else None),
+          ["in"])
+    g.add(FxLIF("l1", shape=(4, 8), du=800, dv=300, vth=60,
+                bias_mant=np.repeat(rng.integers(0, 3, (4, 1)), 8, 1) * 64), ["c1"])
+    g.add(FxConv1d("c2", weight=rng.integers(-80, 127, (4, 2, 1, 2)), groups=2), ["l1"])
+    g.add(FxLIF("l2", shape=(4, 7), du=4095, dv=100, vth=40), ["c2"])
+    g.add(Flatten("flat"), ["l2"])
+    g.add(FxDense("fc", weight=rng.integers(-100, 128, (5, 28)) * 2), ["flat"])
+    g.add(FxLIF("l3", shape=(5,), du=2000, dv=200, vth=50), ["fc"])
+    g.add(Output("out"), ["l3"])
+    x = (rng.random((2, 8, 3, 16)) < 0.4).astype(np.int64)
+    return g, x
+
+
+def test_netx_export_writes_conv1d_as_a_height_1_conv(tmp_path):
+    """export --format netx of a Conv1d build: netx's conv layers on the (C, 1, L) image;
+    read back (an FxConv2d graph on (C, 1, L)) it spikes as the build does, and lava-dl's
+    netx in Lava runs the file to the same spikes (marked lava below). A synapse bias has
+    no netx form and is refused in one line, as for Conv2d."""
+    from snncompile.formats.netx.read import import_netx
     from snncompile.formats.netx.write import export_netx
-    build, _, _ = _compiled(CFG, 0, tmp_path, (3, 16))
-    with pytest.raises(UnsupportedError, match="conv1d1: FxConv1d has no netx export rule") \
-            as exc:
-        export_netx(build.graph, tmp_path / "x.net")
-    assert "\n" not in str(exc.value)
+    graph, x = _netx_graph()
+    path = export_netx(graph, tmp_path / "c.net")
+    back = import_netx(path)
+    assert back.input_node().shape == (3, 1, 16)
+    convs = [n for n in back.order() if type(back.node(n)).__name__ == "FxConv2d"]
+    assert len(convs) == 2 and back.shape(convs[0]) == (4, 1, 8)
+    a = Simulator(graph).run(x)
+    b = Simulator(back).run(x.reshape(x.shape[:3] + (1, 16)))
+    lifs = [n for n in back.order() if isinstance(back.node(n), FxLIF)]
+    assert len(lifs) == 3 and all(a.spikes[m].any() for m in ("l1", "l2", "l3"))
+    for m, t in zip(("l1", "l2", "l3"), lifs):
+        np.testing.assert_array_equal(a.spikes[m].reshape(b.spikes[t].shape), b.spikes[t])
+    with pytest.raises(UnsupportedError, match="c1: netx has no synapse bias") as exc:
+        export_netx(_netx_graph(bias=True)[0], tmp_path / "x.net")
+    assert "\n" not in str(exc.value) and not (tmp_path / "x.net").exists()
+
+
+@pytest.mark.lava
+def test_netx_export_of_conv1d_runs_in_lava_dl(tmp_path):
+    from snncompile.formats.netx.read import import_netx
+    from snncompile.formats.netx.run_lava import run_netx
+    from snncompile.formats.netx.write import export_netx
+    graph, x = _netx_graph()
+    path = export_netx(graph, tmp_path / "c.net")
+    back = import_netx(path)
+    xi = x[0].reshape((x.shape[1], 3, 1, 16))
+    ours = Simulator(back).run(xi[None]).spikes
+    lava = run_netx(path, back, xi)
+    assert sum(int(v.sum()) for v in lava.values()) > 0
+    for name, spikes in lava.items():
+        np.testing.assert_array_equal(ours[name][0], spikes, err_msg=name)
 
 
 @pytest.mark.parametrize("cfg", [CFG, BIAS_CFG], ids=["plain", "bias"])

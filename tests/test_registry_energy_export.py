@@ -29,8 +29,8 @@ def test_each_table_holds_the_node_types_its_stage_handles():
     assert set(ENERGY.types) == {Input, FxLIF, FxSigmaDelta, FxDense, FxConv2d, FxCoproc,
                                  Flatten, Output, FxGate, FxDelay, FxCoprocOut, FxLI,
                                  FxRecDense}
-    assert set(NETX_EXPORT.types) == {Input, FxDense, FxConv2d, FxLIF, FxSigmaDelta,
-                                      Flatten, Output}
+    assert set(NETX_EXPORT.types) == {Input, FxDense, FxConv2d, FxConv1d, FxLIF,
+                                      FxSigmaDelta, Flatten, Output}
     assert set(NIR_EXPORT.types) == {Input, Dense, Conv2d, Conv1d, SumPool2d, AvgPool2d,
                                      Flatten, LIF, Output, LI, RecDense}
     pytest.importorskip("sanafe")

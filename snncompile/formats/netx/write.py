@@ -20,7 +20,8 @@ What netx computes must equal what the graph computes, so the exporter refuses (
   floors partial sums, which netx cannot state.
 * LIF: netx fixes `bias_exp = 6` (netx/hdf5.py:158), so `bias_mant << bias_exp` must be a
   multiple of 64; `du + 1` and `dv` must lie in [0, 4096] (netx: `du = iDecay - 1`).
-* conv: weights are written OIHW as they are (Lava's Conv ignores exponents).
+* conv: weights are written OIHW as they are (Lava's Conv ignores exponents); a Conv1d
+  as the height-1 conv on (C, 1, L) it is (read back as an FxConv2d of that shape).
 * sigma-delta: netx fixes spike_exp = state_exp = 6 and no cumulative error; a synapse
   must read as many message bits as the neuron before it sends (netx wires them so) and
   that must be netx's default of 16 (netx 0.6.0 fails on files with a `messageBits`
@@ -156,8 +157,11 @@ class _InputWriter(NetxWriter):
 
     def write(self, ch: _Chain, i: int) -> int:
         inp = ch.node(i)
-        ch.layers.append({"type": "input", "shape": np.array(inp.shape, np.int64)})
         enc = ch.node(i + 1)
+        shape = tuple(inp.shape)
+        if getattr(NETX_EXPORT.get(enc), "image_view", False):   # a Conv1d's (C, 1, L)
+            shape = enc.image_shape(shape)
+        ch.layers.append({"type": "input", "shape": np.array(shape, np.int64)})
         if inp.is_bias:     # the input layer's CUBA neuron, which netx drives by its bias
             if np.any(np.asarray(enc.bias_mant)) or len(inp.shape) == 2:
                 raise UnsupportedError(f"{enc.name}: a bias-driven input layer with its own "
@@ -234,7 +238,16 @@ class _NeuronWriter(NetxWriter):
                                f"netx without a synapse before it; supported: {supported()}")
 
 
-NETX_EXPORT.refuse(FxConv1d)   # netx's conv layers take (W, H, C) images, not (C, L)
+@_writer(FxConv1d)
+class _Conv1dWriter(_ConvWriter):
+    """A Conv1d as the height-1 conv it is computed as: netx's conv layer on the (C, 1, L)
+    image (its input layer and neuron shapes likewise); lava-dl runs it as that 2-D conv,
+    and `import_netx` reads it back as an FxConv2d on (C, 1, L)."""
+
+    image_view = True
+
+    def layer(self, node: FxConv1d, graph: Graph) -> dict:
+        return _conv(node, graph, node.image_shape(graph.shape(node.name)))
 
 
 @_writer(FxLIF)
@@ -312,9 +325,10 @@ def _dense(node: FxDense) -> dict:
     return layer
 
 
-def _conv(node: FxConv2d, graph: Graph) -> dict:
+def _conv(node: FxConv2d, graph: Graph, out: tuple | None = None) -> dict:
+    """netx's conv layer; `out`: the output image (C, H, W), default the node's shape."""
     _no_synapse_bias(node)
-    out = graph.shape(node.name)
+    out = graph.shape(node.name) if out is None else out
     w = np.asarray(node.weight)
     return {"type": "conv", "shape": np.array(out, np.int64), "weight": w.astype(np.int32),
             "stride": np.array(node.stride, np.int64),
@@ -361,6 +375,8 @@ def _bias_entry(bias: np.ndarray, conv: bool) -> dict:
     if not np.any(bias):
         return {}
     if conv:
+        if bias.ndim == 2:              # a Conv1d's neurons (O, L'): the image (O, 1, L')
+            bias = bias[:, None, :]
         per_channel = np.all(bias == bias[:, :1, :1], axis=(1, 2)).all()
         return {"bias": (bias[:, 0, 0] if per_channel else bias.transpose(2, 1, 0)
                          ).astype(np.int32)}
