@@ -124,15 +124,18 @@ def test_nodes_table_lists_conv1d_stages():
     assert NETX_EXPORT.get(FxConv1d) is not NETX_EXPORT.get(FxConv1d.__mro__[1])
 
 
-@settings(max_examples=examples(60), deadline=None)
-@given(conv1d_networks())
-def test_simulator_equals_reference_on_random_conv1d_graphs(case):
-    graph, x = case
+def _reference_equals_simulator(graph, x):
     ref = reference_run(graph, x)
     for kernel in ("numpy", "numba"):
         res = Simulator(graph, kernel=kernel).run(x, batch_size=2)
         for name in ref:
             assert np.array_equal(res.spikes[name], ref[name]), (kernel, name)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(conv1d_networks())
+def test_simulator_equals_reference_on_random_conv1d_graphs(case):
+    _reference_equals_simulator(*case)
 
 
 @settings(max_examples=examples(40), deadline=None)
@@ -140,12 +143,7 @@ def test_simulator_equals_reference_on_random_conv1d_graphs(case):
 def test_simulator_equals_reference_on_random_biased_conv1d_graphs(case):
     """Bias axons on the Conv1d synapses (per output channel, every step, into the
     neurons' current) and on the readout's Dense: reference == numpy == kernels."""
-    graph, x = case
-    ref = reference_run(graph, x)
-    for kernel in ("numpy", "numba"):
-        res = Simulator(graph, kernel=kernel).run(x, batch_size=2)
-        for name in ref:
-            assert np.array_equal(res.spikes[name], ref[name]), (kernel, name)
+    _reference_equals_simulator(*case)
 
 
 def test_the_conv1d_bias_changes_what_the_networks_do():

@@ -12,10 +12,11 @@ from snncompile.backends.reference import reference_run
 from snncompile.backends.sim import Simulator
 from snncompile.errors import UnsupportedError
 from snncompile.frontends.torch_checkpoint import graph_from_model
-from snncompile.ir import AvgPool1d, Conv1d, SumPool1d
+from snncompile.ir import AvgPool1d, SumPool1d
 from snncompile.nn import SNN, save_checkpoint
 from snncompile.passes.fold import fold_pools
 from snncompile.pipeline import compile_model
+from test_conv1d import _model
 
 LIF = {"type": "lif", "du": 0.3, "dv": 0.2, "vth": 1.0}
 
@@ -32,18 +33,9 @@ def _cfg(pool: str, k: int = 2):
         {"type": "dense", "out": 5}, dict(LIF, name="out")]}
 
 
-def _model(cfg, seed=0, gain=2.0):
-    torch.manual_seed(seed)
-    model = SNN(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(gain)
-    return model
-
-
 @pytest.mark.parametrize("pool,cls", [("sumpool1d", SumPool1d), ("avgpool1d", AvgPool1d)])
 def test_float_graph_equals_training_model_and_folding_is_exact(pool, cls):
-    model = _model(_cfg(pool))
+    model = _model(_cfg(pool), 0)
     graph = graph_from_model(model)
     assert sum(isinstance(graph.node(n), cls) for n in graph.order()) == 3
     x = (np.random.default_rng(1).random((3, 6, 3, 16)) < 0.4).astype(np.float32)
@@ -88,7 +80,7 @@ def test_folding_random_pools_keeps_every_spike(k1, k2, kernel, stride, dilation
 
 @pytest.mark.parametrize("pool", ["sumpool1d", "avgpool1d"])
 def test_compiled_pools_reference_equals_simulator_and_stay_faithful(pool, tmp_path):
-    model = _model(_cfg(pool))
+    model = _model(_cfg(pool), 0)
     path = tmp_path / "p.pt"
     save_checkpoint(model, path)
     rng = np.random.default_rng(2)
@@ -110,7 +102,7 @@ def test_compiled_pools_reference_equals_simulator_and_stay_faithful(pool, tmp_p
 @pytest.mark.lava
 def test_compiled_pools_on_lava(tmp_path):
     from snncompile.backends.lava.run import run_lava
-    model = _model(_cfg("avgpool1d"))
+    model = _model(_cfg("avgpool1d"), 0)
     path = tmp_path / "p.pt"
     save_checkpoint(model, path)
     rng = np.random.default_rng(3)
@@ -140,9 +132,8 @@ def test_pool1d_refusals_are_one_line(tmp_path):
         {"type": "sumpool1d", "kernel": 2}, dict(LIF)]}
     with pytest.raises(UnsupportedError, match="must feed exactly one Dense, Conv2d or "
                        "Conv1d") as e:
-        compile_model(graph_from_model(_model(cfg)), "loihi2", calib=None)
+        compile_model(graph_from_model(_model(cfg, 0)), "loihi2", calib=None)
     assert "\n" not in str(e.value)
     with pytest.raises(UnsupportedError) as e:
-        export_nir(graph_from_model(_model(_cfg("sumpool1d"))))
+        export_nir(graph_from_model(_model(_cfg("sumpool1d"), 0)))
     assert "SumPool1d" in str(e.value) and "\n" not in str(e.value)
-    assert Conv1d  # the folded nodes are Conv1d (test above)

@@ -28,6 +28,17 @@ def run_both(graph, x, strict=False, **kw):
     return a, b
 
 
+def strict_errors(graph, x) -> list[str]:
+    """The OverflowDetected message of a strict run on the numpy path and on the kernels
+    (both must raise)."""
+    errors = []
+    for kernel in ("numpy", "numba"):
+        with pytest.raises(OverflowDetected) as e:
+            Simulator(graph, kernel=kernel, strict=True).run(x)
+        errors.append(str(e.value))
+    return errors
+
+
 def assert_same(graph, x, **kw):
     a, b = run_both(graph, x, record_state=True, **kw)
     assert a.spikes.keys() == b.spikes.keys()
@@ -482,11 +493,7 @@ def test_attention_strict_errors_are_the_numpy_errors():
     # never fires; a bias just under the 24-bit limit: the gated current pushes v over it
     # at the first (sample, neuron, step) where it is positive
     lif.vth, lif.dv, lif.bias_mant, lif.bias_exp = 2 ** 17 - 1, 0, 4095, 11
-    errors = []
-    for kernel in ("numpy", "numba"):
-        with pytest.raises(OverflowDetected) as e:
-            Simulator(graph, kernel=kernel, strict=True).run(x)
-        errors.append(str(e.value))
+    errors = strict_errors(graph, x)
     assert errors[0] == errors[1]
 
 
@@ -531,30 +538,22 @@ def test_gate_kernel_equals_the_numpy_gate(rounding, relu, shift):
     assert_same(g, x, batch_size=3)
     a, b = run_both(g, x, record_state=True)
     assert a.counts == b.counts and a.counts["gate"]["gate_products"] > 0
-    errors = []
-    for kernel in ("numpy", "numba"):
-        with pytest.raises(OverflowDetected) as e:
-            Simulator(g, kernel=kernel, strict=True).run(x)
-        errors.append(str(e.value))
+    errors = strict_errors(g, x)
     assert errors[0] == errors[1] and "gain outside [0, 255]" in errors[0], errors
 
 
 def test_a_gate_that_raises_in_strict_mode_raises_the_same_on_the_mixed_path():
     """A gate whose gains exceed its gain range (the co-processor's 8-bit gains into a gate
-    told it takes 2-bit ones) raises OverflowDetected in strict mode: the mixed path, where
-    the gate steps on its numpy code inside the kernel plan, raises the numpy path's error;
-    without strict both compute the same."""
+    told it takes 2-bit ones) raises OverflowDetected in strict mode: the mixed path (the
+    gate's kernel counts the gains outside the range, the batch reruns on numpy) raises the
+    numpy path's error; without strict both compute the same."""
     from snncompile.ir import FxGate
     graph, x = _attention_build("tcsa", True, 3, "causal")
     gates = graph.nodes(FxGate)
     assert gates
     for gate in gates:
         gate.gain_bits = 2
-    errors = []
-    for kernel in ("numpy", "numba"):
-        with pytest.raises(OverflowDetected) as e:
-            Simulator(graph, kernel=kernel, strict=True).run(x)
-        errors.append(str(e.value))
+    errors = strict_errors(graph, x)
     assert errors[0] == errors[1] and "gain outside [0, 3]" in errors[0], errors
     a, b = run_both(graph, x)
     for name in a.spikes:

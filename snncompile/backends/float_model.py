@@ -175,26 +175,21 @@ def _conv1d(node: Conv1d, ins, ctx: FloatContext):
         groups=node.groups), _sum(ins))
 
 
-@FLOAT.register(AvgPool2d)
-def _avg_pool(node: AvgPool2d, ins, ctx: FloatContext):
-    return _frames(lambda f: torch.nn.functional.avg_pool2d(f, node.kernel), _sum(ins))
+@FLOAT.register(AvgPool2d, AvgPool1d)
+def _avg_pool(node, ins, ctx: FloatContext):
+    return _pooled(node, ins, 1.0)
 
 
-@FLOAT.register(SumPool2d)
-def _sum_pool(node: SumPool2d, ins, ctx: FloatContext):
-    k = node.kernel
-    return _frames(lambda f: torch.nn.functional.avg_pool2d(f, k) * (k[0] * k[1]), _sum(ins))
+@FLOAT.register(SumPool2d, SumPool1d)
+def _sum_pool(node, ins, ctx: FloatContext):
+    return _pooled(node, ins, float(np.prod(node.window)))
 
 
-@FLOAT.register(AvgPool1d)
-def _avg_pool1d(node: AvgPool1d, ins, ctx: FloatContext):
-    return _frames(lambda f: torch.nn.functional.avg_pool1d(f, node.kernel), _sum(ins))
-
-
-@FLOAT.register(SumPool1d)
-def _sum_pool1d(node: SumPool1d, ins, ctx: FloatContext):
-    k = node.kernel
-    return _frames(lambda f: torch.nn.functional.avg_pool1d(f, k) * k, _sum(ins))
+def _pooled(node, ins, scale: float):
+    """The average over the node's windows (2-D or 1-D, stride = window) times `scale`."""
+    k = node.window
+    pool = torch.nn.functional.avg_pool2d if len(k) == 2 else torch.nn.functional.avg_pool1d
+    return _frames(lambda f: pool(f, k) * scale, _sum(ins))
 
 
 @FLOAT.register(Flatten)
