@@ -30,6 +30,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def draws(text: str) -> int:
+    """argparse type: an integer from 0 to 100 (how many extra float-model runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 100")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
@@ -63,6 +74,7 @@ def _nir_conventions():
 
 def _parser() -> argparse.ArgumentParser:
     from .target import available_targets
+    from .verify.sensitivity import DRAWS
 
     p = argparse.ArgumentParser(
         prog="snncompile", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -196,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
                         "network's synapses and neurons, fits in about 2 minutes; the "
                         "report and stderr say when Lava compared fewer samples than the "
                         "others")
+    v.add_argument("--sensitivity", type=draws, default=DRAWS, metavar="N",
+                   help="when the faithfulness verdict fails: run the float model N more "
+                        "times with its weights and biases perturbed by random noise of "
+                        "their rounding errors' size, and say whether the compiled drift "
+                        "is within what that gives (a model this sensitive cannot be "
+                        f"compiled faithfully; default {DRAWS}; 0: off; not run on data "
+                        "sets)")
     _tolerance_args(v)
     _quiet_arg(v)
 
@@ -466,7 +485,7 @@ def cmd_verify(args) -> int:
         _one_file_only(args)
         build, out, x, labels = _load(args.build, args.inputs, args.limit)
         report = verify(build, x, labels, backends, progress=True, tolerance=tol,
-                        lava_samples=args.lava_samples)
+                        lava_samples=args.lava_samples, sensitivity=args.sensitivity)
     print(report.text())
     for name in _source_backends_not_run(args.build, report.backends):
         print(f"tip: this build comes from a netx file; add '{name}' to --backends to "

@@ -50,7 +50,14 @@ def test_no_calib_mlp_compiles_with_a_warning_and_verify_says_unfaithful(
     out, err = _stderr_lines(capsys)
     assert rc == 4, out                                      # backends agree, unfaithful
     assert "EQUIVALENT: 0 mismatching" in out and "NOT FAITHFUL" in out
-    assert len(err) == 1 and "NOT FAITHFUL" in err[0] and "lif1" in err[0], err
+    assert "NOT FAITHFUL" in err[0] and "lif1" in err[0], err
+    # then the float model's own spread under rounding-sized noise: an uncalibrated compile
+    # drifts far beyond it (every failed layer gets a line, and the decisions one)
+    rest = err[1:]
+    assert rest and all(line.startswith("snncompile: verify: sensitivity: ") for line in rest)
+    lif1_line = next(line for line in rest if "sensitivity: lif1:" in line)
+    assert "outside that" in lif1_line
+    assert "is below that" in rest[-1] and "sensitivity: output:" in rest[-1]
     rep = json.loads(js.read_text())
     fid = rep["fidelity"]
     assert rep["equivalent"] and rep["faithful"] is False and rep["exit_code"] == 4
@@ -92,7 +99,11 @@ def test_calibrated_mlp_is_faithful_and_the_report_has_the_table(digits_files, t
     rc = main(["verify", str(build), "--inputs", str(test), "--backends", "reference,sim",
                "--tolerance", "0", "--min-agreement", "1"])
     out, err = _stderr_lines(capsys)
-    assert rc == 4 and "NOT FAITHFUL" in err[-1] and "tolerance +-0%" in err[-1], err
+    verdict = [line for line in err if "NOT FAITHFUL" in line]
+    assert rc == 4 and len(verdict) == 1 and "tolerance +-0%" in verdict[0], err
+    # each failed layer and the decisions get the float model's own spread beside them
+    assert [line.split("sensitivity: ")[1].split(":")[0] for line in err
+            if "sensitivity:" in line] == ["lif1", "lif2", "output"], err
 
 
 def _silent_checkpoint(path):

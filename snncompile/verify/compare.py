@@ -17,6 +17,7 @@ from snncompile.backends import backend_names, get_backend
 from snncompile.build import Build
 from snncompile.errors import UnsupportedError
 from snncompile.verify.fidelity import FidelityReport, Tolerance, decision  # noqa: F401 (decision: API)
+from snncompile.verify.sensitivity import DRAWS
 from snncompile.backends.lava.cost import (LAVA_SETUP_S,  # noqa: F401 (API)
                                            lava_seconds_per_sample)
 from snncompile.ir.timing import timing
@@ -122,6 +123,7 @@ class VerifyReport:
                          f"{', '.join(self.backends)} (samples {self.counts_line()}){where}")
         if self.fidelity is not None and self.fidelity.faithful is not True:
             lines.append(self.fidelity.verdict_line())
+            lines += self.fidelity.sensitivity_lines()
         return lines
 
     def to_json(self) -> dict:
@@ -199,7 +201,8 @@ def _direction(channel: str) -> str:
 
 def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
            backends: tuple[str, ...] | None = None, progress: bool = False,
-           tolerance: Tolerance | None = None, lava_samples: int | None = None) -> VerifyReport:
+           tolerance: Tolerance | None = None, lava_samples: int | None = None,
+           sensitivity: int = DRAWS) -> VerifyReport:
     """Run `backends` (None: `default_backends(build)`) on `inputs` (N, T, *shape) and
     compare every neuron layer's values (verdict 1), then the first backend's with the float
     model's (verdict 2, `tolerance`). Backends are looked up by name in the registry
@@ -208,7 +211,11 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     The Lava backends (`is_lava`) run only the first `lava_samples` samples (None:
     `default_lava_samples`, what the estimated Lava rate fits in `LAVA_BUDGET_S`); the
     others run all N. Each backend is compared with the first one on the samples both ran;
-    the report names every backend's count."""
+    the report names every backend's count.
+
+    When the faithfulness verdict fails, the float model runs `sensitivity` more times with
+    its weights and biases perturbed by rounding-sized noise, and the report says whether
+    the drift is within what that gives (`snncompile.verify.sensitivity`; 0: not run)."""
     graph = build.graph
     backends = default_backends(build) if backends is None else tuple(backends)
     n, t = inputs.shape[:2]
@@ -225,7 +232,8 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     boundary, first_value = cmp.boundary()
     divergence = _first_divergence(build, inputs, cmp, first, first_value)
     base = backends[0]
-    fid, accuracy = _faithfulness(build, inputs, labels, runs, base, counts[base], tolerance)
+    fid, accuracy = _faithfulness(build, inputs, labels, runs, base, counts[base], tolerance,
+                                  sensitivity)
     lava = [b for b in backends if is_lava(b)]
     lava_info = None
     if lava:
@@ -347,14 +355,14 @@ def _first_divergence(build, inputs, cmp: _Comparison, first, first_value) -> di
     return divergence
 
 
-def _faithfulness(build, inputs, labels, runs, base, nb, tolerance):
+def _faithfulness(build, inputs, labels, runs, base, nb, tolerance, sensitivity=0):
     """(FidelityReport, accuracy dict or None) of the baseline's first `nb` samples (the
     ones it ran) against the float model; wrap/saturation counts from the backend that
     counts them (the simulator)."""
     graph, values = build.graph, runs[base].values
     overflow = next((r.overflow for r in runs.values() if r.overflow), None)
     lab = labels[:nb] if labels is not None else None
-    fid = fidelity.check(build, inputs[:nb], values, lab, tolerance, overflow)
+    fid = fidelity.check(build, inputs[:nb], values, lab, tolerance, overflow, sensitivity)
     accuracy = None
     if labels is not None:
         out = graph.inputs(graph.output_node().name)[0]

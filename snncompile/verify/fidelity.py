@@ -23,6 +23,10 @@ TCSA, whose integer attention fires 10-12% less than its float model (a rounding
 the gates); the MLP compiled without calibration is 46% off in lif1 (correlation 0.35)
 with 26% agreement.
 
+When a verdict fails, `check` can run the float model again under rounding-sized noise
+(`snncompile.verify.sensitivity`) and say whether the drift is within what that gives the
+float model itself: a model can be too sensitive to be compiled faithfully.
+
 Where there is no float model (a netx file is fixed point already) the report is NOT
 CHECKED with the reason, never faithful. An HTDA model's float graph holds its top-down
 loop (TopDown, Delay, Gate nodes), so HTDA builds are checked like every other.
@@ -98,6 +102,9 @@ class FidelityReport:
     """One line each: why the verdict is NOT FAITHFUL."""
     notes: list = dataclasses.field(default_factory=list)
     """One line each: problems outside the verdict (wraps, saturation counts)."""
+    sensitivity: dict | None = None
+    """After a failed verdict: the float model's own spread under rounding-sized noise
+    (`snncompile.verify.sensitivity.Spread.to_json`) and its lines; None when not run."""
 
     @property
     def verdict(self) -> str:
@@ -145,7 +152,11 @@ class FidelityReport:
                          f"{self.samples} samples")
         lines += [f"note: {n}" for n in self.notes]
         lines.append(self.verdict_line())
+        lines += self.sensitivity_lines()
         return "\n".join(lines)
+
+    def sensitivity_lines(self) -> list[str]:
+        return list((self.sensitivity or {}).get("lines") or [])
 
     def _rows(self, label) -> tuple[list[str], list[list]]:
         """The per-layer table: header and rows. Where some layer counts something other
@@ -495,16 +506,29 @@ def float_side(build) -> tuple[FloatRunner | None, str]:
 
 
 def check(build, inputs: np.ndarray, compiled_out: dict, labels=None,
-          tol: Tolerance | None = None, overflow: dict | None = None) -> FidelityReport:
-    """Run the build's float model on `inputs` and compare with `compiled_out`."""
+          tol: Tolerance | None = None, overflow: dict | None = None,
+          sensitivity: int = 0) -> FidelityReport:
+    """Run the build's float model on `inputs` and compare with `compiled_out`. When the
+    verdict fails and `sensitivity` > 0, run the float model that many times more under
+    rounding-sized noise (`snncompile.verify.sensitivity`) and say how far it moves."""
     runner, what = float_side(build)
     if runner is None:
         return compiled_only(build.graph, compiled_out, what, overflow, tol)
-    st = statistics(build.graph, runner(inputs), compiled_out, labels, overflow)
+    float_out = runner(inputs)
+    st = statistics(build.graph, float_out, compiled_out, labels, overflow)
     msg = steps_warning(build, inputs)
     if msg:
         st["extra_notes"].append(msg)
-    return from_statistics(st, tol, what)
+    rep = from_statistics(st, tol, what)
+    if sensitivity > 0 and rep.faithful is False:
+        from snncompile.verify.sensitivity import explain, float_spread
+        out = build.graph.inputs(build.graph.output_node().name)[0]
+        node = build.graph.node(out)
+        decide = (lambda o: decision(node, o[out]) if out in o else None)
+        spread = float_spread(build, inputs, float_out, decide, runner, sensitivity)
+        if spread is not None:
+            rep.sensitivity = dict(spread.to_json(), lines=explain(rep, spread))
+    return rep
 
 
 def calibration_steps(build_report: dict) -> int | None:

@@ -1,0 +1,174 @@
+"""Is a NOT FAITHFUL drift the compile's fault, or the float model's own sensitivity?
+
+A compiled network can only be as close to its float model as rounding allows, and some
+trained models move a long way under rounding-sized changes: a layer whose neurons are
+driven mostly by a bias (a BatchNorm shift) and sit near threshold shifts whole channels'
+spike times when the bias moves by 0.1% of its range, and a sparse layer downstream turns
+that into a large change of its spike count. Then no compile of the model is faithful, and
+the verdict says so; what the user needs to know next is whether the drift is more than
+rounding of this size explains.
+
+`float_spread` answers that by experiment: it runs the float model `draws` more times on
+the same inputs, each time with every compiled synapse's float weights perturbed by
+Gaussian noise of the quantisation's own relative RMS error (the build report's
+`weight_rel_error`: ||w_q - w|| / ||w||) and every bias (a synapse's bias axon, a LIF's
+voltage bias) by uniform noise within its largest rounding error (`bias_max_abs_error`),
+and measures each layer's spike count and the decisions against the unperturbed float
+model. Not perturbed: thresholds and decays (their rounding errors are reported and much
+smaller), attention and co-processor weights (integer arithmetic of their own). The noise
+is random where the rounding is deterministic, so the spread says how large drifts of
+rounding size are for this model on these inputs, not what the compiled network's drift
+must be.
+
+`fidelity.check` runs it only when a verdict fails, and only on the in-process path
+(`verify` of one inputs file; a sharded data-set `verify` and `compile`'s calibration check
+do not run it).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from snncompile.ir import NEURON_TYPES, Graph
+from snncompile.ir.timing import delay_neurons
+
+DRAWS = 3
+"""Perturbed float runs after a failed verdict (verify --sensitivity N; 0: none)."""
+
+
+@dataclasses.dataclass
+class Spread:
+    """What `draws` perturbed float runs gave: per layer the smallest and largest relative
+    change of its spike count against the unperturbed float model, and the smallest and
+    largest fraction of samples on which the perturbed model takes the unperturbed one's
+    decision (None without an output decision)."""
+
+    draws: int
+    seed: int
+    layers: dict
+    agreement: list | None
+    perturbed: list
+    not_perturbed: list
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def rounding_errors(build) -> tuple[dict, dict]:
+    """({synapse: relative RMS weight error}, {node: largest bias rounding error}), float
+    units, from the build report: every synapse quantised with a LIF or readout (a residual
+    block's second synapse and a recurrent one too), every bias axon, every LIF's bias."""
+    weights, biases = {}, {}
+    for q in build.report.get("quantization") or []:
+        for s in [q] + list(q.get("more_synapses") or []):
+            if s.get("synapse") and s.get("weight_rel_error") is not None:
+                weights[s["synapse"]] = float(s["weight_rel_error"])
+            if s is not q and s.get("bias_max_abs_error"):
+                biases[s["synapse"]] = float(s["bias_max_abs_error"])
+        if q.get("bias_max_abs_error"):
+            biases[q["layer"]] = float(q["bias_max_abs_error"])
+    for s in build.report.get("synapse_bias") or []:
+        if s.get("bias_max_abs_error"):
+            biases[s["synapse"]] = float(s["bias_max_abs_error"])
+    return weights, biases
+
+
+def _counts(graph: Graph, out: dict) -> dict:
+    relays = delay_neurons(graph)
+    return {n.name: int(np.count_nonzero(out[n.name])) if out[n.name].dtype == bool
+            else float(np.abs(out[n.name]).sum())
+            for n in graph.nodes(NEURON_TYPES) if n.name in out and n.name not in relays}
+
+
+def float_spread(build, inputs: np.ndarray, base_out: dict, decide, runner,
+                 draws: int = DRAWS, seed: int = 0) -> Spread | None:
+    """Run `runner` (the float model) `draws` times on `inputs` with the rounding-sized
+    perturbations of the module docstring; `base_out` is its unperturbed output and
+    `decide(out)` the decisions (or None). None when nothing can be perturbed."""
+    fg = build.float_graph
+    weights, biases = rounding_errors(build)
+    targets = []      # (node, field, noise kind, size, the unperturbed value)
+    missing = []
+    for name, rel in weights.items():
+        node = fg.node(name) if name in fg else None
+        if node is None or getattr(node, "weight", None) is None:
+            missing.append(name)
+            continue
+        targets.append((node, "weight", "gauss", rel, node.weight))
+    for name, err in biases.items():
+        node = fg.node(name) if name in fg else None
+        if node is None or getattr(node, "bias", None) is None:
+            missing.append(name)
+            continue
+        targets.append((node, "bias", "uniform", err, node.bias))
+    if not targets or draws < 1:
+        return None
+    rng = np.random.default_rng(seed)
+    base = _counts(build.graph, base_out)
+    base_dec = decide(base_out)
+    changes = {name: [] for name in base}
+    agree = []
+    try:
+        for _ in range(int(draws)):
+            for node, f, kind, size, value in targets:
+                orig = np.asarray(value)
+                a = orig.astype(np.float64)
+                if kind == "gauss":
+                    rms = float(np.sqrt(np.mean(a * a))) if a.size else 0.0
+                    a = a + rng.normal(0.0, size * rms, a.shape)
+                else:
+                    a = a + rng.uniform(-size, size, np.shape(a))
+                setattr(node, f, a.astype(orig.dtype) if orig.dtype.kind == "f" else a)
+            out = runner(inputs)
+            for name, c in _counts(build.graph, out).items():
+                b = base.get(name)
+                if b:
+                    changes[name].append((c - b) / b)
+            dec = decide(out)
+            if base_dec is not None and dec is not None:
+                agree.append(float(np.mean(dec == base_dec)))
+    finally:
+        for node, f, _, _, value in targets:
+            setattr(node, f, value)
+    return Spread(draws=int(draws), seed=int(seed),
+                  layers={k: [min(v), max(v)] for k, v in changes.items() if v},
+                  agreement=[min(agree), max(agree)] if agree else None,
+                  perturbed=sorted({f"{n.name}.{f}" for n, f, *_ in targets}),
+                  not_perturbed=sorted(missing))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}%"
+
+
+def explain(rep, spread: Spread) -> list[str]:
+    """One line per failed layer count and for a failed decision agreement: the compiled
+    drift beside the spread rounding-sized noise gives the float model itself."""
+    lines = []
+    tol = rep.tolerance
+    what = (f"the float model itself, its weights and biases perturbed {spread.draws} times "
+            "by random noise of their rounding errors' size")
+    for r in rep.layers:
+        d = r.get("difference")
+        if d is None or abs(d) <= tol["spikes"] or r["layer"] not in spread.layers:
+            continue
+        lo, hi = spread.layers[r["layer"]]
+        inside = abs(d) <= max(abs(lo), abs(hi))
+        lines.append(
+            f"sensitivity: {r['layer']}: {what}, moves its spike count by {_pct(lo)} to "
+            f"{_pct(hi)}; the compiled {_pct(d)} is "
+            + ("within that: drifts of this size are what rounding gives this model here, "
+               "so the compile is not shown to be at fault (the model is this sensitive at "
+               "the chip's precision)" if inside else
+               "outside that: rounding noise of this size does not explain it; look at "
+               "the layer's quantisation and wrap counts in the build report"))
+    if (rep.agreement is not None and rep.agreement < tol["agreement"]
+            and spread.agreement is not None):
+        lo, hi = spread.agreement
+        inside = rep.agreement >= lo
+        lines.append(
+            f"sensitivity: output: {what}, takes its own unperturbed decision on "
+            f"{lo:.1%} to {hi:.1%} of the samples; the compiled network's {rep.agreement:.1%}"
+            + (" is within that" if inside else " is below that"))
+    return lines
