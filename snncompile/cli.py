@@ -18,38 +18,35 @@ import numpy as np
 from .backends import backend_names, get_backend
 from .errors import InputFileError, SnnCompileError, UnsupportedError
 
+
+def _number(text: str, cast, ok, need: str):
+    """`cast(text)` if it parses and `ok(value)`, else argparse's usage error (exit 2)
+    naming the value and what it must be."""
+    try:
+        value = cast(text)
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"'{text}' is not {kind}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{value} must be {need}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (so a limit of 0 or -5 is a usage error, not a
     silently empty or truncated run)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return _number(text, int, lambda v: v >= 1, "at least 1")
 
 
 def draws(text: str) -> int:
     """argparse type: an integer from 0 to 100 (how many extra float-model runs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 100")
-    return value
+    return _number(text, int, lambda v: 0 <= v <= 100, "between 0 and 100")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
-    return value
+    return _number(text, float, lambda v: v > 0 and v != float("inf"),
+                   "a finite number > 0")
 
 
 EPILOG = textwrap.dedent("""\
@@ -310,13 +307,7 @@ def _tolerance(args):
 
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1")
-    return value
+    return _number(text, float, lambda v: 0 <= v <= 1, "between 0 and 1")
 
 
 def _warn(line: str) -> None:

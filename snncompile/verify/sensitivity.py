@@ -90,18 +90,13 @@ def float_spread(build, inputs: np.ndarray, base_out: dict, decide, runner,
     weights, biases = rounding_errors(build)
     targets = []      # (node, field, noise kind, size, the unperturbed value)
     missing = []
-    for name, rel in weights.items():
-        node = fg.node(name) if name in fg else None
-        if node is None or getattr(node, "weight", None) is None:
-            missing.append(name)
-            continue
-        targets.append((node, "weight", "gauss", rel, node.weight))
-    for name, err in biases.items():
-        node = fg.node(name) if name in fg else None
-        if node is None or getattr(node, "bias", None) is None:
-            missing.append(name)
-            continue
-        targets.append((node, "bias", "uniform", err, node.bias))
+    for sizes, field, kind in ((weights, "weight", "gauss"), (biases, "bias", "uniform")):
+        for name, size in sizes.items():
+            node = fg.node(name) if name in fg else None
+            if node is None or getattr(node, field, None) is None:
+                missing.append(name)
+                continue
+            targets.append((node, field, kind, size, getattr(node, field)))
     if not targets or draws < 1:
         return None
     rng = np.random.default_rng(seed)
