@@ -155,6 +155,12 @@ def test_gain_shapes_window_vs_causal():
     assert TemporalAttention(6, 2)(d).shape == (3, 6, 1)
     assert ChannelAttention(4, 2)(d).shape == (3, 1, 4)
     assert ChannelAttention(4, 2, "causal")(d).shape == (3, 6, 4)
+    c1 = torch.randn(3, 6, 4, 7)                    # a conv1d's (C, L) current
+    assert TemporalAttention(6, 2)(c1).shape == (3, 6, 1, 1)
+    assert ChannelAttention(4, 2)(c1).shape == (3, 1, 4, 1)
+    assert ChannelAttention(4, 2, "causal")(c1).shape == (3, 6, 4, 1)
+    with pytest.raises(UnsupportedError, match="1-d layer has no 2-d spatial map"):
+        SpatialAttention(3)(c1)
     for mode, kw in (("window", {"steps": 6}), ("causal", {"window": 2})):
         assert TCSA(4, mode=mode, **kw)(x).shape == x.shape
     with pytest.raises(UnsupportedError, match="spatial"):

@@ -1,7 +1,8 @@
 """MA-SNN attention (Yao et al., TPAMI 2023; code BICLab/Attention-SNN) for the training side.
 
-Every module reads the pre-LIF input current X: (B, T, C, H, W) after a conv (and pool), or
-(B, T, C) after a dense layer. `TemporalAttention`, `ChannelAttention` and
+Every module reads the pre-LIF input current X: (B, T, C, H, W) after a conv (and pool),
+(B, T, C, L) after a conv1d (and pool; TA and CA pool over L where they pool over H, W;
+SA needs a 2-d map), or (B, T, C) after a dense layer. `TemporalAttention`, `ChannelAttention` and
 `SpatialAttention` return a *gain* that broadcasts against X, as the released code does;
 `TCSA` and `AttentionLayer` apply it: ``out = ReLU(g * X)``. The trailing ReLU is in every
 released variant, so the LIF only ever receives non-negative current.
@@ -118,13 +119,13 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
                          nn.Linear(hidden, n_out, bias=False))
 
 
-def _spatial(x: torch.Tensor) -> bool:
-    if x.dim() == 5:
-        return True
-    if x.dim() == 3:
-        return False
-    raise UnsupportedError(f"attention: expects (B, T, C, H, W) or (B, T, C), got "
-                           f"{tuple(x.shape)}")
+def _spatial(x: torch.Tensor) -> tuple[int, ...]:
+    """The ones a gain gets for the axes after C: (1, 1) for (B, T, C, H, W), (1,) for a
+    Conv1d's (B, T, C, L), () for a dense layer's (B, T, C)."""
+    if x.dim() in (3, 4, 5):
+        return (1,) * (x.dim() - 3)
+    raise UnsupportedError(f"attention: expects (B, T, C, H, W), (B, T, C, L) or (B, T, C), "
+                           f"got {tuple(x.shape)}")
 
 
 # ---------------------------------------------------------------- the three gains
@@ -165,7 +166,7 @@ class TemporalAttention(nn.Module):
             pm = nn.functional.pad(mx, (w - 1, 0)).unfold(1, w, 1)
             logit = (self.mlp(pa) + self.mlp(pm)).squeeze(-1)        # (B, T)
         g = quantize_gain(torch.sigmoid(logit), self.gain_bits)
-        return g.reshape((b, t, 1) + ((1, 1) if spatial else ()))
+        return g.reshape((b, t, 1) + spatial)
 
 
 class ChannelAttention(nn.Module):
@@ -192,7 +193,7 @@ class ChannelAttention(nn.Module):
         else:
             logit = self.mlp(flat.mean(-1)) + self.mlp(flat.amax(-1))       # (B, T, C)
             g = quantize_gain(torch.sigmoid(logit), self.gain_bits)
-        return g.reshape(g.shape + ((1, 1) if spatial else ()))
+        return g.reshape(g.shape + spatial)
 
 
 class SpatialAttention(nn.Module):
@@ -208,9 +209,9 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, self.kernel, padding=self.kernel // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _spatial(x):
+        if len(_spatial(x)) != 2:
             raise UnsupportedError("SpatialAttention: needs a (B, T, C, H, W) input; a dense "
-                                   "layer has no spatial map (use ta or ca)")
+                                   "or 1-d layer has no 2-d spatial map (use ta or ca)")
         b, t, c, h, w = x.shape
         if self.mode == "window":
             maps = x.reshape(b, t * c, h, w)
@@ -268,10 +269,11 @@ class AttentionLayer(nn.Module):
         _check_mode(name, mode)
         if "sa" in PARTS[kind] and len(shape) != 3:
             raise UnsupportedError(f"{name}: attention '{kind}' needs a (C, H, W) input, got "
-                                   f"{shape}; use ta or ca after a dense layer")
-        if len(shape) not in (1, 3):
-            raise UnsupportedError(f"{name}: attention expects a (C,) or (C, H, W) input, got "
-                                   f"{shape}")
+                                   f"{shape}; use ta, ca or tca after a dense or conv1d "
+                                   "layer")
+        if len(shape) not in (1, 2, 3):
+            raise UnsupportedError(f"{name}: attention expects a (C,), (C, L) or (C, H, W) "
+                                   f"input, got {shape}")
         t_steps = spec.get("steps", steps)
         bits, kernel = spec.get("gain_bits"), int(spec.get("kernel", 3))
         t_ratio, c_ratio = int(spec.get("t_ratio", 5)), int(spec.get("c_ratio", 8))
@@ -313,7 +315,8 @@ class AttentionLayer(nn.Module):
 
 # ---------------------------------------------------------------- the model
 ATTENTION_LAYER_TYPES = LAYER_TYPES + ("attention",)
-_BEFORE_ATTENTION = ("dense", "conv2d", "batchnorm", "sumpool2d", "avgpool2d")
+_BEFORE_ATTENTION = ("dense", "conv2d", "conv1d", "batchnorm", "sumpool2d", "avgpool2d",
+                     "sumpool1d", "avgpool1d")
 
 
 class AttentionSNN(SNN):
@@ -346,7 +349,8 @@ class AttentionSNN(SNN):
         if prev not in _BEFORE_ATTENTION or (nxt != "lif" and not body_end):
             raise UnsupportedError(
                 f"{name}: attention must sit between a synapse layer (dense, conv2d, "
-                f"optionally then a pool) and its lif, or end a residual block's body; "
+                f"conv1d, optionally then a pool) and its lif, or end a residual block's "
+                f"body; "
                 f"found after '{prev}', before '{nxt}'")
         steps = self.config["input"].get("steps")
         return AttentionLayer(spec, shape, steps, name), shape

@@ -256,10 +256,12 @@ def _ta_gain(b: _Builder, node: Attention, cur: str, shape, sigma: float) -> str
 
 
 def _ca_gain(b: _Builder, node: Attention, cur: str, shape, sigma: float) -> str:
-    """CA: per channel, mean and max over (H, W) of the step (causal) or over (T, H, W)
-    of the window; a causal dense current is its own mean and max."""
-    spatial = len(shape) == 3
-    axes = ((0, 2, 3) if spatial else (0,)) if b.window else ((1, 2) if spatial else ())
+    """CA: per channel, mean and max over (H, W) (a conv1d current: L) of the step
+    (causal) or over (T, H, W) of the window; a causal dense current is its own mean and
+    max."""
+    spatial = len(shape) > 1
+    rest = tuple(range(1, len(shape)))          # the axes after C
+    axes = ((0,) + tuple(a + 1 for a in rest)) if b.window else rest
     if axes:
         descs = [b.add(ReduceMean("ca_avg", (cur,), axes=axes, rounding=ROUNDING)),
                  b.add(ReduceMax("ca_max", (cur,), axes=axes))]
