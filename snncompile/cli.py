@@ -207,8 +207,9 @@ def _parser() -> argparse.ArgumentParser:
                         "others")
     v.add_argument("--sensitivity", type=draws, default=DRAWS, metavar="N",
                    help="when the faithfulness verdict fails: run the float model N more "
-                        "times with its weights and biases perturbed by random noise of "
-                        "their rounding errors' size, and say whether the compiled drift "
+                        "times with its weights, biases, thresholds and decays perturbed by "
+                        "random noise of their rounding errors' size, and say whether the "
+                        "compiled drift "
                         "is within what that gives (a model this sensitive cannot be "
                         f"compiled faithfully; default {DRAWS}; 0: off; not run on data "
                         "sets)")

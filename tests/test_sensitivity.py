@@ -82,14 +82,15 @@ def test_a_sabotaged_compile_is_outside_the_float_models_spread():
     line = next(s for s in fid.sensitivity["lines"] if s.startswith("sensitivity: lif1:"))
     assert "outside that" in line
     assert line in rep.text() and line in rep.summary()
-    assert "fc1.weight" in fid.sensitivity["perturbed"]
+    assert {"fc1.weight", "lif1.vth", "lif1.dv"} <= set(fid.sensitivity["perturbed"])
 
 
 def test_a_model_driven_by_one_shared_bias_is_within_the_spread():
     g, x = _bias_driven()
     build = _compiled(g, x)
-    errs = rounding_errors(build)[1]
-    assert errs["conv"] > 1e-3            # the shared bias is rounded coarsely
+    errs = rounding_errors(build)
+    assert errs[("conv", "bias")][1] > 1e-3     # the shared bias is rounded coarsely
+    assert errs[("lif1", "dv")][0] == "uniform" and ("fc", "weight") in errs
     rep = verify(build, x, backends=("sim",), sensitivity=5)
     fid = rep.fidelity
     assert fid.faithful is False, fid.text()

@@ -214,8 +214,9 @@ def verify(build: Build, inputs: np.ndarray, labels: np.ndarray | None = None,
     the report names every backend's count.
 
     When the faithfulness verdict fails, the float model runs `sensitivity` more times with
-    its weights and biases perturbed by rounding-sized noise, and the report says whether
-    the drift is within what that gives (`snncompile.verify.sensitivity`; 0: not run)."""
+    its weights, biases, thresholds and decays perturbed by rounding-sized noise, and the
+    report says whether the drift is within what that gives
+    (`snncompile.verify.sensitivity`; 0: not run)."""
     graph = build.graph
     backends = default_backends(build) if backends is None else tuple(backends)
     n, t = inputs.shape[:2]

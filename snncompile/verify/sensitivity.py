@@ -12,10 +12,11 @@ rounding of this size explains.
 the same inputs, each time with every compiled synapse's float weights perturbed by
 Gaussian noise of the quantisation's own relative RMS error (the build report's
 `weight_rel_error`: ||w_q - w|| / ||w||) and every bias (a synapse's bias axon, a LIF's
-voltage bias) by uniform noise within its largest rounding error (`bias_max_abs_error`),
-and measures each layer's spike count and the decisions against the unperturbed float
-model. Not perturbed: thresholds and decays (their rounding errors are reported and much
-smaller), attention and co-processor weights (integer arithmetic of their own). The noise
+voltage bias), threshold and decay by uniform noise within its largest rounding error
+(`bias_max_abs_error`; for thresholds and decays the quantiser's rounding recomputed from
+the float values at the layer's scale), and measures each layer's spike count and the decisions against
+the unperturbed float model. Not perturbed: attention and co-processor weights (integer
+arithmetic of their own). The noise
 is random where the rounding is deterministic, so the spread says how large drifts of
 rounding size are for this model on these inputs, not what the compiled network's drift
 must be.
@@ -30,11 +31,12 @@ import dataclasses
 
 import numpy as np
 
-from snncompile.ir import NEURON_TYPES, Graph
+from snncompile.ir import LIF, NEURON_TYPES, Graph
 from snncompile.ir.timing import delay_neurons
 
 DRAWS = 3
 """Perturbed float runs after a failed verdict (verify --sensitivity N; 0: none)."""
+BOUNDS = {"du": (0.0, 1.0), "dv": (0.0, 1.0), "vth": (1e-9, np.inf)}
 
 
 @dataclasses.dataclass
@@ -55,23 +57,49 @@ class Spread:
         return dataclasses.asdict(self)
 
 
-def rounding_errors(build) -> tuple[dict, dict]:
-    """({synapse: relative RMS weight error}, {node: largest bias rounding error}), float
-    units, from the build report: every synapse quantised with a LIF or readout (a residual
-    block's second synapse and a recurrent one too), every bias axon, every LIF's bias."""
-    weights, biases = {}, {}
+def rounding_errors(build) -> dict:
+    """{(node, field): (noise kind, size)} in float units: the relative RMS weight error
+    ("gauss") of every synapse quantised with a LIF or readout (a residual block's second
+    synapse and a recurrent one too) and the largest rounding error ("uniform") of every
+    bias axon, every LIF's bias, and every LIF's threshold and decays (`_neuron_errors`)."""
+    errors = {}
     for q in build.report.get("quantization") or []:
         for s in [q] + list(q.get("more_synapses") or []):
             if s.get("synapse") and s.get("weight_rel_error") is not None:
-                weights[s["synapse"]] = float(s["weight_rel_error"])
+                errors[(s["synapse"], "weight")] = ("gauss", float(s["weight_rel_error"]))
             if s is not q and s.get("bias_max_abs_error"):
-                biases[s["synapse"]] = float(s["bias_max_abs_error"])
+                errors[(s["synapse"], "bias")] = ("uniform", float(s["bias_max_abs_error"]))
         if q.get("bias_max_abs_error"):
-            biases[q["layer"]] = float(q["bias_max_abs_error"])
+            errors[(q["layer"], "bias")] = ("uniform", float(q["bias_max_abs_error"]))
+        errors.update(_neuron_errors(build, q))
     for s in build.report.get("synapse_bias") or []:
         if s.get("bias_max_abs_error"):
-            biases[s["synapse"]] = float(s["bias_max_abs_error"])
-    return weights, biases
+            errors[(s["synapse"], "bias")] = ("uniform", float(s["bias_max_abs_error"]))
+    return errors
+
+
+def _neuron_errors(build, q: dict) -> dict:
+    """The largest rounding errors of the threshold and decays of the LIF `q` reports,
+    recomputed from the float values with the quantiser's rules at the report's scale
+    (not read off the compiled graph, so that a compiled value that is wrong for another
+    reason than rounding does not widen the noise)."""
+    from snncompile.passes.quantize import _decay
+    name, fg = q["layer"], build.float_graph
+    fl = fg.node(name) if fg is not None and name in fg else None
+    if not isinstance(fl, LIF) or not q.get("scale"):
+        return {}
+    unity, sigma = build.target.numerics.decay_unity, float(q["scale"])
+    vth = np.asarray(fl.vth, np.float64)
+    rounded = {"vth": np.round(vth * sigma) / sigma,
+               "du": _decay(name, "du", fl.du, unity, 1)[1],
+               "dv": _decay(name, "dv", fl.dv, unity, 0)[1]}
+    out = {}
+    for field, r in rounded.items():
+        err = float(np.max(np.abs(np.asarray(r, np.float64)
+                                  - np.asarray(getattr(fl, field), np.float64))))
+        if err > 0:
+            out[(name, field)] = ("uniform", err)
+    return out
 
 
 def _counts(graph: Graph, out: dict) -> dict:
@@ -87,16 +115,14 @@ def float_spread(build, inputs: np.ndarray, base_out: dict, decide, runner,
     perturbations of the module docstring; `base_out` is its unperturbed output and
     `decide(out)` the decisions (or None). None when nothing can be perturbed."""
     fg = build.float_graph
-    weights, biases = rounding_errors(build)
     targets = []      # (node, field, noise kind, size, the unperturbed value)
     missing = []
-    for sizes, field, kind in ((weights, "weight", "gauss"), (biases, "bias", "uniform")):
-        for name, size in sizes.items():
-            node = fg.node(name) if name in fg else None
-            if node is None or getattr(node, field, None) is None:
-                missing.append(name)
-                continue
-            targets.append((node, field, kind, size, getattr(node, field)))
+    for (name, field), (kind, size) in rounding_errors(build).items():
+        node = fg.node(name) if name in fg else None
+        if node is None or getattr(node, field, None) is None:
+            missing.append(f"{name}.{field}")
+            continue
+        targets.append((node, field, kind, size, getattr(node, field)))
     if not targets or draws < 1:
         return None
     rng = np.random.default_rng(seed)
@@ -114,6 +140,8 @@ def float_spread(build, inputs: np.ndarray, base_out: dict, decide, runner,
                     a = a + rng.normal(0.0, size * rms, a.shape)
                 else:
                     a = a + rng.uniform(-size, size, np.shape(a))
+                if f in BOUNDS:         # decays stay in [0, 1], thresholds above 0
+                    a = np.clip(a, *BOUNDS[f])
                 setattr(node, f, a.astype(orig.dtype) if orig.dtype.kind == "f" else a)
             out = runner(inputs)
             for name, c in _counts(build.graph, out).items():
@@ -142,7 +170,8 @@ def explain(rep, spread: Spread) -> list[str]:
     drift beside the spread rounding-sized noise gives the float model itself."""
     lines = []
     tol = rep.tolerance
-    what = (f"the float model itself, its weights and biases perturbed {spread.draws} times "
+    what = (f"the float model itself, its weights, biases, thresholds and decays perturbed "
+            f"{spread.draws} times "
             "by random noise of their rounding errors' size")
     for r in rep.layers:
         d = r.get("difference")
