@@ -103,3 +103,36 @@ def test_spatial_attention_after_conv1d_is_refused_in_one_line(kind):
     with pytest.raises(UnsupportedError, match=rf"attention1: attention '{kind}' needs a "
                        r"\(C, H, W\) input, got \(8, 16\); use ta, ca or tca"):
         _model(_cfg(kind, "causal"))
+
+
+@pytest.mark.parametrize("kind,mode", [("ca", "causal"), ("tca", "window")])
+def test_attention_at_the_end_of_a_conv1d_residual_body(tmp_path, kind, mode):
+    """Att_Res_SNN's block on 1-d currents: conv1d, lif, conv1d, attention in the body,
+    a 1x1 conv1d shortcut. In window mode the gates act on the co-processor's delayed copy
+    of the current, which Lava must deliver in the conv1d's (L, 1, C) layout to add to the
+    shortcut's current (a different layout was refused in Lava before)."""
+    cfg = {"input": {"shape": [2, 16], "steps": STEPS}, "layers": [
+        {"type": "conv1d", "out": 8, "kernel": 3, "padding": 1}, dict(LIF),
+        {"type": "residual",
+         "body": [{"type": "conv1d", "out": 8, "kernel": 3, "padding": 1}, dict(LIF),
+                  {"type": "conv1d", "out": 8, "kernel": 3, "padding": 1}, _att(kind, mode)],
+         "shortcut": [{"type": "conv1d", "out": 8, "kernel": 1}]}, dict(LIF),
+        {"type": "flatten"}, {"type": "dense", "out": 5}, dict(LIF)]}
+    torch.manual_seed(0)
+    model = model_class(cfg)(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "block" not in name and ".fc" not in name:
+                p.mul_(3.0)
+    path = tmp_path / "m.pt"
+    save_checkpoint(model.eval(), path)
+    x = _x()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FidelityWarning)
+        build = compile_model(path, "loihi2", calib=x)
+    rep = verify(build, x, backends=("sim", "reference", "lava"), lava_samples=2,
+                 sensitivity=0)
+    assert rep.equivalent and rep.mismatches == 0, rep.text()
+    for r in rep.fidelity.layers:
+        if r["layer"] != "lif3":                      # the 5-neuron output: few spikes
+            assert r["compiled"] > 500 and abs(r["difference"]) <= 0.05, rep.fidelity.text()

@@ -116,6 +116,7 @@ class LavaNet:
     models: dict = field(default_factory=dict)     # process class / instance -> model
     outs: dict = field(default_factory=dict)       # node name -> Lowered
     neurons: dict = field(default_factory=dict)    # FxLIF -> (LIFReset, perm, lava shape)
+    coproc_layouts: dict = field(default_factory=dict)  # FxCoproc -> port -> (perm, shape)
     bias_in: dict = field(default_factory=dict)    # bias-fed FxLIF -> per-sample bias_mant
     recordings: list = field(default_factory=list)  # Recording, in creation order
     checks: list = field(default_factory=list)     # callables to run after the run
@@ -649,13 +650,16 @@ def _coproc(node: FxCoproc, ins: list[Lowered], net: LavaNet) -> Lowered:
     outs_g = {o: cg.specs[o].shape[lead:] for o in cg.outputs}
     window = (dict(window=node.window, latency=node.latency,
                    buffer_start=net.timing.lava_buffer_start(name)) if node.window else {})
+    layouts = _coproc_layouts(outs_g, [(graph.shape(s), src) for s, src in
+                                       zip(graph.inputs(name), ins)])
     proc = CoprocProcess(
         cg, in_shapes={k: src.shape for k, src in zip(names, ins)},
-        out_shapes={o: lava_shape(sh) or (1,) for o, sh in outs_g.items()},
+        out_shapes={o: lshape for o, (_, lshape) in layouts.items()},
         reset_interval=0 if node.window else net.steps,
         reset_offset=net.timing.lava_reset_offset(name),
         in_perms={k: src.perm for k, src in zip(names, ins)},
-        out_perms={o: natural_perm(sh) for o, sh in outs_g.items()}, name=name, **window)
+        out_perms={o: perm for o, (perm, _) in layouts.items()}, name=name, **window)
+    net.coproc_layouts[name] = layouts
     net.add(proc, model_map([proc])[proc], by_class=False)
     net.checks.append(lambda: check_errors([proc]))
     for k, src in zip(names, ins):
@@ -667,10 +671,24 @@ def _coproc(node: FxCoproc, ins: list[Lowered], net: LavaNet) -> Lowered:
     return Lowered(proc, None, None)
 
 
+def _coproc_layouts(outs: dict, sources: list) -> dict:
+    """port -> (perm, Lava shape) of a partition's outputs: an output of a source's shape
+    (window mode's delayed current) in that source's layout, so that the gates on it and
+    the synapses beside them (a conv1d shortcut's (L, 1, C) image) agree; the others
+    (gains) in the natural layout of their shape."""
+    out = {}
+    for o, sh in outs.items():
+        same = [src for shape, src in sources if tuple(shape) == tuple(sh)]
+        out[o] = ((same[0].perm, tuple(same[0].shape)) if same else
+                  (natural_perm(sh), lava_shape(sh) or (1,)))
+    return out
+
+
 @LOWER.register(FxCoprocOut)
 def _coproc_out(node: FxCoprocOut, ins: list[Lowered], net: LavaNet) -> Lowered:
     gshape = tuple(node.shape)
-    perm, lshape = natural_perm(gshape), lava_shape(gshape) or (1,)
+    coproc = net.graph.inputs(node.name)[0]
+    perm, lshape = net.coproc_layouts[coproc][node.port]
     port = ins[0].port.out_port(node.port)
     net.record(node.name, node.name, port, perm, lshape, gshape, VALUES, boundary=True)
     return Lowered(port, perm, lshape)
