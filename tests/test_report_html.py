@@ -319,7 +319,9 @@ def test_fidelity_entries_of_compile_and_verify_are_shown(tiny_files, tmp_path):
         "checked": True, "faithful": False, "verdict": "NOT FAITHFUL", "reason": "",
         "float_model": "float/", "samples": 12, "steps": 10, "layers": layers,
         "tolerance": {"spikes": 0.25, "correlation": 0.9, "agreement": 0.9},
-        "failures": ["lif2: spike count -60% vs float (tolerance +-25%)"], "notes": []}
+        "failures": ["lif2: spike count -60% vs float (tolerance +-25%)"], "notes": [],
+        "sensitivity": {"draws": 3, "lines": ["sensitivity: lif2: <the float model moves "
+                                              "it by -1% to +1%> outside that"]}}
     build.save(tmp_path / "f.build")
     vdoc = {"equivalent": True, "mismatches": 0, "samples": 12, "steps": 10,
             "backends": {"reference": {}, "sim": {}},
@@ -332,6 +334,8 @@ def test_fidelity_entries_of_compile_and_verify_are_shown(tiny_files, tmp_path):
     html = page.html()
     assert {"fidelity_0", "fidelity_1"} <= {f.name for f in page.figures}
     assert "lif2: spike count -60% vs float" in html and "Not available: this build" not in html
+    assert "The compile or the model?" in html            # the sensitivity lines, escaped
+    assert "sensitivity: lif2: &lt;the float model moves it by -1% to +1%&gt;" in html
     lines = describe(b)["verdicts"]
     assert any(v.startswith("fidelity (float vs compiled): NOT FAITHFUL: lif2") for v in lines)
     assert any("FAITHFUL (from verify" in v for v in lines)

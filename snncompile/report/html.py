@@ -538,11 +538,15 @@ def _fidelity_html(fid: dict) -> str:
                 "the float layer is silent", "correlation": "per-neuron rate correlation"}
         out += html_table([(k, tips.get(k, "")) for k in keys],
                           [[_cell(r.get(k, "")) for k in keys] for r in rows])
-    for key, label in (("failures", "Why not faithful"), ("notes", "Notes"),
-                       ("warnings", "Warnings")):
-        lines = [x for x in fid.get(key, []) or [] if isinstance(x, str)]
+    sens = fid.get("sensitivity")
+    sens = sens.get("lines") if isinstance(sens, dict) else None
+    for label, lines in (("Why not faithful", fid.get("failures")),
+                         ("The compile or the model? (the float model under rounding-sized "
+                          "noise)", sens), ("Notes", fid.get("notes")),
+                         ("Warnings", fid.get("warnings"))):
+        lines = [x for x in lines if isinstance(x, str)] if isinstance(lines, list) else []
         if lines:
-            out += f"<p>{label}:</p><ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) \
+            out += f"<p>{_e(label)}:</p><ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) \
                 + "</ul>"
     return out
 
