@@ -40,11 +40,28 @@ def _cfg(kind, mode, pool=False):
 def _model(cfg, seed=0):
     torch.manual_seed(seed)
     model = model_class(cfg)(cfg)
+    gates = {id(p) for m in model.modules() if isinstance(m, AttentionLayer)
+             for p in m.parameters()}
     with torch.no_grad():        # synapses strong enough that every layer fires
-        for name, p in model.named_parameters():
-            if not name.startswith("layers.1."):
+        for p in model.parameters():
+            if id(p) not in gates:
                 p.mul_(3.0)
     return model.eval()
+
+
+def _verified(tmp_path, model):
+    """(build, verify report) of `model` compiled for loihi2 on `_x()`, after checking that
+    reference, simulator and Lava (2 samples) agree on every spike and gain."""
+    path = tmp_path / "m.pt"
+    save_checkpoint(model, path)
+    x = _x()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FidelityWarning)
+        build = compile_model(path, "loihi2", calib=x)
+    rep = verify(build, x, backends=("sim", "reference", "lava"), lava_samples=2,
+                 sensitivity=0)
+    assert rep.equivalent and rep.mismatches == 0, rep.text()
+    return build, rep
 
 
 def _x(seed=0, n=12):
@@ -80,15 +97,7 @@ def test_float_graph_equals_the_training_model(kind, mode, pool):
 @pytest.mark.parametrize("kind,mode", CASES)
 def test_compiled_reference_simulator_and_lava_agree_and_follow_the_float_model(
         tmp_path, kind, mode):
-    path = tmp_path / "m.pt"
-    save_checkpoint(_model(_cfg(kind, mode, pool=(kind == "tca"))), path)
-    x = _x()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FidelityWarning)
-        build = compile_model(path, "loihi2", calib=x)
-    rep = verify(build, x, backends=("sim", "reference", "lava"), lava_samples=2,
-                 sensitivity=0)
-    assert rep.equivalent and rep.mismatches == 0, rep.text()
+    build, rep = _verified(tmp_path, _model(_cfg(kind, mode, pool=(kind == "tca"))))
     assert any(b["channel"].endswith(".g_ta") or b["channel"].endswith(".g_ca")
                for b in rep.boundary)               # gains crossed the boundary
     lif1 = {r["layer"]: r for r in rep.fidelity.layers}["lif1"]
@@ -118,21 +127,7 @@ def test_attention_at_the_end_of_a_conv1d_residual_body(tmp_path, kind, mode):
                   {"type": "conv1d", "out": 8, "kernel": 3, "padding": 1}, _att(kind, mode)],
          "shortcut": [{"type": "conv1d", "out": 8, "kernel": 1}]}, dict(LIF),
         {"type": "flatten"}, {"type": "dense", "out": 5}, dict(LIF)]}
-    torch.manual_seed(0)
-    model = model_class(cfg)(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "block" not in name and ".fc" not in name:
-                p.mul_(3.0)
-    path = tmp_path / "m.pt"
-    save_checkpoint(model.eval(), path)
-    x = _x()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FidelityWarning)
-        build = compile_model(path, "loihi2", calib=x)
-    rep = verify(build, x, backends=("sim", "reference", "lava"), lava_samples=2,
-                 sensitivity=0)
-    assert rep.equivalent and rep.mismatches == 0, rep.text()
+    _, rep = _verified(tmp_path, _model(cfg))
     for r in rep.fidelity.layers:
         if r["layer"] != "lif3":                      # the 5-neuron output: few spikes
             assert r["compiled"] > 500 and abs(r["difference"]) <= 0.05, rep.fidelity.text()
