@@ -4,14 +4,16 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from .build import Build
 from .data import is_dataset, load_inputs, take_samples
 from .errors import InputFileError, UnsupportedError
-from snncompile.verify.fidelity import (Tolerance, UnfaithfulError, compare, compiled_only,
-                                        not_checked)
+from snncompile.verify.fidelity import (Tolerance, UnfaithfulError, add_sensitivity, compare,
+                                        compiled_only, graph_runner, not_checked)
+from snncompile.verify.sensitivity import DRAWS
 from .frontends import import_checkpoint
 from .ir import NEURON_TYPES, FxCoproc, Graph
 from .ir.timing import balance
@@ -138,6 +140,11 @@ def _compile(source, target, calib, calib_samples, chips, input_bits, input_sign
                         objective=objective, max_cores=max_cores, compare=True)
     st.start("report")
     report = _report(fixed, spec, low.quant, sim.overflow if sim else {}, x_cal, low.cal_file)
+    if fid.faithful is False and low.float_cal is not None:   # the compile, or the model?
+        add_sensitivity(fid, SimpleNamespace(graph=fixed, float_graph=low.float_graph,
+                                             target=spec, report=report),
+                        x_cal, low.float_cal, graph_runner(low.float_graph), DRAWS)
+        problems += fid.sensitivity_lines()
     report["fidelity"] = dict(fid.to_json(), warnings=problems)
     report["mapping"] = mapping_summary(mapping)
     if graph.meta.get("nir"):                   # NIR: the dt used, where from, what assumed

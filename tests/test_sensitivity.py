@@ -169,3 +169,18 @@ def test_rounding_attribution_names_the_rounding_that_moves_the_layer(tmp_path, 
         rows[label] = values
     assert float(rows["conv bias"][0].rstrip("%")) == pytest.approx(100 * drift, abs=0.05)
     assert rows["conv weight"][0] == "+0.0%"
+
+
+def test_compile_adds_the_sensitivity_to_a_failed_calibration_check(recwarn):
+    """compile's own check on the calibration data fails for the bias-driven conv; its
+    warnings (stderr in the CLI) and report.json say the float model moves as much."""
+    g, x = _bias_driven()
+    build = compile_model(g, "loihi2", calib=x)
+    fid = build.report["fidelity"]
+    assert fid["verdict"] == "NOT FAITHFUL"
+    lines = fid["sensitivity"]["lines"]
+    assert any(s.startswith("sensitivity: lif1:") and "within that" in s for s in lines)
+    assert set(lines) <= set(fid["warnings"])
+    warned = [str(w.message) for w in recwarn if issubclass(w.category, FidelityWarning)]
+    assert set(lines) <= set(warned)
+    assert "The compile or the model? sensitivity: lif1:" in build.report_md

@@ -187,6 +187,8 @@ class FidelityReport:
         problems = self.failures + self.notes
         out += ["", (f"**{self.verdict}**" + (": " + "; ".join(problems) if problems else "")
                      + ".")]
+        out += ["", "The compile or the model? " + " ".join(self.sensitivity_lines())] \
+            if self.sensitivity_lines() else []
         return "\n".join(out)
 
     def warnings(self) -> list[str]:
@@ -521,14 +523,22 @@ def check(build, inputs: np.ndarray, compiled_out: dict, labels=None,
         st["extra_notes"].append(msg)
     rep = from_statistics(st, tol, what)
     if sensitivity > 0 and rep.faithful is False:
-        from snncompile.verify.sensitivity import explain, float_spread
-        out = build.graph.inputs(build.graph.output_node().name)[0]
-        node = build.graph.node(out)
-        decide = (lambda o: decision(node, o[out]) if out in o else None)
-        spread = float_spread(build, inputs, float_out, decide, runner, sensitivity)
-        if spread is not None:
-            rep.sensitivity = dict(spread.to_json(), lines=explain(rep, spread))
+        add_sensitivity(rep, build, inputs, float_out, runner, sensitivity)
     return rep
+
+
+def add_sensitivity(rep: FidelityReport, build, inputs: np.ndarray, float_out: dict,
+                    runner: FloatRunner, draws: int) -> None:
+    """Set `rep.sensitivity` (spread and lines) from `draws` perturbed float runs on
+    `inputs` (`snncompile.verify.sensitivity`); `build` needs graph, float_graph, target
+    and report (verify passes the Build, compile what it has assembled)."""
+    from snncompile.verify.sensitivity import explain, float_spread
+    out = build.graph.inputs(build.graph.output_node().name)[0]
+    node = build.graph.node(out)
+    decide = (lambda o: decision(node, o[out]) if out in o else None)
+    spread = float_spread(build, inputs, float_out, decide, runner, draws)
+    if spread is not None:
+        rep.sensitivity = dict(spread.to_json(), lines=explain(rep, spread))
 
 
 def calibration_steps(build_report: dict) -> int | None:

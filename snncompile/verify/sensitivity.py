@@ -21,9 +21,9 @@ is random where the rounding is deterministic, so the spread says how large drif
 rounding size are for this model on these inputs, not what the compiled network's drift
 must be.
 
-`fidelity.check` runs it only when a verdict fails, and only on the in-process path
-(`verify` of one inputs file; a sharded data-set `verify` and `compile`'s calibration check
-do not run it).
+`fidelity.add_sensitivity` runs it only when a verdict fails: `verify` of one inputs file
+(`--sensitivity N`) and `compile`'s check on its calibration samples (DRAWS); a sharded
+data-set `verify` does not (its shards are judged together).
 """
 from __future__ import annotations
 
