@@ -209,8 +209,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="when the faithfulness verdict fails: run the float model N more "
                         "times with its weights, biases, thresholds and decays perturbed by "
                         "random noise of their rounding errors' size, and say whether the "
-                        "compiled drift "
-                        "is within what that gives (a model this sensitive cannot be "
+                        "compiled drift is within what that gives (a model this sensitive "
+                        "cannot be "
                         f"compiled faithfully; default {DRAWS}; 0: off; not run on data "
                         "sets)")
     _tolerance_args(v)

@@ -14,12 +14,11 @@ Gaussian noise of the quantisation's own relative RMS error (the build report's
 `weight_rel_error`: ||w_q - w|| / ||w||) and every bias (a synapse's bias axon, a LIF's
 voltage bias), threshold and decay by uniform noise within its largest rounding error
 (`bias_max_abs_error`; for thresholds and decays the quantiser's rounding recomputed from
-the float values at the layer's scale), and measures each layer's spike count and the decisions against
-the unperturbed float model. Not perturbed: attention and co-processor weights (integer
-arithmetic of their own). The noise
-is random where the rounding is deterministic, so the spread says how large drifts of
-rounding size are for this model on these inputs, not what the compiled network's drift
-must be.
+the float values at the layer's scale), and measures each layer's spike count and the
+decisions against the unperturbed float model. Not perturbed: attention and co-processor
+weights (integer arithmetic of their own). The noise is random where the rounding is
+deterministic, so the spread says how large drifts of rounding size are for this model on
+these inputs, not what the compiled network's drift must be.
 
 `fidelity.add_sensitivity` runs it only when a verdict fails: `verify` of one inputs file
 (`--sensitivity N`) and `compile`'s check on its calibration samples (DRAWS); a sharded
@@ -83,14 +82,15 @@ def _neuron_errors(build, q: dict) -> dict:
     recomputed from the float values with the quantiser's rules at the report's scale
     (not read off the compiled graph, so that a compiled value that is wrong for another
     reason than rounding does not widen the noise)."""
-    from snncompile.passes.quantize import _decay
+    from snncompile.passes.quantize import _decay, _threshold
     name, fg = q["layer"], build.float_graph
     fl = fg.node(name) if fg is not None and name in fg else None
     if not isinstance(fl, LIF) or not q.get("scale"):
         return {}
-    unity, sigma = build.target.numerics.decay_unity, float(q["scale"])
-    vth = np.asarray(fl.vth, np.float64)
-    rounded = {"vth": np.round(vth * sigma) / sigma,
+    num, sigma = build.target.numerics, float(q["scale"])
+    unity = num.decay_unity
+    vth = fl.vth if not isinstance(fl.vth, np.ndarray) else np.asarray(fl.vth, np.float64)
+    rounded = {"vth": np.asarray(_threshold(name, vth, sigma, "", num)[0], np.float64) / sigma,
                "du": _decay(name, "du", fl.du, unity, 1)[1],
                "dv": _decay(name, "dv", fl.dv, unity, 0)[1]}
     out = {}
@@ -103,9 +103,10 @@ def _neuron_errors(build, q: dict) -> dict:
 
 
 def _counts(graph: Graph, out: dict) -> dict:
+    """Each trained neuron layer's activity in `out`, as the fidelity verdict counts it."""
+    from snncompile.verify.fidelity import _activity
     relays = delay_neurons(graph)
-    return {n.name: int(np.count_nonzero(out[n.name])) if out[n.name].dtype == bool
-            else float(np.abs(out[n.name]).sum())
+    return {n.name: float(_activity(n, out[n.name]).sum())
             for n in graph.nodes(NEURON_TYPES) if n.name in out and n.name not in relays}
 
 
